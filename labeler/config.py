@@ -1,0 +1,137 @@
+"""Settings: defaults < ``labeler.toml`` < environment (``LABELER_*``) < explicit overrides.
+
+One flat dataclass keeps the whole configuration visible in one place. Each
+project writes the settings it used to ``labeler.toml`` so a later run (or a
+colleague) sees how its arrays were made.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+
+@dataclass
+class Settings:
+    """Pipeline settings.
+
+    Attributes
+    ----------
+    backbone : str
+        'auto' (resnet50 where its weights can be had, else efficientnet-lite0),
+        'resnet50' or 'efficientnet-lite0'.
+    weights : str
+        Path of a resnet50 state_dict ('' = resolve from the hub cache / download).
+    view : str
+        'whole' (resize the full frame, nothing cut away) or 'crop' (resize +
+        centre crop, the ImageNet evaluation protocol).
+    device : str
+        '' = cuda when present, else cpu.
+    batch_size, num_workers : int
+        Embedding batch size and decoding worker processes.
+    pca_components : int
+        PCA dimensions kept (capped at min(n_samples, n_features)). 256 by default.
+    umap_neighbors, umap_min_dist : int, float
+        UMAP parameters for the 2-D map (McInnes et al. 2018; umap-learn defaults
+        are 15 and 0.1).
+    cluster_dims : int
+        Dimensions of the UMAP embedding HDBSCAN runs on. HDBSCAN on 256-d vectors
+        slows sharply past ~20k points; a 10-d UMAP stays fast to 100k+ and
+        clusters better (umap-learn docs, "Using UMAP for Clustering").
+    method : str
+        'hdbscan' or 'kmeans'.
+    min_cluster_size, min_samples : int
+        HDBSCAN parameters (Campello et al. 2013); min_samples 0 = same as
+        min_cluster_size.
+    k : int
+        KMeans clusters; 0 = choose by silhouette over ``k_range``.
+    k_range : list[int]
+        [low, high] inclusive for the silhouette search.
+    seed : int
+        Random seed for PCA, UMAP and KMeans.
+    novelty_percentile : float
+        A query is novel when its best cosine similarity is below this percentile
+        of the collection's own nearest-neighbour similarities.
+    """
+
+    backbone: str = "auto"
+    weights: str = ""
+    view: str = "whole"
+    device: str = ""
+    batch_size: int = 32
+    num_workers: int = 1
+    pca_components: int = 256
+    umap_neighbors: int = 15
+    umap_min_dist: float = 0.1
+    cluster_dims: int = 10
+    method: str = "hdbscan"
+    min_cluster_size: int = 15
+    min_samples: int = 5
+    k: int = 0
+    k_range: list[int] = dataclasses.field(default_factory=lambda: [2, 20])
+    seed: int = 0
+    novelty_percentile: float = 1.0
+
+    def updated(self, **overrides: Any) -> "Settings":
+        """A copy with the non-None ``overrides`` applied (unknown keys raise TypeError)."""
+        clean = {k: v for k, v in overrides.items() if v is not None}
+        names = {f.name for f in fields(self)}
+        unknown = set(clean) - names
+        if unknown:
+            raise TypeError(f"unknown setting(s): {sorted(unknown)}")
+        return dataclasses.replace(self, **clean)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+def _coerce(name: str, raw: str, default: Any) -> Any:
+    if isinstance(default, bool):
+        return raw.lower() in ("1", "true", "yes")
+    if isinstance(default, int):
+        return int(raw)
+    if isinstance(default, float):
+        return float(raw)
+    if isinstance(default, list):
+        return [int(x) for x in raw.replace(",", " ").split()]
+    return raw
+
+
+def load_settings(toml_path: Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
+    """Resolve settings: defaults < toml file < ``LABELER_<NAME>`` variables < overrides.
+
+    Raises
+    ------
+    ValueError
+        A malformed toml file or an environment value of the wrong type.
+    """
+    s = Settings()
+    if toml_path is not None and Path(toml_path).is_file():
+        try:
+            data = tomllib.loads(Path(toml_path).read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise ValueError(f"{toml_path}: {e}") from e
+        s = s.updated(**{k: v for k, v in data.items() if k in {f.name for f in fields(s)}})
+    env = os.environ if env is None else env
+    from_env = {}
+    for f in fields(s):
+        key = f"LABELER_{f.name.upper()}"
+        if key in env and env[key] != "":
+            try:
+                from_env[f.name] = _coerce(f.name, env[key], getattr(s, f.name))
+            except ValueError as e:
+                raise ValueError(f"{key}={env[key]!r}: {e}") from e
+    return s.updated(**from_env).updated(**overrides)
+
+
+def save_settings(settings: Settings, toml_path: Path) -> None:
+    """Write the settings used to ``toml_path`` (atomic replace)."""
+    tmp = Path(toml_path).with_suffix(".toml.tmp")
+    tmp.write_text(tomli_w.dumps(settings.to_dict()))
+    os.replace(tmp, toml_path)
