@@ -145,8 +145,9 @@ class Store:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._local = threading.local()
+        # executescript commits on its own: the DDL is idempotent (IF NOT EXISTS).
+        self.con.executescript(_SCHEMA)
         with self.transaction() as con:
-            con.executescript(_SCHEMA)
             con.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
