@@ -35,6 +35,8 @@ class Settings:
         '' = cuda when present, else cpu.
     batch_size, num_workers : int
         Embedding batch size and decoding worker processes.
+    commit_every : int
+        Images per committed chunk: an interrupted ingest loses at most this much work.
     pca_components : int
         PCA dimensions kept (capped at min(n_samples, n_features)). 256 by default.
     umap_neighbors, umap_min_dist : int, float
@@ -66,6 +68,7 @@ class Settings:
     device: str = ""
     batch_size: int = 32
     num_workers: int = 1
+    commit_every: int = 256
     pca_components: int = 256
     umap_neighbors: int = 15
     umap_min_dist: float = 0.1

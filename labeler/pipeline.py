@@ -1,0 +1,347 @@
+"""The ingest pipeline: catalogue -> embed -> PCA -> UMAP -> cluster.
+
+Each step is a function with plain inputs and outputs; :func:`ingest` runs them
+in order and is what ``labeler ingest`` calls. Re-running on the same folder
+embeds only new or changed files (by content hash); an interrupted run resumes
+from the last committed chunk.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from . import cluster as clustering
+from . import images
+from .config import Settings
+from .index import nearest_neighbour_similarities
+from .project import Project, ProjectError
+from .reduce import fit_pca, fit_umap
+
+log = logging.getLogger("labeler")
+
+
+class BackboneMismatchError(ProjectError):
+    """The project's embeddings were made with another backbone (re-embed with force)."""
+
+
+@dataclass
+class CatalogueReport:
+    """What a walk of the image folder found (counts of files)."""
+
+    found: int = 0
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+    missing: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+
+@dataclass
+class IngestReport:
+    """Summary of an ingest run, printed by the CLI."""
+
+    catalogue: CatalogueReport
+    backbone: str | None
+    embedded: int
+    skipped: list[tuple[str, str]]
+    n_images: int
+    n_clusters: int
+    n_noise: int
+    seconds: float
+    rebuilt: bool
+
+
+def catalogue(project: Project, image_dir: Path) -> CatalogueReport:
+    """Record every image file under ``image_dir`` in the project database.
+
+    New files and files whose content hash changed become ``pending``; files no
+    longer present become ``missing`` (kept, with their labels). A file whose
+    size and mtime are unchanged is not hashed again.
+
+    Raises
+    ------
+    FileNotFoundError, NotADirectoryError
+        ``image_dir`` is missing or not a folder.
+    ProjectError
+        The project already catalogues another folder.
+    """
+    image_dir = Path(image_dir).expanduser().resolve()
+    entries, skipped = images.discover(image_dir)
+    root = project.image_root
+    if root is not None and Path(root) != image_dir:
+        raise ProjectError(
+            f"this project catalogues {root}, not {image_dir}: one project per image folder"
+        )
+    project.store.set_meta(image_root=str(image_dir))
+    known = project.store.images_by_path()
+    rep = CatalogueReport(found=len(entries))
+    fresh, seen = [], []
+    for e in entries:
+        old = known.get(e.rel_path)
+        if old is not None and old["size"] == e.size and old["mtime"] == e.mtime:
+            rep.unchanged += 1
+            seen.append(e.rel_path)
+            continue
+        try:
+            h = images.content_hash(image_dir / e.rel_path)
+        except OSError as err:
+            skipped.append((e.rel_path, f"unreadable: {err.strerror or err}"))
+            continue
+        if old is None:
+            rep.new += 1
+        elif old["hash"] != h:
+            rep.changed += 1
+        else:
+            rep.unchanged += 1
+        fresh.append({"path": e.rel_path, "size": e.size, "mtime": e.mtime, "hash": h})
+        seen.append(e.rel_path)
+    project.store.add_or_update_images(fresh)
+    project.store.touch_images(seen)
+    found = {e.rel_path for e in entries}
+    gone = [p for p, r in known.items() if p not in found and r["status"] != "missing"]
+    rep.missing = len(gone)
+    project.store.mark_missing(gone)
+    project.store.clear_skipped([r["path"] for r in project.store.skipped() if r["path"] not in found])
+    if skipped:
+        project.store.mark_skipped(skipped)
+    rep.skipped = skipped
+    return rep
+
+
+def backbone_change(project: Project, settings: Settings) -> str | None:
+    """Why ``settings`` would re-embed the project with another backbone or view, or None."""
+    recorded = project.store.get_meta("backbone")
+    if not recorded:
+        return None
+    wanted = recorded["name"] if settings.backbone == "auto" else settings.backbone
+    if (wanted, settings.view) == (recorded["name"], recorded.get("view")):
+        return None
+    return (
+        f"the project's embeddings were made with {recorded['name']} (view {recorded.get('view')}); "
+        f"re-embedding everything with {wanted} (view {settings.view}) needs --force"
+    )
+
+
+def resolve_project_backbone(project: Project, settings: Settings, *, force: bool = False, warn: Callable[[str], None] = log.warning):
+    """Load the backbone for this project, keeping one backbone per project.
+
+    ``auto`` keeps the backbone the project already uses. Another backbone or
+    view needs ``force``, which marks every image for re-embedding (labels stay).
+
+    Raises
+    ------
+    BackboneMismatchError
+        Another backbone was asked for without ``force``.
+    backbones.WeightsNotFoundError
+        Explicit resnet50 without weights.
+    """
+    from .backbones import load_backbone
+
+    change = backbone_change(project, settings)
+    if change and not force:
+        raise BackboneMismatchError(change)
+    recorded = project.store.get_meta("backbone")
+    wanted = recorded["name"] if recorded and settings.backbone == "auto" else settings.backbone
+    bb = load_backbone(wanted, weights=settings.weights or None, device=settings.device or "cpu", warn=warn)
+    if change:
+        project.store.mark_all_pending()
+        for name in ("embeddings", "pca", "map", "cluster_space"):
+            project.array_path(name).unlink(missing_ok=True)
+    project.store.set_meta(
+        backbone={
+            "name": bb.name,
+            "dim": bb.dim,
+            "weights_id": bb.weights_id,
+            "weights_source": str(bb.weights_source),
+            "preprocessing": bb.describe_preprocessing(settings.view),
+            "view": settings.view,
+        },
+        categories=list(bb.categories),
+    )
+    return bb
+
+
+def embed_pending(project: Project, backbone, settings: Settings, *, progress: bool = True) -> tuple[int, list[tuple[str, str]]]:
+    """Embed every pending image in committed chunks. Returns (embedded, skipped)."""
+    from .embed import embed_files
+
+    store = project.store
+    pending = store.pending_images()
+    if not pending:
+        return 0, []
+    items = [(int(r["id"]), project.image_path(r["path"])) for r in pending]
+    by_id = {int(r["id"]): r for r in pending}
+    next_row = store.next_row()
+    done, skipped = 0, []
+    step = max(1, settings.commit_every)
+    for start in range(0, len(items), step):
+        chunk = items[start : start + step]
+        feats, records, failures = [], [], []
+        for b in embed_files(
+            chunk, backbone, view=settings.view, batch_size=settings.batch_size,
+            num_workers=settings.num_workers, device=settings.device or "cpu",
+            thumbs_dir=project.thumbs_dir, progress=progress,
+        ):
+            failures += [(by_id[i]["path"], reason) for i, reason in b.failures]
+            for j, i in enumerate(b.ids):
+                row = by_id[int(i)]["row"]
+                if row is None:
+                    row, next_row = next_row, next_row + 1
+                records.append({
+                    "id": int(i), "row": int(row), "width": int(b.width[j]), "height": int(b.height[j]),
+                    "top1": int(b.top1[j]), "top1_prob": float(b.top1_prob[j]),
+                })
+                feats.append(b.features[j])
+        if records:
+            project.write_part(np.array([r["row"] for r in records]), np.stack(feats))
+            store.commit_embedded(records)
+        if failures:
+            store.mark_skipped(failures)
+        done += len(records)
+        skipped += failures
+    project.consolidate_parts()
+    return done, skipped
+
+
+def rebuild_maps(project: Project, settings: Settings) -> None:
+    """Fit PCA and the UMAP map + clustering space on all embeddings; save models.
+
+    Also stores the collection's nearest-neighbour similarity distribution, from
+    which the novelty threshold of reverse image search is derived.
+    """
+    emb = project.load_array("embeddings", mmap=False)
+    pca = fit_pca(emb, settings.pca_components, seed=settings.seed)
+    project.save_array("pca", pca.vectors)
+    map_reducer, xy = fit_umap(
+        pca.vectors, 2, n_neighbors=settings.umap_neighbors, min_dist=settings.umap_min_dist, seed=settings.seed
+    )
+    project.save_array("map", xy)
+    dims = int(min(settings.cluster_dims, max(2, len(emb) - 2)))
+    _, space = fit_umap(pca.vectors, dims, n_neighbors=settings.umap_neighbors, min_dist=0.0, seed=settings.seed)
+    project.save_array("cluster_space", space)
+    joblib.dump(pca.model, project.models_dir / "pca.joblib")
+    joblib.dump(map_reducer, project.models_dir / "umap_map.joblib")
+    nn_sims = nearest_neighbour_similarities(pca.vectors, sample=5000, seed=settings.seed)
+    project.store.set_meta(
+        pca_explained_variance=float(pca.explained_variance_ratio.sum()),
+        pca_components=int(pca.vectors.shape[1]),
+        nn_similarity_percentiles={str(p): float(np.percentile(nn_sims, p)) for p in (0.5, 1, 2, 5, 10, 50)},
+        novelty_threshold=float(np.percentile(nn_sims, settings.novelty_percentile)),
+        maps_built_at=time.time(),
+    )
+
+
+def cluster_project(project: Project, settings: Settings) -> int:
+    """Cluster the project with ``settings.method``; store it as the current clustering.
+
+    Returns the clustering id. HDBSCAN runs on ``cluster_space.npy``, KMeans on the
+    normalised PCA vectors.
+
+    Raises
+    ------
+    ValueError
+        Unknown method, or a bad k.
+    """
+    store = project.store
+    row_ids = store.row_image_ids()
+    vectors = project.load_array("pca", mmap=False)
+    if settings.method == "hdbscan":
+        space = project.load_array("cluster_space", mmap=False)
+        labels, strengths = clustering.run_hdbscan(
+            space, min_cluster_size=settings.min_cluster_size, min_samples=settings.min_samples
+        )
+        params = {"min_cluster_size": settings.min_cluster_size, "min_samples": settings.min_samples,
+                  "space": f"umap-{space.shape[1]}d of pca-{vectors.shape[1]}"}
+    elif settings.method == "kmeans":
+        k = settings.k
+        params = {"space": f"pca-{vectors.shape[1]} (cosine)"}
+        if not k:
+            k, scores = clustering.choose_k(vectors, settings.k_range, seed=settings.seed)
+            params["silhouette"] = {str(kk): round(v, 4) for kk, v in scores.items()}
+        labels, strengths = clustering.run_kmeans(vectors, k, seed=settings.seed), None
+        params["k"] = int(k)
+    else:
+        raise ValueError(f"unknown clustering method {settings.method!r}: hdbscan or kmeans")
+    top1 = np.array([r["top1"] if r["top1"] is not None else -1 for r in store.image_table()])
+    summaries = clustering.summarize(
+        vectors, row_ids, labels, top1=top1, categories=store.get_meta("categories")
+    )
+    return store.add_clustering(settings.method, params, row_ids, labels, strengths, summaries)
+
+
+def ingest(
+    image_dir: Path | str,
+    project_dir: Path | str,
+    settings: Settings | None = None,
+    *,
+    force: bool = False,
+    progress: bool = True,
+    warn: Callable[[str], None] = log.warning,
+) -> IngestReport:
+    """Catalogue, embed, reduce and cluster a folder of images into a project.
+
+    Parameters
+    ----------
+    image_dir : path
+        The image folder (read only; nothing is written there).
+    project_dir : path
+        The project directory (created when missing).
+    settings : Settings or None
+        None = the project's settings (defaults < labeler.toml < LABELER_*).
+    force : bool
+        Allow re-embedding everything with another backbone.
+
+    Raises
+    ------
+    FileNotFoundError, NotADirectoryError
+        The image folder does not exist.
+    ValueError
+        The folder holds no usable image.
+    """
+    t0 = time.time()
+    image_dir = Path(image_dir).expanduser()
+    if not image_dir.exists():
+        raise FileNotFoundError(f"image folder not found: {image_dir}")
+    if not image_dir.is_dir():
+        raise NotADirectoryError(f"not a folder: {image_dir}")
+    project = Project(project_dir, create=True)
+    settings = settings or project.settings()
+    change = backbone_change(project, settings)
+    if change and not force:
+        raise BackboneMismatchError(change)
+    cat = catalogue(project, image_dir)
+    project.consolidate_parts()  # a previous run may have been interrupted
+    backbone_name = None
+    embedded, skipped = 0, list(cat.skipped)
+    if change or project.store.pending_images() or not project.store.get_meta("backbone"):
+        bb = resolve_project_backbone(project, settings, force=force, warn=warn)
+        backbone_name = bb.name
+        embedded, failed = embed_pending(project, bb, settings, progress=progress)
+        skipped += failed
+    else:
+        backbone_name = project.store.get_meta("backbone")["name"]
+    project.save_settings(settings)
+    n_rows = project.store.next_row()
+    if n_rows == 0:
+        raise ValueError(
+            f"no usable image in {image_dir} ({len(skipped)} file(s) skipped)"
+            + "".join(f"\n  {p}: {r}" for p, r in skipped[:20])
+        )
+    rebuilt = bool(embedded) or not project.has_array("map") or project.store.current_clustering() is None
+    if embedded or not project.has_array("map"):
+        rebuild_maps(project, settings)
+    if rebuilt:
+        cluster_project(project, settings)
+    _, labels, _ = project.store.assignments()
+    return IngestReport(
+        catalogue=cat, backbone=backbone_name, embedded=embedded, skipped=skipped,
+        n_images=n_rows, n_clusters=int(len(set(labels.tolist()) - {-1})),
+        n_noise=int((labels == -1).sum()), seconds=time.time() - t0, rebuilt=rebuilt,
+    )

@@ -1,0 +1,132 @@
+"""Label and refine clusters: label a cluster, split, merge, move images.
+
+Every edit of the clustering stores a new clustering derived from the current
+one (so the history stays and an edit undoes as one action, like a bulk label).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import cluster as clustering
+from .project import Project
+from .store import StoreError
+
+
+def label_cluster(project: Project, cluster: int, label: str, *, annotator: str = "anonymous",
+                  exclude: Sequence[int] = ()) -> tuple[int, list[int]]:
+    """Label every image of ``cluster`` except ``exclude`` in one action.
+
+    Returns (action id, labelled image ids). Raises StoreError for an unknown
+    cluster, or when nothing is left to label.
+    """
+    members = project.store.cluster_members(cluster)
+    skip = {int(i) for i in exclude}
+    ids = [i for i in members if i not in skip]
+    if not ids:
+        raise StoreError(f"every image of cluster {cluster} was excluded: nothing to label")
+    action = project.store.set_labels(ids, label, source="cluster", annotator=annotator,
+                                      description=f"label cluster {cluster} ({len(ids)} images) {label!r}")
+    return action, ids
+
+
+def _current(project: Project):
+    ids, labels, strengths = project.store.assignments()
+    return ids, labels, strengths, project.store.current_clustering()
+
+
+def _vectors_for(project: Project, image_ids: np.ndarray) -> np.ndarray:
+    row_ids = project.store.row_image_ids()
+    pos = {int(i): r for r, i in enumerate(row_ids)}
+    return np.asarray(project.load_array("pca"))[[pos[int(i)] for i in image_ids]]
+
+
+def split_preview(project: Project, cluster: int, *, method: str = "kmeans", k: int = 2,
+                  min_cluster_size: int = 5) -> dict[int, list[int]]:
+    """Sub-clusters of ``cluster`` without storing anything: {sub id: image ids}.
+
+    ``method`` 'kmeans' (k sub-clusters) or 'hdbscan' (density sub-clusters on the
+    cluster's own PCA vectors; -1 = noise inside it).
+    """
+    members = np.array(project.store.cluster_members(cluster), dtype=np.int64)
+    if len(members) < 2:
+        raise StoreError(f"cluster {cluster} has fewer than 2 images: nothing to split")
+    x = _vectors_for(project, members)
+    if method == "kmeans":
+        sub = clustering.run_kmeans(x, min(int(k), len(members)))
+    elif method == "hdbscan":
+        sub, _ = clustering.run_hdbscan(x, min_cluster_size=max(2, min_cluster_size), min_samples=None)
+    else:
+        raise ValueError(f"unknown split method {method!r}: kmeans or hdbscan")
+    return {int(s): members[sub == s].tolist() for s in np.unique(sub)}
+
+
+def _store_edit(project: Project, ids, labels, strengths, parent, description, annotator) -> int:
+    # Ids stay stable across edits (new clusters get new ids): the annotator's
+    # mental map of 'cluster 3' must survive a merge elsewhere.
+    row_ids = project.store.row_image_ids()
+    pos = {int(i): r for r, i in enumerate(row_ids)}
+    vectors = np.asarray(project.load_array("pca"))[[pos[int(i)] for i in ids]]
+    top1_by_id = {r["id"]: (r["top1"] if r["top1"] is not None else -1) for r in project.store.image_table()}
+    top1 = np.array([top1_by_id.get(int(i), -1) for i in ids])
+    summaries = clustering.summarize(vectors, ids, labels, top1=top1,
+                                     categories=project.store.get_meta("categories"))
+    st = None if np.isnan(strengths).all() else np.nan_to_num(strengths, nan=1.0)
+    return project.store.add_clustering(
+        "edit", {"edit": description, "base": parent["id"]}, ids, labels, st, summaries,
+        parent_id=parent["id"], annotator=annotator, description=description,
+    )
+
+
+def apply_split(project: Project, cluster: int, groups: dict[int, list[int]], *, annotator: str = "anonymous") -> int:
+    """Replace ``cluster`` by the given sub-clusters (from :func:`split_preview`).
+
+    Sub-cluster -1 becomes noise. Returns the new clustering id.
+    """
+    ids, labels, strengths, parent = _current(project)
+    members = set(project.store.cluster_members(cluster))
+    given = {i for g in groups.values() for i in g}
+    if given != members:
+        raise StoreError(f"the split groups do not match cluster {cluster}'s members (it changed?)")
+    labels = labels.copy()
+    nxt = labels.max() + 1
+    pos = {int(i): j for j, i in enumerate(ids)}
+    for n, (sub, g) in enumerate(sorted(groups.items())):
+        for i in g:
+            labels[pos[i]] = -1 if sub == -1 else nxt + n
+    return _store_edit(project, ids, labels, strengths, parent,
+                       f"split cluster {cluster} into {len(groups)}", annotator)
+
+
+def merge_clusters(project: Project, clusters: Sequence[int], *, annotator: str = "anonymous") -> int:
+    """Merge two or more clusters into one. Returns the new clustering id."""
+    clusters = sorted({int(c) for c in clusters})
+    if len(clusters) < 2:
+        raise StoreError("merging needs at least two clusters")
+    for c in clusters:
+        project.store.cluster_members(c)  # raises for an unknown cluster
+    ids, labels, strengths, parent = _current(project)
+    target = min(c for c in clusters if c >= 0) if any(c >= 0 for c in clusters) else -1
+    labels = np.where(np.isin(labels, clusters), target, labels)
+    return _store_edit(project, ids, labels, strengths, parent,
+                       f"merge clusters {', '.join(map(str, clusters))}", annotator)
+
+
+def move_images(project: Project, image_ids: Sequence[int], target: int | None = None, *,
+                annotator: str = "anonymous") -> int:
+    """Move images to cluster ``target`` (an existing cluster, -1 = noise) or, with
+    None, to a new cluster of their own. Returns the new clustering id."""
+    ids, labels, strengths, parent = _current(project)
+    pos = {int(i): j for j, i in enumerate(ids)}
+    unknown = [i for i in image_ids if int(i) not in pos]
+    if unknown or not image_ids:
+        raise StoreError(f"unknown or no image ids to move: {unknown[:10]}")
+    if target is not None and target != -1 and target not in set(labels.tolist()):
+        raise StoreError(f"unknown target cluster {target}")
+    labels = labels.copy()
+    new = labels.max() + 1 if target is None else target
+    labels[[pos[int(i)] for i in image_ids]] = new
+    desc = f"move {len(image_ids)} image(s) to " + ("a new cluster" if target is None else f"cluster {target}")
+    return _store_edit(project, ids, labels, strengths, parent, desc, annotator)

@@ -1,0 +1,49 @@
+"""Shared fixtures: a small real project built from ELPV photos with the offline backbone."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+# Keep CPU tests quiet and deterministic on the 2-core CI machine.
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+
+@pytest.fixture(scope="session")
+def elpv_dir(tmp_path_factory) -> Path:
+    """80 real ELPV photos under <tmp>/elpv/images plus truth.csv."""
+    from labeler.demo import prepare_elpv
+
+    dest = tmp_path_factory.mktemp("elpv")
+    prepare_elpv(dest, limit=80)
+    return dest
+
+
+@pytest.fixture(scope="session")
+def built_project(elpv_dir, tmp_path_factory) -> Path:
+    """A project ingested from the 80 ELPV photos (efficientnet-lite0). Read-only use:
+    tests that write copy it with the ``project`` fixture."""
+    from labeler.config import Settings
+    from labeler.pipeline import ingest
+
+    root = tmp_path_factory.mktemp("proj") / "elpv"
+    s = Settings(backbone="efficientnet-lite0", pca_components=32, min_cluster_size=5, min_samples=3,
+                 batch_size=16, num_workers=0)
+    ingest(elpv_dir / "images", root, s, progress=False)
+    return root
+
+
+@pytest.fixture()
+def project(built_project, tmp_path):
+    """A writable copy of the built project (the database and arrays are copied)."""
+    import shutil
+
+    from labeler.project import Project
+
+    dest = tmp_path / "project"
+    shutil.copytree(built_project, dest)
+    p = Project(dest)
+    yield p
+    p.store.close()
