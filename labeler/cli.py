@@ -1,0 +1,377 @@
+"""Command line: each command parses its options and calls the library.
+
+Run ``labeler COMMAND --help`` for the options and an example of each.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from .config import Settings
+
+PROJECT = click.option(
+    "--project", "-p", "project_dir", type=click.Path(file_okay=False, path_type=Path),
+    required=True, envvar="LABELER_PROJECT", help="Project directory (env LABELER_PROJECT).",
+)
+
+
+def _open(project_dir: Path):
+    from .project import Project
+
+    return Project(project_dir)
+
+
+def _fail(msg: str, code: int = 1):
+    click.secho(f"error: {msg}", fg="red", err=True)
+    sys.exit(code)
+
+
+@click.group()
+@click.version_option(package_name="labeler")
+def main():
+    """labeler: turn a folder of unlabelled images into a labelled training set.
+
+    \b
+    Example:
+      labeler ingest photos/ --project my-project
+      labeler serve --project my-project
+    """
+
+
+def _print_ingest(rep) -> None:
+    c = rep.catalogue
+    click.echo(
+        f"catalogue: {c.found} image file(s): {c.new} new, {c.changed} changed, "
+        f"{c.unchanged} unchanged, {c.missing} missing"
+    )
+    click.echo(f"backbone: {rep.backbone}; embedded {rep.embedded} image(s) in {rep.seconds:.1f} s")
+    if rep.skipped:
+        click.secho(f"skipped {len(rep.skipped)} file(s):", fg="yellow")
+        for path, reason in rep.skipped[:50]:
+            click.echo(f"  {path}: {reason}")
+        if len(rep.skipped) > 50:
+            click.echo(f"  ... and {len(rep.skipped) - 50} more (`labeler info` lists them)")
+    click.echo(f"{rep.n_images} image(s) in {rep.n_clusters} cluster(s), {rep.n_noise} noise")
+
+
+def _settings_from(project_dir: Path, **flags) -> Settings:
+    from .config import load_settings
+
+    return load_settings(project_dir / "labeler.toml", **flags)
+
+
+@main.command()
+@click.argument("image_dir", type=click.Path(path_type=Path))
+@PROJECT
+@click.option("--backbone", type=click.Choice(["auto", "resnet50", "efficientnet-lite0"]), default=None,
+              help="CNN for embeddings (default auto: resnet50 when its weights can be had).")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar="LABELER_WEIGHTS",
+              help="ResNet50 state_dict file (env LABELER_WEIGHTS).")
+@click.option("--view", type=click.Choice(["whole", "crop"]), default=None,
+              help="whole: resize the full frame (default); crop: ImageNet resize + centre crop.")
+@click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
+@click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, force, quiet):
+    """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
+
+    Re-running embeds only new or changed files; an interrupted run resumes.
+
+    \b
+    Example:
+      labeler ingest data/elpv/images --project data/projects/elpv
+    """
+    from .backbones import WeightsNotFoundError
+    from .pipeline import BackboneMismatchError, ingest as run_ingest
+
+    settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
+                              view=view, device=device, batch_size=batch_size)
+    if not force and (project_dir / "labeler.db").exists():
+        try:
+            return _print_ingest(run_ingest(image_dir, project_dir, settings, progress=not quiet,
+                                            warn=lambda m: click.secho(m, fg="yellow", err=True)))
+        except BackboneMismatchError as e:
+            if not sys.stdin.isatty() or not click.confirm(f"{e}. Re-embed everything now?"):
+                _fail(str(e))
+            force = True
+    try:
+        rep = run_ingest(image_dir, project_dir, settings, force=force, progress=not quiet,
+                         warn=lambda m: click.secho(m, fg="yellow", err=True))
+    except (FileNotFoundError, NotADirectoryError, ValueError, WeightsNotFoundError) as e:
+        _fail(str(e))
+    _print_ingest(rep)
+
+
+@main.command("cluster")
+@PROJECT
+@click.option("--method", type=click.Choice(["hdbscan", "kmeans"]), default=None)
+@click.option("--k", type=click.IntRange(0), default=None, help="KMeans k (0: choose by silhouette).")
+@click.option("--min-cluster-size", type=click.IntRange(2), default=None, help="HDBSCAN min_cluster_size.")
+@click.option("--min-samples", type=click.IntRange(0), default=None, help="HDBSCAN min_samples.")
+def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples):
+    """Re-cluster the project; the new clustering becomes current.
+
+    \b
+    Example:
+      labeler cluster --project data/projects/elpv --method kmeans --k 8
+    """
+    from .pipeline import cluster_project
+
+    project = _open(project_dir)
+    s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
+    cid = cluster_project(project, s)
+    project.save_settings(s)
+    _print_clusters(project, cid)
+
+
+def _print_clusters(project, clustering_id=None, limit: int = 30) -> None:
+    sums = project.store.cluster_summaries(clustering_id)
+    real = [s for s in sums if s["cluster"] >= 0]
+    noise = sum(s["size"] for s in sums if s["cluster"] < 0)
+    click.echo(f"{len(real)} cluster(s), {noise} noise image(s)")
+    for s in real[:limit]:
+        coh = f"{s['cohesion']:.2f}" if s["cohesion"] is not None else "-"
+        click.echo(f"  cluster {s['cluster']:>3}: {s['size']:>5} images, cohesion {coh}, "
+                   f"medoid {s['medoid_id']}, hint: {s['suggested_name'] or '-'}")
+    if len(real) > limit:
+        click.echo(f"  ... {len(real) - limit} more")
+
+
+@main.command("search")
+@click.argument("query")
+@PROJECT
+@click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours to return.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def search_cmd(query, project_dir, k, as_json):
+    """Reverse image search: nearest neighbours of QUERY (an image file or an image id).
+
+    \b
+    Example:
+      labeler search data/elpv/images/cell0001.png --project data/projects/elpv -k 10
+    """
+    from .search import QueryImageError, search
+    from .store import StoreError
+
+    try:
+        res = search(_open(project_dir), query, k)
+    except (QueryImageError, StoreError) as e:
+        _fail(str(e))
+    if as_json:
+        click.echo(json.dumps(res.to_dict(), indent=2))
+        return
+    _print_search(res)
+
+
+def _print_search(res) -> None:
+    click.echo(f"query {res.query}: map position ({res.map_xy[0]:.2f}, {res.map_xy[1]:.2f}), "
+               f"likely cluster {res.likely_cluster}")
+    if res.is_novel:
+        click.secho(f"novel: best similarity {res.best_similarity:.3f} < threshold "
+                    f"{res.novelty_threshold:.3f}: unlike anything in the collection", fg="yellow")
+    for n in res.neighbours:
+        click.echo(f"  {n.similarity:.3f}  id {n.image_id:>6}  cluster {n.cluster:>3}  "
+                   f"label {n.label or '-':<12} {n.path}")
+    if res.vote:
+        click.echo("vote: " + ", ".join(f"{lab} {share:.0%}" for lab, share in res.vote.items()))
+
+
+@main.command()
+@PROJECT
+@click.argument("label")
+@click.option("--cluster", "cluster_id", type=int, default=None, help="Label every image of this cluster.")
+@click.option("--image", "image_ids", type=int, multiple=True, help="Image id (repeatable).")
+@click.option("--annotator", default=None, envvar="LABELER_ANNOTATOR", help="Your name (env LABELER_ANNOTATOR).")
+def label(project_dir, label, cluster_id, image_ids, annotator):
+    """Give LABEL to a whole cluster or to images, in one undoable action.
+
+    \b
+    Example:
+      labeler label --project data/projects/elpv --cluster 3 cracked --annotator ana
+    """
+    from .refine import label_cluster
+    from .store import StoreError
+
+    if (cluster_id is None) == (not image_ids):
+        _fail("give either --cluster N or one or more --image ID", 2)
+    project = _open(project_dir)
+    who = annotator or "cli"
+    try:
+        if cluster_id is not None:
+            _, ids = label_cluster(project, cluster_id, label, annotator=who)
+        else:
+            project.store.set_labels(image_ids, label, source="manual", annotator=who)
+            ids = list(image_ids)
+    except StoreError as e:
+        _fail(str(e))
+    click.echo(f"labelled {len(ids)} image(s) {label!r}")
+
+
+@main.command()
+@PROJECT
+@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR")
+def undo(project_dir, annotator):
+    """Undo the last label or cluster action (a bulk action undoes as one).
+
+    \b
+    Example:
+      labeler undo --project data/projects/elpv
+    """
+    act = _open(project_dir).store.undo(annotator)
+    click.echo("nothing to undo" if act is None else f"undone: {act['description']}")
+
+
+@main.command()
+@PROJECT
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--include-unlabelled", is_flag=True, help="Also write rows for unlabelled images.")
+def export(project_dir, output, include_unlabelled):
+    """Export labels as CSV (one row per image).
+
+    \b
+    Example:
+      labeler export --project data/projects/elpv -o labels.csv
+    """
+    from .export import export_csv
+
+    n = export_csv(_open(project_dir), output, include_unlabelled=include_unlabelled)
+    click.echo(f"wrote {n} row(s) to {output}")
+
+
+@main.command()
+@PROJECT
+def info(project_dir):
+    """Counts, backbone, clusters, labels and skipped files of a project.
+
+    \b
+    Example:
+      labeler info --project data/projects/elpv
+    """
+    project = _open(project_dir)
+    st = project.store
+    c = st.counts()
+    bb = st.get_meta("backbone") or {}
+    click.echo(f"project: {project.root}")
+    click.echo(f"images: {project.image_root}")
+    click.echo(f"  {c['embedded']} embedded, {c['pending']} pending, {c['missing']} missing, "
+               f"{c['skipped_files']} skipped file(s)")
+    click.echo(f"backbone: {bb.get('name', '-')} ({bb.get('weights_id', '-')}); {bb.get('preprocessing', '')}")
+    if st.get_meta("pca_components"):
+        click.echo(f"PCA: {st.get_meta('pca_components')} components, "
+                   f"{st.get_meta('pca_explained_variance'):.1%} of variance")
+    cur = st.current_clustering()
+    if cur:
+        click.echo(f"clustering {cur['id']}: {cur['method']} {json.dumps(cur['params'])}")
+        _print_clusters(project, limit=15)
+    counts = st.label_counts()
+    click.echo(f"labels: {c['labelled']} labelled image(s)" + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""))
+    for r in st.skipped()[:50]:
+        click.echo(f"  skipped {r['path']}: {r['reason']}")
+
+
+@main.command()
+@PROJECT
+@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (127.0.0.1 = this machine only).")
+@click.option("--port", default=8050, show_default=True, type=int)
+@click.option("--auth", default=None, envvar="LABELER_AUTH", help="user:password for HTTP basic auth (env LABELER_AUTH).")
+@click.option("--debug", is_flag=True)
+def serve(project_dir, host, port, auth, debug):
+    """Serve the annotator dashboard.
+
+    \b
+    Example:
+      labeler serve --project data/projects/elpv --port 8050
+    """
+    from .app import create_app
+
+    app = create_app(_open(project_dir), auth=auth)
+    click.echo(f"labeler dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
+    app.run(host=host, port=port, debug=debug)
+
+
+@main.command()
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/elpv"),
+              show_default=True, help="Where the ELPV photos are written.")
+@click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("data/projects/elpv"), show_default=True)
+@click.option("--limit", type=click.IntRange(10), default=None, help="Use only the first N photos.")
+@click.option("--no-serve", is_flag=True, help="Print clusters and a search example; do not start the dashboard.")
+@click.option("--port", default=8050, show_default=True, type=int)
+@click.option("--backbone", type=click.Choice(["auto", "resnet50", "efficientnet-lite0"]), default=None)
+def demo(data_dir, project_dir, limit, no_serve, port, backbone):
+    """The main job on real data: 2,624 ELPV solar-cell photos -> clusters -> dashboard.
+
+    \b
+    Example:
+      labeler demo
+    """
+    from .demo import prepare_elpv
+    from .pipeline import ingest as run_ingest
+
+    img_dir, truth = prepare_elpv(data_dir, limit=limit)
+    click.echo(f"ELPV photos in {img_dir} (ground truth: {truth})")
+    settings = _settings_from(project_dir, backbone=backbone)
+    rep = run_ingest(img_dir, project_dir, settings, warn=lambda m: click.secho(m, fg="yellow", err=True))
+    _print_ingest(rep)
+    project = _open(project_dir)
+    _print_clusters(project, limit=15)
+    medoid = project.store.cluster_summaries()[0]["medoid_id"]
+    from .search import search
+
+    click.echo("\nreverse image search example:")
+    _print_search(search(project, medoid, 10))
+    if no_serve:
+        return
+    from .app import create_app
+
+    click.echo(f"\nlabeler dashboard on http://127.0.0.1:{port}/ (Ctrl-C to stop)")
+    create_app(project).run(host="127.0.0.1", port=port)
+
+
+@main.command()
+@PROJECT
+@click.option("--truth", "truth_path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=True,
+              help="CSV: image path (first column) and true classes.")
+@click.option("--column", "columns", multiple=True,
+              help="Truth column to evaluate (repeatable; default: the second column).")
+@click.option("-o", "--output", "out_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the JSON, Markdown and plots go (default: PROJECT/evaluation).")
+@click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Also write the tables of all columns to this Markdown file.")
+@click.option("--no-plots", is_flag=True, help="Skip the PNG/HTML plots.")
+def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
+    """Measure clustering, search and labeling cost against known true classes.
+
+    \b
+    Example:
+      labeler evaluate --project data/projects/elpv --truth data/elpv/truth.csv \\
+        --column cell_type --column defect_level --column defective
+    """
+    from .evaluate import evaluate_project, markdown_table, write_outputs
+    from .project import ProjectError
+
+    project = _open(project_dir)
+    out_dir = out_dir or project.root / "evaluation"
+    try:
+        results = evaluate_project(project, truth_path, list(columns) or None,
+                                   log=lambda m: click.echo(m, err=True))
+    except (ValueError, ProjectError) as e:
+        _fail(str(e))
+    tables = []
+    for res in results:
+        written = write_outputs(res, out_dir, plots=not no_plots)
+        tables.append(markdown_table(res))
+        click.echo(tables[-1])
+        click.echo(f"wrote {', '.join(p.name for p in written)} to {out_dir}\n")
+    if markdown:
+        markdown.parent.mkdir(parents=True, exist_ok=True)
+        markdown.write_text("\n".join(tables))
+        click.echo(f"wrote {markdown}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,64 @@
+"""The command line: help with examples, exit codes, and the commands on a real project."""
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from labeler.cli import main
+
+
+def run(*args, ok=True):
+    res = CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+    if ok:
+        assert res.exit_code == 0, res.output
+    return res
+
+
+def test_every_command_has_help_with_an_example():
+    for name, cmd in main.commands.items():
+        out = run(name, "--help").output
+        assert cmd.help and "Example" in out and "labeler" in out, name
+
+
+def test_ingest_errors(tmp_path):
+    res = run("ingest", tmp_path / "missing", "--project", tmp_path / "p", ok=False)
+    assert res.exit_code != 0 and "not found" in res.output
+    (tmp_path / "empty").mkdir()
+    res = run("ingest", tmp_path / "empty", "--project", tmp_path / "p2", "--backbone", "efficientnet-lite0", ok=False)
+    assert res.exit_code != 0 and "no usable image" in res.output
+
+
+def test_label_search_undo_export_info(project, tmp_path, elpv_dir):
+    p = project.root
+    members = project.store.cluster_members(1)
+    out = run("label", "--project", p, "--cluster", 1, "poly", "--annotator", "ana").output
+    assert f"labelled {len(members)}" in out
+    assert set(project.store.labels()) == set(members)
+
+    res = run("label", "--project", p, "--cluster", 999, "x", ok=False)
+    assert res.exit_code != 0 and "unknown cluster" in res.output
+    res = run("label", "--project", p, "--image", 10**9, "x", ok=False)
+    assert res.exit_code != 0
+    assert set(project.store.labels()) == set(members)  # failed commands changed nothing
+
+    q = json.loads(run("search", members[0], "--project", p, "-k", 5, "--json").output)
+    assert len(q["neighbours"]) == 5 and q["query_image_id"] == members[0]
+    photo = next((elpv_dir / "images").iterdir())
+    text = run("search", photo, "--project", p, "-k", 3).output
+    assert "1.000" in text  # the file is in the collection: its own copy is the top hit
+
+    assert "undone" in run("undo", "--project", p).output
+    assert project.store.labels() == {}
+    run("label", "--project", p, "--image", members[0], "--image", members[1], "cracked")
+    out_csv = tmp_path / "l.csv"
+    assert "wrote 2 row(s)" in run("export", "--project", p, "-o", out_csv).output
+    info = run("info", "--project", p).output
+    assert "efficientnet-lite0" in info and "cracked 2" in info
+
+
+def test_search_bad_query(project, tmp_path):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not an image")
+    res = run("search", bad, "--project", project.root, ok=False)
+    assert res.exit_code != 0 and "bad.jpg" in res.output
