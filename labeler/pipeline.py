@@ -180,32 +180,41 @@ def embed_pending(project: Project, backbone, settings: Settings, *, progress: b
     by_id = {int(r["id"]): r for r in pending}
     next_row = store.next_row()
     done, skipped = 0, []
-    step = max(1, settings.commit_every)
-    for start in range(0, len(items), step):
-        chunk = items[start : start + step]
-        feats, records, failures = [], [], []
-        for b in embed_files(
-            chunk, backbone, view=settings.view, batch_size=settings.batch_size,
-            num_workers=settings.num_workers, device=settings.device or "cpu",
-            thumbs_dir=project.thumbs_dir, progress=progress,
-        ):
-            failures += [(by_id[i]["path"], reason) for i, reason in b.failures]
-            for j, i in enumerate(b.ids):
-                row = by_id[int(i)]["row"]
-                if row is None:
-                    row, next_row = next_row, next_row + 1
-                records.append({
-                    "id": int(i), "row": int(row), "width": int(b.width[j]), "height": int(b.height[j]),
-                    "top1": int(b.top1[j]), "top1_prob": float(b.top1_prob[j]),
-                })
-                feats.append(b.features[j])
+    feats, records, failures = [], [], []
+
+    def flush():
+        nonlocal feats, records, failures, done, skipped
         if records:
+            # Chunk file first, DB commit second: a crash between the two leaves a
+            # chunk that consolidate_parts() discards, never a row without vectors.
             project.write_part(np.array([r["row"] for r in records]), np.stack(feats))
             store.commit_embedded(records)
         if failures:
             store.mark_skipped(failures)
         done += len(records)
         skipped += failures
+        feats, records, failures = [], [], []
+
+    # One pass over all pending images (one progress bar, one set of decoding
+    # workers); committed every ``commit_every`` images.
+    for b in embed_files(
+        items, backbone, view=settings.view, batch_size=settings.batch_size,
+        num_workers=settings.num_workers, device=settings.device or "cpu",
+        thumbs_dir=project.thumbs_dir, progress=progress,
+    ):
+        failures += [(by_id[i]["path"], reason) for i, reason in b.failures]
+        for j, i in enumerate(b.ids):
+            row = by_id[int(i)]["row"]
+            if row is None:
+                row, next_row = next_row, next_row + 1
+            records.append({
+                "id": int(i), "row": int(row), "width": int(b.width[j]), "height": int(b.height[j]),
+                "top1": int(b.top1[j]), "top1_prob": float(b.top1_prob[j]),
+            })
+            feats.append(b.features[j])
+        if len(records) + len(failures) >= settings.commit_every:
+            flush()
+    flush()
     project.consolidate_parts()
     return done, skipped
 
