@@ -66,7 +66,7 @@ class Settings:
     weights: str = ""
     view: str = "whole"
     device: str = ""
-    batch_size: int = 32
+    batch_size: int = 16
     num_workers: int = 1
     commit_every: int = 256
     pca_components: int = 256

@@ -149,7 +149,7 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
         raise BackboneMismatchError(change)
     recorded = project.store.get_meta("backbone")
     wanted = recorded["name"] if recorded and settings.backbone == "auto" else settings.backbone
-    bb = load_backbone(wanted, weights=settings.weights or None, device=settings.device or "cpu", warn=warn)
+    bb = load_backbone(wanted, weights=settings.weights or None, device=settings.device or "auto", warn=warn)
     if change:
         project.store.mark_all_pending()
         for name in ("embeddings", "pca", "map", "cluster_space"):
@@ -199,7 +199,7 @@ def embed_pending(project: Project, backbone, settings: Settings, *, progress: b
     # workers); committed every ``commit_every`` images.
     for b in embed_files(
         items, backbone, view=settings.view, batch_size=settings.batch_size,
-        num_workers=settings.num_workers, device=settings.device or "cpu",
+        num_workers=settings.num_workers, device=settings.device or "auto",
         thumbs_dir=project.thumbs_dir, progress=progress,
     ):
         failures += [(by_id[i]["path"], reason) for i, reason in b.failures]

@@ -180,7 +180,7 @@ class Searcher:
         )
 
     def _device(self) -> str:
-        return self.project.settings().device or "cpu"
+        return self.project.settings().device or "auto"
 
     def _load_backbone(self):
         if self._backbone is None:
