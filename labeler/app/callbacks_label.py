@@ -1,0 +1,297 @@
+"""Labelling: the annotator's name, progress, the Clusters panel, labelling a
+cluster or the map selection, and undo.
+
+Each write is a plain function (``label_cluster_action`` ...) that calls the
+library and returns a message; the Dash callbacks only unpack inputs and bump
+the version store so that the views showing labels re-render.
+"""
+
+from __future__ import annotations
+
+from dash import ALL, Dash, Input, Output, State, html, no_update
+from dash.exceptions import PreventUpdate
+
+from .. import refine
+from ..store import StoreError
+from . import ids
+from .common import annotator_name, result, triggered_value, update_exclusions
+from .components import caption, cluster_card, grid, message, thumb
+from .layout import CARDS_PER_PAGE, PER_PAGE
+from .state import AppContext
+from .views import cluster_members_ordered, cluster_rows, image_facts, page_of, progress, sort_clusters
+
+# -- plain functions (tested directly) ----------------------------------------------------
+
+
+def label_cluster_action(actx: AppContext, cluster, label, annotator, excluded=()) -> tuple[str, str]:
+    """Label a whole cluster but the unticked images. Returns (message, 'ok' | 'error')."""
+    if cluster is None:
+        return "Open a cluster first.", "error"
+    if not (label or "").strip():
+        return "Type a label first.", "error"
+    excluded = [int(i) for i in excluded or []]
+    try:
+        _, done = refine.label_cluster(actx.project, int(cluster), label.strip(),
+                                       annotator=annotator_name(annotator), exclude=excluded)
+    except StoreError as e:
+        return str(e), "error"
+    text = f"Labelled {len(done):,} image(s) of cluster {cluster} as '{label.strip()}'."
+    left = [i for i in excluded if i not in set(done)]
+    if left:
+        text += f" {len(left)} unticked image(s) stay unlabelled."
+    return text, "ok"
+
+
+def label_ids_action(actx: AppContext, image_ids, label, annotator, *, source="manual",
+                     what="image(s)") -> tuple[str, str]:
+    """Label the given images in one action. Returns (message, 'ok' | 'error')."""
+    image_ids = [int(i) for i in image_ids or []]
+    if not image_ids:
+        return f"No {what} to label.", "error"
+    if not (label or "").strip():
+        return "Type a label first.", "error"
+    try:
+        actx.store.set_labels(image_ids, label.strip(), source=source, annotator=annotator_name(annotator),
+                              description=f"label {len(image_ids)} {what} {label.strip()!r}")
+    except StoreError as e:
+        return str(e), "error"
+    return f"Labelled {len(image_ids):,} {what} as '{label.strip()}'.", "ok"
+
+
+def undo_action(actx: AppContext, annotator) -> tuple[str, str]:
+    """Undo the newest action (a bulk label or a cluster edit undoes as one)."""
+    done = actx.store.undo(annotator=annotator_name(annotator))
+    if done is None:
+        return "Nothing to undo.", "warn"
+    return f"Undone: {done['description']}.", "ok"
+
+
+def progress_view(actx: AppContext) -> tuple[str, dict, list, list]:
+    """(progress text, bar style, per-label count chips, datalist options)."""
+    p = progress(actx)
+    text = f"{p['labelled']:,} / {p['total']:,} labelled ({p['percent']:.1f}%)"
+    chips = [html.Span(f"{lab} {n:,}", className="count-chip") for lab, n in list(p["counts"].items())[:12]]
+    if len(p["counts"]) > 12:
+        chips.append(html.Span(f"+{len(p['counts']) - 12} more", className="muted"))
+    options = [html.Option(value=lab) for lab in p["counts"]]
+    return text, {"width": f"{p['percent']:.2f}%"}, chips, options
+
+
+def cluster_detail_view(actx: AppContext, cluster, excluded, page) -> tuple:
+    """(title, grid items, 'of N' text, clamped page) for the open cluster."""
+    try:
+        members = cluster_members_ordered(actx, int(cluster))
+    except StoreError:
+        return "This cluster no longer exists (the clustering was edited).", [], "", 1
+    row = next((r for r in cluster_rows(actx) if r["cluster"] == int(cluster)), None)
+    items, page, n_pages = page_of(members, page, PER_PAGE)
+    facts = image_facts(actx, items)
+    ex = {int(i) for i in excluded or []}
+    title = [html.Span("Noise" if int(cluster) < 0 else f"Cluster {cluster}", className="card-title"),
+             html.Span(f" {len(members):,} images", className="card-stats")]
+    if row is not None:
+        title.append(html.Span(f" · {100 * row['share']:.0f}% labelled"
+                               + (f" · majority {row['majority']}" if row["majority"] else ""),
+                               className="card-stats"))
+        if row.get("suggested_name"):
+            title.append(html.Div(f"ImageNet hint: {row['suggested_name']}", className="hint"))
+    thumbs = [thumb(ids.GRID_CLUSTER, i, caption(i, facts.get(i)), checked=i not in ex) for i in items]
+    return title, grid(thumbs), f" of {n_pages} ({len(members):,} images)", page
+
+
+def excluded_note(excluded) -> str:
+    ex = [int(i) for i in excluded or []]
+    if not ex:
+        return ""
+    shown = ", ".join(f"#{i}" for i in ex[:20]) + (" ..." if len(ex) > 20 else "")
+    return f"{len(ex)} unticked (will stay unlabelled): {shown}"
+
+
+# -- callbacks ----------------------------------------------------------------------------
+
+
+def register(app: Dash, actx: AppContext) -> None:
+    """Register the labelling callbacks on ``app``."""
+
+    @app.callback(
+        Output(ids.NAME_DIALOG, "style"),
+        Output(ids.ANNOTATOR_NAME, "children"),
+        Input(ids.ANNOTATOR, "data"),
+        Input(ids.ANNOTATOR_CHANGE, "n_clicks"),
+    )
+    def name_dialog(name, change):
+        show = not name or bool(_trigger_id() == ids.ANNOTATOR_CHANGE and change)
+        return {"display": "flex" if show else "none"}, name or "—"
+
+    @app.callback(
+        Output(ids.ANNOTATOR, "data"),
+        Input(ids.NAME_SAVE, "n_clicks"),
+        Input(ids.NAME_INPUT, "n_submit"),
+        State(ids.NAME_INPUT, "value"),
+        prevent_initial_call=True,
+    )
+    def save_name(_n, _s, value):
+        if not (value or "").strip():
+            raise PreventUpdate
+        return value.strip()[:80]
+
+    @app.callback(
+        Output(ids.PROGRESS_TEXT, "children"),
+        Output(ids.PROGRESS_BAR, "style"),
+        Output(ids.LABEL_COUNTS, "children"),
+        Output(ids.LABEL_OPTIONS, "children"),
+        Input(ids.VERSION, "data"),
+    )
+    def show_progress(_version):
+        return progress_view(actx)
+
+    @app.callback(
+        Output(ids.CLUSTER_LIST, "children"),
+        Output(ids.CLUSTER_LIST_PAGES, "children"),
+        Input(ids.VERSION, "data"),
+        Input(ids.CLUSTER_SORT, "value"),
+        Input(ids.CLUSTER_LIST_PAGE, "value"),
+    )
+    def cluster_list(_version, sort, page):
+        rows = sort_clusters(cluster_rows(actx), sort or "size")
+        items, page, n_pages = page_of(rows, page, CARDS_PER_PAGE)
+        return [cluster_card(r) for r in items], f" of {n_pages} ({len(rows)} clusters)"
+
+    @app.callback(
+        Output(ids.CLUSTER_OPEN, "data"),
+        Output(ids.CLUSTER_EXCLUDED, "data"),
+        Output(ids.CLUSTER_PAGE, "value"),
+        Output(ids.SPLIT_CLUSTER, "value"),
+        Input({"type": ids.CLUSTER_OPEN_BUTTON, "cluster": ALL}, "n_clicks"),
+        Input(ids.CLUSTER_CLOSE, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def open_cluster(_opens, _close):
+        if not triggered_value():
+            raise PreventUpdate
+        tid = _trigger_id()
+        if tid == ids.CLUSTER_CLOSE:
+            return None, [], 1, no_update
+        return tid["cluster"], [], 1, tid["cluster"] if tid["cluster"] >= 0 else no_update
+
+    @app.callback(
+        Output(ids.CLUSTER_DETAIL, "style"),
+        Output(ids.CLUSTER_TITLE, "children"),
+        Output(ids.CLUSTER_GRID, "children"),
+        Output(ids.CLUSTER_PAGES, "children"),
+        Input(ids.CLUSTER_OPEN, "data"),
+        Input(ids.VERSION, "data"),
+        Input(ids.CLUSTER_PAGE, "value"),
+        State(ids.CLUSTER_EXCLUDED, "data"),
+    )
+    def cluster_detail(cluster, _version, page, excluded):
+        if cluster is None:
+            return {"display": "none"}, [], [], ""
+        title, items, pages, _ = cluster_detail_view(actx, cluster, excluded, page)
+        return {"display": "block"}, title, items, pages
+
+    @app.callback(
+        Output(ids.CLUSTER_EXCLUDED, "data", allow_duplicate=True),
+        Output(ids.CLUSTER_EXCLUDED_NOTE, "children"),
+        Input({"type": ids.THUMB_CHECK, "grid": ids.GRID_CLUSTER, "id": ALL}, "value"),
+        State({"type": ids.THUMB_CHECK, "grid": ids.GRID_CLUSTER, "id": ALL}, "id"),
+        State(ids.CLUSTER_EXCLUDED, "data"),
+        prevent_initial_call=True,
+    )
+    def track_cluster_ticks(values, comp_ids, excluded):
+        out = update_exclusions(excluded, [c["id"] for c in comp_ids], values)
+        return out, excluded_note(out)
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(ids.CLUSTER_LABEL_BUTTON, "n_clicks"),
+        Input(ids.CLUSTER_LABEL_INPUT, "n_submit"),
+        State(ids.CLUSTER_OPEN, "data"),
+        State(ids.CLUSTER_LABEL_INPUT, "value"),
+        State(ids.CLUSTER_EXCLUDED, "data"),
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def label_cluster(_n, _s, cluster, label, excluded, annotator, version):
+        text, kind = label_cluster_action(actx, cluster, label, annotator, excluded)
+        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update
+
+    @app.callback(
+        Output(ids.SELECTION_TITLE, "children"),
+        Output(ids.SELECTION_GRID, "children"),
+        Output(ids.SELECTION_PAGES, "children"),
+        Input(ids.SELECTION, "data"),
+        Input(ids.VERSION, "data"),
+        Input(ids.SELECTION_PAGE, "value"),
+        State(ids.SELECTION_EXCLUDED, "data"),
+    )
+    def selection_view(selection, _version, page, excluded):
+        selection = selection or []
+        if not selection:
+            return "Nothing selected: lasso or box-select points on the map.", [], ""
+        items, page, n_pages = page_of(selection, page, PER_PAGE)
+        facts = image_facts(actx, items)
+        ex = {int(i) for i in excluded or []}
+        n_in = len(selection) - len(ex & set(selection))
+        title = f"{len(selection):,} images selected on the map ({n_in:,} ticked)"
+        thumbs = [thumb(ids.GRID_SELECTION, i, caption(i, facts.get(i)), checked=i not in ex) for i in items]
+        return title, grid(thumbs), f" of {n_pages}"
+
+    @app.callback(
+        Output(ids.SELECTION_EXCLUDED, "data"),
+        Output(ids.SELECTION_PAGE, "value"),
+        Input(ids.SELECTION, "data"),
+        prevent_initial_call=True,
+    )
+    def new_selection(_selection):
+        return [], 1
+
+    @app.callback(
+        Output(ids.SELECTION_EXCLUDED, "data", allow_duplicate=True),
+        Input({"type": ids.THUMB_CHECK, "grid": ids.GRID_SELECTION, "id": ALL}, "value"),
+        State({"type": ids.THUMB_CHECK, "grid": ids.GRID_SELECTION, "id": ALL}, "id"),
+        State(ids.SELECTION_EXCLUDED, "data"),
+        prevent_initial_call=True,
+    )
+    def track_selection_ticks(values, comp_ids, excluded):
+        return update_exclusions(excluded, [c["id"] for c in comp_ids], values)
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(ids.SELECTION_LABEL_BUTTON, "n_clicks"),
+        Input(ids.SELECTION_LABEL_INPUT, "n_submit"),
+        State(ids.SELECTION, "data"),
+        State(ids.SELECTION_EXCLUDED, "data"),
+        State(ids.SELECTION_LABEL_INPUT, "value"),
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def label_selection(_n, _s, selection, excluded, label, annotator, version):
+        ex = {int(i) for i in excluded or []}
+        chosen = [int(i) for i in selection or [] if int(i) not in ex]
+        text, kind = label_ids_action(actx, chosen, label, annotator, what="selected image(s)")
+        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(ids.UNDO, "n_clicks"),
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def undo(n, annotator, version):
+        if not n:
+            raise PreventUpdate
+        text, kind = undo_action(actx, annotator)
+        return message(text, kind), (version or 0) + 1
+
+
+def _trigger_id():
+    from dash import ctx
+
+    return ctx.triggered_id

@@ -1,0 +1,191 @@
+"""Refining clusters: split (preview, then apply), merge, move selected images.
+
+Every edit stores a new clustering through :mod:`labeler.refine` and undoes as
+one action.
+"""
+
+from __future__ import annotations
+
+from dash import Dash, Input, Output, State, html, no_update
+from dash.exceptions import PreventUpdate
+
+from .. import refine
+from ..store import StoreError
+from . import ids
+from .common import annotator_name, result
+from .components import thumb
+from .state import AppContext
+from .views import cluster_color
+
+PREVIEW_THUMBS = 8
+
+
+def split_preview_action(actx: AppContext, cluster, method="kmeans", k=2, min_size=5) -> dict:
+    """Sub-clusters of a cluster without storing anything.
+
+    Returns
+    -------
+    dict
+        cluster, method and groups ({sub-cluster id as str: image ids}; '-1' = noise).
+
+    Raises
+    ------
+    StoreError, ValueError
+        Unknown cluster, fewer than two images, bad method or k.
+    """
+    if cluster is None:
+        raise StoreError("give the cluster to split")
+    groups = refine.split_preview(actx.project, int(cluster), method=method or "kmeans",
+                                  k=int(k or 2), min_cluster_size=int(min_size or 5))
+    return {"cluster": int(cluster), "method": method,
+            "groups": {str(s): [int(i) for i in g] for s, g in groups.items()}}
+
+
+def split_preview_view(preview: dict) -> list:
+    """One strip per sub-cluster: its size and the first thumbnails."""
+    out = [html.Div(f"Cluster {preview['cluster']} would become {len(preview['groups'])} "
+                    f"sub-clusters ({preview['method']}):", className="muted")]
+    for sub, members in sorted(preview["groups"].items(), key=lambda kv: int(kv[0])):
+        name = "noise" if int(sub) < 0 else f"part {int(sub) + 1}"
+        out.append(html.Div([
+            html.Div([html.Span(className="chip-dot", style={"background": cluster_color(int(sub))}),
+                      f"{name}: {len(members):,} images"], className="card-stats"),
+            html.Div([thumb(ids.GRID_SPLIT, i) for i in members[:PREVIEW_THUMBS]], className="thumb-strip"),
+        ], className="split-part"))
+    return out
+
+
+def apply_split_action(actx: AppContext, preview: dict | None, annotator) -> tuple[str, str]:
+    if not preview:
+        return "Preview a split first.", "error"
+    groups = {int(s): g for s, g in preview["groups"].items()}
+    try:
+        refine.apply_split(actx.project, preview["cluster"], groups, annotator=annotator_name(annotator))
+    except StoreError as e:
+        return str(e), "error"
+    return f"Split cluster {preview['cluster']} into {len(groups)}.", "ok"
+
+
+def merge_action(actx: AppContext, clusters, annotator) -> tuple[str, str]:
+    clusters = [int(c) for c in clusters or []]
+    try:
+        refine.merge_clusters(actx.project, clusters, annotator=annotator_name(annotator))
+    except StoreError as e:
+        return str(e), "error"
+    return f"Merged clusters {', '.join(map(str, sorted(clusters)))}.", "ok"
+
+
+def move_action(actx: AppContext, image_ids, target, annotator) -> tuple[str, str]:
+    """Move images to cluster ``target`` (-1 = noise; None or 'new' = a new cluster)."""
+    image_ids = [int(i) for i in image_ids or []]
+    if not image_ids:
+        return "Tick images in the Selection tab first.", "error"
+    tgt = None if target in (None, "", "new") else int(target)
+    try:
+        refine.move_images(actx.project, image_ids, tgt, annotator=annotator_name(annotator))
+    except StoreError as e:
+        return str(e), "error"
+    where = "a new cluster" if tgt is None else ("noise" if tgt == -1 else f"cluster {tgt}")
+    return f"Moved {len(image_ids):,} image(s) to {where}.", "ok"
+
+
+def cluster_options(actx: AppContext) -> tuple[list, list]:
+    """Dropdown options: clusters to merge, and move targets."""
+    rows = actx.store.cluster_summaries()
+    merge = [{"label": f"cluster {r['cluster']} ({r['size']})", "value": r["cluster"]}
+             for r in sorted(rows, key=lambda r: r["cluster"]) if r["cluster"] >= 0]
+    move = [{"label": "a new cluster", "value": "new"}, {"label": "noise", "value": -1}] + merge
+    return merge, move
+
+
+def register(app: Dash, actx: AppContext) -> None:
+    """Register the refine callbacks on ``app``."""
+
+    @app.callback(
+        Output(ids.MERGE_CLUSTERS, "options"),
+        Output(ids.MOVE_TARGET, "options"),
+        Input(ids.VERSION, "data"),
+    )
+    def options(_version):
+        return cluster_options(actx)
+
+    @app.callback(
+        Output(ids.SPLIT_PREVIEW, "data"),
+        Output(ids.SPLIT_PREVIEW_VIEW, "children"),
+        Input(ids.SPLIT_PREVIEW_BUTTON, "n_clicks"),
+        State(ids.SPLIT_CLUSTER, "value"),
+        State(ids.SPLIT_METHOD, "value"),
+        State(ids.SPLIT_K, "value"),
+        State(ids.SPLIT_MIN_SIZE, "value"),
+        prevent_initial_call=True,
+    )
+    def preview(n, cluster, method, k, min_size):
+        if not n:
+            raise PreventUpdate
+        try:
+            p = split_preview_action(actx, cluster, method, k, min_size)
+        except (StoreError, ValueError) as e:
+            return None, result(f"No preview: {e}", "error")
+        return p, split_preview_view(p)
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(ids.SPLIT_PREVIEW, "data", allow_duplicate=True),
+        Output(ids.SPLIT_PREVIEW_VIEW, "children", allow_duplicate=True),
+        Input(ids.SPLIT_APPLY, "n_clicks"),
+        State(ids.SPLIT_PREVIEW, "data"),
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def apply(n, p, annotator, version):
+        if not n:
+            raise PreventUpdate
+        text, kind = apply_split_action(actx, p, annotator)
+        if kind != "ok":
+            return result(text, kind), no_update, no_update, no_update
+        return result(text, kind), (version or 0) + 1, None, []
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(ids.MERGE_BUTTON, "n_clicks"),
+        State(ids.MERGE_CLUSTERS, "value"),
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def merge(n, clusters, annotator, version):
+        if not n:
+            raise PreventUpdate
+        text, kind = merge_action(actx, clusters, annotator)
+        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update
+
+    @app.callback(
+        Output(ids.MOVE_NOTE, "children"),
+        Input(ids.SELECTION, "data"),
+        Input(ids.SELECTION_EXCLUDED, "data"),
+    )
+    def move_note(selection, excluded):
+        n = len(set(selection or []) - set(excluded or []))
+        return f"{n:,} ticked image(s) in the Selection tab."
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(ids.MOVE_BUTTON, "n_clicks"),
+        State(ids.SELECTION, "data"),
+        State(ids.SELECTION_EXCLUDED, "data"),
+        State(ids.MOVE_TARGET, "value"),
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def move(n, selection, excluded, target, annotator, version):
+        if not n:
+            raise PreventUpdate
+        ex = {int(i) for i in excluded or []}
+        chosen = [int(i) for i in selection or [] if int(i) not in ex]
+        text, kind = move_action(actx, chosen, target, annotator)
+        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update

@@ -1,0 +1,222 @@
+"""Reverse image search: by clicking a point or a thumbnail ('similar') or by an
+uploaded photo; the result, the query star on the map, and labelling from it."""
+
+from __future__ import annotations
+
+from dash import ALL, Dash, Input, Output, State, html, no_update
+from dash.exceptions import PreventUpdate
+
+from ..search import QueryImageError, SearchResult
+from ..store import StoreError
+from . import ids
+from .callbacks_label import label_ids_action
+from .common import result, triggered_value, update_exclusions
+from .components import caption, full_image_link, grid, thumb
+from .routes import thumb_url
+from .state import AppContext
+from .uploads import UploadError, uploaded_image
+from .views import image_facts, query_marker_patch
+
+MAX_K = 100
+
+
+def _k(k) -> int:
+    try:
+        return int(min(max(int(k or 12), 1), MAX_K))
+    except (TypeError, ValueError):
+        return 12
+
+
+def result_to_store(res: SearchResult, filename: str | None = None) -> dict:
+    """The browser's copy of a search result: ids, similarities and the vote (no paths)."""
+    return {
+        "query": filename or res.query, "query_image_id": res.query_image_id,
+        "neighbours": [[n.image_id, round(float(n.similarity), 4)] for n in res.neighbours],
+        "vote": {k: round(float(v), 4) for k, v in res.vote.items()},
+        "predicted_label": res.predicted_label, "likely_cluster": int(res.likely_cluster),
+        "map_xy": [float(res.map_xy[0]), float(res.map_xy[1])],
+        "best_similarity": float(res.best_similarity), "novelty_threshold": float(res.novelty_threshold),
+        "is_novel": bool(res.is_novel), "top1_class": res.top1_class,
+    }
+
+
+def search_by_id(actx: AppContext, image_id: int, k=12) -> dict:
+    """Neighbours of a collection image, as stored in the browser.
+
+    Raises
+    ------
+    StoreError
+        Unknown image id.
+    """
+    return result_to_store(actx.searcher().by_id(int(image_id), _k(k)))
+
+
+def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12) -> dict:
+    """Neighbours of an uploaded photo (checked server-side, then searched from a temp file).
+
+    Raises
+    ------
+    UploadError
+        Too big, not an image type we accept, too many pixels, or undecodable.
+    """
+    with uploaded_image(contents) as path:
+        try:
+            res = actx.searcher().by_file(path, _k(k))
+        except QueryImageError as e:
+            raise UploadError(f"the image could not be used: {e}") from e
+    name = (filename or "uploaded photo").replace("/", "_")[-120:]
+    return result_to_store(res, name)
+
+
+def result_view(actx: AppContext, stored: dict, excluded=()) -> dict:
+    """Page pieces of a stored result: query, novel, vote, grid, image_row_style."""
+    nb = stored["neighbours"]
+    qid = stored.get("query_image_id")
+    facts = image_facts(actx, [i for i, _ in nb] + ([qid] if qid is not None else []))
+    lc = stored["likely_cluster"]
+    where = [html.Div(f"likely cluster: {lc if lc >= 0 else 'noise'} · the ★ on the map is its position",
+                      className="muted small")]
+    if qid is not None:
+        f = facts.get(qid, {})
+        cl = f.get("cluster", -1)
+        query = [html.Img(src=thumb_url(qid), className="query-img"), html.Div([
+            html.Div(f"#{qid} · {f.get('path', '').rsplit('/', 1)[-1]}", className="detail-title"),
+            html.Div(f"cluster {cl}" if cl >= 0 else "noise"),
+            html.Div(f"label: {f.get('label') or '—'}", id="query-label"),
+            full_image_link(qid), *where])]
+    else:
+        hint = [html.Div(f"ImageNet hint: {stored['top1_class']}", className="hint")] if stored.get("top1_class") else []
+        query = [html.Div([html.Div(f"Query: {stored['query']}", className="detail-title"), *hint, *where])]
+    novel = []
+    if stored["is_novel"]:
+        novel = [html.Div(
+            f"⚠ This photo is unlike anything in the collection: best similarity "
+            f"{stored['best_similarity']:.2f} is below the collection's usual "
+            f"{stored['novelty_threshold']:.2f}. Its neighbours may not share its label.",
+            className="msg msg-warn", id="novel-warning")]
+    if stored["vote"]:
+        vote = [html.Span("neighbours' label vote: ", className="muted")] + [
+            html.Span(f"{lab} {100 * share:.0f}%", className="count-chip") for lab, share in stored["vote"].items()]
+    else:
+        vote = [html.Span("None of the neighbours is labelled yet.", className="muted")]
+    ex = {int(i) for i in excluded or []}
+    thumbs = [thumb(ids.GRID_SEARCH, i, caption(i, facts.get(i), s), checked=i not in ex) for i, s in nb]
+    return {"query": query, "novel": novel, "vote": vote, "grid": grid(thumbs),
+            "image_row_style": {"display": "flex" if qid is not None else "none"}}
+
+
+def register(app: Dash, actx: AppContext) -> None:
+    """Register the search callbacks on ``app``."""
+
+    app.clientside_callback(
+        """function(c) { return (c && c.startsWith("data:image/")) ? c : ""; }""",
+        Output(ids.SEARCH_PREVIEW, "src"),
+        Input(ids.UPLOAD, "contents"),
+        prevent_initial_call=True,
+    )
+
+    @app.callback(
+        Output(ids.SEARCH_RESULT, "data"),
+        Output(ids.SEARCH_EXCLUDED, "data"),
+        Output(ids.SEARCH_ERROR, "children"),
+        Output(ids.TABS, "value", allow_duplicate=True),
+        Output(ids.MAP, "figure", allow_duplicate=True),
+        Output(ids.SEARCH_PREVIEW, "style"),
+        Input(ids.MAP, "clickData"),
+        Input({"type": ids.THUMB_SIMILAR, "grid": ALL, "id": ALL}, "n_clicks"),
+        Input(ids.UPLOAD, "contents"),
+        State(ids.UPLOAD, "filename"),
+        State(ids.SEARCH_K, "value"),
+        prevent_initial_call=True,
+    )
+    def run_search(click, _similar, contents, filename, k):
+        from dash import ctx
+
+        tid = ctx.triggered_id
+        try:
+            if tid == ids.UPLOAD:
+                if not contents:
+                    raise PreventUpdate
+                stored = search_by_upload(actx, contents, filename, k)
+                preview = {"display": "block"}
+            else:
+                if tid == ids.MAP:
+                    pts = (click or {}).get("points") or []
+                    if not pts or pts[0].get("curveNumber", 0) != 0:
+                        raise PreventUpdate
+                    image_id = pts[0]["customdata"]
+                    image_id = image_id[0] if isinstance(image_id, list) else image_id
+                elif isinstance(tid, dict) and triggered_value():
+                    image_id = tid["id"]
+                else:
+                    raise PreventUpdate
+                stored = search_by_id(actx, int(image_id), k)
+                preview = {"display": "none"}
+        except (UploadError, StoreError) as e:
+            err = result(f"Search failed: {e}", "error")
+            return no_update, no_update, err, no_update, no_update, {"display": "none"}
+        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(stored["map_xy"]), preview
+
+    @app.callback(
+        Output(ids.SEARCH_QUERY, "children"),
+        Output(ids.SEARCH_NOVEL, "children"),
+        Output(ids.SEARCH_VOTE, "children"),
+        Output(ids.SEARCH_GRID, "children"),
+        Output(ids.IMAGE_LABEL_ROW, "style"),
+        Input(ids.SEARCH_RESULT, "data"),
+        Input(ids.VERSION, "data"),
+        State(ids.SEARCH_EXCLUDED, "data"),
+    )
+    def show_result(stored, _version, excluded):
+        if not stored:
+            hint = html.Div("Upload a photo, click a point on the map or any thumbnail to see "
+                            "its nearest neighbours.", className="muted")
+            return hint, [], [], [], {"display": "none"}
+        v = result_view(actx, stored, excluded)
+        return v["query"], v["novel"], v["vote"], v["grid"], v["image_row_style"]
+
+    @app.callback(
+        Output(ids.SEARCH_EXCLUDED, "data", allow_duplicate=True),
+        Input({"type": ids.THUMB_CHECK, "grid": ids.GRID_SEARCH, "id": ALL}, "value"),
+        State({"type": ids.THUMB_CHECK, "grid": ids.GRID_SEARCH, "id": ALL}, "id"),
+        State(ids.SEARCH_EXCLUDED, "data"),
+        prevent_initial_call=True,
+    )
+    def track_search_ticks(values, comp_ids, excluded):
+        return update_exclusions(excluded, [c["id"] for c in comp_ids], values)
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(ids.SEARCH_LABEL_BUTTON, "n_clicks"),
+        Input(ids.SEARCH_LABEL_INPUT, "n_submit"),
+        State(ids.SEARCH_RESULT, "data"),
+        State(ids.SEARCH_EXCLUDED, "data"),
+        State(ids.SEARCH_LABEL_INPUT, "value"),
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def label_neighbours(_n, _s, stored, excluded, label, annotator, version):
+        ex = {int(i) for i in excluded or []}
+        chosen = [i for i, _ in (stored or {}).get("neighbours", []) if int(i) not in ex]
+        text, kind = label_ids_action(actx, chosen, label, annotator, source="search", what="neighbour(s)")
+        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(ids.IMAGE_LABEL_BUTTON, "n_clicks"),
+        Input(ids.IMAGE_LABEL_INPUT, "n_submit"),
+        State(ids.SEARCH_RESULT, "data"),
+        State(ids.IMAGE_LABEL_INPUT, "value"),
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def relabel_image(_n, _s, stored, label, annotator, version):
+        qid = (stored or {}).get("query_image_id")
+        if qid is None:
+            raise PreventUpdate
+        text, kind = label_ids_action(actx, [qid], label, annotator, what=f"image #{qid}")
+        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update

@@ -1,0 +1,45 @@
+"""Helpers shared by the callback modules (no Dash app state here)."""
+
+from __future__ import annotations
+
+from dash import ctx as dash_ctx
+
+from .components import message
+
+
+def triggered_value():
+    """The value of the input that fired the running callback.
+
+    None or 0 when the callback ran because components were (re-)rendered rather
+    than clicked: pattern-matching inputs fire when new items appear.
+    """
+    t = dash_ctx.triggered
+    return t[0]["value"] if t else None
+
+
+def annotator_name(stored) -> str:
+    """The annotator from the browser's local store ('anonymous' when not given)."""
+    return (str(stored).strip() if stored else "") or "anonymous"
+
+
+def update_exclusions(excluded, visible_ids, ticked_values) -> list[int]:
+    """Excluded ids after the tick boxes of the visible grid page changed.
+
+    Parameters
+    ----------
+    excluded : list of int
+        Ids excluded so far (on any page).
+    visible_ids : list of int
+        Ids whose tick box is on the page.
+    ticked_values : list of list
+        The value of each visible tick box ([id] when ticked, [] when not).
+    """
+    visible = {int(i) for i in visible_ids}
+    out = {int(i) for i in (excluded or []) if int(i) not in visible}
+    out |= {int(i) for i, v in zip(visible_ids, ticked_values) if not v}
+    return sorted(out)
+
+
+def result(text: str, kind: str = "ok"):
+    """The message component for the page's message bar."""
+    return message(text, kind)

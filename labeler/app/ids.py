@@ -1,0 +1,122 @@
+"""Component ids of the dashboard, in one place (layout and callbacks share them).
+
+Pattern-matching ids (dicts) are built by the helpers at the bottom: a thumbnail
+grid item is ``{"type": THUMB_*, "grid": <grid name>, "id": <image id>}``.
+"""
+
+# -- stores (browser state: ids and small values only) --------------------------------
+ANNOTATOR = "annotator-store"  # local storage: the annotator's name, asked once per browser
+VERSION = "version-store"  # bumped after every write; views that show labels re-render
+SELECTION = "selection-store"  # image ids of the lasso / box selection on the map
+SELECTION_EXCLUDED = "selection-excluded-store"
+CLUSTER_OPEN = "cluster-open-store"  # the cluster shown in the Clusters tab detail
+CLUSTER_EXCLUDED = "cluster-excluded-store"  # unticked members of the open cluster
+SEARCH_RESULT = "search-result-store"  # the last search: ids, similarities, vote, ...
+SEARCH_EXCLUDED = "search-excluded-store"
+SPLIT_PREVIEW = "split-preview-store"  # {cluster, groups: {sub: [ids]}} awaiting apply
+KEYS = "keys-store"  # set once the Ctrl+Z listener is installed
+
+# -- top bar --------------------------------------------------------------------------
+PROGRESS_TEXT = "progress-text"
+PROGRESS_BAR = "progress-bar"
+LABEL_COUNTS = "label-counts"
+ANNOTATOR_NAME = "annotator-name"
+ANNOTATOR_CHANGE = "annotator-change"
+UNDO = "undo-button"
+EXPORT_LINK = "export-link"
+MESSAGE = "message"
+LABEL_OPTIONS = "label-options"  # <datalist> of existing labels for autocompletion
+
+# -- annotator dialog -----------------------------------------------------------------
+NAME_DIALOG = "name-dialog"
+NAME_INPUT = "name-input"
+NAME_SAVE = "name-save"
+
+# -- map ------------------------------------------------------------------------------
+MAP = "map"
+COLOR_MODE = "color-mode"
+MAP_TOOLTIP = "map-tooltip"
+MAP_LEGEND = "map-legend"
+
+# -- tabs -----------------------------------------------------------------------------
+TABS = "tabs"
+TAB_CLUSTERS = "tab-clusters"
+TAB_SELECTION = "tab-selection"
+TAB_SEARCH = "tab-search"
+TAB_REFINE = "tab-refine"
+
+# Clusters tab
+CLUSTER_SORT = "cluster-sort"
+CLUSTER_LIST = "cluster-list"
+CLUSTER_LIST_PAGE = "cluster-list-page"
+CLUSTER_LIST_PAGES = "cluster-list-pages"
+CLUSTER_DETAIL = "cluster-detail"
+CLUSTER_TITLE = "cluster-title"
+CLUSTER_GRID = "cluster-grid"
+CLUSTER_PAGE = "cluster-page"
+CLUSTER_PAGES = "cluster-pages"  # 'of N' next to the page box
+CLUSTER_LABEL_INPUT = "cluster-label-input"
+CLUSTER_LABEL_BUTTON = "cluster-label-button"
+CLUSTER_CLOSE = "cluster-close"
+CLUSTER_EXCLUDED_NOTE = "cluster-excluded-note"
+
+# Selection tab
+SELECTION_TITLE = "selection-title"
+SELECTION_GRID = "selection-grid"
+SELECTION_PAGE = "selection-page"
+SELECTION_PAGES = "selection-pages"
+SELECTION_LABEL_INPUT = "selection-label-input"
+SELECTION_LABEL_BUTTON = "selection-label-button"
+SELECTION_CLEAR = "selection-clear"
+
+# Search tab
+UPLOAD = "upload"
+SEARCH_K = "search-k"
+SEARCH_ERROR = "search-error"
+SEARCH_QUERY = "search-query"  # the query image and its facts
+SEARCH_PREVIEW = "search-preview"  # an uploaded image, shown by the browser itself
+SEARCH_NOVEL = "search-novel"
+SEARCH_VOTE = "search-vote"
+SEARCH_GRID = "search-grid"
+SEARCH_LABEL_INPUT = "search-label-input"
+SEARCH_LABEL_BUTTON = "search-label-button"
+IMAGE_LABEL_INPUT = "image-label-input"  # relabel the single query image
+IMAGE_LABEL_BUTTON = "image-label-button"
+IMAGE_LABEL_ROW = "image-label-row"
+
+# Refine tab
+SPLIT_CLUSTER = "split-cluster"
+SPLIT_METHOD = "split-method"
+SPLIT_K = "split-k"
+SPLIT_MIN_SIZE = "split-min-size"
+SPLIT_PREVIEW_BUTTON = "split-preview-button"
+SPLIT_PREVIEW_VIEW = "split-preview-view"
+SPLIT_APPLY = "split-apply"
+MERGE_CLUSTERS = "merge-clusters"
+MERGE_BUTTON = "merge-button"
+MOVE_TARGET = "move-target"
+MOVE_BUTTON = "move-button"
+MOVE_NOTE = "move-note"
+
+# -- pattern-matching ids -------------------------------------------------------------
+THUMB_SIMILAR = "thumb-similar"  # the thumbnail itself: click = open it with its neighbours
+THUMB_CHECK = "thumb-check"  # tick box of a selectable grid item
+CLUSTER_OPEN_BUTTON = "cluster-open-button"
+
+GRID_CLUSTER = "cluster"
+GRID_SELECTION = "selection"
+GRID_SEARCH = "search"
+GRID_CARDS = "cards"  # representatives strips of the cluster cards (no tick boxes)
+GRID_SPLIT = "split"  # split preview strips (no tick boxes)
+
+
+def thumb_similar(grid: str, image_id: int) -> dict:
+    return {"type": THUMB_SIMILAR, "grid": grid, "id": int(image_id)}
+
+
+def thumb_check(grid: str, image_id: int) -> dict:
+    return {"type": THUMB_CHECK, "grid": grid, "id": int(image_id)}
+
+
+def cluster_open_button(cluster: int) -> dict:
+    return {"type": CLUSTER_OPEN_BUTTON, "cluster": int(cluster)}

@@ -1,0 +1,127 @@
+"""Per-app read-only data: the project, its map and a cached :class:`Searcher`.
+
+One :class:`AppContext` is built by ``create_app`` and stored on the Dash app
+(``app.labeler``); callbacks close over it. It holds nothing that changes with
+labelling: labels are read from SQLite on every request, arrays are read-only
+memory maps, and assignments are cached per clustering id (a stored clustering
+never changes; an edit makes a new one), so several worker processes stay
+consistent with each other.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..project import Project, ProjectError
+from ..search import Searcher
+
+
+@dataclass
+class Assignment:
+    """Cluster of every map point in one clustering.
+
+    Attributes
+    ----------
+    clustering_id : int
+    clusters : ndarray (n_points,), int64
+        Cluster id per map point (-1 = noise, also for a point the clustering lacks).
+    """
+
+    clustering_id: int
+    clusters: np.ndarray
+    _centres: tuple | None = field(default=None, repr=False)
+
+    def centres(self, xy: np.ndarray) -> tuple[list[float], list[float], list[str]]:
+        """Median map position and id text of each cluster (computed once)."""
+        if self._centres is None:
+            from .views import cluster_centres
+
+            self._centres = cluster_centres(xy, self.clusters)
+        return self._centres
+
+
+class AppContext:
+    """What the callbacks of one app share.
+
+    Parameters
+    ----------
+    project : Project
+        An ingested project (it has ``pca.npy``, ``map.npy`` and a clustering).
+
+    Attributes
+    ----------
+    point_ids : ndarray (n_points,), int64
+        Image id of each map point, in array-row order (rows without an image left out).
+    xy : ndarray (n_points, 2), float32
+        Map position of each point.
+
+    Raises
+    ------
+    ProjectError
+        The project has not been ingested yet.
+    """
+
+    def __init__(self, project: Project):
+        self.project = project
+        if project.store.current_clustering() is None:
+            raise ProjectError(f"{project.root} has no clustering yet: run `labeler ingest` first")
+        row_ids = project.store.row_image_ids()
+        xy = project.load_array("map")
+        valid = np.flatnonzero(row_ids >= 0)
+        valid = valid[valid < len(xy)]
+        self.point_ids = row_ids[valid]
+        self.xy = np.asarray(xy[valid], dtype=np.float32)
+        self._pos = {int(i): p for p, i in enumerate(self.point_ids)}
+        self._lock = threading.Lock()
+        self._searcher: Searcher | None = None
+        self._assignments: OrderedDict[int, Assignment] = OrderedDict()
+
+    @property
+    def store(self):
+        return self.project.store
+
+    @property
+    def n_points(self) -> int:
+        return len(self.point_ids)
+
+    def positions(self, image_ids) -> np.ndarray:
+        """Map point index of each image id (ids not on the map are dropped)."""
+        return np.array([self._pos[int(i)] for i in image_ids if int(i) in self._pos], dtype=np.int64)
+
+    def searcher(self) -> Searcher:
+        """The app's one Searcher (built on first use; its arrays are memory maps)."""
+        with self._lock:
+            if self._searcher is None:
+                self._searcher = Searcher(self.project)
+            return self._searcher
+
+    def assignment(self) -> Assignment:
+        """Cluster of every map point in the current clustering (cached by clustering id)."""
+        cid = int(self.store.current_clustering()["id"])
+        with self._lock:
+            hit = self._assignments.get(cid)
+            if hit is not None:
+                self._assignments.move_to_end(cid)
+                return hit
+        ids, clusters, _ = self.store.assignments(cid)
+        out = np.full(self.n_points, -1, dtype=np.int64)
+        order = np.argsort(self.point_ids, kind="stable")
+        found = np.searchsorted(self.point_ids[order], ids)
+        found = np.clip(found, 0, max(self.n_points - 1, 0))
+        ok = self.point_ids[order][found] == ids if self.n_points else np.zeros(len(ids), bool)
+        out[order[found[ok]]] = clusters[ok]
+        a = Assignment(cid, out)
+        with self._lock:
+            self._assignments[cid] = a
+            while len(self._assignments) > 4:
+                self._assignments.popitem(last=False)
+        return a
+
+    def point_labels(self) -> np.ndarray:
+        """Current label of every map point, shape (n_points,), object ('' = unlabelled)."""
+        labels = self.store.labels()
+        return np.array([labels.get(int(i), "") for i in self.point_ids], dtype=object)

@@ -1,0 +1,69 @@
+"""Run the dashboard in a background thread and drive it with headless Chromium.
+
+Used by the browser tests and ``scripts/screenshot.py``. Needs selenium and a
+Chromium + chromedriver (on Debian: ``apt install chromium chromium-driver``).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+
+from werkzeug.serving import make_server
+
+CHROME_FLAGS = (
+    "--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--no-first-run", "--disable-extensions", "--mute-audio",
+    "--enable-unsafe-swiftshader",  # software WebGL for the Scattergl map on GPU-less machines
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class ServerThread:
+    """A WSGI app served on 127.0.0.1 by a werkzeug thread server.
+
+    Use as a context manager; ``url`` is the base address.
+    """
+
+    def __init__(self, wsgi_app, port: int | None = None):
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._server = make_server("127.0.0.1", self.port, wsgi_app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> ServerThread:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._server.shutdown()
+        self._thread.join(timeout=10)
+
+
+def chrome_driver(width: int = 1500, height: int = 950, download_dir: str | None = None):
+    """A headless Chromium WebDriver (binary and driver from $CHROME_BIN / $CHROMEDRIVER,
+    else /usr/bin/chromium and /usr/bin/chromedriver, else the PATH)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    opts = webdriver.ChromeOptions()
+    binary = os.environ.get("CHROME_BIN") or shutil.which("chromium") or "/usr/bin/chromium"
+    if binary and os.path.exists(binary):
+        opts.binary_location = binary
+    for flag in CHROME_FLAGS:
+        opts.add_argument(flag)
+    opts.add_argument(f"--window-size={width},{height}")
+    if download_dir:
+        opts.add_experimental_option("prefs", {"download.default_directory": download_dir,
+                                               "download.prompt_for_download": False})
+    opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    driver_path = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
+    return webdriver.Chrome(service=Service(driver_path), options=opts)

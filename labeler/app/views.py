@@ -1,0 +1,330 @@
+"""Pure logic that turns library results into figure data and panel rows.
+
+No Dash callbacks here: every function takes plain values (or an
+:class:`~labeler.app.state.AppContext`) and returns plain values, so the tests
+call them directly.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+
+from .state import AppContext
+
+# A qualitative palette (Plotly's "Dark24" and "Light24" without the greys): distinct
+# hues for neighbouring cluster ids; ids beyond it wrap around.
+PALETTE = [
+    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#B68100", "#750D86", "#EB663B",
+    "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16",
+    "#A777F1", "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#FD3216",
+    "#00FE35", "#6A76FC", "#0DF9FF", "#F6F926", "#FF9616", "#479B55", "#EEA6FB", "#DC587D",
+]
+NOISE_COLOR = "#c9ccd1"
+UNLABELLED_COLOR = "#c9ccd1"
+
+COLOR_BY_CLUSTER = "cluster"
+COLOR_BY_LABEL = "label"
+SORT_KEYS = ("size", "unlabelled", "review")
+MIXED_MAJORITY = 0.8  # a cluster whose labelled images agree less than this needs review
+
+
+def typed_array(a: np.ndarray) -> dict:
+    """A numeric array as Plotly's typed-array spec ``{dtype, bdata}`` (base64).
+
+    plotly.js (>= 2.28) decodes it; it is 3-6x smaller than a JSON list of
+    numbers. Used for arrays put in a :class:`dash.Patch`, which, unlike a
+    figure, does not encode numpy arrays itself.
+    """
+    a = np.ascontiguousarray(a)
+    kinds = {"u1": np.uint8, "u2": np.uint16, "i4": np.int32, "f4": np.float32}
+    for code, dt in kinds.items():
+        if a.dtype == dt:
+            return {"dtype": code, "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+    raise TypeError(f"no typed-array code for dtype {a.dtype}")
+
+
+def cluster_color(cluster: int) -> str:
+    """The colour of a cluster id (noise grey); stable across refreshes."""
+    return NOISE_COLOR if cluster < 0 else PALETTE[cluster % len(PALETTE)]
+
+
+@dataclass
+class Coloring:
+    """Marker colours of the map as category codes and a step colour scale.
+
+    Attributes
+    ----------
+    codes : ndarray (n_points,), uint8 or uint16
+        Category of each point (0 = noise / unlabelled).
+    colorscale : list of [position, colour]
+        Piecewise-constant: code i is drawn in ``colors[i]`` with cmin=-0.5,
+        cmax=len(colors)-0.5.
+    legend : list of (name, colour, count)
+    """
+
+    codes: np.ndarray
+    colors: list[str]
+    legend: list[tuple[str, str, int]]
+
+    @property
+    def colorscale(self) -> list[list]:
+        k = max(len(self.colors), 1)
+        scale = []
+        for i, c in enumerate(self.colors or [NOISE_COLOR]):
+            scale += [[i / k, c], [(i + 1) / k, c]]
+        return scale
+
+    def marker(self) -> dict:
+        """The marker properties that change on a recolour."""
+        return {
+            "color": typed_array(self.codes),
+            "colorscale": self.colorscale,
+            "cmin": -0.5,
+            "cmax": max(len(self.colors), 1) - 0.5,
+        }
+
+
+def _codes(values: np.ndarray, n: int) -> np.ndarray:
+    return values.astype(np.uint8 if n <= 255 else np.uint16)
+
+
+def color_by_cluster(clusters: np.ndarray) -> Coloring:
+    """Colour map points by cluster id; noise (-1) grey."""
+    clusters = np.asarray(clusters, dtype=np.int64)
+    uniq = [int(c) for c in np.unique(clusters) if c >= 0]
+    lookup = np.zeros(len(clusters), dtype=np.int64)
+    if uniq:
+        pos = np.searchsorted(np.array(uniq), clusters)
+        lookup = np.where(clusters >= 0, pos + 1, 0)
+    colors = [NOISE_COLOR] + [cluster_color(c) for c in uniq]
+    counts = np.bincount(lookup, minlength=len(colors))
+    legend = [("noise", NOISE_COLOR, int(counts[0]))] + [
+        (f"cluster {c}", colors[j + 1], int(counts[j + 1])) for j, c in enumerate(uniq)
+    ]
+    return Coloring(_codes(lookup, len(colors)), colors, legend)
+
+
+def color_by_label(labels: np.ndarray) -> Coloring:
+    """Colour map points by current label ('' = unlabelled, grey); labels sorted by name
+    so a label keeps its colour while others are added."""
+    labels = np.asarray(labels, dtype=object)
+    names = sorted({str(v) for v in labels if v})
+    index = {name: j + 1 for j, name in enumerate(names)}
+    codes = np.fromiter((index.get(v, 0) if v else 0 for v in labels), dtype=np.int64, count=len(labels))
+    colors = [UNLABELLED_COLOR] + [PALETTE[j % len(PALETTE)] for j in range(len(names))]
+    counts = np.bincount(codes, minlength=len(colors))
+    legend = [("unlabelled", UNLABELLED_COLOR, int(counts[0]))] + [
+        (name, colors[j + 1], int(counts[j + 1])) for j, name in enumerate(names)
+    ]
+    return Coloring(_codes(codes, len(colors)), colors, legend)
+
+
+def coloring(ctx: AppContext, mode: str) -> Coloring:
+    """The current colouring of the map: by cluster or by label."""
+    if mode == COLOR_BY_LABEL:
+        return color_by_label(ctx.point_labels())
+    return color_by_cluster(ctx.assignment().clusters)
+
+
+def cluster_centres(xy: np.ndarray, clusters: np.ndarray) -> tuple[list[float], list[float], list[str]]:
+    """Median map position of each cluster (noise left out), for the cluster-id text."""
+    keep = np.flatnonzero(np.asarray(clusters) >= 0)
+    order = keep[np.argsort(clusters[keep], kind="stable")]
+    uniq, starts = np.unique(clusters[order], return_index=True)
+    xs, ys, text = [], [], []
+    for c, group in zip(uniq, np.split(order, starts[1:])):
+        xs.append(float(np.median(xy[group, 0])))
+        ys.append(float(np.median(xy[group, 1])))
+        text.append(str(int(c)))
+    return xs, ys, text
+
+
+def cluster_annotations(ctx: AppContext, mode: str) -> list[dict]:
+    """Cluster-id labels at the cluster medians (none when colouring by label)."""
+    if mode == COLOR_BY_LABEL:
+        return []
+    cx, cy, ct = ctx.assignment().centres(ctx.xy)
+    return [{"x": x, "y": y, "text": t, "showarrow": False, "font": {"size": 11, "color": "#111"},
+             "bgcolor": "rgba(255,255,255,0.65)", "borderpad": 1} for x, y, t in zip(cx, cy, ct)]
+
+
+def marker_size(n_points: int) -> float:
+    """Marker diameter in pixels: smaller as the map fills up."""
+    return float(np.clip(9 - 1.2 * np.log10(max(n_points, 1)), 2.5, 7))
+
+
+def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | None = None) -> dict:
+    """The map figure as a plain dict (typed arrays for the big columns).
+
+    Traces: 0 = every image (``Scattergl``, customdata = image id), 1 = the search
+    query marker (empty until a search). Cluster ids are layout annotations at the
+    cluster medians (annotations are drawn above the WebGL canvas).
+    """
+    col = col or coloring(ctx, mode)
+    points = {
+        "type": "scattergl",
+        "mode": "markers",
+        "x": typed_array(ctx.xy[:, 0].astype(np.float32)),
+        "y": typed_array(ctx.xy[:, 1].astype(np.float32)),
+        # A plain list, not a typed array: Dash copies customdata into click, hover
+        # and selection events from the figure's raw data, where plotly.js leaves
+        # typed-array specs undecoded.
+        # (a numpy array is written as a plain JSON list by Dash's orjson encoder)
+        "customdata": ctx.point_ids.astype(np.int64),
+        "hoverinfo": "none",
+        "marker": {"size": marker_size(ctx.n_points), "opacity": 0.85, "showscale": False, **col.marker()},
+        "selected": {"marker": {"opacity": 1}},
+        "unselected": {"marker": {"opacity": 0.35}},
+        "name": "images",
+    }
+    # The star is a WebGL trace too: SVG traces are drawn under the WebGL canvas.
+    query = {
+        "type": "scattergl", "mode": "markers", "x": [], "y": [], "hoverinfo": "skip", "name": "query",
+        "marker": {"symbol": "star", "size": 24, "color": "#ffd400", "line": {"color": "#111", "width": 2}},
+    }
+    axis = {"showgrid": False, "zeroline": False, "showticklabels": False, "title": None}
+    layout = {
+        "margin": {"l": 4, "r": 4, "t": 4, "b": 4},
+        "dragmode": "lasso",
+        "hovermode": "closest",
+        "showlegend": False,
+        "uirevision": "map",  # zoom and pan survive patches
+        "plot_bgcolor": "#ffffff",
+        "paper_bgcolor": "#ffffff",
+        "xaxis": axis,
+        "yaxis": {**axis, "scaleanchor": "x"},
+        "annotations": cluster_annotations(ctx, mode),
+    }
+    return {"data": [points, query], "layout": layout}
+
+
+def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None):
+    """A :class:`dash.Patch` that changes only the marker colours (and the cluster-id
+    annotations, which move when clusters are edited): no coordinates are resent."""
+    from dash import Patch
+
+    col = col or coloring(ctx, mode)
+    p = Patch()
+    for k, v in col.marker().items():
+        p["data"][0]["marker"][k] = v
+    p["layout"]["annotations"] = cluster_annotations(ctx, mode)
+    return p
+
+
+def query_marker_patch(xy: tuple[float, float] | None):
+    """A :class:`dash.Patch` that moves the search-query star (None hides it)."""
+    from dash import Patch
+
+    p = Patch()
+    p["data"][1]["x"] = [] if xy is None else [float(xy[0])]
+    p["data"][1]["y"] = [] if xy is None else [float(xy[1])]
+    return p
+
+
+# -- clusters panel ---------------------------------------------------------------------
+
+
+def cluster_rows(ctx: AppContext) -> list[dict]:
+    """One row per cluster of the current clustering, for the Clusters panel.
+
+    Returns
+    -------
+    list of dict
+        cluster, size, labelled, unlabelled, share (labelled / size), majority
+        (label or None), majority_share (among labelled), counts ({label: n}),
+        cohesion, suggested_name, representatives (ids, nearest to the centroid
+        first), needs_review (bool) and review_reason (str).
+    """
+    summaries = ctx.store.cluster_summaries()
+    clusters = ctx.assignment().clusters
+    labels = ctx.point_labels()
+    per: dict[int, Counter] = {}
+    for c, lab in zip(clusters[labels != ""], labels[labels != ""]):
+        per.setdefault(int(c), Counter())[lab] += 1
+    cohesions = [s["cohesion"] for s in summaries if s["cohesion"] is not None and s["cluster"] >= 0]
+    low = float(np.percentile(cohesions, 25)) if len(cohesions) >= 4 else -np.inf
+    rows = []
+    for s in summaries:
+        c = int(s["cluster"])
+        counts = per.get(c, Counter())
+        n_lab = sum(counts.values())
+        maj, maj_n = counts.most_common(1)[0] if counts else (None, 0)
+        maj_share = maj_n / n_lab if n_lab else None
+        reasons = []
+        if c >= 0 and s["cohesion"] is not None and s["cohesion"] < low:
+            reasons.append(f"low cohesion {s['cohesion']:.2f}")
+        if n_lab >= 2 and maj_share < MIXED_MAJORITY:
+            reasons.append(f"mixed labels ({len(counts)})")
+        rows.append({
+            "cluster": c, "size": int(s["size"]), "labelled": n_lab, "unlabelled": int(s["size"]) - n_lab,
+            "share": n_lab / s["size"] if s["size"] else 0.0, "majority": maj, "majority_share": maj_share,
+            "counts": dict(counts.most_common()), "cohesion": s["cohesion"],
+            "suggested_name": s.get("suggested_name"), "representatives": list(s["representatives"]),
+            "needs_review": bool(reasons), "review_reason": ", ".join(reasons),
+        })
+    return rows
+
+
+def sort_clusters(rows: list[dict], by: str = "size") -> list[dict]:
+    """Clusters sorted for the panel; noise always last.
+
+    ``by``: 'size' (largest first), 'unlabelled' (most unlabelled images first) or
+    'review' (flagged first: mixed labels, then low cohesion; then by cohesion).
+    """
+    if by not in SORT_KEYS:
+        raise ValueError(f"unknown sort {by!r}: one of {SORT_KEYS}")
+
+    def key(r):
+        noise = r["cluster"] < 0
+        if by == "size":
+            return (noise, -r["size"], r["cluster"])
+        if by == "unlabelled":
+            return (noise, -r["unlabelled"], -r["size"], r["cluster"])
+        mixed = 1 - r["majority_share"] if r["majority_share"] is not None else 0.0
+        coh = r["cohesion"] if r["cohesion"] is not None else 1.0
+        return (noise, not r["needs_review"], -mixed, coh, r["cluster"])
+
+    return sorted(rows, key=key)
+
+
+def cluster_members_ordered(ctx: AppContext, cluster: int) -> list[int]:
+    """Members of a cluster: representatives first (nearest to the centroid), then by id."""
+    members = ctx.store.cluster_members(cluster)
+    summary = next((s for s in ctx.store.cluster_summaries() if s["cluster"] == cluster), None)
+    reps = [i for i in (summary["representatives"] if summary else []) if i in set(members)]
+    seen = set(reps)
+    return reps + [i for i in members if i not in seen]
+
+
+# -- progress and paging ----------------------------------------------------------------
+
+
+def progress(ctx: AppContext) -> dict:
+    """labelled, total (images on the map), percent and counts per label."""
+    counts = ctx.store.label_counts()
+    labelled = sum(counts.values())
+    total = max(ctx.n_points, labelled)
+    return {"labelled": labelled, "total": total,
+            "percent": 100.0 * labelled / total if total else 0.0, "counts": counts}
+
+
+def page_of(items: list, page: int, per_page: int) -> tuple[list, int, int]:
+    """Items of a 1-based page: (items, page clamped to range, number of pages)."""
+    n_pages = max(1, -(-len(items) // per_page))
+    page = int(min(max(int(page or 1), 1), n_pages))
+    return items[(page - 1) * per_page: page * per_page], page, n_pages
+
+
+def image_facts(ctx: AppContext, image_ids: list[int]) -> dict[int, dict]:
+    """{id: {path (file name), label, cluster}} for captions and tooltips."""
+    if not image_ids:
+        return {}
+    rows = ctx.store.get_images(image_ids)
+    labels = ctx.store.labels_for(image_ids)
+    clusters = ctx.store.clusters_for(image_ids)
+    return {int(r["id"]): {"path": r["path"], "label": labels.get(r["id"]),
+                           "cluster": int(clusters.get(r["id"], -1))} for r in rows}
