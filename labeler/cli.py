@@ -75,9 +75,11 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
               help="whole: resize the full frame (default); crop: ImageNet resize + centre crop.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
+              help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, force, quiet):
+def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, quiet):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files; an interrupted run resumes.
@@ -90,7 +92,7 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
     from .pipeline import BackboneMismatchError, ingest as run_ingest
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
-                              view=view, device=device, batch_size=batch_size)
+                              view=view, device=device, batch_size=batch_size, precision=precision)
     if not force and (project_dir / "labeler.db").exists():
         try:
             return _print_ingest(run_ingest(image_dir, project_dir, settings, progress=not quiet,

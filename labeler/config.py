@@ -35,6 +35,9 @@ class Settings:
         '' = cuda when present, else cpu.
     batch_size, num_workers : int
         Embedding batch size and decoding worker processes.
+    precision : str
+        'fp32' (default) or 'bf16' (opt-in: bfloat16 autocast, ~2x faster on CPUs
+        with AVX-512 BF16; see benchmarks/bench_precision.py for its accuracy).
     commit_every : int
         Images per committed chunk: an interrupted ingest loses at most this much work.
     pca_components : int
@@ -69,6 +72,7 @@ class Settings:
     batch_size: int = 16
     num_workers: int = 1
     commit_every: int = 256
+    precision: str = "fp32"
     pca_components: int = 256
     umap_neighbors: int = 15
     umap_min_dist: float = 0.1

@@ -21,6 +21,8 @@ from torch.utils.data import DataLoader, Dataset
 from labeler import images
 from labeler.backbones import VIEWS, Backbone
 
+PRECISIONS = ("fp32", "bf16")
+
 __all__ = ["EmbedBatch", "pick_device", "embed_files", "default_num_workers"]
 
 
@@ -179,6 +181,7 @@ def embed_files(
     device: str = "cpu",
     thumbs_dir: Path | None = None,
     progress: bool = True,
+    precision: str = "fp32",
 ) -> Iterator[EmbedBatch]:
     """Embed image files with a backbone, batch by batch, in input order.
 
@@ -205,6 +208,11 @@ def embed_files(
         If given, ``thumbs_dir / f"{id}.jpg"`` is written for every decoded image.
     progress : bool, default True
         Show a tqdm bar (images/s, ETA) on stderr.
+    precision : {'fp32', 'bf16'}, default 'fp32'
+        'bf16' runs the forward pass under ``torch.autocast`` in bfloat16 (opt-in:
+        about 2x faster on CPUs with AVX-512 BF16; features are returned as float32
+        and keep a cosine similarity of at least 0.99 to fp32, checked by
+        ``benchmarks/bench_precision.py``).
 
     Yields
     ------
@@ -216,6 +224,8 @@ def embed_files(
     ValueError
         Unknown ``view``, ``batch_size < 1``, or an unavailable ``device``.
     """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
     if view not in VIEWS:
         raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
     if batch_size < 1:
@@ -250,18 +260,21 @@ def embed_files(
     bar = tqdm(total=len(items), unit="img", desc=f"embed {backbone.name}", disable=not progress,
                dynamic_ncols=True)
     try:
-        with torch.inference_mode():
-            for ids, x, w, h, failures in loader:
-                if x is None:
-                    feats = np.zeros((0, backbone.dim), np.float32)
-                    top1, prob = np.zeros(0, np.int64), np.zeros(0, np.float32)
-                else:
+        # The contexts wrap each forward pass only: held across a ``yield`` they
+        # would leak (they are thread-local) into the caller's code.
+        bf16 = precision == "bf16"
+        for ids, x, w, h, failures in loader:
+            if x is None:
+                feats = np.zeros((0, backbone.dim), np.float32)
+                top1, prob = np.zeros(0, np.int64), np.zeros(0, np.float32)
+            else:
+                with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
                     f, logits = model(x.to(dev, non_blocking=True))
                     p, top = torch.softmax(logits.float(), dim=1).max(dim=1)
                     feats = f.float().cpu().numpy()
                     top1, prob = top.cpu().numpy().astype(np.int64), p.cpu().numpy().astype(np.float32)
-                bar.update(len(ids) + len(failures))
-                yield EmbedBatch(ids=ids, features=feats, top1=top1, top1_prob=prob,
-                                 width=w, height=h, failures=failures)
+            bar.update(len(ids) + len(failures))
+            yield EmbedBatch(ids=ids, features=feats, top1=top1, top1_prob=prob,
+                             width=w, height=h, failures=failures)
     finally:
         bar.close()

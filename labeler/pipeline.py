@@ -121,11 +121,13 @@ def backbone_change(project: Project, settings: Settings) -> str | None:
     if not recorded:
         return None
     wanted = recorded["name"] if settings.backbone == "auto" else settings.backbone
-    if (wanted, settings.view) == (recorded["name"], recorded.get("view")):
+    was = (recorded["name"], recorded.get("view"), recorded.get("precision", "fp32"))
+    now = (wanted, settings.view, settings.precision)
+    if was == now:
         return None
     return (
-        f"the project's embeddings were made with {recorded['name']} (view {recorded.get('view')}); "
-        f"re-embedding everything with {wanted} (view {settings.view}) needs --force"
+        "the project's embeddings were made with {} (view {}, {}); re-embedding everything "
+        "with {} (view {}, {}) needs --force".format(*was, *now)
     )
 
 
@@ -162,6 +164,7 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
             "weights_source": str(bb.weights_source),
             "preprocessing": bb.describe_preprocessing(settings.view),
             "view": settings.view,
+            "precision": settings.precision,
         },
         categories=list(bb.categories),
     )
@@ -200,7 +203,7 @@ def embed_pending(project: Project, backbone, settings: Settings, *, progress: b
     for b in embed_files(
         items, backbone, view=settings.view, batch_size=settings.batch_size,
         num_workers=settings.num_workers, device=settings.device or "auto",
-        thumbs_dir=project.thumbs_dir, progress=progress,
+        thumbs_dir=project.thumbs_dir, progress=progress, precision=settings.precision,
     ):
         failures += [(by_id[i]["path"], reason) for i, reason in b.failures]
         for j, i in enumerate(b.ids):

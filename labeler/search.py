@@ -136,7 +136,8 @@ class Searcher:
         bb = self._load_backbone()
         meta = self.project.store.get_meta("backbone")
         batches = list(embed_files([(0, path)], bb, view=meta.get("view", "whole"), batch_size=1,
-                                   num_workers=0, device=self._device(), progress=False))
+                                   num_workers=0, device=self._device(), progress=False,
+                                   precision=meta.get("precision", "fp32")))
         failures = [f for b in batches for f in b.failures]
         if failures:
             raise QueryImageError(f"{path.name}: {failures[0][1]}")

@@ -109,6 +109,22 @@ def test_edge_arguments(lite0, mixed):
     assert default_num_workers() >= 1
 
 
+def test_bf16_is_close_to_fp32_and_leaks_no_context(lite0, mixed):
+    """The opt-in bf16 mode keeps cosine similarity >= 0.99 to fp32 on real photos."""
+    items = [(i, p) for i, p in mixed[0] if i in mixed[2]]
+    f32 = np.concatenate([b.features for b in embed_files(items, lite0, num_workers=0, progress=False)])
+    gen = embed_files(items, lite0, num_workers=0, progress=False, batch_size=2, precision="bf16")
+    first = next(gen)
+    # Between batches the caller's code runs without autocast or inference mode.
+    assert not torch.is_autocast_enabled("cpu") and not torch.is_inference_mode_enabled()
+    f16 = np.concatenate([first.features] + [b.features for b in gen])
+    assert f16.dtype == np.float32
+    cos = (f32 * f16).sum(1) / np.linalg.norm(f32, axis=1) / np.linalg.norm(f16, axis=1)
+    assert cos.min() >= 0.99
+    with pytest.raises(ValueError, match="precision"):
+        list(embed_files(items, lite0, precision="fp8"))
+
+
 def test_pick_device():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert pick_device() == pick_device("auto") == expected
