@@ -39,7 +39,7 @@ import psutil
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from labeler.cluster import run_hdbscan, run_kmeans  # noqa: E402
-from labeler.index import ExactIndex, nearest_neighbour_similarities  # noqa: E402
+from labeler.index import build_index, nearest_neighbour_similarities  # noqa: E402
 from labeler.reduce import fit_pca, fit_umap  # noqa: E402
 
 
@@ -105,7 +105,10 @@ def run(n: int, args) -> list[tuple[str, float, float]]:
 
     emb, y = synthetic_embeddings(n, args.dim, args.clusters, seed=0)
     print(f"\nn = {n:,}  embeddings {emb.shape} float32 ({emb.nbytes / 2**20:.0f} MiB), {args.clusters} true clusters")
-    seed = None if args.umap_seed == "none" else int(args.umap_seed)
+    if args.umap_seed == "auto":
+        seed = 0 if n <= 50_000 else None
+    else:
+        seed = None if args.umap_seed == "none" else int(args.umap_seed)
     pca = step(f"PCA {args.pca} (fit_sample 200k)", lambda: fit_pca(emb, args.pca, seed=0))
     v = pca.vectors
     umap_kw = dict(n_neighbors=15, seed=seed, fit_sample=args.fit_sample)
@@ -117,7 +120,7 @@ def run(n: int, args) -> list[tuple[str, float, float]]:
     step("nn-similarity sample (novelty)", lambda: nearest_neighbour_similarities(v, sample=5000))
     total = sum(r[1] for r in rows)
     km = step(f"KMeans k={args.k} on PCA vectors", lambda: run_kmeans(v, args.k, seed=0))
-    index = step("ExactIndex build", lambda: ExactIndex(v))
+    index = step("index build (build_index: exact < 50k, FAISS fp16 above)", lambda: build_index(v))
     rng = np.random.default_rng(1)
     qs = v[rng.choice(n, 200, replace=False)]
     times = []
@@ -196,8 +199,8 @@ def main(argv=None):
     ap.add_argument("--pca", type=int, default=256)
     ap.add_argument("--cluster-dims", type=int, default=10)
     ap.add_argument("--k", type=int, default=20)
-    ap.add_argument("--fit-sample", type=int, default=50_000, help="UMAP fit sample (reduce.fit_umap default 50000)")
-    ap.add_argument("--umap-seed", default="0", help="'none' lets UMAP run in parallel (not reproducible)")
+    ap.add_argument("--fit-sample", type=int, default=20_000, help="UMAP fit sample (reduce.fit_umap default 20000)")
+    ap.add_argument("--umap-seed", default="auto", help="auto: as ingest (fixed seed 0 up to 50k, parallel above); 'none': parallel (not reproducible)")
     ap.add_argument("--n-epochs", type=int, default=None, help="UMAP optimisation epochs (umap-learn default: 200 above 10k rows)")
     ap.add_argument("--project", type=Path, default=None, help="also measure the quality cost of sample fitting here")
     ap.add_argument("--truth", type=Path, default=None, help="truth.csv for --project")

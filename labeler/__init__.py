@@ -1,39 +1,35 @@
 """labeler: turn a folder of unlabelled images into a labelled training set.
 
-The public API (imported lazily so ``import labeler`` stays fast and torch is
-only loaded when embeddings are made)::
+The public API::
 
     from labeler import Project, ingest, search, export_csv
     report = ingest("photos/", "my-project")
     result = search(Project("my-project"), "new_photo.jpg", k=10)
+
+torch (``load_backbone``) and Dash (``create_app``) load only when first used.
 """
 
 from importlib import import_module
 
+from .config import Settings, load_settings
+from .export import export_csv
+from .pipeline import cluster_project, ingest
+from .project import Project
+from .refine import apply_split, label_cluster, merge_clusters, move_images, split_preview
+from .search import Searcher, search  # binds ``labeler.search`` to the function, not the module
+
 __version__ = "0.1.0"
 
-_API = {
-    "Project": "labeler.project",
-    "Settings": "labeler.config",
-    "load_settings": "labeler.config",
-    "ingest": "labeler.pipeline",
-    "cluster_project": "labeler.pipeline",
-    "search": "labeler.search",
-    "Searcher": "labeler.search",
-    "export_csv": "labeler.export",
-    "label_cluster": "labeler.refine",
-    "split_preview": "labeler.refine",
-    "apply_split": "labeler.refine",
-    "merge_clusters": "labeler.refine",
-    "move_images": "labeler.refine",
-    "load_backbone": "labeler.backbones",
-    "create_app": "labeler.app",
-}
+_LAZY = {"load_backbone": "labeler.backbones", "create_app": "labeler.app"}
 
-__all__ = sorted(_API)
+__all__ = sorted([
+    "Project", "Settings", "load_settings", "ingest", "cluster_project", "search", "Searcher",
+    "export_csv", "label_cluster", "split_preview", "apply_split", "merge_clusters", "move_images",
+    *_LAZY,
+])
 
 
 def __getattr__(name):
-    if name in _API:
-        return getattr(import_module(_API[name]), name)
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'labeler' has no attribute {name!r}")

@@ -1,15 +1,18 @@
 """Nearest-neighbour search over L2-normalised vectors (cosine similarity).
 
-Exact search is a matrix product and a partial sort: at 100k x 256 float32 one
-query costs ~25 M multiply-adds, a few milliseconds on one core, so exact is the
-default. For millions of images an approximate index (FAISS, Johnson, Douze &
-Jegou 2017) is the standard next step; :class:`ExactIndex` keeps the interface
-such an index would have.
+Exact search is a matrix product and a partial sort. One query reads every
+vector, so its time is memory bandwidth: at 100k x 256 float32 (102 MB) it took
+5.5-9 ms here. Above ``FP16_FROM`` rows :func:`build_index` uses FAISS (Johnson,
+Douze & Jegou 2017) with vectors stored as float16 (``IndexScalarQuantizer``
+QT_fp16): half the bytes, SIMD inner products, 2.6 ms at 100k with recall@10 of
+0.9995 against exact search (``benchmarks/bench_reduce.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+FP16_FROM = 50_000
 
 
 class ExactIndex:
@@ -29,7 +32,7 @@ class ExactIndex:
     def __len__(self) -> int:
         return len(self.vectors)
 
-    def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None, batch: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar rows of each query.
 
         Parameters
@@ -39,6 +42,9 @@ class ExactIndex:
             Capped at the number of rows (minus one with ``exclude``).
         exclude : ndarray (m,) int or None
             A row to leave out per query (the query itself, for leave-one-out).
+        batch : int or None
+            Queries per matrix product; default keeps the (batch, n) similarity
+            block near 128 MiB whatever n is.
 
         Returns
         -------
@@ -52,6 +58,7 @@ class ExactIndex:
         k = int(min(k, n - (1 if exclude is not None else 0)))
         if k < 1:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        batch = batch or max(1, min(1024, 2**25 // max(n, 1)))
         out_s = np.empty((len(q), k), np.float32)
         out_r = np.empty((len(q), k), np.int64)
         for i in range(0, len(q), batch):
@@ -83,3 +90,52 @@ def nearest_neighbour_similarities(vectors: np.ndarray, *, sample: int | None = 
     rows = np.arange(n) if sample is None or n <= sample else np.random.default_rng(seed).choice(n, sample, replace=False)
     sims, _ = ExactIndex(x).search(x[rows], 1, exclude=rows)
     return sims[:, 0]
+
+
+class Fp16Index:
+    """Cosine-similarity k-NN over float16-stored vectors (FAISS scalar quantizer).
+
+    Same interface as :class:`ExactIndex`. Similarities are inner products of
+    float16-rounded vectors (error ~1e-3); rankings match exact search except
+    among near-ties.
+
+    Parameters
+    ----------
+    vectors : ndarray (n, d) float32, L2-normalised
+    """
+
+    def __init__(self, vectors: np.ndarray):
+        import faiss
+
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._n = len(x)
+        self.index = faiss.IndexScalarQuantizer(x.shape[1], faiss.ScalarQuantizer.QT_fp16,
+                                                faiss.METRIC_INNER_PRODUCT)
+        self.index.train(x[:1])  # QT_fp16 needs no statistics
+        self.index.add(x)
+
+    def __len__(self) -> int:
+        return self._n
+
+    def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
+               batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """See :meth:`ExactIndex.search`."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        k = int(min(k, self._n - (1 if exclude is not None else 0)))
+        if k < 1:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        sims, rows = self.index.search(q, k + (1 if exclude is not None else 0))
+        if exclude is None:
+            return sims.astype(np.float32), rows.astype(np.int64)
+        out_s = np.empty((len(q), k), np.float32)
+        out_r = np.empty((len(q), k), np.int64)
+        for i in range(len(q)):
+            keep = rows[i] != exclude[i]
+            out_r[i] = rows[i][keep][:k]
+            out_s[i] = sims[i][keep][:k]
+        return out_s, out_r
+
+
+def build_index(vectors: np.ndarray) -> ExactIndex | Fp16Index:
+    """The index for a collection: exact float32 up to ``FP16_FROM`` rows, else float16 FAISS."""
+    return ExactIndex(vectors) if len(vectors) < FP16_FROM else Fp16Index(vectors)

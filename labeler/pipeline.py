@@ -231,12 +231,15 @@ def rebuild_maps(project: Project, settings: Settings) -> None:
     emb = project.load_array("embeddings", mmap=False)
     pca = fit_pca(emb, settings.pca_components, seed=settings.seed)
     project.save_array("pca", pca.vectors)
+    # A fixed seed makes umap-learn single-threaded: keep it (reproducible maps)
+    # up to 50k images, trade it for both cores above (bench_reduce: 229 s -> 92 s at 100k).
+    seed = settings.seed if len(emb) <= 50_000 else None
     map_reducer, xy = fit_umap(
-        pca.vectors, 2, n_neighbors=settings.umap_neighbors, min_dist=settings.umap_min_dist, seed=settings.seed
+        pca.vectors, 2, n_neighbors=settings.umap_neighbors, min_dist=settings.umap_min_dist, seed=seed
     )
     project.save_array("map", xy)
     dims = int(min(settings.cluster_dims, max(2, len(emb) - 2)))
-    _, space = fit_umap(pca.vectors, dims, n_neighbors=settings.umap_neighbors, min_dist=0.0, seed=settings.seed)
+    _, space = fit_umap(pca.vectors, dims, n_neighbors=settings.umap_neighbors, min_dist=0.0, seed=seed)
     project.save_array("cluster_space", space)
     joblib.dump(pca.model, project.models_dir / "pca.joblib")
     joblib.dump(map_reducer, project.models_dir / "umap_map.joblib")

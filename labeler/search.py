@@ -18,7 +18,7 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from .index import ExactIndex
+from .index import build_index
 from .project import Project, ProjectError
 from .reduce import transform_pca, transform_umap
 
@@ -96,7 +96,7 @@ class Searcher:
         self.map_xy = project.load_array("map")
         self.row_ids = project.store.row_image_ids()
         self.id_to_row = {int(i): r for r, i in enumerate(self.row_ids) if i >= 0}
-        self.index = ExactIndex(self.vectors)
+        self.index = build_index(self.vectors)
         self.novelty_threshold = float(project.store.get_meta("novelty_threshold", 0.0))
         self._backbone = None
         self._pca = None
