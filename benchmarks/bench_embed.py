@@ -40,17 +40,21 @@ GMACS = {"resnet50": 4.1, "efficientnet-lite0": 0.41}
 
 def write_photos(dest: Path, n: int, seed: int = 0) -> list[Path]:
     """n random 300x300 crops/resizes of real photos, saved as JPEG quality 90."""
-    import elpv_dataset
     import skimage.data
     from sklearn.datasets import load_sample_image
 
     sources = [getattr(skimage.data, k)() for k in ("astronaut", "chelsea", "coffee")]
     sources += [load_sample_image(k) for k in ("china.jpg", "flower.jpg")]
-    elpv = sorted((Path(elpv_dataset.__file__).parent / "data" / "images").glob("*.png"))[:20]
+    try:
+        import elpv_dataset
+
+        elpv = sorted((Path(elpv_dataset.__file__).parent / "data" / "images").glob("*.png"))[:20]
+    except ImportError:  # e.g. on a GPU machine without the 90 MB data package
+        elpv = []
     rng = np.random.default_rng(seed)
     paths = []
     for i in range(n):
-        if i % 4 == 3:
+        if i % 4 == 3 and elpv:
             img = Image.open(elpv[i % len(elpv)]).convert("RGB")
         else:
             a = sources[i % len(sources)]
@@ -76,10 +80,10 @@ def gemm_gflops(seconds: float = 1.0) -> float:
     return 2 * 1024**3 * k / (time.perf_counter() - t0) / 1e9
 
 
-def run_embed(items, bb, batch_size, num_workers) -> float:
+def run_embed(items, bb, batch_size, num_workers, device="cpu", precision="fp32") -> float:
     t0 = time.perf_counter()
     n = sum(len(b.ids) for b in embed_files(items, bb, batch_size=batch_size, num_workers=num_workers,
-                                            progress=False))
+                                            progress=False, device=device, precision=precision))
     return n / (time.perf_counter() - t0)
 
 
@@ -101,6 +105,8 @@ def main(argv=None) -> None:
     ap.add_argument("--backbones", default="resnet50,efficientnet-lite0")
     ap.add_argument("--num-workers", type=int, default=None)
     ap.add_argument("--naive-n", type=int, default=24, help="images for the naive baseline")
+    ap.add_argument("--device", default="cpu", help="cpu, cuda, auto")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     args = ap.parse_args(argv)
     workers = default_num_workers() if args.num_workers is None else args.num_workers
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, num_workers={workers}")
@@ -114,9 +120,9 @@ def main(argv=None) -> None:
             cap = gflops / (2 * GMACS[name])
             naive = run_naive(paths, name, min(args.naive_n, args.n))
             print(f"\n{name}: FLOP cap {cap:.1f} img/s; naive one-at-a-time {naive:.1f} img/s")
-            run_embed(items[: min(32, len(items))], bb, 16, workers)  # warm-up
+            run_embed(items[: min(32, len(items))], bb, 16, workers, args.device, args.precision)  # warm-up
             for bs in (int(b) for b in args.batch_sizes.split(",")):
-                ips = run_embed(items, bb, bs, workers)
+                ips = run_embed(items, bb, bs, workers, args.device, args.precision)
                 print(f"  embed_files batch {bs:3d}: {ips:6.1f} img/s ({ips / cap:.0%} of cap)", flush=True)
     print("\nreproduce: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
 
