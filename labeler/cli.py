@@ -42,6 +42,14 @@ def main():
     """
 
 
+def _warn(message: str) -> None:
+    click.secho(message, fg="yellow", err=True)
+
+
+def _say(quiet: bool):
+    return (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+
+
 def _print_ingest(rep) -> None:
     c = rep.catalogue
     click.echo(
@@ -96,14 +104,14 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
     if not force and (project_dir / "labeler.db").exists():
         try:
             return _print_ingest(run_ingest(image_dir, project_dir, settings, progress=not quiet,
-                                            warn=lambda m: click.secho(m, fg="yellow", err=True)))
+                                            warn=_warn, say=_say(quiet)))
         except BackboneMismatchError as e:
             if not sys.stdin.isatty() or not click.confirm(f"{e}. Re-embed everything now?"):
                 _fail(str(e))
             force = True
     try:
         rep = run_ingest(image_dir, project_dir, settings, force=force, progress=not quiet,
-                         warn=lambda m: click.secho(m, fg="yellow", err=True))
+                         warn=_warn, say=_say(quiet))
     except (FileNotFoundError, NotADirectoryError, ValueError, WeightsNotFoundError) as e:
         _fail(str(e))
     _print_ingest(rep)
@@ -317,7 +325,7 @@ def demo(data_dir, project_dir, limit, no_serve, port, backbone):
     img_dir, truth = prepare_elpv(data_dir, limit=limit)
     click.echo(f"ELPV photos in {img_dir} (ground truth: {truth})")
     settings = _settings_from(project_dir, backbone=backbone)
-    rep = run_ingest(img_dir, project_dir, settings, warn=lambda m: click.secho(m, fg="yellow", err=True))
+    rep = run_ingest(img_dir, project_dir, settings, warn=_warn, say=_say(False))
     _print_ingest(rep)
     project = _open(project_dir)
     _print_clusters(project, limit=15)

@@ -222,23 +222,28 @@ def embed_pending(project: Project, backbone, settings: Settings, *, progress: b
     return done, skipped
 
 
-def rebuild_maps(project: Project, settings: Settings) -> None:
+def rebuild_maps(project: Project, settings: Settings, *, say: Callable[[str], None] = log.info) -> None:
     """Fit PCA and the UMAP map + clustering space on all embeddings; save models.
 
     Also stores the collection's nearest-neighbour similarity distribution, from
-    which the novelty threshold of reverse image search is derived.
+    which the novelty threshold of reverse image search is derived. ``say``
+    receives one line per stage (the CLI prints them).
     """
     emb = project.load_array("embeddings", mmap=False)
+    say(f"PCA of {len(emb)} embeddings ({emb.shape[1]}-d) ...")
     pca = fit_pca(emb, settings.pca_components, seed=settings.seed)
+    say(f"  {pca.vectors.shape[1]} components keep {pca.explained_variance_ratio.sum():.0%} of the variance")
     project.save_array("pca", pca.vectors)
     # A fixed seed makes umap-learn single-threaded: keep it (reproducible maps)
     # up to 50k images, trade it for both cores above (bench_reduce: 229 s -> 92 s at 100k).
     seed = settings.seed if len(emb) <= 50_000 else None
+    say("UMAP 2-D map (the first run in a process compiles numba code: about a minute) ...")
     map_reducer, xy = fit_umap(
         pca.vectors, 2, n_neighbors=settings.umap_neighbors, min_dist=settings.umap_min_dist, seed=seed
     )
     project.save_array("map", xy)
     dims = int(min(settings.cluster_dims, max(2, len(emb) - 2)))
+    say(f"UMAP {dims}-d space for clustering ...")
     _, space = fit_umap(pca.vectors, dims, n_neighbors=settings.umap_neighbors, min_dist=0.0, seed=seed)
     project.save_array("cluster_space", space)
     joblib.dump(pca.model, project.models_dir / "pca.joblib")
@@ -299,6 +304,7 @@ def ingest(
     force: bool = False,
     progress: bool = True,
     warn: Callable[[str], None] = log.warning,
+    say: Callable[[str], None] = log.info,
 ) -> IngestReport:
     """Catalogue, embed, reduce and cluster a folder of images into a project.
 
@@ -312,6 +318,8 @@ def ingest(
         None = the project's settings (defaults < labeler.toml < LABELER_*).
     force : bool
         Allow re-embedding everything with another backbone.
+    warn, say : callable(str)
+        Receive warnings and one line per stage.
 
     Raises
     ------
@@ -351,8 +359,9 @@ def ingest(
         )
     rebuilt = bool(embedded) or not project.has_array("map") or project.store.current_clustering() is None
     if embedded or not project.has_array("map"):
-        rebuild_maps(project, settings)
+        rebuild_maps(project, settings, say=say)
     if rebuilt:
+        say(f"clustering ({settings.method}) ...")
         cluster_project(project, settings)
     _, labels, _ = project.store.assignments()
     return IngestReport(
