@@ -56,7 +56,7 @@ def _print_ingest(rep) -> None:
         f"catalogue: {c.found} image file(s): {c.new} new, {c.changed} changed, "
         f"{c.unchanged} unchanged, {c.missing} missing"
     )
-    click.echo(f"backbone: {rep.backbone}; embedded {rep.embedded} image(s) in {rep.seconds:.1f} s")
+    click.echo(f"backbone: {rep.backbone}; embedded {rep.embedded} image(s); ingest took {rep.seconds:.1f} s")
     if rep.skipped:
         click.secho(f"skipped {len(rep.skipped)} file(s):", fg="yellow")
         for path, reason in rep.skipped[:50]:
