@@ -77,7 +77,8 @@ def discover(root: Path) -> tuple[list[FileEntry], list[tuple[str, str]]]:
 
     A file is a candidate when its suffix, lower-cased, is in :data:`IMAGE_EXTENSIONS`;
     whether it decodes is checked later by :func:`load_image`. Other files are
-    ignored silently.
+    ignored silently, and so are hidden files and folders (names starting with
+    '.': ``.git``, ``.thumbnails``, macOS ``._photo.jpg`` resource forks).
 
     Symlinks: a symlinked *file* whose target lies inside ``root`` is included under
     the link's own path (duplicates are the caller's to detect by content hash).
@@ -128,6 +129,8 @@ def discover(root: Path) -> tuple[list[FileEntry], list[tuple[str, str]]]:
             skipped.append((rel_dir or ".", f"cannot read directory: {e.strerror or e}"))
             continue
         for child in children:
+            if child.name.startswith("."):
+                continue
             rel = f"{rel_dir}/{child.name}" if rel_dir else child.name
             try:
                 rel.encode("utf-8")

@@ -220,6 +220,10 @@ def test_discover(tmp_path):
     (root / "sub dir" / "loop").symlink_to(root, target_is_directory=True)
     (root / "out_dir").symlink_to(outside, target_is_directory=True)
     (root / "broken.jpg").symlink_to(tmp_path / "missing.jpg")
+    # Hidden files and folders are not photos of the collection.
+    fx.make_text_as_jpg(root, "._über café 1.png")  # a macOS resource fork
+    (root / ".thumbnails").mkdir()
+    fx.make_photo(root / ".thumbnails", filename="t.jpg", size=(20, 20))
     before = sorted(p.name for p in root.rglob("*"))
 
     entries, skipped = discover(root)

@@ -155,7 +155,9 @@ def register(app: Dash, actx: AppContext) -> None:
     def cluster_list(_version, sort, page):
         rows = sort_clusters(cluster_rows(actx), sort or "size")
         items, page, n_pages = page_of(rows, page, CARDS_PER_PAGE)
-        return [cluster_card(r) for r in items], f" of {n_pages} ({len(rows)} clusters)"
+        n_real = sum(1 for r in rows if r["cluster"] >= 0)
+        noise = " + noise" if n_real < len(rows) else ""
+        return [cluster_card(r) for r in items], f" of {n_pages} ({n_real} clusters{noise})"
 
     @app.callback(
         Output(ids.CLUSTER_OPEN, "data"),
