@@ -255,7 +255,20 @@ def rebuild_maps(project: Project, settings: Settings, *, say: Callable[[str], N
         nn_similarity_percentiles={str(p): float(np.percentile(nn_sims, p)) for p in (0.5, 1, 2, 5, 10, 50)},
         novelty_threshold=float(np.percentile(nn_sims, settings.novelty_percentile)),
         maps_built_at=time.time(),
+        # Written last: a run killed before this point rebuilds the maps next time.
+        maps_rows=int(len(emb)),
     )
+
+
+def maps_up_to_date(project: Project, n_rows: int) -> bool:
+    """Whether PCA, map and clustering space exist and were all built from ``n_rows`` embeddings."""
+    arrays = ("embeddings", "pca", "map", "cluster_space")
+    return project.store.get_meta("maps_rows") == n_rows and all(project.has_array(a) for a in arrays)
+
+
+def clustering_up_to_date(project: Project, n_rows: int) -> bool:
+    """Whether the current clustering assigns every one of the ``n_rows`` images."""
+    return project.store.current_clustering() is not None and len(project.store.assignments()[0]) == n_rows
 
 
 def cluster_project(project: Project, settings: Settings) -> int:
@@ -357,9 +370,10 @@ def ingest(
             f"no usable image in {image_dir} ({len(skipped)} file(s) skipped)"
             + "".join(f"\n  {p}: {r}" for p, r in skipped[:20])
         )
-    rebuilt = bool(embedded) or not project.has_array("map") or project.store.current_clustering() is None
-    if embedded or not project.has_array("map"):
+    maps_stale = bool(embedded) or not maps_up_to_date(project, n_rows)
+    if maps_stale:
         rebuild_maps(project, settings, say=say)
+    rebuilt = maps_stale or not clustering_up_to_date(project, n_rows)
     if rebuilt:
         say(f"clustering ({settings.method}) ...")
         cluster_project(project, settings)

@@ -203,3 +203,24 @@ def test_resume_after_kill(tmp_path):
     for path in b:
         np.testing.assert_allclose(a[path], b[path], rtol=1e-4, atol=1e-5)
     assert not list(p.parts_dir.glob("*"))
+
+
+def test_interrupted_after_embedding_rebuilds_maps_and_clusters(small_dir, tmp_path, monkeypatch):
+    """A run killed between embedding and clustering leaves no stale map or clustering."""
+    import labeler.pipeline as pl
+
+    proj = tmp_path / "proj"
+    ingest(small_dir, proj, settings(), progress=False)
+    fx.make_photo(small_dir, "astronaut")
+
+    def killed(*a, **k):
+        raise KeyboardInterrupt  # as if Ctrl-C arrived while clustering
+
+    monkeypatch.setattr(pl, "cluster_project", killed)
+    with pytest.raises(KeyboardInterrupt):
+        ingest(small_dir, proj, settings(), progress=False)
+    monkeypatch.undo()
+    rep = ingest(small_dir, proj, settings(), progress=False)
+    assert rep.embedded == 0 and rep.rebuilt
+    p = Project(proj)
+    assert len(p.store.assignments()[0]) == 15 == p.load_array("map").shape[0]
