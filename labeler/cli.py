@@ -30,7 +30,30 @@ def _fail(msg: str, code: int = 1):
     sys.exit(code)
 
 
-@click.group()
+class _Group(click.Group):
+    """Turns the library's errors about user input into one red line and exit status 1.
+
+    Set LABELER_DEBUG=1 to get the traceback instead.
+    """
+
+    def invoke(self, ctx):
+        import os
+
+        from .project import ProjectError
+
+        try:
+            return super().invoke(ctx)
+        except (ProjectError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+            if os.environ.get("LABELER_DEBUG"):
+                raise
+            _fail(str(e))
+        except RuntimeError as e:
+            if type(e).__name__ != "WeightsNotFoundError" or os.environ.get("LABELER_DEBUG"):
+                raise
+            _fail(str(e))
+
+
+@click.group(cls=_Group)
 @click.version_option(package_name="labeler")
 def main():
     """labeler: turn a folder of unlabelled images into a labelled training set.

@@ -62,3 +62,12 @@ def test_search_bad_query(project, tmp_path):
     bad.write_bytes(b"not an image")
     res = run("search", bad, "--project", project.root, ok=False)
     assert res.exit_code != 0 and "bad.jpg" in res.output
+
+
+def test_user_errors_are_one_line_not_a_traceback(tmp_path, project):
+    res = run("info", "--project", tmp_path / "nowhere", ok=False)
+    assert res.exit_code == 1 and "is not a labeler project" in res.output and "Traceback" not in res.output
+    before = project.store.current_clustering()["id"]
+    res = run("cluster", "--project", project.root, "--method", "kmeans", "--k", 10**6, ok=False)
+    assert res.exit_code == 1 and "k must be between" in res.output
+    assert project.store.current_clustering()["id"] == before
