@@ -293,6 +293,8 @@ def info(project_dir):
     click.echo(f"  {c['embedded']} embedded, {c['pending']} pending, {c['missing']} missing, "
                f"{c['skipped_files']} skipped file(s)")
     click.echo(f"backbone: {bb.get('name', '-')} ({bb.get('weights_id', '-')}); {bb.get('preprocessing', '')}")
+    if bb.get("note"):
+        click.echo(f"  (asked for {bb.get('requested')}: {bb['note']})")
     if st.get_meta("pca_components"):
         click.echo(f"PCA: {st.get_meta('pca_components')} components, "
                    f"{st.get_meta('pca_explained_variance'):.1%} of variance")

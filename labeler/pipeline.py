@@ -151,7 +151,13 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
         raise BackboneMismatchError(change)
     recorded = project.store.get_meta("backbone")
     wanted = recorded["name"] if recorded and settings.backbone == "auto" else settings.backbone
-    bb = load_backbone(wanted, weights=settings.weights or None, device=settings.device or "auto", warn=warn)
+    notes: list[str] = []
+
+    def noted(message: str) -> None:
+        notes.append(message)
+        warn(message)
+
+    bb = load_backbone(wanted, weights=settings.weights or None, device=settings.device or "auto", warn=noted)
     if change:
         project.store.mark_all_pending()
         for name in ("embeddings", "pca", "map", "cluster_space"):
@@ -165,6 +171,9 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
             "preprocessing": bb.describe_preprocessing(settings.view),
             "view": settings.view,
             "precision": settings.precision,
+            "requested": settings.backbone,
+            # Why auto chose this backbone (e.g. no resnet50 weights), for `labeler info`.
+            "note": " ".join(notes) or None,
         },
         categories=list(bb.categories),
     )

@@ -71,3 +71,45 @@ def test_user_errors_are_one_line_not_a_traceback(tmp_path, project):
     res = run("cluster", "--project", project.root, "--method", "kmeans", "--k", 10**6, ok=False)
     assert res.exit_code == 1 and "k must be between" in res.output
     assert project.store.current_clustering()["id"] == before
+
+
+def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
+    """auto without resnet50 weights: falls back, says so once and records why;
+    explicit resnet50 with --weights FILE loads that state_dict; without any: a clear error."""
+    import sys
+
+    import torch
+    import torchvision
+
+    sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
+    import fixtures_images as fx
+    from labeler import backbones
+    from labeler.project import Project
+
+    monkeypatch.delenv("LABELER_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+
+    def no_network():
+        raise OSError("offline")
+
+    monkeypatch.setattr(backbones, "_download_resnet50", no_network)
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    fx.copy_elpv(photos, 6)
+
+    res = run("ingest", photos, "--project", tmp_path / "auto", "--quiet")
+    assert res.output.count("resnet50 ImageNet weights not found") == 1
+    meta = Project(tmp_path / "auto").store.get_meta("backbone")
+    assert meta["name"] == "efficientnet-lite0" and meta["requested"] == "auto" and "resnet50" in meta["note"]
+    assert "asked for auto" in run("info", "--project", tmp_path / "auto").output
+
+    res = run("ingest", photos, "--project", tmp_path / "r50", "--backbone", "resnet50", ok=False)
+    assert res.exit_code == 1 and "--weights" in res.output and "LABELER_WEIGHTS" in res.output
+    assert not (tmp_path / "r50" / "embeddings.npy").exists()
+
+    weights = tmp_path / "r50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
+    run("ingest", photos, "--project", tmp_path / "r50", "--backbone", "resnet50", "--weights", weights, "--quiet")
+    p = Project(tmp_path / "r50")
+    assert p.load_array("embeddings").shape == (6, 2048)
+    assert str(weights) in p.store.get_meta("backbone")["weights_source"]
