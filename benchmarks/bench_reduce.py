@@ -117,7 +117,7 @@ def run(n: int, args) -> list[tuple[str, float, float]]:
     _, xy = step(f"UMAP 2-d map (fit_sample {args.fit_sample})", lambda: fit_umap(v, 2, min_dist=0.1, **_kw(umap_kw)))
     _, space = step(f"UMAP {args.cluster_dims}-d cluster space", lambda: fit_umap(v, args.cluster_dims, min_dist=0.0, **_kw(umap_kw)))
     labels, _ = step("HDBSCAN mcs=15 ms=5 on UMAP space", lambda: run_hdbscan(space, min_cluster_size=15, min_samples=5))
-    step("nn-similarity sample (novelty)", lambda: nearest_neighbour_similarities(v, sample=5000))
+    step("nn-similarity sample (novelty)", lambda: nearest_neighbour_similarities(v, sample=2000))
     total = sum(r[1] for r in rows)
     km = step(f"KMeans k={args.k} on PCA vectors", lambda: run_kmeans(v, args.k, seed=0))
     index = step("index build (build_index: exact < 50k, FAISS fp16 above)", lambda: build_index(v))

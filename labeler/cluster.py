@@ -33,14 +33,22 @@ def renumber_by_size(labels: np.ndarray) -> np.ndarray:
 
 
 def run_hdbscan(
-    space: np.ndarray, *, min_cluster_size: int = 15, min_samples: int | None = 5
+    space: np.ndarray, *, min_cluster_size: int = 15, min_samples: int | None = 5,
+    fit_sample: int | None = 200_000, seed: int = 0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """HDBSCAN on ``space`` (n, d) float32.
+
+    Above ``fit_sample`` points HDBSCAN is fitted on a random sample of that size
+    and the other points are placed with ``hdbscan.approximate_predict`` (the
+    hdbscan docs' "Predicting clusters for new points"): the full fit's time
+    grows faster than linearly with n. ``min_cluster_size`` then counts points
+    of the sample.
 
     Returns
     -------
     labels : ndarray (n,), int64, -1 = noise, renumbered largest first
-    strengths : ndarray (n,), float32 in [0, 1] (``probabilities_``)
+    strengths : ndarray (n,), float32 in [0, 1] (``probabilities_``, or the
+        prediction strength for points placed by approximate_predict)
 
     Raises
     ------
@@ -52,15 +60,30 @@ def run_hdbscan(
     if min_cluster_size < 2:
         raise ValueError("min_cluster_size must be at least 2")
     x = np.asarray(space, dtype=np.float64)
-    mcs = int(min(min_cluster_size, max(2, len(x))))
-    ms = None if not min_samples else int(min(min_samples, max(1, len(x) - 1)))
-    if len(x) < 3:
-        return np.full(len(x), NOISE, dtype=np.int64), np.zeros(len(x), dtype=np.float32)
+    n = len(x)
+    if n < 3:
+        return np.full(n, NOISE, dtype=np.int64), np.zeros(n, dtype=np.float32)
+    sample = None
+    if fit_sample is not None and n > fit_sample:
+        sample = np.sort(np.random.default_rng(seed).choice(n, size=fit_sample, replace=False))
+    fit_x = x if sample is None else x[sample]
+    mcs = int(min(min_cluster_size, max(2, len(fit_x))))
+    ms = None if not min_samples else int(min(min_samples, max(1, len(fit_x) - 1)))
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
-        model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=1)
-        model.fit(x)
-    return renumber_by_size(model.labels_), model.probabilities_.astype(np.float32)
+        model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=1,
+                                prediction_data=sample is not None)
+        model.fit(fit_x)
+        if sample is None:
+            return renumber_by_size(model.labels_), model.probabilities_.astype(np.float32)
+        labels = np.empty(n, dtype=np.int64)
+        strengths = np.empty(n, dtype=np.float32)
+        labels[sample], strengths[sample] = model.labels_, model.probabilities_
+        rest = np.setdiff1d(np.arange(n), sample)
+        for i in range(0, len(rest), 100_000):
+            part = rest[i : i + 100_000]
+            labels[part], strengths[part] = hdbscan.approximate_predict(model, x[part])
+    return renumber_by_size(labels), strengths
 
 
 def run_kmeans(vectors: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:

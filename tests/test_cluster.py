@@ -96,3 +96,13 @@ def test_fp16_index_agrees_with_exact():
     assert recall > 0.98
     np.testing.assert_allclose(s1, s2, atol=5e-3)
     assert isinstance(build_index(x), ExactIndex)
+
+
+def test_hdbscan_on_a_sample_places_the_rest():
+    x, truth = blobs(n_per=200, dim=5, spread=0.05)
+    full, _ = cluster.run_hdbscan(x, min_cluster_size=10, min_samples=3)
+    part, strength = cluster.run_hdbscan(x, min_cluster_size=10, min_samples=3, fit_sample=150)
+    from sklearn.metrics import adjusted_rand_score
+
+    assert adjusted_rand_score(truth, part) > 0.95 and adjusted_rand_score(full, part) > 0.95
+    assert strength.shape == (600,) and np.isfinite(strength).all()
