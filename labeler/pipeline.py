@@ -313,11 +313,20 @@ def cluster_project(project: Project, settings: Settings) -> int:
         params["k"] = int(k)
     else:
         raise ValueError(f"unknown clustering method {settings.method!r}: hdbscan or kmeans")
-    top1 = np.array([r["top1"] if r["top1"] is not None else -1 for r in store.image_table()])
-    summaries = clustering.summarize(
-        vectors, row_ids, labels, top1=top1, categories=store.get_meta("categories")
-    )
+    summaries = summarize_clusters(project, row_ids, labels, vectors)
     return store.add_clustering(settings.method, params, row_ids, labels, strengths, summaries)
+
+
+def summarize_clusters(project: Project, image_ids: np.ndarray, labels: np.ndarray,
+                       vectors: np.ndarray) -> list[dict]:
+    """Per-cluster summaries (:func:`labeler.cluster.summarize`) with the ImageNet hint.
+
+    ``vectors``: the normalised PCA vectors of ``image_ids``, in the same order.
+    """
+    return clustering.summarize(
+        vectors, image_ids, labels, top1=project.store.top1_of(image_ids),
+        categories=project.store.get_meta("categories"),
+    )
 
 
 def ingest(

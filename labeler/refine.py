@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from . import cluster as clustering
+from .pipeline import summarize_clusters
 from .project import Project
 from .store import StoreError
 
@@ -66,13 +67,7 @@ def split_preview(project: Project, cluster: int, *, method: str = "kmeans", k: 
 def _store_edit(project: Project, ids, labels, strengths, parent, description, annotator) -> int:
     # Ids stay stable across edits (new clusters get new ids): the annotator's
     # mental map of 'cluster 3' must survive a merge elsewhere.
-    row_ids = project.store.row_image_ids()
-    pos = {int(i): r for r, i in enumerate(row_ids)}
-    vectors = np.asarray(project.load_array("pca"))[[pos[int(i)] for i in ids]]
-    top1_by_id = {r["id"]: (r["top1"] if r["top1"] is not None else -1) for r in project.store.image_table()}
-    top1 = np.array([top1_by_id.get(int(i), -1) for i in ids])
-    summaries = clustering.summarize(vectors, ids, labels, top1=top1,
-                                     categories=project.store.get_meta("categories"))
+    summaries = summarize_clusters(project, ids, labels, _vectors_for(project, ids))
     st = None if np.isnan(strengths).all() else np.nan_to_num(strengths, nan=1.0)
     return project.store.add_clustering(
         "edit", {"edit": description, "base": parent["id"]}, ids, labels, st, summaries,

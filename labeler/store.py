@@ -341,6 +341,11 @@ class Store:
             "FROM images WHERE row IS NOT NULL ORDER BY row"
         ).fetchall()
 
+    def top1_of(self, image_ids: Sequence[int]) -> np.ndarray:
+        """ImageNet top-1 class of each image, shape (n,), int64; -1 where unknown."""
+        top1 = {r[0]: r[1] for r in self.con.execute("SELECT id, top1 FROM images WHERE top1 IS NOT NULL")}
+        return np.array([top1.get(int(i), -1) for i in image_ids], dtype=np.int64)
+
     def counts(self) -> dict[str, int]:
         """Number of images per status plus ``skipped`` files and ``labelled`` images."""
         out = {s: 0 for s in ("pending", "embedded", "missing", "skipped")}
