@@ -119,24 +119,18 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
     Example:
       labeler ingest data/elpv/images --project data/projects/elpv
     """
-    from .backbones import WeightsNotFoundError
     from .pipeline import BackboneMismatchError, ingest as run_ingest
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision)
-    if not force and (project_dir / "labeler.db").exists():
-        try:
-            return _print_ingest(run_ingest(image_dir, project_dir, settings, progress=not quiet,
-                                            warn=_warn, say=_say(quiet)))
-        except BackboneMismatchError as e:
-            if not sys.stdin.isatty() or not click.confirm(f"{e}. Re-embed everything now?"):
-                _fail(str(e))
-            force = True
+    run = dict(progress=not quiet, warn=_warn, say=_say(quiet))
     try:
-        rep = run_ingest(image_dir, project_dir, settings, force=force, progress=not quiet,
-                         warn=_warn, say=_say(quiet))
-    except (FileNotFoundError, NotADirectoryError, ValueError, WeightsNotFoundError) as e:
-        _fail(str(e))
+        rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
+    except BackboneMismatchError as e:
+        # The mismatch is found before anything is embedded: asking and re-running is safe.
+        if not sys.stdin.isatty() or not click.confirm(f"{e}. Re-embed everything now?"):
+            _fail(str(e))
+        rep = run_ingest(image_dir, project_dir, settings, force=True, **run)
     _print_ingest(rep)
 
 
