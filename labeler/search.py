@@ -18,13 +18,12 @@ from pathlib import Path
 import joblib
 import numpy as np
 
+from .errors import QueryImageError
 from .index import build_index
 from .project import Project, ProjectError
 from .reduce import transform_pca, transform_umap
 
 
-class QueryImageError(ValueError):
-    """The query image could not be read (the reason is in the message)."""
 
 
 @dataclass

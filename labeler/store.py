@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from .errors import StoreError
+
 SCHEMA_VERSION = 1
 
 LABEL_SOURCES = ("manual", "cluster", "search", "propagated", "undo")
@@ -120,11 +122,6 @@ CREATE INDEX IF NOT EXISTS label_events_action ON label_events(action_id);
 """
 
 
-class StoreError(ValueError):
-    """A request the database cannot honour (unknown image or cluster id, ...).
-
-    Raised before anything is written: the database is unchanged.
-    """
 
 
 def _chunks(seq: Sequence[Any], n: int = 900) -> Iterable[Sequence[Any]]:

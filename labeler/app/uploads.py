@@ -18,11 +18,13 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..errors import BadInputError
+
 MAX_UPLOAD_BYTES = 20 * 1024 * 1024
 ALLOWED_FORMATS = {"JPEG": ".jpg", "PNG": ".png", "GIF": ".gif", "BMP": ".bmp", "TIFF": ".tif", "WEBP": ".webp"}
 
 
-class UploadError(ValueError):
+class UploadError(BadInputError):
     """The upload is not an acceptable image (the message says why, for the page)."""
 
 
