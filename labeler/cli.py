@@ -254,19 +254,75 @@ def undo(project_dir, annotator):
 
 @main.command()
 @PROJECT
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--include-unlabelled", is_flag=True, help="Also write rows for unlabelled images.")
-def export(project_dir, output, include_unlabelled):
-    """Export labels as CSV (one row per image).
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="A file (csv, parquet) or a new folder (imagefolder, hf).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "imagefolder", "parquet", "hf"]), default="csv",
+              show_default=True, help="csv; imagefolder: split/label/file; parquet (pyarrow); hf: datasets on disk.")
+@click.option("--split", default=None, help="Fractions train[,validation[,test]], e.g. 0.8,0.1,0.1: stratified "
+              "by label, near-duplicate groups kept in one split.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--groups", "groups_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV with a path column and --group-column: groups to keep whole instead of near-duplicates.")
+@click.option("--group-column", default=None, help="Column of --groups naming each image's group.")
+@click.option("--duplicate-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Cosine similarity joining near-duplicates for the split (default: `labeler duplicates`'s).")
+@click.option("--consensus", is_flag=True, help="Label = majority of the annotators' latest labels; adds support.")
+@click.option("--include-unlabelled", is_flag=True, help="csv/parquet: also rows for unlabelled images.")
+@click.option("--excel-safe/--no-excel-safe", default=False, show_default=True,
+              help="csv: quote-prefix cells a spreadsheet would run as formulas (numbers stay). "
+              "Default: data-faithful, every cell as stored.")
+@click.option("--copy", is_flag=True, help="imagefolder: copy the files (default: symbolic links).")
+@click.option("--with-embeddings", is_flag=True, help="parquet: add the embedding column.")
+def export(project_dir, output, fmt, split, seed, groups_csv, group_column, duplicate_threshold, consensus,
+           include_unlabelled, excel_safe, copy, with_embeddings):
+    """Export labels as CSV, an ImageFolder tree, Parquet or a Hugging Face dataset.
 
     \b
     Example:
       labeler export --project data/projects/elpv -o labels.csv
+      labeler export --project data/projects/elpv --format imagefolder --split 0.8,0.1,0.1 -o elpv-set
     """
-    from .export import export_csv
+    from .export import export as run_export
 
-    n = export_csv(_open(project_dir), output, include_unlabelled=include_unlabelled)
-    click.echo(f"wrote {n} row(s) to {output}")
+    rep = run_export(_open(project_dir), output, format=fmt, split=split, seed=seed, groups_csv=groups_csv,
+                     group_column=group_column, duplicate_threshold=duplicate_threshold, consensus=consensus,
+                     include_unlabelled=include_unlabelled, excel_safe=excel_safe, copy=copy,
+                     with_embeddings=with_embeddings)
+    for line in rep.lines():
+        click.echo(line)
+
+
+@main.command("duplicates")
+@PROJECT
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Cosine similarity at or above which two images are near-duplicates (default 0.97, measured).")
+@click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours examined per image.")
+@click.option("--limit", type=click.IntRange(0), default=20, show_default=True, help="Groups to list (text output).")
+@click.option("--json", "as_json", is_flag=True, help="Print every group as JSON.")
+def duplicates_cmd(project_dir, threshold, k, limit, as_json):
+    """Exact copies (same file hash) and near-duplicate groups (cosine >= threshold).
+
+    \b
+    Example:
+      labeler duplicates --project data/projects/elpv --threshold 0.97
+    """
+    from .duplicates import find_duplicates
+
+    project = _open(project_dir)
+    rep = find_duplicates(project, threshold=threshold, k=k)
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
+        return
+    c = rep.counts()
+    click.echo(f"{rep.n_images} image(s), cosine >= {rep.threshold}: {c['exact_groups']} exact-copy set(s) "
+               f"({c['exact_images']} images), {c['near_groups']} near-duplicate group(s) ({c['near_images']} images)")
+    paths = {r["id"]: r["path"] for r in project.store.image_table()}
+    for g in rep.groups[:limit]:
+        click.echo(f"  group {g.group:>4} ({g.kind}, {len(g.image_ids)} images, min cosine {g.min_similarity:.3f}): "
+                   + ", ".join(f"{i} {paths.get(i, '?')}" for i in g.image_ids[:6])
+                   + (" ..." if len(g.image_ids) > 6 else ""))
+    if len(rep.groups) > limit:
+        click.echo(f"  ... {len(rep.groups) - limit} more (--limit, --json)")
 
 
 @main.command()
@@ -296,10 +352,23 @@ def info(project_dir):
     if cur:
         click.echo(f"clustering {cur['id']}: {cur['method']} {json.dumps(cur['params'])}")
         _print_clusters(project, limit=15)
+    _print_duplicate_counts(project)
     counts = st.label_counts()
     click.echo(f"labels: {c['labelled']} labelled image(s)" + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""))
     for r in st.skipped()[:50]:
         click.echo(f"  skipped {r['path']}: {r['reason']}")
+
+
+def _print_duplicate_counts(project) -> None:
+    from .duplicates import find_duplicates
+    from .errors import ProjectError
+
+    try:
+        c = find_duplicates(project).counts()
+    except ProjectError:
+        return  # not ingested yet
+    click.echo(f"duplicates: {c['exact_groups']} exact-copy set(s) ({c['exact_images']} images), "
+               f"{c['near_groups']} near-duplicate group(s) ({c['near_images']} images); `labeler duplicates` lists them")
 
 
 @main.command()
