@@ -359,6 +359,72 @@ def info(project_dir):
         click.echo(f"  skipped {r['path']}: {r['reason']}")
 
 
+@main.command("review")
+@PROJECT
+@click.option("--vectors", type=click.Choice(["pca", "embeddings"]), default="pca", show_default=True,
+              help="Features of the linear probe.")
+@click.option("--folds", type=click.IntRange(2, 50), default=5, show_default=True, help="Cross-validation folds.")
+@click.option("--limit", type=click.IntRange(0), default=30, show_default=True, help="Images to list (text output).")
+@click.option("--json", "as_json", is_flag=True, help="Print every flagged image as JSON.")
+def review_cmd(project_dir, vectors, folds, limit, as_json):
+    """Likely label errors: labelled images whose label the evidence disagrees with.
+
+    A linear probe on the embeddings gives out-of-fold probabilities; cleanlab
+    flags and ranks the unlikely labels, each with a suggested label.
+
+    \b
+    Example:
+      labeler review --project data/projects/elpv --limit 20
+    """
+    from .review import review_labels
+
+    rep = review_labels(_open(project_dir), vectors=vectors, folds=folds)
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
+        return
+    click.echo(f"{len(rep.issues)} likely label error(s) among {rep.n_labelled} labelled image(s); "
+               f"probe accuracy {rep.probe_accuracy:.1%} ({rep.folds}-fold, classes: {', '.join(rep.classes)})")
+    if rep.left_out:
+        click.echo(f"  {rep.left_out} image(s) of labels with a single image were not examined")
+    for it in rep.issues[:limit]:
+        click.echo(f"  {it.score:.3f}  id {it.image_id:>6}  {it.label!r} -> suggested {it.suggested_label!r}  "
+                   f"({it.source} by {it.annotator})  {it.path}")
+    if len(rep.issues) > limit:
+        click.echo(f"  ... {len(rep.issues) - limit} more (--limit, --json)")
+
+
+@main.command("agreement")
+@PROJECT
+@click.option("--limit", type=click.IntRange(0), default=30, show_default=True, help="Conflicts to list (text output).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures and every conflict as JSON.")
+def agreement_cmd(project_dir, limit, as_json):
+    """Agreement between annotators (Krippendorff's alpha, Cohen's kappa) and their conflicts.
+
+    \b
+    Example:
+      labeler agreement --project data/projects/elpv
+    """
+    from .agreement import agreement
+
+    rep = agreement(_open(project_dir))
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
+        return
+    click.echo(f"{len(rep.annotators)} annotator(s); {rep.n_images_multi} image(s) labelled by two or more")
+    if not rep.n_images_multi:
+        return
+    fmt = lambda v: "undefined (one value)" if v is None else f"{v:.3f}"  # noqa: E731
+    click.echo(f"Krippendorff's alpha (nominal): {fmt(rep.alpha)}")
+    for lab, a in rep.alpha_per_label.items():
+        click.echo(f"  {lab!r}: {fmt(a)}")
+    for p in rep.pairs:
+        click.echo(f"  {p['annotator_a']} / {p['annotator_b']}: {p['n_common']} common, agree {p['agreement']:.1%}, "
+                   f"Cohen's kappa {fmt(p['cohen_kappa'])}")
+    click.echo(f"{len(rep.conflicts)} conflict(s)")
+    for c in rep.conflicts[:limit]:
+        click.echo(f"  id {c['image_id']:>6} {c['path']}: " + ", ".join(f"{a} {lab!r}" for a, lab in c["labels"].items()))
+
+
 def _print_duplicate_counts(project) -> None:
     from .duplicates import find_duplicates
     from .errors import ProjectError
