@@ -15,8 +15,13 @@ one group against the planted pairs: precision = planted pairs found / pairs
 grouped, recall = planted pairs found / planted pairs. Two natural ELPV photos
 grouped together count against precision.
 
-Run:  python benchmarks/bench_duplicates.py                 (N=800, M=200; ~4 min on 2 cores)
-      python benchmarks/bench_duplicates.py -n 2624 -m 400 --json
+With ``--project`` (an ingested ELPV project, read only) all its photos are the
+originals; only the planted copies are embedded, with the project's backbone,
+and placed with its fitted PCA (the path of a reverse-image-search query), so
+the full 2,624 photos are measured in a few minutes.
+
+Run:  python benchmarks/bench_duplicates.py                 (N=800, M=200, one full ingest)
+      python benchmarks/bench_duplicates.py --project data/projects/elpv -m 400 --json
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from labeler.config import Settings  # noqa: E402
 from labeler.demo import elpv_source, read_elpv_labels  # noqa: E402
-from labeler.duplicates import find_duplicates  # noqa: E402
+from labeler.duplicates import duplicate_components, find_duplicates  # noqa: E402
 from labeler.pipeline import ingest  # noqa: E402
 from labeler.project import Project  # noqa: E402
 
@@ -71,8 +76,9 @@ def augment(im: Image.Image, kind: str, rng: np.random.Generator) -> Image.Image
     return _jpeg(im, 85)
 
 
-def plant(dest: Path, n: int, m: int, seed: int) -> dict[str, tuple[str, str]]:
-    """Write n originals and m + 10 copies into dest; returns {copy: (original, kind)}."""
+def plant(dest: Path, n: int, m: int, seed: int, originals_dir: Path | None = None) -> dict[str, tuple[str, str]]:
+    """Write n originals (none with ``originals_dir``: they are there) and m + 10 copies
+    into dest; returns {copy: (original, kind)}."""
     rng = np.random.default_rng(seed)
     src = elpv_source()
     rows = read_elpv_labels(src)
@@ -80,7 +86,8 @@ def plant(dest: Path, n: int, m: int, seed: int) -> dict[str, tuple[str, str]]:
     originals = []
     for i in pick:
         name = Path(rows[i]["file"]).name
-        shutil.copyfile(src / rows[i]["file"], dest / name)
+        if originals_dir is None:
+            shutil.copyfile(src / rows[i]["file"], dest / name)
         originals.append(name)
     chosen = rng.choice(n, size=m + 10, replace=False)
     planted = {}
@@ -88,11 +95,11 @@ def plant(dest: Path, n: int, m: int, seed: int) -> dict[str, tuple[str, str]]:
         orig = originals[oi]
         if j >= m:
             copy = f"exact_{j}_{orig}"
-            shutil.copyfile(dest / orig, dest / copy)
+            shutil.copyfile((originals_dir or dest) / orig, dest / copy)
             planted[copy] = (orig, "exact")
             continue
         kind = KINDS[j % len(KINDS)]
-        out = augment(Image.open(dest / orig), kind, rng)
+        out = augment(Image.open((originals_dir or dest) / orig), kind, rng)
         # JPEG-degraded pixels are kept losslessly (PNG), so no second encoding adds loss.
         copy = f"{kind}_{j}_{Path(orig).stem}.png"
         out.save(dest / copy)
@@ -100,19 +107,50 @@ def plant(dest: Path, n: int, m: int, seed: int) -> dict[str, tuple[str, str]]:
     return planted
 
 
-def score(project: Project, planted: dict, threshold: float) -> dict:
-    ids = {r["path"]: r["id"] for r in project.store.image_table()}
+def score(project: Project, planted: dict, threshold: float, placed=None) -> dict:
+    if placed is None:
+        ids = {r["path"]: r["id"] for r in project.store.image_table()}
+        rep = find_duplicates(project, threshold=threshold)
+        groups = [g.image_ids for g in rep.groups]
+    else:  # originals from the project, copies placed with its PCA: ids are positions
+        names, vectors, hashes = placed
+        ids = {n: i for i, n in enumerate(names)}
+        comp, _ = duplicate_components(vectors, hashes, threshold=threshold)
+        sizes = np.bincount(comp)
+        groups = [np.flatnonzero(comp == c).tolist() for c in np.flatnonzero(sizes > 1)]
     truth = {frozenset((ids[c], ids[o])) for c, (o, _) in planted.items()}
     kind_of = {frozenset((ids[c], ids[o])): k for c, (o, k) in planted.items()}
-    rep = find_duplicates(project, threshold=threshold)
-    pred = {frozenset(p) for g in rep.groups for p in combinations(g.image_ids, 2)}
+    pred = {frozenset(p) for g in groups for p in combinations(g, 2)}
     hit = truth & pred
     per_kind = {k: round(sum(1 for p in hit if kind_of[p] == k) / max(1, sum(1 for v in kind_of.values() if v == k)), 3)
                 for k in ["exact", *KINDS]}
     return {"threshold": threshold, "pairs_grouped": len(pred), "planted_found": len(hit),
             "precision": round(len(hit) / len(pred), 4) if pred else 1.0,
             "recall": round(len(hit) / len(truth), 4), "recall_by_kind": per_kind,
-            "groups": len(rep.groups)}
+            "groups": len(groups)}
+
+
+def place_copies(project: Project, table, img: Path, planted: dict):
+    """Names, L2-normalised PCA vectors and hashes of the project's images followed by the copies."""
+    import joblib
+
+    from labeler.backbones import load_backbone
+    from labeler.embed import embed_files
+    from labeler.images import content_hash
+    from labeler.reduce import transform_pca
+
+    meta = project.store.get_meta("backbone")
+    bb = load_backbone(meta["name"], device="cpu")
+    copies = sorted(planted)
+    feats = np.concatenate([b.features for b in embed_files(list(enumerate(img / c for c in copies)), bb,
+                                                             view=meta.get("view", "whole"), batch_size=16,
+                                                             num_workers=0, progress=False)])
+    z = transform_pca(joblib.load(project.models_dir / "pca.joblib"), feats)
+    pca = np.asarray(project.load_array("pca"))
+    names = [r["path"] for r in table] + copies
+    vectors = np.concatenate([pca[[r["row"] for r in table]], z])
+    hashes = [r["hash"] for r in table] + [content_hash(img / c) for c in copies]
+    return names, vectors, hashes
 
 
 def main() -> None:
@@ -122,25 +160,38 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/labeler-bench-duplicates"))
     ap.add_argument("--reuse", action="store_true", help="Reuse an earlier run's ingested project in --workdir.")
+    ap.add_argument("--project", type=Path, default=None, help="An ingested ELPV project: its photos are the originals.")
     ap.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
     args = ap.parse_args()
 
     img, proj = args.workdir / "images", args.workdir / "project"
     manifest = args.workdir / "planted.json"
     t0 = time.perf_counter()
-    if not (args.reuse and manifest.is_file() and (proj / "labeler.db").is_file()):
+    placed = None
+    if args.project is not None:
+        project = Project(args.project)
         shutil.rmtree(args.workdir, ignore_errors=True)
         img.mkdir(parents=True)
-        planted = plant(img, args.n, args.m, args.seed)
-        manifest.write_text(json.dumps(planted))
-        ingest(img, proj, Settings(backbone="efficientnet-lite0"), progress=False)
-    planted = {k: tuple(v) for k, v in json.loads(manifest.read_text()).items()}
-    project = Project(proj)
-    ingest_s = time.perf_counter() - t0
-    results = [score(project, planted, t) for t in THRESHOLDS]
-    print(f"{len(project.store.image_table())} images ({args.n} ELPV originals, {len(planted)} planted copies), "
+        table = [r for r in project.store.image_table() if r["status"] == "embedded"]
+        args.n = len(table)
+        planted = plant(img, args.n, args.m, args.seed, originals_dir=project.image_root)
+        placed = place_copies(project, table, img, planted)
+        n_total = len(placed[0])
+    else:
+        if not (args.reuse and manifest.is_file() and (proj / "labeler.db").is_file()):
+            shutil.rmtree(args.workdir, ignore_errors=True)
+            img.mkdir(parents=True)
+            planted = plant(img, args.n, args.m, args.seed)
+            manifest.write_text(json.dumps(planted))
+            ingest(img, proj, Settings(backbone="efficientnet-lite0"), progress=False)
+        planted = {k: tuple(v) for k, v in json.loads(manifest.read_text()).items()}
+        project = Project(proj)
+        n_total = len(project.store.image_table())
+    setup_s = time.perf_counter() - t0
+    results = [score(project, planted, t, placed) for t in THRESHOLDS]
+    print(f"{n_total} images ({args.n} ELPV originals, {len(planted)} planted copies), "
           f"backbone efficientnet-lite0, PCA {project.store.get_meta('pca_components')} components; "
-          f"setup {ingest_s:.0f} s")
+          f"setup {setup_s:.0f} s")
     print(f"{'threshold':>9}  {'grouped pairs':>13}  {'precision':>9}  {'recall':>6}  recall by kind")
     for r in results:
         print(f"{r['threshold']:>9}  {r['pairs_grouped']:>13}  {r['precision']:>9.3f}  {r['recall']:>6.3f}  "

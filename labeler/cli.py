@@ -295,7 +295,7 @@ def export(project_dir, output, fmt, split, seed, groups_csv, group_column, dupl
 @main.command("duplicates")
 @PROJECT
 @click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
-              help="Cosine similarity at or above which two images are near-duplicates (default 0.97, measured).")
+              help="Cosine similarity at or above which two images are near-duplicates (default 0.99, measured).")
 @click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours examined per image.")
 @click.option("--limit", type=click.IntRange(0), default=20, show_default=True, help="Groups to list (text output).")
 @click.option("--json", "as_json", is_flag=True, help="Print every group as JSON.")
@@ -304,12 +304,14 @@ def duplicates_cmd(project_dir, threshold, k, limit, as_json):
 
     \b
     Example:
-      labeler duplicates --project data/projects/elpv --threshold 0.97
+      labeler duplicates --project data/projects/elpv --threshold 0.99
     """
-    from .duplicates import find_duplicates
+    from .duplicates import DEFAULT_K, find_duplicates, remember_counts
 
     project = _open(project_dir)
     rep = find_duplicates(project, threshold=threshold, k=k)
+    if threshold is None and k == DEFAULT_K:
+        remember_counts(project, rep)  # `labeler info` shows them on projects too large to count live
     if as_json:
         click.echo(json.dumps(rep.to_dict(), indent=2))
         return
@@ -426,15 +428,19 @@ def agreement_cmd(project_dir, limit, as_json):
 
 
 def _print_duplicate_counts(project) -> None:
-    from .duplicates import find_duplicates
+    from .duplicates import duplicate_counts
     from .errors import ProjectError
 
     try:
-        c = find_duplicates(project).counts()
+        c = duplicate_counts(project)
     except ProjectError:
         return  # not ingested yet
-    click.echo(f"duplicates: {c['exact_groups']} exact-copy set(s) ({c['exact_images']} images), "
-               f"{c['near_groups']} near-duplicate group(s) ({c['near_images']} images); `labeler duplicates` lists them")
+    if c is None:
+        click.echo("duplicates: not counted yet for this many images; run `labeler duplicates`")
+        return
+    click.echo(f"duplicates (cosine >= {c['threshold']}{', last run' if c['stored'] else ''}): "
+               f"{c['exact_groups']} exact-copy set(s) ({c['exact_images']} images), "
+               f"{c['near_groups']} near-duplicate group(s) ({c['near_images']} images)")
 
 
 @main.command()
