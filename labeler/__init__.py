@@ -11,9 +11,10 @@ torch (``load_backbone``) and Dash (``create_app``) load only when first used.
 
 from importlib import import_module
 
+from .clustering import cluster_project
 from .config import Settings, load_settings
 from .export import export_csv
-from .pipeline import cluster_project, ingest
+from .pipeline import ingest
 from .project import Project
 from .refine import apply_split, label_cluster, merge_clusters, move_images, split_preview
 from .search import Searcher, search  # binds ``labeler.search`` to the function, not the module

@@ -147,7 +147,7 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples):
     Example:
       labeler cluster --project data/projects/elpv --method kmeans --k 8
     """
-    from .pipeline import cluster_project
+    from .clustering import cluster_project
 
     project = _open(project_dir)
     s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
