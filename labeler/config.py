@@ -16,6 +16,8 @@ from typing import Any
 
 import tomli_w
 
+from .errors import BadInputError
+
 
 @dataclass
 class Settings:
@@ -115,7 +117,7 @@ def load_settings(toml_path: Path | None = None, env: dict[str, str] | None = No
 
     Raises
     ------
-    ValueError
+    BadInputError
         A malformed toml file or an environment value of the wrong type.
     """
     s = Settings()
@@ -123,7 +125,7 @@ def load_settings(toml_path: Path | None = None, env: dict[str, str] | None = No
         try:
             data = tomllib.loads(Path(toml_path).read_text())
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{toml_path}: {e}") from e
+            raise BadInputError(f"{toml_path}: {e}") from e
         s = s.updated(**{k: v for k, v in data.items() if k in {f.name for f in fields(s)}})
     env = os.environ if env is None else env
     from_env = {}
@@ -133,7 +135,7 @@ def load_settings(toml_path: Path | None = None, env: dict[str, str] | None = No
             try:
                 from_env[f.name] = _coerce(f.name, env[key], getattr(s, f.name))
             except ValueError as e:
-                raise ValueError(f"{key}={env[key]!r}: {e}") from e
+                raise BadInputError(f"{key}={env[key]!r}: {e}") from e
     return s.updated(**from_env).updated(**overrides)
 
 
