@@ -13,6 +13,7 @@ from sklearn.metrics import cohen_kappa_score
 from labeler.agreement import agreement, consensus_labels
 from labeler.cli import main
 from labeler.export import export
+from labeler.labels import undo
 
 
 def test_agreement_conflicts_and_consensus(project, tmp_path):
@@ -26,7 +27,7 @@ def test_agreement_conflicts_and_consensus(project, tmp_path):
         st.set_labels([i for i in ids if ana[i] == lab], lab, annotator="ana")
         st.set_labels([i for i in ids if bob[i] == lab], lab, annotator="bob")
     st.set_labels(ids[:10], "dust", annotator="bob")
-    st.undo("bob")  # bob's last action is undone: his earlier labels count
+    undo(project, "bob")  # bob's last action is undone: his earlier labels count
     st.set_labels(ids[:2], ana[ids[0]], annotator="carl")  # carl sides with ana on ids[0] only
 
     rep = agreement(project)
