@@ -108,7 +108,11 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
               help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, quiet):
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
+@click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
+def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, quiet, engine,
+           address):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files; an interrupted run resumes.
@@ -122,7 +126,7 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision)
-    run = dict(progress=not quiet, warn=_warn, say=_say(quiet))
+    run = dict(progress=not quiet, warn=_warn, say=_say(quiet), engine=engine, address=address)
     try:
         rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
     except BackboneMismatchError as e:
