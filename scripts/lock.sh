@@ -17,6 +17,9 @@ python3 -m pip install -q "pip-tools>=7.4,<8"
 python3 -m piptools compile -q --extra test --strip-extras --allow-unsafe \
     --no-emit-index-url --no-emit-find-links --no-emit-trusted-host --annotation-style line \
     --output-file requirements/lock.txt "$@" pyproject.toml
+# The [test] extra names labeler[backbones]: pip-compile pins labeler itself as a file: URL
+# of this checkout; labeler is installed with `pip install --no-deps -e .` instead.
+sed -i '/^labeler @ /d' requirements/lock.txt
 
 python3 - <<'PY'
 """lock-cpu.txt = lock.txt with torch/torchvision's CPU builds (PyTorch's CPU wheel index)
