@@ -406,6 +406,24 @@ class Store:
         top1 = {r[0]: r[1] for r in self.con.execute("SELECT id, top1 FROM images WHERE top1 IS NOT NULL")}
         return np.array([top1.get(int(i), -1) for i in image_ids], dtype=np.int64)
 
+    def embedded_ids_by_hash(self, hashes: Sequence[str]) -> dict[str, int]:
+        """Embedded image of each content hash (SHA-256 hex), where there is one.
+
+        Returns
+        -------
+        dict[str, int]
+            Hash -> the smallest id of an embedded image with that content; hashes
+            with no embedded image are absent.
+        """
+        out: dict[str, int] = {}
+        uniq = list(dict.fromkeys(hashes))
+        for i in range(0, len(uniq), 500):
+            part = uniq[i : i + 500]
+            q = ("SELECT hash, MIN(id) FROM images WHERE row IS NOT NULL AND hash IN ("
+                 + ",".join("?" * len(part)) + ") GROUP BY hash")
+            out.update({h: int(i_) for h, i_ in self.con.execute(q, part)})
+        return out
+
     def counts(self) -> dict[str, int]:
         """Number of images per status plus ``skipped`` files and ``labelled`` images."""
         out = {s: 0 for s in ("pending", "embedded", "missing", "skipped")}
