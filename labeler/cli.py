@@ -173,28 +173,43 @@ def _print_clusters(project, clustering_id=None, limit: int = 30) -> None:
 
 
 @main.command("search")
-@click.argument("query")
+@click.argument("queries", nargs=-1, required=True)
 @PROJECT
 @click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours to return.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def search_cmd(query, project_dir, k, as_json):
-    """Reverse image search: nearest neighbours of QUERY (an image file or an image id).
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per query, one per line (failures have an 'error' key).")
+@click.option("--batch-size", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Query images embedded per forward pass.")
+def search_cmd(queries, project_dir, k, as_json, batch_size):
+    """Reverse image search: nearest neighbours of each QUERY (image files, folders of
+    images, or image ids). The model loads once for all queries; a file already in
+    the collection is recognised by its content and uses its stored embedding.
+    Exit status 1 if any query failed.
 
     \b
     Example:
       labeler search data/elpv/images/cell0001.png --project data/projects/elpv -k 10
+      labeler search new_photos/ 17 --project data/projects/elpv --json > answers.jsonl
     """
-    from .search import search
+    from .search import QueryFailure, Searcher, expand_queries
 
-    res = search(_open(project_dir), query, k)
-    if as_json:
-        click.echo(json.dumps(res.to_dict(), indent=2))
-        return
-    _print_search(res)
+    searcher = Searcher(_open(project_dir))
+    failed = False
+    for res in searcher.run_queries(expand_queries(queries), k, batch_size=batch_size):
+        failed |= isinstance(res, QueryFailure)
+        if as_json:
+            click.echo(json.dumps(res.to_dict()))
+        elif isinstance(res, QueryFailure):
+            click.secho(f"query {res.query}: error: {res.error}", fg="red", err=True)
+        else:
+            _print_search(res)
+    if failed:
+        sys.exit(1)
 
 
 def _print_search(res) -> None:
-    click.echo(f"query {res.query}: map position ({res.map_xy[0]:.2f}, {res.map_xy[1]:.2f}), "
+    same = f" (image {res.query_image_id} of the collection)" if res.query_image_id is not None else ""
+    click.echo(f"query {res.query}{same}: map position ({res.map_xy[0]:.2f}, {res.map_xy[1]:.2f}), "
                f"likely cluster {res.likely_cluster}")
     if res.is_novel:
         click.secho(f"novel: best similarity {res.best_similarity:.3f} < threshold "
@@ -202,8 +217,7 @@ def _print_search(res) -> None:
     for n in res.neighbours:
         click.echo(f"  {n.similarity:.3f}  id {n.image_id:>6}  cluster {n.cluster:>3}  "
                    f"label {n.label or '-':<12} {n.path}")
-    if res.vote:
-        click.echo("vote: " + ", ".join(f"{lab} {share:.0%}" for lab, share in res.vote.items()))
+    click.echo(f"vote: {res.vote_summary}")
 
 
 @main.command()

@@ -211,6 +211,22 @@ class Searcher:
                     out[i] = res
         return out  # type: ignore[return-value]
 
+    def run_queries(self, queries: Sequence[int | Path], k: int = 10, *,
+                    batch_size: int = 16) -> list[SearchResult | QueryFailure]:
+        """Answer image ids and files together, in input order (see :func:`expand_queries`)."""
+        files = [(i, q) for i, q in enumerate(queries) if not isinstance(q, int)]
+        answers = dict(zip((i for i, _ in files), self.by_files([q for _, q in files], k, batch_size=batch_size)))
+        out: list[SearchResult | QueryFailure] = []
+        for i, q in enumerate(queries):
+            if isinstance(q, int):
+                try:
+                    out.append(self.by_id(q, k))
+                except StoreError as e:
+                    out.append(QueryFailure(f"image {q}", str(e)))
+            else:
+                out.append(answers[i])
+        return out
+
     # -- internals ---------------------------------------------------------------------
     def _answer(self, query, z, k, *, exclude, xy, query_image_id=None) -> SearchResult:
         sims, rows = self.index.search(z, k, exclude=None if exclude is None else np.array([exclude]))
@@ -313,6 +329,34 @@ def place_on_map(neighbour_xy: np.ndarray, similarities: np.ndarray) -> tuple[fl
     w = np.maximum(np.asarray(similarities, dtype=np.float64), 0.0) + 1e-6
     x, y = (w[:, None] * xy).sum(0) / w.sum()
     return (float(x), float(y))
+
+
+def expand_queries(queries: Sequence[str | int | Path]) -> list[int | Path]:
+    """Command-line queries to image ids and files: digits that are not a file name are
+    an image id, a folder becomes its image files (:func:`labeler.images.discover`,
+    recursive, sorted), anything else is a file path (checked when searched).
+
+    Raises
+    ------
+    QueryImageError
+        A folder holds no image file.
+    """
+    from .images import discover
+
+    out: list[int | Path] = []
+    for q in queries:
+        if isinstance(q, int) or (isinstance(q, str) and q.isdigit() and not Path(q).exists()):
+            out.append(int(q))
+            continue
+        p = Path(q)
+        if p.is_dir():
+            entries, _ = discover(p)
+            if not entries:
+                raise QueryImageError(f"no image files in folder {p}")
+            out.extend(p / e.rel_path for e in entries)
+        else:
+            out.append(p)
+    return out
 
 
 def search(project: Project | Path | str, query: str | int | Path, k: int = 10) -> SearchResult:
