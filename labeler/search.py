@@ -298,10 +298,60 @@ class Searcher:
 
     def _pca_model(self):
         if self._pca is None:
-            import joblib
-
-            self._pca = joblib.load(self.project.models_dir / "pca.joblib")
+            self._pca = load_pca(self.project.models_dir)
         return self._pca
+
+
+class LinearPCA:
+    """The transform of a fitted scikit-learn ``PCA`` as plain arrays:
+    ``(x - mean_) @ components_.T``, divided by ``sqrt(explained_variance_)`` when
+    whitened (as ``sklearn.decomposition.PCA.transform``). Loading it needs no
+    scikit-learn import (~1-3 s of a cold shell search)."""
+
+    def __init__(self, mean: np.ndarray, components: np.ndarray, scale: np.ndarray | None):
+        self.mean_ = np.asarray(mean, dtype=np.float32)
+        self.components_ = np.asarray(components, dtype=np.float32)
+        self.scale = None if scale is None or not len(scale) else np.asarray(scale, dtype=np.float32)
+        self.n_components_ = len(self.components_)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """(n, D) -> (n, n_components) float32."""
+        z = (np.asarray(x, dtype=np.float32) - self.mean_) @ self.components_.T
+        return z if self.scale is None else z / self.scale
+
+
+def load_pca(models_dir: Path):
+    """The project's fitted PCA (``models/pca.joblib``), through a plain-array copy
+    (``models/pca_transform.npz``, keyed by the pickle's size and mtime) written
+    the first time, so later processes skip the scikit-learn import. A project
+    folder that cannot be written just keeps using the pickle.
+
+    Returns
+    -------
+    LinearPCA or sklearn.decomposition.PCA
+        Either has ``transform`` and ``n_components_``.
+    """
+    src, cache = models_dir / "pca.joblib", models_dir / "pca_transform.npz"
+    st = src.stat()
+    key = f"{st.st_size}:{st.st_mtime_ns}"
+    try:
+        with np.load(cache) as d:
+            if str(d["key"]) == key:
+                return LinearPCA(d["mean"], d["components"], d["scale"])
+    except (OSError, KeyError, ValueError):
+        pass
+    import joblib
+
+    from .atomic import atomic_write
+
+    pca = joblib.load(src)
+    scale = np.sqrt(pca.explained_variance_) if getattr(pca, "whiten", False) else np.zeros(0, np.float32)
+    try:
+        with atomic_write(cache, durable=False) as f:
+            np.savez(f, key=np.array(key), mean=pca.mean_, components=pca.components_, scale=scale)
+    except OSError:
+        pass
+    return pca
 
 
 def place_on_map(neighbour_xy: np.ndarray, similarities: np.ndarray) -> tuple[float, float]:
