@@ -20,7 +20,7 @@ from dash import Dash
 from ..project import Project
 from . import callbacks_explore, callbacks_label, callbacks_refine, callbacks_review, callbacks_search
 from .layout import serve_layout
-from .routes import install_basic_auth, register_routes
+from .routes import install_basic_auth, register_routes, register_search_api
 from .state import AppContext
 
 ASSETS = Path(__file__).with_name("assets")
@@ -62,6 +62,7 @@ def create_app(project: Project | str | Path, *, auth: str | None = None) -> Das
     if auth:
         install_basic_auth(app.server, auth)
     register_routes(app.server, project)
+    register_search_api(app.server, actx)
     app.layout = lambda: serve_layout(actx)
     for module in (callbacks_explore, callbacks_label, callbacks_search, callbacks_refine, callbacks_review):
         module.register(app, actx)
