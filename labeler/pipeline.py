@@ -23,7 +23,7 @@ from .clustering import cluster_project, clustering_up_to_date
 from .config import Settings
 from .index import nearest_neighbour_similarities
 from .errors import BackboneMismatchError, BadInputError, ProjectError
-from .project import Project
+from .project import DB_NAME, Project
 from .reduce import fit_pca, fit_umap
 
 log = logging.getLogger("labeler")
@@ -346,6 +346,8 @@ def ingest(
         raise BadInputError(f"image folder not found: {image_dir}")
     if not image_dir.is_dir():
         raise BadInputError(f"not a folder: {image_dir}")
+    if not (Path(project_dir).expanduser() / DB_NAME).is_file():
+        _require_images(image_dir)  # before a project folder is made or a model loaded
     project = Project(project_dir, create=True)
     settings = settings or project.settings()
     change = backbone_change(project, settings)
@@ -382,3 +384,15 @@ def ingest(
         n_images=n_rows, n_clusters=int(len(set(labels.tolist()) - {-1})),
         n_noise=int((labels == -1).sum()), seconds=time.time() - t0, rebuilt=rebuilt,
     )
+
+
+def _require_images(image_dir: Path) -> None:
+    """Refuse a folder without any image file, in one line, before anything is written."""
+    from .images import IMAGE_EXTENSIONS, discover
+
+    entries, skipped = discover(image_dir)
+    if not entries:
+        kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+        extra = f"; {len(skipped)} path(s) skipped" if skipped else ""
+        raise BadInputError(f"no image files in {image_dir} (looked for {kinds}, recursively{extra}); "
+                            "no project was created")

@@ -24,9 +24,13 @@ def test_every_command_has_help_with_an_example():
 def test_ingest_errors(tmp_path):
     res = run("ingest", tmp_path / "missing", "--project", tmp_path / "p", ok=False)
     assert res.exit_code != 0 and "not found" in res.output
-    (tmp_path / "empty").mkdir()
-    res = run("ingest", tmp_path / "empty", "--project", tmp_path / "p2", "--backbone", "efficientnet-lite0", ok=False)
-    assert res.exit_code != 0 and "no usable image" in res.output
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "sub" / "notes.txt").write_text("no image here")
+    # default backbone (auto): refused before any weights are looked for or anything is written
+    res = run("ingest", tmp_path / "empty", "--project", tmp_path / "p2", ok=False)
+    assert res.exit_code == 1 and "no image files in" in res.output and "no project was created" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "weights" not in res.output.lower()
+    assert not (tmp_path / "p2").exists()
 
 
 def test_label_search_undo_export_info(project, tmp_path, elpv_dir):
