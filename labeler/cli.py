@@ -20,6 +20,23 @@ PROJECT = click.option(
 )
 
 
+class ClusterId(click.ParamType):
+    """A cluster number as shown (-1 = noise) or the word 'noise'."""
+
+    name = "cluster"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, int):
+            return value
+        text = str(value).strip().lower()
+        if text == "noise":
+            return -1
+        try:
+            return int(text)
+        except ValueError:
+            self.fail(f"{value!r} is not a cluster number (or 'noise' / -1)", param, ctx)
+
+
 def _open(project_dir: Path):
     from .project import Project
 
@@ -223,7 +240,8 @@ def _print_search(res) -> None:
 @main.command()
 @PROJECT
 @click.argument("label")
-@click.option("--cluster", "cluster_id", type=int, default=None, help="Label every image of this cluster.")
+@click.option("--cluster", "cluster_id", type=ClusterId(), default=None,
+              help="Label every image of this cluster; -1 or 'noise' = the noise images.")
 @click.option("--clustering", "clustering_id", type=int, default=None,
               help="The clustering id the cluster number refers to (see `labeler info`); refused if "
                    "the project was re-clustered since. Default: the current one (its id is printed).")

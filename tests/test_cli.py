@@ -210,3 +210,18 @@ def test_search_vote_counts_only_labelled_neighbours(project):
     assert res.vote_summary == "mono 100% (3 of 8 labelled)"
     text = run("search", image_id, "--project", project.root, "-k", 8).output
     assert "vote: mono 100% (3 of 8 labelled)" in text
+
+
+def test_label_the_noise_cluster_as_minus_one_or_noise(project):
+    ids, assigned, _ = project.store.assignments()
+    noise = sorted(int(i) for i, c in zip(ids, assigned) if c == -1)
+    if noise:  # HDBSCAN on these 80 photos: the noise cluster as shown on the map
+        out = run("label", "--project", project.root, "--cluster", -1, "odd").output
+        assert f"labelled {len(noise)}" in out and sorted(project.store.labels()) == noise
+        run("undo", "--project", project.root)
+        assert f"labelled {len(noise)}" in run("label", "--project", project.root, "--cluster", "noise", "odd").output
+    res = run("label", "--project", project.root, "--cluster", "nois", "odd", ok=False)
+    assert res.exit_code == 2 and "'noise' / -1" in res.output
+    run("cluster", "--project", project.root, "--method", "kmeans", "--k", 3)
+    res = run("label", "--project", project.root, "--cluster", "noise", "odd", ok=False)
+    assert res.exit_code == 1 and "no noise images" in res.output and "unknown" not in res.output
