@@ -84,6 +84,38 @@ def _warn(message: str) -> None:
     click.secho(message, fg="yellow", err=True)
 
 
+def short_warning(message: str, limit: int = 120) -> str:
+    """One line of at most ``limit`` characters: the message without its parenthesised
+    details, pointing to where the whole text is (`labeler info`, ``--verbose``)."""
+    import re
+
+    text = " ".join(message.split())
+    if len(text) <= limit:
+        return text
+    while True:  # drop innermost (...) groups: the looked-in paths and URLs
+        shorter = re.sub(r" ?\([^()]*\)", "", text)
+        if shorter == text:
+            break
+        text = shorter
+    text = text.split(". ")[0].rstrip(".")
+    tail = " (details: `labeler info`, or --verbose)"
+    if len(text) + len(tail) > limit:
+        text = text[: limit - len(tail) - 3].rstrip() + "..."
+    return text + tail
+
+
+def _warner(verbose: bool):
+    """Print each distinct warning once: short unless ``verbose``."""
+    seen: set[str] = set()
+
+    def warn(message: str) -> None:
+        if message not in seen:
+            seen.add(message)
+            _warn(message if verbose else short_warning(message))
+
+    return warn
+
+
 def _say(quiet: bool):
     return (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
 
@@ -128,8 +160,9 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
 @click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
+@click.option("--verbose", is_flag=True, help="Print warnings in full (e.g. where the weights were looked for).")
 def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, quiet, engine,
-           address):
+           address, verbose):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files; an interrupted run resumes.
@@ -143,7 +176,7 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision)
-    run = dict(progress=not quiet, warn=_warn, say=_say(quiet), engine=engine, address=address)
+    run = dict(progress=not quiet, warn=_warner(verbose), say=_say(quiet), engine=engine, address=address)
     try:
         rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
     except BackboneMismatchError as e:
@@ -176,11 +209,12 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples):
     _print_clusters(project, cid)
 
 
-def _print_clusters(project, clustering_id=None, limit: int = 30) -> None:
+def _print_clusters(project, clustering_id=None, limit: int = 30, count: bool = True) -> None:
     sums = project.store.cluster_summaries(clustering_id)
-    real = [s for s in sums if s["cluster"] >= 0]
+    real = [s for s in sums if s["cluster"] >= 0]  # noise (-1) is not a cluster
     noise = sum(s["size"] for s in sums if s["cluster"] < 0)
-    click.echo(f"{len(real)} cluster(s), {noise} noise image(s)")
+    if count:
+        click.echo(f"{len(real)} cluster(s), {noise} noise image(s)")
     for s in real[:limit]:
         coh = f"{s['cohesion']:.2f}" if s["cohesion"] is not None else "-"
         click.echo(f"  cluster {s['cluster']:>3}: {s['size']:>5} images, cohesion {coh}, "
@@ -541,10 +575,10 @@ def demo(data_dir, project_dir, limit, no_serve, port, backbone):
     img_dir, truth = prepare_elpv(data_dir, limit=limit)
     click.echo(f"ELPV photos in {img_dir} (ground truth: {truth})")
     settings = _settings_from(project_dir, backbone=backbone)
-    rep = run_ingest(img_dir, project_dir, settings, warn=_warn, say=_say(False))
-    _print_ingest(rep)
+    rep = run_ingest(img_dir, project_dir, settings, warn=_warner(False), say=_say(False))
+    _print_ingest(rep)  # says how many clusters: _print_clusters does not repeat it
     project = _open(project_dir)
-    _print_clusters(project, limit=15)
+    _print_clusters(project, limit=15, count=False)
     medoid = project.store.cluster_summaries()[0]["medoid_id"]
     from .search import search
 
@@ -554,7 +588,7 @@ def demo(data_dir, project_dir, limit, no_serve, port, backbone):
         return
     from .app import create_app
 
-    click.echo(f"\nlabeler dashboard on http://127.0.0.1:{port}/ (Ctrl-C to stop)")
+    click.echo(f"\ndashboard server started at http://127.0.0.1:{port}/ : open it in a browser (Ctrl-C to stop)")
     create_app(project).run(host="127.0.0.1", port=port)
 
 

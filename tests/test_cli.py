@@ -103,6 +103,8 @@ def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
 
     res = run("ingest", photos, "--project", tmp_path / "auto", "--quiet")
     assert res.output.count("resnet50 ImageNet weights not found") == 1
+    warning = next(ln for ln in res.output.splitlines() if "weights not found" in ln)
+    assert len(warning) <= 120 and "labeler info" in warning  # short; the whole text is in `info`
     meta = Project(tmp_path / "auto").store.get_meta("backbone")
     assert meta["name"] == "efficientnet-lite0" and meta["requested"] == "auto" and "resnet50" in meta["note"]
     assert "asked for auto" in run("info", "--project", tmp_path / "auto").output
