@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from .cli_helpers import ClusterId, warner as _warner
 from .config import Settings
 from .embedding.registry import BACKBONES, PRECISIONS, VIEWS
 
@@ -18,23 +19,6 @@ PROJECT = click.option(
     "--project", "-p", "project_dir", type=click.Path(file_okay=False, path_type=Path),
     required=True, envvar="LABELER_PROJECT", help="Project directory (env LABELER_PROJECT).",
 )
-
-
-class ClusterId(click.ParamType):
-    """A cluster number as shown (-1 = noise) or the word 'noise'."""
-
-    name = "cluster"
-
-    def convert(self, value, param, ctx):
-        if isinstance(value, int):
-            return value
-        text = str(value).strip().lower()
-        if text == "noise":
-            return -1
-        try:
-            return int(text)
-        except ValueError:
-            self.fail(f"{value!r} is not a cluster number (or 'noise' / -1)", param, ctx)
 
 
 def _open(project_dir: Path):
@@ -82,38 +66,6 @@ def main():
 
 def _warn(message: str) -> None:
     click.secho(message, fg="yellow", err=True)
-
-
-def short_warning(message: str, limit: int = 120) -> str:
-    """One line of at most ``limit`` characters: the message without its parenthesised
-    details, pointing to where the whole text is (`labeler info`, ``--verbose``)."""
-    import re
-
-    text = " ".join(message.split())
-    if len(text) <= limit:
-        return text
-    while True:  # drop innermost (...) groups: the looked-in paths and URLs
-        shorter = re.sub(r" ?\([^()]*\)", "", text)
-        if shorter == text:
-            break
-        text = shorter
-    text = text.split(". ")[0].rstrip(".")
-    tail = " (details: `labeler info`, or --verbose)"
-    if len(text) + len(tail) > limit:
-        text = text[: limit - len(tail) - 3].rstrip() + "..."
-    return text + tail
-
-
-def _warner(verbose: bool):
-    """Print each distinct warning once: short unless ``verbose``."""
-    seen: set[str] = set()
-
-    def warn(message: str) -> None:
-        if message not in seen:
-            seen.add(message)
-            _warn(message if verbose else short_warning(message))
-
-    return warn
 
 
 def _say(quiet: bool):
