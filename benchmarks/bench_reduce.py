@@ -47,7 +47,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labeler.cluster import run_hdbscan, run_kmeans  # noqa: E402
+from labeler.clustering import run_hdbscan, run_kmeans  # noqa: E402
 from labeler.index import ExactIndex, nearest_neighbour_similarities  # noqa: E402
 from labeler.reduce import _sample, fit_pca, fit_umap, fit_umaps  # noqa: E402
 
