@@ -262,9 +262,14 @@ def browser_render(app, n_points: int, timeout: float = 900.0) -> dict:
 
 
 def _poll(fn, timeout: float, what: str):
+    from selenium.common.exceptions import TimeoutException
+
     end = time.time() + timeout
     while time.time() < end:
-        v = fn()
+        try:
+            v = fn()
+        except TimeoutException:  # the page's main thread is busy drawing: ask again
+            continue
         if v:
             return v
         time.sleep(0.05)
