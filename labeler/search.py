@@ -31,7 +31,7 @@ import numpy as np
 
 from .errors import ProjectError, QueryImageError, StoreError
 from .images import content_hash
-from .index import build_index
+from .index import ExactIndex, project_index
 from .project import Project
 
 @dataclass
@@ -132,14 +132,19 @@ class Searcher:
         self.map_xy = project.load_array("map")
         self.row_ids = project.store.row_image_ids()
         self.id_to_row = {int(i): r for r, i in enumerate(self.row_ids) if i >= 0}
-        self.index = build_index(self.vectors)
+        # Exact below index.HNSW_FROM images, else the saved HNSW index (memory-mapped).
+        self.index = project_index(project, self.vectors)
+        self._exact = self.index if isinstance(self.index, ExactIndex) else None
         self.novelty_threshold = float(project.store.get_meta("novelty_threshold", 0.0))
         self._backbone = None
         self._pca = None
 
     # -- queries -----------------------------------------------------------------------
-    def by_id(self, image_id: int, k: int = 10) -> SearchResult:
+    def by_id(self, image_id: int, k: int = 10, *, exact: bool = False) -> SearchResult:
         """Neighbours of an image of the collection (the image itself left out).
+
+        ``exact`` compares with every image even where the collection uses the
+        approximate HNSW index.
 
         Raises
         ------
@@ -151,23 +156,24 @@ class Searcher:
             raise StoreError(f"unknown image id {image_id} (or not embedded)")
         xy = tuple(float(v) for v in self.map_xy[row])
         return self._answer(f"image {image_id}", np.asarray(self.vectors[row]), k, exclude=row,
-                            xy=xy, query_image_id=int(image_id))
+                            xy=xy, query_image_id=int(image_id), exact=exact)
 
-    def by_file(self, path: Path | str, k: int = 10) -> SearchResult:
-        """Neighbours of an image file (inside or outside the collection).
+    def by_file(self, path: Path | str, k: int = 10, *, exact: bool = False) -> SearchResult:
+        """Neighbours of an image file (inside or outside the collection); ``exact``
+        as in :meth:`by_id`.
 
         Raises
         ------
         QueryImageError
             The file is missing or is not a decodable image.
         """
-        (res,) = self.by_files([path], k)
+        (res,) = self.by_files([path], k, exact=exact)
         if isinstance(res, QueryFailure):
             raise QueryImageError(res.error)
         return res
 
-    def by_files(self, paths: Sequence[Path | str], k: int = 10, *,
-                 batch_size: int = 16) -> list[SearchResult | QueryFailure]:
+    def by_files(self, paths: Sequence[Path | str], k: int = 10, *, batch_size: int = 16,
+                 exact: bool = False) -> list[SearchResult | QueryFailure]:
         """Neighbours of many image files, one answer per file in input order.
 
         Files whose content hash matches an embedded image reuse its stored vector;
@@ -195,7 +201,7 @@ class Searcher:
         for i, h in hashes.items():
             image_id = known.get(h)
             if image_id is not None and image_id in self.id_to_row:
-                res = self.by_id(image_id, k)
+                res = self.by_id(image_id, k, exact=exact)
                 res.query = paths[i].name
                 res.top1_class = self._top1_name(int(self.project.store.top1_of([image_id])[0]))
                 out[i] = res
@@ -206,21 +212,22 @@ class Searcher:
                 if err is not None:
                     out[i] = QueryFailure(paths[i].name, f"{paths[i].name}: {err}")
                 else:
-                    res = self._answer(paths[i].name, z, k, exclude=None, xy=None)
+                    res = self._answer(paths[i].name, z, k, exclude=None, xy=None, exact=exact)
                     res.top1_class = self._top1_name(top1)
                     out[i] = res
         return out  # type: ignore[return-value]
 
-    def run_queries(self, queries: Sequence[int | Path], k: int = 10, *,
-                    batch_size: int = 16) -> list[SearchResult | QueryFailure]:
+    def run_queries(self, queries: Sequence[int | Path], k: int = 10, *, batch_size: int = 16,
+                    exact: bool = False) -> list[SearchResult | QueryFailure]:
         """Answer image ids and files together, in input order (see :func:`expand_queries`)."""
         files = [(i, q) for i, q in enumerate(queries) if not isinstance(q, int)]
-        answers = dict(zip((i for i, _ in files), self.by_files([q for _, q in files], k, batch_size=batch_size)))
+        answers = dict(zip((i for i, _ in files),
+                           self.by_files([q for _, q in files], k, batch_size=batch_size, exact=exact)))
         out: list[SearchResult | QueryFailure] = []
         for i, q in enumerate(queries):
             if isinstance(q, int):
                 try:
-                    out.append(self.by_id(q, k))
+                    out.append(self.by_id(q, k, exact=exact))
                 except StoreError as e:
                     out.append(QueryFailure(f"image {q}", str(e)))
             else:
@@ -228,9 +235,17 @@ class Searcher:
         return out
 
     # -- internals ---------------------------------------------------------------------
-    def _answer(self, query, z, k, *, exclude, xy, query_image_id=None) -> SearchResult:
-        sims, rows = self.index.search(z, k, exclude=None if exclude is None else np.array([exclude]))
-        sims, rows = sims[0], rows[0]
+    def _index(self, exact: bool):
+        if not exact:
+            return self.index
+        if self._exact is None:
+            self._exact = ExactIndex(self.vectors)
+        return self._exact
+
+    def _answer(self, query, z, k, *, exclude, xy, query_image_id=None, exact=False) -> SearchResult:
+        sims, rows = self._index(exact).search(z, k, exclude=None if exclude is None else np.array([exclude]))
+        found = rows[0] >= 0  # HNSW may return fewer than k
+        sims, rows = sims[0][found], rows[0][found]
         ids = [int(self.row_ids[r]) for r in rows]
         store = self.project.store
         labels = store.labels_for(ids)
@@ -409,10 +424,14 @@ def expand_queries(queries: Sequence[str | int | Path]) -> list[int | Path]:
     return out
 
 
-def search(project: Project | Path | str, query: str | int | Path, k: int = 10) -> SearchResult:
-    """Reverse image search: ``query`` is an image id (int or digits) or an image file path."""
+def search(project: Project | Path | str, query: str | int | Path, k: int = 10, *,
+           exact: bool = False) -> SearchResult:
+    """Reverse image search: ``query`` is an image id (int or digits) or an image file path.
+
+    ``exact`` compares with every image (large collections otherwise use the
+    approximate HNSW index, :mod:`labeler.index`)."""
     project = project if isinstance(project, Project) else Project(project)
     s = Searcher(project)
     if isinstance(query, int) or (isinstance(query, str) and query.isdigit() and not Path(query).exists()):
-        return s.by_id(int(query), k)
-    return s.by_file(Path(query), k)
+        return s.by_id(int(query), k, exact=exact)
+    return s.by_file(Path(query), k, exact=exact)

@@ -93,7 +93,9 @@ def test_layout_holds_every_point_with_ids_only(app, project):
     graph = _find(layout, "map")
     trace = graph["props"]["figure"]["data"][0]
     assert trace["type"] == "scattergl"
-    assert sorted(trace["customdata"]) == sorted(int(i) for i in project.store.row_image_ids() if i >= 0)
+    ids = [int(i) for i in project.store.row_image_ids() if i >= 0]
+    assert "customdata" not in trace and trace["x"]["dtype"] == "u2"  # binary, no per-point id list
+    assert sorted(views.decode_id_runs(graph["props"]["figure"]["layout"]["meta"]["id_runs"], len(ids))) == sorted(ids)
     assert str(project.image_root) not in text  # no file paths in the page
     assert "data:image" not in text  # no base64 thumbnails in the layout
 

@@ -9,7 +9,7 @@ from . import ids
 from .components import legend
 from .routes import thumb_url
 from .state import AppContext
-from .views import coloring, image_facts, recolor_patch
+from .views import coloring, image_facts, point_image_id, recolor_patch
 
 
 def hover_card(actx: AppContext, image_id: int) -> list:
@@ -32,15 +32,25 @@ _SELECTION_JS = """
 function(sel) {
     const nu = window.dash_clientside.no_update;
     if (!sel || !sel.points) { return [[], nu]; }
+    // Image id of point i: layout.meta.id_runs (views.id_runs), binary search.
+    const gd = document.querySelector("#%s .js-plotly-plot");
+    const runs = (gd && gd.layout.meta && gd.layout.meta.id_runs) || [];
+    const idOf = function(i) {
+        let lo = 0, hi = runs.length - 1;
+        if (hi < 0) { return undefined; }
+        while (lo < hi) { const m = (lo + hi + 1) >> 1; if (runs[m][0] <= i) { lo = m; } else { hi = m - 1; } }
+        return runs[lo][1] + (i - runs[lo][0]);
+    };
     const seen = new Set(), out = [];
     for (const p of sel.points) {
-        if (p.curveNumber !== 0 || p.customdata === undefined) { continue; }
-        const v = Array.isArray(p.customdata) ? p.customdata[0] : p.customdata;
-        if (!seen.has(v)) { seen.add(v); out.push(Number(v)); }
+        if (p.curveNumber !== 0) { continue; }
+        const v = p.customdata !== undefined ? (Array.isArray(p.customdata) ? p.customdata[0] : p.customdata)
+                                             : idOf(p.pointIndex !== undefined ? p.pointIndex : p.pointNumber);
+        if (v !== undefined && !seen.has(v)) { seen.add(v); out.push(Number(v)); }
     }
     return [out, out.length ? "%s" : nu];
 }
-""" % ids.TAB_SELECTION
+""" % (ids.MAP, ids.TAB_SELECTION)
 
 # Ctrl+Z (Cmd+Z) clicks the Undo button, except while typing in a text box, where
 # the browser's own text undo is wanted.
@@ -85,10 +95,9 @@ def register(app: Dash, actx: AppContext) -> None:
         if not hover or not hover.get("points"):
             return False, no_update, no_update
         pt = hover["points"][0]
-        if pt.get("curveNumber", 0) != 0 or pt.get("customdata") is None:
+        image_id = point_image_id(actx, pt)
+        if image_id is None:
             return False, no_update, no_update
-        image_id = pt["customdata"]
-        image_id = int(image_id[0] if isinstance(image_id, list) else image_id)
         return True, pt.get("bbox"), hover_card(actx, image_id)
 
     app.clientside_callback(

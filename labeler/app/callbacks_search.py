@@ -16,7 +16,7 @@ from .components import caption, full_image_link, grid, thumb
 from .routes import thumb_url
 from .state import AppContext
 from .uploads import UploadError, uploaded_image
-from .views import image_facts, query_marker_patch
+from .views import image_facts, point_image_id, query_marker_patch
 
 MAX_K = 100
 
@@ -143,10 +143,9 @@ def register(app: Dash, actx: AppContext) -> None:
             else:
                 if tid == ids.MAP:
                     pts = (click or {}).get("points") or []
-                    if not pts or pts[0].get("curveNumber", 0) != 0:
+                    image_id = point_image_id(actx, pts[0]) if pts else None
+                    if image_id is None:
                         raise PreventUpdate
-                    image_id = pts[0]["customdata"]
-                    image_id = image_id[0] if isinstance(image_id, list) else image_id
                 elif isinstance(tid, dict) and triggered_value():
                     image_id = tid["id"]
                 else:
@@ -156,7 +155,7 @@ def register(app: Dash, actx: AppContext) -> None:
         except (UploadError, StoreError) as e:
             err = result(f"Search failed: {e}", "error")
             return no_update, no_update, err, no_update, no_update, {"display": "none"}
-        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(stored["map_xy"]), preview
+        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), preview
 
     @app.callback(
         Output(ids.SEARCH_QUERY, "children"),
