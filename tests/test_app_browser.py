@@ -196,7 +196,7 @@ def test_upload_a_photo_see_neighbours_and_label_them(driver, served, project, t
     wait_until(lambda: len(thumb_ids(driver, "#search-grid .thumb-btn")) == 12, timeout=2 * TIMEOUT, what="neighbours")
     shown = thumb_ids(driver, "#search-grid .thumb-btn")
     assert image_id not in shown  # the photo is in the collection: recognised, not its own neighbour
-    assert "Query: " + photo.name in text_of(driver, "#search-query")
+    assert f"#{image_id} · {photo.name}" in text_of(driver, "#search-query")  # shown as that image
     assert driver.execute_script(f"return {GRAPH_JS}.data[1].x.length") == 1  # the query star
 
     driver.find_elements(By.CSS_SELECTOR, "#search-grid .thumb-check input")[0].click()
