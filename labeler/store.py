@@ -40,7 +40,7 @@ from .errors import NotFoundError, ProjectError, StaleStateError, StoreError
 #: (accepted suggestions) and labels.stale (the file changed since it was labelled).
 SCHEMA_VERSION = 2
 
-LABEL_SOURCES = ("manual", "cluster", "search", "propagated", "suggestion", "undo", "redo")
+LABEL_SOURCES = ("manual", "cluster", "search", "propagated", "suggestion", "undo", "redo", "rename")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -269,11 +269,15 @@ class Store:
         """Insert new files or mark changed ones pending.
 
         ``entries``: dicts with path, size, mtime, hash. A known path whose hash
-        changed keeps its id, row and label and becomes ``pending`` (re-embedded).
+        changed keeps its id, row and label and becomes ``pending`` (re-embedded);
+        its label is marked ``stale`` until an annotator confirms or changes it.
         """
         now = time.time()
         with self.transaction() as con:
             for e in entries:
+                con.execute(
+                    "UPDATE labels SET stale=1 WHERE image_id=(SELECT id FROM images "
+                    "WHERE path=:path AND hash!=:hash)", e)
                 con.execute(
                     "INSERT INTO images(path, size, mtime, hash, status, added_at) "
                     "VALUES (:path, :size, :mtime, :hash, 'pending', :now) "
@@ -413,6 +417,7 @@ class Store:
             out[r["status"]] = r["n"]
         out["skipped_files"] = self.con.execute("SELECT COUNT(*) FROM skipped").fetchone()[0]
         out["labelled"] = self.con.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+        out["stale"] = self.con.execute("SELECT COUNT(*) FROM labels WHERE stale=1").fetchone()[0]
         return out
 
     # -- clusterings -----------------------------------------------------------------
@@ -725,6 +730,44 @@ class Store:
             self.write_labels(action_id, [{"image_id": i, "label": label, "source": source} for i in ids],
                               annotator, now)
         return action_id
+
+    def images_touched_by_others(self, image_ids: Sequence[int], after_event: int,
+                                 annotator: str) -> set[int]:
+        """Images among ``image_ids`` with a label event newer than ``after_event``
+        written by someone other than ``annotator``."""
+        ids = [int(i) for i in image_ids]
+        out: set[int] = set()
+        for chunk in _chunks(ids):
+            q = ",".join("?" * len(chunk))
+            out.update(r[0] for r in self.con.execute(
+                f"SELECT DISTINCT image_id FROM label_events WHERE id>? AND annotator!=? "
+                f"AND image_id IN ({q})", [int(after_event), annotator, *chunk]))
+        return out
+
+    def images_with_label(self, label: str) -> list[int]:
+        """Ids of the images whose current label is exactly ``label``."""
+        return [r[0] for r in self.con.execute(
+            "SELECT image_id FROM labels WHERE label=? ORDER BY image_id", (label,))]
+
+    def label_usage(self) -> list[sqlite3.Row]:
+        """Per label and annotator: images (current labels) and how many are stale."""
+        return self.con.execute(
+            "SELECT label, annotator, COUNT(*) AS n, SUM(stale) AS stale FROM labels "
+            "GROUP BY label, annotator ORDER BY label, n DESC").fetchall()
+
+    def stale_image_ids(self) -> list[int]:
+        """Images whose file changed since they were labelled (label not confirmed yet)."""
+        return [r[0] for r in self.con.execute("SELECT image_id FROM labels WHERE stale=1 ORDER BY image_id")]
+
+    def clear_stale(self, image_ids: Sequence[int]) -> int:
+        """Mark the labels of ``image_ids`` confirmed (not stale); returns how many were stale."""
+        n = 0
+        with self.transaction() as con:
+            for chunk in _chunks([int(i) for i in image_ids]):
+                q = ",".join("?" * len(chunk))
+                n += con.execute(f"UPDATE labels SET stale=0 WHERE stale=1 AND image_id IN ({q})",
+                                 chunk).rowcount
+        return n
 
     def labels(self) -> dict[int, str]:
         """Current label of every labelled image: {image_id: label}."""
