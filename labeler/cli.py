@@ -118,17 +118,19 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
     """
     from .errors import BackboneMismatchError
     from .pipeline import ingest as run_ingest
+    from .project import project_lock
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision)
     run = dict(progress=not quiet, warn=_warn, say=_say(quiet))
-    try:
-        rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
-    except BackboneMismatchError as e:
-        # The mismatch is found before anything is embedded: asking and re-running is safe.
-        if not sys.stdin.isatty() or not click.confirm(f"{e}. Re-embed everything now?"):
-            _fail(str(e))
-        rep = run_ingest(image_dir, project_dir, settings, force=True, **run)
+    with project_lock(project_dir, "ingest"):
+        try:
+            rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
+        except BackboneMismatchError as e:
+            # The mismatch is found before anything is embedded: asking and re-running is safe.
+            if not sys.stdin.isatty() or not click.confirm(f"{e}. Re-embed everything now?"):
+                _fail(str(e))
+            rep = run_ingest(image_dir, project_dir, settings, force=True, **run)
     _print_ingest(rep)
 
 
@@ -146,11 +148,14 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples):
       labeler cluster --project data/projects/elpv --method kmeans --k 8
     """
     from .pipeline import cluster_project
+    from .project import project_lock
 
     project = _open(project_dir)
     s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
-    cid = cluster_project(project, s)
-    project.save_settings(s)
+    with project_lock(project.root, "cluster run"):
+        cid = cluster_project(project, s)
+        project.save_settings(s)
+    click.echo(f"clustering {cid} is now current")
     _print_clusters(project, cid)
 
 
@@ -252,6 +257,8 @@ def undo(project_dir, annotator):
 
     done = labels.undo(_open(project_dir), annotator)
     click.echo("nothing to undo" if done is None else f"undone: {done.description}")
+    if done is not None and done.note:
+        _warn(done.note)
 
 
 @main.command()
@@ -269,6 +276,8 @@ def redo(project_dir, annotator):
 
     done = labels.redo(_open(project_dir), annotator)
     click.echo("nothing to redo" if done is None else f"redone: {done.description}")
+    if done is not None and done.note:
+        _warn(done.note)
 
 
 @main.command()
@@ -290,7 +299,8 @@ def export(project_dir, output, include_unlabelled):
 
 @main.command()
 @PROJECT
-def info(project_dir):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (counts, clustering_id, labels).")
+def info(project_dir, as_json):
     """Counts, backbone, clusters, labels and skipped files of a project.
 
     \b
@@ -301,6 +311,17 @@ def info(project_dir):
     st = project.store
     c = st.counts()
     bb = st.get_meta("backbone") or {}
+    cur = st.current_clustering()
+    counts = st.label_counts()
+    if as_json:
+        click.echo(json.dumps({
+            "project": str(project.root), "image_root": str(project.image_root), "counts": c,
+            "backbone": bb, "clustering_id": cur["id"] if cur else None,
+            "clustering": {"method": cur["method"], "params": cur["params"]} if cur else None,
+            "labels": counts, "stale_labels": st.stale_image_ids(),
+            "skipped": [{"path": r["path"], "reason": r["reason"]} for r in st.skipped()],
+        }, indent=2))
+        return
     click.echo(f"project: {project.root}")
     click.echo(f"images: {project.image_root}")
     click.echo(f"  {c['embedded']} embedded, {c['pending']} pending, {c['missing']} missing, "
@@ -311,14 +332,96 @@ def info(project_dir):
     if st.get_meta("pca_components"):
         click.echo(f"PCA: {st.get_meta('pca_components')} components, "
                    f"{st.get_meta('pca_explained_variance'):.1%} of variance")
-    cur = st.current_clustering()
     if cur:
         click.echo(f"clustering {cur['id']}: {cur['method']} {json.dumps(cur['params'])}")
         _print_clusters(project, limit=15)
-    counts = st.label_counts()
     click.echo(f"labels: {c['labelled']} labelled image(s)" + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""))
+    if c["stale"]:
+        click.secho(f"  {c['stale']} stale label(s): their file changed since; check them, then "
+                    "`labeler labels confirm` (or re-label)", fg="yellow")
     for r in st.skipped()[:50]:
         click.echo(f"  skipped {r['path']}: {r['reason']}")
+
+
+@main.group("labels", invoke_without_command=True)
+@PROJECT
+@click.pass_context
+def labels_cmd(ctx, project_dir):
+    """List the labels in use (images, stale ones, who gave them); rename, merge, confirm.
+
+    \b
+    Example:
+      labeler labels --project data/projects/elpv
+      labeler labels --project data/projects/elpv rename monomono mono --annotator ana
+    """
+    ctx.obj = project_dir
+    if ctx.invoked_subcommand is not None:
+        return
+    from . import labels
+
+    summary = labels.label_summary(_open(project_dir))
+    if not summary:
+        click.echo("no labels yet")
+    for d in summary:
+        who = ", ".join(f"{a} {n}" for a, n in d["annotators"].items())
+        stale = f", {d['stale']} stale" if d["stale"] else ""
+        click.echo(f"{d['label']}\t{d['count']} image(s){stale}\tby {who}")
+
+
+ANNOTATOR = click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
+                         help="Your name (env LABELER_ANNOTATOR).")
+
+
+@labels_cmd.command("rename")
+@click.argument("old")
+@click.argument("new")
+@ANNOTATOR
+@click.pass_obj
+def labels_rename(project_dir, old, new, annotator):
+    """Rename label OLD to NEW on every image, as one undoable action.
+
+    \b
+    Example:
+      labeler labels --project data/projects/elpv rename monomono mono
+    """
+    from . import labels
+
+    _, n = labels.rename_label(_open(project_dir), old, new, annotator=annotator)
+    click.echo(f"renamed '{old}' to '{labels.clean_label(new)}' on {n} image(s)")
+
+
+@labels_cmd.command("merge")
+@click.argument("labels_", metavar="LABEL...", nargs=-1, required=True)
+@click.option("--into", required=True, help="The label they all become.")
+@ANNOTATOR
+@click.pass_obj
+def labels_merge(project_dir, labels_, into, annotator):
+    """Give every image labelled with one of LABEL... the label --into, as one undoable action.
+
+    \b
+    Example:
+      labeler labels --project data/projects/elpv merge mono Mono --into mono
+    """
+    from . import labels
+
+    _, n = labels.merge_labels(_open(project_dir), labels_, into, annotator=annotator)
+    click.echo(f"merged {', '.join(labels_)} into '{labels.clean_label(into)}' ({n} image(s))")
+
+
+@labels_cmd.command("confirm")
+@click.option("--image", "image_ids", type=int, multiple=True, help="Image id (repeatable; default: all stale).")
+@click.pass_obj
+def labels_confirm(project_dir, image_ids):
+    """Confirm stale labels (their file changed since they were given) after checking them.
+
+    \b
+    Example:
+      labeler labels --project data/projects/elpv confirm --image 12
+    """
+    from . import labels
+
+    n = labels.confirm_stale(_open(project_dir), list(image_ids) or None)
+    click.echo(f"confirmed {n} stale label(s)")
 
 
 @main.command()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from ..labels import MAX_LABEL_LENGTH
 from . import ids
 from .routes import image_url, thumb_url
 
@@ -16,7 +17,8 @@ def message(text: str, kind: str = "ok") -> html.Div:
 def label_input(id_: str, placeholder: str = "label") -> dcc.Input:
     """A text box that autocompletes from the existing labels (the shared datalist)."""
     return dcc.Input(id=id_, type="text", placeholder=placeholder, list=ids.LABEL_OPTIONS,
-                     debounce=False, className="label-input", autoComplete="off")
+                     debounce=False, className="label-input", autoComplete="off",
+                     maxLength=MAX_LABEL_LENGTH)
 
 
 def thumb(grid: str, image_id: int, caption: str = "", *, checked: bool | None = None,
