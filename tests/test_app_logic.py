@@ -169,6 +169,7 @@ def test_basic_auth_guards_every_route(project):
 def test_wsgi_module_builds_the_app_from_env(monkeypatch, project):
     monkeypatch.setenv("LABELER_PROJECT", str(project.root))
     monkeypatch.delenv("LABELER_AUTH", raising=False)
+    monkeypatch.setenv("LABELER_INSECURE_NO_AUTH", "1")  # without it the module refuses to serve
     import labeler.app.wsgi as wsgi
 
     wsgi = importlib.reload(wsgi)
