@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labeler.cluster import summarize  # noqa: E402
+from labeler.clustering import summarize  # noqa: E402
 from labeler.project import Project  # noqa: E402
 
 

@@ -10,8 +10,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import cluster as clustering
-from .pipeline import summarize_clusters
+from . import clustering
+from .clustering import summarize_clusters
 from .project import Project
 from .errors import BadInputError, StaleStateError, StoreError
 from .labels import clean_annotator

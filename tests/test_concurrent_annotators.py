@@ -41,7 +41,7 @@ def test_label_cluster_after_someone_else_split_it_is_refused(project):
 
 
 def test_label_cluster_after_a_recluster_is_refused_even_if_the_number_survives(project):
-    from labeler.pipeline import cluster_project
+    from labeler.clustering import cluster_project
 
     a, b, other = _two_annotators(project)
     seen = cluster_seen(a, 1)
