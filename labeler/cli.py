@@ -231,6 +231,8 @@ def label(project_dir, label, cluster_id, clustering_id, image_ids, annotator):
         raise click.UsageError("--clustering goes with --cluster")
     project = _open(project_dir)
     who = annotator or "cli"
+    existing = project.store.label_counts()
+    near = [] if label.strip() in existing else labels.close_labels(label, list(existing))
     if cluster_id is not None:
         if clustering_id is None:
             cur = project.store.current_clustering()
@@ -240,6 +242,9 @@ def label(project_dir, label, cluster_id, clustering_id, image_ids, annotator):
     else:
         labels.label_images(project, image_ids, label, annotator=who, source="manual")
         ids = list(image_ids)
+    if near:
+        _warn(f"'{label.strip()}' is a new label close to {', '.join(repr(n) for n in near[:3])}: "
+              "`labeler labels rename` or `merge` if it is a typo")
     click.echo(f"labelled {len(ids)} image(s) {labels.clean_label(label)!r}")
 
 

@@ -113,3 +113,31 @@ def test_wsgi_refuses_to_serve_without_auth(project):
     assert app.server.config["MAX_CONTENT_LENGTH"] == 2 * 1024 * 1024
     c = app.server.test_client()
     assert c.get("/_dash-layout", headers={**_basic("ana", "pw"), "Host": "labels.example.org"}).status_code == 200
+
+
+def test_a_changed_file_shows_its_label_stale_in_info_and_the_dashboard(project):
+    from labeler import labels
+    from labeler.app.callbacks_label import progress_view
+    from labeler.app.components import caption
+    from labeler.app.views import image_facts
+
+    actx = create_app(project).labeler
+    image_id = int(project.store.row_image_ids()[0])
+    labels.label_images(project, [image_id], "mono", annotator="ana")
+    row = project.store.get_image(image_id)
+    # the same path with new content, as the catalogue step of a re-ingest records it
+    project.store.add_or_update_images([{"path": row["path"], "size": row["size"] + 1, "mtime": 9.0,
+                                         "hash": "changed"}])
+    assert "stale" in json_dump(progress_view(actx)[2])
+    assert "stale" in caption(image_id, image_facts(actx, [image_id])[image_id])
+    runner = CliRunner()
+    out = runner.invoke(main, ["info", "--project", str(project.root)]).output
+    assert "1 stale label(s)" in out
+    assert "confirmed 1" in runner.invoke(main, ["labels", "--project", str(project.root), "confirm"]).output
+    assert project.store.stale_image_ids() == [] and project.store.labels() == {image_id: "mono"}
+
+
+def json_dump(components) -> str:
+    import json
+
+    return json.dumps([c.to_plotly_json() for c in components], default=str)

@@ -154,3 +154,22 @@ def test_undo_and_redo_through_the_cli(project):
     assert "redone" in run("redo", "--project", p, "--annotator", "ana").output
     assert project.store.labels() == {members[0]: "mono"}
     assert "nothing to redo" in run("redo", "--project", p, "--annotator", "ana").output
+
+
+def test_label_vocabulary_commands(project):
+    p = project.root
+    a, b = project.store.cluster_members(0)[:2]
+    run("label", "--project", p, "--image", a, "mono", "--annotator", "ana")
+    res = run("label", "--project", p, "--image", b, "monomono", "--annotator", "bob")
+    assert "close to 'mono'" in res.output  # a warning, the label is given
+    out = run("labels", "--project", p).output
+    assert "mono\t1 image(s)\tby ana 1" in out and "monomono\t1 image(s)\tby bob 1" in out
+    assert "merged monomono into 'mono' (1 image(s))" in run(
+        "labels", "--project", p, "merge", "monomono", "--into", "mono", "--annotator", "bob").output
+    assert project.store.labels() == {a: "mono", b: "mono"}
+    run("undo", "--project", p, "--annotator", "bob")
+    assert project.store.labels() == {a: "mono", b: "monomono"}
+    run("labels", "--project", p, "rename", "monomono", "mono-crystalline", "--annotator", "bob")
+    assert project.store.labels()[b] == "mono-crystalline"
+    res = run("labels", "--project", p, "rename", "nothing", "x", ok=False)
+    assert res.exit_code == 1 and "no image has the label 'nothing'" in res.output

@@ -22,7 +22,7 @@ def hover_card(actx: AppContext, image_id: int) -> list:
         html.Img(src=thumb_url(image_id), className="tooltip-img"),
         html.Div(f"#{image_id} · {facts['path'].rsplit('/', 1)[-1]}", className="tooltip-title"),
         html.Div(f"cluster {cl}" if cl >= 0 else "noise"),
-        html.Div(f"label: {facts['label'] or '—'}"),
+        html.Div(f"label: {facts['label'] or '—'}" + (" (stale: file changed)" if facts.get("stale") else "")),
     ], className="tooltip-card")]
 
 

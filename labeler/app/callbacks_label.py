@@ -105,6 +105,9 @@ def progress_view(actx: AppContext) -> tuple[str, dict, list, list]:
     chips = [html.Span(f"{lab} {n:,}", className="count-chip") for lab, n in list(p["counts"].items())[:12]]
     if len(p["counts"]) > 12:
         chips.append(html.Span(f"+{len(p['counts']) - 12} more", className="muted"))
+    if p["stale"]:
+        chips.append(html.Span(f"{p['stale']:,} stale (file changed: check, then `labeler labels confirm`)",
+                               className="count-chip stale", title="their file changed since they were labelled"))
     options = [html.Option(value=lab) for lab in p["counts"]]
     return text, {"width": f"{p['percent']:.2f}%"}, chips, options
 

@@ -50,6 +50,8 @@ def thumb(grid: str, image_id: int, caption: str = "", *, checked: bool | None =
 def caption(image_id: int, facts: dict | None, score: float | None = None) -> str:
     """'#12 crack 0.93': id, label (nothing when unlabelled) and an optional similarity."""
     lab = (facts or {}).get("label")
+    if lab and (facts or {}).get("stale"):
+        lab += " (stale: file changed)"
     s = f"#{image_id} {lab}" if lab else f"#{image_id}"
     return s if score is None else f"{s} {score:.2f}"
 
