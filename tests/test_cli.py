@@ -48,7 +48,8 @@ def test_label_search_undo_export_info(project, tmp_path, elpv_dir):
     text = run("search", photo, "--project", p, "-k", 3).output
     assert "1.000" in text  # the file is in the collection: its own copy is the top hit
 
-    assert "undone" in run("undo", "--project", p).output
+    assert "nothing to undo" in run("undo", "--project", p).output  # undo is per annotator (default: cli)
+    assert "undone" in run("undo", "--project", p, "--annotator", "ana").output
     assert project.store.labels() == {}
     run("label", "--project", p, "--image", members[0], "--image", members[1], "cracked")
     out_csv = tmp_path / "l.csv"
