@@ -14,16 +14,7 @@ import click
 from .config import Settings
 from .embedding.registry import BACKBONES, PRECISIONS, VIEWS
 
-PROJECT = click.option(
-    "--project", "-p", "project_dir", type=click.Path(file_okay=False, path_type=Path),
-    required=True, envvar="LABELER_PROJECT", help="Project directory (env LABELER_PROJECT).",
-)
-
-
-def _open(project_dir: Path):
-    from .project import Project
-
-    return Project(project_dir)
+from .cli_common import PROJECT, _open, _warn
 
 
 def _fail(msg: str, code: int = 1):
@@ -61,10 +52,6 @@ def main():
       labeler ingest photos/ --project my-project
       labeler serve --project my-project
     """
-
-
-def _warn(message: str) -> None:
-    click.secho(message, fg="yellow", err=True)
 
 
 def _say(quiet: bool):
@@ -108,7 +95,11 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
               help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, quiet):
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
+@click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
+def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, quiet, engine,
+           address):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files; an interrupted run resumes.
@@ -123,7 +114,7 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision)
-    run = dict(progress=not quiet, warn=_warn, say=_say(quiet))
+    run = dict(progress=not quiet, warn=_warn, say=_say(quiet), engine=engine, address=address)
     with project_lock(project_dir, "ingest"):
         try:
             rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
@@ -209,98 +200,77 @@ def _print_search(res) -> None:
 
 @main.command()
 @PROJECT
-@click.argument("label")
-@click.option("--cluster", "cluster_id", type=int, default=None, help="Label every image of this cluster.")
-@click.option("--clustering", "clustering_id", type=int, default=None,
-              help="The clustering id the cluster number refers to (see `labeler info`); refused if "
-                   "the project was re-clustered since. Default: the current one (its id is printed).")
-@click.option("--image", "image_ids", type=int, multiple=True, help="Image id (repeatable).")
-@click.option("--annotator", default=None, envvar="LABELER_ANNOTATOR", help="Your name (env LABELER_ANNOTATOR).")
-def label(project_dir, label, cluster_id, clustering_id, image_ids, annotator):
-    """Give LABEL to a whole cluster or to images, in one undoable action.
-
-    \b
-    Example:
-      labeler label --project data/projects/elpv --cluster 3 --clustering 1 cracked --annotator ana
-    """
-    from . import labels
-
-    if (cluster_id is None) == (not image_ids):
-        raise click.UsageError("give either --cluster N or one or more --image ID")
-    if clustering_id is not None and cluster_id is None:
-        raise click.UsageError("--clustering goes with --cluster")
-    project = _open(project_dir)
-    who = annotator or "cli"
-    existing = project.store.label_counts()
-    near = [] if label.strip() in existing else labels.close_labels(label, list(existing))
-    if cluster_id is not None:
-        if clustering_id is None:
-            cur = project.store.current_clustering()
-            clustering_id = cur["id"] if cur else None
-            click.echo(f"cluster {cluster_id} of the current clustering {clustering_id}", err=True)
-        _, ids = labels.label_cluster(project, cluster_id, label, annotator=who, clustering_id=clustering_id)
-    else:
-        labels.label_images(project, image_ids, label, annotator=who, source="manual")
-        ids = list(image_ids)
-    if near:
-        _warn(f"'{label.strip()}' is a new label close to {', '.join(repr(n) for n in near[:3])}: "
-              "`labeler labels rename` or `merge` if it is a typo")
-    click.echo(f"labelled {len(ids)} image(s) {labels.clean_label(label)!r}")
-
-
-@main.command()
-@PROJECT
-@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
-              help="Whose last action to undo (env LABELER_ANNOTATOR).")
-def undo(project_dir, annotator):
-    """Undo the last label or cluster action (a bulk action undoes as one).
-
-    \b
-    Example:
-      labeler undo --project data/projects/elpv --annotator ana
-    """
-    from . import labels
-
-    done = labels.undo(_open(project_dir), annotator)
-    click.echo("nothing to undo" if done is None else f"undone: {done.description}")
-    if done is not None and done.note:
-        _warn(done.note)
-
-
-@main.command()
-@PROJECT
-@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
-              help="Whose undone action to re-apply (env LABELER_ANNOTATOR).")
-def redo(project_dir, annotator):
-    """Re-apply the action the last undo reverted.
-
-    \b
-    Example:
-      labeler redo --project data/projects/elpv --annotator ana
-    """
-    from . import labels
-
-    done = labels.redo(_open(project_dir), annotator)
-    click.echo("nothing to redo" if done is None else f"redone: {done.description}")
-    if done is not None and done.note:
-        _warn(done.note)
-
-
-@main.command()
-@PROJECT
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--include-unlabelled", is_flag=True, help="Also write rows for unlabelled images.")
-def export(project_dir, output, include_unlabelled):
-    """Export labels as CSV (one row per image).
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="A file (csv, parquet) or a new folder (imagefolder, hf).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "imagefolder", "parquet", "hf"]), default="csv",
+              show_default=True, help="csv; imagefolder: split/label/file; parquet (pyarrow); hf: datasets on disk.")
+@click.option("--split", default=None, help="Fractions train[,validation[,test]], e.g. 0.8,0.1,0.1: stratified "
+              "by label, near-duplicate groups kept in one split.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--groups", "groups_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV with a path column and --group-column: groups to keep whole instead of near-duplicates.")
+@click.option("--group-column", default=None, help="Column of --groups naming each image's group.")
+@click.option("--duplicate-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Cosine similarity joining near-duplicates for the split (default: `labeler duplicates`'s).")
+@click.option("--consensus", is_flag=True, help="Label = majority of the annotators' latest labels; adds support.")
+@click.option("--include-unlabelled", is_flag=True, help="csv/parquet: also rows for unlabelled images.")
+@click.option("--excel-safe/--no-excel-safe", default=False, show_default=True,
+              help="csv: quote-prefix cells a spreadsheet would run as formulas (numbers stay). "
+              "Default: data-faithful, every cell as stored.")
+@click.option("--copy", is_flag=True, help="imagefolder: copy the files (default: symbolic links).")
+@click.option("--with-embeddings", is_flag=True, help="parquet: add the embedding column.")
+def export(project_dir, output, fmt, split, seed, groups_csv, group_column, duplicate_threshold, consensus,
+           include_unlabelled, excel_safe, copy, with_embeddings):
+    """Export labels as CSV, an ImageFolder tree, Parquet or a Hugging Face dataset.
 
     \b
     Example:
       labeler export --project data/projects/elpv -o labels.csv
+      labeler export --project data/projects/elpv --format imagefolder --split 0.8,0.1,0.1 -o elpv-set
     """
-    from .export import export_csv
+    from .export import export as run_export
 
-    n = export_csv(_open(project_dir), output, include_unlabelled=include_unlabelled)
-    click.echo(f"wrote {n} row(s) to {output}")
+    rep = run_export(_open(project_dir), output, format=fmt, split=split, seed=seed, groups_csv=groups_csv,
+                     group_column=group_column, duplicate_threshold=duplicate_threshold, consensus=consensus,
+                     include_unlabelled=include_unlabelled, excel_safe=excel_safe, copy=copy,
+                     with_embeddings=with_embeddings)
+    for line in rep.lines():
+        click.echo(line)
+
+
+@main.command("duplicates")
+@PROJECT
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Cosine similarity at or above which two images are near-duplicates (default 0.99, measured).")
+@click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours examined per image.")
+@click.option("--limit", type=click.IntRange(0), default=20, show_default=True, help="Groups to list (text output).")
+@click.option("--json", "as_json", is_flag=True, help="Print every group as JSON.")
+def duplicates_cmd(project_dir, threshold, k, limit, as_json):
+    """Exact copies (same file hash) and near-duplicate groups (cosine >= threshold).
+
+    \b
+    Example:
+      labeler duplicates --project data/projects/elpv --threshold 0.99
+    """
+    from .duplicates import DEFAULT_K, find_duplicates, remember_counts
+
+    project = _open(project_dir)
+    rep = find_duplicates(project, threshold=threshold, k=k)
+    if threshold is None and k == DEFAULT_K:
+        remember_counts(project, rep)  # `labeler info` shows them on projects too large to count live
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
+        return
+    c = rep.counts()
+    click.echo(f"{rep.n_images} image(s), cosine >= {rep.threshold}: {c['exact_groups']} exact-copy set(s) "
+               f"({c['exact_images']} images), {c['near_groups']} near-duplicate group(s) ({c['near_images']} images)")
+    paths = {r["id"]: r["path"] for r in project.store.image_table()}
+    for g in rep.groups[:limit]:
+        click.echo(f"  group {g.group:>4} ({g.kind}, {len(g.image_ids)} images, min cosine {g.min_similarity:.3f}): "
+                   + ", ".join(f"{i} {paths.get(i, '?')}" for i in g.image_ids[:6])
+                   + (" ..." if len(g.image_ids) > 6 else ""))
+    if len(rep.groups) > limit:
+        click.echo(f"  ... {len(rep.groups) - limit} more (--limit, --json)")
 
 
 @main.command()
@@ -341,6 +311,7 @@ def info(project_dir, as_json):
     if cur:
         click.echo(f"clustering {cur['id']}: {cur['method']} {json.dumps(cur['params'])}")
         _print_clusters(project, limit=15)
+    _print_duplicate_counts(project)
     click.echo(f"labels: {c['labelled']} labelled image(s)" + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""))
     if c["stale"]:
         click.secho(f"  {c['stale']} stale label(s): their file changed since; check them, then "
@@ -349,155 +320,86 @@ def info(project_dir, as_json):
         click.echo(f"  skipped {r['path']}: {r['reason']}")
 
 
-@main.group("labels", invoke_without_command=True)
+@main.command("review")
 @PROJECT
-@click.pass_context
-def labels_cmd(ctx, project_dir):
-    """List the labels in use (images, stale ones, who gave them); rename, merge, confirm.
+@click.option("--vectors", type=click.Choice(["pca", "embeddings"]), default="pca", show_default=True,
+              help="Features of the linear probe.")
+@click.option("--folds", type=click.IntRange(2, 50), default=5, show_default=True, help="Cross-validation folds.")
+@click.option("--limit", type=click.IntRange(0), default=30, show_default=True, help="Images to list (text output).")
+@click.option("--json", "as_json", is_flag=True, help="Print every flagged image as JSON.")
+def review_cmd(project_dir, vectors, folds, limit, as_json):
+    """Likely label errors: labelled images whose label the evidence disagrees with.
+
+    A linear probe on the embeddings gives out-of-fold probabilities; cleanlab
+    flags and ranks the unlikely labels, each with a suggested label.
 
     \b
     Example:
-      labeler labels --project data/projects/elpv
-      labeler labels --project data/projects/elpv rename monomono mono --annotator ana
+      labeler review --project data/projects/elpv --limit 20
     """
-    ctx.obj = project_dir
-    if ctx.invoked_subcommand is not None:
+    from .review import review_labels
+
+    rep = review_labels(_open(project_dir), vectors=vectors, folds=folds)
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
         return
-    from . import labels
-
-    summary = labels.label_summary(_open(project_dir))
-    if not summary:
-        click.echo("no labels yet")
-    for d in summary:
-        who = ", ".join(f"{a} {n}" for a, n in d["annotators"].items())
-        stale = f", {d['stale']} stale" if d["stale"] else ""
-        click.echo(f"{d['label']}\t{d['count']} image(s){stale}\tby {who}")
-
-
-ANNOTATOR = click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
-                         help="Your name (env LABELER_ANNOTATOR).")
+    click.echo(f"{len(rep.issues)} likely label error(s) among {rep.n_labelled} labelled image(s); "
+               f"probe accuracy {rep.probe_accuracy:.1%} ({rep.folds}-fold, classes: {', '.join(rep.classes)})")
+    if rep.left_out:
+        click.echo(f"  {rep.left_out} image(s) of labels with a single image were not examined")
+    for it in rep.issues[:limit]:
+        click.echo(f"  {it.score:.3f}  id {it.image_id:>6}  {it.label!r} -> suggested {it.suggested_label!r}  "
+                   f"({it.source} by {it.annotator})  {it.path}")
+    if len(rep.issues) > limit:
+        click.echo(f"  ... {len(rep.issues) - limit} more (--limit, --json)")
 
 
-@labels_cmd.command("rename")
-@click.argument("old")
-@click.argument("new")
-@ANNOTATOR
-@click.pass_obj
-def labels_rename(project_dir, old, new, annotator):
-    """Rename label OLD to NEW on every image, as one undoable action.
-
-    \b
-    Example:
-      labeler labels --project data/projects/elpv rename monomono mono
-    """
-    from . import labels
-
-    _, n = labels.rename_label(_open(project_dir), old, new, annotator=annotator)
-    click.echo(f"renamed '{old}' to '{labels.clean_label(new)}' on {n} image(s)")
-
-
-@labels_cmd.command("merge")
-@click.argument("labels_", metavar="LABEL...", nargs=-1, required=True)
-@click.option("--into", required=True, help="The label they all become.")
-@ANNOTATOR
-@click.pass_obj
-def labels_merge(project_dir, labels_, into, annotator):
-    """Give every image labelled with one of LABEL... the label --into, as one undoable action.
-
-    \b
-    Example:
-      labeler labels --project data/projects/elpv merge mono Mono --into mono
-    """
-    from . import labels
-
-    _, n = labels.merge_labels(_open(project_dir), labels_, into, annotator=annotator)
-    click.echo(f"merged {', '.join(labels_)} into '{labels.clean_label(into)}' ({n} image(s))")
-
-
-@labels_cmd.command("confirm")
-@click.option("--image", "image_ids", type=int, multiple=True, help="Image id (repeatable; default: all stale).")
-@click.pass_obj
-def labels_confirm(project_dir, image_ids):
-    """Confirm stale labels (their file changed since they were given) after checking them.
-
-    \b
-    Example:
-      labeler labels --project data/projects/elpv confirm --image 12
-    """
-    from . import labels
-
-    n = labels.confirm_stale(_open(project_dir), list(image_ids) or None)
-    click.echo(f"confirmed {n} stale label(s)")
-
-
-def _is_loopback(host: str) -> bool:
-    import ipaddress
-
-    h = host.strip("[]").lower()
-    if h == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
-
-
-@main.command()
+@main.command("agreement")
 @PROJECT
-@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (127.0.0.1 = this machine only).")
-@click.option("--port", default=8050, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--auth", default=None, envvar="LABELER_AUTH",
-              help="user:password for HTTP basic auth, one user (env LABELER_AUTH).")
-@click.option("--auth-file", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              envvar="LABELER_AUTH_FILE",
-              help="File of user:hash lines, hashes from werkzeug.security.generate_password_hash "
-                   "(env LABELER_AUTH_FILE). The logged-in user is the annotator.")
-@click.option("--allowed-host", "allowed_hosts", multiple=True,
-              help="Host name the dashboard answers to besides localhost/127.0.0.1/::1 (repeatable); "
-                   "other Host headers get 400 (DNS-rebinding guard).")
-@click.option("--max-request-mb", type=click.FloatRange(0.1, 10_000), default=50, show_default=True,
-              help="Largest request body accepted (413 above it).")
-@click.option("--insecure-no-auth", is_flag=True,
-              help="Allow a non-loopback --host without auth (anyone who can reach it can label).")
-@click.option("--debug", is_flag=True, help="Dash/Werkzeug debug mode (loopback only: it runs code on request).")
-def serve(project_dir, host, port, auth, auth_file, allowed_hosts, max_request_mb, insecure_no_auth, debug):
-    """Serve the annotator dashboard.
-
-    Binding beyond this machine needs --auth or --auth-file (or --insecure-no-auth).
-    Make an auth file line with:
-    python -c "from werkzeug.security import generate_password_hash as h; print('ana:' + h('secret'))"
+@click.option("--limit", type=click.IntRange(0), default=30, show_default=True, help="Conflicts to list (text output).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures and every conflict as JSON.")
+def agreement_cmd(project_dir, limit, as_json):
+    """Agreement between annotators (Krippendorff's alpha, Cohen's kappa) and their conflicts.
 
     \b
     Example:
-      labeler serve --project data/projects/elpv --port 8050
-      labeler serve --project data/projects/elpv --host 0.0.0.0 --auth-file users.txt --allowed-host labels.example.org
+      labeler agreement --project data/projects/elpv
     """
-    from .app import create_app
+    from .agreement import agreement
 
-    loopback = _is_loopback(host)
-    if debug and not loopback:
-        raise click.UsageError("--debug exposes the Werkzeug debugger: only with a loopback --host")
-    if not loopback and not (auth or auth_file) and not insecure_no_auth:
-        raise click.UsageError(
-            f"--host {host} is reachable from other machines: give --auth-file or --auth "
-            "(or --insecure-no-auth if the network is trusted)")
-    hosts = list(allowed_hosts)
-    if not loopback:
-        import socket
+    rep = agreement(_open(project_dir))
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
+        return
+    click.echo(f"{len(rep.annotators)} annotator(s); {rep.n_images_multi} image(s) labelled by two or more")
+    if not rep.n_images_multi:
+        return
+    fmt = lambda v: "undefined (one value)" if v is None else f"{v:.3f}"  # noqa: E731
+    click.echo(f"Krippendorff's alpha (nominal): {fmt(rep.alpha)}")
+    for lab, a in rep.alpha_per_label.items():
+        click.echo(f"  {lab!r}: {fmt(a)}")
+    for p in rep.pairs:
+        click.echo(f"  {p['annotator_a']} / {p['annotator_b']}: {p['n_common']} common, agree {p['agreement']:.1%}, "
+                   f"Cohen's kappa {fmt(p['cohen_kappa'])}")
+    click.echo(f"{len(rep.conflicts)} conflict(s)")
+    for c in rep.conflicts[:limit]:
+        click.echo(f"  id {c['image_id']:>6} {c['path']}: " + ", ".join(f"{a} {lab!r}" for a, lab in c["labels"].items()))
 
-        if host not in ("0.0.0.0", "::", "[::]"):
-            hosts.append(host)
-        else:
-            hosts += [socket.gethostname(), socket.getfqdn()]
-    app = create_app(_open(project_dir), auth=auth, auth_file=auth_file, allowed_hosts=hosts,
-                     max_content_length=int(max_request_mb * 1024 * 1024))
-    click.echo(f"labeler dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-    if not loopback:
-        click.echo(f"answering Host names: localhost, 127.0.0.1, ::1, {', '.join(hosts)} "
-                   "(add more with --allowed-host)")
-    if not (auth or auth_file) and not loopback:
-        _warn("no authentication: anyone who can reach this address can label")
-    app.run(host=host, port=port, debug=debug)
+
+def _print_duplicate_counts(project) -> None:
+    from .duplicates import duplicate_counts
+    from .errors import ProjectError
+
+    try:
+        c = duplicate_counts(project)
+    except ProjectError:
+        return  # not ingested yet
+    if c is None:
+        click.echo("duplicates: not counted yet for this many images; run `labeler duplicates`")
+        return
+    click.echo(f"duplicates (cosine >= {c['threshold']}{', last run' if c['stored'] else ''}): "
+               f"{c['exact_groups']} exact-copy set(s) ({c['exact_images']} images), "
+               f"{c['near_groups']} near-duplicate group(s) ({c['near_images']} images)")
 
 
 @main.command()
@@ -574,6 +476,12 @@ def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text("\n".join(tables))
         click.echo(f"wrote {markdown}")
+
+
+from .cli_annotate import COMMANDS  # noqa: E402  (after main exists; they import nothing from here)
+
+for _command in COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from dash import dcc, html
 
 from ..labels import MAX_ANNOTATOR_LENGTH
 from . import ids
+from .callbacks_review import review_tab, stores as review_stores
 from .components import label_input, legend
 from .routes import EXPORT_URL
 from .state import AppContext
@@ -36,6 +37,7 @@ def _stores() -> list:
         dcc.Store(id=ids.CLUSTER_SEEN, data=None),
         dcc.Store(id=ids.CLUSTERING_SEEN, data=None),
         dcc.Store(id=ids.LABEL_CONFIRM, data=None),
+        *review_stores(),
     ]
 
 
@@ -207,7 +209,7 @@ def serve_layout(ctx: AppContext):
         html.Div([
             _map_panel(ctx),
             html.Div(dcc.Tabs(id=ids.TABS, value=ids.TAB_CLUSTERS, children=[
-                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab()],
+                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab(), review_tab()],
                 className="tabs"), className="right"),
         ], className="main"),
         _name_dialog(),
