@@ -130,11 +130,16 @@ def test_a_changed_file_shows_its_label_stale_in_info_and_the_dashboard(project)
                                          "hash": "changed"}])
     assert "stale" in json_dump(progress_view(actx)[2])
     assert "stale" in caption(image_id, image_facts(actx, [image_id])[image_id])
+    from labeler.export import export_csv_text
+
+    assert "label_stale" in export_csv_text(project).splitlines()[0]
+    assert ",yes," in export_csv_text(project).splitlines()[1]
     runner = CliRunner()
     out = runner.invoke(main, ["info", "--project", str(project.root)]).output
     assert "1 stale label(s)" in out
     assert "confirmed 1" in runner.invoke(main, ["labels", "--project", str(project.root), "confirm"]).output
     assert project.store.stale_image_ids() == [] and project.store.labels() == {image_id: "mono"}
+    assert ",yes," not in export_csv_text(project)
 
 
 def json_dump(components) -> str:
