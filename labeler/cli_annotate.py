@@ -98,7 +98,7 @@ def labels_cmd(ctx, project_dir):
     \b
     Example:
       labeler labels --project data/projects/elpv
-      labeler labels --project data/projects/elpv rename monomono mono --annotator ana
+      labeler labels --project data/projects/elpv rename monomono mono
     """
     ctx.obj = project_dir
     if ctx.invoked_subcommand is not None:
