@@ -86,6 +86,8 @@ def _print_ingest(rep) -> None:
             click.echo(f"  {path}: {reason}")
         if len(rep.skipped) > 50:
             click.echo(f"  ... and {len(rep.skipped) - 50} more (`labeler info` lists them)")
+    if rep.placed:
+        click.echo(f"placed {rep.placed} image(s) into the existing map and clusters (--remap refits them)")
     click.echo(f"{rep.n_images} image(s) in {rep.n_clusters} cluster(s), {rep.n_noise} noise")
 
 
@@ -109,11 +111,15 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
               help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
+@click.option("--remap", is_flag=True,
+              help="Refit the map and the clusters (default: new photos join the existing ones).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, quiet):
+def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, remap, quiet):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
-    Re-running embeds only new or changed files; an interrupted run resumes.
+    Re-running embeds only new or changed files and places them into the
+    existing map and clusters (nothing else moves; --remap refits all);
+    an interrupted run resumes.
 
     \b
     Example:
@@ -123,7 +129,7 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision)
-    run = dict(progress=not quiet, warn=_warn, say=_say(quiet))
+    run = dict(progress=not quiet, warn=_warn, say=_say(quiet), remap=remap)
     try:
         rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
     except BackboneMismatchError as e:
@@ -140,17 +146,23 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
 @click.option("--k", type=click.IntRange(0), default=None, help="KMeans k (0: choose by silhouette).")
 @click.option("--min-cluster-size", type=click.IntRange(2), default=None, help="HDBSCAN min_cluster_size.")
 @click.option("--min-samples", type=click.IntRange(0), default=None, help="HDBSCAN min_samples.")
-def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples):
+@click.option("--remap", is_flag=True, help="Refit PCA and the UMAP map and clustering space first (points move).")
+def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap):
     """Re-cluster the project; the new clustering becomes current.
 
     \b
     Example:
       labeler cluster --project data/projects/elpv --method kmeans --k 8
+      labeler cluster --project data/projects/elpv --remap
     """
     from .clustering import cluster_project
 
     project = _open(project_dir)
     s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
+    if remap:
+        from .pipeline import rebuild_maps
+
+        rebuild_maps(project, s, say=_say(False))
     cid = cluster_project(project, s)
     project.save_settings(s)
     _print_clusters(project, cid)

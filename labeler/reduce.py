@@ -169,3 +169,45 @@ def transform_umap(reducer, vectors: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore")
         return np.asarray(reducer.transform(x), dtype=np.float32)
+
+
+def place_by_neighbours(
+    fitted_vectors: np.ndarray, fitted_coords: np.ndarray, new_vectors: np.ndarray, *, k: int = 10,
+    index=None,
+) -> np.ndarray:
+    """Place new points on an existing map without refitting: the similarity-weighted
+    mean of the map coordinates of their ``k`` most cosine-similar fitted points.
+
+    This is how umap-learn's ``UMAP.transform`` initialises new points before it
+    optimises them (McInnes et al. 2018, sec. 4; umap-learn's
+    ``init_transform``); without the optimisation epochs it needs no numba and
+    no saved reducer, only a nearest-neighbour search
+    (``benchmarks/bench_placement.py`` compares the two).
+
+    Parameters
+    ----------
+    fitted_vectors : ndarray of shape (n, d), float32
+        L2-normalised vectors of the points already on the map.
+    fitted_coords : ndarray of shape (n, c), float32
+        Their map coordinates (c = 2 for the map, ~10 for the clustering space).
+    new_vectors : ndarray of shape (m, d), float32
+        L2-normalised vectors to place.
+    k : int
+        Neighbours averaged (capped at n).
+    index : object with ``search(queries, k)`` or None
+        A prebuilt index over ``fitted_vectors`` (:func:`labeler.index.build_index`).
+
+    Returns
+    -------
+    ndarray of shape (m, c), float32
+    """
+    from .index import build_index
+
+    q = l2_normalize(np.atleast_2d(new_vectors))
+    coords = np.asarray(fitted_coords, dtype=np.float32)
+    if len(q) == 0:
+        return np.zeros((0, coords.shape[1]), np.float32)
+    index = index if index is not None else build_index(np.asarray(fitted_vectors, dtype=np.float32))
+    sims, rows = index.search(q, int(min(k, len(coords))))
+    w = np.maximum(sims, 0.0) + 1e-6
+    return np.einsum("mk,mkc->mc", w / w.sum(1, keepdims=True), coords[rows]).astype(np.float32)
