@@ -21,7 +21,7 @@ from .search import Searcher, search  # binds ``labeler.search`` to the function
 
 __version__ = "0.1.0"
 
-_LAZY = {"load_backbone": "labeler.backbones", "create_app": "labeler.app"}
+_LAZY = {"load_backbone": "labeler.embedding.backbones", "create_app": "labeler.app"}
 
 __all__ = sorted([
     "Project", "Settings", "load_settings", "ingest", "cluster_project", "search", "Searcher",

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from .config import Settings
+from .embedding.registry import BACKBONES, PRECISIONS, VIEWS
 
 PROJECT = click.option(
     "--project", "-p", "project_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -100,15 +101,15 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @main.command()
 @click.argument("image_dir", type=click.Path(path_type=Path))
 @PROJECT
-@click.option("--backbone", type=click.Choice(["auto", "resnet50", "efficientnet-lite0"]), default=None,
+@click.option("--backbone", type=click.Choice(["auto", *BACKBONES]), default=None,
               help="CNN for embeddings (default auto: resnet50 when its weights can be had).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar="LABELER_WEIGHTS",
               help="ResNet50 state_dict file (env LABELER_WEIGHTS).")
-@click.option("--view", type=click.Choice(["whole", "crop"]), default=None,
+@click.option("--view", type=click.Choice(VIEWS), default=None,
               help="whole: resize the full frame (default); crop: ImageNet resize + centre crop.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
 @click.option("--remap", is_flag=True,
@@ -342,7 +343,7 @@ def serve(project_dir, host, port, auth, debug):
 @click.option("--limit", type=click.IntRange(10), default=None, help="Use only the first N photos.")
 @click.option("--no-serve", is_flag=True, help="Print clusters and a search example; do not start the dashboard.")
 @click.option("--port", default=8050, show_default=True, type=int)
-@click.option("--backbone", type=click.Choice(["auto", "resnet50", "efficientnet-lite0"]), default=None)
+@click.option("--backbone", type=click.Choice(["auto", *BACKBONES]), default=None)
 def demo(data_dir, project_dir, limit, no_serve, port, backbone):
     """The main job on real data: 2,624 ELPV solar-cell photos -> clusters -> dashboard.
 

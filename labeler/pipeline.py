@@ -148,7 +148,7 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
     WeightsNotFoundError
         Explicit resnet50 without weights.
     """
-    from .backbones import load_backbone
+    from .embedding.backbones import load_backbone
 
     change = backbone_change(project, settings)
     if change and not force:
@@ -186,7 +186,7 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
 
 def embed_pending(project: Project, backbone, settings: Settings, *, progress: bool = True) -> tuple[int, list[tuple[str, str]]]:
     """Embed every pending image in committed chunks. Returns (embedded, skipped)."""
-    from .embed import embed_files
+    from .embedding.extract import embed_files
 
     store = project.store
     pending = store.pending_images()

@@ -127,7 +127,7 @@ class Searcher:
         QueryImageError
             The file is missing or is not a decodable image.
         """
-        from .embed import embed_files
+        from .embedding.extract import embed_files
 
         path = Path(path)
         if not path.is_file():
@@ -184,7 +184,7 @@ class Searcher:
 
     def _load_backbone(self):
         if self._backbone is None:
-            from .backbones import load_backbone
+            from .embedding.backbones import load_backbone
 
             meta = self.project.store.get_meta("backbone")
             if not meta:

@@ -83,7 +83,7 @@ def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
 
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     import fixtures_images as fx
-    from labeler import backbones
+    from labeler.embedding import backbones
     from labeler.project import Project
 
     monkeypatch.delenv("LABELER_WEIGHTS", raising=False)
@@ -92,7 +92,7 @@ def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
     def no_network():
         raise OSError("offline")
 
-    monkeypatch.setattr(backbones, "_download_resnet50", no_network)
+    monkeypatch.setattr(backbones, "_download", lambda src: no_network())
     photos = tmp_path / "photos"
     photos.mkdir()
     fx.copy_elpv(photos, 6)
