@@ -385,13 +385,17 @@ def demo(data_dir, project_dir, limit, no_serve, port, backbone):
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the tables of all columns to this Markdown file.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG/HTML plots.")
-def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
+@click.option("--group-column", default=None,
+              help="Truth column whose equal values mark one physical part or burst: search is also "
+                   "scored with those neighbours left out.")
+def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots, group_column):
     """Measure clustering, search and labeling cost against known true classes.
 
     \b
     Example:
       labeler evaluate --project data/projects/elpv --truth data/elpv/truth.csv \\
         --column cell_type --column defect_level --column defective
+      labeler evaluate --project my-project --truth truth.csv --column defect --group-column part_id
     """
     from .evaluate import evaluate_project, markdown_table, write_outputs
     from .project import ProjectError
@@ -399,7 +403,7 @@ def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
     project = _open(project_dir)
     out_dir = out_dir or project.root / "evaluation"
     try:
-        results = evaluate_project(project, truth_path, list(columns) or None,
+        results = evaluate_project(project, truth_path, list(columns) or None, group_column=group_column,
                                    log=lambda m: click.echo(m, err=True))
     except (ValueError, ProjectError) as e:
         _fail(str(e))
