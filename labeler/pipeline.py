@@ -20,10 +20,10 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from . import images
+from . import images, novelty
 from .clustering import CLUSTER_MODEL, can_place, cluster_project, clustering_up_to_date, place_images
 from .config import Settings
-from .index import build_index, nearest_neighbour_similarities
+from .index import build_index
 from .errors import BackboneMismatchError, BadInputError, ProjectError
 from .project import Project
 from .reduce import fit_pca, fit_umap, place_by_neighbours, transform_pca, transform_umap
@@ -238,8 +238,8 @@ def embed_pending(project: Project, backbone, settings: Settings, *, progress: b
 def rebuild_maps(project: Project, settings: Settings, *, say: Callable[[str], None] = log.info) -> None:
     """Fit PCA and the UMAP map + clustering space on all embeddings; save models.
 
-    Also stores the collection's nearest-neighbour similarity distribution, from
-    which the novelty threshold of reverse image search is derived. ``say``
+    Also calibrates the novelty threshold of reverse image search
+    (:func:`labeler.novelty.calibrate`). ``say``
     receives one line per stage (the CLI prints them).
     """
     # The saved clustering model lives in the space about to be refitted: a run killed
@@ -278,12 +278,9 @@ def rebuild_maps(project: Project, settings: Settings, *, say: Callable[[str], N
 
 
 def _store_novelty(project: Project, vectors: np.ndarray, settings: Settings) -> None:
-    # 2,000 queries pin the 1st percentile well (its 20th value) and cost 50 s at 1M rows, not 120.
-    nn_sims = nearest_neighbour_similarities(vectors, sample=2000, seed=settings.seed)
-    project.store.set_meta(
-        nn_similarity_percentiles={str(p): float(np.percentile(nn_sims, p)) for p in (0.5, 1, 2, 5, 10, 50)},
-        novelty_threshold=float(np.percentile(nn_sims, settings.novelty_percentile)),
-    )
+    cal = novelty.calibrate(vectors, settings.novelty_percentile, seed=settings.seed)
+    project.store.set_meta(nn_similarity_percentiles=cal.percentiles, novelty_threshold=cal.threshold,
+                           novelty_method=cal.method)
 
 
 MAP_MODELS = ("pca.joblib", "umap_map.joblib", "umap_cluster.joblib")
