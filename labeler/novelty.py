@@ -20,8 +20,14 @@ out:
   burst (burst size ``b``), so for bursts of up to ``rank`` shots this value is
   at most the similarity to the nearest image of another part: the threshold
   errs towards flagging too little, never too much. Without bursts it is
-  slightly lower than the nearest-neighbour value, which costs little: an
-  out-of-domain photo scores far below either (``benchmarks/bench_novelty.py``).
+  lower than the nearest-neighbour value, so the default percentile is 5, not 1.
+
+Measured with ``benchmarks/bench_novelty.py`` (262 held-out ELPV photos; 84
+out-of-domain photos from scikit-image and scikit-learn): at the 5th percentile
+of the 5th-neighbour similarity, 1.9 % of held-out photos were flagged novel
+against the 2,362 other ELPV photos and 1.1 % against a collection of 300 parts
+x 3 synthetic burst shots (the nearest-neighbour rule at its old 1st
+percentile: 1.5 % and 18.3 %), and 95 % / 89 % of out-of-domain photos.
 """
 
 from __future__ import annotations

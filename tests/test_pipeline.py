@@ -173,6 +173,24 @@ def test_new_photos_join_the_existing_map_and_clusters(tmp_path):
     assert st.labels() == labels0
 
 
+@pytest.mark.parametrize("placement", ["neighbours", "umap"])
+def test_place_in_maps_moves_no_other_point(project, placement):
+    from labeler.pipeline import place_in_maps
+
+    xy, space, pca = (np.array(project.load_array(a)) for a in ("map", "cluster_space", "pca"))
+    rows = np.arange(70, 80)
+    place_in_maps(project, rows, settings(), placement=placement)
+    xy2, space2, pca2 = (project.load_array(a) for a in ("map", "cluster_space", "pca"))
+    np.testing.assert_array_equal(xy2[:70], xy[:70])
+    np.testing.assert_array_equal(space2[:70], space[:70])
+    np.testing.assert_allclose(pca2, pca, atol=1e-5)  # the same PCA projects the same embeddings
+    lo, hi = xy[:70].min(0), xy[:70].max(0)
+    pad = (hi - lo) * 0.1
+    assert np.all((xy2[70:] >= lo - pad) & (xy2[70:] <= hi + pad)) and np.isfinite(space2[70:]).all()
+    with pytest.raises(ValueError, match="unknown placement"):
+        place_in_maps(project, rows, settings(), placement="tsne")
+
+
 def test_bad_input_is_skipped_and_reported(tmp_path):
     d = tmp_path / "mixed"
     d.mkdir()
