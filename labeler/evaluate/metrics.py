@@ -143,15 +143,21 @@ def search_scores(features: np.ndarray, y: np.ndarray, *, metric: str = "cosine"
     per_class = {}
     for c in np.unique(yq):
         m = yq == c
-        per_class[int(c)] = {"n": int(m.sum()), "p1": float(np.nanmean(p1[m])), f"p{k}": float(pk[m].mean()),
-                             "ap": float(np.nanmean(ap[m])) if np.isfinite(ap[m]).any() else float("nan")}
+        per_class[int(c)] = {"n": int(m.sum()), "p1": _mean(p1[m]), f"p{k}": float(pk[m].mean()), "ap": _mean(ap[m])}
     pcs = list(per_class.values())
     return {
         "metric": metric, "queries": int(len(queries)), "k": k, "groups_excluded": groups is not None,
-        "p1": float(np.nanmean(p1)), f"p{k}": float(pk.mean()), "map": float(np.nanmean(ap)),
+        "p1": _mean(p1), f"p{k}": float(pk.mean()), "map": _mean(ap),
         "p1_macro": float(np.mean([v["p1"] for v in pcs])),
         f"p{k}_macro": float(np.mean([v[f"p{k}"] for v in pcs])),
-        "map_macro": float(np.nanmean([v["ap"] for v in pcs])),
+        "map_macro": _mean(np.array([v["ap"] for v in pcs])),
         "per_class": per_class,
     }
+
+
+def _mean(values: np.ndarray) -> float:
+    """Mean of the finite values; NaN (without a warning) when there is none."""
+    values = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(values)
+    return float(values[ok].mean()) if ok.any() else float("nan")
 
