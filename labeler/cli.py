@@ -71,6 +71,8 @@ def _print_ingest(rep) -> None:
             click.echo(f"  {path}: {reason}")
         if len(rep.skipped) > 50:
             click.echo(f"  ... and {len(rep.skipped) - 50} more (`labeler info` lists them)")
+    if rep.placed:
+        click.echo(f"placed {rep.placed} image(s) into the existing map and clusters (--remap refits them)")
     click.echo(f"{rep.n_images} image(s) in {rep.n_clusters} cluster(s), {rep.n_noise} noise")
 
 
@@ -94,15 +96,19 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
+@click.option("--remap", is_flag=True,
+              help="Refit the map and the clusters (default: new photos join the existing ones).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
 @click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
-def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, quiet, engine,
-           address):
+def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, remap, quiet,
+           engine, address):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
-    Re-running embeds only new or changed files; an interrupted run resumes.
+    Re-running embeds only new or changed files and places them into the
+    existing map and clusters (nothing else moves; --remap refits all);
+    an interrupted run resumes.
 
     \b
     Example:
@@ -114,7 +120,7 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision)
-    run = dict(progress=not quiet, warn=_warn, say=_say(quiet), engine=engine, address=address)
+    run = dict(progress=not quiet, warn=_warn, say=_say(quiet), remap=remap, engine=engine, address=address)
     with project_lock(project_dir, "ingest"):
         try:
             rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
@@ -132,12 +138,14 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
 @click.option("--k", type=click.IntRange(0), default=None, help="KMeans k (0: choose by silhouette).")
 @click.option("--min-cluster-size", type=click.IntRange(2), default=None, help="HDBSCAN min_cluster_size.")
 @click.option("--min-samples", type=click.IntRange(0), default=None, help="HDBSCAN min_samples.")
-def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples):
+@click.option("--remap", is_flag=True, help="Refit PCA and the UMAP map and clustering space first (points move).")
+def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap):
     """Re-cluster the project; the new clustering becomes current.
 
     \b
     Example:
       labeler cluster --project data/projects/elpv --method kmeans --k 8
+      labeler cluster --project data/projects/elpv --remap
     """
     from .clustering import cluster_project
     from .project import project_lock
@@ -145,6 +153,10 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples):
     project = _open(project_dir)
     s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
     with project_lock(project.root, "cluster run"):
+        if remap:
+            from .pipeline import rebuild_maps
+
+            rebuild_maps(project, s, say=_say(False))
         cid = cluster_project(project, s)
         project.save_settings(s)
     click.echo(f"clustering {cid} is now current")
@@ -452,19 +464,23 @@ def demo(data_dir, project_dir, limit, no_serve, port, backbone):
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the tables of all columns to this Markdown file.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG/HTML plots.")
-def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
+@click.option("--group-column", default=None,
+              help="Truth column whose equal values mark one physical part or burst: search is also "
+                   "scored with those neighbours left out.")
+def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots, group_column):
     """Measure clustering, search and labeling cost against known true classes.
 
     \b
     Example:
       labeler evaluate --project data/projects/elpv --truth data/elpv/truth.csv \\
         --column cell_type --column defect_level --column defective
+      labeler evaluate --project my-project --truth truth.csv --column defect --group-column part_id
     """
     from .evaluate import evaluate_project, markdown_table, write_outputs
 
     project = _open(project_dir)
     out_dir = out_dir or project.root / "evaluation"
-    results = evaluate_project(project, truth_path, list(columns) or None,
+    results = evaluate_project(project, truth_path, list(columns) or None, group_column=group_column,
                                log=lambda m: click.echo(m, err=True))
     tables = []
     for res in results:

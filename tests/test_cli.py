@@ -74,6 +74,16 @@ def test_user_errors_are_one_line_not_a_traceback(tmp_path, project):
     assert project.store.current_clustering()["id"] == before
 
 
+def test_cluster_remap_refits_the_maps(project):
+    before = project.store.current_clustering()["id"]
+    (project.models_dir / "umap_cluster.joblib").unlink()
+    res = run("cluster", "--project", project.root, "--remap")
+    assert "UMAP 2-D map" in res.output and "cluster(s)" in res.output
+    assert project.store.current_clustering()["id"] != before
+    assert len(project.store.assignments()[0]) == 80 == len(project.load_array("map"))
+    assert (project.models_dir / "umap_cluster.joblib").is_file() and not project.store.get_meta("clustering_stale")
+
+
 def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
     """auto without resnet50 weights: falls back, says so once and records why;
     explicit resnet50 with --weights FILE loads that state_dict; without any: a clear error."""
