@@ -1,4 +1,4 @@
-"""The map: recolour (a Patch), hover tooltip, lasso selection, the Ctrl+Z shortcut."""
+"""The map: recolour (a Patch), hover tooltip, lasso selection, the undo/redo keys."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def hover_card(actx: AppContext, image_id: int) -> list:
         html.Img(src=thumb_url(image_id), className="tooltip-img"),
         html.Div(f"#{image_id} · {facts['path'].rsplit('/', 1)[-1]}", className="tooltip-title"),
         html.Div(f"cluster {cl}" if cl >= 0 else "noise"),
-        html.Div(f"label: {facts['label'] or '—'}"),
+        html.Div(f"label: {facts['label'] or '—'}" + (" (stale: file changed)" if facts.get("stale") else "")),
     ], className="tooltip-card")]
 
 
@@ -52,22 +52,30 @@ function(sel) {
 }
 """ % (ids.MAP, ids.TAB_SELECTION)
 
-# Ctrl+Z (Cmd+Z) clicks the Undo button, except while typing in a text box, where
-# the browser's own text undo is wanted.
+# u or Ctrl+Z (Cmd+Z) clicks Undo; r, Ctrl+Shift+Z or Ctrl+Y clicks Redo. Never
+# while typing in a text box (the browser's own text undo is wanted there, and
+# 'u' / 'r' are letters of a label).
 _KEYS_JS = """
 function(installed) {
     if (window._labelerKeys) { return true; }
     window._labelerKeys = true;
     document.addEventListener("keydown", function(e) {
-        if (!(e.ctrlKey || e.metaKey) || e.shiftKey || e.altKey || (e.key !== "z" && e.key !== "Z")) { return; }
         const t = e.target, tag = (t && t.tagName || "").toLowerCase();
-        if (tag === "input" || tag === "textarea" || (t && t.isContentEditable)) { return; }
-        const b = document.getElementById("%s");
+        if (tag === "input" || tag === "textarea" || tag === "select" || (t && t.isContentEditable)) { return; }
+        if (e.altKey || e.repeat) { return; }
+        const k = (e.key || "").toLowerCase(), mod = e.ctrlKey || e.metaKey;
+        let id = null;
+        if (!mod && !e.shiftKey && k === "u") { id = "%(undo)s"; }
+        else if (!mod && !e.shiftKey && k === "r") { id = "%(redo)s"; }
+        else if (mod && !e.shiftKey && k === "z") { id = "%(undo)s"; }
+        else if (mod && ((e.shiftKey && k === "z") || (!e.shiftKey && k === "y"))) { id = "%(redo)s"; }
+        if (id === null) { return; }
+        const b = document.getElementById(id);
         if (b) { e.preventDefault(); b.click(); }
     });
     return true;
 }
-""" % ids.UNDO
+""" % {"undo": ids.UNDO, "redo": ids.REDO}
 
 
 def register(app: Dash, actx: AppContext) -> None:

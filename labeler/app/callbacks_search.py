@@ -188,36 +188,41 @@ def register(app: Dash, actx: AppContext) -> None:
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
         Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
         Input(ids.SEARCH_LABEL_BUTTON, "n_clicks"),
         Input(ids.SEARCH_LABEL_INPUT, "n_submit"),
         State(ids.SEARCH_RESULT, "data"),
         State(ids.SEARCH_EXCLUDED, "data"),
         State(ids.SEARCH_LABEL_INPUT, "value"),
         State(ids.ANNOTATOR, "data"),
+        State(ids.LABEL_CONFIRM, "data"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def label_neighbours(_n, _s, stored, excluded, label, annotator, version):
+    def label_neighbours(_n, _s, stored, excluded, label, annotator, confirm, version):
         ex = {int(i) for i in excluded or []}
         chosen = [i for i, _ in (stored or {}).get("neighbours", []) if int(i) not in ex]
         r = run(label_ids_action, actx, chosen, label, annotator, source="search", what="neighbour(s)",
-                version=version)
-        return r.message, r.version
+                confirmed=confirm, version=version)
+        return r.message, r.version, r.confirm
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
         Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
         Input(ids.IMAGE_LABEL_BUTTON, "n_clicks"),
         Input(ids.IMAGE_LABEL_INPUT, "n_submit"),
         State(ids.SEARCH_RESULT, "data"),
         State(ids.IMAGE_LABEL_INPUT, "value"),
         State(ids.ANNOTATOR, "data"),
+        State(ids.LABEL_CONFIRM, "data"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def relabel_image(_n, _s, stored, label, annotator, version):
+    def relabel_image(_n, _s, stored, label, annotator, confirm, version):
         qid = (stored or {}).get("query_image_id")
         if qid is None:
             raise PreventUpdate
-        r = run(label_ids_action, actx, [qid], label, annotator, what=f"image #{qid}", version=version)
-        return r.message, r.version
+        r = run(label_ids_action, actx, [qid], label, annotator, what=f"image #{qid}",
+                confirmed=confirm, version=version)
+        return r.message, r.version, r.confirm

@@ -358,11 +358,12 @@ def cluster_members_ordered(ctx: AppContext, cluster: int) -> list[int]:
 
 
 def progress(ctx: AppContext) -> dict:
-    """labelled, total (images on the map), percent and counts per label."""
+    """labelled, total (images on the map), percent, counts per label and stale labels
+    (their file changed since they were given)."""
     counts = ctx.store.label_counts()
     labelled = sum(counts.values())
     total = max(ctx.n_points, labelled)
-    return {"labelled": labelled, "total": total,
+    return {"labelled": labelled, "total": total, "stale": len(ctx.store.stale_image_ids()),
             "percent": 100.0 * labelled / total if total else 0.0, "counts": counts}
 
 
@@ -374,11 +375,13 @@ def page_of(items: list, page: int, per_page: int) -> tuple[list, int, int]:
 
 
 def image_facts(ctx: AppContext, image_ids: list[int]) -> dict[int, dict]:
-    """{id: {path (file name), label, cluster}} for captions and tooltips."""
+    """{id: {path (file name), label, stale, cluster}} for captions and tooltips."""
     if not image_ids:
         return {}
     rows = ctx.store.get_images(image_ids)
-    labels = ctx.store.labels_for(image_ids)
+    label_rows = ctx.store.current_label_rows(image_ids)
     clusters = ctx.store.clusters_for(image_ids)
-    return {int(r["id"]): {"path": r["path"], "label": labels.get(r["id"]),
+    return {int(r["id"]): {"path": r["path"],
+                           "label": label_rows[r["id"]]["label"] if r["id"] in label_rows else None,
+                           "stale": bool(label_rows[r["id"]]["stale"]) if r["id"] in label_rows else False,
                            "cluster": int(clusters.get(r["id"], -1))} for r in rows}
