@@ -117,9 +117,11 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
       labeler ingest data/elpv/images --project data/projects/elpv
     """
     from .errors import BackboneMismatchError
+    from .pipeline import check_ingest_input
     from .pipeline import ingest as run_ingest
     from .project import project_lock
 
+    check_ingest_input(image_dir, project_dir)  # before the lock makes the project folder
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision)
     run = dict(progress=not quiet, warn=_warner(verbose), say=_say(quiet), remap=remap, engine=engine, address=address)
