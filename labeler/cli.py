@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .config import Settings
-from .embedding.registry import BACKBONES, PRECISIONS, VIEWS
+from .embedding.registry import BACKBONES, PRECISIONS, RUNTIMES, VIEWS
 
 PROJECT = click.option(
     "--project", "-p", "project_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -108,10 +108,13 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
+              help="fp32 (default); opt-in bf16 (~2x on CPUs with AVX-512 BF16) or int8 "
+                   "(ONNX Runtime, calibrated on your images, CPU only).")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
+              help="auto (default: ONNX Runtime on the CPU, torch on a GPU), torch or onnxruntime.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, quiet):
+def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, runtime, force, quiet):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files; an interrupted run resumes.
@@ -123,7 +126,8 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
     from .pipeline import BackboneMismatchError, ingest as run_ingest
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
-                              view=view, device=device, batch_size=batch_size, precision=precision)
+                              view=view, device=device, batch_size=batch_size, precision=precision,
+                              runtime=runtime)
     run = dict(progress=not quiet, warn=_warn, say=_say(quiet))
     try:
         rep = run_ingest(image_dir, project_dir, settings, force=force, **run)

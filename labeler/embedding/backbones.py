@@ -13,7 +13,6 @@ hub cache; a download by torchvision into that cache (ResNet-50; 98 MB).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
@@ -29,6 +28,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import BadInputError, WeightsNotFoundError
+from .decode import resize_pil
 from .device import pick_device
 from .registry import AUTO_ORDER, BACKBONES, REGISTRY, VIEWS, BackboneSpec, HubWeights, PackagedWeights, get_spec
 
@@ -99,20 +99,7 @@ class Backbone:
         ValueError
             For an unknown ``view``.
         """
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        s = self.input_size
-        if view == "whole":
-            return img.resize((s, s), Image.Resampling.BILINEAR)
-        if view == "crop":
-            short = self.spec.crop_short_side
-            w, h = img.size
-            scale = short / min(w, h)
-            nw, nh = max(s, round(w * scale)), max(s, round(h * scale))
-            img = img.resize((nw, nh), Image.Resampling.BILINEAR)
-            left, top = (nw - s) // 2, (nh - s) // 2
-            return img.crop((left, top, left + s, top + s))
-        raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
+        return resize_pil(img, self.spec, view)
 
     def preprocess(self, img: Image.Image, view: str = "whole") -> torch.Tensor:
         """Turn an RGB image into a network input.
@@ -148,10 +135,6 @@ class Backbone:
             For an unknown ``view``.
         """
         return self.spec.describe_preprocessing(view)
-
-    def recipe(self) -> "Backbone":
-        """A copy without the model: what decoding workers need (small to pickle)."""
-        return dataclasses.replace(self, model=None)
 
 
 # ---------------------------------------------------------------------------
