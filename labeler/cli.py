@@ -32,26 +32,23 @@ def _fail(msg: str, code: int = 1):
 
 
 class _Group(click.Group):
-    """Turns the library's errors about user input into one red line and exit status 1.
+    """Turns a :class:`~labeler.errors.LabelerError` (a user's mistake) into one red
+    line and exit status 1; anything else is a bug and keeps its traceback.
 
-    Set LABELER_DEBUG=1 to get the traceback instead.
+    Set LABELER_DEBUG=1 to get the traceback of a LabelerError too.
     """
 
     def invoke(self, ctx):
         import os
 
-        from .project import ProjectError
+        from .errors import LabelerError
 
         try:
             return super().invoke(ctx)
-        except (ProjectError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+        except LabelerError as e:
             if os.environ.get("LABELER_DEBUG"):
                 raise
-            _fail(str(e))
-        except RuntimeError as e:
-            if type(e).__name__ != "WeightsNotFoundError" or os.environ.get("LABELER_DEBUG"):
-                raise
-            _fail(str(e))
+            _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 @click.group(cls=_Group)
@@ -123,7 +120,8 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
     Example:
       labeler ingest data/elpv/images --project data/projects/elpv
     """
-    from .pipeline import BackboneMismatchError, ingest as run_ingest
+    from .errors import BackboneMismatchError
+    from .pipeline import ingest as run_ingest
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision,
@@ -152,7 +150,7 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples):
     Example:
       labeler cluster --project data/projects/elpv --method kmeans --k 8
     """
-    from .pipeline import cluster_project
+    from .clustering import cluster_project
 
     project = _open(project_dir)
     s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
@@ -186,13 +184,9 @@ def search_cmd(query, project_dir, k, as_json):
     Example:
       labeler search data/elpv/images/cell0001.png --project data/projects/elpv -k 10
     """
-    from .search import QueryImageError, search
-    from .store import StoreError
+    from .search import search
 
-    try:
-        res = search(_open(project_dir), query, k)
-    except (QueryImageError, StoreError) as e:
-        _fail(str(e))
+    res = search(_open(project_dir), query, k)
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2))
         return
@@ -216,45 +210,70 @@ def _print_search(res) -> None:
 @PROJECT
 @click.argument("label")
 @click.option("--cluster", "cluster_id", type=int, default=None, help="Label every image of this cluster.")
+@click.option("--clustering", "clustering_id", type=int, default=None,
+              help="The clustering id the cluster number refers to (see `labeler info`); refused if "
+                   "the project was re-clustered since. Default: the current one (its id is printed).")
 @click.option("--image", "image_ids", type=int, multiple=True, help="Image id (repeatable).")
 @click.option("--annotator", default=None, envvar="LABELER_ANNOTATOR", help="Your name (env LABELER_ANNOTATOR).")
-def label(project_dir, label, cluster_id, image_ids, annotator):
+def label(project_dir, label, cluster_id, clustering_id, image_ids, annotator):
     """Give LABEL to a whole cluster or to images, in one undoable action.
 
     \b
     Example:
-      labeler label --project data/projects/elpv --cluster 3 cracked --annotator ana
+      labeler label --project data/projects/elpv --cluster 3 --clustering 1 cracked --annotator ana
     """
-    from .refine import label_cluster
-    from .store import StoreError
+    from . import labels
 
     if (cluster_id is None) == (not image_ids):
-        _fail("give either --cluster N or one or more --image ID", 2)
+        raise click.UsageError("give either --cluster N or one or more --image ID")
+    if clustering_id is not None and cluster_id is None:
+        raise click.UsageError("--clustering goes with --cluster")
     project = _open(project_dir)
     who = annotator or "cli"
-    try:
-        if cluster_id is not None:
-            _, ids = label_cluster(project, cluster_id, label, annotator=who)
-        else:
-            project.store.set_labels(image_ids, label, source="manual", annotator=who)
-            ids = list(image_ids)
-    except StoreError as e:
-        _fail(str(e))
-    click.echo(f"labelled {len(ids)} image(s) {label!r}")
+    if cluster_id is not None:
+        if clustering_id is None:
+            cur = project.store.current_clustering()
+            clustering_id = cur["id"] if cur else None
+            click.echo(f"cluster {cluster_id} of the current clustering {clustering_id}", err=True)
+        _, ids = labels.label_cluster(project, cluster_id, label, annotator=who, clustering_id=clustering_id)
+    else:
+        labels.label_images(project, image_ids, label, annotator=who, source="manual")
+        ids = list(image_ids)
+    click.echo(f"labelled {len(ids)} image(s) {labels.clean_label(label)!r}")
 
 
 @main.command()
 @PROJECT
-@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR")
+@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
+              help="Whose last action to undo (env LABELER_ANNOTATOR).")
 def undo(project_dir, annotator):
     """Undo the last label or cluster action (a bulk action undoes as one).
 
     \b
     Example:
-      labeler undo --project data/projects/elpv
+      labeler undo --project data/projects/elpv --annotator ana
     """
-    act = _open(project_dir).store.undo(annotator)
-    click.echo("nothing to undo" if act is None else f"undone: {act['description']}")
+    from . import labels
+
+    done = labels.undo(_open(project_dir), annotator)
+    click.echo("nothing to undo" if done is None else f"undone: {done.description}")
+
+
+@main.command()
+@PROJECT
+@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
+              help="Whose undone action to re-apply (env LABELER_ANNOTATOR).")
+def redo(project_dir, annotator):
+    """Re-apply the action the last undo reverted.
+
+    \b
+    Example:
+      labeler redo --project data/projects/elpv --annotator ana
+    """
+    from . import labels
+
+    done = labels.redo(_open(project_dir), annotator)
+    click.echo("nothing to redo" if done is None else f"redone: {done.description}")
 
 
 @main.command()
@@ -386,15 +405,11 @@ def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
         --column cell_type --column defect_level --column defective
     """
     from .evaluate import evaluate_project, markdown_table, write_outputs
-    from .project import ProjectError
 
     project = _open(project_dir)
     out_dir = out_dir or project.root / "evaluation"
-    try:
-        results = evaluate_project(project, truth_path, list(columns) or None,
-                                   log=lambda m: click.echo(m, err=True))
-    except (ValueError, ProjectError) as e:
-        _fail(str(e))
+    results = evaluate_project(project, truth_path, list(columns) or None,
+                               log=lambda m: click.echo(m, err=True))
     tables = []
     for res in results:
         written = write_outputs(res, out_dir, plots=not no_plots)

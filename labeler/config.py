@@ -17,6 +17,8 @@ from typing import Any
 from .atomic import atomic_write
 from .errors import BadInputError
 
+from .errors import BadInputError
+
 
 @dataclass
 class Settings:

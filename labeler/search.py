@@ -18,9 +18,9 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from .errors import QueryImageError
+from .errors import ProjectError, QueryImageError, StoreError
 from .index import build_index
-from .project import Project, ProjectError
+from .project import Project
 from .reduce import transform_pca, transform_umap
 
 
@@ -107,11 +107,9 @@ class Searcher:
 
         Raises
         ------
-        labeler.store.StoreError
+        StoreError
             Unknown image id, or an image without an embedding.
         """
-        from .store import StoreError
-
         row = self.id_to_row.get(int(image_id))
         if row is None:
             raise StoreError(f"unknown image id {image_id} (or not embedded)")
