@@ -124,3 +124,21 @@ def test_batched_decode_survives_one_bad_member(files):
     out = decode._decode_jpegs(data, torch.device("cpu"))
     assert out[0] is not None and out[0].shape[0] == 3
     assert len(out) == 2  # the truncated one is None or a (partial) image, never an exception
+
+
+def test_the_embedding_stage_imports_nothing_a_gpu_box_lacks():
+    """benchmarks/gpu_check.sh runs where umap, hdbscan, dash, faiss, click, tqdm and tomli_w are absent."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    code = (
+        "import sys\n"
+        "blocked = ('umap', 'hdbscan', 'dash', 'faiss', 'click', 'tqdm', 'tomli_w')\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in blocked: raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import labeler.embedding.extract, labeler.embedding.decode, labeler.embedding.runtime\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[1])
