@@ -234,7 +234,10 @@ def embed_files(
             if engine is None:  # ONNX Runtime, verified on this first batch of real images
                 engine = make_engine(backbone, runtime=runtime, precision=precision, device=str(dev),
                                      probe=x[:8] if x is not None else None, warn=warn)
-            parts.append((batch.ids[keep], batch.width[keep], batch.height[keep], batch.failures + lost, x))
+            # The batch rides along until its results are on the host: its pinned buffers
+            # may still feed asynchronous copies and nvJPEG until then (freed early, they
+            # were reused under them: corrupted rows on an H200).
+            parts.append((batch.ids[keep], batch.width[keep], batch.height[keep], batch.failures + lost, x, batch))
             n_parts += len(batch.ids) + len(batch.failures)
             if n_parts < batch_size and (i + 1) * chunk < len(items):
                 continue
@@ -261,8 +264,9 @@ def _launch(engine, parts, dim: int):
     h = np.concatenate([p[2] for p in parts])
     failures = [f for p in parts for f in p[3]]
     xs = [p[4] for p in parts if p[4] is not None]
+    keepalive = [p[5] for p in parts]
     if not xs:
-        return ids, w, h, failures, dim, None
+        return ids, w, h, failures, dim, None, keepalive
     feats, logits = engine(torch.cat(xs) if len(xs) > 1 else xs[0])
     prob, top = torch.softmax(logits.float(), dim=1).max(dim=1)
     tensors = [t.to("cpu", non_blocking=True) for t in (feats.float(), top, prob)]
@@ -270,11 +274,11 @@ def _launch(engine, parts, dim: int):
     if feats.device.type == "cuda":
         event = torch.cuda.Event()
         event.record()
-    return ids, w, h, failures, tensors, event
+    return ids, w, h, failures, tensors, event, keepalive
 
 
 def _finish(launched) -> EmbedBatch:
-    ids, w, h, failures, tensors, event = launched
+    ids, w, h, failures, tensors, event, _keepalive = launched
     if isinstance(tensors, int):  # nothing in this batch decoded; ``tensors`` is the feature dim
         return EmbedBatch(ids=ids, features=np.zeros((0, tensors), np.float32), top1=np.zeros(0, np.int64),
                           top1_prob=np.zeros(0, np.float32), width=w, height=h, failures=failures)
