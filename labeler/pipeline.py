@@ -170,6 +170,8 @@ def ingest(
     progress: bool = True,
     warn: Callable[[str], None] = log.warning,
     say: Callable[[str], None] = log.info,
+    engine: str = "local",
+    address: str | None = None,
 ) -> IngestReport:
     """Catalogue, embed, reduce and cluster a folder of images into a project.
 
@@ -185,6 +187,10 @@ def ingest(
         Allow re-embedding everything with another backbone.
     warn, say : callable(str)
         Receive warnings and one line per stage.
+    engine : {"local", "ray"}
+        Where decoding and embedding run; "ray" uses Ray Data (``pip install 'labeler[ray]'``).
+    address : str or None
+        The Ray cluster for ``engine="ray"`` (None: a local instance).
 
     Raises
     ------
@@ -198,6 +204,12 @@ def ingest(
         An explicit backbone whose weights cannot be found.
     """
     t0 = time.time()
+    if engine not in ("local", "ray"):
+        raise BadInputError(f"unknown engine {engine!r}; 'local' or 'ray'")
+    if engine == "ray":
+        from .embedding.ray_data import require_ray
+
+        require_ray()  # before anything is written
     image_dir = Path(image_dir).expanduser()
     if not image_dir.exists():
         raise BadInputError(f"image folder not found: {image_dir}")
@@ -215,7 +227,7 @@ def ingest(
     if change or project.store.pending_images() or not project.store.get_meta("backbone"):
         bb = resolve_project_backbone(project, settings, force=force, warn=warn)
         backbone_name = bb.name
-        embedded, failed = embed_pending(project, bb, settings, progress=progress)
+        embedded, failed = embed_pending(project, bb, settings, progress=progress, engine=engine, address=address)
         skipped += failed
     else:
         backbone_name = project.store.get_meta("backbone")["name"]

@@ -246,23 +246,40 @@ def query_engine(project: Project, backbone):
 
 
 def embed_pending(project: Project, backbone, settings: Settings, *, progress: bool = True,
+                  engine: str = "local", address: str | None = None,
                   warn: Callable[[str], None] = log.warning) -> tuple[int, list[tuple[str, str]]]:
     """Embed every pending image in committed chunks. Returns (embedded, skipped).
 
-    Records the runtime that actually ran in the project metadata
+    ``engine`` "ray" embeds on a Ray cluster (:mod:`labeler.embedding.ray_data`,
+    ``address`` None = a local instance; torch there); commits and resume are the
+    same. Locally, records the runtime that actually ran in the project metadata
     (``backbone.runtime_used``; ``backbone.runtime`` is the one asked for).
+
+    Raises
+    ------
+    BadInputError
+        Unknown ``engine``, or a runtime/precision that cannot run here.
     """
+    from ..errors import BadInputError
     from .extract import embed_files
+
+    if engine not in ("local", "ray"):
+        raise BadInputError(f"unknown engine {engine!r}; 'local' or 'ray'")
 
     store = project.store
     pending = store.pending_images()
     if not pending:
         return 0, []
     items = [(int(r["id"]), project.image_path(r["path"])) for r in pending]
-    engine = make_project_engine(project, backbone, settings, [p for _, p in items], warn=warn)
+    if engine == "ray" and settings.precision == "int8":
+        raise BadInputError("--engine ray runs torch (fp32, bf16): int8 needs the local engine")
+    runner = None
+    if engine == "local":
+        runner = make_project_engine(project, backbone, settings, [p for _, p in items], warn=warn)
+    used = runner.runtime if runner is not None else "torch"
     meta = _recorded(project)
-    if meta is not None and meta.get("runtime_used") != engine.runtime:
-        store.set_meta(backbone=dict(meta, runtime_used=engine.runtime))
+    if meta is not None and meta.get("runtime_used") != used:
+        store.set_meta(backbone=dict(meta, runtime_used=used))
     by_id = {int(r["id"]): r for r in pending}
     next_row = store.next_row()
     done, skipped = 0, []
@@ -283,10 +300,19 @@ def embed_pending(project: Project, backbone, settings: Settings, *, progress: b
 
     # One pass over all pending images (one progress bar, one set of decoding
     # workers); committed every ``commit_every`` images.
-    for b in embed_files(
-        items, backbone, view=settings.view, batch_size=settings.batch_size,
-        num_workers=settings.num_workers, thumbs_dir=project.thumbs_dir, progress=progress, engine=engine,
-    ):
+    if engine == "ray":
+        from .ray_data import embed_files_ray
+
+        batches = embed_files_ray(items, backbone.name, weights=settings.weights or None, view=settings.view,
+                                  batch_size=settings.batch_size, device=settings.device or "auto",
+                                  thumbs_dir=project.thumbs_dir, precision=settings.precision, address=address,
+                                  progress=progress)
+    else:
+        batches = embed_files(
+            items, backbone, view=settings.view, batch_size=settings.batch_size,
+            num_workers=settings.num_workers, thumbs_dir=project.thumbs_dir, progress=progress, engine=runner,
+        )
+    for b in batches:
         failures += [(by_id[i]["path"], reason) for i, reason in b.failures]
         for j, i in enumerate(b.ids):
             row = by_id[int(i)]["row"]
