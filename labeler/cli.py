@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .config import Settings
-from .embedding.registry import BACKBONES, PRECISIONS, VIEWS
+from .embedding.registry import BACKBONES, PRECISIONS, RUNTIMES, VIEWS
 
 from .cli_common import PROJECT, _open, _warn
 
@@ -88,13 +88,16 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--backbone", type=click.Choice(["auto", *BACKBONES]), default=None,
               help="CNN for embeddings (default auto: resnet50 when its weights can be had).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar="LABELER_WEIGHTS",
-              help="ResNet50 state_dict file (env LABELER_WEIGHTS).")
+              help="State dict file for the chosen backbone (env LABELER_WEIGHTS).")
 @click.option("--view", type=click.Choice(VIEWS), default=None,
               help="whole: resize the full frame (default); crop: ImageNet resize + centre crop.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
+              help="fp32 (default); opt-in bf16 (~2x on CPUs with AVX-512 BF16) or int8 "
+                   "(ONNX Runtime, calibrated on your images, CPU only).")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
+              help="auto (default: ONNX Runtime on the CPU, torch on a GPU), torch or onnxruntime.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
 @click.option("--remap", is_flag=True,
               help="Refit the map and the clusters (default: new photos join the existing ones).")
@@ -102,7 +105,8 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
 @click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
-def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, remap, quiet,
+def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, runtime, force, remap,
+           quiet,
            engine, address):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
@@ -119,7 +123,8 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
     from .project import project_lock
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
-                              view=view, device=device, batch_size=batch_size, precision=precision)
+                              view=view, device=device, batch_size=batch_size, precision=precision,
+                              runtime=runtime)
     run = dict(progress=not quiet, warn=_warn, say=_say(quiet), remap=remap, engine=engine, address=address)
     with project_lock(project_dir, "ingest"):
         try:

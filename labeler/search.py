@@ -132,6 +132,7 @@ class Searcher:
             The file is missing or is not a decodable image.
         """
         from .embedding.extract import embed_files
+        from .embedding.stage import query_engine
 
         path = Path(path)
         if not path.is_file():
@@ -139,8 +140,7 @@ class Searcher:
         bb = self._load_backbone()
         meta = self.project.store.get_meta("backbone")
         batches = list(embed_files([(0, path)], bb, view=meta.get("view", "whole"), batch_size=1,
-                                   num_workers=0, device=self._device(), progress=False,
-                                   precision=meta.get("precision", "fp32")))
+                                   num_workers=0, progress=False, engine=query_engine(self.project, bb)))
         failures = [f for b in batches for f in b.failures]
         if failures:
             raise QueryImageError(f"{path.name}: {failures[0][1]}")
