@@ -174,18 +174,21 @@ def _print_clusters(project, clustering_id=None, limit: int = 30) -> None:
 @PROJECT
 @click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours to return.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def search_cmd(query, project_dir, k, as_json):
+@click.option("--for-label", default=None,
+              help="More like this, for LABEL: re-rank the neighbours by that label's linear probe.")
+def search_cmd(query, project_dir, k, as_json, for_label):
     """Reverse image search: nearest neighbours of QUERY (an image file or an image id).
 
     \b
     Example:
       labeler search data/elpv/images/cell0001.png --project data/projects/elpv -k 10
+      labeler search 12 --project data/projects/elpv --for-label cracked
     """
     from .search import QueryImageError, search
     from .store import StoreError
 
     try:
-        res = search(_open(project_dir), query, k)
+        res = search(_open(project_dir), query, k, for_label=for_label)
     except (QueryImageError, StoreError) as e:
         _fail(str(e))
     if as_json:
@@ -400,6 +403,108 @@ def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text("\n".join(tables))
         click.echo(f"wrote {markdown}")
+
+
+# -- suggestions and the "label next" queue (labeler.assist) ---------------------------------
+FEATURES = click.option("--features", default="pca", show_default=True,
+                        help="Feature set: pca, embeddings, another <name>.npy of the project, or an N x D .npy path.")
+
+
+@main.command("suggest")
+@PROJECT
+@FEATURES
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def suggest_cmd(project_dir, features, as_json):
+    """Suggest a label with a calibrated confidence for every unlabelled image.
+
+    Prints, per label, how many unlabelled images it is suggested for in each
+    confidence band. Suggestions are not labels: accept them with `labeler accept`.
+
+    \b
+    Example:
+      labeler suggest --project data/projects/elpv
+    """
+    from .assist.suggest import suggest
+    from .errors import LabelerError
+
+    try:
+        sug = suggest(_open(project_dir), features=features)
+    except LabelerError as e:
+        _fail(str(e))
+    bands = sug.bands()
+    if as_json:
+        click.echo(json.dumps({"labels": bands, "unlabelled": int(sug.unlabelled.sum()),
+                               "temperature": round(sug.temperature, 4), "held_out": sug.n_calibration,
+                               "features": sug.features}))
+        return
+    if not sug.classes:
+        click.echo("no labels yet: label a few images first (`labeler next` says which)")
+        return
+    names = list(next(iter(bands.values())))
+    click.echo(f"{int(sug.unlabelled.sum())} unlabelled image(s); confidence calibrated on "
+               f"{sug.n_calibration} held-out label(s) (temperature {sug.temperature:.2f})")
+    click.echo(f"{'label':<20}" + "".join(f"{n:>10}" for n in names))
+    for lab, counts in bands.items():
+        click.echo(f"{lab:<20}" + "".join(f"{counts[n]:>10}" for n in names))
+
+
+@main.command("accept")
+@PROJECT
+@click.option("--label", required=True, help="The suggested label to accept.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), required=True,
+              help="Accept suggestions with at least this calibrated confidence.")
+@click.option("--image", "image_ids", type=int, multiple=True, help="Only these image ids (repeatable).")
+@click.option("--annotator", default=None, envvar="LABELER_ANNOTATOR", help="Your name (env LABELER_ANNOTATOR).")
+@FEATURES
+def accept_cmd(project_dir, label, min_confidence, image_ids, annotator, features):
+    """Accept suggestions of one label as labels, in one undoable action.
+
+    Only unlabelled images are touched; the audit log records the threshold and
+    each image's confidence (source 'suggestion').
+
+    \b
+    Example:
+      labeler accept --project data/projects/elpv --label mono --min-confidence 0.95
+    """
+    from .assist.suggest import accept
+    from .errors import LabelerError
+
+    try:
+        _, ids = accept(_open(project_dir), label, min_confidence, annotator=annotator or "cli",
+                        image_ids=list(image_ids) or None, features=features)
+    except LabelerError as e:
+        _fail(str(e))
+    click.echo(f"accepted {len(ids)} suggestion(s) of {label!r} at confidence >= {min_confidence:g} "
+               "(`labeler undo` reverts them)")
+
+
+@main.command("next")
+@PROJECT
+@click.option("-n", "n", type=click.IntRange(1, 1000), default=10, show_default=True, help="Images to return.")
+@FEATURES
+@click.option("--json", "as_json", is_flag=True, help="Print image ids, paths and reasons as JSON.")
+def next_cmd(project_dir, n, features, as_json):
+    """The images to label next: those whose labels should teach the model most.
+
+    \b
+    Example:
+      labeler next --project data/projects/elpv -n 10
+    """
+    from .assist.next import next_to_label
+    from .errors import LabelerError
+
+    try:
+        items = next_to_label(_open(project_dir), n, features=features)
+    except LabelerError as e:
+        _fail(str(e))
+    if as_json:
+        click.echo(json.dumps([it.to_dict() for it in items]))
+        return
+    if not items:
+        click.echo("every image is labelled")
+    for it in items:
+        sug = f" (suggested {it.suggestion!r} {it.confidence:.2f})" if it.suggestion else ""
+        click.echo(f"id {it.image_id:>6}  {it.path}{sug}: {it.reason}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,9 @@ from .index import build_index
 from .project import Project, ProjectError
 from .reduce import transform_pca, transform_umap
 
+#: Plain nearest neighbours re-ranked by a label-conditioned search.
+FOR_LABEL_CANDIDATES = 1000
+
 
 
 
@@ -102,8 +105,10 @@ class Searcher:
         self._umap = None
 
     # -- queries -----------------------------------------------------------------------
-    def by_id(self, image_id: int, k: int = 10) -> SearchResult:
+    def by_id(self, image_id: int, k: int = 10, *, for_label: str | None = None) -> SearchResult:
         """Neighbours of an image of the collection (the image itself left out).
+
+        ``for_label``: rank by similarity conditioned on that label (:meth:`_answer`).
 
         Raises
         ------
@@ -117,10 +122,12 @@ class Searcher:
             raise StoreError(f"unknown image id {image_id} (or not embedded)")
         xy = tuple(float(v) for v in self.map_xy[row])
         return self._answer(f"image {image_id}", np.asarray(self.vectors[row]), k, exclude=row,
-                            xy=xy, query_image_id=int(image_id))
+                            xy=xy, query_image_id=int(image_id), for_label=for_label)
 
-    def by_file(self, path: Path | str, k: int = 10) -> SearchResult:
+    def by_file(self, path: Path | str, k: int = 10, *, for_label: str | None = None) -> SearchResult:
         """Neighbours of an image file (inside or outside the collection).
+
+        ``for_label``: rank by similarity conditioned on that label (:meth:`_answer`).
 
         Raises
         ------
@@ -145,14 +152,32 @@ class Searcher:
         xy = tuple(float(v) for v in transform_umap(self._umap_model(), z[None, :])[0])
         cats = self.project.store.get_meta("categories") or []
         top1 = cats[int(b.top1[0])] if 0 <= int(b.top1[0]) < len(cats) else None
-        res = self._answer(path.name, z, k, exclude=None, xy=xy)
+        res = self._answer(path.name, z, k, exclude=None, xy=xy, for_label=for_label)
         res.top1_class = top1
         return res
 
     # -- internals ---------------------------------------------------------------------
-    def _answer(self, query, z, k, *, exclude, xy, query_image_id=None) -> SearchResult:
-        sims, rows = self.index.search(z, k, exclude=None if exclude is None else np.array([exclude]))
+    def _answer(self, query, z, k, *, exclude, xy, query_image_id=None, for_label=None) -> SearchResult:
+        """The result of one query. With ``for_label`` the nearest
+        ``FOR_LABEL_CANDIDATES`` (at least 20 k) images are re-ranked by their cosine
+        similarity plus the probability the label's linear probe gives them
+        (:mod:`labeler.assist.conditioned`; ``similarity`` stays the plain cosine).
+
+        Raises
+        ------
+        BadInputError
+            ``for_label`` is not a label in use, or no image lacks it.
+        """
+        want = k if for_label is None else max(FOR_LABEL_CANDIDATES, 20 * k)
+        sims, rows = self.index.search(z, want, exclude=None if exclude is None else np.array([exclude]))
         sims, rows = sims[0], rows[0]
+        if for_label is not None:
+            from .assist.conditioned import conditioned_scores, project_label_probe
+
+            coef, b = project_label_probe(self.project, self.vectors, self.row_ids, for_label)
+            order = np.argsort(-conditioned_scores(z, np.asarray(self.vectors[rows]), coef, b, "rerank"),
+                               kind="stable")[:k]
+            sims, rows = sims[order], rows[order]
         ids = [int(self.row_ids[r]) for r in rows]
         store = self.project.store
         labels = store.labels_for(ids)
@@ -204,10 +229,15 @@ class Searcher:
         return self._umap
 
 
-def search(project: Project | Path | str, query: str | int | Path, k: int = 10) -> SearchResult:
-    """Reverse image search: ``query`` is an image id (int or digits) or an image file path."""
+def search(project: Project | Path | str, query: str | int | Path, k: int = 10, *,
+           for_label: str | None = None) -> SearchResult:
+    """Reverse image search: ``query`` is an image id (int or digits) or an image file path.
+
+    ``for_label`` ("more like this, for *crack*") re-ranks the neighbours by the
+    label's linear probe (:mod:`labeler.assist.conditioned`).
+    """
     project = project if isinstance(project, Project) else Project(project)
     s = Searcher(project)
     if isinstance(query, int) or (isinstance(query, str) and query.isdigit() and not Path(query).exists()):
-        return s.by_id(int(query), k)
-    return s.by_file(Path(query), k)
+        return s.by_id(int(query), k, for_label=for_label)
+    return s.by_file(Path(query), k, for_label=for_label)
