@@ -169,6 +169,7 @@ class Searcher:
         want = k if for_label is None else max(FOR_LABEL_CANDIDATES, 20 * k)
         sims, rows = self.index.search(z, want, exclude=None if exclude is None else np.array([exclude]))
         sims, rows = sims[0], rows[0]
+        best = float(sims[0]) if len(sims) else -1.0  # novelty is about the plain nearest neighbour
         if for_label is not None:
             from .assist.conditioned import conditioned_scores, project_label_probe
 
@@ -193,7 +194,6 @@ class Searcher:
                 vote[n.label] += w
         total = sum(vote.values())
         vote = {lab: v / total for lab, v in sorted(vote.items(), key=lambda kv: -kv[1])} if total > 0 else {}
-        best = float(sims[0]) if len(sims) else -1.0
         return SearchResult(
             query=query, neighbours=neighbours, vote=vote,
             predicted_label=next(iter(vote), None),

@@ -61,6 +61,7 @@ class FlowResult:
     accepted : int, suggestions accepted
     accepted_wrong : int, of which wrong
     refresh_seconds : list[float], time of each model refresh
+    shown : list[int], rows shown to the annotator, in order (the only truths it read)
     """
 
     strategy: str
@@ -71,6 +72,7 @@ class FlowResult:
     accepted: int = 0
     accepted_wrong: int = 0
     refresh_seconds: list = field(default_factory=list)
+    shown: list = field(default_factory=list)
 
     def actions_to(self, target: float, metric: str = "accuracy") -> int | None:
         """First action count whose ``metric`` reaches ``target`` (None: never)."""
@@ -172,6 +174,7 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
                 duplicate_similarity=duplicate_similarity, seed=seed + st.actions)
         for it in items:
             g = np.asarray(it.group, dtype=np.int64)
+            res.shown += g.tolist()
             for c in np.unique(y[g]):  # the annotator sees the images: one action per class among them
                 m = g[y[g] == c]
                 st.given[m] = c

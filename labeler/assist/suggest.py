@@ -304,7 +304,16 @@ def accept(project: Project | Path | str, label: str, min_confidence: float, *, 
         top = f"the highest is {best[0]:.3f}" if len(best) else f"no unlabelled image is suggested {label!r}"
         raise BadInputError(f"no suggestion of {label!r} reaches confidence {min_confidence:g} ({top}); "
                             "nothing changed")
-    action, done = label_actions.accept_suggestions(
-        project, ids.tolist(), [label] * len(ids), np.minimum(conf, 1.0).astype(float).tolist(),
-        float(min_confidence), source=SUGGESTION_SOURCE, annotator=annotator)
+    store = project.store
+    with store.transaction():  # re-entrant: the check and the accept are one atomic step
+        # A label given since the suggestions were computed (another annotator) is never overwritten.
+        taken = store.current_label_rows(ids.tolist())
+        keep = np.array([int(i) not in taken for i in ids], dtype=bool)
+        ids, conf = ids[keep], conf[keep]
+        if len(ids) == 0:
+            raise BadInputError(f"every suggestion of {label!r} above {min_confidence:g} was labelled "
+                                "meanwhile; nothing changed")
+        action, done = label_actions.accept_suggestions(
+            project, ids.tolist(), [label] * len(ids), np.minimum(conf, 1.0).astype(float).tolist(),
+            float(min_confidence), source=SUGGESTION_SOURCE, annotator=annotator)
     return action, done
