@@ -10,6 +10,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from . import ids
+from .callbacks_assist import next_tab
 from .components import label_input, legend
 from .routes import EXPORT_URL
 from .state import AppContext
@@ -200,7 +201,7 @@ def serve_layout(ctx: AppContext):
         html.Div([
             _map_panel(ctx),
             html.Div(dcc.Tabs(id=ids.TABS, value=ids.TAB_CLUSTERS, children=[
-                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab()],
+                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab(), next_tab()],
                 className="tabs"), className="right"),
         ], className="main"),
         _name_dialog(),

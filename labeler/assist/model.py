@@ -272,17 +272,17 @@ def evidence_bound(p: np.ndarray, oof_confidence: np.ndarray, oof_correct: np.nd
     return np.minimum(p, best_from[j0]).astype(np.float32)
 
 
-def _folds(y: np.ndarray, n_folds: int, seed: int) -> np.ndarray:
-    """Fold id per labelled row (stratified); -1 = always trained on (its class has
-    a single example)."""
-    rng = np.random.default_rng(seed)
-    fold = np.full(len(y), -1, dtype=np.int64)
-    for c in np.unique(y):
-        idx = np.flatnonzero(y == c)
-        if len(idx) < 2:
-            continue
-        idx = rng.permutation(idx)
-        fold[idx] = np.arange(len(idx)) % n_folds
+def _folds(rows: np.ndarray, y: np.ndarray, n_folds: int) -> np.ndarray:
+    """Fold id per labelled row, -1 = always trained on (its class has a single example).
+
+    The fold of an image depends only on its row (a multiplicative hash, Knuth's
+    2654435761), so an image stays in its fold as labels are added and the folds'
+    label spreading can be warm-started from the previous calibration.
+    """
+    fold = ((np.asarray(rows, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
+            % np.uint64(n_folds)).astype(np.int64)
+    counts = np.bincount(y)
+    fold[counts[y] < 2] = -1
     return fold
 
 
@@ -302,7 +302,7 @@ def predict(x: np.ndarray, *args, **kwargs) -> tuple[Prediction, ModelState]:
 
 def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray, classes, *,
             method: str = "combined", state: ModelState | None = None, c: float = 10.0,
-            alpha: float = 0.9, n_iter: int = 20, n_folds: int = 5, recalibrate: float = 0.1,
+            alpha: float = 0.9, n_iter: int = 20, n_iter_warm: int = 5, n_folds: int = 5, recalibrate: float = 0.1,
             balanced: bool = False, seed: int = 0) -> tuple[Prediction, ModelState]:
     """Calibrated suggestions for every row from the labelled rows.
 
@@ -319,6 +319,9 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
     c : float
         Inverse L2 regularisation of the probe (scikit-learn's ``C``).
     alpha, n_iter : label spreading parameters (:func:`spread`)
+    n_iter_warm : int
+        Iterations when warm-started from the previous refresh (one more label
+        moves the fixed point little; the iteration keeps converging across refreshes).
     n_folds : int
         Folds for the out-of-fold predictions that fit the temperature.
     recalibrate : float
@@ -353,7 +356,7 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
 
     grow = len(rows) - state.n_labelled_at_calibration
     calibrate = state.n_calibration == 0 or grow >= max(1, recalibrate * state.n_labelled_at_calibration)
-    fold = _folds(codes, n_folds, seed + len(rows)) if calibrate else None
+    fold = _folds(rows, codes, n_folds) if calibrate else None
     n_f = n_folds if calibrate else 0
 
     logp = np.zeros((n, k), np.float64)
@@ -364,12 +367,15 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
         for f in range(n_f):
             tr = fold != f
             y[rows[tr], (f + 1) * k + codes[tr]] = 1.0
-        init = state.spread if state.spread is not None and state.spread.shape == y.shape else None
-        if init is None and state.spread is not None and state.spread.shape[1] >= k:
-            init = np.zeros_like(y)
-            init[:, :k] = state.spread[:, :k]
-        f_all = spread(graph, y, k, alpha=alpha, n_iter=n_iter, init=init)
-        state.spread = f_all
+        prev = state.spread
+        init = None
+        if prev is not None and prev.shape[0] == n and prev.shape[1] >= y.shape[1]:
+            init = prev[:, :y.shape[1]]
+        f_all = spread(graph, y, k, alpha=alpha, n_iter=n_iter if init is None else n_iter_warm, init=init)
+        if prev is not None and prev.shape[0] == n and prev.shape[1] > f_all.shape[1]:
+            prev[:, :k] = f_all[:, :k]  # keep the folds' columns for the next calibration's warm start
+        else:
+            state.spread = f_all
         logp += np.log(np.maximum(_normalise_rows(f_all[:, :k]), 1e-6))
         for f in range(n_f):
             held = fold == f
@@ -398,8 +404,6 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
             state.oof_correct = np.cumsum(np.argmax(p_oof, axis=1)[order] == codes[held][order])
         state.n_calibration = int(held.sum())
         state.n_labelled_at_calibration = len(rows)
-        keep = state.spread[:, :k] if state.spread is not None else None
-        state.spread = keep  # the folds' columns are only needed when calibrating
     proba = np.exp(_log_softmax(np.where(np.isfinite(logp), logp, -1e4) / state.temperature)).astype(np.float32)
     top2 = np.partition(proba, -2, axis=1)[:, -2:] if k >= 2 else np.c_[np.zeros(n), proba]
     label = np.argmax(proba, axis=1).astype(np.int64)
