@@ -11,6 +11,7 @@ from dash import dcc, html
 
 from . import ids
 from .callbacks_assist import next_tab
+from .callbacks_review import review_tab, stores as review_stores
 from .components import label_input, legend
 from .routes import EXPORT_URL
 from .state import AppContext
@@ -33,6 +34,7 @@ def _stores() -> list:
         dcc.Store(id=ids.SEARCH_EXCLUDED, data=[]),
         dcc.Store(id=ids.SPLIT_PREVIEW, data=None),
         dcc.Store(id=ids.KEYS, data=False),
+        *review_stores(),
     ]
 
 
@@ -201,7 +203,7 @@ def serve_layout(ctx: AppContext):
         html.Div([
             _map_panel(ctx),
             html.Div(dcc.Tabs(id=ids.TABS, value=ids.TAB_CLUSTERS, children=[
-                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab(), next_tab()],
+                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab(), review_tab(), next_tab()],
                 className="tabs"), className="right"),
         ], className="main"),
         _name_dialog(),
