@@ -63,3 +63,20 @@ def test_layout_has_the_next_tab(actx):
     from labeler.app.layout import serve_layout
 
     assert "Label next" in _texts(serve_layout(actx).children)
+
+
+def test_map_colours_by_suggestion_and_search_for_label(actx, elpv_dir):
+    from labeler.app.callbacks_search import search_by_id
+    from labeler.app.views import COLOR_BY_SUGGESTION, coloring
+    from labeler.errors import BadInputError
+
+    given = label_some(actx.project, truth_by_id(actx.project, elpv_dir), n_per_class=20)
+    col = coloring(actx, COLOR_BY_SUGGESTION)
+    names = {name for name, _, n in col.legend if n}
+    assert any(name.endswith("(suggested)") for name in names)
+    assert set(given.values()) <= names
+    lab = next(iter(given.values()))
+    stored = search_by_id(actx, next(iter(given)), 5, for_label=lab)
+    assert len(stored["neighbours"]) == 5
+    with pytest.raises(BadInputError):
+        search_by_id(actx, next(iter(given)), 5, for_label="no-such-label")

@@ -24,6 +24,8 @@ from .components import thumb
 from .state import AppContext
 
 NEXT_N = 8
+#: Suggestions at least this confident colour the map in the "suggestion" mode.
+MAP_MIN_CONFIDENCE = 0.8
 
 
 def next_tab() -> dcc.Tab:
@@ -47,6 +49,21 @@ def next_tab() -> dcc.Tab:
 
 
 # -- plain functions (tested directly) ------------------------------------------------------
+def suggested_point_labels(actx: AppContext, min_confidence: float = MAP_MIN_CONFIDENCE):
+    """Per map point: its label, else '<suggestion> (suggested)' when at least
+    ``min_confidence`` confident, else '' (shape (n_points,), object)."""
+    import numpy as np
+
+    sug = suggest(actx.project)
+    given = actx.store.labels()
+    by_id = {}
+    if sug.classes:
+        ok = sug.unlabelled & (sug.confidence >= min_confidence)
+        by_id = {int(i): f"{sug.classes[int(c)]} (suggested)"
+                 for i, c in zip(sug.image_ids[ok], sug.label[ok])}
+    return np.array([given.get(int(i)) or by_id.get(int(i), "") for i in actx.point_ids], dtype=object)
+
+
 def bands_view(actx: AppContext) -> tuple[list, list]:
     """(the band table, the accept dropdown's options) for the current labels."""
     sug = suggest(actx.project)

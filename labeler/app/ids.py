@@ -73,6 +73,7 @@ SELECTION_CLEAR = "selection-clear"
 # Search tab
 UPLOAD = "upload"
 SEARCH_K = "search-k"
+SEARCH_FOR_LABEL = "search-for-label"  # optional: "more like this, for LABEL" (labeler.assist)
 SEARCH_ERROR = "search-error"
 SEARCH_QUERY = "search-query"  # the query image and its facts
 SEARCH_PREVIEW = "search-preview"  # an uploaded image, shown by the browser itself
