@@ -186,16 +186,19 @@ def _print_clusters(project, clustering_id=None, limit: int = 30) -> None:
 @PROJECT
 @click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours to return.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def search_cmd(query, project_dir, k, as_json):
+@click.option("--for-label", default=None,
+              help="More like this, for LABEL: re-rank the neighbours by that label's linear probe.")
+def search_cmd(query, project_dir, k, as_json, for_label):
     """Reverse image search: nearest neighbours of QUERY (an image file or an image id).
 
     \b
     Example:
       labeler search data/elpv/images/cell0001.png --project data/projects/elpv -k 10
+      labeler search 12 --project data/projects/elpv --for-label cracked
     """
     from .search import search
 
-    res = search(_open(project_dir), query, k)
+    res = search(_open(project_dir), query, k, for_label=for_label)
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2))
         return
@@ -502,6 +505,11 @@ def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots, grou
 from .cli_annotate import COMMANDS  # noqa: E402  (after main exists; they import nothing from here)
 
 for _command in COMMANDS:
+    main.add_command(_command)
+
+from .cli_assist import accept_cmd, next_cmd, suggest_cmd  # noqa: E402  (the labeler.assist commands)
+
+for _command in (suggest_cmd, accept_cmd, next_cmd):
     main.add_command(_command)
 
 
