@@ -13,7 +13,7 @@ import click
 
 from .cli_helpers import warner as _warner
 from .config import Settings
-from .embedding.registry import BACKBONES, PRECISIONS, VIEWS
+from .embedding.registry import BACKBONES, PRECISIONS, RUNTIMES, VIEWS
 
 from .cli_common import PROJECT, _open, _warn
 
@@ -89,13 +89,16 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--backbone", type=click.Choice(["auto", *BACKBONES]), default=None,
               help="CNN for embeddings (default auto: resnet50 when its weights can be had).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar="LABELER_WEIGHTS",
-              help="ResNet50 state_dict file (env LABELER_WEIGHTS).")
+              help="State dict file for the chosen backbone (env LABELER_WEIGHTS).")
 @click.option("--view", type=click.Choice(VIEWS), default=None,
               help="whole: resize the full frame (default); crop: ImageNet resize + centre crop.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
+              help="fp32 (default); opt-in bf16 (~2x on CPUs with AVX-512 BF16) or int8 "
+                   "(ONNX Runtime, calibrated on your images, CPU only).")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
+              help="auto (default: ONNX Runtime on the CPU, torch on a GPU), torch or onnxruntime.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
 @click.option("--remap", is_flag=True,
               help="Refit the map and the clusters (default: new photos join the existing ones).")
@@ -104,7 +107,8 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
               help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
 @click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
 @click.option("--verbose", is_flag=True, help="Print warnings in full (e.g. where the weights were looked for).")
-def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, remap, quiet,
+def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, runtime, force, remap,
+           quiet,
            engine, address, verbose):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
@@ -123,7 +127,8 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
 
     check_ingest_input(image_dir, project_dir)  # before the lock makes the project folder
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
-                              view=view, device=device, batch_size=batch_size, precision=precision)
+                              view=view, device=device, batch_size=batch_size, precision=precision,
+                              runtime=runtime)
     run = dict(progress=not quiet, warn=_warner(verbose), say=_say(quiet), remap=remap, engine=engine, address=address)
     with project_lock(project_dir, "ingest"):
         try:
@@ -189,7 +194,9 @@ def _print_clusters(project, clustering_id=None, limit: int = 30, count: bool = 
               help="Print one JSON object per query, one per line (failures have an 'error' key).")
 @click.option("--batch-size", type=click.IntRange(1, 256), default=16, show_default=True,
               help="Query images embedded per forward pass.")
-def search_cmd(queries, project_dir, k, as_json, batch_size):
+@click.option("--for-label", default=None,
+              help="More like this, for LABEL: re-rank the neighbours by that label's linear probe.")
+def search_cmd(queries, project_dir, k, as_json, batch_size, for_label):
     """Reverse image search: nearest neighbours of each QUERY (image files, folders of
     images, or image ids). The model loads once for all queries; a file already in
     the collection is recognised by its content and uses its stored embedding.
@@ -199,12 +206,13 @@ def search_cmd(queries, project_dir, k, as_json, batch_size):
     Example:
       labeler search data/elpv/images/cell0001.png --project data/projects/elpv -k 10
       labeler search new_photos/ 17 --project data/projects/elpv --json > answers.jsonl
+      labeler search 12 --project data/projects/elpv --for-label cracked
     """
     from .search import QueryFailure, Searcher, expand_queries
 
     searcher = Searcher(_open(project_dir))
     failed = False
-    for res in searcher.run_queries(expand_queries(queries), k, batch_size=batch_size):
+    for res in searcher.run_queries(expand_queries(queries), k, batch_size=batch_size, for_label=for_label):
         failed |= isinstance(res, QueryFailure)
         if as_json:
             click.echo(json.dumps(res.to_dict()))
@@ -516,6 +524,11 @@ def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots, grou
 from .cli_annotate import COMMANDS  # noqa: E402  (after main exists; they import nothing from here)
 
 for _command in COMMANDS:
+    main.add_command(_command)
+
+from .cli_assist import accept_cmd, next_cmd, suggest_cmd  # noqa: E402  (the labeler.assist commands)
+
+for _command in (suggest_cmd, accept_cmd, next_cmd):
     main.add_command(_command)
 
 

@@ -41,8 +41,13 @@ class Settings:
     batch_size, num_workers : int
         Embedding batch size and decoding worker processes.
     precision : str
-        'fp32' (default) or 'bf16' (opt-in: bfloat16 autocast, ~2x faster on CPUs
-        with AVX-512 BF16; see benchmarks/bench_precision.py for its accuracy).
+        'fp32' (default), 'bf16' (opt-in: bfloat16 autocast, ~2x faster on CPUs
+        with AVX-512 BF16) or 'int8' (opt-in: ONNX Runtime static quantisation
+        calibrated on the collection, CPU only); see benchmarks/bench_precision.py
+        for their accuracy.
+    runtime : str
+        'auto' (ONNX Runtime on the CPU, torch on GPUs), 'torch' or 'onnxruntime'
+        (labeler.embedding.runtime; benchmarks/bench_embed.py measures both).
     commit_every : int
         Images per committed chunk: an interrupted ingest loses at most this much work.
     pca_components : int
@@ -81,6 +86,7 @@ class Settings:
     num_workers: int = 1
     commit_every: int = 256
     precision: str = "fp32"
+    runtime: str = "auto"
     pca_components: int = 256
     umap_neighbors: int = 15
     umap_min_dist: float = 0.1

@@ -23,6 +23,7 @@ import numpy as np
 from . import images, novelty
 from .clustering import CLUSTER_MODEL, can_place, cluster_project, clustering_up_to_date, place_images
 from .config import Settings
+from .embedding.stage import backbone_change, embed_pending, resolve_project_backbone
 from .index import update_project_index
 from .errors import BackboneMismatchError, BadInputError, ProjectError
 from .project import DB_NAME, Project
@@ -117,138 +118,6 @@ def catalogue(project: Project, image_dir: Path) -> CatalogueReport:
         project.store.mark_skipped(skipped)
     rep.skipped = skipped
     return rep
-
-
-def backbone_change(project: Project, settings: Settings) -> str | None:
-    """Why ``settings`` would re-embed the project with another backbone or view, or None."""
-    recorded = project.store.get_meta("backbone")
-    if not recorded:
-        return None
-    wanted = recorded["name"] if settings.backbone == "auto" else settings.backbone
-    was = (recorded["name"], recorded.get("view"), recorded.get("precision", "fp32"))
-    now = (wanted, settings.view, settings.precision)
-    if was == now:
-        return None
-    return (
-        "the project's embeddings were made with {} (view {}, {}); re-embedding everything "
-        "with {} (view {}, {}) needs --force".format(*was, *now)
-    )
-
-
-def resolve_project_backbone(project: Project, settings: Settings, *, force: bool = False, warn: Callable[[str], None] = log.warning):
-    """Load the backbone for this project, keeping one backbone per project.
-
-    ``auto`` keeps the backbone the project already uses. Another backbone or
-    view needs ``force``, which marks every image for re-embedding (labels stay).
-
-    Raises
-    ------
-    BackboneMismatchError
-        Another backbone was asked for without ``force``.
-    WeightsNotFoundError
-        Explicit resnet50 without weights.
-    """
-    from .embedding.backbones import load_backbone
-
-    change = backbone_change(project, settings)
-    if change and not force:
-        raise BackboneMismatchError(change)
-    recorded = project.store.get_meta("backbone")
-    wanted = recorded["name"] if recorded and settings.backbone == "auto" else settings.backbone
-    notes: list[str] = []
-
-    def noted(message: str) -> None:
-        notes.append(message)
-        warn(message)
-
-    bb = load_backbone(wanted, weights=settings.weights or None, device=settings.device or "auto", warn=noted)
-    if change:
-        project.store.mark_all_pending()
-        for name in ("embeddings", "pca", "map", "cluster_space"):
-            project.array_path(name).unlink(missing_ok=True)
-    project.store.set_meta(
-        backbone={
-            "name": bb.name,
-            "dim": bb.dim,
-            "weights_id": bb.weights_id,
-            "weights_source": str(bb.weights_source),
-            "preprocessing": bb.describe_preprocessing(settings.view),
-            "view": settings.view,
-            "precision": settings.precision,
-            "requested": settings.backbone,
-            # Why auto chose this backbone (e.g. no resnet50 weights), for `labeler info`.
-            "note": " ".join(notes) or None,
-        },
-        categories=list(bb.categories),
-    )
-    return bb
-
-
-def embed_pending(project: Project, backbone, settings: Settings, *, progress: bool = True,
-                  engine: str = "local", address: str | None = None) -> tuple[int, list[tuple[str, str]]]:
-    """Embed every pending image in committed chunks. Returns (embedded, skipped).
-
-    ``engine`` "ray" embeds on a Ray cluster (:mod:`labeler.embedding.ray_data`,
-    ``address`` None = a local instance); commits and resume are the same.
-    """
-    from .embedding.extract import embed_files
-
-    store = project.store
-    pending = store.pending_images()
-    if not pending:
-        return 0, []
-    items = [(int(r["id"]), project.image_path(r["path"])) for r in pending]
-    by_id = {int(r["id"]): r for r in pending}
-    next_row = store.next_row()
-    done, skipped = 0, []
-    feats, records, failures = [], [], []
-
-    def flush():
-        nonlocal feats, records, failures, done, skipped
-        if records:
-            # Chunk file first, DB commit second: a crash between the two leaves a
-            # chunk that consolidate_parts() discards, never a row without vectors.
-            project.write_part(np.array([r["row"] for r in records]), np.stack(feats))
-            store.commit_embedded(records)
-        if failures:
-            store.mark_skipped(failures)
-        done += len(records)
-        skipped += failures
-        feats, records, failures = [], [], []
-
-    # One pass over all pending images (one progress bar, one set of decoding
-    # workers); committed every ``commit_every`` images.
-    if engine == "ray":
-        from .embedding.ray_data import embed_files_ray
-
-        batches = embed_files_ray(items, backbone.name, weights=settings.weights or None, view=settings.view,
-                                  batch_size=settings.batch_size, device=settings.device or "auto",
-                                  thumbs_dir=project.thumbs_dir, precision=settings.precision, address=address,
-                                  progress=progress)
-    elif engine == "local":
-        batches = embed_files(
-            items, backbone, view=settings.view, batch_size=settings.batch_size,
-            num_workers=settings.num_workers, device=settings.device or "auto",
-            thumbs_dir=project.thumbs_dir, progress=progress, precision=settings.precision,
-        )
-    else:
-        raise BadInputError(f"unknown engine {engine!r}; 'local' or 'ray'")
-    for b in batches:
-        failures += [(by_id[i]["path"], reason) for i, reason in b.failures]
-        for j, i in enumerate(b.ids):
-            row = by_id[int(i)]["row"]
-            if row is None:
-                row, next_row = next_row, next_row + 1
-            records.append({
-                "id": int(i), "row": int(row), "width": int(b.width[j]), "height": int(b.height[j]),
-                "top1": int(b.top1[j]), "top1_prob": float(b.top1_prob[j]),
-            })
-            feats.append(b.features[j])
-        if len(records) + len(failures) >= settings.commit_every:
-            flush()
-    flush()
-    project.consolidate_parts()
-    return done, skipped
 
 
 def rebuild_maps(project: Project, settings: Settings, *, say: Callable[[str], None] = log.info) -> None:

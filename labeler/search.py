@@ -33,6 +33,11 @@ from .errors import ProjectError, QueryImageError, StoreError
 from .images import content_hash
 from .index import ExactIndex, project_index
 from .project import Project
+#: Plain nearest neighbours re-ranked by a label-conditioned search.
+FOR_LABEL_CANDIDATES = 1000
+
+
+
 
 @dataclass
 class Neighbour:
@@ -140,11 +145,12 @@ class Searcher:
         self._pca = None
 
     # -- queries -----------------------------------------------------------------------
-    def by_id(self, image_id: int, k: int = 10, *, exact: bool = False) -> SearchResult:
+    def by_id(self, image_id: int, k: int = 10, *, exact: bool = False, for_label: str | None = None) -> SearchResult:
         """Neighbours of an image of the collection (the image itself left out).
 
         ``exact`` compares with every image even where the collection uses the
-        approximate HNSW index.
+        approximate HNSW index. ``for_label``: rank by similarity conditioned on that
+        label (:meth:`_answer`).
 
         Raises
         ------
@@ -156,24 +162,27 @@ class Searcher:
             raise StoreError(f"unknown image id {image_id} (or not embedded)")
         xy = tuple(float(v) for v in self.map_xy[row])
         return self._answer(f"image {image_id}", np.asarray(self.vectors[row]), k, exclude=row,
-                            xy=xy, query_image_id=int(image_id), exact=exact)
+                            xy=xy, query_image_id=int(image_id), exact=exact, for_label=for_label)
 
-    def by_file(self, path: Path | str, k: int = 10, *, exact: bool = False) -> SearchResult:
+    def by_file(self, path: Path | str, k: int = 10, *, exact: bool = False,
+                for_label: str | None = None) -> SearchResult:
         """Neighbours of an image file (inside or outside the collection); ``exact``
-        as in :meth:`by_id`.
+        and ``for_label`` as in :meth:`by_id`.
+
+        ``for_label``: rank by similarity conditioned on that label (:meth:`_answer`).
 
         Raises
         ------
         QueryImageError
             The file is missing or is not a decodable image.
         """
-        (res,) = self.by_files([path], k, exact=exact)
+        (res,) = self.by_files([path], k, exact=exact, for_label=for_label)
         if isinstance(res, QueryFailure):
             raise QueryImageError(res.error)
         return res
 
     def by_files(self, paths: Sequence[Path | str], k: int = 10, *, batch_size: int = 16,
-                 exact: bool = False) -> list[SearchResult | QueryFailure]:
+                 exact: bool = False, for_label: str | None = None) -> list[SearchResult | QueryFailure]:
         """Neighbours of many image files, one answer per file in input order.
 
         Files whose content hash matches an embedded image reuse its stored vector;
@@ -201,7 +210,7 @@ class Searcher:
         for i, h in hashes.items():
             image_id = known.get(h)
             if image_id is not None and image_id in self.id_to_row:
-                res = self.by_id(image_id, k, exact=exact)
+                res = self.by_id(image_id, k, exact=exact, for_label=for_label)
                 res.query = paths[i].name
                 res.top1_class = self._top1_name(int(self.project.store.top1_of([image_id])[0]))
                 out[i] = res
@@ -212,22 +221,24 @@ class Searcher:
                 if err is not None:
                     out[i] = QueryFailure(paths[i].name, f"{paths[i].name}: {err}")
                 else:
-                    res = self._answer(paths[i].name, z, k, exclude=None, xy=None, exact=exact)
+                    res = self._answer(paths[i].name, z, k, exclude=None, xy=None, exact=exact,
+                                       for_label=for_label)
                     res.top1_class = self._top1_name(top1)
                     out[i] = res
         return out  # type: ignore[return-value]
 
     def run_queries(self, queries: Sequence[int | Path], k: int = 10, *, batch_size: int = 16,
-                    exact: bool = False) -> list[SearchResult | QueryFailure]:
+                    exact: bool = False, for_label: str | None = None) -> list[SearchResult | QueryFailure]:
         """Answer image ids and files together, in input order (see :func:`expand_queries`)."""
         files = [(i, q) for i, q in enumerate(queries) if not isinstance(q, int)]
         answers = dict(zip((i for i, _ in files),
-                           self.by_files([q for _, q in files], k, batch_size=batch_size, exact=exact)))
+                           self.by_files([q for _, q in files], k, batch_size=batch_size, exact=exact,
+                                         for_label=for_label)))
         out: list[SearchResult | QueryFailure] = []
         for i, q in enumerate(queries):
             if isinstance(q, int):
                 try:
-                    out.append(self.by_id(q, k, exact=exact))
+                    out.append(self.by_id(q, k, exact=exact, for_label=for_label))
                 except StoreError as e:
                     out.append(QueryFailure(f"image {q}", str(e)))
             else:
@@ -242,10 +253,29 @@ class Searcher:
             self._exact = ExactIndex(self.vectors)
         return self._exact
 
-    def _answer(self, query, z, k, *, exclude, xy, query_image_id=None, exact=False) -> SearchResult:
-        sims, rows = self._index(exact).search(z, k, exclude=None if exclude is None else np.array([exclude]))
+    def _answer(self, query, z, k, *, exclude, xy, query_image_id=None, exact=False, for_label=None) -> SearchResult:
+        """The result of one query. With ``for_label`` the nearest
+        ``FOR_LABEL_CANDIDATES`` (at least 20 k) images are re-ranked by their cosine
+        similarity plus the probability the label's linear probe gives them
+        (:mod:`labeler.assist.conditioned`; ``similarity`` stays the plain cosine).
+
+        Raises
+        ------
+        BadInputError
+            ``for_label`` is not a label in use, or no image lacks it.
+        """
+        want = k if for_label is None else max(FOR_LABEL_CANDIDATES, 20 * k)
+        sims, rows = self._index(exact).search(z, want, exclude=None if exclude is None else np.array([exclude]))
         found = rows[0] >= 0  # HNSW may return fewer than k
         sims, rows = sims[0][found], rows[0][found]
+        best = float(sims[0]) if len(sims) else -1.0  # novelty is about the plain nearest neighbour
+        if for_label is not None:
+            from .assist.conditioned import conditioned_scores, project_label_probe
+
+            coef, b = project_label_probe(self.project, self.vectors, self.row_ids, for_label)
+            order = np.argsort(-conditioned_scores(z, np.asarray(self.vectors[rows]), coef, b, "rerank"),
+                               kind="stable")[:k]
+            sims, rows = sims[order], rows[order]
         ids = [int(self.row_ids[r]) for r in rows]
         store = self.project.store
         labels = store.labels_for(ids)
@@ -263,7 +293,6 @@ class Searcher:
                 vote[n.label] += w
         total = sum(vote.values())
         vote = {lab: v / total for lab, v in sorted(vote.items(), key=lambda kv: -kv[1])} if total > 0 else {}
-        best = float(sims[0]) if len(sims) else -1.0
         if xy is None:
             xy = place_on_map(self.map_xy[rows], sims)
         return SearchResult(
@@ -279,13 +308,13 @@ class Searcher:
                ) -> Iterator[tuple[int, np.ndarray | None, int, str | None]]:
         """(index, PCA vector or None, top-1 class index, error or None) per item."""
         from .embedding.extract import embed_files
+        from .embedding.stage import query_engine
         from .reduce import transform_pca
 
         bb = self._load_backbone()
         meta = self.project.store.get_meta("backbone")
         for b in embed_files(items, bb, view=meta.get("view", "whole"), batch_size=batch_size,
-                             num_workers=0, device=self._device(), progress=False,
-                             precision=meta.get("precision", "fp32")):
+                             num_workers=0, progress=False, engine=query_engine(self.project, bb)):
             for i, reason in b.failures:
                 yield int(i), None, -1, str(reason)
             if len(b.ids):
@@ -425,13 +454,15 @@ def expand_queries(queries: Sequence[str | int | Path]) -> list[int | Path]:
 
 
 def search(project: Project | Path | str, query: str | int | Path, k: int = 10, *,
-           exact: bool = False) -> SearchResult:
+           exact: bool = False, for_label: str | None = None) -> SearchResult:
     """Reverse image search: ``query`` is an image id (int or digits) or an image file path.
 
     ``exact`` compares with every image (large collections otherwise use the
-    approximate HNSW index, :mod:`labeler.index`)."""
+    approximate HNSW index, :mod:`labeler.index`). ``for_label`` ("more like this,
+    for *crack*") re-ranks the neighbours by the label's linear probe
+    (:mod:`labeler.assist.conditioned`)."""
     project = project if isinstance(project, Project) else Project(project)
     s = Searcher(project)
     if isinstance(query, int) or (isinstance(query, str) and query.isdigit() and not Path(query).exists()):
-        return s.by_id(int(query), k, exact=exact)
-    return s.by_file(Path(query), k, exact=exact)
+        return s.by_id(int(query), k, exact=exact, for_label=for_label)
+    return s.by_file(Path(query), k, exact=exact, for_label=for_label)

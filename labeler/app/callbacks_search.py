@@ -7,7 +7,7 @@ from dash import ALL, Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
 from ..search import QueryImageError, SearchResult
-from ..errors import StoreError
+from ..errors import BadInputError, StoreError
 from . import ids
 from .actions import run
 from .callbacks_label import label_ids_action
@@ -41,18 +41,22 @@ def result_to_store(res: SearchResult, filename: str | None = None) -> dict:
     }
 
 
-def search_by_id(actx: AppContext, image_id: int, k=12) -> dict:
-    """Neighbours of a collection image, as stored in the browser.
+def search_by_id(actx: AppContext, image_id: int, k=12, for_label: str | None = None) -> dict:
+    """Neighbours of a collection image, as stored in the browser; ``for_label``: "more like
+    this, for LABEL" (:mod:`labeler.assist.conditioned`).
 
     Raises
     ------
     StoreError
         Unknown image id.
+    BadInputError
+        ``for_label`` is not a label in use.
     """
-    return result_to_store(actx.searcher().by_id(int(image_id), _k(k)))
+    return result_to_store(actx.searcher().by_id(int(image_id), _k(k), for_label=for_label or None))
 
 
-def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12) -> dict:
+def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12,
+                     for_label: str | None = None) -> dict:
     """Neighbours of an uploaded photo (checked server-side, then searched from a temp file).
 
     Raises
@@ -62,7 +66,7 @@ def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12
     """
     with uploaded_image(contents) as path:
         try:
-            res = actx.searcher().by_file(path, _k(k))
+            res = actx.searcher().by_file(path, _k(k), for_label=for_label or None)
         except QueryImageError as e:
             raise UploadError(f"the image could not be used: {e}") from e
     name = (filename or "uploaded photo").replace("/", "_")[-120:]
@@ -128,9 +132,10 @@ def register(app: Dash, actx: AppContext) -> None:
         Input(ids.UPLOAD, "contents"),
         State(ids.UPLOAD, "filename"),
         State(ids.SEARCH_K, "value"),
+        State(ids.SEARCH_FOR_LABEL, "value"),
         prevent_initial_call=True,
     )
-    def run_search(click, _similar, contents, filename, k):
+    def run_search(click, _similar, contents, filename, k, for_label):
         from dash import ctx
 
         tid = ctx.triggered_id
@@ -138,7 +143,7 @@ def register(app: Dash, actx: AppContext) -> None:
             if tid == ids.UPLOAD:
                 if not contents:
                     raise PreventUpdate
-                stored = search_by_upload(actx, contents, filename, k)
+                stored = search_by_upload(actx, contents, filename, k, for_label)
                 preview = {"display": "block"}
             else:
                 if tid == ids.MAP:
@@ -150,9 +155,9 @@ def register(app: Dash, actx: AppContext) -> None:
                     image_id = tid["id"]
                 else:
                     raise PreventUpdate
-                stored = search_by_id(actx, int(image_id), k)
+                stored = search_by_id(actx, int(image_id), k, for_label)
                 preview = {"display": "none"}
-        except (UploadError, StoreError) as e:
+        except (UploadError, StoreError, BadInputError) as e:
             err = result(f"Search failed: {e}", "error")
             return no_update, no_update, err, no_update, no_update, {"display": "none"}
         return stored, [], [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), preview

@@ -80,6 +80,7 @@ SELECTION_CLEAR = "selection-clear"
 # Search tab
 UPLOAD = "upload"
 SEARCH_K = "search-k"
+SEARCH_FOR_LABEL = "search-for-label"  # optional: "more like this, for LABEL" (labeler.assist)
 SEARCH_ERROR = "search-error"
 SEARCH_QUERY = "search-query"  # the query image and its facts
 SEARCH_PREVIEW = "search-preview"  # an uploaded image, shown by the browser itself
@@ -130,3 +131,19 @@ def thumb_check(grid: str, image_id: int) -> dict:
 
 def cluster_open_button(cluster: int) -> dict:
     return {"type": CLUSTER_OPEN_BUTTON, "cluster": int(cluster)}
+
+# -- Next tab: suggestions and the label-next queue (labeler.assist) ---------------------
+TAB_NEXT = "tab-next"
+NEXT_BANDS = "next-bands"  # per label: suggestions in each confidence band
+NEXT_ACCEPT_LABEL = "next-accept-label"
+NEXT_ACCEPT_MIN = "next-accept-min"
+NEXT_ACCEPT_BUTTON = "next-accept-button"
+NEXT_LIST = "next-list"
+NEXT_ACCEPT_ONE = "next-accept-one"  # pattern: {"type": NEXT_ACCEPT_ONE, "id": image id}
+NEXT_LABEL_ONE = "next-label-one"  # pattern: {"type": NEXT_LABEL_ONE, "id": image id}
+NEXT_LABEL_INPUT = "next-label-input"  # pattern: {"type": NEXT_LABEL_INPUT, "id": image id}
+GRID_NEXT = "next"
+
+
+def next_button(kind: str, image_id: int) -> dict:
+    return {"type": kind, "id": int(image_id)}

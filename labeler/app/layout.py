@@ -11,12 +11,13 @@ from dash import dcc, html
 
 from ..labels import MAX_ANNOTATOR_LENGTH
 from . import ids
+from .callbacks_assist import next_tab
 from .callbacks_review import review_tab, stores as review_stores
 from .components import label_input, legend
 from .routes import EXPORT_URL
 from .state import AppContext
 from .uploads import MAX_UPLOAD_BYTES
-from .views import COLOR_BY_CLUSTER, COLOR_BY_LABEL, coloring, map_figure
+from .views import COLOR_BY_CLUSTER, COLOR_BY_LABEL, COLOR_BY_SUGGESTION, coloring, map_figure
 
 PER_PAGE = 40  # thumbnails per grid page
 CARDS_PER_PAGE = 8
@@ -79,7 +80,8 @@ def _map_panel(ctx: AppContext) -> html.Div:
             html.Span("colour by ", className="muted"),
             dcc.RadioItems(id=ids.COLOR_MODE, value=COLOR_BY_CLUSTER, inline=True,
                            options=[{"label": "cluster", "value": COLOR_BY_CLUSTER},
-                                    {"label": "label", "value": COLOR_BY_LABEL}]),
+                                    {"label": "label", "value": COLOR_BY_LABEL},
+                                    {"label": "suggestion", "value": COLOR_BY_SUGGESTION}]),
             html.Span("· lasso or box-select points to label them; click a point to open it",
                       className="muted small"),
         ], className="map-toolbar"),
@@ -141,6 +143,10 @@ def _search_tab() -> dcc.Tab:
                             html.Span(f" (image, ≤ {mb} MB)", className="muted")])),
             html.Span([html.Span(" neighbours ", className="muted"),
                        dcc.Input(id=ids.SEARCH_K, type="number", min=1, max=100, value=12, className="page-input")]),
+            html.Span([html.Span(" for label ", className="muted"),
+                       dcc.Input(id=ids.SEARCH_FOR_LABEL, type="text", list=ids.LABEL_OPTIONS, placeholder="any",
+                                 className="label-input", debounce=True)],
+                      title="More like this, for a label: re-rank by that label's linear probe"),
         ], className="toolbar"),
         html.Div(id=ids.SEARCH_ERROR),
         dcc.Loading(html.Div([html.Img(id=ids.SEARCH_PREVIEW, className="query-img", style={"display": "none"}),
@@ -209,7 +215,7 @@ def serve_layout(ctx: AppContext):
         html.Div([
             _map_panel(ctx),
             html.Div(dcc.Tabs(id=ids.TABS, value=ids.TAB_CLUSTERS, children=[
-                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab(), review_tab()],
+                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab(), review_tab(), next_tab()],
                 className="tabs"), className="right"),
         ], className="main"),
         _name_dialog(),

@@ -29,6 +29,7 @@ UNLABELLED_COLOR = "#c9ccd1"
 
 COLOR_BY_CLUSTER = "cluster"
 COLOR_BY_LABEL = "label"
+COLOR_BY_SUGGESTION = "suggestion"  # labels, plus confident suggestions for unlabelled points
 SORT_KEYS = ("size", "unlabelled", "review")
 MIXED_MAJORITY = 0.8  # a cluster whose labelled images agree less than this needs review
 
@@ -128,12 +129,16 @@ def coloring(ctx: AppContext, mode: str) -> Coloring:
     """The current colouring of the map: by cluster or by label."""
     if mode == COLOR_BY_LABEL:
         return color_by_label(ctx.point_labels())
+    if mode == COLOR_BY_SUGGESTION:
+        from .callbacks_assist import suggested_point_labels
+
+        return color_by_label(suggested_point_labels(ctx))
     return color_by_cluster(ctx.assignment().clusters)
 
 
 def cluster_annotations(ctx: AppContext, mode: str) -> list[dict]:
     """Cluster-id labels at the cluster medians (none when colouring by label)."""
-    if mode == COLOR_BY_LABEL:
+    if mode in (COLOR_BY_LABEL, COLOR_BY_SUGGESTION):
         return []
     cx, cy, ct = ctx.assignment().centres(ctx.xy)
     cx, cy = to_grid(ctx, np.c_[cx, cy]).T.tolist() if ct else ([], [])

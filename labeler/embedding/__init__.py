@@ -9,6 +9,10 @@ backbones
     :func:`load_backbone`: build a registered network and load real weights.
 device
     :func:`pick_device`.
+decode
+    Worker-side decoding (uint8 handover) and batched JPEG decoding on the GPU.
+runtime
+    The forward pass on torch or ONNX Runtime (fp32, int8), exported models cached.
 extract
     :func:`embed_files`: batched decoding in worker processes + inference.
 
@@ -21,7 +25,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .registry import AUTO_ORDER, BACKBONES, PRECISIONS, REGISTRY, VIEWS, BackboneSpec, get_spec
+from .registry import AUTO_ORDER, BACKBONES, PRECISIONS, REGISTRY, RUNTIMES, VIEWS, BackboneSpec, get_spec
 
 _LAZY = {
     "Backbone": "backbones",
@@ -31,9 +35,10 @@ _LAZY = {
     "EmbedBatch": "extract",
     "embed_files": "extract",
     "default_num_workers": "extract",
+    "make_engine": "runtime",
 }
 
-__all__ = sorted(["AUTO_ORDER", "BACKBONES", "PRECISIONS", "REGISTRY", "VIEWS", "BackboneSpec", "get_spec", *_LAZY])
+__all__ = sorted(["AUTO_ORDER", "BACKBONES", "PRECISIONS", "REGISTRY", "RUNTIMES", "VIEWS", "BackboneSpec", "get_spec", *_LAZY])
 
 
 def __getattr__(name):

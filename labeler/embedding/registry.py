@@ -24,14 +24,19 @@ __all__ = [
     "PRECISIONS",
     "PackagedWeights",
     "REGISTRY",
+    "RUNTIMES",
     "get_spec",
 ]
 
 #: The two geometric views an image can be prepared with (see ``Backbone.preprocess``).
 VIEWS: tuple[str, ...] = ("whole", "crop")
 
-#: Numeric precisions of the forward pass (``'bf16'``: torch.autocast bfloat16, opt-in).
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+#: Numeric precisions of the forward pass: ``'bf16'`` is torch.autocast bfloat16,
+#: ``'int8'`` ONNX Runtime static quantisation (both opt-in; see labeler.embedding.runtime).
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+
+#: Where the forward pass runs: ``'auto'`` = ONNX Runtime on the CPU, torch on GPUs.
+RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnxruntime")
 
 #: ImageNet channel statistics of torchvision's ImageNet weights, in 0..1 units.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
