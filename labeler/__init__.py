@@ -11,24 +11,23 @@ torch (``load_backbone``) and Dash (``create_app``) load only when first used.
 
 from importlib import import_module
 
-from .clustering import cluster_project
 from .config import Settings, load_settings
-from .export import export_csv
-from .pipeline import ingest
 from .project import Project
-from .labels import label_cluster, label_images, redo, undo
-from .refine import apply_split, merge_clusters, move_images, split_preview
 from .search import Searcher, search  # binds ``labeler.search`` to the function, not the module
 
 __version__ = "0.1.0"
 
-_LAZY = {"load_backbone": "labeler.embedding.backbones", "create_app": "labeler.app"}
+# Imported on first use (PEP 562), so that `labeler search` and other light commands
+# do not pay for scikit-learn, HDBSCAN and pandas at start-up.
+_LAZY = {
+    "load_backbone": "labeler.embedding.backbones", "create_app": "labeler.app",
+    "cluster_project": "labeler.clustering", "export_csv": "labeler.export", "ingest": "labeler.pipeline",
+    "label_cluster": "labeler.labels", "label_images": "labeler.labels", "redo": "labeler.labels",
+    "undo": "labeler.labels", "apply_split": "labeler.refine", "merge_clusters": "labeler.refine",
+    "move_images": "labeler.refine", "split_preview": "labeler.refine",
+}
 
-__all__ = sorted([
-    "Project", "Settings", "load_settings", "ingest", "cluster_project", "search", "Searcher",
-    "export_csv", "label_cluster", "label_images", "undo", "redo", "split_preview", "apply_split", "merge_clusters", "move_images",
-    *_LAZY,
-])
+__all__ = sorted(["Project", "Settings", "load_settings", "search", "Searcher", *_LAZY])
 
 
 def __getattr__(name):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import click
 
+from .cli_helpers import warner as _warner
 from .config import Settings
 from .embedding.registry import BACKBONES, PRECISIONS, RUNTIMES, VIEWS
 
@@ -105,9 +106,10 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
 @click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
+@click.option("--verbose", is_flag=True, help="Print warnings in full (e.g. where the weights were looked for).")
 def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, runtime, force, remap,
            quiet,
-           engine, address):
+           engine, address, verbose):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files and places them into the
@@ -119,13 +121,15 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
       labeler ingest data/elpv/images --project data/projects/elpv
     """
     from .errors import BackboneMismatchError
+    from .pipeline import check_ingest_input
     from .pipeline import ingest as run_ingest
     from .project import project_lock
 
+    check_ingest_input(image_dir, project_dir)  # before the lock makes the project folder
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision,
                               runtime=runtime)
-    run = dict(progress=not quiet, warn=_warn, say=_say(quiet), remap=remap, engine=engine, address=address)
+    run = dict(progress=not quiet, warn=_warner(verbose), say=_say(quiet), remap=remap, engine=engine, address=address)
     with project_lock(project_dir, "ingest"):
         try:
             rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
@@ -168,11 +172,12 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap):
     _print_clusters(project, cid)
 
 
-def _print_clusters(project, clustering_id=None, limit: int = 30) -> None:
+def _print_clusters(project, clustering_id=None, limit: int = 30, count: bool = True) -> None:
     sums = project.store.cluster_summaries(clustering_id)
-    real = [s for s in sums if s["cluster"] >= 0]
+    real = [s for s in sums if s["cluster"] >= 0]  # noise (-1) is not a cluster
     noise = sum(s["size"] for s in sums if s["cluster"] < 0)
-    click.echo(f"{len(real)} cluster(s), {noise} noise image(s)")
+    if count:
+        click.echo(f"{len(real)} cluster(s), {noise} noise image(s)")
     for s in real[:limit]:
         coh = f"{s['cohesion']:.2f}" if s["cohesion"] is not None else "-"
         click.echo(f"  cluster {s['cluster']:>3}: {s['size']:>5} images, cohesion {coh}, "
@@ -182,31 +187,46 @@ def _print_clusters(project, clustering_id=None, limit: int = 30) -> None:
 
 
 @main.command("search")
-@click.argument("query")
+@click.argument("queries", nargs=-1, required=True)
 @PROJECT
 @click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours to return.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object per query, one per line (failures have an 'error' key).")
+@click.option("--batch-size", type=click.IntRange(1, 256), default=16, show_default=True,
+              help="Query images embedded per forward pass.")
 @click.option("--for-label", default=None,
               help="More like this, for LABEL: re-rank the neighbours by that label's linear probe.")
-def search_cmd(query, project_dir, k, as_json, for_label):
-    """Reverse image search: nearest neighbours of QUERY (an image file or an image id).
+def search_cmd(queries, project_dir, k, as_json, batch_size, for_label):
+    """Reverse image search: nearest neighbours of each QUERY (image files, folders of
+    images, or image ids). The model loads once for all queries; a file already in
+    the collection is recognised by its content and uses its stored embedding.
+    Exit status 1 if any query failed.
 
     \b
     Example:
       labeler search data/elpv/images/cell0001.png --project data/projects/elpv -k 10
+      labeler search new_photos/ 17 --project data/projects/elpv --json > answers.jsonl
       labeler search 12 --project data/projects/elpv --for-label cracked
     """
-    from .search import search
+    from .search import QueryFailure, Searcher, expand_queries
 
-    res = search(_open(project_dir), query, k, for_label=for_label)
-    if as_json:
-        click.echo(json.dumps(res.to_dict(), indent=2))
-        return
-    _print_search(res)
+    searcher = Searcher(_open(project_dir))
+    failed = False
+    for res in searcher.run_queries(expand_queries(queries), k, batch_size=batch_size, for_label=for_label):
+        failed |= isinstance(res, QueryFailure)
+        if as_json:
+            click.echo(json.dumps(res.to_dict()))
+        elif isinstance(res, QueryFailure):
+            click.secho(f"query {res.query}: error: {res.error}", fg="red", err=True)
+        else:
+            _print_search(res)
+    if failed:
+        sys.exit(1)
 
 
 def _print_search(res) -> None:
-    click.echo(f"query {res.query}: map position ({res.map_xy[0]:.2f}, {res.map_xy[1]:.2f}), "
+    same = f" (image {res.query_image_id} of the collection)" if res.query_image_id is not None else ""
+    click.echo(f"query {res.query}{same}: map position ({res.map_xy[0]:.2f}, {res.map_xy[1]:.2f}), "
                f"likely cluster {res.likely_cluster}")
     if res.is_novel:
         click.secho(f"novel: best similarity {res.best_similarity:.3f} < threshold "
@@ -214,8 +234,7 @@ def _print_search(res) -> None:
     for n in res.neighbours:
         click.echo(f"  {n.similarity:.3f}  id {n.image_id:>6}  cluster {n.cluster:>3}  "
                    f"label {n.label or '-':<12} {n.path}")
-    if res.vote:
-        click.echo("vote: " + ", ".join(f"{lab} {share:.0%}" for lab, share in res.vote.items()))
+    click.echo(f"vote: {res.vote_summary}")
 
 
 @main.command()
@@ -444,10 +463,10 @@ def demo(data_dir, project_dir, limit, no_serve, port, backbone):
     img_dir, truth = prepare_elpv(data_dir, limit=limit)
     click.echo(f"ELPV photos in {img_dir} (ground truth: {truth})")
     settings = _settings_from(project_dir, backbone=backbone)
-    rep = run_ingest(img_dir, project_dir, settings, warn=_warn, say=_say(False))
-    _print_ingest(rep)
+    rep = run_ingest(img_dir, project_dir, settings, warn=_warner(False), say=_say(False))
+    _print_ingest(rep)  # says how many clusters: _print_clusters does not repeat it
     project = _open(project_dir)
-    _print_clusters(project, limit=15)
+    _print_clusters(project, limit=15, count=False)
     medoid = project.store.cluster_summaries()[0]["medoid_id"]
     from .search import search
 
@@ -457,7 +476,7 @@ def demo(data_dir, project_dir, limit, no_serve, port, backbone):
         return
     from .app import create_app
 
-    click.echo(f"\nlabeler dashboard on http://127.0.0.1:{port}/ (Ctrl-C to stop)")
+    click.echo(f"\ndashboard server started at http://127.0.0.1:{port}/ : open it in a browser (Ctrl-C to stop)")
     create_app(project).run(host="127.0.0.1", port=port)
 
 

@@ -7,13 +7,15 @@ from pathlib import Path
 
 import click
 
+from .cli_helpers import ClusterId
 from .cli_common import PROJECT, _open, _warn
 
 
 @click.command()
 @PROJECT
 @click.argument("label")
-@click.option("--cluster", "cluster_id", type=int, default=None, help="Label every image of this cluster.")
+@click.option("--cluster", "cluster_id", type=ClusterId(), default=None,
+              help="Label every image of this cluster; -1 or 'noise' = the noise images.")
 @click.option("--clustering", "clustering_id", type=int, default=None,
               help="The clustering id the cluster number refers to (see `labeler info`); refused if "
                    "the project was re-clustered since. Default: the current one (its id is printed).")

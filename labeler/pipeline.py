@@ -26,7 +26,7 @@ from .config import Settings
 from .embedding.stage import backbone_change, embed_pending, resolve_project_backbone
 from .index import update_project_index
 from .errors import BackboneMismatchError, BadInputError, ProjectError
-from .project import Project
+from .project import DB_NAME, Project
 from .reduce import fit_pca, fit_umaps, place_by_neighbours, transform_pca, transform_umap
 
 log = logging.getLogger("labeler")
@@ -295,11 +295,7 @@ def ingest(
         from .embedding.ray_data import require_ray
 
         require_ray()  # before anything is written
-    image_dir = Path(image_dir).expanduser()
-    if not image_dir.exists():
-        raise BadInputError(f"image folder not found: {image_dir}")
-    if not image_dir.is_dir():
-        raise BadInputError(f"not a folder: {image_dir}")
+    image_dir = check_ingest_input(image_dir, project_dir)
     project = Project(project_dir, create=True)
     settings = settings or project.settings()
     change = backbone_change(project, settings)
@@ -364,3 +360,39 @@ def ingest(
         n_noise=int((labels == -1).sum()), seconds=time.time() - t0, rebuilt=rebuilt,
         placed=placed, remapped=remapped,
     )
+
+
+def check_ingest_input(image_dir: Path | str, project_dir: Path | str) -> Path:
+    """Validate an ingest before anything is written or any model loaded: the image
+    folder exists, and for a new project it holds at least one image file.
+
+    Returns
+    -------
+    Path
+        ``image_dir`` with ``~`` expanded.
+
+    Raises
+    ------
+    BadInputError
+        Missing folder, not a folder, or (new project) no image file in it.
+    """
+    image_dir = Path(image_dir).expanduser()
+    if not image_dir.exists():
+        raise BadInputError(f"image folder not found: {image_dir}")
+    if not image_dir.is_dir():
+        raise BadInputError(f"not a folder: {image_dir}")
+    if not (Path(project_dir).expanduser() / DB_NAME).is_file():
+        _require_images(image_dir)
+    return image_dir
+
+
+def _require_images(image_dir: Path) -> None:
+    """Refuse a folder without any image file, in one line, before anything is written."""
+    from .images import IMAGE_EXTENSIONS, discover
+
+    entries, skipped = discover(image_dir)
+    if not entries:
+        kinds = ", ".join(sorted(IMAGE_EXTENSIONS))
+        extra = f"; {len(skipped)} path(s) skipped" if skipped else ""
+        raise BadInputError(f"no image files in {image_dir} (looked for {kinds}, recursively{extra}); "
+                            "no project was created")

@@ -3,26 +3,36 @@
 A query is embedded with the project's backbone, projected with the project's
 fitted PCA and L2-normalised, then compared with every image by cosine
 similarity (:mod:`labeler.index`). The result carries the neighbours' labels
-with a similarity-weighted vote, the query's likely cluster, its position on
-the 2-D map (the fitted UMAP's ``transform``) and a novelty flag: the query's
-best similarity is below a low percentile of the collection's own
-nearest-neighbour similarities (stored at ingest).
+with a similarity-weighted vote over the *labelled* neighbours only ("k of n
+labelled"), the query's likely cluster, its position on the 2-D map and a
+novelty flag: the query's best similarity is below a low percentile of the
+collection's own nearest-neighbour similarities (stored at ingest).
+
+A query file whose bytes are already in the collection (same SHA-256 content
+hash as an embedded image) is recognised: its stored vector is used (no model
+is loaded), its id is reported as ``query_image_id`` and it is left out of its
+own neighbours.
+
+The map position of a new file is the similarity-weighted mean of its
+nearest neighbours' 2-D positions: the initialisation umap-learn's
+``UMAP.transform`` starts from (McInnes, Healy & Melville 2018; umap-learn's
+``init_transform``), without its optimisation epochs, which need a numba
+compilation of ~10 s per process.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from .errors import ProjectError, QueryImageError, StoreError
+from .images import content_hash
 from .index import ExactIndex, project_index
 from .project import Project
-from .reduce import transform_pca, transform_umap
-
 #: Plain nearest neighbours re-ranked by a label-conditioned search.
 FOR_LABEL_CANDIDATES = 1000
 
@@ -52,7 +62,8 @@ class SearchResult:
     neighbours : list[Neighbour]
         Most similar first.
     vote : dict[str, float]
-        Label -> share of the similarity mass among labelled neighbours (sums to 1).
+        Label -> share of the similarity mass among the *labelled* neighbours only
+        (sums to 1; empty when none is labelled). Read it with ``n_labelled``.
     predicted_label : str or None
         The vote's winner.
     likely_cluster : int
@@ -62,6 +73,14 @@ class SearchResult:
     best_similarity, novelty_threshold : float
     is_novel : bool
         best_similarity < novelty_threshold: unlike anything in the collection.
+    query_image_id : int or None
+        The collection's image the query is (an id query, or a file with the same
+        content hash as an embedded image); that image is not among ``neighbours``.
+    top1_class : str or None
+        The backbone's ImageNet top-1 class for the query.
+    n_labelled : int
+        How many of the ``len(neighbours)`` neighbours have a label: the vote
+        rests on these ("3 of 12 labelled").
     """
 
     query: str
@@ -75,6 +94,26 @@ class SearchResult:
     is_novel: bool
     query_image_id: int | None = None
     top1_class: str | None = field(default=None)
+    n_labelled: int = 0
+
+    @property
+    def vote_summary(self) -> str:
+        """E.g. ``"mono 75%, poly 25% (4 of 12 labelled)"``; ``"0 of 12 labelled"``."""
+        share = ", ".join(f"{lab} {v:.0%}" for lab, v in self.vote.items())
+        count = f"{self.n_labelled} of {len(self.neighbours)} labelled"
+        return f"{share} ({count})" if share else count
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class QueryFailure:
+    """A query of :meth:`Searcher.by_files` that could not be answered: the file is
+    missing, unreadable or not a decodable image (``error`` says which)."""
+
+    query: str
+    error: str
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -104,7 +143,6 @@ class Searcher:
         self.novelty_threshold = float(project.store.get_meta("novelty_threshold", 0.0))
         self._backbone = None
         self._pca = None
-        self._umap = None
 
     # -- queries -----------------------------------------------------------------------
     def by_id(self, image_id: int, k: int = 10, *, exact: bool = False, for_label: str | None = None) -> SearchResult:
@@ -138,27 +176,74 @@ class Searcher:
         QueryImageError
             The file is missing or is not a decodable image.
         """
-        from .embedding.extract import embed_files
-        from .embedding.stage import query_engine
-
-        path = Path(path)
-        if not path.is_file():
-            raise QueryImageError(f"query image not found: {path}")
-        bb = self._load_backbone()
-        meta = self.project.store.get_meta("backbone")
-        batches = list(embed_files([(0, path)], bb, view=meta.get("view", "whole"), batch_size=1,
-                                   num_workers=0, progress=False, engine=query_engine(self.project, bb)))
-        failures = [f for b in batches for f in b.failures]
-        if failures:
-            raise QueryImageError(f"{path.name}: {failures[0][1]}")
-        b = next(b for b in batches if len(b.ids))
-        z = transform_pca(self._pca_model(), b.features)[0]
-        xy = tuple(float(v) for v in transform_umap(self._umap_model(), z[None, :])[0])
-        cats = self.project.store.get_meta("categories") or []
-        top1 = cats[int(b.top1[0])] if 0 <= int(b.top1[0]) < len(cats) else None
-        res = self._answer(path.name, z, k, exclude=None, xy=xy, exact=exact, for_label=for_label)
-        res.top1_class = top1
+        (res,) = self.by_files([path], k, exact=exact, for_label=for_label)
+        if isinstance(res, QueryFailure):
+            raise QueryImageError(res.error)
         return res
+
+    def by_files(self, paths: Sequence[Path | str], k: int = 10, *, batch_size: int = 16,
+                 exact: bool = False, for_label: str | None = None) -> list[SearchResult | QueryFailure]:
+        """Neighbours of many image files, one answer per file in input order.
+
+        Files whose content hash matches an embedded image reuse its stored vector;
+        the others are embedded ``batch_size`` at a time with the project's backbone
+        (loaded once, and only if some file needs it). A file that cannot be read or
+        decoded gives a :class:`QueryFailure` instead of stopping the others.
+
+        Raises
+        ------
+        ProjectError
+            A file needs embedding and the project has no backbone recorded.
+        """
+        paths = [Path(p) for p in paths]
+        out: list[SearchResult | QueryFailure | None] = [None] * len(paths)
+        hashes: dict[int, str] = {}
+        for i, p in enumerate(paths):
+            try:
+                hashes[i] = content_hash(p)
+            except IsADirectoryError:
+                out[i] = QueryFailure(p.name, f"{p}: is a folder, not an image file")
+            except OSError as e:
+                out[i] = QueryFailure(p.name, f"query image not found or unreadable: {p} ({e.strerror or e})")
+        known = self.project.store.embedded_ids_by_hash(list(hashes.values()))
+        todo = []
+        for i, h in hashes.items():
+            image_id = known.get(h)
+            if image_id is not None and image_id in self.id_to_row:
+                res = self.by_id(image_id, k, exact=exact, for_label=for_label)
+                res.query = paths[i].name
+                res.top1_class = self._top1_name(int(self.project.store.top1_of([image_id])[0]))
+                out[i] = res
+            else:
+                todo.append((i, paths[i]))
+        if todo:
+            for i, z, top1, err in self._embed(todo, batch_size):
+                if err is not None:
+                    out[i] = QueryFailure(paths[i].name, f"{paths[i].name}: {err}")
+                else:
+                    res = self._answer(paths[i].name, z, k, exclude=None, xy=None, exact=exact,
+                                       for_label=for_label)
+                    res.top1_class = self._top1_name(top1)
+                    out[i] = res
+        return out  # type: ignore[return-value]
+
+    def run_queries(self, queries: Sequence[int | Path], k: int = 10, *, batch_size: int = 16,
+                    exact: bool = False, for_label: str | None = None) -> list[SearchResult | QueryFailure]:
+        """Answer image ids and files together, in input order (see :func:`expand_queries`)."""
+        files = [(i, q) for i, q in enumerate(queries) if not isinstance(q, int)]
+        answers = dict(zip((i for i, _ in files),
+                           self.by_files([q for _, q in files], k, batch_size=batch_size, exact=exact,
+                                         for_label=for_label)))
+        out: list[SearchResult | QueryFailure] = []
+        for i, q in enumerate(queries):
+            if isinstance(q, int):
+                try:
+                    out.append(self.by_id(q, k, exact=exact, for_label=for_label))
+                except StoreError as e:
+                    out.append(QueryFailure(f"image {q}", str(e)))
+            else:
+                out.append(answers[i])
+        return out
 
     # -- internals ---------------------------------------------------------------------
     def _index(self, exact: bool):
@@ -208,13 +293,38 @@ class Searcher:
                 vote[n.label] += w
         total = sum(vote.values())
         vote = {lab: v / total for lab, v in sorted(vote.items(), key=lambda kv: -kv[1])} if total > 0 else {}
+        if xy is None:
+            xy = place_on_map(self.map_xy[rows], sims)
         return SearchResult(
             query=query, neighbours=neighbours, vote=vote,
             predicted_label=next(iter(vote), None),
             likely_cluster=int(max(cl_vote, key=cl_vote.get)) if cl_vote else -1,
             map_xy=xy, best_similarity=best, novelty_threshold=self.novelty_threshold,
             is_novel=best < self.novelty_threshold, query_image_id=query_image_id,
+            n_labelled=sum(n.label is not None for n in neighbours),
         )
+
+    def _embed(self, items: list[tuple[int, Path]], batch_size: int
+               ) -> Iterator[tuple[int, np.ndarray | None, int, str | None]]:
+        """(index, PCA vector or None, top-1 class index, error or None) per item."""
+        from .embedding.extract import embed_files
+        from .embedding.stage import query_engine
+        from .reduce import transform_pca
+
+        bb = self._load_backbone()
+        meta = self.project.store.get_meta("backbone")
+        for b in embed_files(items, bb, view=meta.get("view", "whole"), batch_size=batch_size,
+                             num_workers=0, progress=False, engine=query_engine(self.project, bb)):
+            for i, reason in b.failures:
+                yield int(i), None, -1, str(reason)
+            if len(b.ids):
+                z = transform_pca(self._pca_model(), b.features)
+                for j, i in enumerate(b.ids):
+                    yield int(i), z[j], int(b.top1[j]), None
+
+    def _top1_name(self, top1: int) -> str | None:
+        cats = self.project.store.get_meta("categories") or []
+        return cats[top1] if 0 <= top1 < len(cats) else None
 
     def _device(self) -> str:
         return self.project.settings().device or "auto"
@@ -232,13 +342,115 @@ class Searcher:
 
     def _pca_model(self):
         if self._pca is None:
-            self._pca = joblib.load(self.project.models_dir / "pca.joblib")
+            self._pca = load_pca(self.project.models_dir)
         return self._pca
 
-    def _umap_model(self):
-        if self._umap is None:
-            self._umap = joblib.load(self.project.models_dir / "umap_map.joblib")
-        return self._umap
+
+class LinearPCA:
+    """The transform of a fitted scikit-learn ``PCA`` as plain arrays:
+    ``(x - mean_) @ components_.T``, divided by ``sqrt(explained_variance_)`` when
+    whitened (as ``sklearn.decomposition.PCA.transform``). Loading it needs no
+    scikit-learn import (~1-3 s of a cold shell search)."""
+
+    def __init__(self, mean: np.ndarray, components: np.ndarray, scale: np.ndarray | None):
+        self.mean_ = np.asarray(mean, dtype=np.float32)
+        self.components_ = np.asarray(components, dtype=np.float32)
+        self.scale = None if scale is None or not len(scale) else np.asarray(scale, dtype=np.float32)
+        self.n_components_ = len(self.components_)
+
+    def transform(self, x: np.ndarray) -> np.ndarray:
+        """(n, D) -> (n, n_components) float32."""
+        z = (np.asarray(x, dtype=np.float32) - self.mean_) @ self.components_.T
+        return z if self.scale is None else z / self.scale
+
+
+def load_pca(models_dir: Path):
+    """The project's fitted PCA (``models/pca.joblib``), through a plain-array copy
+    (``models/pca_transform.npz``, keyed by the pickle's size and mtime) written
+    the first time, so later processes skip the scikit-learn import. A project
+    folder that cannot be written just keeps using the pickle.
+
+    Returns
+    -------
+    LinearPCA or sklearn.decomposition.PCA
+        Either has ``transform`` and ``n_components_``.
+    """
+    src, cache = models_dir / "pca.joblib", models_dir / "pca_transform.npz"
+    st = src.stat()
+    key = f"{st.st_size}:{st.st_mtime_ns}"
+    try:
+        with np.load(cache) as d:
+            if str(d["key"]) == key:
+                return LinearPCA(d["mean"], d["components"], d["scale"])
+    except (OSError, KeyError, ValueError):
+        pass
+    import joblib
+
+    from .atomic import atomic_write
+
+    pca = joblib.load(src)
+    scale = np.sqrt(pca.explained_variance_) if getattr(pca, "whiten", False) else np.zeros(0, np.float32)
+    try:
+        with atomic_write(cache, durable=False) as f:
+            np.savez(f, key=np.array(key), mean=pca.mean_, components=pca.components_, scale=scale)
+    except OSError:
+        pass
+    return pca
+
+
+def place_on_map(neighbour_xy: np.ndarray, similarities: np.ndarray) -> tuple[float, float]:
+    """Map position of a query: the similarity-weighted mean of its neighbours' positions.
+
+    This is the initial position umap-learn's ``UMAP.transform`` gives a new point
+    before optimising it (``init_transform``; McInnes, Healy & Melville 2018); it
+    needs no UMAP model and no numba compilation.
+
+    Parameters
+    ----------
+    neighbour_xy : ndarray (k, 2) float
+        Map positions of the query's nearest neighbours.
+    similarities : ndarray (k,) float
+        Their cosine similarities to the query; negative ones weigh (almost) nothing.
+
+    Returns
+    -------
+    tuple of float
+        ``(x, y)``; ``(0.0, 0.0)`` with no neighbours.
+    """
+    xy = np.asarray(neighbour_xy, dtype=np.float64)
+    if len(xy) == 0:
+        return (0.0, 0.0)
+    w = np.maximum(np.asarray(similarities, dtype=np.float64), 0.0) + 1e-6
+    x, y = (w[:, None] * xy).sum(0) / w.sum()
+    return (float(x), float(y))
+
+
+def expand_queries(queries: Sequence[str | int | Path]) -> list[int | Path]:
+    """Command-line queries to image ids and files: digits that are not a file name are
+    an image id, a folder becomes its image files (:func:`labeler.images.discover`,
+    recursive, sorted), anything else is a file path (checked when searched).
+
+    Raises
+    ------
+    QueryImageError
+        A folder holds no image file.
+    """
+    from .images import discover
+
+    out: list[int | Path] = []
+    for q in queries:
+        if isinstance(q, int) or (isinstance(q, str) and q.isdigit() and not Path(q).exists()):
+            out.append(int(q))
+            continue
+        p = Path(q)
+        if p.is_dir():
+            entries, _ = discover(p)
+            if not entries:
+                raise QueryImageError(f"no image files in folder {p}")
+            out.extend(p / e.rel_path for e in entries)
+        else:
+            out.append(p)
+    return out
 
 
 def search(project: Project | Path | str, query: str | int | Path, k: int = 10, *,

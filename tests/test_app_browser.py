@@ -195,9 +195,8 @@ def test_upload_a_photo_see_neighbours_and_label_them(driver, served, project, t
     upload.send_keys(str(photo))
     wait_until(lambda: len(thumb_ids(driver, "#search-grid .thumb-btn")) == 12, timeout=2 * TIMEOUT, what="neighbours")
     shown = thumb_ids(driver, "#search-grid .thumb-btn")
-    assert shown[0] == image_id  # the photo itself is in the collection
-    assert "1.00" in driver.find_elements(By.CSS_SELECTOR, "#search-grid .thumb-caption")[0].text
-    assert "Query: " + photo.name in text_of(driver, "#search-query")
+    assert image_id not in shown  # the photo is in the collection: recognised, not its own neighbour
+    assert f"#{image_id} · {photo.name}" in text_of(driver, "#search-query")  # shown as that image
     assert driver.execute_script(f"return {GRAPH_JS}.data[1].x.length") == 1  # the query star
 
     driver.find_elements(By.CSS_SELECTOR, "#search-grid .thumb-check input")[0].click()

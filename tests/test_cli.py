@@ -24,9 +24,13 @@ def test_every_command_has_help_with_an_example():
 def test_ingest_errors(tmp_path):
     res = run("ingest", tmp_path / "missing", "--project", tmp_path / "p", ok=False)
     assert res.exit_code != 0 and "not found" in res.output
-    (tmp_path / "empty").mkdir()
-    res = run("ingest", tmp_path / "empty", "--project", tmp_path / "p2", "--backbone", "efficientnet-lite0", ok=False)
-    assert res.exit_code != 0 and "no usable image" in res.output
+    (tmp_path / "empty" / "sub").mkdir(parents=True)
+    (tmp_path / "empty" / "sub" / "notes.txt").write_text("no image here")
+    # default backbone (auto): refused before any weights are looked for or anything is written
+    res = run("ingest", tmp_path / "empty", "--project", tmp_path / "p2", ok=False)
+    assert res.exit_code == 1 and "no image files in" in res.output and "no project was created" in res.output
+    assert len(res.output.strip().splitlines()) == 1 and "weights" not in res.output.lower()
+    assert not (tmp_path / "p2").exists()
 
 
 def test_label_search_undo_export_info(project, tmp_path, elpv_dir):
@@ -46,7 +50,7 @@ def test_label_search_undo_export_info(project, tmp_path, elpv_dir):
     assert len(q["neighbours"]) == 5 and q["query_image_id"] == members[0]
     photo = next((elpv_dir / "images").iterdir())
     text = run("search", photo, "--project", p, "-k", 3).output
-    assert "1.000" in text  # the file is in the collection: its own copy is the top hit
+    assert "of the collection" in text and "of 3 labelled" in text  # recognised, not its own hit
 
     assert "nothing to undo" in run("undo", "--project", p).output  # undo is per annotator (default: cli)
     assert "undone" in run("undo", "--project", p, "--annotator", "ana").output
@@ -110,6 +114,8 @@ def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
 
     res = run("ingest", photos, "--project", tmp_path / "auto", "--quiet")
     assert res.output.count("resnet50 ImageNet weights not found") == 1
+    warning = next(ln for ln in res.output.splitlines() if "weights not found" in ln)
+    assert len(warning) <= 120 and "labeler info" in warning  # short; the whole text is in `info`
     meta = Project(tmp_path / "auto").store.get_meta("backbone")
     assert meta["name"] == "efficientnet-lite0" and meta["requested"] == "auto" and "resnet50" in meta["note"]
     assert "asked for auto" in run("info", "--project", tmp_path / "auto").output
@@ -167,6 +173,71 @@ def test_undo_and_redo_through_the_cli(project):
     assert "nothing to redo" in run("redo", "--project", p, "--annotator", "ana").output
 
 
+def _mirrored(src, dest):
+    from PIL import Image, ImageOps
+
+    with Image.open(src) as im:
+        ImageOps.mirror(im).save(dest)
+    return dest
+
+
+def test_search_many_files_and_folders_one_json_line_each(project, tmp_path, elpv_dir):
+    """Folders expand to their images; ids, new files and collection files mix; a bad file
+    gives an error line without stopping the others (exit 1)."""
+    from labeler.images import content_hash
+
+    photos = sorted((elpv_dir / "images").iterdir())[:3]
+    folder = tmp_path / "new"
+    folder.mkdir()
+    new = [_mirrored(ph, folder / f"m{i}.png") for i, ph in enumerate(photos)]
+    (folder / "notes.txt").write_text("not an image")  # ignored by discovery
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    in_collection = photos[0]
+    known_id = project.store.embedded_ids_by_hash([content_hash(in_collection)])
+    some_id = int(project.store.row_image_ids()[5])
+    res = run("search", folder, in_collection, some_id, bad, "--project", project.root, "-k", 4, "--json",
+              "--batch-size", 2, ok=False)
+    assert res.exit_code == 1
+    lines = [json.loads(ln) for ln in res.stdout.splitlines()]
+    assert [d["query"] for d in lines] == [p.name for p in new] + [in_collection.name, f"image {some_id}", "bad.png"]
+    for d in lines[:3]:
+        assert d["query_image_id"] is None and len(d["neighbours"]) == 4 and len(d["map_xy"]) == 2
+        assert d["neighbours"][0]["similarity"] < 0.9999 and d["n_labelled"] == 0
+    qid = next(iter(known_id.values()))
+    assert lines[3]["query_image_id"] == qid and qid not in [n["image_id"] for n in lines[3]["neighbours"]]
+    assert lines[4]["query_image_id"] == some_id
+    assert "error" in lines[5] and "bad.png" in lines[5]["error"]
+
+
+def test_search_vote_counts_only_labelled_neighbours(project):
+    from labeler.search import Searcher
+
+    s = Searcher(project)
+    image_id = int(project.store.row_image_ids()[0])
+    first = s.by_id(image_id, k=8)
+    labelled = [n.image_id for n in first.neighbours[:3]]
+    run("label", "--project", project.root, *sum([["--image", i] for i in labelled], []), "mono")
+    res = Searcher(project).by_id(image_id, k=8)
+    assert res.n_labelled == 3 and res.vote == {"mono": 1.0}
+    assert res.vote_summary == "mono 100% (3 of 8 labelled)"
+    text = run("search", image_id, "--project", project.root, "-k", 8).output
+    assert "vote: mono 100% (3 of 8 labelled)" in text
+
+
+def test_label_the_noise_cluster_as_minus_one_or_noise(project):
+    ids, assigned, _ = project.store.assignments()
+    noise = sorted(int(i) for i, c in zip(ids, assigned) if c == -1)
+    if noise:  # HDBSCAN on these 80 photos: the noise cluster as shown on the map
+        out = run("label", "--project", project.root, "--cluster", -1, "odd").output
+        assert f"labelled {len(noise)}" in out and sorted(project.store.labels()) == noise
+        run("undo", "--project", project.root)
+        assert f"labelled {len(noise)}" in run("label", "--project", project.root, "--cluster", "noise", "odd").output
+    res = run("label", "--project", project.root, "--cluster", "nois", "odd", ok=False)
+    assert res.exit_code == 2 and "'noise' / -1" in res.output
+    run("cluster", "--project", project.root, "--method", "kmeans", "--k", 3)
+    res = run("label", "--project", project.root, "--cluster", "noise", "odd", ok=False)
+    assert res.exit_code == 1 and "no noise images" in res.output and "unknown" not in res.output
 def test_label_vocabulary_commands(project):
     p = project.root
     a, b = project.store.cluster_members(0)[:2]

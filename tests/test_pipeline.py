@@ -226,8 +226,14 @@ def test_missing_or_empty_folder_is_an_error(tmp_path):
     with pytest.raises(BadInputError, match="image folder not found"):
         ingest(tmp_path / "nope", tmp_path / "proj", settings(), progress=False)
     (tmp_path / "empty").mkdir()
-    with pytest.raises(ValueError, match="no usable image"):
+    with pytest.raises(BadInputError, match="no image files in"):
         ingest(tmp_path / "empty", tmp_path / "proj2", settings(), progress=False)
+    assert not (tmp_path / "proj2").exists()  # no half-made project
+    bad = tmp_path / "only_bad"
+    bad.mkdir()
+    (bad / "broken.jpg").write_bytes(b"not a jpeg")
+    with pytest.raises(BadInputError, match="no usable image"):
+        ingest(bad, tmp_path / "proj3", settings(), progress=False)
 
 
 def test_one_project_one_folder_and_one_backbone(small_dir, tmp_path):

@@ -23,7 +23,7 @@ from ..project import Project
 from . import (callbacks_assist, callbacks_explore, callbacks_label, callbacks_refine, callbacks_review,
                callbacks_search)
 from .layout import serve_layout
-from .routes import Users, install_basic_auth, install_hardening, register_routes
+from .routes import Users, install_basic_auth, install_hardening, register_routes, register_search_api
 from .state import AppContext
 
 ASSETS = Path(__file__).with_name("assets")
@@ -83,6 +83,7 @@ def create_app(project: Project | str | Path, *, auth: str | None = None, auth_f
     if users is not None:
         install_basic_auth(app.server, users)
     register_routes(app.server, project)
+    register_search_api(app.server, actx)
     app.layout = lambda: serve_layout(actx)
     for module in (callbacks_explore, callbacks_label, callbacks_search, callbacks_refine, callbacks_review,
                    callbacks_assist):

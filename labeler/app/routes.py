@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import os
 
-from flask import Flask, Response, abort, g, request, send_file
+from flask import Flask, Response, abort, g, jsonify, request, send_file
 
 from ..export import export_csv_text
 from ..project import Project, ProjectError
@@ -261,3 +261,53 @@ def install_hardening(server: Flask, *, allowed_hosts=(), max_content_length: in
         resp.headers.setdefault("Content-Security-Policy", csp)
         resp.headers.setdefault("X-Frame-Options", "DENY")
         return resp
+
+
+# -- search over HTTP ---------------------------------------------------------------------
+SEARCH_API_URL = "/api/search"
+
+
+def register_search_api(server: Flask, actx) -> None:
+    """``POST /api/search``: reverse image search for scripts, with the app's warm model.
+
+    The request is ``multipart/form-data`` with the photo in the field ``image``
+    and optionally ``k`` (neighbours, 1-1000, default 10) as a form field or query
+    parameter. The answer is :meth:`labeler.search.SearchResult.to_dict` as JSON
+    plus ``vote_summary``; a bad request (no file, too large — over
+    :data:`~labeler.app.uploads.MAX_UPLOAD_BYTES` —, not an accepted image, bad
+    ``k``) gets ``{"error": "..."}`` with status 400.
+
+    Example::
+
+        curl -F image=@photo.jpg -F k=5 http://127.0.0.1:8050/api/search
+    """
+    from ..errors import QueryImageError
+    from .uploads import MAX_UPLOAD_BYTES, UploadError, checked_temp_file
+
+    def bad(msg: str):
+        return jsonify({"error": msg}), 400
+
+    @server.route(SEARCH_API_URL, methods=["POST"])
+    def api_search():
+        if request.content_length is not None and request.content_length > MAX_UPLOAD_BYTES + 65536:
+            return bad(f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+        raw_k = request.values.get("k", "10")
+        try:
+            k = int(raw_k)
+        except ValueError:
+            return bad(f"k must be an integer, got {raw_k[:20]!r}")
+        if not 1 <= k <= 1000:
+            return bad("k must be between 1 and 1000")
+        upload = request.files.get("image")
+        if upload is None:
+            return bad("send the photo as multipart/form-data in the field 'image'")
+        data = upload.stream.read(MAX_UPLOAD_BYTES + 1)
+        if len(data) > MAX_UPLOAD_BYTES:
+            return bad(f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+        try:
+            with checked_temp_file(data) as path:
+                res = actx.searcher().by_file(path, k)
+        except (UploadError, QueryImageError) as e:
+            return bad(str(e))
+        res.query = (upload.filename or "uploaded photo").replace("/", "_")[-120:]
+        return jsonify({**res.to_dict(), "vote_summary": res.vote_summary})

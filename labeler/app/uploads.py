@@ -101,6 +101,20 @@ def uploaded_image(contents: str, *, max_bytes: int = MAX_UPLOAD_BYTES):
         See :func:`decode_data_uri` and :func:`check_image`.
     """
     data = decode_data_uri(contents, max_bytes=max_bytes)
+    with checked_temp_file(data) as path:
+        yield path
+
+
+@contextmanager
+def checked_temp_file(data: bytes):
+    """Check image bytes (:func:`check_image`) and yield a temporary file holding
+    them, removed afterwards.
+
+    Raises
+    ------
+    UploadError
+        See :func:`check_image`.
+    """
     fmt = check_image(data)
     fd, name = tempfile.mkstemp(prefix="labeler-query-", suffix=ALLOWED_FORMATS[fmt])
     try:

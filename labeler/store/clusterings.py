@@ -146,6 +146,8 @@ class ClusteringsMixin:
             )
         ]
         if not ids:
+            if int(cluster) == -1:
+                raise StoreError(f"clustering {cid} has no noise images (cluster -1 is empty)")
             raise StoreError(f"unknown cluster {cluster} in clustering {cid}")
         return ids
 

@@ -160,6 +160,24 @@ class ImagesMixin:
             "FROM images WHERE row IS NOT NULL ORDER BY row"
         ).fetchall()
 
+    def embedded_ids_by_hash(self, hashes: Sequence[str]) -> dict[str, int]:
+        """Embedded image of each content hash (SHA-256 hex), where there is one.
+
+        Returns
+        -------
+        dict[str, int]
+            Hash -> the smallest id of an embedded image with that content; hashes
+            with no embedded image are absent.
+        """
+        out: dict[str, int] = {}
+        uniq = list(dict.fromkeys(hashes))
+        for i in range(0, len(uniq), 500):
+            part = uniq[i : i + 500]
+            q = ("SELECT hash, MIN(id) FROM images WHERE row IS NOT NULL AND hash IN ("
+                 + ",".join("?" * len(part)) + ") GROUP BY hash")
+            out.update({h: int(i_) for h, i_ in self.con.execute(q, part)})
+        return out
+
     def top1_of(self, image_ids: Sequence[int]) -> np.ndarray:
         """ImageNet top-1 class of each image, shape (n,), int64; -1 where unknown."""
         top1 = {r[0]: r[1] for r in self.con.execute("SELECT id, top1 FROM images WHERE top1 IS NOT NULL")}
