@@ -1,4 +1,4 @@
-"""Reverse image search: by clicking a point or a thumbnail ('similar') or by an
+"""Reverse image search: by clicking a point, the large view's 'similar' button or by an
 uploaded photo; the result, the query star on the map, and labelling from it."""
 
 from __future__ import annotations
@@ -123,14 +123,16 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.TABS, "value", allow_duplicate=True),
         Output(ids.MAP, "figure", allow_duplicate=True),
         Output(ids.SEARCH_PREVIEW, "style"),
+        Output(ids.UPLOAD, "contents"),
         Input(ids.MAP, "clickData"),
-        Input({"type": ids.THUMB_SIMILAR, "grid": ALL, "id": ALL}, "n_clicks"),
+        Input(ids.LV_SEARCH, "n_clicks"),
         Input(ids.UPLOAD, "contents"),
         State(ids.UPLOAD, "filename"),
         State(ids.SEARCH_K, "value"),
+        State(ids.LV_IMAGE, "data"),
         prevent_initial_call=True,
     )
-    def run_search(click, _similar, contents, filename, k):
+    def run_search(click, _similar, contents, filename, k, lv_image):
         from dash import ctx
 
         tid = ctx.triggered_id
@@ -147,16 +149,18 @@ def register(app: Dash, actx: AppContext) -> None:
                         raise PreventUpdate
                     image_id = pts[0]["customdata"]
                     image_id = image_id[0] if isinstance(image_id, list) else image_id
-                elif isinstance(tid, dict) and triggered_value():
-                    image_id = tid["id"]
+                elif tid == ids.LV_SEARCH and triggered_value() and lv_image is not None:
+                    image_id = lv_image
                 else:
                     raise PreventUpdate
                 stored = search_by_id(actx, int(image_id), k)
                 preview = {"display": "none"}
         except (UploadError, StoreError) as e:
             err = result(f"Search failed: {e}", "error")
-            return no_update, no_update, err, no_update, no_update, {"display": "none"}
-        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(stored["map_xy"]), preview
+            return no_update, no_update, err, no_update, no_update, {"display": "none"}, None
+        # The upload's contents are cleared once used, so the same file dropped again
+        # is a change (and searched again) rather than an identical value.
+        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(stored["map_xy"]), preview, None
 
     @app.callback(
         Output(ids.SEARCH_QUERY, "children"),

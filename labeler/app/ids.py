@@ -15,6 +15,8 @@ SEARCH_RESULT = "search-result-store"  # the last search: ids, similarities, vot
 SEARCH_EXCLUDED = "search-excluded-store"
 SPLIT_PREVIEW = "split-preview-store"  # {cluster, groups: {sub: [ids]}} awaiting apply
 KEYS = "keys-store"  # set once the Ctrl+Z listener is installed
+KB_EVENT = "kb-event-store"  # {key, n}: a keyboard shortcut, written by assets/keys.js
+LV_IMAGE = "large-view-store"  # the image id shown in the large view (None = closed)
 
 # -- top bar --------------------------------------------------------------------------
 PROGRESS_TEXT = "progress-text"
@@ -37,6 +39,22 @@ MAP = "map"
 COLOR_MODE = "color-mode"
 MAP_TOOLTIP = "map-tooltip"
 MAP_LEGEND = "map-legend"
+MAP_FIT = "map-fit"  # 'fit all' button: show every point, outliers included
+
+# -- large view (callbacks_viewer.py) ---------------------------------------------------
+LV_OVERLAY = "lv-overlay"
+LV_IMG = "lv-img"
+LV_IMG_WRAP = "lv-img-wrap"  # zoom / pan target of assets/keys.js
+LV_FACTS = "lv-facts"
+LV_EXTRA = "lv-extra"  # suggestion line, heat map: filled by callbacks_viewer.large_view_extras
+LV_NEIGHBOURS = "lv-neighbours"
+LV_PREV = "lv-prev"
+LV_NEXT = "lv-next"
+LV_CLOSE = "lv-close"
+LV_SEARCH = "lv-search"  # open this image's neighbours in the Search tab
+LV_NEIGHBOUR = "lv-neighbour"  # pattern type: a neighbour thumbnail in the large view
+HELP_OVERLAY = "help-overlay"  # the keyboard table, toggled by '?'
+HELP_BUTTON = "help-button"
 
 # -- tabs -----------------------------------------------------------------------------
 TABS = "tabs"

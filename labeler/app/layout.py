@@ -11,11 +11,11 @@ from dash import dcc, html
 
 from . import ids
 from .callbacks_review import review_tab, stores as review_stores
-from .components import label_input, legend
+from .components import help_table, label_input, legend
 from .routes import EXPORT_URL
 from .state import AppContext
 from .uploads import MAX_UPLOAD_BYTES
-from .views import COLOR_BY_CLUSTER, COLOR_BY_LABEL, coloring, map_figure
+from .views import COLOR_BY_CLUSTER, COLOR_MODES, coloring, map_figure
 
 PER_PAGE = 40  # thumbnails per grid page
 CARDS_PER_PAGE = 8
@@ -33,6 +33,8 @@ def _stores() -> list:
         dcc.Store(id=ids.SEARCH_EXCLUDED, data=[]),
         dcc.Store(id=ids.SPLIT_PREVIEW, data=None),
         dcc.Store(id=ids.KEYS, data=False),
+        dcc.Store(id=ids.KB_EVENT, data=None),
+        dcc.Store(id=ids.LV_IMAGE, data=None),
         *review_stores(),
     ]
 
@@ -58,6 +60,7 @@ def _topbar(ctx: AppContext) -> html.Header:
             html.Span("annotator: ", className="muted"),
             html.Span(id=ids.ANNOTATOR_NAME, className="annotator"),
             html.Button("change", id=ids.ANNOTATOR_CHANGE, className="btn-link", n_clicks=0),
+            html.Button("?", id=ids.HELP_BUTTON, className="btn", n_clicks=0, title="Keyboard shortcuts (?)"),
             html.Button("↶ Undo", id=ids.UNDO, className="btn", n_clicks=0,
                         title="Undo the last action (Ctrl+Z); a bulk label undoes as one"),
             html.A("⬇ Export CSV", id=ids.EXPORT_LINK, href=EXPORT_URL, className="btn", download="labels.csv"),
@@ -71,8 +74,9 @@ def _map_panel(ctx: AppContext) -> html.Div:
         html.Div([
             html.Span("colour by ", className="muted"),
             dcc.RadioItems(id=ids.COLOR_MODE, value=COLOR_BY_CLUSTER, inline=True,
-                           options=[{"label": "cluster", "value": COLOR_BY_CLUSTER},
-                                    {"label": "label", "value": COLOR_BY_LABEL}]),
+                           options=[{"label": name, "value": mode} for mode, (name, _) in COLOR_MODES.items()]),
+            html.Button("fit all", id=ids.MAP_FIT, className="btn btn-small", n_clicks=0,
+                        title="Show every point, outliers included (the default view leaves out the outer 1%)"),
             html.Span("· lasso or box-select points to label them; click a point to open it",
                       className="muted small"),
         ], className="map-toolbar"),
@@ -192,6 +196,31 @@ def _name_dialog() -> html.Div:
     ], className="dialog"), id=ids.NAME_DIALOG, className="overlay", style={"display": "none"})
 
 
+def _large_view() -> html.Div:
+    """The large view (filled by callbacks_viewer.show_large_view; zoom/pan in keys.js)."""
+    side = html.Div([
+        html.Div([html.Button("‹ prev", id=ids.LV_PREV, className="btn btn-small", n_clicks=0, title="←"),
+                  html.Button("next ›", id=ids.LV_NEXT, className="btn btn-small", n_clicks=0, title="→"),
+                  html.Button("similar → Search tab", id=ids.LV_SEARCH, className="btn btn-small", n_clicks=0),
+                  html.Button("✕ close (Esc)", id=ids.LV_CLOSE, className="btn btn-small", n_clicks=0)]),
+        html.Div(id=ids.LV_FACTS),
+        html.Div(id=ids.LV_EXTRA),
+        html.Div("wheel = zoom · drag = pan · double-click = reset", className="muted small"),
+        html.Div("nearest neighbours", className="muted small", style={"marginTop": "10px"}),
+        html.Div(id=ids.LV_NEIGHBOURS, className="lv-neighbours"),
+    ], className="lv-side")
+    stage = html.Div(html.Div(html.Img(id=ids.LV_IMG, alt="large view"), id=ids.LV_IMG_WRAP,
+                              className="lv-img-wrap"), className="lv-stage")
+    return html.Div([stage, side], id=ids.LV_OVERLAY, className="lv-overlay", style={"display": "none"})
+
+
+def _help() -> html.Div:
+    return html.Div(html.Div([html.H3("Keyboard"), help_table(),
+                              html.P("Keys are ignored while typing in a text box.", className="muted small")],
+                             className="help-box"),
+                    id=ids.HELP_OVERLAY, className="help-overlay", style={"display": "none"})
+
+
 def serve_layout(ctx: AppContext):
     """The whole page (called per page load)."""
     return html.Div([
@@ -206,4 +235,6 @@ def serve_layout(ctx: AppContext):
                 className="tabs"), className="right"),
         ], className="main"),
         _name_dialog(),
+        _large_view(),
+        _help(),
     ], className="app")
