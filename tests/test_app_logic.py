@@ -256,7 +256,8 @@ def test_recolour_is_a_patch_of_marker_colours_only(actx, project):
     label_cluster_action(actx, 0, "mono", "ana")
     patch = views.recolor_patch(actx, views.COLOR_BY_LABEL).to_plotly_json()
     locations = {tuple(op["location"]) for op in patch["operations"]}
-    assert all(loc[:3] == ("data", 0, "marker") or loc == ("layout", "annotations") for loc in locations)
+    assert all(loc[:3] == ("data", 0, "marker") or loc == ("layout", "annotations")
+               or loc in {("data", 2, "x"), ("data", 2, "y")} for loc in locations)  # 2: the open cluster
     col = views.coloring(actx, views.COLOR_BY_LABEL)
     members = set(project.store.cluster_members(0))
     labelled = np.array([int(i) in members for i in actx.point_ids])

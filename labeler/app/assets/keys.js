@@ -128,3 +128,13 @@
         if (e.target && e.target.closest && e.target.closest("#lv-img-wrap")) { reset(); }
     });
 })();
+
+/* The same file chosen twice in a row fires no 'change' on a file input whose value
+ * still names it: clear the value once the upload component has read the files, so
+ * that uploading the same photo again searches again. */
+document.addEventListener("change", function (e) {
+    const t = e.target;
+    if (t && t.type === "file" && t.closest && t.closest("#upload")) {
+        setTimeout(function () { t.value = ""; }, 0);
+    }
+}, true);
