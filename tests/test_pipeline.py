@@ -176,7 +176,7 @@ def test_resume_after_kill(tmp_path):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = proj / "labeler.db"
     committed = 0
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # ends at the first commit; generous for a busy 2-core CI machine
     while time.time() < deadline and proc.poll() is None:
         if db.exists():
             try:
