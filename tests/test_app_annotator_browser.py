@@ -117,7 +117,7 @@ def test_legend_and_highlight_follow_the_open_cluster(driver, served, project):
     wait_until(lambda: "solid = labelled" in text_of(driver, "#map-legend"), T, "legend")
     n0 = len(project.store.cluster_members(0))
     driver.find_element(By.CSS_SELECTOR, ".cluster-card[data-cluster='0'] .btn").click()
-    wait_until(lambda: "ringed: cluster 0" in text_of(driver, "#map-legend"), T, "legend names the open cluster")
+    wait_until(lambda: "outlined: cluster 0" in text_of(driver, "#map-legend"), T, "legend names the open cluster")
     assert "cluster 0" in driver.find_element(By.CSS_SELECTOR, "#map-legend .chip-open").text
     wait_until(lambda: driver.execute_script(f"return {GRAPH_JS}._fullData[2]._length") == n0, T, "rings")
     op = driver.execute_script(f"return Array.from({GRAPH_JS}._fullData[0].marker.opacity)")

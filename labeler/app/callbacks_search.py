@@ -95,11 +95,14 @@ def result_view(actx: AppContext, stored: dict, excluded=()) -> dict:
             f"{stored['best_similarity']:.2f} is below the collection's usual "
             f"{stored['novelty_threshold']:.2f}. Its neighbours may not share its label.",
             className="msg msg-warn", id="novel-warning")]
+    n_lab = sum(1 for i, _ in nb if (facts.get(i) or {}).get("label"))
     if stored["vote"]:
-        vote = [html.Span("neighbours' label vote: ", className="muted")] + [
+        # The shares are among the labelled neighbours only: say how many those are.
+        vote = [html.Span(f"neighbours' label vote ({n_lab} of {len(nb)} labelled): ", className="muted",
+                          id="vote-count")] + [
             html.Span(f"{lab} {100 * share:.0f}%", className="count-chip") for lab, share in stored["vote"].items()]
     else:
-        vote = [html.Span("None of the neighbours is labelled yet.", className="muted")]
+        vote = [html.Span(f"None of the {len(nb)} neighbours is labelled yet.", className="muted")]
     ex = {int(i) for i in excluded or []}
     thumbs = [thumb(ids.GRID_SEARCH, i, caption(i, facts.get(i), s), checked=i not in ex) for i, s in nb]
     return {"query": query, "novel": novel, "vote": vote, "grid": grid(thumbs),

@@ -95,7 +95,7 @@ def legend(col, mode: str, max_items: int = 16, open_cluster=None) -> list:
     if mode == "cluster":
         note += " · numbers are cluster ids (largest clusters)"
     if open_cluster is not None:
-        note += f" · ringed: {'noise' if int(open_cluster) < 0 else f'cluster {open_cluster}'} (open)"
+        note += f" · outlined: {'noise' if int(open_cluster) < 0 else f'cluster {open_cluster}'} (open), others dimmed"
     items.append(html.Span(note, className="muted legend-note"))
     return items
 

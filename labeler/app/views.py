@@ -216,11 +216,17 @@ def marker_size(n_points: int) -> float:
     return float(np.clip(9 - 1.2 * np.log10(max(n_points, 1)), 2.5, 7))
 
 
-def highlight_trace(ctx: AppContext, cluster) -> dict:
-    """Trace values of the open-cluster outline (trace 2): its points as open rings."""
+def highlight_trace(ctx: AppContext, cluster, mode: str = COLOR_BY_CLUSTER) -> dict:
+    """Trace values of the open-cluster highlight (trace 2): its points redrawn on top
+    with a dark outline, filled with the cluster's colour (colour by cluster) or
+    hollow (other modes, so the points' own colours show through)."""
     mask = open_mask(ctx, cluster)
     xy = ctx.xy[mask] if mask is not None else np.zeros((0, 2), np.float32)
-    return {"x": typed_array(xy[:, 0].astype(np.float32)), "y": typed_array(xy[:, 1].astype(np.float32))}
+    colour = NOISE_COLOR if cluster is None or int(cluster) < 0 else cluster_color(int(cluster))
+    if mode != COLOR_BY_CLUSTER:
+        colour = "rgba(0,0,0,0)"
+    return {"x": typed_array(xy[:, 0].astype(np.float32)), "y": typed_array(xy[:, 1].astype(np.float32)),
+            "marker.color": colour}
 
 
 def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | None = None,
@@ -228,8 +234,8 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
     """The map figure as a plain dict (typed arrays for the big columns).
 
     Traces: 0 = every image (``Scattergl``, customdata = image id; faded when
-    unlabelled), 1 = the search query marker (empty until a search), 2 = rings
-    around the open cluster's points. Cluster ids are layout annotations at the
+    unlabelled), 1 = the search query marker (empty until a search), 2 = the open
+    cluster's points redrawn on top (outlined). Cluster ids are layout annotations at the
     cluster medians (annotations are drawn above the WebGL canvas). The axes start
     on the robust range (:func:`map_range`).
     """
@@ -258,9 +264,11 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
         "type": "scattergl", "mode": "markers", "x": [], "y": [], "hoverinfo": "skip", "name": "query",
         "marker": {"symbol": "star", "size": 24, "color": "#ffd400", "line": {"color": "#111", "width": 2}},
     }
+    hl = highlight_trace(ctx, cluster, mode)
     ring = {"type": "scattergl", "mode": "markers", "hoverinfo": "skip", "name": "open cluster",
-            **highlight_trace(ctx, cluster),
-            "marker": {"symbol": "circle-open", "size": size + 4, "color": "#111", "line": {"width": 1.2}}}
+            "x": hl["x"], "y": hl["y"],
+            "marker": {"size": size + 1, "color": hl["marker.color"], "opacity": 1,
+                       "line": {"color": "#111", "width": 0.7}}}
     xr, yr = map_range(ctx.xy)
     axis = {"showgrid": False, "zeroline": False, "showticklabels": False, "title": None}
     layout = {
@@ -289,9 +297,10 @@ def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, clust
     for k, v in col.marker().items():
         p["data"][0]["marker"][k] = v
     p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(ctx.point_labels() != "", open_mask(ctx, cluster)))
-    ring = highlight_trace(ctx, cluster)
+    ring = highlight_trace(ctx, cluster, mode)
     p["data"][2]["x"] = ring["x"]
     p["data"][2]["y"] = ring["y"]
+    p["data"][2]["marker"]["color"] = ring["marker.color"]
     p["layout"]["annotations"] = cluster_annotations(ctx, mode)
     return p
 
