@@ -161,3 +161,27 @@ def test_selection_count_and_same_upload_twice_stay_in_step(driver, served, proj
     upload = wait_until(lambda: driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]"), T, "upload box")
     upload.send_keys(str(photo))
     wait_until(lambda: "Query: " + photo.name in text_of(driver, "#search-query"), 90, "same file searched again")
+
+
+def test_after_a_split_the_new_clusters_are_named_without_a_reload(driver, served, project):
+    srv, app = served
+    open_dashboard(driver, srv.url, app.labeler.n_points)
+    before = {r["cluster"] for r in project.store.cluster_summaries()}
+    driver.find_element(By.XPATH, "//*[contains(@class,'tab') and normalize-space()='Refine']").click()
+    box = wait_until(lambda: driver.find_element(By.ID, "split-cluster"), T, "split box")
+    box.send_keys("0")
+    driver.find_element(By.ID, "split-preview-button").click()
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "#split-preview-view .split-part"), T, "preview")
+    driver.find_element(By.ID, "split-apply").click()
+    message(driver, "Split cluster 0")
+    new = sorted({r["cluster"] for r in project.store.cluster_summaries()} - before)
+    assert len(new) >= 2
+    # The map (legend by cluster, cluster-id numbers), the cluster list and the merge
+    # options name the new clusters at once.
+    wait_until(lambda: all(f"cluster {c} " in text_of(driver, "#map-legend") for c in new), T, "legend")
+    driver.find_element(By.XPATH, "//*[contains(@class,'tab') and normalize-space()='Clusters']").click()
+    driver.find_element(By.CSS_SELECTOR, "#cluster-sort input[value='unlabelled']").click()
+    wait_until(lambda: any(driver.find_elements(By.CSS_SELECTOR, f".cluster-card[data-cluster='{c}']")
+                           for c in new), T, "new cluster cards")
+    texts = driver.execute_script(f"return {GRAPH_JS}.layout.annotations.map(a => a.text)")
+    assert "0" not in texts or 0 in {r["cluster"] for r in project.store.cluster_summaries()}
