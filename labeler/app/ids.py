@@ -118,7 +118,7 @@ MOVE_BUTTON = "move-button"
 MOVE_NOTE = "move-note"
 
 # -- pattern-matching ids -------------------------------------------------------------
-THUMB_SIMILAR = "thumb-similar"  # the thumbnail itself: click = open it with its neighbours
+THUMB_SIMILAR = "thumb-similar"  # the thumbnail itself: click = the large view (callbacks_viewer.py)
 THUMB_CHECK = "thumb-check"  # tick box of a selectable grid item
 CLUSTER_OPEN_BUTTON = "cluster-open-button"
 
