@@ -14,16 +14,7 @@ import click
 from .config import Settings
 from .embedding.registry import BACKBONES, PRECISIONS, VIEWS
 
-PROJECT = click.option(
-    "--project", "-p", "project_dir", type=click.Path(file_okay=False, path_type=Path),
-    required=True, envvar="LABELER_PROJECT", help="Project directory (env LABELER_PROJECT).",
-)
-
-
-def _open(project_dir: Path):
-    from .project import Project
-
-    return Project(project_dir)
+from .cli_common import PROJECT, _open, _warn
 
 
 def _fail(msg: str, code: int = 1):
@@ -61,10 +52,6 @@ def main():
       labeler ingest photos/ --project my-project
       labeler serve --project my-project
     """
-
-
-def _warn(message: str) -> None:
-    click.secho(message, fg="yellow", err=True)
 
 
 def _say(quiet: bool):
@@ -123,17 +110,19 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
     """
     from .errors import BackboneMismatchError
     from .pipeline import ingest as run_ingest
+    from .project import project_lock
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision)
     run = dict(progress=not quiet, warn=_warn, say=_say(quiet), engine=engine, address=address)
-    try:
-        rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
-    except BackboneMismatchError as e:
-        # The mismatch is found before anything is embedded: asking and re-running is safe.
-        if not sys.stdin.isatty() or not click.confirm(f"{e}. Re-embed everything now?"):
-            _fail(str(e))
-        rep = run_ingest(image_dir, project_dir, settings, force=True, **run)
+    with project_lock(project_dir, "ingest"):
+        try:
+            rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
+        except BackboneMismatchError as e:
+            # The mismatch is found before anything is embedded: asking and re-running is safe.
+            if not sys.stdin.isatty() or not click.confirm(f"{e}. Re-embed everything now?"):
+                _fail(str(e))
+            rep = run_ingest(image_dir, project_dir, settings, force=True, **run)
     _print_ingest(rep)
 
 
@@ -151,11 +140,14 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples):
       labeler cluster --project data/projects/elpv --method kmeans --k 8
     """
     from .clustering import cluster_project
+    from .project import project_lock
 
     project = _open(project_dir)
     s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
-    cid = cluster_project(project, s)
-    project.save_settings(s)
+    with project_lock(project.root, "cluster run"):
+        cid = cluster_project(project, s)
+        project.save_settings(s)
+    click.echo(f"clustering {cid} is now current")
     _print_clusters(project, cid)
 
 
@@ -204,76 +196,6 @@ def _print_search(res) -> None:
                    f"label {n.label or '-':<12} {n.path}")
     if res.vote:
         click.echo("vote: " + ", ".join(f"{lab} {share:.0%}" for lab, share in res.vote.items()))
-
-
-@main.command()
-@PROJECT
-@click.argument("label")
-@click.option("--cluster", "cluster_id", type=int, default=None, help="Label every image of this cluster.")
-@click.option("--clustering", "clustering_id", type=int, default=None,
-              help="The clustering id the cluster number refers to (see `labeler info`); refused if "
-                   "the project was re-clustered since. Default: the current one (its id is printed).")
-@click.option("--image", "image_ids", type=int, multiple=True, help="Image id (repeatable).")
-@click.option("--annotator", default=None, envvar="LABELER_ANNOTATOR", help="Your name (env LABELER_ANNOTATOR).")
-def label(project_dir, label, cluster_id, clustering_id, image_ids, annotator):
-    """Give LABEL to a whole cluster or to images, in one undoable action.
-
-    \b
-    Example:
-      labeler label --project data/projects/elpv --cluster 3 --clustering 1 cracked --annotator ana
-    """
-    from . import labels
-
-    if (cluster_id is None) == (not image_ids):
-        raise click.UsageError("give either --cluster N or one or more --image ID")
-    if clustering_id is not None and cluster_id is None:
-        raise click.UsageError("--clustering goes with --cluster")
-    project = _open(project_dir)
-    who = annotator or "cli"
-    if cluster_id is not None:
-        if clustering_id is None:
-            cur = project.store.current_clustering()
-            clustering_id = cur["id"] if cur else None
-            click.echo(f"cluster {cluster_id} of the current clustering {clustering_id}", err=True)
-        _, ids = labels.label_cluster(project, cluster_id, label, annotator=who, clustering_id=clustering_id)
-    else:
-        labels.label_images(project, image_ids, label, annotator=who, source="manual")
-        ids = list(image_ids)
-    click.echo(f"labelled {len(ids)} image(s) {labels.clean_label(label)!r}")
-
-
-@main.command()
-@PROJECT
-@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
-              help="Whose last action to undo (env LABELER_ANNOTATOR).")
-def undo(project_dir, annotator):
-    """Undo the last label or cluster action (a bulk action undoes as one).
-
-    \b
-    Example:
-      labeler undo --project data/projects/elpv --annotator ana
-    """
-    from . import labels
-
-    done = labels.undo(_open(project_dir), annotator)
-    click.echo("nothing to undo" if done is None else f"undone: {done.description}")
-
-
-@main.command()
-@PROJECT
-@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
-              help="Whose undone action to re-apply (env LABELER_ANNOTATOR).")
-def redo(project_dir, annotator):
-    """Re-apply the action the last undo reverted.
-
-    \b
-    Example:
-      labeler redo --project data/projects/elpv --annotator ana
-    """
-    from . import labels
-
-    done = labels.redo(_open(project_dir), annotator)
-    click.echo("nothing to redo" if done is None else f"redone: {done.description}")
 
 
 @main.command()
@@ -353,7 +275,8 @@ def duplicates_cmd(project_dir, threshold, k, limit, as_json):
 
 @main.command()
 @PROJECT
-def info(project_dir):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (counts, clustering_id, labels).")
+def info(project_dir, as_json):
     """Counts, backbone, clusters, labels and skipped files of a project.
 
     \b
@@ -364,6 +287,17 @@ def info(project_dir):
     st = project.store
     c = st.counts()
     bb = st.get_meta("backbone") or {}
+    cur = st.current_clustering()
+    counts = st.label_counts()
+    if as_json:
+        click.echo(json.dumps({
+            "project": str(project.root), "image_root": str(project.image_root), "counts": c,
+            "backbone": bb, "clustering_id": cur["id"] if cur else None,
+            "clustering": {"method": cur["method"], "params": cur["params"]} if cur else None,
+            "labels": counts, "stale_labels": st.stale_image_ids(),
+            "skipped": [{"path": r["path"], "reason": r["reason"]} for r in st.skipped()],
+        }, indent=2))
+        return
     click.echo(f"project: {project.root}")
     click.echo(f"images: {project.image_root}")
     click.echo(f"  {c['embedded']} embedded, {c['pending']} pending, {c['missing']} missing, "
@@ -374,13 +308,14 @@ def info(project_dir):
     if st.get_meta("pca_components"):
         click.echo(f"PCA: {st.get_meta('pca_components')} components, "
                    f"{st.get_meta('pca_explained_variance'):.1%} of variance")
-    cur = st.current_clustering()
     if cur:
         click.echo(f"clustering {cur['id']}: {cur['method']} {json.dumps(cur['params'])}")
         _print_clusters(project, limit=15)
     _print_duplicate_counts(project)
-    counts = st.label_counts()
     click.echo(f"labels: {c['labelled']} labelled image(s)" + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""))
+    if c["stale"]:
+        click.secho(f"  {c['stale']} stale label(s): their file changed since; check them, then "
+                    "`labeler labels confirm` (or re-label)", fg="yellow")
     for r in st.skipped()[:50]:
         click.echo(f"  skipped {r['path']}: {r['reason']}")
 
@@ -468,26 +403,6 @@ def _print_duplicate_counts(project) -> None:
 
 
 @main.command()
-@PROJECT
-@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (127.0.0.1 = this machine only).")
-@click.option("--port", default=8050, show_default=True, type=int)
-@click.option("--auth", default=None, envvar="LABELER_AUTH", help="user:password for HTTP basic auth (env LABELER_AUTH).")
-@click.option("--debug", is_flag=True)
-def serve(project_dir, host, port, auth, debug):
-    """Serve the annotator dashboard.
-
-    \b
-    Example:
-      labeler serve --project data/projects/elpv --port 8050
-    """
-    from .app import create_app
-
-    app = create_app(_open(project_dir), auth=auth)
-    click.echo(f"labeler dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-    app.run(host=host, port=port, debug=debug)
-
-
-@main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/elpv"),
               show_default=True, help="Where the ELPV photos are written.")
 @click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -561,6 +476,12 @@ def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text("\n".join(tables))
         click.echo(f"wrote {markdown}")
+
+
+from .cli_annotate import COMMANDS  # noqa: E402  (after main exists; they import nothing from here)
+
+for _command in COMMANDS:
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

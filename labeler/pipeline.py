@@ -21,10 +21,10 @@ import numpy as np
 from . import images
 from .clustering import cluster_project, clustering_up_to_date
 from .config import Settings
-from .index import nearest_neighbour_similarities
+from .index import nearest_neighbour_similarities, update_project_index
 from .errors import BackboneMismatchError, BadInputError, ProjectError
 from .project import Project
-from .reduce import fit_pca, fit_umap
+from .reduce import fit_pca, fit_umaps
 
 log = logging.getLogger("labeler")
 
@@ -262,14 +262,13 @@ def rebuild_maps(project: Project, settings: Settings, *, say: Callable[[str], N
     # A fixed seed makes umap-learn single-threaded: keep it (reproducible maps)
     # up to 50k images, trade it for both cores above (bench_reduce: 229 s -> 92 s at 100k).
     seed = settings.seed if len(emb) <= 50_000 else None
-    say("UMAP 2-D map (the first run in a process compiles numba code: about a minute) ...")
-    map_reducer, xy = fit_umap(
-        pca.vectors, 2, n_neighbors=settings.umap_neighbors, min_dist=settings.umap_min_dist, seed=seed
+    dims = int(min(settings.cluster_dims, max(2, len(emb) - 2)))
+    say(f"UMAP 2-D map and {dims}-d clustering space, one kNN graph (the first run in a process "
+        "compiles numba code: about a minute) ...")
+    (map_reducer, xy), (_, space) = fit_umaps(
+        pca.vectors, [(2, settings.umap_min_dist), (dims, 0.0)], n_neighbors=settings.umap_neighbors, seed=seed
     )
     project.save_array("map", xy)
-    dims = int(min(settings.cluster_dims, max(2, len(emb) - 2)))
-    say(f"UMAP {dims}-d space for clustering ...")
-    _, space = fit_umap(pca.vectors, dims, n_neighbors=settings.umap_neighbors, min_dist=0.0, seed=seed)
     project.save_array("cluster_space", space)
     joblib.dump(pca.model, project.models_dir / "pca.joblib")
     joblib.dump(map_reducer, project.models_dir / "umap_map.joblib")
@@ -284,6 +283,7 @@ def rebuild_maps(project: Project, settings: Settings, *, say: Callable[[str], N
         # Written last: a run killed before this point rebuilds the maps next time.
         maps_rows=int(len(emb)),
     )
+    update_project_index(project, pca.vectors, say=say)  # HNSW above index.HNSW_FROM images
 
 
 def maps_up_to_date(project: Project, n_rows: int) -> bool:

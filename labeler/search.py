@@ -19,7 +19,7 @@ import joblib
 import numpy as np
 
 from .errors import ProjectError, QueryImageError, StoreError
-from .index import build_index
+from .index import ExactIndex, project_index
 from .project import Project
 from .reduce import transform_pca, transform_umap
 
@@ -95,15 +95,20 @@ class Searcher:
         self.map_xy = project.load_array("map")
         self.row_ids = project.store.row_image_ids()
         self.id_to_row = {int(i): r for r, i in enumerate(self.row_ids) if i >= 0}
-        self.index = build_index(self.vectors)
+        # Exact below index.HNSW_FROM images, else the saved HNSW index (memory-mapped).
+        self.index = project_index(project, self.vectors)
+        self._exact = self.index if isinstance(self.index, ExactIndex) else None
         self.novelty_threshold = float(project.store.get_meta("novelty_threshold", 0.0))
         self._backbone = None
         self._pca = None
         self._umap = None
 
     # -- queries -----------------------------------------------------------------------
-    def by_id(self, image_id: int, k: int = 10) -> SearchResult:
+    def by_id(self, image_id: int, k: int = 10, *, exact: bool = False) -> SearchResult:
         """Neighbours of an image of the collection (the image itself left out).
+
+        ``exact`` compares with every image even where the collection uses the
+        approximate HNSW index.
 
         Raises
         ------
@@ -115,10 +120,11 @@ class Searcher:
             raise StoreError(f"unknown image id {image_id} (or not embedded)")
         xy = tuple(float(v) for v in self.map_xy[row])
         return self._answer(f"image {image_id}", np.asarray(self.vectors[row]), k, exclude=row,
-                            xy=xy, query_image_id=int(image_id))
+                            xy=xy, query_image_id=int(image_id), exact=exact)
 
-    def by_file(self, path: Path | str, k: int = 10) -> SearchResult:
-        """Neighbours of an image file (inside or outside the collection).
+    def by_file(self, path: Path | str, k: int = 10, *, exact: bool = False) -> SearchResult:
+        """Neighbours of an image file (inside or outside the collection); ``exact``
+        as in :meth:`by_id`.
 
         Raises
         ------
@@ -143,14 +149,22 @@ class Searcher:
         xy = tuple(float(v) for v in transform_umap(self._umap_model(), z[None, :])[0])
         cats = self.project.store.get_meta("categories") or []
         top1 = cats[int(b.top1[0])] if 0 <= int(b.top1[0]) < len(cats) else None
-        res = self._answer(path.name, z, k, exclude=None, xy=xy)
+        res = self._answer(path.name, z, k, exclude=None, xy=xy, exact=exact)
         res.top1_class = top1
         return res
 
     # -- internals ---------------------------------------------------------------------
-    def _answer(self, query, z, k, *, exclude, xy, query_image_id=None) -> SearchResult:
-        sims, rows = self.index.search(z, k, exclude=None if exclude is None else np.array([exclude]))
-        sims, rows = sims[0], rows[0]
+    def _index(self, exact: bool):
+        if not exact:
+            return self.index
+        if self._exact is None:
+            self._exact = ExactIndex(self.vectors)
+        return self._exact
+
+    def _answer(self, query, z, k, *, exclude, xy, query_image_id=None, exact=False) -> SearchResult:
+        sims, rows = self._index(exact).search(z, k, exclude=None if exclude is None else np.array([exclude]))
+        found = rows[0] >= 0  # HNSW may return fewer than k
+        sims, rows = sims[0][found], rows[0][found]
         ids = [int(self.row_ids[r]) for r in rows]
         store = self.project.store
         labels = store.labels_for(ids)
@@ -202,10 +216,14 @@ class Searcher:
         return self._umap
 
 
-def search(project: Project | Path | str, query: str | int | Path, k: int = 10) -> SearchResult:
-    """Reverse image search: ``query`` is an image id (int or digits) or an image file path."""
+def search(project: Project | Path | str, query: str | int | Path, k: int = 10, *,
+           exact: bool = False) -> SearchResult:
+    """Reverse image search: ``query`` is an image id (int or digits) or an image file path.
+
+    ``exact`` compares with every image (large collections otherwise use the
+    approximate HNSW index, :mod:`labeler.index`)."""
     project = project if isinstance(project, Project) else Project(project)
     s = Searcher(project)
     if isinstance(query, int) or (isinstance(query, str) and query.isdigit() and not Path(query).exists()):
-        return s.by_id(int(query), k)
-    return s.by_file(Path(query), k)
+        return s.by_id(int(query), k, exact=exact)
+    return s.by_file(Path(query), k, exact=exact)

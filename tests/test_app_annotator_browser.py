@@ -13,6 +13,7 @@ from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
+from labeler.app import views  # noqa: E402
 from test_app_browser import (GRAPH_JS, driver, download_dir, message, open_dashboard,  # noqa: E402,F401
                               served, text_of, thumb_ids, wait_until)
 
@@ -128,7 +129,7 @@ def test_legend_and_highlight_follow_the_open_cluster(driver, served, project):
     # Robust default view: the axis range leaves out the outer 1 % and 'fit all' shows them.
     xr = driver.execute_script(f"return {GRAPH_JS}._fullLayout.xaxis.range")
     driver.find_element(By.ID, "map-fit").click()
-    xs = app.labeler.xy[:, 0]
+    xs = views.grid_xy(app.labeler)[:, 0]  # the figure's units
     wait_until(lambda: driver.execute_script(f"return {GRAPH_JS}._fullLayout.xaxis.range")[0] <= xs.min()
                and driver.execute_script(f"return {GRAPH_JS}._fullLayout.xaxis.range")[1] >= xs.max(), T, "fit all")
     assert xr is not None

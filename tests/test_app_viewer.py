@@ -30,7 +30,7 @@ def test_robust_range_ignores_outliers_and_fit_all_keeps_them():
 
 def test_cluster_ids_do_not_overlap_and_opacity_marks_labelled_and_open(actx):
     ann = views.cluster_annotations(actx, views.COLOR_BY_CLUSTER)
-    xr, yr = views.map_range(actx.xy)
+    xr, yr = views.map_range(views.grid_xy(actx))
     gx, gy = 0.06 * (xr[1] - xr[0]), 0.06 * (yr[1] - yr[0])
     for i, a in enumerate(ann):
         for b in ann[i + 1:]:
@@ -39,14 +39,20 @@ def test_cluster_ids_do_not_overlap_and_opacity_marks_labelled_and_open(actx):
     assert op[0] > op[1] and op[2] < op[0]  # unlabelled faded, outside the open cluster dimmed
     fig = views.map_figure(actx, cluster=0)
     assert fig["data"][2]["name"] == "open cluster"
-    assert fig["layout"]["xaxis"]["range"] == views.map_range(actx.xy)[0]
+    assert fig["layout"]["xaxis"]["range"] == views.map_range(views.grid_xy(actx))[0]
 
 
 def test_keyboard_steps_open_label_and_advance(actx, project):
     first = keyboard_step(actx, "next", {"cluster": None})["cluster"]
     assert first == next_cluster(actx, None)
     assert keyboard_step(actx, "label:1", {"cluster": first})["message"] is not None  # no labels yet
-    out = keyboard_step(actx, "enter", {"cluster": first, "label": "mono", "annotator": "kim", "version": 0})
+    seen = {"cluster": first, "clustering_id": int(project.store.current_clustering()["id"]),
+            "members": project.store.cluster_members(first)}
+    # A page that never showed the cluster's members is refused (labels-room's stale check).
+    assert "version" in keyboard_step(actx, "enter", {"cluster": first, "label": "mono", "annotator": "kim"})
+    assert project.store.labels() == {}
+    out = keyboard_step(actx, "enter", {"cluster": first, "label": "mono", "annotator": "kim", "version": 0,
+                                        "seen": seen})
     assert out["version"] == 1 and out["cluster"] != first
     assert all(project.store.labels().get(i) == "mono" for i in project.store.cluster_members(first))
     assert label_choices(actx) == ["mono"]

@@ -16,7 +16,7 @@ from .components import caption, full_image_link, grid, thumb
 from .routes import thumb_url
 from .state import AppContext
 from .uploads import UploadError, uploaded_image
-from .views import image_facts, query_marker_patch
+from .views import image_facts, point_image_id, query_marker_patch
 
 MAX_K = 100
 
@@ -148,10 +148,9 @@ def register(app: Dash, actx: AppContext) -> None:
             else:
                 if tid == ids.MAP:
                     pts = (click or {}).get("points") or []
-                    if not pts or pts[0].get("curveNumber", 0) != 0:
+                    image_id = point_image_id(actx, pts[0]) if pts else None
+                    if image_id is None:
                         raise PreventUpdate
-                    image_id = pts[0]["customdata"]
-                    image_id = image_id[0] if isinstance(image_id, list) else image_id
                 elif tid == ids.LV_SEARCH and triggered_value() and lv_image is not None:
                     image_id = lv_image
                 else:
@@ -163,7 +162,7 @@ def register(app: Dash, actx: AppContext) -> None:
             return no_update, no_update, err, no_update, no_update, {"display": "none"}, None
         # The upload's contents are cleared once used, so the same file dropped again
         # is a change (and searched again) rather than an identical value.
-        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(stored["map_xy"]), preview, None
+        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), preview, None
 
     @app.callback(
         Output(ids.SEARCH_QUERY, "children"),
@@ -196,36 +195,41 @@ def register(app: Dash, actx: AppContext) -> None:
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
         Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
         Input(ids.SEARCH_LABEL_BUTTON, "n_clicks"),
         Input(ids.SEARCH_LABEL_INPUT, "n_submit"),
         State(ids.SEARCH_RESULT, "data"),
         State(ids.SEARCH_EXCLUDED, "data"),
         State(ids.SEARCH_LABEL_INPUT, "value"),
         State(ids.ANNOTATOR, "data"),
+        State(ids.LABEL_CONFIRM, "data"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def label_neighbours(_n, _s, stored, excluded, label, annotator, version):
+    def label_neighbours(_n, _s, stored, excluded, label, annotator, confirm, version):
         ex = {int(i) for i in excluded or []}
         chosen = [i for i, _ in (stored or {}).get("neighbours", []) if int(i) not in ex]
         r = run(label_ids_action, actx, chosen, label, annotator, source="search", what="neighbour(s)",
-                version=version)
-        return r.message, r.version
+                confirmed=confirm, version=version)
+        return r.message, r.version, r.confirm
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
         Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
         Input(ids.IMAGE_LABEL_BUTTON, "n_clicks"),
         Input(ids.IMAGE_LABEL_INPUT, "n_submit"),
         State(ids.SEARCH_RESULT, "data"),
         State(ids.IMAGE_LABEL_INPUT, "value"),
         State(ids.ANNOTATOR, "data"),
+        State(ids.LABEL_CONFIRM, "data"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def relabel_image(_n, _s, stored, label, annotator, version):
+    def relabel_image(_n, _s, stored, label, annotator, confirm, version):
         qid = (stored or {}).get("query_image_id")
         if qid is None:
             raise PreventUpdate
-        r = run(label_ids_action, actx, [qid], label, annotator, what=f"image #{qid}", version=version)
-        return r.message, r.version
+        r = run(label_ids_action, actx, [qid], label, annotator, what=f"image #{qid}",
+                confirmed=confirm, version=version)
+        return r.message, r.version, r.confirm

@@ -129,7 +129,8 @@ def keyboard_step(actx: AppContext, key: str, state: dict) -> dict:
     message, version (absent = unchanged).
 
     ``state``: cluster (open or None), label (the label box), excluded, annotator,
-    version, sort, page.
+    version, sort, page, seen ({cluster, clustering_id, members} the page showed:
+    a stale page is refused) and confirm (a new label confirmed once).
     """
     cluster = state.get("cluster")
     out: dict = {}
@@ -146,9 +147,15 @@ def keyboard_step(actx: AppContext, key: str, state: dict) -> dict:
             out["message"] = message(f"No label {n}: {len(choices)} label(s) exist so far "
                                      "(press l and type a new one).", "warn")
     elif key == "enter":
+        seen = state.get("seen")
+        seen = seen if seen and cluster is not None and seen.get("cluster") == int(cluster) else None
+        if cluster is not None and seen is None:  # the page never showed this cluster's members
+            seen = {"clustering_id": None, "members": []}
         r = run(label_cluster_action, actx, cluster, state.get("label"), state.get("annotator"),
-                state.get("excluded"), version=state.get("version"))
-        out.update(message=r.message, version=r.version)
+                state.get("excluded"), clustering_id=seen["clustering_id"] if seen else None,
+                seen=seen["members"] if seen else None, confirmed=state.get("confirm"),
+                version=state.get("version"))
+        out.update(message=r.message, version=r.version, confirm=r.confirm)
         if r.ok:
             c = next_cluster(actx, cluster, sort=state.get("sort"), unlabelled_only=True)
             out.update(cluster=c, page=1, excluded=[])
@@ -223,6 +230,7 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.MESSAGE, "children", allow_duplicate=True),
         Output(ids.VERSION, "data", allow_duplicate=True),
         Output(ids.TABS, "value", allow_duplicate=True),
+        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
         Input(ids.KB_EVENT, "data"),
         Input(ids.CLUSTER_LABEL_INPUT, "n_submit"),
         Input(ids.CLUSTER_LABEL_BUTTON, "n_clicks"),
@@ -233,9 +241,11 @@ def register(app: Dash, actx: AppContext) -> None:
         State(ids.VERSION, "data"),
         State(ids.CLUSTER_SORT, "value"),
         State(ids.CLUSTER_PAGE, "value"),
+        State(ids.CLUSTER_SEEN, "data"),
+        State(ids.LABEL_CONFIRM, "data"),
         prevent_initial_call=True,
     )
-    def on_key(event, _submit, _click, cluster, label, excluded, annotator, version, sort, page):
+    def on_key(event, _submit, _click, cluster, label, excluded, annotator, version, sort, page, seen, confirm):
         tid = ctx.triggered_id
         if tid == ids.KB_EVENT:
             key = (event or {}).get("key")
@@ -245,10 +255,10 @@ def register(app: Dash, actx: AppContext) -> None:
             raise PreventUpdate
         out = keyboard_step(actx, key, {"cluster": cluster, "label": label, "excluded": excluded,
                                         "annotator": annotator, "version": version, "sort": sort,
-                                        "page": page})
+                                        "page": page, "seen": seen, "confirm": confirm})
         if not out:
             raise PreventUpdate
         moved = "cluster" in out and out["cluster"] != cluster
         return (out.get("cluster", no_update), out.get("excluded", no_update), out.get("page", no_update),
                 out.get("label", no_update), out.get("message", no_update), out.get("version", no_update),
-                ids.TAB_CLUSTERS if moved else no_update)
+                ids.TAB_CLUSTERS if moved else no_update, out.get("confirm", no_update))

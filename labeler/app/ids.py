@@ -14,7 +14,13 @@ CLUSTER_EXCLUDED = "cluster-excluded-store"  # unticked members of the open clus
 SEARCH_RESULT = "search-result-store"  # the last search: ids, similarities, vote, ...
 SEARCH_EXCLUDED = "search-excluded-store"
 SPLIT_PREVIEW = "split-preview-store"  # {cluster, groups: {sub: [ids]}} awaiting apply
-KEYS = "keys-store"  # set once the Ctrl+Z listener is installed
+KEYS = "keys-store"  # set once the keyboard shortcut listener is installed
+# What the annotator saw, sent with every action that names a cluster, so that a
+# re-clustering by someone else in between makes the action fail instead of
+# labelling images nobody looked at.
+CLUSTER_SEEN = "cluster-seen-store"  # {cluster, clustering_id, members} of the open cluster
+CLUSTERING_SEEN = "clustering-seen-store"  # clustering id the Refine tab's choices come from
+LABEL_CONFIRM = "label-confirm-store"  # a new label close to existing ones, awaiting a second click
 KB_EVENT = "kb-event-store"  # {key, n}: a keyboard shortcut, written by assets/keys.js
 LV_IMAGE = "large-view-store"  # the image id shown in the large view (None = closed)
 
@@ -25,6 +31,7 @@ LABEL_COUNTS = "label-counts"
 ANNOTATOR_NAME = "annotator-name"
 ANNOTATOR_CHANGE = "annotator-change"
 UNDO = "undo-button"
+REDO = "redo-button"
 EXPORT_LINK = "export-link"
 MESSAGE = "message"
 LABEL_OPTIONS = "label-options"  # <datalist> of existing labels for autocompletion

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from ..labels import MAX_ANNOTATOR_LENGTH
 from . import ids
 from .callbacks_review import review_tab, stores as review_stores
 from .components import help_table, label_input, legend
@@ -33,6 +34,9 @@ def _stores() -> list:
         dcc.Store(id=ids.SEARCH_EXCLUDED, data=[]),
         dcc.Store(id=ids.SPLIT_PREVIEW, data=None),
         dcc.Store(id=ids.KEYS, data=False),
+        dcc.Store(id=ids.CLUSTER_SEEN, data=None),
+        dcc.Store(id=ids.CLUSTERING_SEEN, data=None),
+        dcc.Store(id=ids.LABEL_CONFIRM, data=None),
         dcc.Store(id=ids.KB_EVENT, data=None),
         dcc.Store(id=ids.LV_IMAGE, data=None),
         *review_stores(),
@@ -59,10 +63,13 @@ def _topbar(ctx: AppContext) -> html.Header:
         html.Div([
             html.Span("annotator: ", className="muted"),
             html.Span(id=ids.ANNOTATOR_NAME, className="annotator"),
-            html.Button("change", id=ids.ANNOTATOR_CHANGE, className="btn-link", n_clicks=0),
+            html.Button("change", id=ids.ANNOTATOR_CHANGE, className="btn-link", n_clicks=0,
+                        style={"display": "none"} if ctx.users is not None else {}),
             html.Button("?", id=ids.HELP_BUTTON, className="btn", n_clicks=0, title="Keyboard shortcuts (?)"),
             html.Button("↶ Undo", id=ids.UNDO, className="btn", n_clicks=0,
-                        title="Undo the last action (Ctrl+Z); a bulk label undoes as one"),
+                        title="Undo your last action (u or Ctrl+Z); a bulk label undoes as one"),
+            html.Button("↷ Redo", id=ids.REDO, className="btn", n_clicks=0,
+                        title="Redo what you last undid (r or Ctrl+Shift+Z)"),
             html.A("⬇ Export CSV", id=ids.EXPORT_LINK, href=EXPORT_URL, className="btn", download="labels.csv"),
         ], className="topbar-right"),
     ], className="topbar")
@@ -182,7 +189,7 @@ def _refine_tab() -> dcc.Tab:
                   html.Button("Move", id=ids.MOVE_BUTTON, className="btn btn-primary", n_clicks=0)],
                  className="action-row"),
         html.Div(id=ids.MOVE_NOTE, className="muted small"),
-        html.P("Every edit is one undoable action (Undo or Ctrl+Z).", className="muted small"),
+        html.P("Every edit is one undoable action (Undo, u or Ctrl+Z).", className="muted small"),
     ])
 
 
@@ -192,7 +199,7 @@ def _name_dialog() -> html.Div:
         html.P("Your name is stored with every label you give (asked once in this browser).",
                className="muted"),
         dcc.Input(id=ids.NAME_INPUT, type="text", placeholder="your name", className="label-input",
-                  autoFocus=True, n_submit=0),
+                  autoFocus=True, n_submit=0, maxLength=MAX_ANNOTATOR_LENGTH),
         html.Button("Start labelling", id=ids.NAME_SAVE, className="btn btn-primary", n_clicks=0),
     ], className="dialog"), id=ids.NAME_DIALOG, className="overlay", style={"display": "none"})
 

@@ -195,8 +195,9 @@ def cluster_annotations(ctx: AppContext, mode: str, min_gap: float = 0.06) -> li
     cx, cy, ct = ctx.assignment().centres(ctx.xy)
     if not ct:
         return []
+    cx, cy = to_grid(ctx, np.c_[cx, cy]).T.tolist()
     sizes = np.bincount(np.maximum(ctx.assignment().clusters, -1) + 1)
-    xr, yr = map_range(ctx.xy)
+    xr, yr = map_range(grid_xy(ctx))
     gx, gy = min_gap * (xr[1] - xr[0]), min_gap * (yr[1] - yr[0])
     order = sorted(range(len(ct)), key=lambda j: -int(sizes[int(ct[j]) + 1]) if int(ct[j]) + 1 < len(sizes) else 0)
     placed: list[tuple[float, float]] = []
@@ -216,42 +217,112 @@ def marker_size(n_points: int) -> float:
     return float(np.clip(9 - 1.2 * np.log10(max(n_points, 1)), 2.5, 7))
 
 
+GRID = 65535  # map coordinates are sent as uint16 steps of the map's extent
+
+
+def _grid_frame(ctx: AppContext) -> tuple[np.ndarray, np.ndarray]:
+    frame = getattr(ctx, "_map_grid_frame", None)
+    if frame is None:
+        lo = ctx.xy.min(axis=0) if ctx.n_points else np.zeros(2, np.float32)
+        hi = ctx.xy.max(axis=0) if ctx.n_points else np.ones(2, np.float32)
+        frame = (lo.astype(np.float64), np.maximum(hi - lo, 1e-9).astype(np.float64) / GRID)
+        ctx._map_grid_frame = frame  # the map of an app never changes
+    return frame
+
+
+def to_grid(ctx: AppContext, xy) -> np.ndarray:
+    """Map positions (m, 2) in UMAP units -> the figure's grid units (m, 2) float64.
+
+    The figure sends coordinates as uint16 (1/65535 of the map's extent, far
+    below a pixel): half the bytes of float32. The cluster-id labels and the
+    search star are placed in the same units.
+    """
+    lo, step = _grid_frame(ctx)
+    return (np.atleast_2d(np.asarray(xy, dtype=np.float64)) - lo) / step
+
+
+def id_runs(point_ids: np.ndarray) -> list[list[int]]:
+    """[[first point index, its image id], ...]: one pair per run of consecutive ids.
+
+    Point i has id ``id + (i - first)`` of the last run starting at or before i.
+    Image ids mostly follow the map's row order, so a million points take a few
+    pairs, where a list of ids took 8 MB of the page.
+    """
+    ids = np.asarray(point_ids, dtype=np.int64)
+    if not len(ids):
+        return []
+    starts = np.flatnonzero(np.r_[True, np.diff(ids) != 1])
+    return [[int(i), int(ids[i])] for i in starts]
+
+
+def decode_id_runs(runs: list[list[int]], n: int) -> np.ndarray:
+    """The inverse of :func:`id_runs`: image id of each of ``n`` points, (n,) int64
+    (what the page's selection callback computes point by point)."""
+    out = np.empty(n, dtype=np.int64)
+    bounds = [r[0] for r in runs[1:]] + [n]
+    for (start, first), end in zip(runs, bounds):
+        out[start:end] = first + np.arange(end - start)
+    return out
+
+
+def point_image_id(ctx: AppContext, point: dict) -> int | None:
+    """The image id of a Plotly event point of the map's image trace, else None."""
+    if point.get("curveNumber", 0) != 0:
+        return None
+    if point.get("customdata") is not None:
+        v = point["customdata"]
+        return int(v[0] if isinstance(v, list) else v)
+    i = point.get("pointIndex", point.get("pointNumber"))
+    if not isinstance(i, int) or not 0 <= i < ctx.n_points:
+        return None
+    return int(ctx.point_ids[i])
+
+
 def highlight_trace(ctx: AppContext, cluster, mode: str = COLOR_BY_CLUSTER) -> dict:
     """Trace values of the open-cluster highlight (trace 2): its points redrawn on top
     with a dark outline, filled with the cluster's colour (colour by cluster) or
     hollow (other modes, so the points' own colours show through)."""
     mask = open_mask(ctx, cluster)
-    xy = ctx.xy[mask] if mask is not None else np.zeros((0, 2), np.float32)
+    xy = grid_xy(ctx)[mask] if mask is not None else np.zeros((0, 2), np.uint16)
     colour = NOISE_COLOR if cluster is None or int(cluster) < 0 else cluster_color(int(cluster))
     if mode != COLOR_BY_CLUSTER:
         colour = "rgba(0,0,0,0)"
-    return {"x": typed_array(xy[:, 0].astype(np.float32)), "y": typed_array(xy[:, 1].astype(np.float32)),
+    return {"x": typed_array(np.ascontiguousarray(xy[:, 0])), "y": typed_array(np.ascontiguousarray(xy[:, 1])),
             "marker.color": colour}
+
+
+def grid_xy(ctx: AppContext) -> np.ndarray:
+    """Every point's position in the figure's grid units, (n_points, 2) uint16."""
+    g = getattr(ctx, "_map_grid_xy", None)
+    if g is None:
+        g = np.rint(to_grid(ctx, ctx.xy)).clip(0, GRID).astype(np.uint16) if ctx.n_points \
+            else np.zeros((0, 2), np.uint16)
+        ctx._map_grid_xy = g  # the map of an app never changes
+    return g
 
 
 def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | None = None,
                cluster=None) -> dict:
     """The map figure as a plain dict (typed arrays for the big columns).
 
-    Traces: 0 = every image (``Scattergl``, customdata = image id; faded when
-    unlabelled), 1 = the search query marker (empty until a search), 2 = the open
-    cluster's points redrawn on top (outlined). Cluster ids are layout annotations at the
-    cluster medians (annotations are drawn above the WebGL canvas). The axes start
-    on the robust range (:func:`map_range`).
+    Traces: 0 = every image (``Scattergl``; faded when unlabelled), 1 = the search
+    query marker (empty until a search), 2 = the open cluster's points redrawn on
+    top (outlined). Cluster ids are layout annotations at the cluster medians
+    (annotations are drawn above the WebGL canvas), only where they do not overlap.
+    The axes start on the robust range (:func:`map_range`). Coordinates are uint16
+    grid steps (:func:`to_grid`); the image id of point i is not sent per point but
+    as runs of consecutive ids in ``layout.meta.id_runs`` (:func:`id_runs`), and
+    the server maps an event's ``pointIndex`` with :func:`point_image_id`.
     """
     col = col or coloring(ctx, mode)
     labelled = ctx.point_labels() != ""
     size = marker_size(ctx.n_points)
+    grid = grid_xy(ctx)
     points = {
         "type": "scattergl",
         "mode": "markers",
-        "x": typed_array(ctx.xy[:, 0].astype(np.float32)),
-        "y": typed_array(ctx.xy[:, 1].astype(np.float32)),
-        # A plain list, not a typed array: Dash copies customdata into click, hover
-        # and selection events from the figure's raw data, where plotly.js leaves
-        # typed-array specs undecoded.
-        # (a numpy array is written as a plain JSON list by Dash's orjson encoder)
-        "customdata": ctx.point_ids.astype(np.int64),
+        "x": typed_array(np.ascontiguousarray(grid[:, 0])),
+        "y": typed_array(np.ascontiguousarray(grid[:, 1])),
         "hoverinfo": "none",
         "marker": {"size": size, "showscale": False, **col.marker(),
                    "opacity": typed_array(point_opacity(labelled, open_mask(ctx, cluster)))},
@@ -269,7 +340,7 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
             "x": hl["x"], "y": hl["y"],
             "marker": {"size": size + 1, "color": hl["marker.color"], "opacity": 1,
                        "line": {"color": "#111", "width": 0.7}}}
-    xr, yr = map_range(ctx.xy)
+    xr, yr = map_range(grid)
     axis = {"showgrid": False, "zeroline": False, "showticklabels": False, "title": None}
     layout = {
         "margin": {"l": 4, "r": 4, "t": 4, "b": 4},
@@ -282,6 +353,7 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
         "xaxis": {**axis, "range": xr, "autorange": False},
         "yaxis": {**axis, "range": yr, "autorange": False, "scaleanchor": "x"},
         "annotations": cluster_annotations(ctx, mode),
+        "meta": {"id_runs": id_runs(ctx.point_ids)},
     }
     return {"data": [points, query, ring], "layout": layout}
 
@@ -310,7 +382,7 @@ def fit_all_patch(ctx: AppContext, n: int):
     ``uirevision`` so the browser drops the annotator's zoom."""
     from dash import Patch
 
-    xr, yr = map_range(ctx.xy, robust=False)
+    xr, yr = map_range(grid_xy(ctx), robust=False)
     p = Patch()
     p["layout"]["xaxis"]["range"] = xr
     p["layout"]["yaxis"]["range"] = yr
@@ -318,13 +390,15 @@ def fit_all_patch(ctx: AppContext, n: int):
     return p
 
 
-def query_marker_patch(xy: tuple[float, float] | None):
-    """A :class:`dash.Patch` that moves the search-query star (None hides it)."""
+def query_marker_patch(ctx: AppContext, xy: tuple[float, float] | None):
+    """A :class:`dash.Patch` that moves the search-query star to map position ``xy``
+    (UMAP units; None hides it)."""
     from dash import Patch
 
     p = Patch()
-    p["data"][1]["x"] = [] if xy is None else [float(xy[0])]
-    p["data"][1]["y"] = [] if xy is None else [float(xy[1])]
+    g = None if xy is None else to_grid(ctx, [xy])[0]
+    p["data"][1]["x"] = [] if g is None else [float(g[0])]
+    p["data"][1]["y"] = [] if g is None else [float(g[1])]
     return p
 
 
@@ -407,11 +481,12 @@ def cluster_members_ordered(ctx: AppContext, cluster: int) -> list[int]:
 
 
 def progress(ctx: AppContext) -> dict:
-    """labelled, total (images on the map), percent and counts per label."""
+    """labelled, total (images on the map), percent, counts per label and stale labels
+    (their file changed since they were given)."""
     counts = ctx.store.label_counts()
     labelled = sum(counts.values())
     total = max(ctx.n_points, labelled)
-    return {"labelled": labelled, "total": total,
+    return {"labelled": labelled, "total": total, "stale": len(ctx.store.stale_image_ids()),
             "percent": 100.0 * labelled / total if total else 0.0, "counts": counts}
 
 
@@ -423,11 +498,13 @@ def page_of(items: list, page: int, per_page: int) -> tuple[list, int, int]:
 
 
 def image_facts(ctx: AppContext, image_ids: list[int]) -> dict[int, dict]:
-    """{id: {path (file name), label, cluster}} for captions and tooltips."""
+    """{id: {path (file name), label, stale, cluster}} for captions and tooltips."""
     if not image_ids:
         return {}
     rows = ctx.store.get_images(image_ids)
-    labels = ctx.store.labels_for(image_ids)
+    label_rows = ctx.store.current_label_rows(image_ids)
     clusters = ctx.store.clusters_for(image_ids)
-    return {int(r["id"]): {"path": r["path"], "label": labels.get(r["id"]),
+    return {int(r["id"]): {"path": r["path"],
+                           "label": label_rows[r["id"]]["label"] if r["id"] in label_rows else None,
+                           "stale": bool(label_rows[r["id"]]["stale"]) if r["id"] in label_rows else False,
                            "cluster": int(clusters.get(r["id"], -1))} for r in rows}
