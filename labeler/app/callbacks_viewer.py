@@ -146,7 +146,7 @@ def keyboard_step(actx: AppContext, key: str, state: dict) -> dict:
         else:
             out["message"] = message(f"No label {n}: {len(choices)} label(s) exist so far "
                                      "(press l and type a new one).", "warn")
-    elif key == "enter":
+    elif key in ("enter", "label"):  # 'label' (the button): stay on the cluster
         seen = state.get("seen")
         seen = seen if seen and cluster is not None and seen.get("cluster") == int(cluster) else None
         if cluster is not None and seen is None:  # the page never showed this cluster's members
@@ -156,7 +156,7 @@ def keyboard_step(actx: AppContext, key: str, state: dict) -> dict:
                 seen=seen["members"] if seen else None, confirmed=state.get("confirm"),
                 version=state.get("version"))
         out.update(message=r.message, version=r.version, confirm=r.confirm)
-        if r.ok:
+        if r.ok and key == "enter":
             c = next_cluster(actx, cluster, sort=state.get("sort"), unlabelled_only=True)
             out.update(cluster=c, page=1, excluded=[])
             if c is None:
@@ -249,8 +249,12 @@ def register(app: Dash, actx: AppContext) -> None:
         tid = ctx.triggered_id
         if tid == ids.KB_EVENT:
             key = (event or {}).get("key")
-        else:  # Enter in the label box or the button: label the cluster and go to the next
-            key = "enter" if ctx.triggered and ctx.triggered[0]["value"] else None
+        elif ctx.triggered and ctx.triggered[0]["value"]:
+            # Enter in the label box labels and goes to the next cluster; the button
+            # labels and stays (e.g. to relabel after a confirmation question).
+            key = "enter" if tid == ids.CLUSTER_LABEL_INPUT else "label"
+        else:
+            key = None
         if not key:
             raise PreventUpdate
         out = keyboard_step(actx, key, {"cluster": cluster, "label": label, "excluded": excluded,

@@ -103,7 +103,7 @@ def _clusters_tab() -> dcc.Tab:
                  className="row-between"),
         html.Div([label_input(ids.CLUSTER_LABEL_INPUT, "label for the whole cluster"),
                   html.Button("Label cluster", id=ids.CLUSTER_LABEL_BUTTON, className="btn btn-primary", n_clicks=0,
-                              title="Label the ticked images and open the next cluster with unlabelled images (Enter)")],
+                              title="Label the ticked images (Enter in the box, or the Enter key: label and open the next cluster)")],
                  className="action-row"),
         html.Div("Untick the images that do not belong: they stay unlabelled.", className="muted small"),
         html.Div(id=ids.CLUSTER_EXCLUDED_NOTE, className="small"),
