@@ -5,7 +5,8 @@ waits for the map, optionally opens the largest cluster, and saves a PNG.
 
 Run::
 
-    python scripts/screenshot.py --project data/projects/elpv --out docs/dashboard.png
+    python scripts/screenshot.py --project data/projects/elpv --out docs/dashboard.png \\
+        --large-view docs/large-view.png
 """
 
 from __future__ import annotations
@@ -24,8 +25,12 @@ from labeler.app import create_app  # noqa: E402
 
 
 def take_screenshot(project: Path, out: Path, *, width: int = 1600, height: int = 950,
-                    open_cluster: bool = True, timeout: float = 60.0) -> Path:
+                    open_cluster: bool = True, timeout: float = 60.0,
+                    large_view: Path | None = None) -> Path:
     """Save a PNG of the dashboard of ``project`` to ``out``; returns ``out``.
+
+    ``large_view``: also save a PNG of the large view of the open cluster's first
+    image there.
 
     Raises
     ------
@@ -60,6 +65,14 @@ def take_screenshot(project: Path, out: Path, *, width: int = 1600, height: int 
             time.sleep(1.5)  # thumbnails and WebGL finish drawing
             out.parent.mkdir(parents=True, exist_ok=True)
             driver.save_screenshot(str(out))
+            if large_view is not None and open_cluster:
+                driver.find_element(By.CSS_SELECTOR, "#cluster-grid .thumb-btn").click()
+                _wait(lambda: driver.execute_script(
+                    "const i = document.getElementById('lv-img'); return i && i.complete && i.naturalWidth"), timeout)
+                _wait(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#lv-neighbours img")) > 0, timeout)
+                park.perform()
+                time.sleep(1.0)  # neighbour thumbnails finish drawing
+                driver.save_screenshot(str(large_view))
         finally:
             driver.quit()
     return out
@@ -84,10 +97,12 @@ def main(argv=None) -> None:
     ap.add_argument("--width", type=int, default=1600)
     ap.add_argument("--height", type=int, default=950)
     ap.add_argument("--no-open-cluster", action="store_true", help="do not open the largest cluster")
+    ap.add_argument("--large-view", type=Path, default=None,
+                    help="also save the large view of the open cluster's first image here")
     args = ap.parse_args(argv)
     path = take_screenshot(args.project, args.out, width=args.width, height=args.height,
-                           open_cluster=not args.no_open_cluster)
-    print(f"wrote {path}")
+                           open_cluster=not args.no_open_cluster, large_view=args.large_view)
+    print(f"wrote {path}" + (f" and {args.large_view}" if args.large_view else ""))
 
 
 if __name__ == "__main__":

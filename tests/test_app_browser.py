@@ -228,12 +228,15 @@ def test_click_point_similar_relabel_and_download_csv(driver, served, project, d
     wait_until(lambda: len(thumb_ids(driver, "#search-grid .thumb-btn")) == 12, what="neighbours of the click")
     assert first not in thumb_ids(driver, "#search-grid .thumb-btn")
 
-    # 'similar' on a thumbnail of a cluster card opens that image with its neighbours.
+    # A thumbnail of a cluster card opens the large view; 'similar' there searches.
     driver.find_element(By.XPATH, "//*[contains(@class,'tab') and normalize-space()='Clusters']").click()
     btn = wait_until(lambda: driver.find_element(By.CSS_SELECTOR, ".cluster-card .thumb-btn"), what="card thumb")
     target = json.loads(btn.get_attribute("id"))["id"]
-    btn.click()
+    btn.click()  # the large view; its 'similar' button opens the Search tab
+    wait_until(lambda: driver.find_element(By.ID, "lv-overlay").is_displayed(), what="large view")
+    driver.find_element(By.ID, "lv-search").click()
     wait_until(lambda: f"#{target} ·" in text_of(driver, "#search-query"), what="similar opened")
+    assert not driver.find_element(By.ID, "lv-overlay").is_displayed()
     driver.find_element(By.ID, "image-label-input").send_keys("crack")
     callbacks_idle(driver)
     driver.find_element(By.ID, "image-label-button").click()

@@ -264,7 +264,8 @@ def test_recolour_is_a_patch_of_marker_colours_only(actx, project):
     label_cluster_action(actx, 0, "mono", "ana")
     patch = views.recolor_patch(actx, views.COLOR_BY_LABEL).to_plotly_json()
     locations = {tuple(op["location"]) for op in patch["operations"]}
-    assert all(loc[:3] == ("data", 0, "marker") or loc == ("layout", "annotations") for loc in locations)
+    assert all(loc[:3] == ("data", 0, "marker") or loc == ("layout", "annotations")
+               or loc in {("data", 2, "x"), ("data", 2, "y"), ("data", 2, "marker", "color")} for loc in locations)  # 2: the open cluster
     col = views.coloring(actx, views.COLOR_BY_LABEL)
     members = set(project.store.cluster_members(0))
     labelled = np.array([int(i) in members for i in actx.point_ids])
@@ -305,6 +306,12 @@ def test_search_by_id_and_label_from_it(actx, project):
     view = result_view(actx, search_by_id(actx, image_id, k=5))
     assert "mono" in json.dumps(view["vote"], default=str)
     assert {r["source"] for r in project.store.label_rows()} == {"search"}
+    # Two of the 5 labelled: the vote says how many it counts.
+    from labeler import labels
+
+    labels.remove_labels(project, nb[2:], annotator="ana")
+    view = result_view(actx, search_by_id(actx, image_id, k=5))
+    assert "(2 of 5 labelled)" in json.dumps(view["vote"], default=str)
 
 
 def test_search_by_upload_of_a_collection_photo(actx, project):

@@ -9,7 +9,7 @@ from . import ids
 from .components import legend
 from .routes import thumb_url
 from .state import AppContext
-from .views import coloring, image_facts, point_image_id, recolor_patch
+from .views import coloring, fit_all_patch, image_facts, point_image_id, recolor_patch
 
 
 def hover_card(actx: AppContext, image_id: int) -> list:
@@ -86,11 +86,22 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.MAP_LEGEND, "children"),
         Input(ids.COLOR_MODE, "value"),
         Input(ids.VERSION, "data"),
+        Input(ids.CLUSTER_OPEN, "data"),
         prevent_initial_call=True,
     )
-    def recolor(mode, _version):
+    def recolor(mode, _version, cluster):
         col = coloring(actx, mode)
-        return recolor_patch(actx, mode, col), legend(col, mode)
+        return recolor_patch(actx, mode, col, cluster), legend(col, mode, open_cluster=cluster)
+
+    @app.callback(
+        Output(ids.MAP, "figure", allow_duplicate=True),
+        Input(ids.MAP_FIT, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def fit_all(n):
+        if not n:
+            raise PreventUpdate
+        return fit_all_patch(actx, n)
 
     @app.callback(
         Output(ids.MAP_TOOLTIP, "show"),

@@ -258,29 +258,8 @@ def register(app: Dash, actx: AppContext) -> None:
         out = update_exclusions(excluded, [c["id"] for c in comp_ids], values)
         return out, excluded_note(out)
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
-        Input(ids.CLUSTER_LABEL_BUTTON, "n_clicks"),
-        Input(ids.CLUSTER_LABEL_INPUT, "n_submit"),
-        State(ids.CLUSTER_OPEN, "data"),
-        State(ids.CLUSTER_LABEL_INPUT, "value"),
-        State(ids.CLUSTER_EXCLUDED, "data"),
-        State(ids.CLUSTER_SEEN, "data"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.LABEL_CONFIRM, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def label_cluster(_n, _s, cluster, label, excluded, seen, annotator, confirm, version):
-        seen = seen if seen and cluster is not None and seen.get("cluster") == int(cluster) else None
-        if cluster is not None and seen is None:  # the page never showed this cluster's members
-            seen = {"clustering_id": None, "members": []}
-        r = run(label_cluster_action, actx, cluster, label, annotator, excluded,
-                clustering_id=seen["clustering_id"] if seen else None,
-                seen=seen["members"] if seen else None, confirmed=confirm, version=version)
-        return r.message, r.version, r.confirm
+    # Labelling the open cluster (button, Enter) is callbacks_viewer.on_key: it also
+    # opens the next cluster with unlabelled images.
 
     @app.callback(
         Output(ids.SELECTION_TITLE, "children"),
@@ -299,7 +278,9 @@ def register(app: Dash, actx: AppContext) -> None:
         facts = image_facts(actx, items)
         ex = {int(i) for i in excluded or []}
         n_in = len(selection) - len(ex & set(selection))
-        title = f"{len(selection):,} images selected on the map ({n_in:,} ticked)"
+        n_lab = len(actx.store.labels_for([int(i) for i in selection]))
+        title = (f"{len(selection):,} images selected on the map ({n_in:,} ticked) · "
+                 f"{n_lab:,} labelled, {len(selection) - n_lab:,} unlabelled")
         thumbs = [thumb(ids.GRID_SELECTION, i, caption(i, facts.get(i)), checked=i not in ex) for i in items]
         return title, grid(thumbs), f" of {n_pages}"
 

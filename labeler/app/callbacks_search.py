@@ -1,4 +1,4 @@
-"""Reverse image search: by clicking a point or a thumbnail ('similar') or by an
+"""Reverse image search: by clicking a point, the large view's 'similar' button or by an
 uploaded photo; the result, the query star on the map, and labelling from it."""
 
 from __future__ import annotations
@@ -99,11 +99,14 @@ def result_view(actx: AppContext, stored: dict, excluded=()) -> dict:
             f"{stored['best_similarity']:.2f} is below the collection's usual "
             f"{stored['novelty_threshold']:.2f}. Its neighbours may not share its label.",
             className="msg msg-warn", id="novel-warning")]
+    n_lab = sum(1 for i, _ in nb if (facts.get(i) or {}).get("label"))
     if stored["vote"]:
-        vote = [html.Span("neighbours' label vote: ", className="muted")] + [
+        # The shares are among the labelled neighbours only: say how many those are.
+        vote = [html.Span(f"neighbours' label vote ({n_lab} of {len(nb)} labelled): ", className="muted",
+                          id="vote-count")] + [
             html.Span(f"{lab} {100 * share:.0f}%", className="count-chip") for lab, share in stored["vote"].items()]
     else:
-        vote = [html.Span("None of the neighbours is labelled yet.", className="muted")]
+        vote = [html.Span(f"None of the {len(nb)} neighbours is labelled yet.", className="muted")]
     ex = {int(i) for i in excluded or []}
     thumbs = [thumb(ids.GRID_SEARCH, i, caption(i, facts.get(i), s), checked=i not in ex) for i, s in nb]
     return {"query": query, "novel": novel, "vote": vote, "grid": grid(thumbs),
@@ -127,15 +130,17 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.TABS, "value", allow_duplicate=True),
         Output(ids.MAP, "figure", allow_duplicate=True),
         Output(ids.SEARCH_PREVIEW, "style"),
+        Output(ids.UPLOAD, "contents"),
         Input(ids.MAP, "clickData"),
-        Input({"type": ids.THUMB_SIMILAR, "grid": ALL, "id": ALL}, "n_clicks"),
+        Input(ids.LV_SEARCH, "n_clicks"),
         Input(ids.UPLOAD, "contents"),
         State(ids.UPLOAD, "filename"),
         State(ids.SEARCH_K, "value"),
         State(ids.SEARCH_FOR_LABEL, "value"),
+        State(ids.LV_IMAGE, "data"),
         prevent_initial_call=True,
     )
-    def run_search(click, _similar, contents, filename, k, for_label):
+    def run_search(click, _similar, contents, filename, k, for_label, lv_image):
         from dash import ctx
 
         tid = ctx.triggered_id
@@ -151,16 +156,18 @@ def register(app: Dash, actx: AppContext) -> None:
                     image_id = point_image_id(actx, pts[0]) if pts else None
                     if image_id is None:
                         raise PreventUpdate
-                elif isinstance(tid, dict) and triggered_value():
-                    image_id = tid["id"]
+                elif tid == ids.LV_SEARCH and triggered_value() and lv_image is not None:
+                    image_id = lv_image
                 else:
                     raise PreventUpdate
                 stored = search_by_id(actx, int(image_id), k, for_label)
                 preview = {"display": "none"}
         except (UploadError, StoreError, BadInputError) as e:
             err = result(f"Search failed: {e}", "error")
-            return no_update, no_update, err, no_update, no_update, {"display": "none"}
-        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), preview
+            return no_update, no_update, err, no_update, no_update, {"display": "none"}, None
+        # The upload's contents are cleared once used, so the same file dropped again
+        # is a change (and searched again) rather than an identical value.
+        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), preview, None
 
     @app.callback(
         Output(ids.SEARCH_QUERY, "children"),

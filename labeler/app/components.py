@@ -23,16 +23,16 @@ def label_input(id_: str, placeholder: str = "label") -> dcc.Input:
 
 def thumb(grid: str, image_id: int, caption: str = "", *, checked: bool | None = None,
           title: str | None = None, badge: str | None = None) -> html.Div:
-    """One thumbnail: clicking it opens the image with its nearest neighbours ('similar').
+    """One thumbnail: clicking it opens the large view (full resolution, neighbours).
 
     ``checked`` None = no tick box; True/False = ticked/unticked tick box.
     """
     children = [
         html.Button(
             [html.Img(src=thumb_url(image_id), alt=f"image {image_id}"),
-             html.Span("similar", className="thumb-hint")],
+             html.Span("view", className="thumb-hint")],
             id=ids.thumb_similar(grid, image_id), className="thumb-btn", n_clicks=0,
-            title=title or f"image {image_id}: open with its nearest neighbours",
+            title=title or f"image {image_id}: open the large view",
         )
     ]
     if badge:
@@ -84,16 +84,43 @@ def full_image_link(image_id: int) -> html.A:
     return html.A("full image", href=image_url(image_id), target="_blank", rel="noopener")
 
 
-def legend(col, mode: str, max_items: int = 24) -> list:
-    """Colour chips under the map toggle: labels with counts, or a note for clusters."""
-    if mode == "cluster":
-        n = sum(1 for name, _, _ in col.legend if name != "noise")
-        noise = next((c for name, _, c in col.legend if name == "noise"), 0)
-        return [html.Span(f"{n} clusters (numbers on the map are cluster ids) · ", className="muted"),
-                html.Span(className="chip-dot", style={"background": col.colors[0]}),
-                html.Span(f"noise {noise:,}", className="muted")]
+def legend(col, mode: str, max_items: int = 16, open_cluster=None) -> list:
+    """Colour chips above the map: the largest categories with counts (noise /
+    unlabelled first), then how to read the markers."""
+    first, rest = col.legend[:1], sorted(col.legend[1:], key=lambda t: -t[2])
     items = []
-    for name, colour, count in col.legend[:max_items]:
+    for name, colour, count in first + rest[:max_items]:
+        cls = "chip" + (" chip-open" if open_cluster is not None and name == f"cluster {open_cluster}" else "")
         items.append(html.Span([html.Span(className="chip-dot", style={"background": colour}),
-                                f"{name} {count:,}"], className="chip"))
+                                f"{name} {count:,}"], className=cls))
+    if len(rest) > max_items:
+        items.append(html.Span(f"+{len(rest) - max_items} more", className="muted"))
+    note = "solid = labelled, faded = unlabelled"
+    if mode == "cluster":
+        note += " · numbers are cluster ids (largest clusters)"
+    if open_cluster is not None:
+        note += f" · outlined: {'noise' if int(open_cluster) < 0 else f'cluster {open_cluster}'} (open), others dimmed"
+    items.append(html.Span(note, className="muted legend-note"))
     return items
+
+
+#: (keys, what they do): the dashboard's help overlay ('?') and the README table.
+KEYS = [
+    ("n  j  →", "open the next cluster (in the list's sort order)"),
+    ("p  k  ←", "open the previous cluster"),
+    ("1 … 9", "put the annotator's 1st … 9th label (existing labels, by name) in the label box"),
+    ("l", "focus the label box (type a new label; Enter there = label and next)"),
+    ("Enter", "label the open cluster (ticked images) and open the next cluster with unlabelled images"),
+    ("PageDown  PageUp", "next / previous page of the open cluster's images"),
+    ("click a thumbnail", "large view: wheel = zoom, drag = pan, double-click = reset"),
+    ("←  →  (large view)", "previous / next image of the same cluster"),
+    ("Esc", "close the large view (or this help)"),
+    ("u  Ctrl+Z", "undo your last action"),
+    ("r  Ctrl+Shift+Z", "redo what you last undid"),
+    ("?", "show / hide this table"),
+]
+
+
+def help_table() -> html.Table:
+    """The keyboard table (:data:`KEYS`) of the '?' overlay."""
+    return html.Table([html.Tr([html.Td(html.Kbd(k)), html.Td(what)]) for k, what in KEYS])

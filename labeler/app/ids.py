@@ -21,6 +21,8 @@ KEYS = "keys-store"  # set once the keyboard shortcut listener is installed
 CLUSTER_SEEN = "cluster-seen-store"  # {cluster, clustering_id, members} of the open cluster
 CLUSTERING_SEEN = "clustering-seen-store"  # clustering id the Refine tab's choices come from
 LABEL_CONFIRM = "label-confirm-store"  # a new label close to existing ones, awaiting a second click
+KB_EVENT = "kb-event-store"  # {key, n}: a keyboard shortcut, written by assets/keys.js
+LV_IMAGE = "large-view-store"  # the image id shown in the large view (None = closed)
 
 # -- top bar --------------------------------------------------------------------------
 PROGRESS_TEXT = "progress-text"
@@ -44,6 +46,22 @@ MAP = "map"
 COLOR_MODE = "color-mode"
 MAP_TOOLTIP = "map-tooltip"
 MAP_LEGEND = "map-legend"
+MAP_FIT = "map-fit"  # 'fit all' button: show every point, outliers included
+
+# -- large view (callbacks_viewer.py) ---------------------------------------------------
+LV_OVERLAY = "lv-overlay"
+LV_IMG = "lv-img"
+LV_IMG_WRAP = "lv-img-wrap"  # zoom / pan target of assets/keys.js
+LV_FACTS = "lv-facts"
+LV_EXTRA = "lv-extra"  # suggestion line, heat map: filled by callbacks_viewer.large_view_extras
+LV_NEIGHBOURS = "lv-neighbours"
+LV_PREV = "lv-prev"
+LV_NEXT = "lv-next"
+LV_CLOSE = "lv-close"
+LV_SEARCH = "lv-search"  # open this image's neighbours in the Search tab
+LV_NEIGHBOUR = "lv-neighbour"  # pattern type: a neighbour thumbnail in the large view
+HELP_OVERLAY = "help-overlay"  # the keyboard table, toggled by '?'
+HELP_BUTTON = "help-button"
 
 # -- tabs -----------------------------------------------------------------------------
 TABS = "tabs"
@@ -108,7 +126,7 @@ MOVE_BUTTON = "move-button"
 MOVE_NOTE = "move-note"
 
 # -- pattern-matching ids -------------------------------------------------------------
-THUMB_SIMILAR = "thumb-similar"  # the thumbnail itself: click = open it with its neighbours
+THUMB_SIMILAR = "thumb-similar"  # the thumbnail itself: click = the large view (callbacks_viewer.py)
 THUMB_CHECK = "thumb-check"  # tick box of a selectable grid item
 CLUSTER_OPEN_BUTTON = "cluster-open-button"
 

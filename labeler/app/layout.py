@@ -13,11 +13,11 @@ from ..labels import MAX_ANNOTATOR_LENGTH
 from . import ids
 from .callbacks_assist import next_tab
 from .callbacks_review import review_tab, stores as review_stores
-from .components import label_input, legend
+from .components import help_table, label_input, legend
 from .routes import EXPORT_URL
 from .state import AppContext
 from .uploads import MAX_UPLOAD_BYTES
-from .views import COLOR_BY_CLUSTER, COLOR_BY_LABEL, COLOR_BY_SUGGESTION, coloring, map_figure
+from .views import COLOR_BY_CLUSTER, COLOR_MODES, coloring, map_figure
 
 PER_PAGE = 40  # thumbnails per grid page
 CARDS_PER_PAGE = 8
@@ -38,6 +38,8 @@ def _stores() -> list:
         dcc.Store(id=ids.CLUSTER_SEEN, data=None),
         dcc.Store(id=ids.CLUSTERING_SEEN, data=None),
         dcc.Store(id=ids.LABEL_CONFIRM, data=None),
+        dcc.Store(id=ids.KB_EVENT, data=None),
+        dcc.Store(id=ids.LV_IMAGE, data=None),
         *review_stores(),
     ]
 
@@ -64,6 +66,7 @@ def _topbar(ctx: AppContext) -> html.Header:
             html.Span(id=ids.ANNOTATOR_NAME, className="annotator"),
             html.Button("change", id=ids.ANNOTATOR_CHANGE, className="btn-link", n_clicks=0,
                         style={"display": "none"} if ctx.users is not None else {}),
+            html.Button("?", id=ids.HELP_BUTTON, className="btn", n_clicks=0, title="Keyboard shortcuts (?)"),
             html.Button("↶ Undo", id=ids.UNDO, className="btn", n_clicks=0,
                         title="Undo your last action (u or Ctrl+Z); a bulk label undoes as one"),
             html.Button("↷ Redo", id=ids.REDO, className="btn", n_clicks=0,
@@ -79,9 +82,9 @@ def _map_panel(ctx: AppContext) -> html.Div:
         html.Div([
             html.Span("colour by ", className="muted"),
             dcc.RadioItems(id=ids.COLOR_MODE, value=COLOR_BY_CLUSTER, inline=True,
-                           options=[{"label": "cluster", "value": COLOR_BY_CLUSTER},
-                                    {"label": "label", "value": COLOR_BY_LABEL},
-                                    {"label": "suggestion", "value": COLOR_BY_SUGGESTION}]),
+                           options=[{"label": name, "value": mode} for mode, (name, _) in COLOR_MODES.items()]),
+            html.Button("fit all", id=ids.MAP_FIT, className="btn btn-small", n_clicks=0,
+                        title="Show every point, outliers included (the default view leaves out the outer 1%)"),
             html.Span("· lasso or box-select points to label them; click a point to open it",
                       className="muted small"),
         ], className="map-toolbar"),
@@ -100,7 +103,8 @@ def _clusters_tab() -> dcc.Tab:
                   html.Button("✕ close", id=ids.CLUSTER_CLOSE, className="btn-link", n_clicks=0)],
                  className="row-between"),
         html.Div([label_input(ids.CLUSTER_LABEL_INPUT, "label for the whole cluster"),
-                  html.Button("Label cluster", id=ids.CLUSTER_LABEL_BUTTON, className="btn btn-primary", n_clicks=0)],
+                  html.Button("Label cluster", id=ids.CLUSTER_LABEL_BUTTON, className="btn btn-primary", n_clicks=0,
+                              title="Label the ticked images (Enter in the box, or the Enter key: label and open the next cluster)")],
                  className="action-row"),
         html.Div("Untick the images that do not belong: they stay unlabelled.", className="muted small"),
         html.Div(id=ids.CLUSTER_EXCLUDED_NOTE, className="small"),
@@ -205,6 +209,31 @@ def _name_dialog() -> html.Div:
     ], className="dialog"), id=ids.NAME_DIALOG, className="overlay", style={"display": "none"})
 
 
+def _large_view() -> html.Div:
+    """The large view (filled by callbacks_viewer.show_large_view; zoom/pan in keys.js)."""
+    side = html.Div([
+        html.Div([html.Button("‹ prev", id=ids.LV_PREV, className="btn btn-small", n_clicks=0, title="←"),
+                  html.Button("next ›", id=ids.LV_NEXT, className="btn btn-small", n_clicks=0, title="→"),
+                  html.Button("similar → Search tab", id=ids.LV_SEARCH, className="btn btn-small", n_clicks=0),
+                  html.Button("✕ close (Esc)", id=ids.LV_CLOSE, className="btn btn-small", n_clicks=0)]),
+        html.Div(id=ids.LV_FACTS),
+        html.Div(id=ids.LV_EXTRA),
+        html.Div("wheel = zoom · drag = pan · double-click = reset", className="muted small"),
+        html.Div("nearest neighbours", className="muted small", style={"marginTop": "10px"}),
+        html.Div(id=ids.LV_NEIGHBOURS, className="lv-neighbours"),
+    ], className="lv-side")
+    stage = html.Div(html.Div(html.Img(id=ids.LV_IMG, alt="large view"), id=ids.LV_IMG_WRAP,
+                              className="lv-img-wrap"), className="lv-stage")
+    return html.Div([stage, side], id=ids.LV_OVERLAY, className="lv-overlay", style={"display": "none"})
+
+
+def _help() -> html.Div:
+    return html.Div(html.Div([html.H3("Keyboard"), help_table(),
+                              html.P("Keys are ignored while typing in a text box.", className="muted small")],
+                             className="help-box"),
+                    id=ids.HELP_OVERLAY, className="help-overlay", style={"display": "none"})
+
+
 def serve_layout(ctx: AppContext):
     """The whole page (called per page load)."""
     return html.Div([
@@ -219,4 +248,6 @@ def serve_layout(ctx: AppContext):
                 className="tabs"), className="right"),
         ], className="main"),
         _name_dialog(),
+        _large_view(),
+        _help(),
     ], className="app")

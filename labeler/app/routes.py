@@ -12,17 +12,21 @@ import base64
 import binascii
 import hashlib
 import hmac
+import io
 import os
 
 from flask import Flask, Response, abort, g, jsonify, request, send_file
 
 from ..export import export_csv_text
 from ..project import Project, ProjectError
-from ..errors import BadInputError, StoreError
+from ..errors import BadImageError, BadInputError, StoreError
+from ..images import load_image
 
 THUMB_URL = "/thumb/{}"
 IMAGE_URL = "/image/{}"
 EXPORT_URL = "/export/labels.csv"
+VIEW_URL = "/view/{}"
+VIEW_MAX_SIDE = 2048  # px: the large view's long side; bigger photos are downscaled
 
 
 def thumb_url(image_id: int) -> str:
@@ -37,6 +41,28 @@ def image_url(image_id: int) -> str:
 _MAX_ID = 2**63 - 1
 
 
+def view_url(image_id: int) -> str:
+    """The large view's copy of an image: full resolution up to VIEW_MAX_SIDE px."""
+    return VIEW_URL.format(int(image_id))
+
+
+def view_jpeg(path, max_side: int = VIEW_MAX_SIDE) -> bytes:
+    """An image file as JPEG bytes, downscaled (Lanczos) to at most ``max_side`` px on
+    its long side, EXIF orientation applied.
+
+    Raises
+    ------
+    BadImageError
+        The file cannot be decoded.
+    """
+    img = load_image(path, draft_size=(max_side, max_side))
+    if max(img.size) > max_side:
+        img.thumbnail((max_side, max_side))
+    buf = io.BytesIO()
+    img.save(buf, format="JPEG", quality=92)
+    return buf.getvalue()
+
+
 def _image_row(project: Project, image_id: int):
     if not 0 <= image_id <= _MAX_ID:
         abort(404)
@@ -47,7 +73,7 @@ def _image_row(project: Project, image_id: int):
 
 
 def register_routes(server: Flask, project: Project) -> None:
-    """Add /thumb/<id>, /image/<id> and the CSV download to ``server``."""
+    """Add /thumb/<id>, /image/<id>, /view/<id> (size-capped) and the CSV download to ``server``."""
 
     @server.route("/thumb/<int:image_id>")
     def thumb(image_id: int):
@@ -68,6 +94,22 @@ def register_routes(server: Flask, project: Project) -> None:
         if not path.is_file():
             abort(404)
         return send_file(path, max_age=600)
+
+    @server.route("/view/<int:image_id>")
+    def view(image_id: int):
+        row = _image_row(project, image_id)
+        try:
+            path = project.image_path(row["path"])
+        except ProjectError:
+            abort(403)
+        if not path.is_file():
+            abort(404)
+        try:
+            data = view_jpeg(path)
+        except BadImageError:
+            abort(404)
+        # Private: behind basic auth a shared cache must not keep it.
+        return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=600"})
 
     @server.route(EXPORT_URL)
     def export_labels():

@@ -125,25 +125,99 @@ def color_by_label(labels: np.ndarray) -> Coloring:
     return Coloring(_codes(codes, len(colors)), colors, legend)
 
 
+# Colour modes of the map: mode -> (radio label, function(ctx) -> Coloring). Another
+# mode (e.g. suggestion confidence) is one more entry here.
+COLOR_MODES: dict = {
+    COLOR_BY_CLUSTER: ("cluster", lambda ctx: color_by_cluster(ctx.assignment().clusters)),
+    COLOR_BY_LABEL: ("label", lambda ctx: color_by_label(ctx.point_labels())),
+    COLOR_BY_SUGGESTION: ("suggestion", lambda ctx: _color_by_suggestion(ctx)),
+}
+
+
+def _color_by_suggestion(ctx: AppContext) -> Coloring:
+    from .callbacks_assist import suggested_point_labels  # the assist stage loads only when asked
+
+    return color_by_label(suggested_point_labels(ctx))
+
+LABELLED_OPACITY = 0.9
+UNLABELLED_OPACITY = 0.35  # unlabelled points are faded: labelled vs unlabelled at a glance
+DIMMED = 0.35  # factor on the points outside the open cluster
+ROBUST_PERCENTILES = (1.0, 99.0)
+RANGE_MARGIN = 0.08  # of the span, on each side
+
+
 def coloring(ctx: AppContext, mode: str) -> Coloring:
-    """The current colouring of the map: by cluster or by label."""
-    if mode == COLOR_BY_LABEL:
-        return color_by_label(ctx.point_labels())
-    if mode == COLOR_BY_SUGGESTION:
-        from .callbacks_assist import suggested_point_labels
-
-        return color_by_label(suggested_point_labels(ctx))
-    return color_by_cluster(ctx.assignment().clusters)
+    """The current colouring of the map (a mode of :data:`COLOR_MODES`; cluster otherwise)."""
+    _, fn = COLOR_MODES.get(mode, COLOR_MODES[COLOR_BY_CLUSTER])
+    return fn(ctx)
 
 
-def cluster_annotations(ctx: AppContext, mode: str) -> list[dict]:
-    """Cluster-id labels at the cluster medians (none when colouring by label)."""
+def map_range(xy: np.ndarray, robust: bool = True) -> tuple[list[float], list[float]]:
+    """x and y axis ranges of the map.
+
+    ``robust``: from the 1st to the 99th percentile of each coordinate plus an 8 %
+    margin (never beyond the data's extent plus margin), so a few outliers do not
+    squash every other point into a corner; otherwise the full extent plus margin
+    (the 'fit all' view).
+
+    Parameters
+    ----------
+    xy : ndarray (n, 2), float
+    """
+    xy = np.asarray(xy, dtype=np.float64)
+    if len(xy) == 0:
+        return [-1.0, 1.0], [-1.0, 1.0]
+    out = []
+    for d in (0, 1):
+        full = (float(xy[:, d].min()), float(xy[:, d].max()))
+        lo, hi = np.percentile(xy[:, d], ROBUST_PERCENTILES) if robust else full
+        span = max(hi - lo, 1e-6)
+        out.append([float(max(lo - RANGE_MARGIN * span, full[0] - RANGE_MARGIN * span)),
+                    float(min(hi + RANGE_MARGIN * span, full[1] + RANGE_MARGIN * span))])
+    return out[0], out[1]
+
+
+def point_opacity(labelled: np.ndarray, in_open: np.ndarray | None = None) -> np.ndarray:
+    """Marker opacity per point: labelled points solid, unlabelled faded; with a cluster
+    open, points outside it dimmed further. Shape (n_points,), float32."""
+    op = np.where(np.asarray(labelled, bool), LABELLED_OPACITY, UNLABELLED_OPACITY).astype(np.float32)
+    if in_open is not None and np.any(in_open):
+        op = np.where(in_open, op, op * DIMMED).astype(np.float32)
+    return op
+
+
+def open_mask(ctx: AppContext, cluster) -> np.ndarray | None:
+    """Which map points belong to the open cluster (None when no cluster is open)."""
+    if cluster is None:
+        return None
+    return ctx.assignment().clusters == int(cluster)
+
+
+def cluster_annotations(ctx: AppContext, mode: str, min_gap: float = 0.06) -> list[dict]:
+    """Cluster-id labels at the cluster medians, largest clusters first, leaving out a
+    label that would sit closer than ``min_gap`` (share of the robust view's span) to
+    one already placed, so the numbers do not overlap. None when colouring by label;
+    every point's cluster is in its hover card."""
     if mode in (COLOR_BY_LABEL, COLOR_BY_SUGGESTION):
         return []
     cx, cy, ct = ctx.assignment().centres(ctx.xy)
-    cx, cy = to_grid(ctx, np.c_[cx, cy]).T.tolist() if ct else ([], [])
-    return [{"x": x, "y": y, "text": t, "showarrow": False, "font": {"size": 11, "color": "#111"},
-             "bgcolor": "rgba(255,255,255,0.65)", "borderpad": 1} for x, y, t in zip(cx, cy, ct)]
+    if not ct:
+        return []
+    cx, cy = to_grid(ctx, np.c_[cx, cy]).T.tolist()
+    sizes = np.bincount(np.maximum(ctx.assignment().clusters, -1) + 1)
+    xr, yr = map_range(grid_xy(ctx))
+    gx, gy = min_gap * (xr[1] - xr[0]), min_gap * (yr[1] - yr[0])
+    order = sorted(range(len(ct)), key=lambda j: -int(sizes[int(ct[j]) + 1]) if int(ct[j]) + 1 < len(sizes) else 0)
+    placed: list[tuple[float, float]] = []
+    out = []
+    for j in order:
+        x, y = cx[j], cy[j]
+        if any(abs(x - px) < gx and abs(y - py) < gy for px, py in placed):
+            continue
+        placed.append((x, y))
+        out.append({"x": x, "y": y, "text": ct[j], "showarrow": False, "font": {"size": 11, "color": "#111"},
+                    "bgcolor": "rgba(255,255,255,0.65)", "borderpad": 1})
+    return out
 
 
 def marker_size(n_points: int) -> float:
@@ -212,27 +286,54 @@ def point_image_id(ctx: AppContext, point: dict) -> int | None:
     return int(ctx.point_ids[i])
 
 
-def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | None = None) -> dict:
+def highlight_trace(ctx: AppContext, cluster, mode: str = COLOR_BY_CLUSTER) -> dict:
+    """Trace values of the open-cluster highlight (trace 2): its points redrawn on top
+    with a dark outline, filled with the cluster's colour (colour by cluster) or
+    hollow (other modes, so the points' own colours show through)."""
+    mask = open_mask(ctx, cluster)
+    xy = grid_xy(ctx)[mask] if mask is not None else np.zeros((0, 2), np.uint16)
+    colour = NOISE_COLOR if cluster is None or int(cluster) < 0 else cluster_color(int(cluster))
+    if mode != COLOR_BY_CLUSTER:
+        colour = "rgba(0,0,0,0)"
+    return {"x": typed_array(np.ascontiguousarray(xy[:, 0])), "y": typed_array(np.ascontiguousarray(xy[:, 1])),
+            "marker.color": colour}
+
+
+def grid_xy(ctx: AppContext) -> np.ndarray:
+    """Every point's position in the figure's grid units, (n_points, 2) uint16."""
+    g = getattr(ctx, "_map_grid_xy", None)
+    if g is None:
+        g = np.rint(to_grid(ctx, ctx.xy)).clip(0, GRID).astype(np.uint16) if ctx.n_points \
+            else np.zeros((0, 2), np.uint16)
+        ctx._map_grid_xy = g  # the map of an app never changes
+    return g
+
+
+def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | None = None,
+               cluster=None) -> dict:
     """The map figure as a plain dict (typed arrays for the big columns).
 
-    Traces: 0 = every image (``Scattergl``), 1 = the search query marker (empty
-    until a search). Cluster ids are layout annotations at the cluster medians
-    (annotations are drawn above the WebGL canvas). Coordinates are uint16 grid
-    steps (:func:`to_grid`); the image id of point i is not sent per point but
+    Traces: 0 = every image (``Scattergl``; faded when unlabelled), 1 = the search
+    query marker (empty until a search), 2 = the open cluster's points redrawn on
+    top (outlined). Cluster ids are layout annotations at the cluster medians
+    (annotations are drawn above the WebGL canvas), only where they do not overlap.
+    The axes start on the robust range (:func:`map_range`). Coordinates are uint16
+    grid steps (:func:`to_grid`); the image id of point i is not sent per point but
     as runs of consecutive ids in ``layout.meta.id_runs`` (:func:`id_runs`), and
-    the server maps an event's ``pointIndex`` with :func:`point_image_id`. At 1M
-    points the figure is about 7 MB (benchmarks/bench_dashboard.py).
+    the server maps an event's ``pointIndex`` with :func:`point_image_id`.
     """
     col = col or coloring(ctx, mode)
-    grid = np.rint(to_grid(ctx, ctx.xy)).clip(0, GRID).astype(np.uint16) if ctx.n_points \
-        else np.zeros((0, 2), np.uint16)
+    labelled = ctx.point_labels() != ""
+    size = marker_size(ctx.n_points)
+    grid = grid_xy(ctx)
     points = {
         "type": "scattergl",
         "mode": "markers",
-        "x": typed_array(grid[:, 0]),
-        "y": typed_array(grid[:, 1]),
+        "x": typed_array(np.ascontiguousarray(grid[:, 0])),
+        "y": typed_array(np.ascontiguousarray(grid[:, 1])),
         "hoverinfo": "none",
-        "marker": {"size": marker_size(ctx.n_points), "opacity": 0.85, "showscale": False, **col.marker()},
+        "marker": {"size": size, "showscale": False, **col.marker(),
+                   "opacity": typed_array(point_opacity(labelled, open_mask(ctx, cluster)))},
         "selected": {"marker": {"opacity": 1}},
         "unselected": {"marker": {"opacity": 0.35}},
         "name": "images",
@@ -242,6 +343,12 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
         "type": "scattergl", "mode": "markers", "x": [], "y": [], "hoverinfo": "skip", "name": "query",
         "marker": {"symbol": "star", "size": 24, "color": "#ffd400", "line": {"color": "#111", "width": 2}},
     }
+    hl = highlight_trace(ctx, cluster, mode)
+    ring = {"type": "scattergl", "mode": "markers", "hoverinfo": "skip", "name": "open cluster",
+            "x": hl["x"], "y": hl["y"],
+            "marker": {"size": size + 1, "color": hl["marker.color"], "opacity": 1,
+                       "line": {"color": "#111", "width": 0.7}}}
+    xr, yr = map_range(grid)
     axis = {"showgrid": False, "zeroline": False, "showticklabels": False, "title": None}
     layout = {
         "margin": {"l": 4, "r": 4, "t": 4, "b": 4},
@@ -251,24 +358,43 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
         "uirevision": "map",  # zoom and pan survive patches
         "plot_bgcolor": "#ffffff",
         "paper_bgcolor": "#ffffff",
-        "xaxis": axis,
-        "yaxis": {**axis, "scaleanchor": "x"},
+        "xaxis": {**axis, "range": xr, "autorange": False},
+        "yaxis": {**axis, "range": yr, "autorange": False, "scaleanchor": "x"},
         "annotations": cluster_annotations(ctx, mode),
         "meta": {"id_runs": id_runs(ctx.point_ids)},
     }
-    return {"data": [points, query], "layout": layout}
+    return {"data": [points, query, ring], "layout": layout}
 
 
-def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None):
-    """A :class:`dash.Patch` that changes only the marker colours (and the cluster-id
-    annotations, which move when clusters are edited): no coordinates are resent."""
+def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None):
+    """A :class:`dash.Patch` that changes only the marker colours and opacities, the
+    open-cluster rings and the cluster-id annotations (which move when clusters are
+    edited): no coordinates of the points are resent."""
     from dash import Patch
 
     col = col or coloring(ctx, mode)
     p = Patch()
     for k, v in col.marker().items():
         p["data"][0]["marker"][k] = v
+    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(ctx.point_labels() != "", open_mask(ctx, cluster)))
+    ring = highlight_trace(ctx, cluster, mode)
+    p["data"][2]["x"] = ring["x"]
+    p["data"][2]["y"] = ring["y"]
+    p["data"][2]["marker"]["color"] = ring["marker.color"]
     p["layout"]["annotations"] = cluster_annotations(ctx, mode)
+    return p
+
+
+def fit_all_patch(ctx: AppContext, n: int):
+    """A :class:`dash.Patch` showing every point (outliers included); a new
+    ``uirevision`` so the browser drops the annotator's zoom."""
+    from dash import Patch
+
+    xr, yr = map_range(grid_xy(ctx), robust=False)
+    p = Patch()
+    p["layout"]["xaxis"]["range"] = xr
+    p["layout"]["yaxis"]["range"] = yr
+    p["layout"]["uirevision"] = f"fit-{int(n or 0)}"
     return p
 
 

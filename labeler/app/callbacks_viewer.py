@@ -1,0 +1,268 @@
+"""The large image view and the keyboard shortcuts.
+
+Large view: clicking any thumbnail opens the image at full resolution (the
+``/view/<id>`` route caps it at 2048 px) with zoom (wheel) and pan (drag) done in
+``assets/keys.js``; beside it the image's id, file name, cluster, label, its
+nearest neighbours (clickable) and :func:`large_view_extras` (the hook for a
+suggestion line or a heat map). ← / → move through the image's cluster; Esc closes.
+
+Keyboard: ``assets/keys.js`` turns a key press (outside text boxes) into
+``{key, n}`` in the :data:`~labeler.app.ids.KB_EVENT` store; :func:`keyboard_step`
+decides what it does (plain function, tested directly). The table of keys is
+:data:`labeler.app.components.KEYS`, shown by ``?`` and copied in the README.
+"""
+
+from __future__ import annotations
+
+from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
+from dash.exceptions import PreventUpdate
+
+from ..errors import StoreError
+from . import ids
+from .actions import run
+from .callbacks_label import label_cluster_action
+from .components import caption, message
+from .layout import PER_PAGE
+from .routes import thumb_url, view_url
+from .state import AppContext
+from .views import cluster_members_ordered, cluster_rows, image_facts, sort_clusters
+
+N_NEIGHBOURS = 9
+
+def label_choices(actx: AppContext) -> list[str]:
+    """The labels keys 1-9 apply: existing labels sorted by name (stable while labelling)."""
+    return sorted(actx.store.label_counts())
+
+
+# -- large view -----------------------------------------------------------------------
+
+
+def large_view_extras(actx: AppContext, image_id: int) -> list:
+    """Extra rows of the large view for one image (a suggestion, a heat map link).
+
+    Empty for now: the hook other panels fill (one function, one placeholder div).
+    """
+    return []
+
+
+def step_in_cluster(actx: AppContext, image_id: int, step: int) -> int:
+    """The image ``step`` places away from ``image_id`` within its cluster (ordered as the
+    cluster grid: representatives first), wrapping around.
+
+    Raises
+    ------
+    StoreError
+        Unknown image id.
+    """
+    cluster = image_facts(actx, [int(image_id)]).get(int(image_id))
+    if cluster is None:
+        raise StoreError(f"unknown image id {image_id}")
+    members = cluster_members_ordered(actx, cluster["cluster"])
+    if int(image_id) not in members:
+        return int(image_id)
+    return int(members[(members.index(int(image_id)) + step) % len(members)])
+
+
+def large_view(actx: AppContext, image_id: int) -> dict:
+    """Content of the large view: src, facts, neighbours, extras.
+
+    Raises
+    ------
+    StoreError
+        Unknown image id.
+    """
+    image_id = int(image_id)
+    f = image_facts(actx, [image_id]).get(image_id)
+    if f is None:
+        raise StoreError(f"unknown image id {image_id}")
+    members = cluster_members_ordered(actx, f["cluster"])
+    pos = members.index(image_id) + 1 if image_id in members else 0
+    cl = "noise" if f["cluster"] < 0 else f"cluster {f['cluster']}"
+    facts = [
+        html.Div(f"#{image_id} · {f['path'].rsplit('/', 1)[-1]}", className="lv-title", title=f["path"]),
+        html.Div(f"{cl} · image {pos} of {len(members)} (← →)"),
+        html.Div(["label: ", html.B(f["label"] or "—")], id="lv-label"),
+    ]
+    try:
+        res = actx.searcher().by_id(image_id, N_NEIGHBOURS)
+        nb = [(n.image_id, n.similarity) for n in res.neighbours]
+    except StoreError:
+        nb = []
+    nfacts = image_facts(actx, [i for i, _ in nb])
+    neighbours = [html.Div([
+        html.Button(html.Img(src=thumb_url(i), alt=f"image {i}"), className="thumb-btn", n_clicks=0,
+                    id={"type": ids.LV_NEIGHBOUR, "id": int(i)}, title=f"image {i}: show it here"),
+        html.Div(caption(i, nfacts.get(i), s), className="thumb-caption")], className="thumb") for i, s in nb]
+    return {"src": view_url(image_id), "facts": facts, "neighbours": neighbours,
+            "extras": large_view_extras(actx, image_id)}
+
+
+# -- keyboard -------------------------------------------------------------------------
+
+
+def next_cluster(actx: AppContext, current, step: int = 1, sort: str = "size", *,
+                 unlabelled_only: bool = False):
+    """The cluster after (step=1) or before (-1) ``current`` in the panel's sort order.
+
+    ``unlabelled_only``: skip clusters without unlabelled images (wrapping around once).
+    Returns None when there is none.
+    """
+    rows = sort_clusters(cluster_rows(actx), sort or "size")
+    order = [r["cluster"] for r in rows]
+    if not order:
+        return None
+    if unlabelled_only:
+        todo = {r["cluster"] for r in rows if r["unlabelled"] > 0}
+        start = order.index(current) if current in order else -1
+        for j in range(1, len(order) + 1):
+            c = order[(start + j) % len(order)]
+            if c in todo and c != current:
+                return c
+        return None
+    if current not in order:
+        return order[0] if step > 0 else order[-1]
+    return order[min(max(order.index(current) + step, 0), len(order) - 1)]
+
+
+def keyboard_step(actx: AppContext, key: str, state: dict) -> dict:
+    """What one shortcut does: the changed values among cluster, page, label, excluded,
+    message, version (absent = unchanged).
+
+    ``state``: cluster (open or None), label (the label box), excluded, annotator,
+    version, sort, page, seen ({cluster, clustering_id, members} the page showed:
+    a stale page is refused) and confirm (a new label confirmed once).
+    """
+    cluster = state.get("cluster")
+    out: dict = {}
+    if key in ("next", "prev"):
+        c = next_cluster(actx, cluster, 1 if key == "next" else -1, state.get("sort"))
+        if c is not None and c != cluster:
+            out.update(cluster=c, page=1, excluded=[])
+    elif key.startswith("label:"):
+        n = int(key.split(":", 1)[1])
+        choices = label_choices(actx)
+        if 1 <= n <= len(choices):
+            out["label"] = choices[n - 1]
+        else:
+            out["message"] = message(f"No label {n}: {len(choices)} label(s) exist so far "
+                                     "(press l and type a new one).", "warn")
+    elif key in ("enter", "label"):  # 'label' (the button): stay on the cluster
+        seen = state.get("seen")
+        seen = seen if seen and cluster is not None and seen.get("cluster") == int(cluster) else None
+        if cluster is not None and seen is None:  # the page never showed this cluster's members
+            seen = {"clustering_id": None, "members": []}
+        r = run(label_cluster_action, actx, cluster, state.get("label"), state.get("annotator"),
+                state.get("excluded"), clustering_id=seen["clustering_id"] if seen else None,
+                seen=seen["members"] if seen else None, confirmed=state.get("confirm"),
+                version=state.get("version"))
+        out.update(message=r.message, version=r.version, confirm=r.confirm)
+        if r.ok and key == "enter":
+            c = next_cluster(actx, cluster, sort=state.get("sort"), unlabelled_only=True)
+            out.update(cluster=c, page=1, excluded=[])
+            if c is None:
+                out["message"] = message(f"{_text(r.message)} Every cluster is labelled now.")
+    elif key in ("pgdn", "pgup") and cluster is not None:
+        try:
+            n = len(actx.store.cluster_members(int(cluster)))
+        except StoreError:
+            n = 0
+        pages = max(1, -(-n // PER_PAGE))
+        page = int(state.get("page") or 1) + (1 if key == "pgdn" else -1)
+        out["page"] = min(max(page, 1), pages)
+    return out
+
+
+def _text(msg) -> str:
+    return getattr(msg, "children", "") or ""
+
+
+def register(app: Dash, actx: AppContext) -> None:
+    """Register the large view and keyboard callbacks on ``app``."""
+
+    @app.callback(
+        Output(ids.LV_IMAGE, "data"),
+        Input({"type": ids.THUMB_SIMILAR, "grid": ALL, "id": ALL}, "n_clicks"),
+        Input({"type": ids.LV_NEIGHBOUR, "id": ALL}, "n_clicks"),
+        Input(ids.LV_PREV, "n_clicks"),
+        Input(ids.LV_NEXT, "n_clicks"),
+        Input(ids.LV_CLOSE, "n_clicks"),
+        Input(ids.LV_SEARCH, "n_clicks"),
+        State(ids.LV_IMAGE, "data"),
+        prevent_initial_call=True,
+    )
+    def open_large_view(_thumbs, _nb, _prev, _next, _close, _search, current):
+        t = ctx.triggered[0] if ctx.triggered else None
+        if not t or not t["value"]:  # re-rendered thumbnails fire with n_clicks 0
+            raise PreventUpdate
+        tid = ctx.triggered_id
+        if isinstance(tid, dict):
+            return int(tid["id"])
+        if tid in (ids.LV_CLOSE, ids.LV_SEARCH) or current is None:
+            return None
+        try:
+            return step_in_cluster(actx, current, -1 if tid == ids.LV_PREV else 1)
+        except StoreError:
+            return None
+
+    @app.callback(
+        Output(ids.LV_OVERLAY, "style"),
+        Output(ids.LV_IMG, "src"),
+        Output(ids.LV_FACTS, "children"),
+        Output(ids.LV_NEIGHBOURS, "children"),
+        Output(ids.LV_EXTRA, "children"),
+        Input(ids.LV_IMAGE, "data"),
+        Input(ids.VERSION, "data"),
+    )
+    def show_large_view(image_id, _version):
+        if image_id is None:
+            return {"display": "none"}, no_update, no_update, no_update, no_update
+        try:
+            v = large_view(actx, image_id)
+        except StoreError:
+            return {"display": "none"}, no_update, no_update, no_update, no_update
+        return {"display": "flex"}, v["src"], v["facts"], v["neighbours"], v["extras"]
+
+    @app.callback(
+        Output(ids.CLUSTER_OPEN, "data", allow_duplicate=True),
+        Output(ids.CLUSTER_EXCLUDED, "data", allow_duplicate=True),
+        Output(ids.CLUSTER_PAGE, "value", allow_duplicate=True),
+        Output(ids.CLUSTER_LABEL_INPUT, "value"),
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(ids.TABS, "value", allow_duplicate=True),
+        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
+        Input(ids.KB_EVENT, "data"),
+        Input(ids.CLUSTER_LABEL_INPUT, "n_submit"),
+        Input(ids.CLUSTER_LABEL_BUTTON, "n_clicks"),
+        State(ids.CLUSTER_OPEN, "data"),
+        State(ids.CLUSTER_LABEL_INPUT, "value"),
+        State(ids.CLUSTER_EXCLUDED, "data"),
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        State(ids.CLUSTER_SORT, "value"),
+        State(ids.CLUSTER_PAGE, "value"),
+        State(ids.CLUSTER_SEEN, "data"),
+        State(ids.LABEL_CONFIRM, "data"),
+        prevent_initial_call=True,
+    )
+    def on_key(event, _submit, _click, cluster, label, excluded, annotator, version, sort, page, seen, confirm):
+        tid = ctx.triggered_id
+        if tid == ids.KB_EVENT:
+            key = (event or {}).get("key")
+        elif ctx.triggered and ctx.triggered[0]["value"]:
+            # Enter in the label box labels and goes to the next cluster; the button
+            # labels and stays (e.g. to relabel after a confirmation question).
+            key = "enter" if tid == ids.CLUSTER_LABEL_INPUT else "label"
+        else:
+            key = None
+        if not key:
+            raise PreventUpdate
+        out = keyboard_step(actx, key, {"cluster": cluster, "label": label, "excluded": excluded,
+                                        "annotator": annotator, "version": version, "sort": sort,
+                                        "page": page, "seen": seen, "confirm": confirm})
+        if not out:
+            raise PreventUpdate
+        moved = "cluster" in out and out["cluster"] != cluster
+        return (out.get("cluster", no_update), out.get("excluded", no_update), out.get("page", no_update),
+                out.get("label", no_update), out.get("message", no_update), out.get("version", no_update),
+                ids.TAB_CLUSTERS if moved else no_update, out.get("confirm", no_update))
