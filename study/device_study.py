@@ -199,7 +199,7 @@ if "frozen" in PARTS:
     MAIN = {"global (head GAP)", "head GeM", "s5 max+head GeM", "s3 max+s5 max+head GeM", "s5 GAP+max, head GAP+GeM"}
     pooled = {}
     for name, size in (("lite0", 224), ("lite0", 448), ("lite1", 240), ("lite1", 448))[: 2 if SMOKE else 4]:
-        if not Path(f"study/cache/w{name[-1]}/{name}.pth").exists():
+        if name not in os.environ.get("NETS", "lite0,lite1") or not Path(f"study/cache/w{name[-1]}/{name}.pth").exists():
             continue
         net = load_net(name)
         t = time.time()
