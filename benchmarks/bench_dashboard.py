@@ -31,7 +31,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labeler.cluster import summarize  # noqa: E402
+from labeler.clustering import summarize  # noqa: E402
 from labeler.project import Project  # noqa: E402
 
 
@@ -106,6 +106,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     from labeler.app import create_app
+    from labeler.app.actions import attempt
     from labeler.app.callbacks_label import label_cluster_action, label_ids_action
     from labeler.app.views import COLOR_BY_CLUSTER, COLOR_BY_LABEL, coloring, recolor_patch
 
@@ -147,12 +148,12 @@ def main(argv=None) -> None:
 
     def label_big():
         label_n[0] += 1
-        text, kind = label_cluster_action(actx, big["cluster"], f"class {label_n[0] % 3}", "bench")
+        text, kind = attempt(label_cluster_action, actx, big["cluster"], f"class {label_n[0] % 3}", "bench")
         assert kind == "ok", text
 
     def label_one():
         label_n[0] += 1
-        text, kind = label_ids_action(actx, ids_single, f"class {label_n[0] % 3}", "bench")
+        text, kind = attempt(label_ids_action, actx, ids_single, f"class {label_n[0] % 3}", "bench")
         assert kind == "ok", text
 
     def recolor_label():

@@ -32,10 +32,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labeler import backbones, images  # noqa: E402
-from labeler.embed import default_num_workers, embed_files  # noqa: E402
-
-GMACS = {"resnet50": 4.1, "efficientnet-lite0": 0.41}
+from labeler import images  # noqa: E402
+from labeler.embedding import backbones  # noqa: E402
+from labeler.embedding.extract import default_num_workers, embed_files  # noqa: E402
+from labeler.embedding.registry import get_spec  # noqa: E402
 
 
 def write_photos(dest: Path, n: int, seed: int = 0) -> list[Path]:
@@ -117,7 +117,7 @@ def main(argv=None) -> None:
         items = list(enumerate(paths))
         for name in args.backbones.split(","):
             bb = backbones._build(name, None)
-            cap = gflops / (2 * GMACS[name])
+            cap = gflops * 1e9 / get_spec(name).flops
             naive = run_naive(paths, name, min(args.naive_n, args.n))
             print(f"\n{name}: FLOP cap {cap:.1f} img/s; naive one-at-a-time {naive:.1f} img/s")
             run_embed(items[: min(32, len(items))], bb, 16, workers, args.device, args.precision)  # warm-up

@@ -30,9 +30,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labeler import backbones  # noqa: E402
+from labeler.embedding import backbones  # noqa: E402
 from labeler.demo import elpv_source, read_elpv_labels  # noqa: E402
-from labeler.embed import embed_files  # noqa: E402
+from labeler.embedding.extract import embed_files  # noqa: E402
 from labeler.index import ExactIndex  # noqa: E402
 from labeler.reduce import fit_pca  # noqa: E402
 
@@ -61,11 +61,10 @@ def main(argv=None) -> None:
     items = [(i, src / rows[i]["file"]) for i in pick]
     truth = np.array([rows[i]["cell_type"] for i in pick])
     for name in args.backbones.split(","):
-        weights = os.environ.get("LABELER_WEIGHTS")
-        if name == "resnet50" and not weights:
+        try:
+            bb, note = backbones.load_backbone(name, weights=os.environ.get("LABELER_WEIGHTS"), download=False), ""
+        except backbones.WeightsNotFoundError:
             bb, note = backbones._build(name, None), " (random weights: accuracy rows not meaningful)"
-        else:
-            bb, note = backbones.load_backbone(name, weights=weights, download=False), ""
         embed(items[:32], bb, "fp32")  # warm-up
         f32, s32 = embed(items, bb, "fp32")
         f16, s16 = embed(items, bb, "bf16")

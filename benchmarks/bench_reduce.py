@@ -38,7 +38,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from labeler.cluster import run_hdbscan, run_kmeans  # noqa: E402
+from labeler.clustering import run_hdbscan, run_kmeans  # noqa: E402
 from labeler.index import build_index, nearest_neighbour_similarities  # noqa: E402
 from labeler.reduce import fit_pca, fit_umap  # noqa: E402
 

@@ -11,20 +11,22 @@ torch (``load_backbone``) and Dash (``create_app``) load only when first used.
 
 from importlib import import_module
 
+from .clustering import cluster_project
 from .config import Settings, load_settings
 from .export import export_csv
-from .pipeline import cluster_project, ingest
+from .pipeline import ingest
 from .project import Project
-from .refine import apply_split, label_cluster, merge_clusters, move_images, split_preview
+from .labels import label_cluster, label_images, redo, undo
+from .refine import apply_split, merge_clusters, move_images, split_preview
 from .search import Searcher, search  # binds ``labeler.search`` to the function, not the module
 
 __version__ = "0.1.0"
 
-_LAZY = {"load_backbone": "labeler.backbones", "create_app": "labeler.app"}
+_LAZY = {"load_backbone": "labeler.embedding.backbones", "create_app": "labeler.app"}
 
 __all__ = sorted([
     "Project", "Settings", "load_settings", "ingest", "cluster_project", "search", "Searcher",
-    "export_csv", "label_cluster", "split_preview", "apply_split", "merge_clusters", "move_images",
+    "export_csv", "label_cluster", "label_images", "undo", "redo", "split_preview", "apply_split", "merge_clusters", "move_images",
     *_LAZY,
 ])
 

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from .config import Settings
+from .embedding.registry import BACKBONES, PRECISIONS, VIEWS
 
 PROJECT = click.option(
     "--project", "-p", "project_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -31,26 +32,23 @@ def _fail(msg: str, code: int = 1):
 
 
 class _Group(click.Group):
-    """Turns the library's errors about user input into one red line and exit status 1.
+    """Turns a :class:`~labeler.errors.LabelerError` (a user's mistake) into one red
+    line and exit status 1; anything else is a bug and keeps its traceback.
 
-    Set LABELER_DEBUG=1 to get the traceback instead.
+    Set LABELER_DEBUG=1 to get the traceback of a LabelerError too.
     """
 
     def invoke(self, ctx):
         import os
 
-        from .project import ProjectError
+        from .errors import LabelerError
 
         try:
             return super().invoke(ctx)
-        except (ProjectError, ValueError, FileNotFoundError, NotADirectoryError) as e:
+        except LabelerError as e:
             if os.environ.get("LABELER_DEBUG"):
                 raise
-            _fail(str(e))
-        except RuntimeError as e:
-            if type(e).__name__ != "WeightsNotFoundError" or os.environ.get("LABELER_DEBUG"):
-                raise
-            _fail(str(e))
+            _fail(str(e).splitlines()[0] if str(e) else type(e).__name__)
 
 
 @click.group(cls=_Group)
@@ -98,15 +96,15 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @main.command()
 @click.argument("image_dir", type=click.Path(path_type=Path))
 @PROJECT
-@click.option("--backbone", type=click.Choice(["auto", "resnet50", "efficientnet-lite0"]), default=None,
+@click.option("--backbone", type=click.Choice(["auto", *BACKBONES]), default=None,
               help="CNN for embeddings (default auto: resnet50 when its weights can be had).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar="LABELER_WEIGHTS",
               help="ResNet50 state_dict file (env LABELER_WEIGHTS).")
-@click.option("--view", type=click.Choice(["whole", "crop"]), default=None,
+@click.option("--view", type=click.Choice(VIEWS), default=None,
               help="whole: resize the full frame (default); crop: ImageNet resize + centre crop.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
-@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default=None,
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -119,7 +117,8 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
     Example:
       labeler ingest data/elpv/images --project data/projects/elpv
     """
-    from .pipeline import BackboneMismatchError, ingest as run_ingest
+    from .errors import BackboneMismatchError
+    from .pipeline import ingest as run_ingest
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, device=device, batch_size=batch_size, precision=precision)
@@ -147,7 +146,7 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples):
     Example:
       labeler cluster --project data/projects/elpv --method kmeans --k 8
     """
-    from .pipeline import cluster_project
+    from .clustering import cluster_project
 
     project = _open(project_dir)
     s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
@@ -181,13 +180,9 @@ def search_cmd(query, project_dir, k, as_json):
     Example:
       labeler search data/elpv/images/cell0001.png --project data/projects/elpv -k 10
     """
-    from .search import QueryImageError, search
-    from .store import StoreError
+    from .search import search
 
-    try:
-        res = search(_open(project_dir), query, k)
-    except (QueryImageError, StoreError) as e:
-        _fail(str(e))
+    res = search(_open(project_dir), query, k)
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2))
         return
@@ -211,45 +206,70 @@ def _print_search(res) -> None:
 @PROJECT
 @click.argument("label")
 @click.option("--cluster", "cluster_id", type=int, default=None, help="Label every image of this cluster.")
+@click.option("--clustering", "clustering_id", type=int, default=None,
+              help="The clustering id the cluster number refers to (see `labeler info`); refused if "
+                   "the project was re-clustered since. Default: the current one (its id is printed).")
 @click.option("--image", "image_ids", type=int, multiple=True, help="Image id (repeatable).")
 @click.option("--annotator", default=None, envvar="LABELER_ANNOTATOR", help="Your name (env LABELER_ANNOTATOR).")
-def label(project_dir, label, cluster_id, image_ids, annotator):
+def label(project_dir, label, cluster_id, clustering_id, image_ids, annotator):
     """Give LABEL to a whole cluster or to images, in one undoable action.
 
     \b
     Example:
-      labeler label --project data/projects/elpv --cluster 3 cracked --annotator ana
+      labeler label --project data/projects/elpv --cluster 3 --clustering 1 cracked --annotator ana
     """
-    from .refine import label_cluster
-    from .store import StoreError
+    from . import labels
 
     if (cluster_id is None) == (not image_ids):
-        _fail("give either --cluster N or one or more --image ID", 2)
+        raise click.UsageError("give either --cluster N or one or more --image ID")
+    if clustering_id is not None and cluster_id is None:
+        raise click.UsageError("--clustering goes with --cluster")
     project = _open(project_dir)
     who = annotator or "cli"
-    try:
-        if cluster_id is not None:
-            _, ids = label_cluster(project, cluster_id, label, annotator=who)
-        else:
-            project.store.set_labels(image_ids, label, source="manual", annotator=who)
-            ids = list(image_ids)
-    except StoreError as e:
-        _fail(str(e))
-    click.echo(f"labelled {len(ids)} image(s) {label!r}")
+    if cluster_id is not None:
+        if clustering_id is None:
+            cur = project.store.current_clustering()
+            clustering_id = cur["id"] if cur else None
+            click.echo(f"cluster {cluster_id} of the current clustering {clustering_id}", err=True)
+        _, ids = labels.label_cluster(project, cluster_id, label, annotator=who, clustering_id=clustering_id)
+    else:
+        labels.label_images(project, image_ids, label, annotator=who, source="manual")
+        ids = list(image_ids)
+    click.echo(f"labelled {len(ids)} image(s) {labels.clean_label(label)!r}")
 
 
 @main.command()
 @PROJECT
-@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR")
+@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
+              help="Whose last action to undo (env LABELER_ANNOTATOR).")
 def undo(project_dir, annotator):
     """Undo the last label or cluster action (a bulk action undoes as one).
 
     \b
     Example:
-      labeler undo --project data/projects/elpv
+      labeler undo --project data/projects/elpv --annotator ana
     """
-    act = _open(project_dir).store.undo(annotator)
-    click.echo("nothing to undo" if act is None else f"undone: {act['description']}")
+    from . import labels
+
+    done = labels.undo(_open(project_dir), annotator)
+    click.echo("nothing to undo" if done is None else f"undone: {done.description}")
+
+
+@main.command()
+@PROJECT
+@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
+              help="Whose undone action to re-apply (env LABELER_ANNOTATOR).")
+def redo(project_dir, annotator):
+    """Re-apply the action the last undo reverted.
+
+    \b
+    Example:
+      labeler redo --project data/projects/elpv --annotator ana
+    """
+    from . import labels
+
+    done = labels.redo(_open(project_dir), annotator)
+    click.echo("nothing to redo" if done is None else f"redone: {done.description}")
 
 
 @main.command()
@@ -330,7 +350,7 @@ def serve(project_dir, host, port, auth, debug):
 @click.option("--limit", type=click.IntRange(10), default=None, help="Use only the first N photos.")
 @click.option("--no-serve", is_flag=True, help="Print clusters and a search example; do not start the dashboard.")
 @click.option("--port", default=8050, show_default=True, type=int)
-@click.option("--backbone", type=click.Choice(["auto", "resnet50", "efficientnet-lite0"]), default=None)
+@click.option("--backbone", type=click.Choice(["auto", *BACKBONES]), default=None)
 def demo(data_dir, project_dir, limit, no_serve, port, backbone):
     """The main job on real data: 2,624 ELPV solar-cell photos -> clusters -> dashboard.
 
@@ -381,15 +401,11 @@ def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
         --column cell_type --column defect_level --column defective
     """
     from .evaluate import evaluate_project, markdown_table, write_outputs
-    from .project import ProjectError
 
     project = _open(project_dir)
     out_dir = out_dir or project.root / "evaluation"
-    try:
-        results = evaluate_project(project, truth_path, list(columns) or None,
-                                   log=lambda m: click.echo(m, err=True))
-    except (ValueError, ProjectError) as e:
-        _fail(str(e))
+    results = evaluate_project(project, truth_path, list(columns) or None,
+                               log=lambda m: click.echo(m, err=True))
     tables = []
     for res in results:
         written = write_outputs(res, out_dir, plots=not no_plots)

@@ -14,7 +14,10 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-import tomli_w
+from .atomic import atomic_write
+from .errors import BadInputError
+
+from .errors import BadInputError
 
 
 @dataclass
@@ -24,10 +27,12 @@ class Settings:
     Attributes
     ----------
     backbone : str
-        'auto' (resnet50 where its weights can be had, else efficientnet-lite0),
-        'resnet50' or 'efficientnet-lite0'.
+        'auto' (resnet50 where its weights can be had, else efficientnet-lite0) or a
+        name in ``labeler.embedding.registry.REGISTRY`` ('resnet50',
+        'efficientnet-lite0', 'efficientnet-lite1', 'efficientnet-lite2').
     weights : str
-        Path of a resnet50 state_dict ('' = resolve from the hub cache / download).
+        Path of a state_dict for the chosen backbone ('' = the registry's source:
+        bundled package, hub cache or download).
     view : str
         'whole' (resize the full frame, nothing cut away) or 'crop' (resize +
         centre crop, the ImageNet evaluation protocol).
@@ -115,7 +120,7 @@ def load_settings(toml_path: Path | None = None, env: dict[str, str] | None = No
 
     Raises
     ------
-    ValueError
+    BadInputError
         A malformed toml file or an environment value of the wrong type.
     """
     s = Settings()
@@ -123,7 +128,7 @@ def load_settings(toml_path: Path | None = None, env: dict[str, str] | None = No
         try:
             data = tomllib.loads(Path(toml_path).read_text())
         except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{toml_path}: {e}") from e
+            raise BadInputError(f"{toml_path}: {e}") from e
         s = s.updated(**{k: v for k, v in data.items() if k in {f.name for f in fields(s)}})
     env = os.environ if env is None else env
     from_env = {}
@@ -133,12 +138,13 @@ def load_settings(toml_path: Path | None = None, env: dict[str, str] | None = No
             try:
                 from_env[f.name] = _coerce(f.name, env[key], getattr(s, f.name))
             except ValueError as e:
-                raise ValueError(f"{key}={env[key]!r}: {e}") from e
+                raise BadInputError(f"{key}={env[key]!r}: {e}") from e
     return s.updated(**from_env).updated(**overrides)
 
 
 def save_settings(settings: Settings, toml_path: Path) -> None:
     """Write the settings used to ``toml_path`` (atomic replace)."""
-    tmp = Path(toml_path).with_suffix(".toml.tmp")
-    tmp.write_text(tomli_w.dumps(settings.to_dict()))
-    os.replace(tmp, toml_path)
+    import tomli_w  # only writing needs it (tomllib in the stdlib reads)
+
+    with atomic_write(toml_path) as f:
+        f.write(tomli_w.dumps(settings.to_dict()).encode())

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from .atomic import atomic_write
 from .errors import BadImageError
 
 __all__ = [
@@ -39,7 +40,6 @@ IMAGE_EXTENSIONS: frozenset[str] = frozenset(
 #: ``(width, height)`` after EXIF orientation (a JPEG draft decode is smaller).
 ORIGINAL_SIZE_KEY = "labeler_original_size"
 
-_HASH_CHUNK = 1 << 20  # 1 MiB
 _PIXELS_RE = re.compile(r"\((\d+) pixels\)")
 
 
@@ -185,7 +185,7 @@ def _scan_child(child, rel, real_root, entries, skipped, stack) -> None:
 
 
 def content_hash(path: Path) -> str:
-    """SHA-256 of the file's bytes, read in 1 MiB chunks.
+    """SHA-256 of the file's bytes (``hashlib.file_digest``: streamed, never all in memory).
 
     Returns
     -------
@@ -197,11 +197,8 @@ def content_hash(path: Path) -> str:
     OSError
         If the file cannot be read (``PermissionError``, ``FileNotFoundError``, ...).
     """
-    h = hashlib.sha256()
     with open(path, "rb") as f:
-        while chunk := f.read(_HASH_CHUNK):
-            h.update(chunk)
-    return h.hexdigest()
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 # ---------------------------------------------------------------------------
@@ -374,10 +371,5 @@ def make_thumbnail(img: Image.Image, dest: Path, *, size: int = 160) -> None:
     thumb = img if img.mode == "RGB" else _to_rgb(img)
     thumb = thumb.copy()
     thumb.thumbnail((size, size), Image.Resampling.BICUBIC, reducing_gap=2.0)
-    tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
-    try:
-        thumb.save(tmp, format="JPEG", quality=80, optimize=True)
-        os.replace(tmp, dest)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    with atomic_write(dest, durable=False) as f:
+        thumb.save(f, format="JPEG", quality=80, optimize=True)

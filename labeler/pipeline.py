@@ -1,6 +1,7 @@
 """The ingest pipeline: catalogue -> embed -> PCA -> UMAP -> cluster.
 
-Each step is a function with plain inputs and outputs; :func:`ingest` runs them
+Each step is a function with plain inputs and outputs (clustering lives in
+:mod:`labeler.clustering`, reduction in :mod:`labeler.reduce`); :func:`ingest` runs them
 in order and is what ``labeler ingest`` calls. Re-running on the same folder
 embeds only new or changed files (by content hash); an interrupted run resumes
 from the last committed chunk.
@@ -17,11 +18,11 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from . import cluster as clustering
 from . import images
+from .clustering import cluster_project, clustering_up_to_date
 from .config import Settings
 from .index import nearest_neighbour_similarities
-from .errors import BackboneMismatchError, ProjectError
+from .errors import BackboneMismatchError, BadInputError, ProjectError
 from .project import Project
 from .reduce import fit_pca, fit_umap
 
@@ -140,10 +141,10 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
     ------
     BackboneMismatchError
         Another backbone was asked for without ``force``.
-    backbones.WeightsNotFoundError
+    WeightsNotFoundError
         Explicit resnet50 without weights.
     """
-    from .backbones import load_backbone
+    from .embedding.backbones import load_backbone
 
     change = backbone_change(project, settings)
     if change and not force:
@@ -181,7 +182,7 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
 
 def embed_pending(project: Project, backbone, settings: Settings, *, progress: bool = True) -> tuple[int, list[tuple[str, str]]]:
     """Embed every pending image in committed chunks. Returns (embedded, skipped)."""
-    from .embed import embed_files
+    from .embedding.extract import embed_files
 
     store = project.store
     pending = store.pending_images()
@@ -275,59 +276,6 @@ def maps_up_to_date(project: Project, n_rows: int) -> bool:
     return project.store.get_meta("maps_rows") == n_rows and all(project.has_array(a) for a in arrays)
 
 
-def clustering_up_to_date(project: Project, n_rows: int) -> bool:
-    """Whether the current clustering assigns every one of the ``n_rows`` images."""
-    return project.store.current_clustering() is not None and len(project.store.assignments()[0]) == n_rows
-
-
-def cluster_project(project: Project, settings: Settings) -> int:
-    """Cluster the project with ``settings.method``; store it as the current clustering.
-
-    Returns the clustering id. HDBSCAN runs on ``cluster_space.npy``, KMeans on the
-    normalised PCA vectors.
-
-    Raises
-    ------
-    ValueError
-        Unknown method, or a bad k.
-    """
-    store = project.store
-    row_ids = store.row_image_ids()
-    vectors = project.load_array("pca", mmap=False)
-    if settings.method == "hdbscan":
-        space = project.load_array("cluster_space", mmap=False)
-        labels, strengths = clustering.run_hdbscan(
-            space, min_cluster_size=settings.min_cluster_size, min_samples=settings.min_samples,
-            seed=settings.seed,
-        )
-        params = {"min_cluster_size": settings.min_cluster_size, "min_samples": settings.min_samples,
-                  "space": f"umap-{space.shape[1]}d of pca-{vectors.shape[1]}"}
-    elif settings.method == "kmeans":
-        k = settings.k
-        params = {"space": f"pca-{vectors.shape[1]} (cosine)"}
-        if not k:
-            k, scores = clustering.choose_k(vectors, settings.k_range, seed=settings.seed)
-            params["silhouette"] = {str(kk): round(v, 4) for kk, v in scores.items()}
-        labels, strengths = clustering.run_kmeans(vectors, k, seed=settings.seed), None
-        params["k"] = int(k)
-    else:
-        raise ValueError(f"unknown clustering method {settings.method!r}: hdbscan or kmeans")
-    summaries = summarize_clusters(project, row_ids, labels, vectors)
-    return store.add_clustering(settings.method, params, row_ids, labels, strengths, summaries)
-
-
-def summarize_clusters(project: Project, image_ids: np.ndarray, labels: np.ndarray,
-                       vectors: np.ndarray) -> list[dict]:
-    """Per-cluster summaries (:func:`labeler.cluster.summarize`) with the ImageNet hint.
-
-    ``vectors``: the normalised PCA vectors of ``image_ids``, in the same order.
-    """
-    return clustering.summarize(
-        vectors, image_ids, labels, top1=project.store.top1_of(image_ids),
-        categories=project.store.get_meta("categories"),
-    )
-
-
 def ingest(
     image_dir: Path | str,
     project_dir: Path | str,
@@ -355,17 +303,21 @@ def ingest(
 
     Raises
     ------
-    FileNotFoundError, NotADirectoryError
-        The image folder does not exist.
-    ValueError
-        The folder holds no usable image.
+    BadInputError
+        The image folder does not exist, is not a folder, or holds no usable image.
+    BackboneMismatchError
+        Another backbone, view or precision than the project's, without ``force``.
+    ProjectError
+        The project already catalogues another folder.
+    WeightsNotFoundError
+        An explicit backbone whose weights cannot be found.
     """
     t0 = time.time()
     image_dir = Path(image_dir).expanduser()
     if not image_dir.exists():
-        raise FileNotFoundError(f"image folder not found: {image_dir}")
+        raise BadInputError(f"image folder not found: {image_dir}")
     if not image_dir.is_dir():
-        raise NotADirectoryError(f"not a folder: {image_dir}")
+        raise BadInputError(f"not a folder: {image_dir}")
     project = Project(project_dir, create=True)
     settings = settings or project.settings()
     change = backbone_change(project, settings)
@@ -385,7 +337,7 @@ def ingest(
     project.save_settings(settings)
     n_rows = project.store.next_row()
     if n_rows == 0:
-        raise ValueError(
+        raise BadInputError(
             f"no usable image in {image_dir} ({len(skipped)} file(s) skipped)"
             + "".join(f"\n  {p}: {r}" for p, r in skipped[:20])
         )

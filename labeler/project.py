@@ -18,12 +18,12 @@ Nothing is ever written into the image folder.
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_write
 from .errors import ProjectError
 from .config import Settings, load_settings, save_settings
 from .store import Store
@@ -36,12 +36,8 @@ SETTINGS_NAME = "labeler.toml"
 
 def save_array(path: Path, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` atomically (temporary file + rename)."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with atomic_write(path) as f:
         np.save(f, np.ascontiguousarray(array))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class Project:
@@ -153,12 +149,8 @@ class Project:
         """
         self.parts_dir.mkdir(exist_ok=True)
         path = self.parts_dir / f"part-{int(rows.min()):010d}-{len(rows)}.npz"
-        tmp = path.with_name(path.name + ".tmp")
-        with open(tmp, "wb") as f:
+        with atomic_write(path) as f:
             np.savez(f, rows=rows.astype(np.int64), features=features.astype(np.float32))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
         return path
 
     def consolidate_parts(self) -> int:

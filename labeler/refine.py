@@ -1,4 +1,4 @@
-"""Label and refine clusters: label a cluster, split, merge, move images.
+"""Refine clusters: split, merge, move images (labelling is in :mod:`labeler.labels`).
 
 Every edit of the clustering stores a new clustering derived from the current
 one (so the history stays and an edit undoes as one action, like a bulk label).
@@ -10,32 +10,23 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from . import cluster as clustering
-from .pipeline import summarize_clusters
+from . import clustering
+from .clustering import summarize_clusters
 from .project import Project
-from .store import StoreError
+from .errors import BadInputError, StaleStateError, StoreError
+from .labels import clean_annotator
 
 
-def label_cluster(project: Project, cluster: int, label: str, *, annotator: str = "anonymous",
-                  exclude: Sequence[int] = ()) -> tuple[int, list[int]]:
-    """Label every image of ``cluster`` except ``exclude`` in one action.
-
-    Returns (action id, labelled image ids). Raises StoreError for an unknown
-    cluster, or when nothing is left to label.
-    """
-    members = project.store.cluster_members(cluster)
-    skip = {int(i) for i in exclude}
-    ids = [i for i in members if i not in skip]
-    if not ids:
-        raise StoreError(f"every image of cluster {cluster} was excluded: nothing to label")
-    action = project.store.set_labels(ids, label, source="cluster", annotator=annotator,
-                                      description=f"label cluster {cluster} ({len(ids)} images) {label!r}")
-    return action, ids
-
-
-def _current(project: Project):
-    ids, labels, strengths = project.store.assignments()
-    return ids, labels, strengths, project.store.current_clustering()
+def _current(project: Project, clustering_id: int | None = None):
+    cur = project.store.current_clustering()
+    if cur is None:
+        raise StoreError("the project has no clustering yet: run `labeler ingest` first")
+    if clustering_id is not None and int(clustering_id) != int(cur["id"]):
+        raise StaleStateError(
+            f"the clustering changed (you saw {clustering_id}, it is now {cur['id']}): "
+            "reload and check before editing it; nothing was changed")
+    ids, labels, strengths = project.store.assignments(cur["id"])
+    return ids, labels, strengths, cur
 
 
 def _vectors_for(project: Project, image_ids: np.ndarray) -> np.ndarray:
@@ -50,6 +41,13 @@ def split_preview(project: Project, cluster: int, *, method: str = "kmeans", k: 
 
     ``method`` 'kmeans' (k sub-clusters) or 'hdbscan' (density sub-clusters on the
     cluster's own PCA vectors; -1 = noise inside it).
+
+    Raises
+    ------
+    StoreError
+        An unknown cluster, or one with fewer than two images.
+    BadInputError
+        An unknown method, or a bad k.
     """
     members = np.array(project.store.cluster_members(cluster), dtype=np.int64)
     if len(members) < 2:
@@ -60,7 +58,7 @@ def split_preview(project: Project, cluster: int, *, method: str = "kmeans", k: 
     elif method == "hdbscan":
         sub, _ = clustering.run_hdbscan(x, min_cluster_size=max(2, min_cluster_size), min_samples=None)
     else:
-        raise ValueError(f"unknown split method {method!r}: kmeans or hdbscan")
+        raise BadInputError(f"unknown split method {method!r}: kmeans or hdbscan")
     return {int(s): members[sub == s].tolist() for s in np.unique(sub)}
 
 
@@ -71,17 +69,25 @@ def _store_edit(project: Project, ids, labels, strengths, parent, description, a
     st = None if np.isnan(strengths).all() else np.nan_to_num(strengths, nan=1.0)
     return project.store.add_clustering(
         "edit", {"edit": description, "base": parent["id"]}, ids, labels, st, summaries,
-        parent_id=parent["id"], annotator=annotator, description=description,
+        parent_id=parent["id"], annotator=clean_annotator(annotator), description=description,
     )
 
 
-def apply_split(project: Project, cluster: int, groups: dict[int, list[int]], *, annotator: str = "anonymous") -> int:
+def apply_split(project: Project, cluster: int, groups: dict[int, list[int]], *, annotator: str = "anonymous",
+                clustering_id: int | None = None) -> int:
     """Replace ``cluster`` by the given sub-clusters (from :func:`split_preview`).
 
     Sub-cluster -1 becomes noise. Returns the new clustering id.
+
+    Raises
+    ------
+    StaleStateError
+        ``clustering_id`` (the clustering the caller saw) is no longer current.
+    StoreError
+        An unknown cluster, or groups that are not exactly its members.
     """
-    ids, labels, strengths, parent = _current(project)
-    members = set(project.store.cluster_members(cluster))
+    ids, labels, strengths, parent = _current(project, clustering_id)
+    members = set(project.store.cluster_members(cluster, parent["id"]))
     given = {i for g in groups.values() for i in g}
     if given != members:
         raise StoreError(f"the split groups do not match cluster {cluster}'s members (it changed?)")
@@ -95,14 +101,23 @@ def apply_split(project: Project, cluster: int, groups: dict[int, list[int]], *,
                        f"split cluster {cluster} into {len(groups)}", annotator)
 
 
-def merge_clusters(project: Project, clusters: Sequence[int], *, annotator: str = "anonymous") -> int:
-    """Merge two or more clusters into one. Returns the new clustering id."""
+def merge_clusters(project: Project, clusters: Sequence[int], *, annotator: str = "anonymous",
+                   clustering_id: int | None = None) -> int:
+    """Merge two or more clusters into one. Returns the new clustering id.
+
+    Raises
+    ------
+    StaleStateError
+        ``clustering_id`` (the clustering the caller saw) is no longer current.
+    StoreError
+        Fewer than two clusters, or an unknown one.
+    """
     clusters = sorted({int(c) for c in clusters})
     if len(clusters) < 2:
         raise StoreError("merging needs at least two clusters")
+    ids, labels, strengths, parent = _current(project, clustering_id)
     for c in clusters:
-        project.store.cluster_members(c)  # raises for an unknown cluster
-    ids, labels, strengths, parent = _current(project)
+        project.store.cluster_members(c, parent["id"])  # raises for an unknown cluster
     target = min(c for c in clusters if c >= 0) if any(c >= 0 for c in clusters) else -1
     labels = np.where(np.isin(labels, clusters), target, labels)
     return _store_edit(project, ids, labels, strengths, parent,
@@ -110,10 +125,18 @@ def merge_clusters(project: Project, clusters: Sequence[int], *, annotator: str 
 
 
 def move_images(project: Project, image_ids: Sequence[int], target: int | None = None, *,
-                annotator: str = "anonymous") -> int:
+                annotator: str = "anonymous", clustering_id: int | None = None) -> int:
     """Move images to cluster ``target`` (an existing cluster, -1 = noise) or, with
-    None, to a new cluster of their own. Returns the new clustering id."""
-    ids, labels, strengths, parent = _current(project)
+    None, to a new cluster of their own. Returns the new clustering id.
+
+    Raises
+    ------
+    StaleStateError
+        ``clustering_id`` (the clustering the caller saw) is no longer current.
+    StoreError
+        No image, an unknown image id or an unknown target cluster.
+    """
+    ids, labels, strengths, parent = _current(project, clustering_id)
     pos = {int(i): j for j, i in enumerate(ids)}
     unknown = [i for i in image_ids if int(i) not in pos]
     if unknown or not image_ids:

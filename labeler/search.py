@@ -18,9 +18,9 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from .errors import QueryImageError
+from .errors import ProjectError, QueryImageError, StoreError
 from .index import build_index
-from .project import Project, ProjectError
+from .project import Project
 from .reduce import transform_pca, transform_umap
 
 
@@ -107,11 +107,9 @@ class Searcher:
 
         Raises
         ------
-        labeler.store.StoreError
+        StoreError
             Unknown image id, or an image without an embedding.
         """
-        from .store import StoreError
-
         row = self.id_to_row.get(int(image_id))
         if row is None:
             raise StoreError(f"unknown image id {image_id} (or not embedded)")
@@ -127,7 +125,7 @@ class Searcher:
         QueryImageError
             The file is missing or is not a decodable image.
         """
-        from .embed import embed_files
+        from .embedding.extract import embed_files
 
         path = Path(path)
         if not path.is_file():
@@ -184,7 +182,7 @@ class Searcher:
 
     def _load_backbone(self):
         if self._backbone is None:
-            from .backbones import load_backbone
+            from .embedding.backbones import load_backbone
 
             meta = self.project.store.get_meta("backbone")
             if not meta:

@@ -8,9 +8,13 @@ skipped         files that could not be used, with the reason
 clusterings     one row per clustering run; the newest non-undone one is current
 assignments     (clustering, image) -> cluster id (-1 = noise) and membership strength
 clusters        per-cluster summary of a clustering (size, medoid, representatives, ...)
-actions         one row per user action (a bulk label is one action); undo works on these
-labels          the current label of each image
-label_events    append-only log: who, when, old -> new, source, action
+actions         one row per user action (a bulk label is one action); undo/redo work on these
+labels          the current label of each image (``stale``: its file changed since)
+label_events    append-only log: who, when, old -> new, source, confidence, action
+
+The store offers SQL primitives only; what a labelling action means (validation,
+undo, redo, accepting suggestions) lives in :mod:`labeler.labels`, which composes
+these primitives inside one :meth:`Store.transaction`.
 
 Connections are per thread (``sqlite3`` objects must not cross threads), so one
 :class:`Store` can serve a multi-threaded web server. WAL mode lets several
@@ -30,11 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from .errors import StoreError
+from .errors import NotFoundError, ProjectError, StaleStateError, StoreError
 
-SCHEMA_VERSION = 1
+#: Version 2 added actions.redoes / redone_at (redo), label_events.confidence
+#: (accepted suggestions) and labels.stale (the file changed since it was labelled).
+SCHEMA_VERSION = 2
 
-LABEL_SOURCES = ("manual", "cluster", "search", "propagated", "undo")
+LABEL_SOURCES = ("manual", "cluster", "search", "propagated", "suggestion", "undo", "redo")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
@@ -95,15 +101,19 @@ CREATE TABLE IF NOT EXISTS actions (
     at          REAL NOT NULL,
     description TEXT NOT NULL,
     undone_at   REAL,
-    undoes      INTEGER REFERENCES actions(id)
+    undoes      INTEGER REFERENCES actions(id),
+    redoes      INTEGER REFERENCES actions(id),
+    redone_at   REAL
 );
+CREATE INDEX IF NOT EXISTS actions_annotator ON actions(annotator, id);
 CREATE TABLE IF NOT EXISTS labels (
     image_id   INTEGER PRIMARY KEY REFERENCES images(id),
     label      TEXT NOT NULL,
     source     TEXT NOT NULL,
     annotator  TEXT NOT NULL,
     action_id  INTEGER NOT NULL REFERENCES actions(id),
-    labelled_at REAL NOT NULL
+    labelled_at REAL NOT NULL,
+    stale      INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS labels_label ON labels(label);
 CREATE TABLE IF NOT EXISTS label_events (
@@ -115,13 +125,22 @@ CREATE TABLE IF NOT EXISTS label_events (
     old_source TEXT,
     source     TEXT NOT NULL,
     annotator  TEXT NOT NULL,
-    at         REAL NOT NULL
+    at         REAL NOT NULL,
+    confidence REAL
 );
 CREATE INDEX IF NOT EXISTS label_events_image ON label_events(image_id);
 CREATE INDEX IF NOT EXISTS label_events_action ON label_events(action_id);
 """
 
-
+# Each step brings a database from version n to n + 1 (run in one transaction).
+_MIGRATIONS = {
+    1: (
+        "ALTER TABLE actions ADD COLUMN redoes INTEGER REFERENCES actions(id)",
+        "ALTER TABLE actions ADD COLUMN redone_at REAL",
+        "ALTER TABLE label_events ADD COLUMN confidence REAL",
+        "ALTER TABLE labels ADD COLUMN stale INTEGER NOT NULL DEFAULT 0",
+    ),
+}
 
 
 def _chunks(seq: Sequence[Any], n: int = 900) -> Iterable[Sequence[Any]]:
@@ -142,6 +161,7 @@ class Store:
     def __init__(self, path: Path | str):
         self.path = Path(path)
         self._local = threading.local()
+        self._migrate()
         # executescript commits on its own: the DDL is idempotent (IF NOT EXISTS).
         self.con.executescript(_SCHEMA)
         with self.transaction() as con:
@@ -149,6 +169,33 @@ class Store:
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+
+    def _migrate(self) -> None:
+        """Bring an older database to :data:`SCHEMA_VERSION`; refuse a newer one.
+
+        Raises
+        ------
+        ProjectError
+            The database was written by a newer labeler (its schema is unknown here).
+        """
+        con = self.con
+        has_meta = con.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'").fetchone()
+        if not has_meta:
+            return  # a new database: the schema below is the current one
+        with self.transaction():
+            r = con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(json.loads(r[0])) if r else SCHEMA_VERSION
+            if version > SCHEMA_VERSION:
+                raise ProjectError(
+                    f"{self.path} has schema version {version}, newer than this labeler "
+                    f"understands ({SCHEMA_VERSION}): upgrade labeler to open it")
+            for v in range(version, SCHEMA_VERSION):
+                for stmt in _MIGRATIONS[v]:
+                    con.execute(stmt)
+            if version != SCHEMA_VERSION:
+                con.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                            (str(SCHEMA_VERSION),))
 
     # -- connections ---------------------------------------------------------------
     @property
@@ -161,19 +208,35 @@ class Store:
             con.execute("PRAGMA synchronous=NORMAL")
             con.execute("PRAGMA foreign_keys=ON")
             self._local.con = con
+            self._local.depth = 0
         return con
 
     @contextmanager
     def transaction(self):
-        """A write transaction (``BEGIN IMMEDIATE``): all or nothing."""
+        """A write transaction (``BEGIN IMMEDIATE``): all or nothing.
+
+        Re-entrant per thread: a ``transaction()`` inside another joins it, so a
+        caller can compose several primitives (read, check, write) into one atomic
+        step; reads made inside see a state no other writer can change meanwhile.
+        """
         con = self.con
+        if self._local.depth:
+            self._local.depth += 1
+            try:
+                yield con
+            finally:
+                self._local.depth -= 1
+            return
         con.execute("BEGIN IMMEDIATE")
+        self._local.depth = 1
         try:
             yield con
         except BaseException:
+            self._local.depth = 0
             con.execute("ROLLBACK")
             raise
         else:
+            self._local.depth = 0
             con.execute("COMMIT")
 
     def close(self) -> None:
@@ -380,9 +443,22 @@ class Store:
         parent_id, annotator, description
             For an edit of an existing clustering (split, merge, move): the edit is
             recorded as an undoable action by ``annotator``.
+
+        Raises
+        ------
+        StaleStateError
+            ``parent_id`` is given and is no longer the current clustering (another
+            edit or re-clustering came first): nothing is written.
         """
         now = time.time()
         with self.transaction() as con:
+            if parent_id is not None:
+                cur = con.execute(
+                    "SELECT id FROM clusterings WHERE undone=0 ORDER BY id DESC LIMIT 1").fetchone()
+                if cur is None or int(cur[0]) != int(parent_id):
+                    raise StaleStateError(
+                        f"the clustering changed while this edit was computed (it was {parent_id}, "
+                        f"it is now {cur[0] if cur else None}): reload and try again; nothing was changed")
             action_id = None
             if annotator is not None:
                 action_id = con.execute(
@@ -487,7 +563,136 @@ class Store:
             out.append(d)
         return out
 
-    # -- labels ------------------------------------------------------------------------
+    # -- labels: SQL primitives (labeler.labels composes them into actions) ----------
+    def check_images_exist(self, image_ids: Sequence[int]) -> None:
+        """Raise :class:`StoreError` unless every id names a catalogued image."""
+        ids = sorted({int(i) for i in image_ids})
+        known = 0
+        for chunk in _chunks(ids):
+            q = ",".join("?" * len(chunk))
+            known += self.con.execute(
+                f"SELECT COUNT(*) FROM images WHERE id IN ({q})", chunk).fetchone()[0]
+        if known != len(ids):
+            raise StoreError("unknown image id(s) in the label request; nothing changed")
+
+    def add_action(self, kind: str, annotator: str, description: str, *, at: float | None = None,
+                   undoes: int | None = None, redoes: int | None = None) -> int:
+        """Append one row to ``actions``; returns its id."""
+        with self.transaction() as con:
+            return int(con.execute(
+                "INSERT INTO actions(kind, annotator, at, description, undoes, redoes) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (kind, annotator, time.time() if at is None else at, description, undoes, redoes),
+            ).lastrowid)
+
+    def get_action(self, action_id: int) -> sqlite3.Row:
+        """One action row.
+
+        Raises
+        ------
+        NotFoundError
+            Unknown action id.
+        """
+        r = self.con.execute("SELECT * FROM actions WHERE id=?", (int(action_id),)).fetchone()
+        if r is None:
+            raise NotFoundError(f"unknown action {action_id}")
+        return r
+
+    def newest_undoable_action(self, annotator: str | None = None) -> sqlite3.Row | None:
+        """The newest label or cluster action not undone (of ``annotator``, or of anyone)."""
+        who, args = ("AND annotator=?", (annotator,)) if annotator is not None else ("", ())
+        return self.con.execute(
+            f"SELECT * FROM actions WHERE undone_at IS NULL AND kind NOT IN ('undo') {who} "
+            "ORDER BY id DESC LIMIT 1", args).fetchone()
+
+    def newest_redoable_undo(self, annotator: str | None = None) -> sqlite3.Row | None:
+        """The newest undo not yet redone and newer than the last fresh action
+        (neither an undo nor a redo) of ``annotator`` (or of anyone): a fresh
+        action ends what can be redone, as in every editor."""
+        who, args = ("AND annotator=?", (annotator,)) if annotator is not None else ("", ())
+        return self.con.execute(
+            f"SELECT * FROM actions WHERE kind='undo' AND redone_at IS NULL {who} AND id > "
+            f"COALESCE((SELECT MAX(id) FROM actions WHERE kind!='undo' AND redoes IS NULL {who}), 0) "
+            "ORDER BY id DESC LIMIT 1", args + args).fetchone()
+
+    def mark_action_undone(self, action_id: int, at: float) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE actions SET undone_at=? WHERE id=?", (at, int(action_id)))
+
+    def mark_undo_redone(self, undo_id: int, at: float) -> None:
+        with self.transaction() as con:
+            con.execute("UPDATE actions SET redone_at=? WHERE id=?", (at, int(undo_id)))
+
+    def set_clustering_undone(self, action_id: int, undone: bool) -> None:
+        """Hide (``undone``) or restore the clustering a cluster-edit action stored."""
+        with self.transaction() as con:
+            con.execute("UPDATE clusterings SET undone=? WHERE action_id=?",
+                        (int(bool(undone)), int(action_id)))
+
+    def action_events(self, action_id: int) -> list[sqlite3.Row]:
+        """The label events of one action, in order."""
+        return self.con.execute(
+            "SELECT * FROM label_events WHERE action_id=? ORDER BY id", (int(action_id),)).fetchall()
+
+    def label_event_before(self, image_id: int, label: str, before_event: int) -> sqlite3.Row | None:
+        """The newest event before ``before_event`` that gave ``image_id`` the label ``label``."""
+        return self.con.execute(
+            "SELECT action_id, annotator, at, source FROM label_events WHERE image_id=? "
+            "AND new_label IS ? AND id<? ORDER BY id DESC LIMIT 1",
+            (int(image_id), label, int(before_event))).fetchone()
+
+    def current_label_rows(self, image_ids: Sequence[int]) -> dict[int, sqlite3.Row]:
+        """The ``labels`` rows of the given images that have one: {image_id: row}."""
+        ids = [int(i) for i in image_ids]
+        out: dict[int, sqlite3.Row] = {}
+        for chunk in _chunks(ids):
+            q = ",".join("?" * len(chunk))
+            for r in self.con.execute(f"SELECT * FROM labels WHERE image_id IN ({q})", chunk):
+                out[r["image_id"]] = r
+        return out
+
+    def write_labels(self, action_id: int, changes: Sequence[dict], annotator: str, at: float) -> None:
+        """Apply label changes of one action: an event each, then the ``labels`` rows.
+
+        Parameters
+        ----------
+        changes : list of dict
+            ``image_id``; ``label`` (None removes the label); ``source`` (of the label
+            row); optional ``event_source`` (default ``source``), ``confidence``, and
+            the provenance a restored label gets back: ``label_annotator``,
+            ``label_action_id``, ``labelled_at`` (default: this action's).
+
+        Raises
+        ------
+        StoreError
+            An unknown source (nothing written).
+        """
+        bad = {c.get("event_source", c["source"]) for c in changes} | {c["source"] for c in changes}
+        if not bad <= set(LABEL_SOURCES):
+            raise StoreError(f"unknown label source {sorted(bad - set(LABEL_SOURCES))}; one of {LABEL_SOURCES}")
+        with self.transaction() as con:
+            old = self.current_label_rows([c["image_id"] for c in changes])
+            con.executemany(
+                "INSERT INTO label_events(action_id, image_id, old_label, new_label, old_source, "
+                "source, annotator, at, confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [(action_id, int(c["image_id"]),
+                  old[c["image_id"]]["label"] if c["image_id"] in old else None, c["label"],
+                  old[c["image_id"]]["source"] if c["image_id"] in old else None,
+                  c.get("event_source", c["source"]), annotator, at, c.get("confidence"))
+                 for c in changes],
+            )
+            con.executemany("DELETE FROM labels WHERE image_id=?",
+                            [(int(c["image_id"]),) for c in changes if c["label"] is None])
+            con.executemany(
+                "INSERT INTO labels(image_id, label, source, annotator, action_id, labelled_at, stale) "
+                "VALUES (?, ?, ?, ?, ?, ?, 0) ON CONFLICT(image_id) DO UPDATE SET "
+                "label=excluded.label, source=excluded.source, annotator=excluded.annotator, "
+                "action_id=excluded.action_id, labelled_at=excluded.labelled_at, stale=0",
+                [(int(c["image_id"]), c["label"], c["source"],
+                  c.get("label_annotator", annotator), c.get("label_action_id", action_id),
+                  c.get("labelled_at", at)) for c in changes if c["label"] is not None],
+            )
+
     def set_labels(
         self,
         image_ids: Sequence[int],
@@ -497,125 +702,29 @@ class Store:
         annotator: str = "anonymous",
         description: str | None = None,
     ) -> int:
-        """Give ``label`` to every image in one undoable action; ``None`` clears.
+        """Give ``label`` to every image as one action (``None`` removes); returns its id.
 
-        Returns the action id. Raises :class:`StoreError` (nothing written) for an
-        empty list, an unknown image id, an empty label or an unknown source.
+        A primitive: :func:`labeler.labels.label_images` validates the label and the
+        annotator's name first, and is what callers use.
+
+        Raises
+        ------
+        StoreError
+            No image given, an unknown image id or an unknown source (nothing written).
         """
         ids = sorted({int(i) for i in image_ids})
         if not ids:
             raise StoreError("no images given to label")
-        if label is not None:
-            label = str(label).strip()
-            if not label:
-                raise StoreError("the label is empty")
         if source not in LABEL_SOURCES:
             raise StoreError(f"unknown label source {source!r}; one of {LABEL_SOURCES}")
-        annotator = (annotator or "anonymous").strip() or "anonymous"
         now = time.time()
-        with self.transaction() as con:
-            old: dict[int, sqlite3.Row] = {}
-            known = 0
-            for chunk in _chunks(ids):
-                q = ",".join("?" * len(chunk))
-                known += con.execute(
-                    f"SELECT COUNT(*) FROM images WHERE id IN ({q})", chunk
-                ).fetchone()[0]
-                for r in con.execute(f"SELECT * FROM labels WHERE image_id IN ({q})", chunk):
-                    old[r["image_id"]] = r
-            if known != len(ids):
-                raise StoreError("unknown image id(s) in the label request; nothing changed")
-            desc = description or f"label {len(ids)} image(s) {label!r}"
-            action_id = con.execute(
-                "INSERT INTO actions(kind, annotator, at, description) VALUES ('label', ?, ?, ?)",
-                (annotator, now, desc),
-            ).lastrowid
-            self._write_labels(con, ids, label, source, annotator, action_id, now, old)
-        return int(action_id)
-
-    @staticmethod
-    def _write_labels(con, ids, label, source, annotator, action_id, now, old) -> None:
-        events = []
-        for i in ids:
-            o = old.get(i)
-            events.append(
-                (action_id, i, o["label"] if o else None, label, o["source"] if o else None,
-                 source, annotator, now)
-            )
-        con.executemany(
-            "INSERT INTO label_events(action_id, image_id, old_label, new_label, old_source, "
-            "source, annotator, at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            events,
-        )
-        if label is None:
-            con.executemany("DELETE FROM labels WHERE image_id=?", [(i,) for i in ids])
-        else:
-            con.executemany(
-                "INSERT INTO labels(image_id, label, source, annotator, action_id, labelled_at) "
-                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(image_id) DO UPDATE SET "
-                "label=excluded.label, source=excluded.source, annotator=excluded.annotator, "
-                "action_id=excluded.action_id, labelled_at=excluded.labelled_at",
-                [(i, label, source, annotator, action_id, now) for i in ids],
-            )
-
-    def undo(self, annotator: str = "anonymous") -> dict | None:
-        """Undo the newest action not yet undone (a bulk action undoes as one).
-
-        A label action restores every image's previous label; a cluster edit makes
-        the previous clustering current again. The undo itself is logged as events
-        with source ``undo``. Returns dict(id, kind, description) of the undone
-        action, or None when there is nothing to undo.
-        """
-        now = time.time()
-        with self.transaction() as con:
-            act = con.execute(
-                "SELECT * FROM actions WHERE undone_at IS NULL AND kind IN ('label','cluster') "
-                "ORDER BY id DESC LIMIT 1"
-            ).fetchone()
-            if act is None:
-                return None
-            con.execute("UPDATE actions SET undone_at=? WHERE id=?", (now, act["id"]))
-            undo_id = con.execute(
-                "INSERT INTO actions(kind, annotator, at, description, undoes) "
-                "VALUES ('undo', ?, ?, ?, ?)",
-                (annotator, now, f"undo: {act['description']}", act["id"]),
-            ).lastrowid
-            if act["kind"] == "cluster":
-                con.execute("UPDATE clusterings SET undone=1 WHERE action_id=?", (act["id"],))
-            else:
-                evs = con.execute(
-                    "SELECT * FROM label_events WHERE action_id=? ORDER BY id", (act["id"],)
-                ).fetchall()
-                for ev in evs:
-                    i = ev["image_id"]
-                    cur = con.execute("SELECT * FROM labels WHERE image_id=?", (i,)).fetchone()
-                    con.execute(
-                        "INSERT INTO label_events(action_id, image_id, old_label, new_label, "
-                        "old_source, source, annotator, at) VALUES (?, ?, ?, ?, ?, 'undo', ?, ?)",
-                        (undo_id, i, cur["label"] if cur else None, ev["old_label"],
-                         cur["source"] if cur else None, annotator, now),
-                    )
-                    if ev["old_label"] is None:
-                        con.execute("DELETE FROM labels WHERE image_id=?", (i,))
-                    else:
-                        # The previous label's own action and source come back too.
-                        prev = con.execute(
-                            "SELECT action_id, annotator, at FROM label_events WHERE "
-                            "image_id=? AND new_label IS ? AND id<? ORDER BY id DESC LIMIT 1",
-                            (i, ev["old_label"], ev["id"]),
-                        ).fetchone()
-                        con.execute(
-                            "INSERT INTO labels(image_id, label, source, annotator, action_id, "
-                            "labelled_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(image_id) DO "
-                            "UPDATE SET label=excluded.label, source=excluded.source, "
-                            "annotator=excluded.annotator, action_id=excluded.action_id, "
-                            "labelled_at=excluded.labelled_at",
-                            (i, ev["old_label"], ev["old_source"] or "manual",
-                             prev["annotator"] if prev else annotator,
-                             prev["action_id"] if prev else undo_id,
-                             prev["at"] if prev else now),
-                        )
-        return {"id": int(act["id"]), "kind": act["kind"], "description": act["description"]}
+        with self.transaction():
+            self.check_images_exist(ids)
+            action_id = self.add_action(
+                "label", annotator, description or f"label {len(ids)} image(s) {label!r}", at=now)
+            self.write_labels(action_id, [{"image_id": i, "label": label, "source": source} for i in ids],
+                              annotator, now)
+        return action_id
 
     def labels(self) -> dict[int, str]:
         """Current label of every labelled image: {image_id: label}."""

@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the browser helpers
 
+from browser_helpers import ServerThread, chrome_driver  # noqa: E402
 from labeler.app import create_app  # noqa: E402
-from labeler.app.testing import ServerThread, chrome_driver  # noqa: E402
 
 
 def take_screenshot(project: Path, out: Path, *, width: int = 1600, height: int = 950,

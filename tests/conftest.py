@@ -47,3 +47,28 @@ def project(built_project, tmp_path):
     p = Project(dest)
     yield p
     p.store.close()
+
+
+@pytest.fixture()
+def store(tmp_path):
+    """A bare store with 6 embedded images in 2 clusters and 1 noise image (no arrays)."""
+    import numpy as np
+
+    from labeler.store import Store
+
+    s = Store(tmp_path / "labeler.db")
+    s.add_or_update_images(
+        [{"path": f"img{i}.png", "size": 10 + i, "mtime": 1.0, "hash": f"h{i}"} for i in range(6)]
+    )
+    recs = [{"id": r["id"], "row": n, "width": 4, "height": 4, "top1": 1, "top1_prob": 0.5}
+            for n, r in enumerate(s.pending_images())]
+    s.commit_embedded(recs)
+    ids = s.row_image_ids()
+    s.add_clustering("kmeans", {"k": 2}, ids, np.array([0, 0, 0, 1, 1, -1]), None,
+                     [{"cluster": 0, "size": 3, "representatives": list(ids[:3])},
+                      {"cluster": 1, "size": 2, "representatives": list(ids[3:5])},
+                      {"cluster": -1, "size": 1, "representatives": [ids[5]]}])
+    yield s
+    s.close()
+
+

@@ -22,7 +22,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from labeler.app import create_app  # noqa: E402
-from labeler.app.testing import ServerThread, chrome_driver  # noqa: E402
+from browser_helpers import ServerThread, chrome_driver  # noqa: E402
 from labeler.export import export_csv_text  # noqa: E402
 
 pytestmark = [pytest.mark.browser,

@@ -15,16 +15,41 @@ from PIL import Image
 from labeler.app import create_app
 from labeler.app import views
 from labeler.app.callbacks_explore import hover_card
-from labeler.app.callbacks_label import (cluster_detail_view, excluded_note, label_cluster_action,
-                                         label_ids_action, progress_view, undo_action)
-from labeler.app.callbacks_refine import (apply_split_action, cluster_options, merge_action, move_action,
-                                          split_preview_action, split_preview_view)
+from labeler.app import callbacks_label as cl
+from labeler.app import callbacks_refine as cr
+from labeler.app.actions import BUG_MESSAGE, attempt, run
+from labeler.app.callbacks_label import cluster_detail_view, excluded_note, progress_view
+from labeler.app.callbacks_refine import cluster_options, split_preview_action, split_preview_view
 from labeler.app.callbacks_search import result_view, search_by_id, search_by_upload
 from labeler.app.common import annotator_name, update_exclusions
 from labeler.app.routes import check_basic_auth
 from labeler.app.uploads import UploadError, check_image, decode_data_uri
 from labeler.export import export_csv_text
 from labeler.project import Project
+
+
+def label_cluster_action(*a, **k):
+    return attempt(cl.label_cluster_action, *a, **k)
+
+
+def label_ids_action(*a, **k):
+    return attempt(cl.label_ids_action, *a, **k)
+
+
+def undo_action(*a, **k):
+    return attempt(cl.undo_action, *a, **k)
+
+
+def apply_split_action(*a, **k):
+    return attempt(cr.apply_split_action, *a, **k)
+
+
+def merge_action(*a, **k):
+    return attempt(cr.merge_action, *a, **k)
+
+
+def move_action(*a, **k):
+    return attempt(cr.move_action, *a, **k)
 
 
 @pytest.fixture()
@@ -346,3 +371,35 @@ def test_two_annotators_see_each_others_labels(project):
     annotators = {r["annotator"] for r in project.store.label_rows()}
     assert annotators == {"ana", "bob"}
     other.store.close()
+
+
+def test_write_actions_report_errors_and_bugs_differently(actx, project, caplog):
+    from dash import no_update
+
+    from labeler.errors import StaleStateError
+
+    r = run(cl.label_ids_action, actx, project.store.cluster_members(0)[:2], "mono", "ana", version=3)
+    assert r.ok and r.version == 4 and "Labelled 2" in r.message.children
+
+    def stale():
+        raise StaleStateError("the clustering changed")
+
+    r = run(stale, version=4)
+    assert not r.ok and r.version is no_update and r.message.children.startswith("Conflict:")
+
+    def bug():
+        raise KeyError("internal detail")
+
+    with caplog.at_level("ERROR", logger="labeler.app"):
+        r = run(bug, version=4)
+    assert not r.ok and r.message.children == BUG_MESSAGE and "internal detail" not in r.message.children
+    assert "Traceback" in caplog.text and "internal detail" in caplog.text
+
+
+def test_label_cluster_action_refuses_a_page_older_than_the_clustering(actx, project):
+    cid = project.store.current_clustering()["id"]
+    seen = project.store.cluster_members(0)
+    assert merge_action(actx, [0, 1], "bob")[1] == "ok"  # B merges after A opened cluster 0
+    text, kind = label_cluster_action(actx, 0, "mono", "ana", clustering_id=cid, seen=seen)
+    assert kind == "error" and text.startswith("Conflict:") and project.store.labels() == {}
+    assert merge_action(actx, [0, 2], "ana", clustering_id=cid)[1] == "error"

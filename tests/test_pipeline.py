@@ -18,6 +18,7 @@ import pytest
 import fixtures_images as fx
 from labeler.config import Settings
 from labeler.pipeline import BackboneMismatchError, ingest
+from labeler.errors import BadInputError
 from labeler.project import Project, ProjectError
 
 FAST = dict(backbone="efficientnet-lite0", pca_components=16, min_cluster_size=3, min_samples=2,
@@ -142,7 +143,7 @@ def test_bad_input_is_skipped_and_reported(tmp_path):
 
 
 def test_missing_or_empty_folder_is_an_error(tmp_path):
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(BadInputError, match="image folder not found"):
         ingest(tmp_path / "nope", tmp_path / "proj", settings(), progress=False)
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no usable image"):

@@ -2,8 +2,9 @@
 
 import pytest
 
-from labeler.refine import apply_split, label_cluster, merge_clusters, move_images, split_preview
-from labeler.store import StoreError
+from labeler.errors import StoreError
+from labeler.labels import label_cluster, undo
+from labeler.refine import apply_split, merge_clusters, move_images, split_preview
 
 
 def test_label_cluster_with_exclusions(project):
@@ -13,7 +14,7 @@ def test_label_cluster_with_exclusions(project):
     labels = project.store.labels()
     assert all(labels[i] == "mono" for i in ids) and not set(members[:2]) & set(labels)
     assert {e["source"] for e in project.store.label_events()} == {"cluster"}
-    project.store.undo("ana")
+    undo(project, "ana")
     assert project.store.labels() == {}
     with pytest.raises(StoreError):
         label_cluster(project, 999, "x")
@@ -31,7 +32,7 @@ def test_split_preview_then_apply_then_undo(project):
     assert len(sub_ids) == 2 and 0 not in sub_ids
     with pytest.raises(StoreError):
         project.store.cluster_members(0)
-    project.store.undo("ana")
+    undo(project, "ana")
     assert project.store.current_clustering()["id"] == before
     assert project.store.cluster_members(0) == members
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from labeler import simulate
-from labeler.simulate import Curve, _Tracker
+from labeler.evaluate import simulate
+from labeler.evaluate.simulate import Curve, _Tracker
 
 
 def test_cluster_majority_by_hand():

@@ -1,4 +1,6 @@
-"""The SQLite store: labels, bulk labels, undo, the event log, errors that change nothing."""
+"""The SQLite store: labels, bulk labels, the event log, schema versions, errors that change nothing.
+
+Undo, redo and label validation are in test_labels.py."""
 
 from __future__ import annotations
 
@@ -9,24 +11,6 @@ import numpy as np
 import pytest
 
 from labeler.store import Store, StoreError
-
-
-@pytest.fixture()
-def store(tmp_path):
-    s = Store(tmp_path / "labeler.db")
-    s.add_or_update_images(
-        [{"path": f"img{i}.png", "size": 10 + i, "mtime": 1.0, "hash": f"h{i}"} for i in range(6)]
-    )
-    recs = [{"id": r["id"], "row": n, "width": 4, "height": 4, "top1": 1, "top1_prob": 0.5}
-            for n, r in enumerate(s.pending_images())]
-    s.commit_embedded(recs)
-    ids = s.row_image_ids()
-    s.add_clustering("kmeans", {"k": 2}, ids, np.array([0, 0, 0, 1, 1, -1]), None,
-                     [{"cluster": 0, "size": 3, "representatives": list(ids[:3])},
-                      {"cluster": 1, "size": 2, "representatives": list(ids[3:5])},
-                      {"cluster": -1, "size": 1, "representatives": [ids[5]]}])
-    yield s
-    s.close()
 
 
 def test_wal_mode(store):
@@ -50,21 +34,6 @@ def test_relabel_logs_old_to_new(store):
     assert store.label_rows()[0]["annotator"] == "bob"
 
 
-def test_undo_bulk_action_as_one(store):
-    store.set_labels([1, 2], "a", annotator="ana")
-    store.set_labels([1, 2, 3], "b", annotator="bob")
-    undone = store.undo("bob")
-    assert undone["kind"] == "label"
-    assert store.labels() == {1: "a", 2: "a"}
-    assert store.label_rows()[0]["annotator"] == "ana"  # the earlier label's author comes back
-    store.undo("bob")
-    assert store.labels() == {}
-    assert store.undo("bob") is None
-    # The log is append-only: undo added events, removed none.
-    assert len(store.label_events()) == 2 + 3 + 3 + 2
-    assert {e["source"] for e in store.label_events()[-5:]} == {"undo"}
-
-
 def test_unknown_image_changes_nothing(store):
     store.set_labels([1], "a")
     before = (store.labels(), len(store.label_events()), len(store.actions()))
@@ -73,26 +42,9 @@ def test_unknown_image_changes_nothing(store):
     assert (store.labels(), len(store.label_events()), len(store.actions())) == before
 
 
-@pytest.mark.parametrize("label", ["", "   "])
-def test_empty_label_rejected(store, label):
-    with pytest.raises(StoreError):
-        store.set_labels([1], label)
-    assert store.labels() == {}
-
-
 def test_unknown_cluster(store):
     with pytest.raises(StoreError, match="unknown cluster"):
         store.cluster_members(42)
-
-
-def test_cluster_edit_undo_restores_previous_clustering(store):
-    first = store.current_clustering()["id"]
-    ids, labels, st = store.assignments()
-    store.add_clustering("edit", {}, ids, np.zeros_like(labels), None, [{"cluster": 0, "size": 6}],
-                         parent_id=first, annotator="ana", description="merge")
-    assert store.current_clustering()["id"] != first
-    assert store.undo("ana")["kind"] == "cluster"
-    assert store.current_clustering()["id"] == first
 
 
 def test_changed_file_becomes_pending_and_keeps_row(store):
@@ -136,3 +88,136 @@ def test_database_is_plain_sqlite(store):
     con = sqlite3.connect(store.path)
     assert {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")} >= {
         "images", "labels", "label_events", "clusterings", "assignments", "clusters", "skipped", "actions"}
+
+
+# The schema of labeler 0.1.0 (SCHEMA_VERSION 1), verbatim: projects made with it must open.
+_SCHEMA_V1 = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id       INTEGER PRIMARY KEY,
+    row      INTEGER UNIQUE,
+    path     TEXT NOT NULL UNIQUE,
+    size     INTEGER NOT NULL,
+    mtime    REAL NOT NULL,
+    width    INTEGER,
+    height   INTEGER,
+    hash     TEXT NOT NULL,
+    status   TEXT NOT NULL CHECK (status IN ('pending', 'embedded', 'missing', 'skipped')),
+    top1     INTEGER,
+    top1_prob REAL,
+    added_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_status ON images(status);
+CREATE TABLE IF NOT EXISTS skipped (
+    path    TEXT PRIMARY KEY,
+    reason  TEXT NOT NULL,
+    seen_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clusterings (
+    id         INTEGER PRIMARY KEY,
+    method     TEXT NOT NULL,
+    params     TEXT NOT NULL,
+    parent_id  INTEGER REFERENCES clusterings(id),
+    action_id  INTEGER REFERENCES actions(id),
+    created_at REAL NOT NULL,
+    undone     INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    clustering_id INTEGER NOT NULL REFERENCES clusterings(id),
+    image_id      INTEGER NOT NULL REFERENCES images(id),
+    cluster       INTEGER NOT NULL,
+    strength      REAL,
+    PRIMARY KEY (clustering_id, image_id)
+);
+CREATE INDEX IF NOT EXISTS assignments_cluster ON assignments(clustering_id, cluster);
+CREATE TABLE IF NOT EXISTS clusters (
+    clustering_id   INTEGER NOT NULL REFERENCES clusterings(id),
+    cluster         INTEGER NOT NULL,
+    size            INTEGER NOT NULL,
+    medoid_id       INTEGER,
+    representatives TEXT NOT NULL,
+    cohesion        REAL,
+    suggested_name  TEXT,
+    PRIMARY KEY (clustering_id, cluster)
+);
+CREATE TABLE IF NOT EXISTS actions (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    annotator   TEXT NOT NULL,
+    at          REAL NOT NULL,
+    description TEXT NOT NULL,
+    undone_at   REAL,
+    undoes      INTEGER REFERENCES actions(id)
+);
+CREATE TABLE IF NOT EXISTS labels (
+    image_id   INTEGER PRIMARY KEY REFERENCES images(id),
+    label      TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    annotator  TEXT NOT NULL,
+    action_id  INTEGER NOT NULL REFERENCES actions(id),
+    labelled_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS labels_label ON labels(label);
+CREATE TABLE IF NOT EXISTS label_events (
+    id         INTEGER PRIMARY KEY,
+    action_id  INTEGER NOT NULL REFERENCES actions(id),
+    image_id   INTEGER NOT NULL REFERENCES images(id),
+    old_label  TEXT,
+    new_label  TEXT,
+    old_source TEXT,
+    source     TEXT NOT NULL,
+    annotator  TEXT NOT NULL,
+    at         REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS label_events_image ON label_events(image_id);
+CREATE INDEX IF NOT EXISTS label_events_action ON label_events(action_id);
+"""
+
+
+def _v1_project_db(path):
+    con = sqlite3.connect(path)
+    con.executescript(_SCHEMA_V1)
+    con.execute("INSERT INTO meta(key, value) VALUES ('schema_version', '1')")
+    con.execute("INSERT INTO images(id, row, path, size, mtime, hash, status, added_at) "
+                "VALUES (1, 0, 'a.png', 1, 0, 'h', 'embedded', 0)")
+    con.execute("INSERT INTO actions(id, kind, annotator, at, description) VALUES (1, 'label', 'ana', 0, 'x')")
+    con.execute("INSERT INTO labels VALUES (1, 'mono', 'manual', 'ana', 1, 0)")
+    con.execute("INSERT INTO label_events(action_id, image_id, old_label, new_label, old_source, source, "
+                "annotator, at) VALUES (1, 1, NULL, 'mono', NULL, 'manual', 'ana', 0)")
+    con.commit()
+    con.close()
+
+
+def test_a_version_1_project_is_migrated_and_keeps_its_labels(tmp_path):
+    from labeler import labels
+    from labeler.store import SCHEMA_VERSION
+
+    _v1_project_db(tmp_path / "labeler.db")
+    s = Store(tmp_path / "labeler.db")
+    assert s.get_meta("schema_version") == SCHEMA_VERSION == 2
+    assert s.labels() == {1: "mono"} and s.label_rows()[0]["stale"] == 0
+    labels.undo(s, "ana")  # the old action undoes, and redo (new columns) works on it
+    assert s.labels() == {}
+    labels.redo(s, "ana")
+    assert s.labels() == {1: "mono"}
+    s.close()
+    assert Store(tmp_path / "labeler.db").get_meta("schema_version") == 2  # opening again: no-op
+
+
+def test_a_newer_project_is_refused_unchanged(tmp_path):
+    from labeler.errors import ProjectError
+
+    _v1_project_db(tmp_path / "labeler.db")
+    con = sqlite3.connect(tmp_path / "labeler.db")
+    con.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    con.commit()
+    con.close()
+    with pytest.raises(ProjectError, match="newer than this labeler"):
+        Store(tmp_path / "labeler.db")
+    con = sqlite3.connect(tmp_path / "labeler.db")
+    assert con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "99"
+    cols = {r[1] for r in con.execute("PRAGMA table_info(labels)")}
+    assert "stale" not in cols

@@ -45,9 +45,9 @@ def create_app(project: Project | str | Path, *, auth: str | None = None) -> Das
 
     Raises
     ------
-    labeler.project.ProjectError
+    ProjectError
         The project has not been ingested yet.
-    ValueError
+    BadInputError
         ``auth`` is not 'user:password'.
     """
     project = project if isinstance(project, Project) else Project(project)

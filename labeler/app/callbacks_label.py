@@ -1,9 +1,10 @@
 """Labelling: the annotator's name, progress, the Clusters panel, labelling a
 cluster or the map selection, and undo.
 
-Each write is a plain function (``label_cluster_action`` ...) that calls the
-library and returns a message; the Dash callbacks only unpack inputs and bump
-the version store so that the views showing labels re-render.
+Each write is a plain function (``label_cluster_action`` ...) that calls
+:mod:`labeler.labels` and returns a message; the Dash callbacks unpack inputs
+and hand the function to :func:`labeler.app.actions.run`, which reports the
+outcome and bumps the version store so that the views showing labels re-render.
 """
 
 from __future__ import annotations
@@ -11,59 +12,76 @@ from __future__ import annotations
 from dash import ALL, Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from .. import refine
-from ..store import StoreError
+from .. import labels
+from ..errors import BadInputError, StoreError
 from . import ids
-from .common import annotator_name, result, triggered_value, update_exclusions
-from .components import caption, cluster_card, grid, message, thumb
+from .actions import Outcome, run
+from .common import annotator_name, triggered_value, update_exclusions
+from .components import caption, cluster_card, grid, thumb
 from .layout import CARDS_PER_PAGE, PER_PAGE
 from .state import AppContext
 from .views import cluster_members_ordered, cluster_rows, image_facts, page_of, progress, sort_clusters
 
-# -- plain functions (tested directly) ----------------------------------------------------
+# -- plain functions (tested directly, through actions.attempt) ---------------------------
 
 
-def label_cluster_action(actx: AppContext, cluster, label, annotator, excluded=()) -> tuple[str, str]:
-    """Label a whole cluster but the unticked images. Returns (message, 'ok' | 'error')."""
+def label_cluster_action(actx: AppContext, cluster, label, annotator, excluded=(), *,
+                         clustering_id=None, seen=None) -> str:
+    """Label a whole cluster but the unticked images; returns the message.
+
+    ``clustering_id`` and ``seen`` (the member ids on the annotator's page) make a
+    stale page fail instead of labelling images the annotator never saw.
+
+    Raises
+    ------
+    LabelerError
+        No cluster open, a bad label, an unknown cluster, or a stale page
+        (:class:`~labeler.errors.StaleStateError`).
+    """
     if cluster is None:
-        return "Open a cluster first.", "error"
-    if not (label or "").strip():
-        return "Type a label first.", "error"
+        raise BadInputError("Open a cluster first.")
     excluded = [int(i) for i in excluded or []]
-    try:
-        _, done = refine.label_cluster(actx.project, int(cluster), label.strip(),
-                                       annotator=annotator_name(annotator), exclude=excluded)
-    except StoreError as e:
-        return str(e), "error"
-    text = f"Labelled {len(done):,} image(s) of cluster {cluster} as '{label.strip()}'."
+    _, done = labels.label_cluster(actx.project, int(cluster), label, annotator=annotator_name(annotator),
+                                   exclude=excluded, clustering_id=clustering_id, seen=seen)
+    text = f"Labelled {len(done):,} image(s) of cluster {cluster} as '{labels.clean_label(label)}'."
     left = [i for i in excluded if i not in set(done)]
     if left:
         text += f" {len(left)} unticked image(s) stay unlabelled."
-    return text, "ok"
+    return text
 
 
 def label_ids_action(actx: AppContext, image_ids, label, annotator, *, source="manual",
-                     what="image(s)") -> tuple[str, str]:
-    """Label the given images in one action. Returns (message, 'ok' | 'error')."""
+                     what="image(s)") -> str:
+    """Label the given images in one action; returns the message.
+
+    Raises
+    ------
+    LabelerError
+        No image, a bad label or an unknown image id.
+    """
     image_ids = [int(i) for i in image_ids or []]
     if not image_ids:
-        return f"No {what} to label.", "error"
-    if not (label or "").strip():
-        return "Type a label first.", "error"
-    try:
-        actx.store.set_labels(image_ids, label.strip(), source=source, annotator=annotator_name(annotator),
-                              description=f"label {len(image_ids)} {what} {label.strip()!r}")
-    except StoreError as e:
-        return str(e), "error"
-    return f"Labelled {len(image_ids):,} {what} as '{label.strip()}'.", "ok"
+        raise BadInputError(f"No {what} to label.")
+    text = labels.clean_label(label)
+    labels.label_images(actx.project, image_ids, text, source=source, annotator=annotator_name(annotator),
+                        description=f"label {len(image_ids)} {what} {text!r}")
+    return f"Labelled {len(image_ids):,} {what} as '{text}'."
 
 
-def undo_action(actx: AppContext, annotator) -> tuple[str, str]:
+def undo_action(actx: AppContext, annotator) -> str | Outcome:
     """Undo the newest action (a bulk label or a cluster edit undoes as one)."""
-    done = actx.store.undo(annotator=annotator_name(annotator))
+    done = labels.undo(actx.project, annotator_name(annotator))
     if done is None:
-        return "Nothing to undo.", "warn"
-    return f"Undone: {done['description']}.", "ok"
+        return Outcome("Nothing to undo.", "warn")
+    return f"Undone: {done.description}."
+
+
+def redo_action(actx: AppContext, annotator) -> str | Outcome:
+    """Re-apply the action the newest undo reverted."""
+    done = labels.redo(actx.project, annotator_name(annotator))
+    if done is None:
+        return Outcome("Nothing to redo.", "warn")
+    return f"Redone: {done.description}."
 
 
 def progress_view(actx: AppContext) -> tuple[str, dict, list, list]:
@@ -217,8 +235,8 @@ def register(app: Dash, actx: AppContext) -> None:
         prevent_initial_call=True,
     )
     def label_cluster(_n, _s, cluster, label, excluded, annotator, version):
-        text, kind = label_cluster_action(actx, cluster, label, annotator, excluded)
-        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update
+        r = run(label_cluster_action, actx, cluster, label, annotator, excluded, version=version)
+        return r.message, r.version
 
     @app.callback(
         Output(ids.SELECTION_TITLE, "children"),
@@ -275,8 +293,8 @@ def register(app: Dash, actx: AppContext) -> None:
     def label_selection(_n, _s, selection, excluded, label, annotator, version):
         ex = {int(i) for i in excluded or []}
         chosen = [int(i) for i in selection or [] if int(i) not in ex]
-        text, kind = label_ids_action(actx, chosen, label, annotator, what="selected image(s)")
-        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update
+        r = run(label_ids_action, actx, chosen, label, annotator, what="selected image(s)", version=version)
+        return r.message, r.version
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
@@ -289,8 +307,8 @@ def register(app: Dash, actx: AppContext) -> None:
     def undo(n, annotator, version):
         if not n:
             raise PreventUpdate
-        text, kind = undo_action(actx, annotator)
-        return message(text, kind), (version or 0) + 1
+        r = run(undo_action, actx, annotator, version=version)
+        return r.message, r.version
 
 
 def _trigger_id():

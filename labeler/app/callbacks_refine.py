@@ -10,8 +10,9 @@ from dash import Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
 from .. import refine
-from ..store import StoreError
+from ..errors import BadInputError, LabelerError
 from . import ids
+from .actions import run
 from .common import annotator_name, result
 from .components import thumb
 from .state import AppContext
@@ -30,14 +31,15 @@ def split_preview_action(actx: AppContext, cluster, method="kmeans", k=2, min_si
 
     Raises
     ------
-    StoreError, ValueError
-        Unknown cluster, fewer than two images, bad method or k.
+    LabelerError
+        No or an unknown cluster, fewer than two images, bad method or k.
     """
     if cluster is None:
-        raise StoreError("give the cluster to split")
+        raise BadInputError("give the cluster to split")
+    cur = actx.store.current_clustering()
     groups = refine.split_preview(actx.project, int(cluster), method=method or "kmeans",
                                   k=int(k or 2), min_cluster_size=int(min_size or 5))
-    return {"cluster": int(cluster), "method": method,
+    return {"cluster": int(cluster), "method": method, "clustering_id": int(cur["id"]),
             "groups": {str(s): [int(i) for i in g] for s, g in groups.items()}}
 
 
@@ -55,38 +57,51 @@ def split_preview_view(preview: dict) -> list:
     return out
 
 
-def apply_split_action(actx: AppContext, preview: dict | None, annotator) -> tuple[str, str]:
+def apply_split_action(actx: AppContext, preview: dict | None, annotator, *, clustering_id=None) -> str:
+    """Store the previewed split; returns the message.
+
+    Raises
+    ------
+    LabelerError
+        No preview, a stale page or preview, an unknown cluster.
+    """
     if not preview:
-        return "Preview a split first.", "error"
+        raise BadInputError("Preview a split first.")
     groups = {int(s): g for s, g in preview["groups"].items()}
-    try:
-        refine.apply_split(actx.project, preview["cluster"], groups, annotator=annotator_name(annotator))
-    except StoreError as e:
-        return str(e), "error"
-    return f"Split cluster {preview['cluster']} into {len(groups)}.", "ok"
+    refine.apply_split(actx.project, preview["cluster"], groups, annotator=annotator_name(annotator),
+                       clustering_id=clustering_id if clustering_id is not None else preview.get("clustering_id"))
+    return f"Split cluster {preview['cluster']} into {len(groups)}."
 
 
-def merge_action(actx: AppContext, clusters, annotator) -> tuple[str, str]:
+def merge_action(actx: AppContext, clusters, annotator, *, clustering_id=None) -> str:
+    """Merge the chosen clusters; returns the message.
+
+    Raises
+    ------
+    LabelerError
+        Fewer than two clusters, an unknown one, or a stale page.
+    """
     clusters = [int(c) for c in clusters or []]
-    try:
-        refine.merge_clusters(actx.project, clusters, annotator=annotator_name(annotator))
-    except StoreError as e:
-        return str(e), "error"
-    return f"Merged clusters {', '.join(map(str, sorted(clusters)))}.", "ok"
+    refine.merge_clusters(actx.project, clusters, annotator=annotator_name(annotator), clustering_id=clustering_id)
+    return f"Merged clusters {', '.join(map(str, sorted(clusters)))}."
 
 
-def move_action(actx: AppContext, image_ids, target, annotator) -> tuple[str, str]:
-    """Move images to cluster ``target`` (-1 = noise; None or 'new' = a new cluster)."""
+def move_action(actx: AppContext, image_ids, target, annotator, *, clustering_id=None) -> str:
+    """Move images to cluster ``target`` (-1 = noise; None or 'new' = a new cluster).
+
+    Raises
+    ------
+    LabelerError
+        No image, an unknown image or target, or a stale page.
+    """
     image_ids = [int(i) for i in image_ids or []]
     if not image_ids:
-        return "Tick images in the Selection tab first.", "error"
+        raise BadInputError("Tick images in the Selection tab first.")
     tgt = None if target in (None, "", "new") else int(target)
-    try:
-        refine.move_images(actx.project, image_ids, tgt, annotator=annotator_name(annotator))
-    except StoreError as e:
-        return str(e), "error"
+    refine.move_images(actx.project, image_ids, tgt, annotator=annotator_name(annotator),
+                       clustering_id=clustering_id)
     where = "a new cluster" if tgt is None else ("noise" if tgt == -1 else f"cluster {tgt}")
-    return f"Moved {len(image_ids):,} image(s) to {where}.", "ok"
+    return f"Moved {len(image_ids):,} image(s) to {where}."
 
 
 def cluster_options(actx: AppContext) -> tuple[list, list]:
@@ -124,7 +139,7 @@ def register(app: Dash, actx: AppContext) -> None:
             raise PreventUpdate
         try:
             p = split_preview_action(actx, cluster, method, k, min_size)
-        except (StoreError, ValueError) as e:
+        except LabelerError as e:
             return None, result(f"No preview: {e}", "error")
         return p, split_preview_view(p)
 
@@ -142,10 +157,10 @@ def register(app: Dash, actx: AppContext) -> None:
     def apply(n, p, annotator, version):
         if not n:
             raise PreventUpdate
-        text, kind = apply_split_action(actx, p, annotator)
-        if kind != "ok":
-            return result(text, kind), no_update, no_update, no_update
-        return result(text, kind), (version or 0) + 1, None, []
+        r = run(apply_split_action, actx, p, annotator, version=version)
+        if not r.ok:
+            return r.message, no_update, no_update, no_update
+        return r.message, r.version, None, []
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
@@ -159,8 +174,8 @@ def register(app: Dash, actx: AppContext) -> None:
     def merge(n, clusters, annotator, version):
         if not n:
             raise PreventUpdate
-        text, kind = merge_action(actx, clusters, annotator)
-        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update
+        r = run(merge_action, actx, clusters, annotator, version=version)
+        return r.message, r.version
 
     @app.callback(
         Output(ids.MOVE_NOTE, "children"),
@@ -187,5 +202,5 @@ def register(app: Dash, actx: AppContext) -> None:
             raise PreventUpdate
         ex = {int(i) for i in excluded or []}
         chosen = [int(i) for i in selection or [] if int(i) not in ex]
-        text, kind = move_action(actx, chosen, target, annotator)
-        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update
+        r = run(move_action, actx, chosen, target, annotator, version=version)
+        return r.message, r.version

@@ -7,8 +7,9 @@ from dash import ALL, Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
 from ..search import QueryImageError, SearchResult
-from ..store import StoreError
+from ..errors import StoreError
 from . import ids
+from .actions import run
 from .callbacks_label import label_ids_action
 from .common import result, triggered_value, update_exclusions
 from .components import caption, full_image_link, grid, thumb
@@ -200,8 +201,9 @@ def register(app: Dash, actx: AppContext) -> None:
     def label_neighbours(_n, _s, stored, excluded, label, annotator, version):
         ex = {int(i) for i in excluded or []}
         chosen = [i for i, _ in (stored or {}).get("neighbours", []) if int(i) not in ex]
-        text, kind = label_ids_action(actx, chosen, label, annotator, source="search", what="neighbour(s)")
-        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update
+        r = run(label_ids_action, actx, chosen, label, annotator, source="search", what="neighbour(s)",
+                version=version)
+        return r.message, r.version
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
@@ -218,5 +220,5 @@ def register(app: Dash, actx: AppContext) -> None:
         qid = (stored or {}).get("query_image_id")
         if qid is None:
             raise PreventUpdate
-        text, kind = label_ids_action(actx, [qid], label, annotator, what=f"image #{qid}")
-        return result(text, kind), (version or 0) + 1 if kind == "ok" else no_update
+        r = run(label_ids_action, actx, [qid], label, annotator, what=f"image #{qid}", version=version)
+        return r.message, r.version

@@ -15,7 +15,7 @@ from flask import Flask, Response, abort, request, send_file
 
 from ..export import export_csv_text
 from ..project import Project, ProjectError
-from ..store import StoreError
+from ..errors import BadInputError, StoreError
 
 THUMB_URL = "/thumb/{}"
 IMAGE_URL = "/image/{}"
@@ -88,12 +88,12 @@ def install_basic_auth(server: Flask, auth: str) -> None:
 
     Raises
     ------
-    ValueError
+    BadInputError
         ``auth`` is not of the form user:password.
     """
     user, sep, pw = auth.partition(":")
     if not sep or not user or not pw:
-        raise ValueError("auth must be 'user:password' (both non-empty)")
+        raise BadInputError("auth must be 'user:password' (both non-empty)")
 
     @server.before_request
     def _require_auth():

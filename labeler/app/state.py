@@ -20,6 +20,20 @@ from ..project import Project, ProjectError
 from ..search import Searcher
 
 
+def cluster_centres(xy: np.ndarray, clusters: np.ndarray) -> tuple[list[float], list[float], list[str]]:
+    """Median map position of each cluster (noise left out), for the cluster-id text."""
+    keep = np.flatnonzero(np.asarray(clusters) >= 0)
+    order = keep[np.argsort(clusters[keep], kind="stable")]
+    uniq, starts = np.unique(clusters[order], return_index=True)
+    xs, ys, text = [], [], []
+    for c, group in zip(uniq, np.split(order, starts[1:])):
+        xs.append(float(np.median(xy[group, 0])))
+        ys.append(float(np.median(xy[group, 1])))
+        text.append(str(int(c)))
+    return xs, ys, text
+
+
+
 @dataclass
 class Assignment:
     """Cluster of every map point in one clustering.
@@ -38,8 +52,6 @@ class Assignment:
     def centres(self, xy: np.ndarray) -> tuple[list[float], list[float], list[str]]:
         """Median map position and id text of each cluster (computed once)."""
         if self._centres is None:
-            from .views import cluster_centres
-
             self._centres = cluster_centres(xy, self.clusters)
         return self._centres
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import BadInputError
 from .state import AppContext
 
 # A qualitative palette (Plotly's "Dark24" and "Light24" without the greys): distinct
@@ -128,19 +129,6 @@ def coloring(ctx: AppContext, mode: str) -> Coloring:
     if mode == COLOR_BY_LABEL:
         return color_by_label(ctx.point_labels())
     return color_by_cluster(ctx.assignment().clusters)
-
-
-def cluster_centres(xy: np.ndarray, clusters: np.ndarray) -> tuple[list[float], list[float], list[str]]:
-    """Median map position of each cluster (noise left out), for the cluster-id text."""
-    keep = np.flatnonzero(np.asarray(clusters) >= 0)
-    order = keep[np.argsort(clusters[keep], kind="stable")]
-    uniq, starts = np.unique(clusters[order], return_index=True)
-    xs, ys, text = [], [], []
-    for c, group in zip(uniq, np.split(order, starts[1:])):
-        xs.append(float(np.median(xy[group, 0])))
-        ys.append(float(np.median(xy[group, 1])))
-        text.append(str(int(c)))
-    return xs, ys, text
 
 
 def cluster_annotations(ctx: AppContext, mode: str) -> list[dict]:
@@ -276,7 +264,7 @@ def sort_clusters(rows: list[dict], by: str = "size") -> list[dict]:
     'review' (flagged first: mixed labels, then low cohesion; then by cohesion).
     """
     if by not in SORT_KEYS:
-        raise ValueError(f"unknown sort {by!r}: one of {SORT_KEYS}")
+        raise BadInputError(f"unknown sort {by!r}: one of {SORT_KEYS}")
 
     def key(r):
         noise = r["cluster"] < 0

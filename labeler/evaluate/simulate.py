@@ -46,7 +46,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .cluster import NOISE, run_kmeans
+from ..clustering import NOISE, medoid_order, run_kmeans
+from ..errors import BadInputError
 
 STRATEGIES = ("cluster_majority", "cluster_split", "propagation", "one_by_one")
 
@@ -181,9 +182,9 @@ class _Tracker:
 def _check(y: np.ndarray, clusters: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     y = np.asarray(y, dtype=np.int64)
     if y.ndim != 1 or len(y) == 0 or y.min() < 0:
-        raise ValueError("y must be a non-empty 1-D array of class codes >= 0")
+        raise BadInputError("y must be a non-empty 1-D array of class codes >= 0")
     if clusters is not None and len(clusters) != len(y):
-        raise ValueError(f"{len(clusters)} cluster labels for {len(y)} images")
+        raise BadInputError(f"{len(clusters)} cluster labels for {len(y)} images")
     return y, int(y.max()) + 1
 
 
@@ -275,15 +276,14 @@ def cluster_split(
 
 
 def medoids(vectors: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
-    """Rows of the KMeans(k) cluster medoids: per cluster the member most similar to
-    its normalised centroid (as ``cluster.summarize`` picks them). (k,) int64."""
+    """Rows of the KMeans(k) clusters' cosine medoids (:func:`labeler.clustering.medoid_order`,
+    as the dashboard's cluster summaries pick them). (k,) int64."""
     x = np.asarray(vectors, dtype=np.float32)
     labels = run_kmeans(x, k, seed=seed)
     out = []
     for c in range(labels.max() + 1):
         idx = np.flatnonzero(labels == c)
-        centroid = x[idx].mean(axis=0)
-        out.append(idx[int(np.argmax(x[idx] @ centroid))])
+        out.append(idx[int(medoid_order(x[idx])[0][0])])
     return np.array(out, dtype=np.int64)
 
 
@@ -382,10 +382,16 @@ def simulate(y: np.ndarray, clusters: np.ndarray, vectors: np.ndarray, *, seed: 
     y : ndarray (n,), int, true class codes 0..C-1
     clusters : ndarray (n,), int, the clustering the dashboard shows (-1 = noise)
     vectors : ndarray (n, d), float32, normalised PCA vectors
+
+    Raises
+    ------
+    BadInputError
+        An unknown strategy, ``y`` empty or not class codes >= 0, or
+        ``clusters`` of another length than ``y``.
     """
     unknown = set(strategies) - set(STRATEGIES)
     if unknown:
-        raise ValueError(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}")
+        raise BadInputError(f"unknown strategies {sorted(unknown)}; choose from {STRATEGIES}")
     run = {
         "cluster_majority": lambda: cluster_majority(y, clusters, seed=seed),
         "cluster_split": lambda: cluster_split(y, clusters, vectors, seed=seed),

@@ -7,7 +7,6 @@ commit each to the database as it arrives and resume after an interruption.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -18,12 +17,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from labeler import images
-from labeler.backbones import VIEWS, Backbone
+from .. import images
+from ..errors import BadInputError
+from .backbones import Backbone
+from .device import pick_device
+from .registry import PRECISIONS, VIEWS
 
-PRECISIONS = ("fp32", "bf16")
-
-__all__ = ["EmbedBatch", "pick_device", "embed_files", "default_num_workers"]
+__all__ = ["EmbedBatch", "embed_files", "default_num_workers"]
 
 
 @dataclass
@@ -53,39 +53,6 @@ class EmbedBatch:
     width: np.ndarray
     height: np.ndarray
     failures: list[tuple[int, str]]
-
-
-def pick_device(device: str | None = None) -> str:
-    """Choose the torch device: ``'cuda'`` when available, else ``'cpu'``.
-
-    Parameters
-    ----------
-    device : str, optional
-        ``None`` or ``'auto'`` to choose; otherwise validated and returned
-        (``'cpu'``, ``'cuda'``, ``'cuda:1'``, ``'mps'``).
-
-    Raises
-    ------
-    ValueError
-        The device string is malformed or that device is not available.
-    """
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, TypeError) as e:
-        raise ValueError(f"invalid device {device!r}: {e}") from None
-    if dev.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"device {device!r} requested but CUDA is not available")
-        if dev.index is not None and dev.index >= torch.cuda.device_count():
-            raise ValueError(f"device {device!r}: only {torch.cuda.device_count()} CUDA device(s)")
-    elif dev.type == "mps":
-        if not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-            raise ValueError("device 'mps' requested but it is not available")
-    elif dev.type != "cpu":
-        raise ValueError(f"unsupported device {device!r}; use 'cpu', 'cuda' or 'mps'")
-    return str(device)
 
 
 _ALLOCATOR_TUNED = False
@@ -171,6 +138,23 @@ def _collate(samples):
     )
 
 
+class _NoBar:
+    def update(self, n: int) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _progress_bar(total: int, desc: str, enabled: bool):
+    """A tqdm bar on stderr, or a no-op (tqdm is imported only when one is shown)."""
+    if not enabled:
+        return _NoBar()
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="img", desc=desc, dynamic_ncols=True)
+
+
 def embed_files(
     items: Sequence[tuple[int, Path]],
     backbone: Backbone,
@@ -194,7 +178,7 @@ def embed_files(
     items : sequence of (int, Path)
         ``(image id, absolute path)``.
     backbone : Backbone
-        From :func:`labeler.backbones.load_backbone`; its model is moved to ``device``.
+        From :func:`labeler.embedding.load_backbone`; its model is moved to ``device``.
     view : {'whole', 'crop'}
         See :meth:`Backbone.preprocess`.
     batch_size : int, default 32
@@ -221,15 +205,15 @@ def embed_files(
 
     Raises
     ------
-    ValueError
-        Unknown ``view``, ``batch_size < 1``, or an unavailable ``device``.
+    BadInputError
+        Unknown ``view`` or ``precision``, ``batch_size < 1``, or an unavailable ``device``.
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+        raise BadInputError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
     if view not in VIEWS:
-        raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
+        raise BadInputError(f"unknown view {view!r}; expected one of {VIEWS}")
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
     dev = torch.device(pick_device(device))
     if num_workers is None:
         num_workers = default_num_workers()
@@ -239,7 +223,7 @@ def embed_files(
     if not items:
         return
     # Workers get the preprocessing recipe only, not the (large) model.
-    recipe = dataclasses.replace(backbone, model=None)
+    recipe = backbone.recipe()
     loader = DataLoader(
         _Decode(items, recipe, view, thumbs_dir),
         batch_size=batch_size,
@@ -255,10 +239,7 @@ def embed_files(
     model = backbone.model.eval()
     if next(model.parameters()).device != dev:
         model.to(dev)
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=len(items), unit="img", desc=f"embed {backbone.name}", disable=not progress,
-               dynamic_ncols=True)
+    bar = _progress_bar(len(items), f"embed {backbone.name}", progress)
     try:
         # The contexts wrap each forward pass only: held across a ``yield`` they
         # would leak (they are thread-local) into the caller's code.

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .evaluate import FEATURE_NAMES
+from .features import FEATURE_NAMES
 
 STRATEGY_NAMES = {
     "cluster_majority": "(a) label clusters by majority",

@@ -1,6 +1,7 @@
 """Run the dashboard in a background thread and drive it with headless Chromium.
 
-Used by the browser tests and ``scripts/screenshot.py``. Needs selenium and a
+Test helpers (not part of the package): used by the browser tests and
+``scripts/screenshot.py``. Needs selenium and a
 Chromium + chromedriver (on Debian: ``apt install chromium chromium-driver``).
 """
 

@@ -1,0 +1,311 @@
+"""The clustering stage: fit HDBSCAN / KMeans, place the rest, summarise each cluster.
+
+- HDBSCAN (Campello, Moulavi & Sander 2013; the ``hdbscan`` package of McInnes,
+  Healy & Astels) on a low-dimensional UMAP space: density clusters, noise = -1,
+  membership strength from ``probabilities_``.
+- KMeans (scikit-learn) on the normalised PCA vectors, k given or chosen by
+  the silhouette coefficient (Rousseeuw 1987) over a range.
+
+Cluster ids are renumbered largest first (0 = biggest cluster); noise stays -1.
+
+The algorithms (``run_*``, :func:`choose_k`, :func:`summarize`) take and return
+plain arrays; :func:`cluster_project` and :func:`summarize_clusters` apply them
+to a project and store the result (``labeler ingest`` and ``labeler cluster``
+call them).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections import Counter
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from .errors import BadInputError, NotIngestedError
+from .reduce import l2_normalize
+
+if TYPE_CHECKING:
+    from .config import Settings
+    from .project import Project
+
+NOISE = -1
+
+
+def renumber_by_size(labels: np.ndarray) -> np.ndarray:
+    """Renumber cluster ids 0..m-1, largest first (ties by old id); -1 stays -1."""
+    labels = np.asarray(labels, dtype=np.int64)
+    ids, counts = np.unique(labels[labels >= 0], return_counts=True)
+    order = ids[np.lexsort((ids, -counts))]
+    mapping = {int(old): new for new, old in enumerate(order)}
+    out = np.full_like(labels, NOISE)
+    for old, new in mapping.items():
+        out[labels == old] = new
+    return out
+
+
+def run_hdbscan(
+    space: np.ndarray, *, min_cluster_size: int = 15, min_samples: int | None = 5,
+    fit_sample: int | None = 200_000, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """HDBSCAN on ``space`` (n, d) float32.
+
+    Above ``fit_sample`` points HDBSCAN is fitted on a random sample of that size
+    and the other points are placed with ``hdbscan.approximate_predict`` (the
+    hdbscan docs' "Predicting clusters for new points"): the full fit's time
+    grows faster than linearly with n. ``min_cluster_size`` then counts points
+    of the sample.
+
+    Returns
+    -------
+    labels : ndarray (n,), int64, -1 = noise, renumbered largest first
+    strengths : ndarray (n,), float32 in [0, 1] (``probabilities_``, or the
+        prediction strength for points placed by approximate_predict)
+
+    Raises
+    ------
+    BadInputError
+        min_cluster_size < 2.
+    """
+    import hdbscan
+
+    if min_cluster_size < 2:
+        raise BadInputError("min_cluster_size must be at least 2")
+    x = np.asarray(space, dtype=np.float64)
+    n = len(x)
+    if n < 3:
+        return np.full(n, NOISE, dtype=np.int64), np.zeros(n, dtype=np.float32)
+    sample = None
+    if fit_sample is not None and n > fit_sample:
+        sample = np.sort(np.random.default_rng(seed).choice(n, size=fit_sample, replace=False))
+    fit_x = x if sample is None else x[sample]
+    mcs = int(min(min_cluster_size, max(2, len(fit_x))))
+    ms = None if not min_samples else int(min(min_samples, max(1, len(fit_x) - 1)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=1,
+                                prediction_data=sample is not None)
+        model.fit(fit_x)
+        if sample is None:
+            return renumber_by_size(model.labels_), model.probabilities_.astype(np.float32)
+        labels = np.empty(n, dtype=np.int64)
+        strengths = np.empty(n, dtype=np.float32)
+        labels[sample], strengths[sample] = model.labels_, model.probabilities_
+        rest = np.setdiff1d(np.arange(n), sample)
+        for i in range(0, len(rest), 100_000):
+            part = rest[i : i + 100_000]
+            labels[part], strengths[part] = hdbscan.approximate_predict(model, x[part])
+    return renumber_by_size(labels), strengths
+
+
+def run_kmeans(vectors: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
+    """KMeans (k-means++, n_init=4) on (n, d) vectors: labels (n,) int64, largest first.
+
+    Raises
+    ------
+    BadInputError
+        k < 1 or k > n.
+    """
+    from sklearn.cluster import KMeans
+
+    x = np.asarray(vectors, dtype=np.float32)
+    if not 1 <= k <= len(x):
+        raise BadInputError(f"k must be between 1 and the number of images ({len(x)}), got {k}")
+    km = KMeans(n_clusters=int(k), n_init=4, random_state=seed)
+    return renumber_by_size(km.fit_predict(x))
+
+
+def choose_k(
+    vectors: np.ndarray, k_range: Sequence[int] = (2, 20), *, seed: int = 0, sample: int = 5000
+) -> tuple[int, dict[int, float]]:
+    """The k in ``k_range`` (inclusive) with the best silhouette (cosine) of KMeans.
+
+    Silhouette is computed on at most ``sample`` random rows (it is O(n^2)).
+    Returns (best k, {k: silhouette}).
+
+    Raises
+    ------
+    BadInputError
+        No k >= 2 of ``k_range`` fits the number of rows.
+    """
+    from sklearn.metrics import silhouette_score
+
+    x = np.asarray(vectors, dtype=np.float32)
+    lo, hi = int(k_range[0]), int(min(k_range[1], len(x) - 1))
+    if hi < max(2, lo):
+        raise BadInputError(f"cannot choose k in {list(k_range)} for {len(x)} images")
+    scores = {}
+    for k in range(max(2, lo), hi + 1):
+        labels = run_kmeans(x, k, seed=seed)
+        scores[k] = float(
+            silhouette_score(x, labels, metric="cosine", sample_size=min(sample, len(x)), random_state=seed)
+        )
+    best = max(scores, key=lambda k: (scores[k], -k))
+    return best, scores
+
+
+def suggested_name(top1: np.ndarray, categories: Sequence[str] | None, n: int = 2) -> str | None:
+    """'class a 40%, class b 21%' from the most frequent ImageNet top-1 classes. A hint only."""
+    if categories is None or len(top1) == 0:
+        return None
+    valid = [int(t) for t in top1 if t is not None and 0 <= int(t) < len(categories)]
+    if not valid:
+        return None
+    counts = Counter(valid).most_common(n)
+    return ", ".join(f"{categories[c]} {100 * m / len(valid):.0f}%" for c, m in counts)
+
+
+def medoid_order(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Members of one cluster ordered by their sum of cosine distances to the others.
+
+    The first is the cluster's **medoid** under cosine distance (the member that
+    minimises the sum of distances to all members; Kaufman & Rousseeuw 1990,
+    "Finding Groups in Data", ch. 2). For unit vectors the sum needs no pairwise
+    matrix: with ``S`` the sum of the members,
+    ``sum_j (1 - x_i . x_j) = n - x_i . S``, so ordering by ``x_i . S`` descending
+    orders by that sum ascending. This is exact, O(n d), with no sampling,
+    whatever the cluster's size. It is also the member most similar to the
+    normalised centroid ``S / |S|``.
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (n, d), float
+        The members' vectors; rows are L2-normalised here (zero rows stay zero).
+
+    Returns
+    -------
+    order : ndarray of shape (n,), int64
+        Member positions, medoid first (ties keep input order).
+    mean_similarity : ndarray of shape (n,), float32
+        Each member's cosine similarity to the normalised centroid, in input
+        order (its mean is the cluster's cohesion); zeros when ``S`` is zero.
+    """
+    x = l2_normalize(vectors)
+    total = x.sum(axis=0, dtype=np.float64)
+    norm = np.linalg.norm(total)
+    sims = (x @ (total / norm)).astype(np.float32) if norm > 0 else np.zeros(len(x), np.float32)
+    return np.argsort(-sims, kind="stable").astype(np.int64), sims
+
+
+def summarize(
+    vectors: np.ndarray,
+    image_ids: np.ndarray,
+    labels: np.ndarray,
+    *,
+    top1: np.ndarray | None = None,
+    categories: Sequence[str] | None = None,
+    n_representatives: int = 12,
+) -> list[dict]:
+    """Per-cluster summaries.
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (n, k), float32
+        PCA vectors (normalised here if they are not).
+    image_ids, labels : ndarray of shape (n,), int64
+        Image id and cluster id (-1 = noise) of each row.
+    top1 : ndarray of shape (n,), int, or None
+        ImageNet top-1 class of each image, for the suggested name.
+    categories : sequence of str or None
+        The backbone's class names, indexed by ``top1``.
+    n_representatives : int
+        How many representatives each summary lists.
+
+    Returns
+    -------
+    list of dict
+        cluster, size, medoid_id (the cosine medoid, :func:`medoid_order`),
+        representatives (ids of the most central members, medoid first),
+        cohesion (mean cosine similarity to the normalised centroid, in [-1, 1]),
+        suggested_name. Noise gets a summary too (cluster -1) with cohesion None.
+    """
+    x = np.asarray(vectors, dtype=np.float32)
+    labels = np.asarray(labels)
+    out = []
+    for c in np.unique(labels):
+        idx = np.flatnonzero(labels == c)
+        order, sims = medoid_order(x[idx])
+        central = idx[order]
+        out.append(
+            {
+                "cluster": int(c),
+                "size": int(len(idx)),
+                "medoid_id": int(image_ids[central[0]]),
+                "representatives": [int(i) for i in image_ids[central[:n_representatives]]],
+                "cohesion": None if c == NOISE else float(sims.mean()),
+                "suggested_name": suggested_name(top1[idx], categories) if top1 is not None else None,
+            }
+        )
+    return out
+
+
+# -- a project's clustering ---------------------------------------------------------------
+def clustering_up_to_date(project: "Project", n_rows: int) -> bool:
+    """Whether the current clustering assigns every one of the ``n_rows`` images."""
+    return project.store.current_clustering() is not None and len(project.store.assignments()[0]) == n_rows
+
+
+def cluster_project(project: "Project", settings: "Settings") -> int:
+    """Cluster the project with ``settings.method``; store it as the current clustering.
+
+    HDBSCAN runs on ``cluster_space.npy``, KMeans on the normalised PCA vectors
+    (``pca.npy``).
+
+    Returns
+    -------
+    int
+        The id of the new clustering.
+
+    Raises
+    ------
+    BadInputError
+        Unknown method, or a k the collection cannot take.
+    NotIngestedError
+        The project has no PCA vectors or clustering space yet.
+    """
+    if settings.method not in ("hdbscan", "kmeans"):
+        raise BadInputError(f"unknown clustering method {settings.method!r}: hdbscan or kmeans")
+    store = project.store
+    row_ids = store.row_image_ids()
+    vectors = _load(project, "pca")
+    if settings.method == "hdbscan":
+        space = _load(project, "cluster_space")
+        labels, strengths = run_hdbscan(
+            space, min_cluster_size=settings.min_cluster_size, min_samples=settings.min_samples,
+            seed=settings.seed,
+        )
+        params = {"min_cluster_size": settings.min_cluster_size, "min_samples": settings.min_samples,
+                  "space": f"umap-{space.shape[1]}d of pca-{vectors.shape[1]}"}
+    else:
+        k = settings.k
+        params = {"space": f"pca-{vectors.shape[1]} (cosine)"}
+        if not k:
+            k, scores = choose_k(vectors, settings.k_range, seed=settings.seed)
+            params["silhouette"] = {str(kk): round(v, 4) for kk, v in scores.items()}
+        labels, strengths = run_kmeans(vectors, k, seed=settings.seed), None
+        params["k"] = int(k)
+    summaries = summarize_clusters(project, row_ids, labels, vectors)
+    return store.add_clustering(settings.method, params, row_ids, labels, strengths, summaries)
+
+
+def _load(project: "Project", name: str) -> np.ndarray:
+    if not project.has_array(name):
+        raise NotIngestedError(f"{name}.npy does not exist yet: run `labeler ingest` first")
+    return project.load_array(name, mmap=False)
+
+
+def summarize_clusters(project: "Project", image_ids: np.ndarray, labels: np.ndarray,
+                       vectors: np.ndarray) -> list[dict]:
+    """Per-cluster summaries (:func:`summarize`) with the project's ImageNet hint.
+
+    Parameters
+    ----------
+    image_ids, labels : ndarray of shape (n,), int64
+    vectors : ndarray of shape (n, k), float32
+        The normalised PCA vectors of ``image_ids``, in the same order.
+    """
+    return summarize(
+        vectors, image_ids, labels, top1=project.store.top1_of(image_ids),
+        categories=project.store.get_meta("categories"),
+    )

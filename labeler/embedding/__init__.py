@@ -1,0 +1,42 @@
+"""The embedding stage: pretrained backbones turn image files into feature vectors.
+
+Modules
+-------
+registry
+    One :class:`BackboneSpec` per backbone (network, weights, input size,
+    preprocessing, cost). No torch.
+backbones
+    :func:`load_backbone`: build a registered network and load real weights.
+device
+    :func:`pick_device`.
+extract
+    :func:`embed_files`: batched decoding in worker processes + inference.
+
+Only this subpackage imports torch, and only when one of the torch-side names
+(``load_backbone``, ``Backbone``, ``embed_files``, ``pick_device``, ...) is first
+used: ``import labeler.embedding`` itself stays cheap.
+"""
+
+from __future__ import annotations
+
+from importlib import import_module
+
+from .registry import AUTO_ORDER, BACKBONES, PRECISIONS, REGISTRY, VIEWS, BackboneSpec, get_spec
+
+_LAZY = {
+    "Backbone": "backbones",
+    "load_backbone": "backbones",
+    "WeightsNotFoundError": "backbones",
+    "pick_device": "device",
+    "EmbedBatch": "extract",
+    "embed_files": "extract",
+    "default_num_workers": "extract",
+}
+
+__all__ = sorted(["AUTO_ORDER", "BACKBONES", "PRECISIONS", "REGISTRY", "VIEWS", "BackboneSpec", "get_spec", *_LAZY])
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

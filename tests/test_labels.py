@@ -1,0 +1,150 @@
+"""Labelling actions (labeler.labels): validation, bulk labels, accepting suggestions,
+undo and redo, stale cluster requests. On a bare store (6 images, clusters 0, 1, noise)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labeler import labels
+from labeler.errors import BadInputError, StaleStateError, StoreError
+
+
+def _state(store):
+    return store.labels(), len(store.label_events()), len(store.actions(10**6))
+
+
+def test_undo_bulk_action_as_one(store):
+    labels.label_images(store, [1, 2], "a", annotator="ana")
+    labels.label_images(store, [1, 2, 3], "b", annotator="bob")
+    undone = labels.undo(store, "bob")
+    assert undone.kind == "label" and undone["kind"] == "label"
+    assert store.labels() == {1: "a", 2: "a"}
+    assert store.label_rows()[0]["annotator"] == "ana"  # the earlier label's author comes back
+    labels.undo(store, "ana")
+    assert store.labels() == {}
+    assert labels.undo(store, "ana") is None
+    # The log is append-only: undo added events, removed none.
+    assert len(store.label_events()) == 2 + 3 + 3 + 2
+    assert {e["source"] for e in store.label_events()[-5:]} == {"undo"}
+
+
+@pytest.mark.parametrize("label", ["", "   ", None, "two\nlines", "cr\rhere", "x" * 201])
+def test_bad_labels_rejected_and_nothing_written(store, label):
+    before = _state(store)
+    with pytest.raises(BadInputError):
+        labels.label_images(store, [1], label)
+    with pytest.raises(BadInputError):
+        labels.label_cluster(store, 0, label)
+    assert _state(store) == before
+
+
+def test_label_and_annotator_limits(store):
+    labels.label_images(store, [1], " " + "x" * 200 + " ", annotator="a" * 100)
+    assert store.labels() == {1: "x" * 200}
+    with pytest.raises(BadInputError, match="at most 100"):
+        labels.label_images(store, [1], "ok", annotator="a" * 101)
+    with pytest.raises(BadInputError, match="single line"):
+        labels.label_images(store, [1], "ok", annotator="ana\nbob")
+    assert labels.clean_annotator("  ") == "anonymous"
+
+
+def test_unknown_image_or_cluster_changes_nothing(store):
+    labels.label_images(store, [1], "a")
+    before = _state(store)
+    with pytest.raises(StoreError, match="unknown image"):
+        labels.label_images(store, [1, 999], "b")
+    with pytest.raises(StoreError, match="unknown cluster"):
+        labels.label_cluster(store, 42, "b")
+    with pytest.raises(StoreError, match="excluded"):
+        labels.label_cluster(store, 1, "b", exclude=store.cluster_members(1))
+    assert _state(store) == before
+
+
+def test_remove_labels_is_undoable(store):
+    labels.label_images(store, [1, 2], "a", annotator="ana")
+    labels.remove_labels(store, [1], annotator="ana")
+    assert store.labels() == {2: "a"}
+    labels.undo(store, "ana")
+    assert store.labels() == {1: "a", 2: "a"}
+
+
+def test_accept_suggestions_above_threshold_records_confidence(store):
+    action, ids = labels.accept_suggestions(store, [1, 2, 3], ["mono", "poly", "mono"], [0.9, 0.5, 0.8],
+                                            0.75, annotator="ana")
+    assert ids == [1, 3] and store.labels() == {1: "mono", 3: "mono"}
+    evs = store.label_events()
+    assert [(e["image_id"], e["source"], e["confidence"], e["action_id"]) for e in evs] == [
+        (1, "suggestion", 0.9, action), (3, "suggestion", 0.8, action)]
+    assert {r["source"] for r in store.label_rows()} == {"suggestion"}
+    assert labels.accept_suggestions(store, [2], ["poly"], [0.1], 0.75) == (None, [])
+    with pytest.raises(BadInputError):
+        labels.accept_suggestions(store, [1, 2], ["a"], [0.9, 0.9], 0.5)
+    with pytest.raises(BadInputError):
+        labels.accept_suggestions(store, [1], ["a"], [1.5], 0.5)
+    with pytest.raises(StoreError):
+        labels.accept_suggestions(store, [999], ["a"], [0.9], 0.5)
+    labels.undo(store, "ana")  # one action: undoes as one
+    assert store.labels() == {}
+    labels.redo(store, "ana")
+    assert store.labels() == {1: "mono", 3: "mono"}
+    assert [e["confidence"] for e in store.label_events()[-2:]] == [0.9, 0.8]
+
+
+def test_redo_reapplies_and_a_fresh_action_ends_redo(store):
+    labels.label_images(store, [1, 2], "a", annotator="ana")
+    labels.label_images(store, [2, 3], "b", annotator="ana")
+    assert labels.redo(store, "ana") is None  # nothing undone yet
+    labels.undo(store, "ana")
+    labels.undo(store, "ana")
+    assert store.labels() == {}
+    assert labels.redo(store, "ana").description.startswith("label 2 image(s) 'a'")
+    assert store.labels() == {1: "a", 2: "a"}
+    labels.redo(store, "ana")
+    assert store.labels() == {1: "a", 2: "b", 3: "b"}
+    assert labels.redo(store, "ana") is None
+    # the redo is itself an action: undo takes it back
+    labels.undo(store, "ana")
+    assert store.labels() == {1: "a", 2: "a"}
+    labels.label_images(store, [5], "c", annotator="ana")  # a fresh action
+    assert labels.redo(store, "ana") is None
+    assert {r["source"] for r in store.label_rows()} == {"manual"}
+
+
+def test_cluster_edit_undo_and_redo(store):
+    first = store.current_clustering()["id"]
+    ids, clusters, _ = store.assignments()
+    edit = store.add_clustering("edit", {}, ids, np.zeros_like(clusters), None, [{"cluster": 0, "size": 6}],
+                                parent_id=first, annotator="ana", description="merge")
+    assert labels.undo(store, "ana").kind == "cluster"
+    assert store.current_clustering()["id"] == first
+    assert labels.redo(store, "ana").kind == "cluster"
+    assert store.current_clustering()["id"] == edit
+    labels.undo(store, "ana")
+    assert store.current_clustering()["id"] == first
+
+
+def test_label_cluster_refuses_a_stale_clustering_or_member_list(store):
+    first = store.current_clustering()["id"]
+    seen = store.cluster_members(0)
+    ids, clusters, _ = store.assignments()
+    store.add_clustering("edit", {}, ids, np.array([0, 0, 1, 1, 1, -1]), None, [],
+                         parent_id=first, annotator="bob", description="move")
+    before = _state(store)
+    with pytest.raises(StaleStateError, match="clustering changed"):
+        labels.label_cluster(store, 0, "x", clustering_id=first)
+    with pytest.raises(StaleStateError, match="changed since you opened it"):
+        labels.label_cluster(store, 0, "x", seen=seen)
+    assert _state(store) == before
+    action, done = labels.label_cluster(store, 0, "x", clustering_id=store.current_clustering()["id"],
+                                        seen=store.cluster_members(0))
+    assert done == seen[:2]
+
+
+def test_a_failure_inside_a_composed_action_writes_nothing(store):
+    before = _state(store)
+    with pytest.raises(RuntimeError):
+        with store.transaction():
+            labels.label_images(store, [1], "a")
+            raise RuntimeError("boom")
+    assert _state(store) == before
