@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .config import Settings
-from .embedding.registry import BACKBONES, PRECISIONS, VIEWS
+from .embedding.registry import BACKBONES, FEATURE_TYPES, PRECISIONS, VIEWS
 
 PROJECT = click.option(
     "--project", "-p", "project_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -102,13 +102,16 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
               help="ResNet50 state_dict file (env LABELER_WEIGHTS).")
 @click.option("--view", type=click.Choice(VIEWS), default=None,
               help="whole: resize the full frame (default); crop: ImageNet resize + centre crop.")
+@click.option("--features", type=click.Choice(["auto", *FEATURE_TYPES]), default=None,
+              help="Feature type: multistage (default for a new project: pooled mid-level stages, keeps "
+                   "small defects), global (last layer only), multiscale (also at 2x size, ~5x slower).")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
               help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, force, quiet):
+def ingest(image_dir, project_dir, backbone, weights, view, features, device, batch_size, precision, force, quiet):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files; an interrupted run resumes.
@@ -121,7 +124,8 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
     from .pipeline import ingest as run_ingest
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
-                              view=view, device=device, batch_size=batch_size, precision=precision)
+                              view=view, features=features, device=device, batch_size=batch_size,
+                              precision=precision)
     run = dict(progress=not quiet, warn=_warn, say=_say(quiet))
     try:
         rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
@@ -416,6 +420,79 @@ def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
         markdown.parent.mkdir(parents=True, exist_ok=True)
         markdown.write_text("\n".join(tables))
         click.echo(f"wrote {markdown}")
+
+
+@main.command("features")
+@PROJECT
+@click.option("--compute", "feature_type", type=click.Choice(FEATURE_TYPES), default=None,
+              help="Compute this feature type from the stored images and store it as a feature set.")
+@click.option("--name", default=None, help="Name of the computed set (default: the feature type).")
+@click.option("--use", "use", default=None, help="Make this stored feature set the active one.")
+@click.option("--device", default="auto", help="cpu, cuda ... (default: cuda when present).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def features_cmd(project_dir, feature_type, name, use, device, quiet):
+    """List, compute or choose the project's feature sets (features/<name>.npy).
+
+    Suggestions and the "label next" queue read the active set; the ingest
+    embeddings are the set 'embeddings'. Nothing is deleted: switch back any time.
+
+    \b
+    Example:
+      labeler features --project data/projects/elpv --compute multiscale --use multiscale
+    """
+    from .embedding.feature_sets import list_feature_sets, set_active_feature_set
+
+    project = _open(project_dir)
+    if feature_type:
+        from .embedding.local_features import compute_feature_set
+
+        rep = compute_feature_set(project, feature_type, name=name, device=device, progress=not quiet)
+        click.echo(f"stored feature set {rep['name']}: {rep['rows']} x {rep['dim']} in {rep['seconds']:.1f} s"
+                   + (f"; {len(rep['failures'])} unreadable images (zero rows)" if rep["failures"] else ""))
+    if use:
+        set_active_feature_set(project, use)
+        click.echo(f"active feature set: {use}")
+    for n, info in list_feature_sets(project).items():
+        extra = ""
+        if info.get("heldout_accuracy") is not None:
+            extra = f", held-out accuracy {info['heldout_accuracy']:.3f}"
+        click.echo(f"{'*' if info['active'] else ' '} {n:20s} {info['rows']} x {info['dim']:<5d} "
+                   f"{info.get('kind', '')} {info.get('feature_type', '')}{extra}")
+
+
+@main.command()
+@PROJECT
+@click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True)
+@click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
+              help="Share of each label held out (not trained on) to report an honest accuracy.")
+@click.option("--device", default="auto", help="cpu, cuda ... (default: cuda when present).")
+@click.option("--name", default=None, help="Name of the new feature set (default finetuned-<k>).")
+@click.option("--no-use", is_flag=True, help="Store the new feature set without making it active.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def finetune(project_dir, epochs, holdout, device, name, no_use, quiet):
+    """Fine-tune the backbone's last stages on the labels so far, then re-embed.
+
+    Opt-in. Trains on the project's current labels (with the 8 rotations/mirrors of
+    each image), stores the new vectors as a feature set and makes it active; the
+    previous sets stay, so `labeler features --use NAME` goes back.
+
+    \b
+    Example:
+      labeler finetune --project data/projects/elpv --epochs 30
+    """
+    from .embedding.finetune import finetune_project
+
+    project = _open(project_dir)
+    rep = finetune_project(project, epochs=epochs, holdout=holdout, device=device, name=name,
+                           activate=not no_use, progress=not quiet, say=_say(quiet))
+    click.echo(f"trained on {rep.n_train} labelled images ({', '.join(rep.classes)}), {rep.epochs} epochs on "
+               f"{rep.device}: {rep.train_seconds:.1f} s; re-embedded in {rep.embed_seconds:.1f} s")
+    if rep.heldout_accuracy is not None:
+        frozen = "" if rep.heldout_frozen_accuracy is None else \
+            f" (logistic regression on {rep.previous}: {rep.heldout_frozen_accuracy:.3f})"
+        click.echo(f"held-out check on {rep.n_heldout} labels: accuracy {rep.heldout_accuracy:.3f}{frozen}")
+    state = "active" if not no_use else "stored, not active"
+    click.echo(f"feature set {rep.name} {state}; previous: {rep.previous}")
 
 
 if __name__ == "__main__":

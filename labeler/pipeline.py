@@ -115,19 +115,33 @@ def catalogue(project: Project, image_dir: Path) -> CatalogueReport:
     return rep
 
 
+#: The feature type a new project gets with ``features='auto'`` (docs/features.md).
+DEFAULT_FEATURES = "multistage"
+
+
+def wanted_features(recorded: dict | None, settings: Settings) -> str:
+    """The feature type to embed with: ``settings.features``, where 'auto' keeps the
+    project's (projects from before feature types had 'global') or, for a new project,
+    :data:`DEFAULT_FEATURES`."""
+    if settings.features != "auto":
+        return settings.features
+    return recorded.get("features", "global") if recorded else DEFAULT_FEATURES
+
+
 def backbone_change(project: Project, settings: Settings) -> str | None:
     """Why ``settings`` would re-embed the project with another backbone or view, or None."""
     recorded = project.store.get_meta("backbone")
     if not recorded:
         return None
     wanted = recorded["name"] if settings.backbone == "auto" else settings.backbone
-    was = (recorded["name"], recorded.get("view"), recorded.get("precision", "fp32"))
-    now = (wanted, settings.view, settings.precision)
+    was = (recorded["name"], recorded.get("view"), recorded.get("precision", "fp32"),
+           recorded.get("features", "global"))
+    now = (wanted, settings.view, settings.precision, wanted_features(recorded, settings))
     if was == now:
         return None
     return (
-        "the project's embeddings were made with {} (view {}, {}); re-embedding everything "
-        "with {} (view {}, {}) needs --force".format(*was, *now)
+        "the project's embeddings were made with {} (view {}, {}, {} features); re-embedding everything "
+        "with {} (view {}, {}, {} features) needs --force".format(*was, *now)
     )
 
 
@@ -145,6 +159,7 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
         Explicit resnet50 without weights.
     """
     from .embedding.backbones import load_backbone
+    from .embedding.local_features import feature_backbone
 
     change = backbone_change(project, settings)
     if change and not force:
@@ -158,6 +173,8 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
         warn(message)
 
     bb = load_backbone(wanted, weights=settings.weights or None, device=settings.device or "auto", warn=noted)
+    features = wanted_features(recorded, settings)
+    bb = feature_backbone(bb, features)
     if change:
         project.store.mark_all_pending()
         for name in ("embeddings", "pca", "map", "cluster_space"):
@@ -171,6 +188,7 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
             "preprocessing": bb.describe_preprocessing(settings.view),
             "view": settings.view,
             "precision": settings.precision,
+            "features": features,
             "requested": settings.backbone,
             # Why auto chose this backbone (e.g. no resnet50 weights), for `labeler info`.
             "note": " ".join(notes) or None,

@@ -20,6 +20,7 @@ __all__ = [
     "BACKBONES",
     "VIEWS",
     "BackboneSpec",
+    "FEATURE_TYPES",
     "HubWeights",
     "PRECISIONS",
     "PackagedWeights",
@@ -29,6 +30,10 @@ __all__ = [
 
 #: The two geometric views an image can be prepared with (see ``Backbone.preprocess``).
 VIEWS: tuple[str, ...] = ("whole", "crop")
+
+#: Feature types a backbone can give (``labeler.embedding.local_features``): the pooled
+#: last layer, pooled mid-level stages, or the last layer at two input scales.
+FEATURE_TYPES: tuple[str, ...] = ("global", "multistage", "multiscale")
 
 #: Numeric precisions of the forward pass (``'bf16'``: torch.autocast bfloat16, opt-in).
 PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
