@@ -52,7 +52,7 @@ log("images", tuple(IMGS.shape), "device", dev)
 
 def load_net(name):
     net = EfficientNet.from_name(f"efficientnet-{name}")
-    net.load_state_dict(torch.load(f"study/cache/w{name[-1]}/{name}.pth", map_location="cpu", weights_only=True))
+    net.load_state_dict(torch.load(f"study/cache/wl{name[-1]}/{name}.pth", map_location="cpu", weights_only=True))
     return net.eval().to(dev)
 
 
@@ -199,7 +199,7 @@ if "frozen" in PARTS:
     MAIN = {"global (head GAP)", "head GeM", "s5 max+head GeM", "s3 max+s5 max+head GeM", "s5 GAP+max, head GAP+GeM"}
     pooled = {}
     for name, size in (("lite0", 224), ("lite0", 448), ("lite1", 240), ("lite1", 448))[: 2 if SMOKE else 4]:
-        if name not in os.environ.get("NETS", "lite0,lite1") or not Path(f"study/cache/w{name[-1]}/{name}.pth").exists():
+        if name not in os.environ.get("NETS", "lite0,lite1") or not Path(f"study/cache/wl{name[-1]}/{name}.pth").exists():
             continue
         net = load_net(name)
         t = time.time()
