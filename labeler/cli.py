@@ -495,5 +495,34 @@ def finetune(project_dir, epochs, holdout, device, name, no_use, quiet):
     click.echo(f"feature set {rep.name} {state}; previous: {rep.previous}")
 
 
+@main.command()
+@click.argument("image_id", type=int)
+@PROJECT
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="PNG to write: the image with its anomaly heat map over it.")
+@click.option("--normal-label", default=None,
+              help="Label meaning 'nothing wrong': (re)build the memory bank from those images first.")
+@click.option("--device", default="cpu", help="cpu, cuda ...")
+def heatmap(image_id, project_dir, output, normal_label, device):
+    """Show where IMAGE_ID differs from the images labelled normal (PatchCore).
+
+    The first call needs --normal-label to build the memory bank of normal patches;
+    later calls reuse it. Prints the image's anomaly score (largest patch distance).
+
+    \b
+    Example:
+      labeler heatmap 17 --project data/projects/elpv --normal-label no -o heat.png
+    """
+    from .embedding.patchcore import anomaly_map, fit_patchcore, heatmap_png
+
+    project = _open(project_dir)
+    if normal_label is not None:
+        info = fit_patchcore(project, normal_label, device=device)
+        click.echo(f"memory bank: {info['patches']} patches from {info['images']} images labelled {normal_label!r}")
+    output.write_bytes(heatmap_png(project, image_id, device=device))
+    _, score = anomaly_map(project, image_id, device=device)
+    click.echo(f"image {image_id}: anomaly score {score:.3f}; wrote {output}")
+
+
 if __name__ == "__main__":
     main()

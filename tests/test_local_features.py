@@ -142,3 +142,30 @@ def test_finetune_refuses_too_few_labels(project):
 
     with pytest.raises(BadInputError, match="at least 10 labelled"):
         finetune_project(project, epochs=1, device="cpu")
+
+
+def test_patchcore_heatmap_shape_and_png(project, lite0):
+    from PIL import Image
+
+    from labeler.embedding.patchcore import anomaly_map, fit_patchcore, heatmap_png, patch_features
+    from labeler.labels import label_images
+
+    x = torch.rand(1, 3, 224, 224) * 2 - 1
+    with torch.inference_mode():
+        p, grid = patch_features(lite0.model, x)
+    assert grid == (28, 28) and p.shape == (1, 784, 152) and p.dtype == torch.float32
+
+    ids = [int(r["id"]) for r in project.store.image_table()]
+    with pytest.raises(BadInputError, match="no image is labelled"):
+        fit_patchcore(project, "ok")
+    label_images(project, ids[1:6], "ok")
+    info = fit_patchcore(project, "ok")
+    assert info["images"] == 5 and info["patches"] == 5 * 80 and info["dim"] == 152
+    heat, score = anomaly_map(project, ids[0])
+    row = project.store.get_image(ids[0])
+    assert heat.dtype == np.float32 and heat.shape == (row["height"], row["width"])
+    assert np.isfinite(heat).all() and heat.min() >= 0 and score > 0
+    png = heatmap_png(project, ids[0])
+    import io
+
+    assert Image.open(io.BytesIO(png)).size == (row["width"], row["height"])
