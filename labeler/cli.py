@@ -111,7 +111,11 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
               help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def ingest(image_dir, project_dir, backbone, weights, view, features, device, batch_size, precision, force, quiet):
+@click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
+@click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
+def ingest(image_dir, project_dir, backbone, weights, view, features, device, batch_size, precision, force, quiet,
+           engine, address):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files; an interrupted run resumes.
@@ -126,7 +130,7 @@ def ingest(image_dir, project_dir, backbone, weights, view, features, device, ba
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, features=features, device=device, batch_size=batch_size,
                               precision=precision)
-    run = dict(progress=not quiet, warn=_warn, say=_say(quiet))
+    run = dict(progress=not quiet, warn=_warn, say=_say(quiet), engine=engine, address=address)
     try:
         rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
     except BackboneMismatchError as e:
@@ -278,19 +282,77 @@ def redo(project_dir, annotator):
 
 @main.command()
 @PROJECT
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True)
-@click.option("--include-unlabelled", is_flag=True, help="Also write rows for unlabelled images.")
-def export(project_dir, output, include_unlabelled):
-    """Export labels as CSV (one row per image).
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
+              help="A file (csv, parquet) or a new folder (imagefolder, hf).")
+@click.option("--format", "fmt", type=click.Choice(["csv", "imagefolder", "parquet", "hf"]), default="csv",
+              show_default=True, help="csv; imagefolder: split/label/file; parquet (pyarrow); hf: datasets on disk.")
+@click.option("--split", default=None, help="Fractions train[,validation[,test]], e.g. 0.8,0.1,0.1: stratified "
+              "by label, near-duplicate groups kept in one split.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
+@click.option("--groups", "groups_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="CSV with a path column and --group-column: groups to keep whole instead of near-duplicates.")
+@click.option("--group-column", default=None, help="Column of --groups naming each image's group.")
+@click.option("--duplicate-threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Cosine similarity joining near-duplicates for the split (default: `labeler duplicates`'s).")
+@click.option("--consensus", is_flag=True, help="Label = majority of the annotators' latest labels; adds support.")
+@click.option("--include-unlabelled", is_flag=True, help="csv/parquet: also rows for unlabelled images.")
+@click.option("--excel-safe/--no-excel-safe", default=False, show_default=True,
+              help="csv: quote-prefix cells a spreadsheet would run as formulas (numbers stay). "
+              "Default: data-faithful, every cell as stored.")
+@click.option("--copy", is_flag=True, help="imagefolder: copy the files (default: symbolic links).")
+@click.option("--with-embeddings", is_flag=True, help="parquet: add the embedding column.")
+def export(project_dir, output, fmt, split, seed, groups_csv, group_column, duplicate_threshold, consensus,
+           include_unlabelled, excel_safe, copy, with_embeddings):
+    """Export labels as CSV, an ImageFolder tree, Parquet or a Hugging Face dataset.
 
     \b
     Example:
       labeler export --project data/projects/elpv -o labels.csv
+      labeler export --project data/projects/elpv --format imagefolder --split 0.8,0.1,0.1 -o elpv-set
     """
-    from .export import export_csv
+    from .export import export as run_export
 
-    n = export_csv(_open(project_dir), output, include_unlabelled=include_unlabelled)
-    click.echo(f"wrote {n} row(s) to {output}")
+    rep = run_export(_open(project_dir), output, format=fmt, split=split, seed=seed, groups_csv=groups_csv,
+                     group_column=group_column, duplicate_threshold=duplicate_threshold, consensus=consensus,
+                     include_unlabelled=include_unlabelled, excel_safe=excel_safe, copy=copy,
+                     with_embeddings=with_embeddings)
+    for line in rep.lines():
+        click.echo(line)
+
+
+@main.command("duplicates")
+@PROJECT
+@click.option("--threshold", type=click.FloatRange(0, 1, min_open=True), default=None,
+              help="Cosine similarity at or above which two images are near-duplicates (default 0.99, measured).")
+@click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours examined per image.")
+@click.option("--limit", type=click.IntRange(0), default=20, show_default=True, help="Groups to list (text output).")
+@click.option("--json", "as_json", is_flag=True, help="Print every group as JSON.")
+def duplicates_cmd(project_dir, threshold, k, limit, as_json):
+    """Exact copies (same file hash) and near-duplicate groups (cosine >= threshold).
+
+    \b
+    Example:
+      labeler duplicates --project data/projects/elpv --threshold 0.99
+    """
+    from .duplicates import DEFAULT_K, find_duplicates, remember_counts
+
+    project = _open(project_dir)
+    rep = find_duplicates(project, threshold=threshold, k=k)
+    if threshold is None and k == DEFAULT_K:
+        remember_counts(project, rep)  # `labeler info` shows them on projects too large to count live
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
+        return
+    c = rep.counts()
+    click.echo(f"{rep.n_images} image(s), cosine >= {rep.threshold}: {c['exact_groups']} exact-copy set(s) "
+               f"({c['exact_images']} images), {c['near_groups']} near-duplicate group(s) ({c['near_images']} images)")
+    paths = {r["id"]: r["path"] for r in project.store.image_table()}
+    for g in rep.groups[:limit]:
+        click.echo(f"  group {g.group:>4} ({g.kind}, {len(g.image_ids)} images, min cosine {g.min_similarity:.3f}): "
+                   + ", ".join(f"{i} {paths.get(i, '?')}" for i in g.image_ids[:6])
+                   + (" ..." if len(g.image_ids) > 6 else ""))
+    if len(rep.groups) > limit:
+        click.echo(f"  ... {len(rep.groups) - limit} more (--limit, --json)")
 
 
 @main.command()
@@ -320,10 +382,93 @@ def info(project_dir):
     if cur:
         click.echo(f"clustering {cur['id']}: {cur['method']} {json.dumps(cur['params'])}")
         _print_clusters(project, limit=15)
+    _print_duplicate_counts(project)
     counts = st.label_counts()
     click.echo(f"labels: {c['labelled']} labelled image(s)" + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""))
     for r in st.skipped()[:50]:
         click.echo(f"  skipped {r['path']}: {r['reason']}")
+
+
+@main.command("review")
+@PROJECT
+@click.option("--vectors", type=click.Choice(["pca", "embeddings"]), default="pca", show_default=True,
+              help="Features of the linear probe.")
+@click.option("--folds", type=click.IntRange(2, 50), default=5, show_default=True, help="Cross-validation folds.")
+@click.option("--limit", type=click.IntRange(0), default=30, show_default=True, help="Images to list (text output).")
+@click.option("--json", "as_json", is_flag=True, help="Print every flagged image as JSON.")
+def review_cmd(project_dir, vectors, folds, limit, as_json):
+    """Likely label errors: labelled images whose label the evidence disagrees with.
+
+    A linear probe on the embeddings gives out-of-fold probabilities; cleanlab
+    flags and ranks the unlikely labels, each with a suggested label.
+
+    \b
+    Example:
+      labeler review --project data/projects/elpv --limit 20
+    """
+    from .review import review_labels
+
+    rep = review_labels(_open(project_dir), vectors=vectors, folds=folds)
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
+        return
+    click.echo(f"{len(rep.issues)} likely label error(s) among {rep.n_labelled} labelled image(s); "
+               f"probe accuracy {rep.probe_accuracy:.1%} ({rep.folds}-fold, classes: {', '.join(rep.classes)})")
+    if rep.left_out:
+        click.echo(f"  {rep.left_out} image(s) of labels with a single image were not examined")
+    for it in rep.issues[:limit]:
+        click.echo(f"  {it.score:.3f}  id {it.image_id:>6}  {it.label!r} -> suggested {it.suggested_label!r}  "
+                   f"({it.source} by {it.annotator})  {it.path}")
+    if len(rep.issues) > limit:
+        click.echo(f"  ... {len(rep.issues) - limit} more (--limit, --json)")
+
+
+@main.command("agreement")
+@PROJECT
+@click.option("--limit", type=click.IntRange(0), default=30, show_default=True, help="Conflicts to list (text output).")
+@click.option("--json", "as_json", is_flag=True, help="Print the figures and every conflict as JSON.")
+def agreement_cmd(project_dir, limit, as_json):
+    """Agreement between annotators (Krippendorff's alpha, Cohen's kappa) and their conflicts.
+
+    \b
+    Example:
+      labeler agreement --project data/projects/elpv
+    """
+    from .agreement import agreement
+
+    rep = agreement(_open(project_dir))
+    if as_json:
+        click.echo(json.dumps(rep.to_dict(), indent=2))
+        return
+    click.echo(f"{len(rep.annotators)} annotator(s); {rep.n_images_multi} image(s) labelled by two or more")
+    if not rep.n_images_multi:
+        return
+    fmt = lambda v: "undefined (one value)" if v is None else f"{v:.3f}"  # noqa: E731
+    click.echo(f"Krippendorff's alpha (nominal): {fmt(rep.alpha)}")
+    for lab, a in rep.alpha_per_label.items():
+        click.echo(f"  {lab!r}: {fmt(a)}")
+    for p in rep.pairs:
+        click.echo(f"  {p['annotator_a']} / {p['annotator_b']}: {p['n_common']} common, agree {p['agreement']:.1%}, "
+                   f"Cohen's kappa {fmt(p['cohen_kappa'])}")
+    click.echo(f"{len(rep.conflicts)} conflict(s)")
+    for c in rep.conflicts[:limit]:
+        click.echo(f"  id {c['image_id']:>6} {c['path']}: " + ", ".join(f"{a} {lab!r}" for a, lab in c["labels"].items()))
+
+
+def _print_duplicate_counts(project) -> None:
+    from .duplicates import duplicate_counts
+    from .errors import ProjectError
+
+    try:
+        c = duplicate_counts(project)
+    except ProjectError:
+        return  # not ingested yet
+    if c is None:
+        click.echo("duplicates: not counted yet for this many images; run `labeler duplicates`")
+        return
+    click.echo(f"duplicates (cosine >= {c['threshold']}{', last run' if c['stored'] else ''}): "
+               f"{c['exact_groups']} exact-copy set(s) ({c['exact_images']} images), "
+               f"{c['near_groups']} near-duplicate group(s) ({c['near_images']} images)")
 
 
 @main.command()

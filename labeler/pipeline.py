@@ -198,8 +198,13 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
     return bb
 
 
-def embed_pending(project: Project, backbone, settings: Settings, *, progress: bool = True) -> tuple[int, list[tuple[str, str]]]:
-    """Embed every pending image in committed chunks. Returns (embedded, skipped)."""
+def embed_pending(project: Project, backbone, settings: Settings, *, progress: bool = True,
+                  engine: str = "local", address: str | None = None) -> tuple[int, list[tuple[str, str]]]:
+    """Embed every pending image in committed chunks. Returns (embedded, skipped).
+
+    ``engine`` "ray" embeds on a Ray cluster (:mod:`labeler.embedding.ray_data`,
+    ``address`` None = a local instance); commits and resume are the same.
+    """
     from .embedding.extract import embed_files
 
     store = project.store
@@ -227,11 +232,23 @@ def embed_pending(project: Project, backbone, settings: Settings, *, progress: b
 
     # One pass over all pending images (one progress bar, one set of decoding
     # workers); committed every ``commit_every`` images.
-    for b in embed_files(
-        items, backbone, view=settings.view, batch_size=settings.batch_size,
-        num_workers=settings.num_workers, device=settings.device or "auto",
-        thumbs_dir=project.thumbs_dir, progress=progress, precision=settings.precision,
-    ):
+    if engine == "ray":
+        from .embedding.ray_data import embed_files_ray
+
+        batches = embed_files_ray(items, backbone.name, weights=settings.weights or None, view=settings.view,
+                                  batch_size=settings.batch_size, device=settings.device or "auto",
+                                  thumbs_dir=project.thumbs_dir, precision=settings.precision, address=address,
+                                  progress=progress,
+                                  features=(store.get_meta("backbone") or {}).get("features", "global"))
+    elif engine == "local":
+        batches = embed_files(
+            items, backbone, view=settings.view, batch_size=settings.batch_size,
+            num_workers=settings.num_workers, device=settings.device or "auto",
+            thumbs_dir=project.thumbs_dir, progress=progress, precision=settings.precision,
+        )
+    else:
+        raise BadInputError(f"unknown engine {engine!r}; 'local' or 'ray'")
+    for b in batches:
         failures += [(by_id[i]["path"], reason) for i, reason in b.failures]
         for j, i in enumerate(b.ids):
             row = by_id[int(i)]["row"]
@@ -303,6 +320,8 @@ def ingest(
     progress: bool = True,
     warn: Callable[[str], None] = log.warning,
     say: Callable[[str], None] = log.info,
+    engine: str = "local",
+    address: str | None = None,
 ) -> IngestReport:
     """Catalogue, embed, reduce and cluster a folder of images into a project.
 
@@ -318,6 +337,10 @@ def ingest(
         Allow re-embedding everything with another backbone.
     warn, say : callable(str)
         Receive warnings and one line per stage.
+    engine : {"local", "ray"}
+        Where decoding and embedding run; "ray" uses Ray Data (``pip install 'labeler[ray]'``).
+    address : str or None
+        The Ray cluster for ``engine="ray"`` (None: a local instance).
 
     Raises
     ------
@@ -331,6 +354,12 @@ def ingest(
         An explicit backbone whose weights cannot be found.
     """
     t0 = time.time()
+    if engine not in ("local", "ray"):
+        raise BadInputError(f"unknown engine {engine!r}; 'local' or 'ray'")
+    if engine == "ray":
+        from .embedding.ray_data import require_ray
+
+        require_ray()  # before anything is written
     image_dir = Path(image_dir).expanduser()
     if not image_dir.exists():
         raise BadInputError(f"image folder not found: {image_dir}")
@@ -348,7 +377,7 @@ def ingest(
     if change or project.store.pending_images() or not project.store.get_meta("backbone"):
         bb = resolve_project_backbone(project, settings, force=force, warn=warn)
         backbone_name = bb.name
-        embedded, failed = embed_pending(project, bb, settings, progress=progress)
+        embedded, failed = embed_pending(project, bb, settings, progress=progress, engine=engine, address=address)
         skipped += failed
     else:
         backbone_name = project.store.get_meta("backbone")["name"]

@@ -778,3 +778,22 @@ class Store:
         return self.con.execute(
             "SELECT * FROM actions ORDER BY id DESC LIMIT ?", (limit,)
         ).fetchall()
+
+    def annotator_labels(self) -> list[sqlite3.Row]:
+        """Each annotator's latest label of each image, for agreement between annotators.
+
+        Taken from the label events of actions not undone (undo events left out);
+        an annotator whose latest event cleared the label has none.
+
+        Returns
+        -------
+        list of sqlite3.Row
+            (image_id, annotator, label, at), by image_id then annotator.
+        """
+        return self.con.execute(
+            "WITH ev AS (SELECT e.image_id, e.annotator, e.new_label, e.at, ROW_NUMBER() OVER "
+            "(PARTITION BY e.image_id, e.annotator ORDER BY e.id DESC) AS rn FROM label_events e "
+            "JOIN actions a ON a.id = e.action_id WHERE a.undone_at IS NULL AND e.source != 'undo') "
+            "SELECT image_id, annotator, new_label AS label, at FROM ev "
+            "WHERE rn = 1 AND new_label IS NOT NULL ORDER BY image_id, annotator"
+        ).fetchall()

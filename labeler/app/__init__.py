@@ -18,7 +18,7 @@ from pathlib import Path
 from dash import Dash
 
 from ..project import Project
-from . import callbacks_explore, callbacks_label, callbacks_refine, callbacks_search
+from . import callbacks_explore, callbacks_label, callbacks_refine, callbacks_review, callbacks_search
 from .layout import serve_layout
 from .routes import install_basic_auth, register_routes
 from .state import AppContext
@@ -63,7 +63,7 @@ def create_app(project: Project | str | Path, *, auth: str | None = None) -> Das
         install_basic_auth(app.server, auth)
     register_routes(app.server, project)
     app.layout = lambda: serve_layout(actx)
-    for module in (callbacks_explore, callbacks_label, callbacks_search, callbacks_refine):
+    for module in (callbacks_explore, callbacks_label, callbacks_search, callbacks_refine, callbacks_review):
         module.register(app, actx)
     app.labeler = actx
     return app

@@ -44,6 +44,7 @@ TAB_CLUSTERS = "tab-clusters"
 TAB_SELECTION = "tab-selection"
 TAB_SEARCH = "tab-search"
 TAB_REFINE = "tab-refine"
+TAB_REVIEW = "tab-review"  # near-duplicate groups, likely label errors (callbacks_review.py)
 
 # Clusters tab
 CLUSTER_SORT = "cluster-sort"
@@ -108,6 +109,8 @@ GRID_SELECTION = "selection"
 GRID_SEARCH = "search"
 GRID_CARDS = "cards"  # representatives strips of the cluster cards (no tick boxes)
 GRID_SPLIT = "split"  # split preview strips (no tick boxes)
+GRID_DUPLICATES = "duplicates"  # a near-duplicate group (Review tab)
+GRID_REVIEW = "review"  # the likely label error shown (Review tab)
 
 
 def thumb_similar(grid: str, image_id: int) -> dict:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dash import dcc, html
 
 from . import ids
+from .callbacks_review import review_tab, stores as review_stores
 from .components import label_input, legend
 from .routes import EXPORT_URL
 from .state import AppContext
@@ -32,6 +33,7 @@ def _stores() -> list:
         dcc.Store(id=ids.SEARCH_EXCLUDED, data=[]),
         dcc.Store(id=ids.SPLIT_PREVIEW, data=None),
         dcc.Store(id=ids.KEYS, data=False),
+        *review_stores(),
     ]
 
 
@@ -200,7 +202,7 @@ def serve_layout(ctx: AppContext):
         html.Div([
             _map_panel(ctx),
             html.Div(dcc.Tabs(id=ids.TABS, value=ids.TAB_CLUSTERS, children=[
-                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab()],
+                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab(), review_tab()],
                 className="tabs"), className="right"),
         ], className="main"),
         _name_dialog(),

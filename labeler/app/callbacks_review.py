@@ -1,0 +1,284 @@
+"""The Review tab: near-duplicate groups labelled in one action, and the list of
+likely label errors walked one image at a time.
+
+Both lists are computed on a button press (review takes seconds: a
+cross-validated probe) and kept in the browser as ids only. Each write is a
+plain function calling :mod:`labeler.labels`, run through
+:func:`labeler.app.actions.run`. Accepting a suggestion checks that the image
+still has the label the list was made with, so a label another annotator changed
+meanwhile is not overwritten (:class:`~labeler.errors.StaleStateError`).
+"""
+
+from __future__ import annotations
+
+from dash import Dash, Input, Output, State, dcc, html, no_update
+from dash.exceptions import PreventUpdate
+
+from .. import labels
+from ..errors import BadInputError, LabelerError, StaleStateError
+from . import ids
+from .actions import run
+from .common import annotator_name, result
+from .components import caption, full_image_link, grid, label_input, thumb
+from .state import AppContext
+from .views import image_facts, page_of
+
+GROUP_THUMBS = 40
+
+# -- component ids (this tab only) ------------------------------------------------------
+DUP_STORE = "review-dup-store"  # [[image ids], ...] largest group first
+ISSUE_STORE = "review-issue-store"  # [{image_id, label, suggested_label, score}, ...]
+DUP_THRESHOLD = "review-dup-threshold"
+DUP_FIND = "review-dup-find"
+DUP_SUMMARY = "review-dup-summary"
+DUP_PAGE = "review-dup-page"
+DUP_PAGES = "review-dup-pages"
+DUP_VIEW = "review-dup-view"
+DUP_LABEL_INPUT = "review-dup-label-input"
+DUP_LABEL_BUTTON = "review-dup-label-button"
+ISSUE_FIND = "review-issue-find"
+ISSUE_SUMMARY = "review-issue-summary"
+ISSUE_PAGE = "review-issue-page"
+ISSUE_PAGES = "review-issue-pages"
+ISSUE_VIEW = "review-issue-view"
+ISSUE_ACCEPT = "review-issue-accept"
+ISSUE_LABEL_INPUT = "review-issue-label-input"
+ISSUE_LABEL_BUTTON = "review-issue-label-button"
+
+
+def stores() -> list:
+    """The tab's browser stores (placed at the page's top level, so they outlive tab switches)."""
+    return [dcc.Store(id=DUP_STORE, data=[]), dcc.Store(id=ISSUE_STORE, data=[])]
+
+
+def _pager(input_id: str, text_id: str, what: str) -> html.Div:
+    return html.Div([html.Span(f"{what} ", className="muted"),
+                     dcc.Input(id=input_id, type="number", min=1, value=1, className="page-input"),
+                     html.Span(id=text_id, className="muted")], className="pager")
+
+
+def review_tab() -> dcc.Tab:
+    """The Review tab's layout."""
+    return dcc.Tab(label="Review", value=ids.TAB_REVIEW, children=[
+        html.H4("Near-duplicates"),
+        html.Div([html.Span("cosine ≥ ", className="muted"),
+                  dcc.Input(id=DUP_THRESHOLD, type="number", min=0.5, max=1.0, step=0.005, value=None,
+                            placeholder="0.99", className="page-input"),
+                  html.Button("Find duplicate groups", id=DUP_FIND, className="btn", n_clicks=0)],
+                 className="action-row"),
+        html.Div(id=DUP_SUMMARY, className="muted small"),
+        _pager(DUP_PAGE, DUP_PAGES, "group"),
+        html.Div(id=DUP_VIEW),
+        html.Div([label_input(DUP_LABEL_INPUT, "label for the whole group"),
+                  html.Button("Label group", id=DUP_LABEL_BUTTON, className="btn btn-primary", n_clicks=0)],
+                 className="action-row"),
+        html.H4("Likely label errors"),
+        html.Div([html.Button("Find likely label errors", id=ISSUE_FIND, className="btn", n_clicks=0),
+                  html.Span(" a linear probe on the embeddings + cleanlab; takes a few seconds",
+                            className="muted small")], className="action-row"),
+        dcc.Loading(html.Div(id=ISSUE_SUMMARY, className="muted small"), type="dot", delay_show=300),
+        _pager(ISSUE_PAGE, ISSUE_PAGES, "image"),
+        html.Div(id=ISSUE_VIEW),
+        html.Div([html.Button("Accept suggestion", id=ISSUE_ACCEPT, className="btn btn-primary", n_clicks=0),
+                  label_input(ISSUE_LABEL_INPUT, "or another label"),
+                  html.Button("Set label", id=ISSUE_LABEL_BUTTON, className="btn", n_clicks=0)],
+                 className="action-row"),
+    ])
+
+
+# -- plain functions (tested directly) ------------------------------------------------------
+
+
+def find_groups(actx: AppContext, threshold=None) -> tuple[list[list[int]], str]:
+    """Near-duplicate groups (ids, largest first) and a one-line summary.
+
+    Raises
+    ------
+    LabelerError
+        A threshold outside (0, 1].
+    """
+    from ..duplicates import find_duplicates
+
+    rep = find_duplicates(actx.project, threshold=None if threshold in (None, "") else float(threshold))
+    c = rep.counts()
+    text = (f"cosine ≥ {rep.threshold}: {len(rep.groups)} group(s): {c['exact_groups']} exact-copy set(s), "
+            f"{c['near_groups']} near-duplicate group(s)")
+    return [g.image_ids for g in rep.groups], text
+
+
+def group_view(actx: AppContext, groups, page) -> tuple[list, str, int]:
+    """(content, 'of N' text, clamped page) for one duplicate group."""
+    if not groups:
+        return [], "", 1
+    items, page, n = page_of(groups, page, 1)
+    members = [int(i) for i in items[0]]
+    facts = image_facts(actx, members[:GROUP_THUMBS])
+    labs = sorted({f["label"] for f in facts.values() if f["label"]})
+    title = html.Div([html.Span(f"Group {page}: {len(members)} images", className="card-title"),
+                      html.Span(" · labels: " + (", ".join(labs) if labs else "none"), className="card-stats")])
+    thumbs = [thumb(ids.GRID_DUPLICATES, i, caption(i, facts.get(i))) for i in members[:GROUP_THUMBS]]
+    return [title, grid(thumbs)], f" of {n}", page
+
+
+def label_group_action(actx: AppContext, groups, page, label, annotator) -> str:
+    """Label every image of the shown group in one undoable action; returns the message.
+
+    Raises
+    ------
+    LabelerError
+        No group shown or a bad label.
+    """
+    if not groups:
+        raise BadInputError("Find the duplicate groups first.")
+    items, page, _ = page_of(groups, page, 1)
+    members = [int(i) for i in items[0]]
+    text = labels.clean_label(label)
+    labels.label_images(actx.project, members, text, annotator=annotator_name(annotator),
+                        description=f"label near-duplicate group of {len(members)} image(s) {text!r}")
+    return f"Labelled the {len(members)} images of group {page} as '{text}'."
+
+
+def find_issues(actx: AppContext) -> tuple[list[dict], str]:
+    """Likely label errors (most likely first) and a one-line summary.
+
+    Raises
+    ------
+    LabelerError
+        Fewer than two labels with two images each.
+    """
+    from ..review import review_labels
+
+    rep = review_labels(actx.project)
+    issues = [{"image_id": it.image_id, "label": it.label, "suggested_label": it.suggested_label,
+               "score": it.score} for it in rep.issues]
+    return issues, (f"{len(issues)} likely label error(s) among {rep.n_labelled} labelled image(s); "
+                    f"probe accuracy {rep.probe_accuracy:.1%}")
+
+
+def issue_view(actx: AppContext, issues, page) -> tuple[list, str, int]:
+    """(content, 'of N' text, clamped page) for one likely label error."""
+    if not issues:
+        return [], "", 1
+    items, page, n = page_of(issues, page, 1)
+    it = items[0]
+    i = int(it["image_id"])
+    facts = image_facts(actx, [i]).get(i, {})
+    now = facts.get("label")
+    lines = [html.Div([html.Span(f"#{i} {facts.get('path', '')}", className="card-title"), " · ",
+                       full_image_link(i)]),
+             html.Div(f"label '{it['label']}' → suggested '{it['suggested_label']}' "
+                      f"(probability of its label {it['score']:.2f})")]
+    if now != it["label"]:
+        lines.append(html.Div(f"now labelled '{now}'" if now else "now unlabelled", className="badge badge-warn"))
+    return [html.Div([thumb(ids.GRID_REVIEW, i, caption(i, facts)), html.Div(lines)],
+                     className="query-row")], f" of {n}", page
+
+
+def relabel_issue_action(actx: AppContext, issues, page, annotator, label=None) -> str:
+    """Give the shown image its suggested label (``label`` None) or ``label``.
+
+    Raises
+    ------
+    StaleStateError
+        The image's label changed since the list was made (nothing written).
+    LabelerError
+        No list, or a bad label.
+    """
+    if not issues:
+        raise BadInputError("Find the likely label errors first.")
+    items, page, _ = page_of(issues, page, 1)
+    it = items[0]
+    i = int(it["image_id"])
+    now = actx.store.labels_for([i]).get(i)
+    if now != it["label"]:
+        raise StaleStateError(f"image {i} is now labelled {now!r}, not {it['label']!r}: "
+                              "find the likely label errors again")
+    text = labels.clean_label(it["suggested_label"] if label is None else label)
+    labels.label_images(actx.project, [i], text, annotator=annotator_name(annotator),
+                        description=f"review: image {i} {it['label']!r} -> {text!r}")
+    return f"Image #{i}: '{it['label']}' → '{text}'."
+
+
+# -- callbacks ----------------------------------------------------------------------------
+
+
+def register(app: Dash, actx: AppContext) -> None:
+    """Register the Review tab's callbacks on ``app``."""
+
+    @app.callback(
+        Output(DUP_STORE, "data"), Output(DUP_SUMMARY, "children"), Output(DUP_PAGE, "value"),
+        Input(DUP_FIND, "n_clicks"), State(DUP_THRESHOLD, "value"),
+        prevent_initial_call=True,
+    )
+    def find_dups(n, threshold):
+        if not n:
+            raise PreventUpdate
+        try:
+            groups, text = find_groups(actx, threshold)
+        except LabelerError as e:
+            return no_update, result(str(e), "error"), no_update
+        return groups, text, 1
+
+    @app.callback(
+        Output(DUP_VIEW, "children"), Output(DUP_PAGES, "children"),
+        Input(DUP_STORE, "data"), Input(DUP_PAGE, "value"), Input(ids.VERSION, "data"),
+    )
+    def show_group(groups, page, _version):
+        content, text, _ = group_view(actx, groups, page)
+        return content, text
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(DUP_LABEL_BUTTON, "n_clicks"),
+        State(DUP_STORE, "data"), State(DUP_PAGE, "value"), State(DUP_LABEL_INPUT, "value"),
+        State(ids.ANNOTATOR, "data"), State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def label_group(n, groups, page, label, annotator, version):
+        if not n:
+            raise PreventUpdate
+        r = run(label_group_action, actx, groups, page, label, annotator, version=version)
+        return r.message, r.version
+
+    @app.callback(
+        Output(ISSUE_STORE, "data"), Output(ISSUE_SUMMARY, "children"), Output(ISSUE_PAGE, "value"),
+        Input(ISSUE_FIND, "n_clicks"),
+        prevent_initial_call=True,
+    )
+    def find_errs(n):
+        if not n:
+            raise PreventUpdate
+        try:
+            issues, text = find_issues(actx)
+        except LabelerError as e:
+            return no_update, result(str(e), "error"), no_update
+        return issues, text, 1
+
+    @app.callback(
+        Output(ISSUE_VIEW, "children"), Output(ISSUE_PAGES, "children"),
+        Input(ISSUE_STORE, "data"), Input(ISSUE_PAGE, "value"), Input(ids.VERSION, "data"),
+    )
+    def show_issue(issues, page, _version):
+        content, text, _ = issue_view(actx, issues, page)
+        return content, text
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(ISSUE_PAGE, "value", allow_duplicate=True),
+        Input(ISSUE_ACCEPT, "n_clicks"), Input(ISSUE_LABEL_BUTTON, "n_clicks"),
+        State(ISSUE_STORE, "data"), State(ISSUE_PAGE, "value"), State(ISSUE_LABEL_INPUT, "value"),
+        State(ids.ANNOTATOR, "data"), State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def relabel(accept, set_label, issues, page, label, annotator, version):
+        from dash import ctx as dash_ctx
+
+        if not (accept or set_label):
+            raise PreventUpdate
+        chosen = None if dash_ctx.triggered_id == ISSUE_ACCEPT else label
+        r = run(relabel_issue_action, actx, issues, page, annotator, chosen, version=version)
+        # on success walk on to the next image of the list
+        return r.message, r.version, (int(page or 1) + 1 if r.ok and issues and int(page or 1) < len(issues)
+                                      else no_update)
