@@ -169,3 +169,16 @@ def test_patchcore_heatmap_shape_and_png(project, lite0):
     import io
 
     assert Image.open(io.BytesIO(png)).size == (row["width"], row["height"])
+
+
+def test_cli_features_lists_and_heatmap_without_bank_is_one_line(project, tmp_path):
+    from click.testing import CliRunner
+
+    from labeler.cli import main
+
+    r = CliRunner().invoke(main, ["features", "--project", str(project.root)])
+    assert r.exit_code == 0 and "* embeddings" in r.output and "1432" in r.output
+    r = CliRunner().invoke(main, ["features", "--project", str(project.root), "--use", "nope"])
+    assert r.exit_code == 1 and "no feature set 'nope'" in r.output
+    r = CliRunner().invoke(main, ["heatmap", "1", "--project", str(project.root), "-o", str(tmp_path / "h.png")])
+    assert r.exit_code == 1 and "no PatchCore memory bank" in r.output and not (tmp_path / "h.png").exists()

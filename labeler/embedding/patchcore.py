@@ -185,10 +185,13 @@ def _gaussian(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="replicate"), k.view(1, 1, -1, 1))
 
 
-def heatmap_png(project, image_id: int, *, device: str = "cpu", alpha: float = 0.5) -> bytes:
+def heatmap_png(project, image_id: int, *, device: str = "cpu", alpha: float = 0.5,
+                heat: np.ndarray | None = None) -> bytes:
     """The image with its anomaly heat map blended over it, as PNG bytes (for the dashboard).
 
     Colours: matplotlib's ``inferno`` over the map scaled to [0, max(map)] of this image.
+    ``heat``: the map from :func:`anomaly_map` when the caller has it already, (H, W)
+    float32; otherwise it is computed.
 
     Raises
     ------
@@ -200,7 +203,8 @@ def heatmap_png(project, image_id: int, *, device: str = "cpu", alpha: float = 0
     from matplotlib import colormaps
     from PIL import Image
 
-    heat, _ = anomaly_map(project, image_id, device=device)
+    if heat is None:
+        heat, _ = anomaly_map(project, image_id, device=device)
     row = project.store.get_image(int(image_id))
     img = np.asarray(images.load_image(project.image_path(row["path"])), dtype=np.float32)
     colour = colormaps["inferno"](heat / max(float(heat.max()), 1e-12))[..., :3] * 255.0
