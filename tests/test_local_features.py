@@ -182,3 +182,22 @@ def test_cli_features_lists_and_heatmap_without_bank_is_one_line(project, tmp_pa
     assert r.exit_code == 1 and "no feature set 'nope'" in r.output
     r = CliRunner().invoke(main, ["heatmap", "1", "--project", str(project.root), "-o", str(tmp_path / "h.png")])
     assert r.exit_code == 1 and "no PatchCore memory bank" in r.output and not (tmp_path / "h.png").exists()
+
+
+def test_projects_from_before_feature_types_keep_global(tmp_path):
+    """'auto' keeps an old project's global vectors; asking for another type needs --force."""
+    from labeler.config import Settings
+    from labeler.pipeline import backbone_change, wanted_features
+    from labeler.project import Project
+
+    p = Project(tmp_path / "old", create=True)
+    try:
+        assert wanted_features(None, Settings()) == "multistage"  # a new project
+        p.store.set_meta(backbone={"name": "efficientnet-lite0", "view": "whole", "precision": "fp32"})
+        old = p.store.get_meta("backbone")
+        assert wanted_features(old, Settings()) == "global"
+        assert backbone_change(p, Settings(backbone="auto")) is None
+        msg = backbone_change(p, Settings(backbone="auto", features="multistage"))
+        assert "global features" in msg and "multistage features" in msg and "--force" in msg
+    finally:
+        p.store.close()
