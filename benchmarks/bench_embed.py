@@ -1,25 +1,31 @@
-"""End-to-end embedding speed: decode + preprocess + forward through ``embed_files``.
+"""End-to-end embedding speed: decode + preprocess + forward through ``embed_files``, per runtime.
 
 Writes N realistic 300x300 JPEG photos (random crops of scikit-image / scikit-learn
-photos and ELPV solar cells) to a temp dir, then reports images/s per backbone and
-batch size, beside
+photos and ELPV solar cells) to a temp dir, then reports, in one run, images/s of
 
-* the FLOP cap: measured fp32 GEMM GFLOP/s of this machine / (2 x MACs per image)
-  (ResNet-50 4.1 GMACs, He et al. 2016 / torchvision docs; EfficientNet-Lite0
-  0.41 GMACs, TF EfficientNet-Lite README), and
+* the cap: this CPU's measured convolution peak (a 3x3, 256 -> 256 channel, 56x56
+  fp32 convolution through oneDNN in torch, channels_last, GFLOP/s) divided by the
+  backbone's FLOPs per image (2 x GMACs from the registry: ResNet-50 4.09, torchvision
+  model card; EfficientNet-Lite0 0.41, TF EfficientNet-Lite README);
 * the naive way: one image at a time through an eager channels-first model, the
-  decoding in the same thread.
+  decoding in the same thread;
+* ``embed_files`` on torch (today's path) per batch size, and on ONNX Runtime (fp32;
+  int8 with ``--int8``, calibrated on the benchmark's own photos), each with the
+  minimum cosine similarity of its features to torch fp32's.
 
-ResNet-50 uses random weights (speed does not depend on them): the private
+ResNet-50 uses random weights (its ImageNet weights are not available offline; speed
+does not depend on them; its int8 cosine is then not meaningful):
 ``backbones._build(..., state_dict=None)``, which production code never calls.
+EfficientNet-Lite0 uses its real bundled weights.
 
-Run:  python benchmarks/bench_embed.py            (~3 min on 2 cores)
-      python benchmarks/bench_embed.py -n 64 --batch-sizes 16 --backbones efficientnet-lite0
+Run:  python benchmarks/bench_embed.py --int8        (~5 min on 2 cores)
+      python benchmarks/bench_embed.py -n 64 --batch-sizes 16 --backbones efficientnet-lite0 --json
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
 import tempfile
@@ -36,6 +42,7 @@ from labeler import images  # noqa: E402
 from labeler.embedding import backbones  # noqa: E402
 from labeler.embedding.extract import default_num_workers, embed_files  # noqa: E402
 from labeler.embedding.registry import get_spec  # noqa: E402
+from labeler.embedding.runtime import OrtEngine, cosine_rows, onnx_model, quantize_int8  # noqa: E402
 
 
 def write_photos(dest: Path, n: int, seed: int = 0) -> list[Path]:
@@ -69,62 +76,109 @@ def write_photos(dest: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
-def gemm_gflops(seconds: float = 1.0) -> float:
-    """Measured fp32 matrix-multiply throughput with torch's current threads."""
-    a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
-    a @ b
-    t0, k = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        k += 1
-    return 2 * 1024**3 * k / (time.perf_counter() - t0) / 1e9
+def conv_gflops(seconds: float = 2.0) -> tuple[float, str]:
+    """Measured fp32 convolution throughput (oneDNN through torch, current threads)."""
+    n, c, hw = 8, 256, 56
+    x = torch.randn(n, c, hw, hw).contiguous(memory_format=torch.channels_last)
+    conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last)
+    flop = 2 * n * c * c * 9 * hw * hw
+    with torch.inference_mode():
+        conv(x)
+        t0, k = time.perf_counter(), 0
+        while time.perf_counter() - t0 < seconds:
+            conv(x)
+            k += 1
+        rate = flop * k / (time.perf_counter() - t0) / 1e9
+    return rate, f"3x3 conv {c}->{c} ch, {n}x{hw}x{hw}, channels_last: {flop / 1e9:.1f} GFLOP x {k} in {seconds:.0f} s"
 
 
-def run_embed(items, bb, batch_size, num_workers, device="cpu", precision="fp32") -> float:
+def run_embed(items, bb, batch_size, num_workers, **kw) -> tuple[float, np.ndarray]:
     t0 = time.perf_counter()
-    n = sum(len(b.ids) for b in embed_files(items, bb, batch_size=batch_size, num_workers=num_workers,
-                                            progress=False, device=device, precision=precision))
-    return n / (time.perf_counter() - t0)
+    feats = [b.features for b in embed_files(items, bb, batch_size=batch_size, num_workers=num_workers,
+                                             progress=False, **kw)]
+    feats = np.concatenate(feats)
+    return len(feats) / (time.perf_counter() - t0), feats
 
 
-def run_naive(paths, name, n) -> float:
+def run_naive(paths, bb, n) -> float:
     """One image at a time: decode, torchvision-style preprocessing, eager NCHW model."""
-    bb = backbones._build(name, None)
     net = bb.model.net.to(memory_format=torch.contiguous_format)  # default layout
     t0 = time.perf_counter()
     with torch.no_grad():
         for p in paths[:n]:
             net(bb.preprocess(images.load_image(p))[None])
-    return n / (time.perf_counter() - t0)
+    elapsed = time.perf_counter() - t0
+    bb.model.to(memory_format=torch.channels_last)
+    return n / elapsed
+
+
+def _backbone(name):
+    try:
+        return backbones.load_backbone(name, download=False), "ImageNet weights"
+    except backbones.WeightsNotFoundError:
+        torch.manual_seed(0)  # the same random weights each run: the exported ONNX is reused
+        return backbones._build(name, None), "random weights (speed only)"
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("-n", type=int, default=256, help="number of photos (default 256)")
-    ap.add_argument("--batch-sizes", default="1,16,64")
+    ap.add_argument("--batch-sizes", default="16,64", help="for the torch path")
+    ap.add_argument("--ort-batch-size", type=int, default=16)
     ap.add_argument("--backbones", default="resnet50,efficientnet-lite0")
     ap.add_argument("--num-workers", type=int, default=None)
     ap.add_argument("--naive-n", type=int, default=24, help="images for the naive baseline")
-    ap.add_argument("--device", default="cpu", help="cpu, cuda, auto")
-    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    ap.add_argument("--int8", action="store_true", help="also ONNX Runtime int8 (quantisation takes ~1 min)")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
     workers = default_num_workers() if args.num_workers is None else args.num_workers
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, num_workers={workers}")
-    gflops = gemm_gflops()
-    print(f"fp32 GEMM: {gflops:.0f} GFLOP/s measured")
+    peak, how = conv_gflops()
+    print(f"convolution peak: {peak:.0f} GFLOP/s measured ({how})")
+    out = {"cap_img_s": None, "naive_img_s": None, "conv_gflop_s": round(peak, 1), "results": []}
     with tempfile.TemporaryDirectory() as d:
         paths = write_photos(Path(d), args.n)
         items = list(enumerate(paths))
         for name in args.backbones.split(","):
-            bb = backbones._build(name, None)
-            cap = gflops * 1e9 / get_spec(name).flops
-            naive = run_naive(paths, name, min(args.naive_n, args.n))
-            print(f"\n{name}: FLOP cap {cap:.1f} img/s; naive one-at-a-time {naive:.1f} img/s")
-            run_embed(items[: min(32, len(items))], bb, 16, workers, args.device, args.precision)  # warm-up
+            bb, weights = _backbone(name)
+            spec = get_spec(name)
+            cap = peak * 1e9 / spec.flops
+            naive = run_naive(paths, bb, min(args.naive_n, args.n))
+            print(f"\n{name} ({weights}): cap {peak:.0f} GFLOP/s / {spec.flops / 1e9:.2f} GFLOP per image "
+                  f"= {cap:.1f} img/s; naive one-at-a-time {naive:.1f} img/s")
+            if out["cap_img_s"] is None:
+                out["cap_img_s"], out["naive_img_s"] = round(cap, 2), round(naive, 2)
+
+            def report(runtime, precision, bs, ips, cos):
+                c = "" if cos is None else f", cosine to torch fp32 min {cos:.5f}"
+                print(f"  {runtime:11s} {precision} batch {bs:3d}: {ips:6.1f} img/s ({ips / cap:.0%} of cap, "
+                      f"{ips / naive:.2f}x naive){c}", flush=True)
+                out["results"].append({"backbone": name, "runtime": runtime, "precision": precision, "device": "cpu",
+                                       "batch_size": bs, "img_s": round(ips, 2),
+                                       "cosine_to_fp32": None if cos is None else round(cos, 6)})
+
+            run_embed(items[: min(32, len(items))], bb, 16, workers, runtime="torch")  # warm-up
+            ref = None
             for bs in (int(b) for b in args.batch_sizes.split(",")):
-                ips = run_embed(items, bb, bs, workers, args.device, args.precision)
-                print(f"  embed_files batch {bs:3d}: {ips:6.1f} img/s ({ips / cap:.0%} of cap)", flush=True)
+                ips, feats = run_embed(items, bb, bs, workers, runtime="torch")
+                ref = feats if ref is None else ref
+                report("torch", "fp32", bs, ips, None if ref is feats else float(cosine_rows(feats, ref).min()))
+            bs = args.ort_batch_size
+            run_embed(items[: min(32, len(items))], bb, bs, workers, runtime="onnxruntime")  # export + verify
+            ips, feats = run_embed(items, bb, bs, workers, runtime="onnxruntime")
+            report("onnxruntime", "fp32", bs, ips, float(cosine_rows(feats, ref).min()))
+            if args.int8:
+                calib = torch.stack([bb.preprocess(images.load_image(p)) for p in paths[:32]]).numpy()
+                t0 = time.perf_counter()
+                q = quantize_int8(onnx_model(bb), calib, Path(d) / f"{name}-int8.onnx")
+                print(f"  (int8 quantisation on 32 of the photos: {time.perf_counter() - t0:.0f} s)")
+                engine = OrtEngine(q, "int8")
+                run_embed(items[: min(32, len(items))], bb, bs, workers, engine=engine)
+                ips, feats = run_embed(items, bb, bs, workers, engine=engine)
+                report("onnxruntime", "int8", bs, ips, float(cosine_rows(feats, ref).min()))
     print("\nreproduce: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
+    if args.json:
+        print(json.dumps(out))
 
 
 if __name__ == "__main__":

@@ -12,18 +12,9 @@ from pathlib import Path
 import click
 
 from .config import Settings
-from .embedding.registry import BACKBONES, FEATURE_TYPES, PRECISIONS, VIEWS
+from .embedding.registry import BACKBONES, FEATURE_TYPES, PRECISIONS, RUNTIMES, VIEWS
 
-PROJECT = click.option(
-    "--project", "-p", "project_dir", type=click.Path(file_okay=False, path_type=Path),
-    required=True, envvar="LABELER_PROJECT", help="Project directory (env LABELER_PROJECT).",
-)
-
-
-def _open(project_dir: Path):
-    from .project import Project
-
-    return Project(project_dir)
+from .cli_common import PROJECT, _open, _warn
 
 
 def _fail(msg: str, code: int = 1):
@@ -63,10 +54,6 @@ def main():
     """
 
 
-def _warn(message: str) -> None:
-    click.secho(message, fg="yellow", err=True)
-
-
 def _say(quiet: bool):
     return (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
 
@@ -84,6 +71,8 @@ def _print_ingest(rep) -> None:
             click.echo(f"  {path}: {reason}")
         if len(rep.skipped) > 50:
             click.echo(f"  ... and {len(rep.skipped) - 50} more (`labeler info` lists them)")
+    if rep.placed:
+        click.echo(f"placed {rep.placed} image(s) into the existing map and clusters (--remap refits them)")
     click.echo(f"{rep.n_images} image(s) in {rep.n_clusters} cluster(s), {rep.n_noise} noise")
 
 
@@ -99,26 +88,33 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--backbone", type=click.Choice(["auto", *BACKBONES]), default=None,
               help="CNN for embeddings (default auto: resnet50 when its weights can be had).")
 @click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar="LABELER_WEIGHTS",
-              help="ResNet50 state_dict file (env LABELER_WEIGHTS).")
+              help="State dict file for the chosen backbone (env LABELER_WEIGHTS).")
 @click.option("--view", type=click.Choice(VIEWS), default=None,
               help="whole: resize the full frame (default); crop: ImageNet resize + centre crop.")
 @click.option("--features", type=click.Choice(["auto", *FEATURE_TYPES]), default=None,
-              help="Feature type: multistage (default for a new project: pooled mid-level stages, keeps "
-                   "small defects), global (last layer only), multiscale (also at 2x size, ~5x slower).")
+              help="Feature type: global (default for a new project: last layer only), multistage (pooled "
+                   "mid-level stages, keeps small defects), multiscale (also at 2x size, ~5x slower); torch only.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="fp32 (default) or bf16: opt-in, ~2x faster on CPUs with AVX-512 BF16.")
+              help="fp32 (default); opt-in bf16 (~2x on CPUs with AVX-512 BF16) or int8 "
+                   "(ONNX Runtime, calibrated on your images, CPU only).")
+@click.option("--runtime", type=click.Choice(RUNTIMES), default=None,
+              help="auto (default: ONNX Runtime on the CPU, torch on a GPU), torch or onnxruntime.")
 @click.option("--force", is_flag=True, help="Re-embed everything when the backbone changes.")
+@click.option("--remap", is_flag=True,
+              help="Refit the map and the clusters (default: new photos join the existing ones).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--engine", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
 @click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
-def ingest(image_dir, project_dir, backbone, weights, view, features, device, batch_size, precision, force, quiet,
-           engine, address):
+def ingest(image_dir, project_dir, backbone, weights, view, features, device, batch_size, precision, runtime, force,
+           remap, quiet, engine, address):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
-    Re-running embeds only new or changed files; an interrupted run resumes.
+    Re-running embeds only new or changed files and places them into the
+    existing map and clusters (nothing else moves; --remap refits all);
+    an interrupted run resumes.
 
     \b
     Example:
@@ -126,18 +122,20 @@ def ingest(image_dir, project_dir, backbone, weights, view, features, device, ba
     """
     from .errors import BackboneMismatchError
     from .pipeline import ingest as run_ingest
+    from .project import project_lock
 
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
-                              view=view, features=features, device=device, batch_size=batch_size,
-                              precision=precision)
-    run = dict(progress=not quiet, warn=_warn, say=_say(quiet), engine=engine, address=address)
-    try:
-        rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
-    except BackboneMismatchError as e:
-        # The mismatch is found before anything is embedded: asking and re-running is safe.
-        if not sys.stdin.isatty() or not click.confirm(f"{e}. Re-embed everything now?"):
-            _fail(str(e))
-        rep = run_ingest(image_dir, project_dir, settings, force=True, **run)
+                              view=view, features=features, device=device, batch_size=batch_size, precision=precision,
+                              runtime=runtime)
+    run = dict(progress=not quiet, warn=_warn, say=_say(quiet), remap=remap, engine=engine, address=address)
+    with project_lock(project_dir, "ingest"):
+        try:
+            rep = run_ingest(image_dir, project_dir, settings, force=force, **run)
+        except BackboneMismatchError as e:
+            # The mismatch is found before anything is embedded: asking and re-running is safe.
+            if not sys.stdin.isatty() or not click.confirm(f"{e}. Re-embed everything now?"):
+                _fail(str(e))
+            rep = run_ingest(image_dir, project_dir, settings, force=True, **run)
     _print_ingest(rep)
 
 
@@ -147,19 +145,28 @@ def ingest(image_dir, project_dir, backbone, weights, view, features, device, ba
 @click.option("--k", type=click.IntRange(0), default=None, help="KMeans k (0: choose by silhouette).")
 @click.option("--min-cluster-size", type=click.IntRange(2), default=None, help="HDBSCAN min_cluster_size.")
 @click.option("--min-samples", type=click.IntRange(0), default=None, help="HDBSCAN min_samples.")
-def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples):
+@click.option("--remap", is_flag=True, help="Refit PCA and the UMAP map and clustering space first (points move).")
+def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap):
     """Re-cluster the project; the new clustering becomes current.
 
     \b
     Example:
       labeler cluster --project data/projects/elpv --method kmeans --k 8
+      labeler cluster --project data/projects/elpv --remap
     """
     from .clustering import cluster_project
+    from .project import project_lock
 
     project = _open(project_dir)
     s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
-    cid = cluster_project(project, s)
-    project.save_settings(s)
+    with project_lock(project.root, "cluster run"):
+        if remap:
+            from .pipeline import rebuild_maps
+
+            rebuild_maps(project, s, say=_say(False))
+        cid = cluster_project(project, s)
+        project.save_settings(s)
+    click.echo(f"clustering {cid} is now current")
     _print_clusters(project, cid)
 
 
@@ -181,16 +188,19 @@ def _print_clusters(project, clustering_id=None, limit: int = 30) -> None:
 @PROJECT
 @click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours to return.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def search_cmd(query, project_dir, k, as_json):
+@click.option("--for-label", default=None,
+              help="More like this, for LABEL: re-rank the neighbours by that label's linear probe.")
+def search_cmd(query, project_dir, k, as_json, for_label):
     """Reverse image search: nearest neighbours of QUERY (an image file or an image id).
 
     \b
     Example:
       labeler search data/elpv/images/cell0001.png --project data/projects/elpv -k 10
+      labeler search 12 --project data/projects/elpv --for-label cracked
     """
     from .search import search
 
-    res = search(_open(project_dir), query, k)
+    res = search(_open(project_dir), query, k, for_label=for_label)
     if as_json:
         click.echo(json.dumps(res.to_dict(), indent=2))
         return
@@ -208,76 +218,6 @@ def _print_search(res) -> None:
                    f"label {n.label or '-':<12} {n.path}")
     if res.vote:
         click.echo("vote: " + ", ".join(f"{lab} {share:.0%}" for lab, share in res.vote.items()))
-
-
-@main.command()
-@PROJECT
-@click.argument("label")
-@click.option("--cluster", "cluster_id", type=int, default=None, help="Label every image of this cluster.")
-@click.option("--clustering", "clustering_id", type=int, default=None,
-              help="The clustering id the cluster number refers to (see `labeler info`); refused if "
-                   "the project was re-clustered since. Default: the current one (its id is printed).")
-@click.option("--image", "image_ids", type=int, multiple=True, help="Image id (repeatable).")
-@click.option("--annotator", default=None, envvar="LABELER_ANNOTATOR", help="Your name (env LABELER_ANNOTATOR).")
-def label(project_dir, label, cluster_id, clustering_id, image_ids, annotator):
-    """Give LABEL to a whole cluster or to images, in one undoable action.
-
-    \b
-    Example:
-      labeler label --project data/projects/elpv --cluster 3 --clustering 1 cracked --annotator ana
-    """
-    from . import labels
-
-    if (cluster_id is None) == (not image_ids):
-        raise click.UsageError("give either --cluster N or one or more --image ID")
-    if clustering_id is not None and cluster_id is None:
-        raise click.UsageError("--clustering goes with --cluster")
-    project = _open(project_dir)
-    who = annotator or "cli"
-    if cluster_id is not None:
-        if clustering_id is None:
-            cur = project.store.current_clustering()
-            clustering_id = cur["id"] if cur else None
-            click.echo(f"cluster {cluster_id} of the current clustering {clustering_id}", err=True)
-        _, ids = labels.label_cluster(project, cluster_id, label, annotator=who, clustering_id=clustering_id)
-    else:
-        labels.label_images(project, image_ids, label, annotator=who, source="manual")
-        ids = list(image_ids)
-    click.echo(f"labelled {len(ids)} image(s) {labels.clean_label(label)!r}")
-
-
-@main.command()
-@PROJECT
-@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
-              help="Whose last action to undo (env LABELER_ANNOTATOR).")
-def undo(project_dir, annotator):
-    """Undo the last label or cluster action (a bulk action undoes as one).
-
-    \b
-    Example:
-      labeler undo --project data/projects/elpv --annotator ana
-    """
-    from . import labels
-
-    done = labels.undo(_open(project_dir), annotator)
-    click.echo("nothing to undo" if done is None else f"undone: {done.description}")
-
-
-@main.command()
-@PROJECT
-@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
-              help="Whose undone action to re-apply (env LABELER_ANNOTATOR).")
-def redo(project_dir, annotator):
-    """Re-apply the action the last undo reverted.
-
-    \b
-    Example:
-      labeler redo --project data/projects/elpv --annotator ana
-    """
-    from . import labels
-
-    done = labels.redo(_open(project_dir), annotator)
-    click.echo("nothing to redo" if done is None else f"redone: {done.description}")
 
 
 @main.command()
@@ -357,7 +297,8 @@ def duplicates_cmd(project_dir, threshold, k, limit, as_json):
 
 @main.command()
 @PROJECT
-def info(project_dir):
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (counts, clustering_id, labels).")
+def info(project_dir, as_json):
     """Counts, backbone, clusters, labels and skipped files of a project.
 
     \b
@@ -368,6 +309,17 @@ def info(project_dir):
     st = project.store
     c = st.counts()
     bb = st.get_meta("backbone") or {}
+    cur = st.current_clustering()
+    counts = st.label_counts()
+    if as_json:
+        click.echo(json.dumps({
+            "project": str(project.root), "image_root": str(project.image_root), "counts": c,
+            "backbone": bb, "clustering_id": cur["id"] if cur else None,
+            "clustering": {"method": cur["method"], "params": cur["params"]} if cur else None,
+            "labels": counts, "stale_labels": st.stale_image_ids(),
+            "skipped": [{"path": r["path"], "reason": r["reason"]} for r in st.skipped()],
+        }, indent=2))
+        return
     click.echo(f"project: {project.root}")
     click.echo(f"images: {project.image_root}")
     click.echo(f"  {c['embedded']} embedded, {c['pending']} pending, {c['missing']} missing, "
@@ -378,13 +330,14 @@ def info(project_dir):
     if st.get_meta("pca_components"):
         click.echo(f"PCA: {st.get_meta('pca_components')} components, "
                    f"{st.get_meta('pca_explained_variance'):.1%} of variance")
-    cur = st.current_clustering()
     if cur:
         click.echo(f"clustering {cur['id']}: {cur['method']} {json.dumps(cur['params'])}")
         _print_clusters(project, limit=15)
     _print_duplicate_counts(project)
-    counts = st.label_counts()
     click.echo(f"labels: {c['labelled']} labelled image(s)" + (": " + ", ".join(f"{k} {v}" for k, v in counts.items()) if counts else ""))
+    if c["stale"]:
+        click.secho(f"  {c['stale']} stale label(s): their file changed since; check them, then "
+                    "`labeler labels confirm` (or re-label)", fg="yellow")
     for r in st.skipped()[:50]:
         click.echo(f"  skipped {r['path']}: {r['reason']}")
 
@@ -472,26 +425,6 @@ def _print_duplicate_counts(project) -> None:
 
 
 @main.command()
-@PROJECT
-@click.option("--host", default="127.0.0.1", show_default=True, help="Bind address (127.0.0.1 = this machine only).")
-@click.option("--port", default=8050, show_default=True, type=int)
-@click.option("--auth", default=None, envvar="LABELER_AUTH", help="user:password for HTTP basic auth (env LABELER_AUTH).")
-@click.option("--debug", is_flag=True)
-def serve(project_dir, host, port, auth, debug):
-    """Serve the annotator dashboard.
-
-    \b
-    Example:
-      labeler serve --project data/projects/elpv --port 8050
-    """
-    from .app import create_app
-
-    app = create_app(_open(project_dir), auth=auth)
-    click.echo(f"labeler dashboard on http://{host}:{port}/ (Ctrl-C to stop)")
-    app.run(host=host, port=port, debug=debug)
-
-
-@main.command()
 @click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("data/elpv"),
               show_default=True, help="Where the ELPV photos are written.")
 @click.option("--project", "project_dir", type=click.Path(file_okay=False, path_type=Path),
@@ -541,19 +474,23 @@ def demo(data_dir, project_dir, limit, no_serve, port, backbone):
 @click.option("--markdown", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the tables of all columns to this Markdown file.")
 @click.option("--no-plots", is_flag=True, help="Skip the PNG/HTML plots.")
-def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
+@click.option("--group-column", default=None,
+              help="Truth column whose equal values mark one physical part or burst: search is also "
+                   "scored with those neighbours left out.")
+def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots, group_column):
     """Measure clustering, search and labeling cost against known true classes.
 
     \b
     Example:
       labeler evaluate --project data/projects/elpv --truth data/elpv/truth.csv \\
         --column cell_type --column defect_level --column defective
+      labeler evaluate --project my-project --truth truth.csv --column defect --group-column part_id
     """
     from .evaluate import evaluate_project, markdown_table, write_outputs
 
     project = _open(project_dir)
     out_dir = out_dir or project.root / "evaluation"
-    results = evaluate_project(project, truth_path, list(columns) or None,
+    results = evaluate_project(project, truth_path, list(columns) or None, group_column=group_column,
                                log=lambda m: click.echo(m, err=True))
     tables = []
     for res in results:
@@ -567,11 +504,21 @@ def evaluate(project_dir, truth_path, columns, out_dir, markdown, no_plots):
         click.echo(f"wrote {markdown}")
 
 
+from .cli_annotate import COMMANDS  # noqa: E402  (after main exists; they import nothing from here)
+
+for _command in COMMANDS:
+    main.add_command(_command)
+
+from .cli_assist import accept_cmd, next_cmd, suggest_cmd  # noqa: E402  (the labeler.assist commands)
+
+for _command in (suggest_cmd, accept_cmd, next_cmd):
+    main.add_command(_command)
+
 # Feature sets, fine-tuning and heat maps live in their own module (cli.py stays small).
 from .cli_features import features_cmd, finetune, heatmap  # noqa: E402
 
-for _cmd in (features_cmd, finetune, heatmap):
-    main.add_command(_cmd)
+for _command in (features_cmd, finetune, heatmap):
+    main.add_command(_command)
 
 
 if __name__ == "__main__":

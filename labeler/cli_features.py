@@ -11,18 +11,8 @@ from pathlib import Path
 
 import click
 
+from .cli_common import PROJECT, _open
 from .embedding.registry import FEATURE_TYPES
-
-PROJECT = click.option(
-    "--project", "-p", "project_dir", type=click.Path(file_okay=False, path_type=Path),
-    required=True, envvar="LABELER_PROJECT", help="Project directory (env LABELER_PROJECT).",
-)
-
-
-def _open(project_dir: Path):
-    from .project import Project
-
-    return Project(project_dir)
 
 
 def _say(quiet: bool):

@@ -19,7 +19,8 @@ from __future__ import annotations
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
     from .project import Project
 
 NOISE = -1
+CLUSTER_MODEL = "clusterer.joblib"  # under models/: what place_images needs
 
 
 def renumber_by_size(labels: np.ndarray) -> np.ndarray:
@@ -43,6 +45,76 @@ def renumber_by_size(labels: np.ndarray) -> np.ndarray:
     for old, new in mapping.items():
         out[labels == old] = new
     return out
+
+
+@dataclass
+class HDBSCANFit:
+    """A fitted HDBSCAN and the cluster ids it gave.
+
+    Attributes
+    ----------
+    model : hdbscan.HDBSCAN
+        Fitted with ``prediction_data=True`` when :func:`fit_hdbscan` was asked
+        for it, so that :func:`predict_hdbscan` can place new points.
+    labels : ndarray of shape (n,), int64
+        Cluster of each point, -1 = noise, renumbered largest first.
+    strengths : ndarray of shape (n,), float32 in [0, 1]
+    renumber : dict[int, int]
+        The model's own cluster id -> the renumbered id in ``labels``.
+    """
+
+    model: Any
+    labels: np.ndarray
+    strengths: np.ndarray
+    renumber: dict[int, int]
+
+
+def fit_hdbscan(
+    space: np.ndarray, *, min_cluster_size: int = 15, min_samples: int | None = 5,
+    fit_sample: int | None = 200_000, seed: int = 0, prediction_data: bool = True,
+) -> HDBSCANFit:
+    """HDBSCAN on ``space`` (n, d) float32; see :func:`run_hdbscan`.
+
+    ``prediction_data`` keeps what ``hdbscan.approximate_predict`` needs to place
+    new points later (always kept when fitting on a sample).
+
+    Raises
+    ------
+    BadInputError
+        min_cluster_size < 2.
+    """
+    import hdbscan
+
+    if min_cluster_size < 2:
+        raise BadInputError("min_cluster_size must be at least 2")
+    x = np.asarray(space, dtype=np.float64)
+    n = len(x)
+    if n < 3:
+        return HDBSCANFit(None, np.full(n, NOISE, dtype=np.int64), np.zeros(n, dtype=np.float32), {})
+    sample = None
+    if fit_sample is not None and n > fit_sample:
+        sample = np.sort(np.random.default_rng(seed).choice(n, size=fit_sample, replace=False))
+    fit_x = x if sample is None else x[sample]
+    mcs = int(min(min_cluster_size, max(2, len(fit_x))))
+    ms = None if not min_samples else int(min(min_samples, max(1, len(fit_x) - 1)))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=1,
+                                prediction_data=prediction_data or sample is not None)
+        model.fit(fit_x)
+        if sample is None:
+            raw, strengths = model.labels_.astype(np.int64), model.probabilities_.astype(np.float32)
+        else:
+            raw = np.empty(n, dtype=np.int64)
+            strengths = np.empty(n, dtype=np.float32)
+            raw[sample], strengths[sample] = model.labels_, model.probabilities_
+            rest = np.setdiff1d(np.arange(n), sample)
+            for i in range(0, len(rest), 100_000):
+                part = rest[i : i + 100_000]
+                raw[part], strengths[part] = hdbscan.approximate_predict(model, x[part])
+    labels = renumber_by_size(raw)
+    renumber = {int(r): int(lab) for r, lab in zip(*np.unique(np.stack([raw, labels]), axis=1)) if r >= 0}
+    return HDBSCANFit(model, labels, strengths, renumber)
 
 
 def run_hdbscan(
@@ -68,35 +140,62 @@ def run_hdbscan(
     BadInputError
         min_cluster_size < 2.
     """
+    fit = fit_hdbscan(space, min_cluster_size=min_cluster_size, min_samples=min_samples,
+                      fit_sample=fit_sample, seed=seed, prediction_data=False)
+    return fit.labels, fit.strengths
+
+
+def predict_hdbscan(fit: HDBSCANFit, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Place new points (m, d) in the clusters of a fit (``hdbscan.approximate_predict``).
+
+    The points must live in the space the model was fitted in. A point that
+    falls in no cluster is noise (-1); the model is not refitted, so no
+    existing point changes cluster (hdbscan docs, "Predicting clusters for new
+    points").
+
+    Returns
+    -------
+    labels : ndarray (m,), int64, the fit's renumbered ids, -1 = noise
+    strengths : ndarray (m,), float32 in [0, 1]
+    """
     import hdbscan
 
-    if min_cluster_size < 2:
-        raise BadInputError("min_cluster_size must be at least 2")
-    x = np.asarray(space, dtype=np.float64)
-    n = len(x)
-    if n < 3:
-        return np.full(n, NOISE, dtype=np.int64), np.zeros(n, dtype=np.float32)
-    sample = None
-    if fit_sample is not None and n > fit_sample:
-        sample = np.sort(np.random.default_rng(seed).choice(n, size=fit_sample, replace=False))
-    fit_x = x if sample is None else x[sample]
-    mcs = int(min(min_cluster_size, max(2, len(fit_x))))
-    ms = None if not min_samples else int(min(min_samples, max(1, len(fit_x) - 1)))
+    x = np.asarray(points, dtype=np.float64)
+    if fit.model is None or len(x) == 0:
+        return np.full(len(x), NOISE, dtype=np.int64), np.zeros(len(x), dtype=np.float32)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
-        model = hdbscan.HDBSCAN(min_cluster_size=mcs, min_samples=ms, core_dist_n_jobs=1,
-                                prediction_data=sample is not None)
-        model.fit(fit_x)
-        if sample is None:
-            return renumber_by_size(model.labels_), model.probabilities_.astype(np.float32)
-        labels = np.empty(n, dtype=np.int64)
-        strengths = np.empty(n, dtype=np.float32)
-        labels[sample], strengths[sample] = model.labels_, model.probabilities_
-        rest = np.setdiff1d(np.arange(n), sample)
-        for i in range(0, len(rest), 100_000):
-            part = rest[i : i + 100_000]
-            labels[part], strengths[part] = hdbscan.approximate_predict(model, x[part])
-    return renumber_by_size(labels), strengths
+        raw, strengths = hdbscan.approximate_predict(fit.model, x)
+    labels = np.array([fit.renumber.get(int(r), NOISE) for r in raw], dtype=np.int64)
+    return labels, np.asarray(strengths, dtype=np.float32)
+
+
+def nearest_centroid(vectors: np.ndarray, labels: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """The cluster whose normalised centroid is most cosine-similar to each point.
+
+    How KMeans assigns a point (Lloyd 1982) without refitting; noise (-1)
+    members are left out, so every point gets a real cluster.
+
+    Parameters
+    ----------
+    vectors : ndarray of shape (n, d), float32
+        Unit vectors of the clustered images.
+    labels : ndarray of shape (n,), int
+        Their clusters (-1 = noise).
+    points : ndarray of shape (m, d), float32
+        Unit vectors to place.
+
+    Returns
+    -------
+    ndarray of shape (m,), int64; -1 everywhere when there is no cluster.
+    """
+    labels = np.asarray(labels)
+    ids = np.unique(labels[labels != NOISE])
+    if len(ids) == 0:
+        return np.full(len(points), NOISE, dtype=np.int64)
+    x = np.asarray(vectors, dtype=np.float32)
+    centroids = l2_normalize(np.stack([x[labels == c].mean(axis=0) for c in ids]))
+    return ids[np.argmax(np.asarray(points, dtype=np.float32) @ centroids.T, axis=1)].astype(np.int64)
 
 
 def run_kmeans(vectors: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
@@ -269,12 +368,14 @@ def cluster_project(project: "Project", settings: "Settings") -> int:
     store = project.store
     row_ids = store.row_image_ids()
     vectors = _load(project, "pca")
+    fit = None
     if settings.method == "hdbscan":
         space = _load(project, "cluster_space")
-        labels, strengths = run_hdbscan(
+        fit = fit_hdbscan(
             space, min_cluster_size=settings.min_cluster_size, min_samples=settings.min_samples,
             seed=settings.seed,
         )
+        labels, strengths = fit.labels, fit.strengths
         params = {"min_cluster_size": settings.min_cluster_size, "min_samples": settings.min_samples,
                   "space": f"umap-{space.shape[1]}d of pca-{vectors.shape[1]}"}
     else:
@@ -286,7 +387,106 @@ def cluster_project(project: "Project", settings: "Settings") -> int:
         labels, strengths = run_kmeans(vectors, k, seed=settings.seed), None
         params["k"] = int(k)
     summaries = summarize_clusters(project, row_ids, labels, vectors)
-    return store.add_clustering(settings.method, params, row_ids, labels, strengths, summaries)
+    cid = store.add_clustering(settings.method, params, row_ids, labels, strengths, summaries)
+    _save_model(project, {"method": settings.method, "fit": fit, "clustering_id": cid})
+    store.set_meta(clustering_stale=False)
+    return cid
+
+
+def _save_model(project: "Project", bundle: dict) -> None:
+    import os
+
+    import joblib
+
+    path = project.models_dir / CLUSTER_MODEL
+    tmp = path.with_name(path.name + ".tmp")
+    joblib.dump(bundle, tmp)
+    os.replace(tmp, path)
+
+
+def can_place(project: "Project") -> bool:
+    """Whether new images can join the current clustering without re-clustering.
+
+    True when a clustering exists and the clustering model that made it was
+    saved (projects clustered by labeler 0.1 lack ``models/clusterer.joblib``).
+    """
+    return project.store.current_clustering() is not None and (project.models_dir / CLUSTER_MODEL).is_file()
+
+
+def place_images(project: "Project", rows: np.ndarray) -> int:
+    """Put the images at array ``rows`` into the current clustering's clusters.
+
+    The images must already have their PCA vectors and clustering-space
+    coordinates (``pca.npy``, ``cluster_space.npy``). Every other image keeps its
+    cluster id and strength exactly; the images at ``rows`` get the cluster the
+    saved model predicts: HDBSCAN ``approximate_predict`` in the clustering space
+    (noise where they fit no cluster; :func:`predict_hdbscan`), or for KMeans the
+    nearest centroid of the current clusters in PCA space
+    (:func:`nearest_centroid`). When the annotator has edited the clustering
+    since it was fitted (split, merge, move), a fitted cluster id is translated
+    to the current cluster that holds most of its images.
+
+    The result is stored as a new clustering whose parent is the current one
+    (not an annotator action: nothing to undo).
+
+    Parameters
+    ----------
+    project : Project
+    rows : ndarray of shape (m,), int
+        Array rows of the images to place (new or re-embedded images).
+
+    Returns
+    -------
+    int
+        The id of the new current clustering.
+
+    Raises
+    ------
+    NotIngestedError
+        No clustering yet, or no saved clustering model (run ``labeler cluster --remap``).
+    """
+    import joblib
+
+    store = project.store
+    cur = store.current_clustering()
+    if cur is None or not can_place(project):
+        raise NotIngestedError("no saved clustering to place new images in: run `labeler cluster --remap`")
+    bundle = joblib.load(project.models_dir / CLUSTER_MODEL)
+    rows = np.asarray(rows, dtype=np.int64)
+    row_ids = store.row_image_ids()
+    cur_ids, cur_cl, cur_st = store.assignments()
+    new_ids = row_ids[rows]
+    pca = _load(project, "pca")
+    if bundle["method"] == "hdbscan":
+        fitted, strengths = predict_hdbscan(bundle["fit"], _load(project, "cluster_space")[rows])
+        placed = _translate(fitted, store.assignments(bundle["clustering_id"]), (cur_ids, cur_cl))
+    else:
+        pos = np.full(int(row_ids.max(initial=-1)) + 1, -1, dtype=np.int64)
+        pos[row_ids[row_ids >= 0]] = np.flatnonzero(row_ids >= 0)
+        old = ~np.isin(cur_ids, new_ids)
+        placed = nearest_centroid(pca[pos[cur_ids[old]]], cur_cl[old], pca[rows])
+        strengths = np.full(len(rows), np.nan, dtype=np.float32)
+    cluster_of = dict(zip(cur_ids.tolist(), zip(cur_cl.tolist(), cur_st.tolist())))
+    cluster_of.update(zip(new_ids.tolist(), zip(placed.tolist(), strengths.tolist())))
+    ids = row_ids[row_ids >= 0]
+    labels = np.array([cluster_of[int(i)][0] for i in ids], dtype=np.int64)
+    st = np.array([cluster_of[int(i)][1] for i in ids], dtype=np.float32)
+    summaries = summarize_clusters(project, ids, labels, pca[row_ids >= 0])
+    params = {**cur["params"], "base": int(cur["id"]), "placed": int(len(rows))}
+    return store.add_clustering(cur["method"], params, ids, labels, None if np.isnan(st).all() else st,
+                                summaries, parent_id=int(cur["id"]))
+
+
+def _translate(fitted: np.ndarray, fit_assign: tuple, current: tuple) -> np.ndarray:
+    """Fitted cluster ids -> the current cluster holding most of each fitted cluster's images."""
+    fit_of = dict(zip(fit_assign[0].tolist(), fit_assign[1].tolist()))
+    votes: dict[int, Counter] = {}
+    for i, c in zip(current[0].tolist(), current[1].tolist()):
+        f = fit_of.get(i)
+        if f is not None and f != NOISE:
+            votes.setdefault(f, Counter())[c] += 1
+    to_current = {f: v.most_common(1)[0][0] for f, v in votes.items()}
+    return np.array([to_current.get(int(f), NOISE) for f in fitted], dtype=np.int64)
 
 
 def _load(project: "Project", name: str) -> np.ndarray:

@@ -39,17 +39,23 @@ class Settings:
     features : str
         Feature type stored as the embeddings (labeler.embedding.local_features).
         'auto' keeps the type a project already has, and gives a new project
-        'multistage' (pooled stride-8, stride-16 and last stages; measured
-        better than 'global' on every ELPV truth column at the same cost),
-        'global' (average-pooled last layer) or 'multiscale' (GeM at 1x and 2x the
-        input size; best on most figures, ~5x the cost).
+        'global' (average-pooled last layer). Opt-in: 'multistage' (pooled
+        stride-8, stride-16 and last stages; measured better than 'global' on
+        every ELPV truth column at the same cost, docs/features.md) or
+        'multiscale' (GeM at 1x and 2x the input size; best on most figures, ~5x
+        the cost). Non-global types run on torch.
     device : str
         '' = cuda when present, else cpu.
     batch_size, num_workers : int
         Embedding batch size and decoding worker processes.
     precision : str
-        'fp32' (default) or 'bf16' (opt-in: bfloat16 autocast, ~2x faster on CPUs
-        with AVX-512 BF16; see benchmarks/bench_precision.py for its accuracy).
+        'fp32' (default), 'bf16' (opt-in: bfloat16 autocast, ~2x faster on CPUs
+        with AVX-512 BF16) or 'int8' (opt-in: ONNX Runtime static quantisation
+        calibrated on the collection, CPU only); see benchmarks/bench_precision.py
+        for their accuracy.
+    runtime : str
+        'auto' (ONNX Runtime on the CPU, torch on GPUs), 'torch' or 'onnxruntime'
+        (labeler.embedding.runtime; benchmarks/bench_embed.py measures both).
     commit_every : int
         Images per committed chunk: an interrupted ingest loses at most this much work.
     pca_components : int
@@ -74,7 +80,10 @@ class Settings:
         Random seed for PCA, UMAP and KMeans.
     novelty_percentile : float
         A query is novel when its best cosine similarity is below this percentile
-        of the collection's own nearest-neighbour similarities.
+        of the collection's held-out-style similarities (:mod:`labeler.novelty`:
+        each image's 5th nearest other image, so bursts of near-copies do not
+        count). 5 flagged 1-2 % of new in-domain ELPV photos and 89-95 % of
+        out-of-domain photos (``benchmarks/bench_novelty.py``).
     """
 
     backbone: str = "auto"
@@ -86,6 +95,7 @@ class Settings:
     num_workers: int = 1
     commit_every: int = 256
     precision: str = "fp32"
+    runtime: str = "auto"
     pca_components: int = 256
     umap_neighbors: int = 15
     umap_min_dist: float = 0.1
@@ -96,7 +106,7 @@ class Settings:
     k: int = 0
     k_range: list[int] = dataclasses.field(default_factory=lambda: [2, 20])
     seed: int = 0
-    novelty_percentile: float = 1.0
+    novelty_percentile: float = 5.0
 
     def updated(self, **overrides: Any) -> "Settings":
         """A copy with the non-None ``overrides`` applied (unknown keys raise TypeError)."""

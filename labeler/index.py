@@ -1,18 +1,90 @@
 """Nearest-neighbour search over L2-normalised vectors (cosine similarity).
 
-Exact search is a matrix product and a partial sort. One query reads every
-vector, so its time is memory bandwidth: at 100k x 256 float32 (102 MB) it took
-5.5-9 ms here. Above ``FP16_FROM`` rows :func:`build_index` uses FAISS (Johnson,
-Douze & Jegou 2017) with vectors stored as float16 (``IndexScalarQuantizer``
-QT_fp16): half the bytes, SIMD inner products, 2.6 ms at 100k with recall@10 of
-0.9995 against exact search (``benchmarks/bench_reduce.py``).
+Two indexes with one ``search`` interface:
+
+- :class:`ExactIndex`: every vector is compared with the query. A few queries
+  are one numpy matrix product (memory-bound: it reads all n x d floats); many
+  queries go through ``faiss.knn``, whose blocked BLAS product and heap keep
+  memory at a few MiB whatever n is (the novelty statistics at 100k went from
+  +770 MiB and 9 s to +11 MiB and 1.3 s).
+- :class:`HnswIndex`: a graph index, FAISS ``IndexHNSWFlat`` with inner
+  product (Malkov & Yashunin 2018, "Efficient and robust approximate nearest
+  neighbor search using Hierarchical Navigable Small World graphs"; Johnson,
+  Douze & Jegou 2017 for FAISS). It visits a few thousand vectors per query
+  instead of all of them, and returns approximate neighbours (recall@10 is
+  printed by ``benchmarks/bench_search.py``).
+
+A project uses exact search below :data:`HNSW_FROM` images and the HNSW index
+above (:func:`project_index`). The index is saved as ``models/index.faiss``
+and read back with FAISS's ``IO_FLAG_MMAP_IFC``: the vector storage stays a
+read-only memory map, so several dashboard workers share one copy through the
+page cache. When images are appended (rows added, earlier rows unchanged) the
+new vectors are added to the saved graph; when the PCA was refitted (earlier
+rows changed) the index is rebuilt.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
+import json
+import os
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-FP16_FROM = 50_000
+from .errors import BadInputError
+
+if TYPE_CHECKING:
+    from .project import Project
+
+#: Exact search below this many vectors, HNSW from it. Chosen with
+#: benchmarks/bench_search.py: see benchmarks/README.md for the figures.
+HNSW_FROM = 50_000
+#: Graph degree (FAISS ``M``) and build beam width (``efConstruction``).
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 40
+#: Search beam width (``efSearch``): the recall/speed trade-off (bench_search.py).
+HNSW_EF_SEARCH = 64
+#: Fewer queries than this use numpy's product; more use faiss.knn's blocked BLAS.
+_BLAS_FROM = 20
+
+INDEX_FILE = "index.faiss"
+INDEX_META = "index.json"
+
+
+_blas = None
+
+
+def _one_blas_thread():
+    """Context: BLAS on one thread. A one-query product is memory-bound; OpenBLAS's
+    threads only spin against other work (50 vs 78 ms at 100k on a loaded 2-core
+    machine, 1 vs 33 ms at 10k)."""
+    global _blas
+    if _blas is None:
+        from threadpoolctl import ThreadpoolController
+
+        _blas = ThreadpoolController()
+    return _blas.limit(limits=1, user_api="blas")
+
+
+def _as_queries(queries: np.ndarray) -> np.ndarray:
+    q = np.ascontiguousarray(queries, dtype=np.float32)
+    return q[None, :] if q.ndim == 1 else q
+
+
+def _drop_excluded(sims, rows, exclude, k):
+    """Remove ``exclude[i]`` from row i of a (m, k+1) result; keep the first k."""
+    out_s = np.empty((len(rows), k), np.float32)
+    out_r = np.empty((len(rows), k), np.int64)
+    for i in range(len(rows)):
+        keep = (rows[i] != exclude[i]) & (rows[i] >= 0)
+        r, s = rows[i][keep][:k], sims[i][keep][:k]
+        out_r[i, : len(r)], out_s[i, : len(r)] = r, s
+        out_r[i, len(r):], out_s[i, len(r):] = -1, -np.inf  # HNSW may find fewer than k
+    return out_s, out_r
 
 
 class ExactIndex:
@@ -21,8 +93,11 @@ class ExactIndex:
     Parameters
     ----------
     vectors : ndarray (n, d) float32
-        L2-normalised rows (e.g. ``pca.npy``); may be a read-only memory map.
+        L2-normalised rows (e.g. ``pca.npy``); may be a read-only memory map
+        (it is not copied).
     """
+
+    exact = True
 
     def __init__(self, vectors: np.ndarray):
         self.vectors = np.asarray(vectors, dtype=np.float32)
@@ -32,7 +107,8 @@ class ExactIndex:
     def __len__(self) -> int:
         return len(self.vectors)
 
-    def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
+               batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` most similar rows of each query.
 
         Parameters
@@ -43,41 +119,168 @@ class ExactIndex:
         exclude : ndarray (m,) int or None
             A row to leave out per query (the query itself, for leave-one-out).
         batch : int or None
-            Queries per matrix product; default keeps the (batch, n) similarity
-            block near 128 MiB whatever n is.
+            Queries per numpy product when fewer than 20 queries are asked;
+            default keeps the (batch, n) similarity block near 32 MiB.
 
         Returns
         -------
         similarities : ndarray (m, k) float32, descending
         rows : ndarray (m, k) int64
         """
-        q = np.asarray(queries, dtype=np.float32)
-        if q.ndim == 1:
-            q = q[None, :]
+        q = _as_queries(queries)
         n = len(self.vectors)
         k = int(min(k, n - (1 if exclude is not None else 0)))
         if k < 1:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        batch = batch or max(1, min(1024, 2**25 // max(n, 1)))
+        if len(q) >= _BLAS_FROM:
+            import faiss
+
+            kk = k + (1 if exclude is not None else 0)
+            x = np.ascontiguousarray(self.vectors)  # no copy for a float32 memory map
+            sims, rows = faiss.knn(q, x, kk, metric=faiss.METRIC_INNER_PRODUCT)
+            if exclude is None:
+                return sims.astype(np.float32), rows.astype(np.int64)
+            return _drop_excluded(sims, rows, exclude, k)
+        batch = batch or max(1, min(1024, 2**23 // max(n, 1)))
         out_s = np.empty((len(q), k), np.float32)
         out_r = np.empty((len(q), k), np.int64)
+        with _one_blas_thread():
+            self._numpy_search(q, k, exclude, batch, out_s, out_r)
+        return out_s, out_r
+
+    def _numpy_search(self, q, k, exclude, batch, out_s, out_r) -> None:
+        n = len(self.vectors)
         for i in range(0, len(q), batch):
             s = q[i : i + batch] @ self.vectors.T
             if exclude is not None:
                 s[np.arange(len(s)), exclude[i : i + batch]] = -np.inf
-            part = np.argpartition(-s, k - 1, axis=1)[:, :k]
+            part = np.argpartition(s, n - k, axis=1)[:, n - k:]
             ps = np.take_along_axis(s, part, axis=1)
             order = np.argsort(-ps, axis=1, kind="stable")
             out_r[i : i + batch] = np.take_along_axis(part, order, axis=1)
             out_s[i : i + batch] = np.take_along_axis(ps, order, axis=1)
-        return out_s, out_r
+
+
+class HnswIndex:
+    """Approximate cosine-similarity k-NN: FAISS ``IndexHNSWFlat``, inner product.
+
+    Same ``search`` interface as :class:`ExactIndex`. Build with
+    :meth:`build`, extend with :meth:`add`, persist with :meth:`save` /
+    :meth:`load`.
+
+    Parameters
+    ----------
+    index : faiss.IndexHNSWFlat
+    ef_search : int
+        Search beam width: larger = higher recall, slower.
+    mapped : bool
+        The vector storage is a read-only memory map (then :meth:`add` refuses).
+    """
+
+    exact = False
+
+    def __init__(self, index, *, ef_search: int = HNSW_EF_SEARCH, mapped: bool = False):
+        self.index = index
+        self.ef_search = int(ef_search)
+        self.mapped = mapped
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
+              ef_search: int = HNSW_EF_SEARCH, chunk: int = 100_000) -> HnswIndex:
+        """Build the graph over ``vectors`` (n, d) float32, L2-normalised.
+
+        Added in chunks so a memory-mapped ``pca.npy`` is never copied whole.
+        """
+        import faiss
+
+        d = int(np.shape(vectors)[1])
+        index = faiss.IndexHNSWFlat(d, int(m), faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = int(ef_construction)
+        out = cls(index, ef_search=ef_search)
+        out.add(vectors, chunk=chunk)
+        return out
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    def add(self, vectors: np.ndarray, *, chunk: int = 100_000) -> None:
+        """Append rows (their row numbers continue from ``len(self)``).
+
+        Raises
+        ------
+        BadInputError
+            The index was loaded memory-mapped (read-only), or the dimension differs.
+        """
+        if self.mapped:
+            raise BadInputError("this index is memory-mapped read-only: load it with mmap=False to add vectors")
+        if np.shape(vectors)[1] != self.dim:
+            raise BadInputError(f"vectors have {np.shape(vectors)[1]} dimensions, the index {self.dim}")
+        for i in range(0, len(vectors), chunk):
+            self.index.add(np.ascontiguousarray(vectors[i : i + chunk], dtype=np.float32))
+
+    def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
+               batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """See :meth:`ExactIndex.search` (``batch`` is ignored). Approximate:
+        the true neighbours are found with the recall bench_search.py prints; a
+        row is -1 (similarity -inf) if the graph search found fewer than k."""
+        import faiss
+
+        q = _as_queries(queries)
+        n = len(self)
+        k = int(min(k, n - (1 if exclude is not None else 0)))
+        if k < 1:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        kk = k + (1 if exclude is not None else 0)
+        params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, kk))
+        sims, rows = self.index.search(q, kk, params=params)
+        if exclude is None:
+            return sims.astype(np.float32), rows.astype(np.int64)
+        return _drop_excluded(sims, rows, exclude, k)
+
+    def save(self, path: Path | str) -> None:
+        """Write the index to ``path`` atomically (a reader sees the old or the new file)."""
+        import faiss
+
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        faiss.write_index(self.index, str(tmp))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path | str, *, mmap: bool = True, ef_search: int = HNSW_EF_SEARCH) -> HnswIndex:
+        """Read a saved index; ``mmap`` maps its vectors read-only instead of copying them.
+
+        Raises
+        ------
+        FileNotFoundError
+            No file at ``path``.
+        """
+        import faiss
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no index at {path}")
+        flags = faiss.IO_FLAG_MMAP_IFC if mmap else 0
+        return cls(faiss.read_index(str(path), flags), ef_search=ef_search, mapped=mmap)
+
+
+def build_index(vectors: np.ndarray, *, exact: bool = False) -> ExactIndex | HnswIndex:
+    """An in-memory index: exact below :data:`HNSW_FROM` rows or when ``exact``, else HNSW."""
+    if exact or len(vectors) < HNSW_FROM:
+        return ExactIndex(vectors)
+    return HnswIndex.build(vectors)
 
 
 def nearest_neighbour_similarities(vectors: np.ndarray, *, sample: int | None = 5000, seed: int = 0) -> np.ndarray:
-    """Cosine similarity of (a sample of) rows to their nearest other row.
+    """Cosine similarity of (a sample of) rows to their nearest other row (exact search).
 
     The distribution tells how close images in this collection usually are to
     each other; a low percentile of it is the novelty threshold for queries.
+    Memory stays at a few MiB whatever n (faiss.knn's blocked product).
 
     Returns
     -------
@@ -88,54 +291,105 @@ def nearest_neighbour_similarities(vectors: np.ndarray, *, sample: int | None = 
     if n < 2:
         return np.ones(n, np.float32)
     rows = np.arange(n) if sample is None or n <= sample else np.random.default_rng(seed).choice(n, sample, replace=False)
-    sims, _ = ExactIndex(x).search(x[rows], 1, exclude=rows)
-    return sims[:, 0]
+    sims = np.empty(len(rows), np.float32)
+    index = ExactIndex(x)
+    for i in range(0, len(rows), 4096):
+        part = rows[i : i + 4096]
+        sims[i : i + 4096] = index.search(x[part], 1, exclude=part)[0][:, 0]
+    return sims
 
 
-class Fp16Index:
-    """Cosine-similarity k-NN over float16-stored vectors (FAISS scalar quantizer).
+# -- the project's saved index ---------------------------------------------------------
 
-    Same interface as :class:`ExactIndex`. Similarities are inner products of
-    float16-rounded vectors (error ~1e-3); rankings match exact search except
-    among near-ties.
+
+def _fingerprint(vectors: np.ndarray, n: int) -> str:
+    """Hash of the first rows and of row ``n - 1``: changes when the PCA is refitted."""
+    h = hashlib.sha1()
+    h.update(np.ascontiguousarray(vectors[: min(n, 256)]).tobytes())
+    if n:
+        h.update(np.ascontiguousarray(vectors[n - 1]).tobytes())
+    return h.hexdigest()
+
+
+@contextmanager
+def _locked(path: Path):
+    with open(path, "a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
+                         say=lambda message: None) -> str:
+    """Bring ``models/index.faiss`` up to date with ``pca.npy``.
+
+    Below :data:`HNSW_FROM` rows nothing is saved (exact search needs no
+    index). Rows appended since the last build are added to the graph; a
+    refitted PCA (the first rows changed) rebuilds it. Concurrent callers
+    (dashboard workers) wait on a file lock, so one of them does the work.
 
     Parameters
     ----------
-    vectors : ndarray (n, d) float32, L2-normalised
+    vectors : ndarray (n, d) float32 or None
+        The project's PCA vectors (default: ``pca.npy``, memory-mapped).
+    say : callable(str)
+        Receives one line when the index is built or extended.
+
+    Returns
+    -------
+    str
+        What happened: 'exact' (small collection), 'current', 'added N' or 'built'.
+
+    Raises
+    ------
+    ProjectError
+        ``pca.npy`` does not exist yet.
     """
-
-    def __init__(self, vectors: np.ndarray):
-        import faiss
-
-        x = np.ascontiguousarray(vectors, dtype=np.float32)
-        self._n = len(x)
-        self.index = faiss.IndexScalarQuantizer(x.shape[1], faiss.ScalarQuantizer.QT_fp16,
-                                                faiss.METRIC_INNER_PRODUCT)
-        self.index.train(x[:1])  # QT_fp16 needs no statistics
-        self.index.add(x)
-
-    def __len__(self) -> int:
-        return self._n
-
-    def search(self, queries: np.ndarray, k: int = 10, *, exclude: np.ndarray | None = None,
-               batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """See :meth:`ExactIndex.search`."""
-        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        k = int(min(k, self._n - (1 if exclude is not None else 0)))
-        if k < 1:
-            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        sims, rows = self.index.search(q, k + (1 if exclude is not None else 0))
-        if exclude is None:
-            return sims.astype(np.float32), rows.astype(np.int64)
-        out_s = np.empty((len(q), k), np.float32)
-        out_r = np.empty((len(q), k), np.int64)
-        for i in range(len(q)):
-            keep = rows[i] != exclude[i]
-            out_r[i] = rows[i][keep][:k]
-            out_s[i] = sims[i][keep][:k]
-        return out_s, out_r
+    x = project.load_array("pca") if vectors is None else vectors
+    n = len(x)
+    path, meta_path = project.models_dir / INDEX_FILE, project.models_dir / INDEX_META
+    if n < HNSW_FROM:
+        return "exact"
+    project.models_dir.mkdir(parents=True, exist_ok=True)
+    with _locked(project.models_dir / "index.lock"):
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+        old = int(meta.get("rows", -1))
+        if path.is_file() and old == n and meta.get("fingerprint") == _fingerprint(x, n):
+            return "current"
+        if path.is_file() and 0 < old < n and meta.get("dim") == x.shape[1] \
+                and meta.get("fingerprint") == _fingerprint(x, old):
+            say(f"adding {n - old:,} vectors to the HNSW index ...")
+            index = HnswIndex.load(path, mmap=False)
+            index.add(x[old:])
+            what = f"added {n - old}"
+        else:
+            say(f"building the HNSW search index over {n:,} vectors ...")
+            index = HnswIndex.build(x)
+            what = "built"
+        index.save(path)
+        meta = {"kind": "hnsw", "rows": n, "dim": int(x.shape[1]), "m": HNSW_M,
+                "ef_construction": HNSW_EF_CONSTRUCTION, "fingerprint": _fingerprint(x, n)}
+        tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(meta))
+        os.replace(tmp, meta_path)
+        return what
 
 
-def build_index(vectors: np.ndarray) -> ExactIndex | Fp16Index:
-    """The index for a collection: exact float32 up to ``FP16_FROM`` rows, else float16 FAISS."""
-    return ExactIndex(vectors) if len(vectors) < FP16_FROM else Fp16Index(vectors)
+def project_index(project: Project, vectors: np.ndarray | None = None, *,
+                  exact: bool = False) -> ExactIndex | HnswIndex:
+    """The search index of a project: exact below :data:`HNSW_FROM` images or when
+    ``exact``; otherwise the saved HNSW index, memory-mapped (brought up to date
+    first with :func:`update_project_index` if ``pca.npy`` changed).
+
+    Raises
+    ------
+    ProjectError
+        ``pca.npy`` does not exist yet.
+    """
+    x = project.load_array("pca") if vectors is None else vectors
+    if exact or len(x) < HNSW_FROM:
+        return ExactIndex(x)
+    update_project_index(project, x)
+    return HnswIndex.load(project.models_dir / INDEX_FILE, mmap=True)

@@ -3,8 +3,10 @@
 Each step is a function with plain inputs and outputs (clustering lives in
 :mod:`labeler.clustering`, reduction in :mod:`labeler.reduce`); :func:`ingest` runs them
 in order and is what ``labeler ingest`` calls. Re-running on the same folder
-embeds only new or changed files (by content hash); an interrupted run resumes
-from the last committed chunk.
+embeds only new or changed files (by content hash) and places them into the
+existing map and clusters, so that nothing the annotator has seen moves
+(``remap=True`` refits everything); an interrupted run resumes from the last
+committed chunk.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from pathlib import Path
 import joblib
 import numpy as np
 
-from . import images
-from .clustering import cluster_project, clustering_up_to_date
+from . import images, novelty
+from .clustering import CLUSTER_MODEL, can_place, cluster_project, clustering_up_to_date, place_images
 from .config import Settings
-from .index import nearest_neighbour_similarities
+from .embedding.stage import backbone_change, embed_pending, resolve_project_backbone
+from .index import update_project_index
 from .errors import BackboneMismatchError, BadInputError, ProjectError
 from .project import Project
-from .reduce import fit_pca, fit_umap
+from .reduce import fit_pca, fit_umaps, place_by_neighbours, transform_pca, transform_umap
 
 log = logging.getLogger("labeler")
 
@@ -56,6 +59,8 @@ class IngestReport:
     n_noise: int
     seconds: float
     rebuilt: bool
+    placed: int = 0
+    remapped: bool = False
 
 
 def catalogue(project: Project, image_dir: Path) -> CatalogueReport:
@@ -115,164 +120,17 @@ def catalogue(project: Project, image_dir: Path) -> CatalogueReport:
     return rep
 
 
-#: The feature type a new project gets with ``features='auto'`` (docs/features.md).
-DEFAULT_FEATURES = "multistage"
-
-
-def wanted_features(recorded: dict | None, settings: Settings) -> str:
-    """The feature type to embed with: ``settings.features``, where 'auto' keeps the
-    project's (projects from before feature types had 'global') or, for a new project,
-    :data:`DEFAULT_FEATURES`."""
-    if settings.features != "auto":
-        return settings.features
-    return recorded.get("features", "global") if recorded else DEFAULT_FEATURES
-
-
-def backbone_change(project: Project, settings: Settings) -> str | None:
-    """Why ``settings`` would re-embed the project with another backbone or view, or None."""
-    recorded = project.store.get_meta("backbone")
-    if not recorded:
-        return None
-    wanted = recorded["name"] if settings.backbone == "auto" else settings.backbone
-    was = (recorded["name"], recorded.get("view"), recorded.get("precision", "fp32"),
-           recorded.get("features", "global"))
-    now = (wanted, settings.view, settings.precision, wanted_features(recorded, settings))
-    if was == now:
-        return None
-    return (
-        "the project's embeddings were made with {} (view {}, {}, {} features); re-embedding everything "
-        "with {} (view {}, {}, {} features) needs --force".format(*was, *now)
-    )
-
-
-def resolve_project_backbone(project: Project, settings: Settings, *, force: bool = False, warn: Callable[[str], None] = log.warning):
-    """Load the backbone for this project, keeping one backbone per project.
-
-    ``auto`` keeps the backbone the project already uses. Another backbone or
-    view needs ``force``, which marks every image for re-embedding (labels stay).
-
-    Raises
-    ------
-    BackboneMismatchError
-        Another backbone was asked for without ``force``.
-    WeightsNotFoundError
-        Explicit resnet50 without weights.
-    """
-    from .embedding.backbones import load_backbone
-    from .embedding.local_features import feature_backbone
-
-    change = backbone_change(project, settings)
-    if change and not force:
-        raise BackboneMismatchError(change)
-    recorded = project.store.get_meta("backbone")
-    wanted = recorded["name"] if recorded and settings.backbone == "auto" else settings.backbone
-    notes: list[str] = []
-
-    def noted(message: str) -> None:
-        notes.append(message)
-        warn(message)
-
-    bb = load_backbone(wanted, weights=settings.weights or None, device=settings.device or "auto", warn=noted)
-    features = wanted_features(recorded, settings)
-    bb = feature_backbone(bb, features)
-    if change:
-        project.store.mark_all_pending()
-        for name in ("embeddings", "pca", "map", "cluster_space"):
-            project.array_path(name).unlink(missing_ok=True)
-    project.store.set_meta(
-        backbone={
-            "name": bb.name,
-            "dim": bb.dim,
-            "weights_id": bb.weights_id,
-            "weights_source": str(bb.weights_source),
-            "preprocessing": bb.describe_preprocessing(settings.view),
-            "view": settings.view,
-            "precision": settings.precision,
-            "features": features,
-            "requested": settings.backbone,
-            # Why auto chose this backbone (e.g. no resnet50 weights), for `labeler info`.
-            "note": " ".join(notes) or None,
-        },
-        categories=list(bb.categories),
-    )
-    return bb
-
-
-def embed_pending(project: Project, backbone, settings: Settings, *, progress: bool = True,
-                  engine: str = "local", address: str | None = None) -> tuple[int, list[tuple[str, str]]]:
-    """Embed every pending image in committed chunks. Returns (embedded, skipped).
-
-    ``engine`` "ray" embeds on a Ray cluster (:mod:`labeler.embedding.ray_data`,
-    ``address`` None = a local instance); commits and resume are the same.
-    """
-    from .embedding.extract import embed_files
-
-    store = project.store
-    pending = store.pending_images()
-    if not pending:
-        return 0, []
-    items = [(int(r["id"]), project.image_path(r["path"])) for r in pending]
-    by_id = {int(r["id"]): r for r in pending}
-    next_row = store.next_row()
-    done, skipped = 0, []
-    feats, records, failures = [], [], []
-
-    def flush():
-        nonlocal feats, records, failures, done, skipped
-        if records:
-            # Chunk file first, DB commit second: a crash between the two leaves a
-            # chunk that consolidate_parts() discards, never a row without vectors.
-            project.write_part(np.array([r["row"] for r in records]), np.stack(feats))
-            store.commit_embedded(records)
-        if failures:
-            store.mark_skipped(failures)
-        done += len(records)
-        skipped += failures
-        feats, records, failures = [], [], []
-
-    # One pass over all pending images (one progress bar, one set of decoding
-    # workers); committed every ``commit_every`` images.
-    if engine == "ray":
-        from .embedding.ray_data import embed_files_ray
-
-        batches = embed_files_ray(items, backbone.name, weights=settings.weights or None, view=settings.view,
-                                  batch_size=settings.batch_size, device=settings.device or "auto",
-                                  thumbs_dir=project.thumbs_dir, precision=settings.precision, address=address,
-                                  progress=progress,
-                                  features=(store.get_meta("backbone") or {}).get("features", "global"))
-    elif engine == "local":
-        batches = embed_files(
-            items, backbone, view=settings.view, batch_size=settings.batch_size,
-            num_workers=settings.num_workers, device=settings.device or "auto",
-            thumbs_dir=project.thumbs_dir, progress=progress, precision=settings.precision,
-        )
-    else:
-        raise BadInputError(f"unknown engine {engine!r}; 'local' or 'ray'")
-    for b in batches:
-        failures += [(by_id[i]["path"], reason) for i, reason in b.failures]
-        for j, i in enumerate(b.ids):
-            row = by_id[int(i)]["row"]
-            if row is None:
-                row, next_row = next_row, next_row + 1
-            records.append({
-                "id": int(i), "row": int(row), "width": int(b.width[j]), "height": int(b.height[j]),
-                "top1": int(b.top1[j]), "top1_prob": float(b.top1_prob[j]),
-            })
-            feats.append(b.features[j])
-        if len(records) + len(failures) >= settings.commit_every:
-            flush()
-    flush()
-    project.consolidate_parts()
-    return done, skipped
-
-
 def rebuild_maps(project: Project, settings: Settings, *, say: Callable[[str], None] = log.info) -> None:
     """Fit PCA and the UMAP map + clustering space on all embeddings; save models.
 
-    Also stores the collection's nearest-neighbour similarity distribution, from
-    which the novelty threshold of reverse image search is derived. ``say``
+    Also calibrates the novelty threshold of reverse image search
+    (:func:`labeler.novelty.calibrate`). ``say``
     receives one line per stage (the CLI prints them).
     """
+    # The saved clustering model lives in the space about to be refitted: a run killed
+    # before re-clustering must re-cluster, never place images with the old model.
+    project.store.set_meta(clustering_stale=True)
+    (project.models_dir / CLUSTER_MODEL).unlink(missing_ok=True)
     emb = project.load_array("embeddings", mmap=False)
     say(f"PCA of {len(emb)} embeddings ({emb.shape[1]}-d) ...")
     pca = fit_pca(emb, settings.pca_components, seed=settings.seed)
@@ -281,28 +139,99 @@ def rebuild_maps(project: Project, settings: Settings, *, say: Callable[[str], N
     # A fixed seed makes umap-learn single-threaded: keep it (reproducible maps)
     # up to 50k images, trade it for both cores above (bench_reduce: 229 s -> 92 s at 100k).
     seed = settings.seed if len(emb) <= 50_000 else None
-    say("UMAP 2-D map (the first run in a process compiles numba code: about a minute) ...")
-    map_reducer, xy = fit_umap(
-        pca.vectors, 2, n_neighbors=settings.umap_neighbors, min_dist=settings.umap_min_dist, seed=seed
+    dims = int(min(settings.cluster_dims, max(2, len(emb) - 2)))
+    say(f"UMAP 2-D map and {dims}-d clustering space, one kNN graph (the first run in a process "
+        "compiles numba code: about a minute) ...")
+    (map_reducer, xy), (space_reducer, space) = fit_umaps(
+        pca.vectors, [(2, settings.umap_min_dist), (dims, 0.0)], n_neighbors=settings.umap_neighbors, seed=seed
     )
     project.save_array("map", xy)
-    dims = int(min(settings.cluster_dims, max(2, len(emb) - 2)))
-    say(f"UMAP {dims}-d space for clustering ...")
-    _, space = fit_umap(pca.vectors, dims, n_neighbors=settings.umap_neighbors, min_dist=0.0, seed=seed)
     project.save_array("cluster_space", space)
     joblib.dump(pca.model, project.models_dir / "pca.joblib")
     joblib.dump(map_reducer, project.models_dir / "umap_map.joblib")
-    # 2,000 queries pin the 1st percentile well (its 20th value) and cost 50 s at 1M rows, not 120.
-    nn_sims = nearest_neighbour_similarities(pca.vectors, sample=2000, seed=settings.seed)
+    joblib.dump(space_reducer, project.models_dir / "umap_cluster.joblib")
     project.store.set_meta(
         pca_explained_variance=float(pca.explained_variance_ratio.sum()),
         pca_components=int(pca.vectors.shape[1]),
-        nn_similarity_percentiles={str(p): float(np.percentile(nn_sims, p)) for p in (0.5, 1, 2, 5, 10, 50)},
-        novelty_threshold=float(np.percentile(nn_sims, settings.novelty_percentile)),
-        maps_built_at=time.time(),
-        # Written last: a run killed before this point rebuilds the maps next time.
-        maps_rows=int(len(emb)),
+        maps_fitted_rows=int(len(emb)),
+        rows_to_place=[],
     )
+    update_project_index(project, pca.vectors, say=say)  # HNSW above index.HNSW_FROM images
+    _store_novelty(project, pca.vectors, settings)
+    # Written last: a run killed before this point rebuilds the maps next time.
+    project.store.set_meta(maps_built_at=time.time(), maps_rows=int(len(emb)))
+
+
+def _store_novelty(project: Project, vectors: np.ndarray, settings: Settings) -> None:
+    cal = novelty.calibrate(vectors, settings.novelty_percentile, seed=settings.seed)
+    project.store.set_meta(nn_similarity_percentiles=cal.percentiles, novelty_threshold=cal.threshold,
+                           novelty_method=cal.method)
+
+
+MAP_MODELS = ("pca.joblib", "umap_map.joblib", "umap_cluster.joblib")
+
+
+def can_place_in_maps(project: Project) -> bool:
+    """Whether the fitted PCA, map and clustering space exist to place new images in."""
+    arrays = ("pca", "map", "cluster_space")
+    return (project.store.get_meta("maps_rows") is not None and all(project.has_array(a) for a in arrays)
+            and all((project.models_dir / m).is_file() for m in MAP_MODELS))
+
+
+def place_in_maps(project: Project, rows: np.ndarray, settings: Settings, *, placement: str = "neighbours",
+                  say: Callable[[str], None] = log.info) -> None:
+    """Add the images at array ``rows`` to the existing PCA, map and clustering space.
+
+    Nothing is refitted and no other row changes: the saved PCA projects the new
+    embeddings, and the new points are placed on the 2-D map and in the
+    clustering space either by their nearest fitted neighbours
+    (``placement='neighbours'``, :func:`labeler.reduce.place_by_neighbours`) or by
+    the saved UMAP reducers' ``transform`` (``'umap'``). The novelty statistics
+    are recomputed over all rows.
+
+    Raises
+    ------
+    BadInputError
+        An unknown ``placement``.
+    """
+    if placement not in ("neighbours", "umap"):
+        raise BadInputError(f"unknown placement {placement!r}: neighbours or umap")
+    rows = np.asarray(sorted(set(int(r) for r in rows)), dtype=np.int64)
+    emb = project.load_array("embeddings")
+    n = len(emb)
+    new = transform_pca(joblib.load(project.models_dir / "pca.joblib"), np.asarray(emb[rows]))
+    pca = _grown(project.load_array("pca", mmap=False), n)
+    old = np.setdiff1d(np.arange(min(len(pca), int(project.store.get_meta("maps_rows")))), rows)
+    say(f"placing {len(rows)} image(s) on the existing map ({placement}; `--remap` refits it) ...")
+    spaces = (("map", "umap_map.joblib"), ("cluster_space", "umap_cluster.joblib"))
+    placed = {name: _grown(project.load_array(name, mmap=False), n) for name, _ in spaces}
+    if placement == "neighbours":
+        # One neighbour search serves both spaces.
+        positions = place_by_neighbours(pca[old], [placed[name][old] for name, _ in spaces], new,
+                                        k=PLACEMENT_NEIGHBOURS)
+    else:
+        positions = [transform_umap(joblib.load(project.models_dir / model), new) for _, model in spaces]
+    for (name, _), pos in zip(spaces, positions):
+        placed[name][rows] = pos
+    pca[rows] = new
+    project.save_array("pca", pca)
+    for name, coords in placed.items():
+        project.save_array(name, coords)
+    update_project_index(project, pca, say=say)  # adds the new rows to a saved HNSW index
+    _store_novelty(project, pca, settings)
+    project.store.set_meta(maps_rows=int(n))
+
+
+# bench_placement.py, ELPV (262 held-out of 2,624): k = 2..5 keep as many PCA neighbours on the
+# map as UMAP's transform (0.40-0.41 vs 0.41) and agree as often on the cluster, ~50x faster.
+PLACEMENT_NEIGHBOURS = 5
+
+
+def _grown(a: np.ndarray, n: int) -> np.ndarray:
+    """``a`` (m, c) extended with zero rows to n rows (m <= n)."""
+    if len(a) >= n:
+        return np.array(a[:n])
+    return np.concatenate([a, np.zeros((n - len(a), *a.shape[1:]), dtype=a.dtype)])
 
 
 def maps_up_to_date(project: Project, n_rows: int) -> bool:
@@ -317,6 +246,7 @@ def ingest(
     settings: Settings | None = None,
     *,
     force: bool = False,
+    remap: bool = False,
     progress: bool = True,
     warn: Callable[[str], None] = log.warning,
     say: Callable[[str], None] = log.info,
@@ -335,6 +265,11 @@ def ingest(
         None = the project's settings (defaults < labeler.toml < LABELER_*).
     force : bool
         Allow re-embedding everything with another backbone.
+    remap : bool
+        Refit PCA, the map and the clustering even if only a few images are new.
+        Without it, new or changed images are placed into the existing map and
+        clusters (:func:`place_in_maps`, :func:`labeler.clustering.place_images`):
+        every other image keeps its map position and cluster id.
     warn, say : callable(str)
         Receive warnings and one line per stage.
     engine : {"local", "ray"}
@@ -372,32 +307,60 @@ def ingest(
         raise BackboneMismatchError(change)
     cat = catalogue(project, image_dir)
     project.consolidate_parts()  # a previous run may have been interrupted
+    store = project.store
+    # Changed files keep their array row: remember it before embedding clears 'pending',
+    # so that a run killed after embedding still re-places them next time.
+    changed = [int(r["row"]) for r in store.pending_images() if r["row"] is not None]
+    if changed:
+        store.set_meta(rows_to_place=sorted(set(store.get_meta("rows_to_place") or []) | set(changed)))
     backbone_name = None
     embedded, skipped = 0, list(cat.skipped)
-    if change or project.store.pending_images() or not project.store.get_meta("backbone"):
+    if change or store.pending_images() or not store.get_meta("backbone"):
         bb = resolve_project_backbone(project, settings, force=force, warn=warn)
         backbone_name = bb.name
         embedded, failed = embed_pending(project, bb, settings, progress=progress, engine=engine, address=address)
         skipped += failed
     else:
-        backbone_name = project.store.get_meta("backbone")["name"]
+        backbone_name = store.get_meta("backbone")["name"]
     project.save_settings(settings)
-    n_rows = project.store.next_row()
+    n_rows = store.next_row()
     if n_rows == 0:
         raise BadInputError(
             f"no usable image in {image_dir} ({len(skipped)} file(s) skipped)"
             + "".join(f"\n  {p}: {r}" for p, r in skipped[:20])
         )
-    maps_stale = bool(embedded) or not maps_up_to_date(project, n_rows)
-    if maps_stale:
-        rebuild_maps(project, settings, say=say)
-    rebuilt = maps_stale or not clustering_up_to_date(project, n_rows)
-    if rebuilt:
-        say(f"clustering ({settings.method}) ...")
-        cluster_project(project, settings)
+    placed = 0
+    remapped = remap or bool(change) or not (can_place_in_maps(project) and can_place(project))
+    if remapped:
+        maps_stale = remap or bool(embedded) or not maps_up_to_date(project, n_rows)
+        if maps_stale:
+            rebuild_maps(project, settings, say=say)
+        rebuilt = maps_stale or not clustering_up_to_date(project, n_rows) or bool(store.get_meta("clustering_stale"))
+        if rebuilt:
+            say(f"clustering ({settings.method}) ...")
+            cluster_project(project, settings)
+        remapped = rebuilt
+    else:
+        rows = set(store.get_meta("rows_to_place") or []) | set(range(int(store.get_meta("maps_rows")), n_rows))
+        rebuilt = bool(rows)
+        if rows:
+            store.set_meta(rows_to_place=sorted(rows))
+            place_in_maps(project, np.array(sorted(rows)), settings, say=say)
+            place_images(project, np.array(sorted(rows)))
+            store.set_meta(rows_to_place=[])
+            placed = len(rows)
+            fitted = int(store.get_meta("maps_fitted_rows") or 0)
+            if n_rows > 2 * fitted:
+                say(f"the map was fitted on {fitted} images and now shows {n_rows}: "
+                    "`labeler cluster --remap` refits it")
+        elif not clustering_up_to_date(project, n_rows):
+            say(f"clustering ({settings.method}) ...")
+            cluster_project(project, settings)
+            rebuilt = True
     _, labels, _ = project.store.assignments()
     return IngestReport(
         catalogue=cat, backbone=backbone_name, embedded=embedded, skipped=skipped,
         n_images=n_rows, n_clusters=int(len(set(labels.tolist()) - {-1})),
         n_noise=int((labels == -1).sum()), seconds=time.time() - t0, rebuilt=rebuilt,
+        placed=placed, remapped=remapped,
     )

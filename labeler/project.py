@@ -18,18 +18,66 @@ Nothing is ever written into the image folder.
 
 from __future__ import annotations
 
+import os
 import re
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_write
-from .errors import ProjectError
+from .errors import ProjectError, ProjectLockedError
 from .config import Settings, load_settings, save_settings
 from .store import Store
 
 DB_NAME = "labeler.db"
 SETTINGS_NAME = "labeler.toml"
+LOCK_NAME = "labeler.lock"
+
+
+@contextmanager
+def project_lock(project_dir: Path | str, what: str = "ingest"):
+    """Hold the project's write lock for a long write (ingest, re-clustering).
+
+    An advisory ``flock`` on ``labeler.lock`` in the project directory (created
+    with the directory if missing). ``fcntl.flock`` rather than the ``filelock``
+    package: it is the standard library, ``filelock`` uses the same call on
+    POSIX, and the kernel releases the lock when the process dies (even by
+    kill -9), so there is never a stale lock to clean up. Readers (the
+    dashboard, ``info``, ``search``) never take it, and labelling uses SQLite
+    transactions, so both carry on meanwhile.
+
+    Raises
+    ------
+    ProjectLockedError
+        Another process holds the lock (fails at once, never waits).
+    """
+    import fcntl
+
+    root = Path(project_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    f = open(root / LOCK_NAME, "a+")
+    try:
+        try:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise ProjectLockedError(
+                f"{root} is busy: {holder} is writing to it; wait for it to finish "
+                f"before this {what} (the dashboard stays usable meanwhile)") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"{what} (pid {os.getpid()})")
+        f.flush()
+        try:
+            yield
+        finally:
+            f.seek(0)
+            f.truncate()
+            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+    finally:
+        f.close()
 
 
 

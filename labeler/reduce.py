@@ -6,15 +6,18 @@ cosine similarity. UMAP (McInnes, Healy & Melville 2018, umap-learn) then makes
 the 2-D map for the dashboard and a low-dimensional space for HDBSCAN.
 
 Large collections: both are fitted on a random sample of at most
-``fit_sample`` rows (UMAP: 20k) and the remaining rows are transformed, which
-keeps the time and memory of a fit bounded (umap-learn docs: "UMAP on large
-datasets"). At 100k synthetic embeddings this brought embeddings -> clusters +
-map from 229 s to 92 s (benchmarks/bench_reduce.py).
+``fit_sample`` rows (UMAP: 20k), which keeps the time and memory of a fit
+bounded (umap-learn docs: "UMAP on large datasets"). PCA transforms the other
+rows; UMAP places them at the weighted mean of their nearest fitted
+neighbours' positions (:func:`place_by_neighbours`) instead of running
+``UMAP.transform`` on each, and the map and the clustering space share one
+kNN graph (:func:`fit_umaps`). Figures: benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -105,18 +108,11 @@ def fit_umap(
     min_dist: float = 0.1,
     seed: int | None = 0,
     fit_sample: int | None = 20_000,
+    place: str = "neighbours",
 ):
     """Fit UMAP (cosine metric) and embed every row.
 
-    Parameters
-    ----------
-    vectors : ndarray (n, k) float32, normalised PCA vectors
-    n_components : int
-        2 for the map, ~10 for clustering.
-    seed : int or None
-        Fixed seed = reproducible but single-threaded (umap-learn); None = parallel.
-    fit_sample : int or None
-        Fit on at most this many random rows and transform the rest.
+    One space of :func:`fit_umaps`; see there for the parameters.
 
     Returns
     -------
@@ -127,38 +123,155 @@ def fit_umap(
     Raises
     ------
     ValueError
-        Fewer than 3 rows.
+        Fewer than 3 rows, or an unknown ``place``.
+    """
+    return fit_umaps(vectors, [(n_components, min_dist)], n_neighbors=n_neighbors, seed=seed,
+                     fit_sample=fit_sample, place=place)[0]
+
+
+def fit_umaps(
+    vectors: np.ndarray,
+    spaces: Sequence[tuple[int, float]] = ((2, 0.1), (10, 0.0)),
+    *,
+    n_neighbors: int = 15,
+    seed: int | None = 0,
+    fit_sample: int | None = 20_000,
+    place: str = "neighbours",
+    place_k: int = 15,
+) -> list[tuple]:
+    """Fit several UMAPs (cosine metric) of the same rows on one kNN graph.
+
+    The map (2-D) and the clustering space (~10-D) differ only in
+    ``n_components`` and ``min_dist``; their fits share the k-nearest-neighbour
+    graph, computed once with ``umap.umap_.nearest_neighbors`` (NN-descent)
+    and passed as ``precomputed_knn`` (umap-learn docs, "Precomputed k-nn").
+    Below 4,096 fitted rows umap-learn computes exact distances itself.
+
+    Parameters
+    ----------
+    vectors : ndarray (n, k) float32, normalised PCA vectors
+    spaces : sequence of (n_components, min_dist)
+        E.g. ``[(2, 0.1), (10, 0.0)]``: the map, then the clustering space.
+    seed : int or None
+        Fixed seed = reproducible but single-threaded (umap-learn); None = parallel.
+    fit_sample : int or None
+        Fit on at most this many random rows and place the others.
+    place : {'neighbours', 'transform'}
+        How rows outside the fit sample are placed. 'neighbours': the
+        weighted mean of the positions of their ``place_k`` nearest fitted rows
+        (HNSW search in the PCA space; weights are UMAP's fuzzy membership
+        strengths, as in the initialisation of ``UMAP.transform``), one kNN
+        search for all spaces. 'transform': ``UMAP.transform`` (also optimises
+        each new point's position; much slower at 1M).
+    place_k : int
+        Neighbours per placed row.
+
+    Returns
+    -------
+    list of (reducer, coords)
+        Per space: the fitted ``umap.UMAP`` and coords (n, n_components) float32.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 rows, or an unknown ``place``.
     """
     import umap  # slow import (numba): only when needed
+    from sklearn.utils import check_random_state
 
+    if place not in ("neighbours", "transform"):
+        raise ValueError(f"unknown placement {place!r}: 'neighbours' or 'transform'")
     x = np.asarray(vectors, dtype=np.float32)
     n = len(x)
     if n < 3:
         raise ValueError(f"UMAP needs at least 3 images, got {n}")
-    nn = int(max(2, min(n_neighbors, n - 1)))
-    reducer = umap.UMAP(
-        n_components=n_components,
-        n_neighbors=nn,
-        min_dist=min_dist,
-        metric="cosine",
-        random_state=seed,
-        # Small collections: spectral init needs more points than components.
-        init="spectral" if n > n_components + 2 else "random",
-    )
     idx = _sample(n, fit_sample, seed or 0)
+    fit_x = x if idx is None else np.ascontiguousarray(x[idx])
+    nn = int(max(2, min(n_neighbors, len(fit_x) - 1)))
+    knn = None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*n_jobs value.*")
         warnings.filterwarnings("ignore", message=".*k >= N.*")
+        if len(fit_x) >= 4096:
+            knn = umap.umap_.nearest_neighbors(fit_x, nn, "cosine", {}, False, check_random_state(seed),
+                                               low_memory=True, use_pynndescent=True, n_jobs=-1)
+        fitted = []
+        for n_components, min_dist in spaces:
+            reducer = umap.UMAP(
+                n_components=n_components, n_neighbors=nn, min_dist=min_dist, metric="cosine",
+                random_state=seed,
+                # Small collections: spectral init needs more points than components.
+                init="spectral" if len(fit_x) > n_components + 2 else "random",
+                # umap-learn marks disconnected edges in these arrays in place: one copy each.
+                precomputed_knn=(None, None, None) if knn is None else (knn[0].copy(), knn[1].copy(), knn[2]),
+            )
+            reducer.fit(fit_x)
+            fitted.append(reducer)
         if idx is None:
-            coords = reducer.fit_transform(x)
+            return [(r, np.asarray(r.embedding_, dtype=np.float32)) for r in fitted]
+        rest = np.setdiff1d(np.arange(n), idx)
+        coords = [np.empty((n, r.n_components), dtype=np.float32) for r in fitted]
+        for r, c in zip(fitted, coords):
+            c[idx] = r.embedding_
+        if place == "transform":
+            for r, c in zip(fitted, coords):
+                for i in range(0, len(rest), 20_000):
+                    c[rest[i : i + 20_000]] = r.transform(x[rest[i : i + 20_000]])
         else:
-            reducer.fit(x[idx])
-            coords = np.empty((n, n_components), dtype=np.float32)
-            rest = np.setdiff1d(np.arange(n), idx)
-            coords[idx] = reducer.embedding_
-            for i in range(0, len(rest), 20_000):
-                coords[rest[i : i + 20_000]] = reducer.transform(x[rest[i : i + 20_000]])
-    return reducer, np.asarray(coords, dtype=np.float32)
+            placed = place_by_neighbours(fit_x, [r.embedding_ for r in fitted], x, rest, k=place_k)
+            for c, p in zip(coords, placed):
+                c[rest] = p
+    return list(zip(fitted, coords))
+
+
+def place_by_neighbours(fitted: np.ndarray, fitted_coords: Sequence[np.ndarray], vectors: np.ndarray,
+                        rows: np.ndarray | None = None, *, k: int = 15, chunk: int = 50_000) -> list[np.ndarray]:
+    """Place new points in fitted low-dimensional spaces by their nearest fitted points.
+
+    Each new point goes to the weighted mean of the positions of its ``k``
+    nearest fitted points (cosine similarity in the PCA space). The weights are
+    UMAP's fuzzy-set membership strengths exp(-(d - rho) / sigma)
+    (``umap.umap_.smooth_knn_dist``; McInnes, Healy & Melville 2018, sec. 3):
+    the starting position ``UMAP.transform`` gives a point before optimising it.
+
+    Parameters
+    ----------
+    fitted : ndarray (m, p) float32
+        Normalised PCA vectors of the fitted points.
+    fitted_coords : sequence of ndarray (m, c_j) float
+        Their positions in each space (e.g. the 2-D map and the 10-D space).
+    vectors : ndarray (n, p) float32
+        Normalised PCA vectors; ``rows`` selects the ones to place (default all).
+    k : int
+        Neighbours per point (capped at m).
+
+    Returns
+    -------
+    list of ndarray (len(rows), c_j) float32
+        The placed positions, one array per space.
+    """
+    from umap.umap_ import smooth_knn_dist
+
+    from .index import ExactIndex, HnswIndex
+
+    rows = np.arange(len(vectors)) if rows is None else np.asarray(rows)
+    k = int(min(k, len(fitted)))
+    # HNSW over the fitted sample (~20k): a few thousand inner products per placed point.
+    index = HnswIndex.build(fitted, m=16, ef_search=max(32, 2 * k)) if len(fitted) > 2000 else ExactIndex(fitted)
+    outs = [np.empty((len(rows), np.shape(c)[1]), dtype=np.float32) for c in fitted_coords]
+    coords = [np.asarray(c, dtype=np.float32) for c in fitted_coords]
+    for i in range(0, len(rows), chunk):
+        part = rows[i : i + chunk]
+        sims, nbr = index.search(np.ascontiguousarray(vectors[part], dtype=np.float32), k)
+        nbr = np.where(nbr < 0, nbr[:, :1], nbr)  # a short HNSW answer: repeat the nearest
+        dist = np.clip(1.0 - sims, 0.0, None).astype(np.float32)
+        dist = np.where(np.isfinite(dist), dist, dist[:, :1])
+        sigmas, rhos = smooth_knn_dist(dist, float(k), local_connectivity=1.0)
+        w = np.exp(-np.maximum(dist - rhos[:, None], 0.0) / np.maximum(sigmas[:, None], 1e-12))
+        w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
+        for out, c in zip(outs, coords):
+            out[i : i + len(part)] = np.einsum("nk,nkc->nc", w, c[nbr])
+    return outs
 
 
 def transform_umap(reducer, vectors: np.ndarray) -> np.ndarray:

@@ -19,9 +19,12 @@ import joblib
 import numpy as np
 
 from .errors import ProjectError, QueryImageError, StoreError
-from .index import build_index
+from .index import ExactIndex, project_index
 from .project import Project
 from .reduce import transform_pca, transform_umap
+
+#: Plain nearest neighbours re-ranked by a label-conditioned search.
+FOR_LABEL_CANDIDATES = 1000
 
 
 
@@ -95,15 +98,21 @@ class Searcher:
         self.map_xy = project.load_array("map")
         self.row_ids = project.store.row_image_ids()
         self.id_to_row = {int(i): r for r, i in enumerate(self.row_ids) if i >= 0}
-        self.index = build_index(self.vectors)
+        # Exact below index.HNSW_FROM images, else the saved HNSW index (memory-mapped).
+        self.index = project_index(project, self.vectors)
+        self._exact = self.index if isinstance(self.index, ExactIndex) else None
         self.novelty_threshold = float(project.store.get_meta("novelty_threshold", 0.0))
         self._backbone = None
         self._pca = None
         self._umap = None
 
     # -- queries -----------------------------------------------------------------------
-    def by_id(self, image_id: int, k: int = 10) -> SearchResult:
+    def by_id(self, image_id: int, k: int = 10, *, exact: bool = False, for_label: str | None = None) -> SearchResult:
         """Neighbours of an image of the collection (the image itself left out).
+
+        ``exact`` compares with every image even where the collection uses the
+        approximate HNSW index. ``for_label``: rank by similarity conditioned on that
+        label (:meth:`_answer`).
 
         Raises
         ------
@@ -115,10 +124,14 @@ class Searcher:
             raise StoreError(f"unknown image id {image_id} (or not embedded)")
         xy = tuple(float(v) for v in self.map_xy[row])
         return self._answer(f"image {image_id}", np.asarray(self.vectors[row]), k, exclude=row,
-                            xy=xy, query_image_id=int(image_id))
+                            xy=xy, query_image_id=int(image_id), exact=exact, for_label=for_label)
 
-    def by_file(self, path: Path | str, k: int = 10) -> SearchResult:
-        """Neighbours of an image file (inside or outside the collection).
+    def by_file(self, path: Path | str, k: int = 10, *, exact: bool = False,
+                for_label: str | None = None) -> SearchResult:
+        """Neighbours of an image file (inside or outside the collection); ``exact``
+        and ``for_label`` as in :meth:`by_id`.
+
+        ``for_label``: rank by similarity conditioned on that label (:meth:`_answer`).
 
         Raises
         ------
@@ -126,6 +139,7 @@ class Searcher:
             The file is missing or is not a decodable image.
         """
         from .embedding.extract import embed_files
+        from .embedding.stage import query_engine
 
         path = Path(path)
         if not path.is_file():
@@ -133,8 +147,7 @@ class Searcher:
         bb = self._load_backbone()
         meta = self.project.store.get_meta("backbone")
         batches = list(embed_files([(0, path)], bb, view=meta.get("view", "whole"), batch_size=1,
-                                   num_workers=0, device=self._device(), progress=False,
-                                   precision=meta.get("precision", "fp32")))
+                                   num_workers=0, progress=False, engine=query_engine(self.project, bb)))
         failures = [f for b in batches for f in b.failures]
         if failures:
             raise QueryImageError(f"{path.name}: {failures[0][1]}")
@@ -143,14 +156,41 @@ class Searcher:
         xy = tuple(float(v) for v in transform_umap(self._umap_model(), z[None, :])[0])
         cats = self.project.store.get_meta("categories") or []
         top1 = cats[int(b.top1[0])] if 0 <= int(b.top1[0]) < len(cats) else None
-        res = self._answer(path.name, z, k, exclude=None, xy=xy)
+        res = self._answer(path.name, z, k, exclude=None, xy=xy, exact=exact, for_label=for_label)
         res.top1_class = top1
         return res
 
     # -- internals ---------------------------------------------------------------------
-    def _answer(self, query, z, k, *, exclude, xy, query_image_id=None) -> SearchResult:
-        sims, rows = self.index.search(z, k, exclude=None if exclude is None else np.array([exclude]))
-        sims, rows = sims[0], rows[0]
+    def _index(self, exact: bool):
+        if not exact:
+            return self.index
+        if self._exact is None:
+            self._exact = ExactIndex(self.vectors)
+        return self._exact
+
+    def _answer(self, query, z, k, *, exclude, xy, query_image_id=None, exact=False, for_label=None) -> SearchResult:
+        """The result of one query. With ``for_label`` the nearest
+        ``FOR_LABEL_CANDIDATES`` (at least 20 k) images are re-ranked by their cosine
+        similarity plus the probability the label's linear probe gives them
+        (:mod:`labeler.assist.conditioned`; ``similarity`` stays the plain cosine).
+
+        Raises
+        ------
+        BadInputError
+            ``for_label`` is not a label in use, or no image lacks it.
+        """
+        want = k if for_label is None else max(FOR_LABEL_CANDIDATES, 20 * k)
+        sims, rows = self._index(exact).search(z, want, exclude=None if exclude is None else np.array([exclude]))
+        found = rows[0] >= 0  # HNSW may return fewer than k
+        sims, rows = sims[0][found], rows[0][found]
+        best = float(sims[0]) if len(sims) else -1.0  # novelty is about the plain nearest neighbour
+        if for_label is not None:
+            from .assist.conditioned import conditioned_scores, project_label_probe
+
+            coef, b = project_label_probe(self.project, self.vectors, self.row_ids, for_label)
+            order = np.argsort(-conditioned_scores(z, np.asarray(self.vectors[rows]), coef, b, "rerank"),
+                               kind="stable")[:k]
+            sims, rows = sims[order], rows[order]
         ids = [int(self.row_ids[r]) for r in rows]
         store = self.project.store
         labels = store.labels_for(ids)
@@ -168,7 +208,6 @@ class Searcher:
                 vote[n.label] += w
         total = sum(vote.values())
         vote = {lab: v / total for lab, v in sorted(vote.items(), key=lambda kv: -kv[1])} if total > 0 else {}
-        best = float(sims[0]) if len(sims) else -1.0
         return SearchResult(
             query=query, neighbours=neighbours, vote=vote,
             predicted_label=next(iter(vote), None),
@@ -206,10 +245,16 @@ class Searcher:
         return self._umap
 
 
-def search(project: Project | Path | str, query: str | int | Path, k: int = 10) -> SearchResult:
-    """Reverse image search: ``query`` is an image id (int or digits) or an image file path."""
+def search(project: Project | Path | str, query: str | int | Path, k: int = 10, *,
+           exact: bool = False, for_label: str | None = None) -> SearchResult:
+    """Reverse image search: ``query`` is an image id (int or digits) or an image file path.
+
+    ``exact`` compares with every image (large collections otherwise use the
+    approximate HNSW index, :mod:`labeler.index`). ``for_label`` ("more like this,
+    for *crack*") re-ranks the neighbours by the label's linear probe
+    (:mod:`labeler.assist.conditioned`)."""
     project = project if isinstance(project, Project) else Project(project)
     s = Searcher(project)
     if isinstance(query, int) or (isinstance(query, str) and query.isdigit() and not Path(query).exists()):
-        return s.by_id(int(query), k)
-    return s.by_file(Path(query), k)
+        return s.by_id(int(query), k, exact=exact, for_label=for_label)
+    return s.by_file(Path(query), k, exact=exact, for_label=for_label)

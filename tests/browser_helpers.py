@@ -68,3 +68,27 @@ def chrome_driver(width: int = 1500, height: int = 950, download_dir: str | None
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver_path = os.environ.get("CHROMEDRIVER") or shutil.which("chromedriver") or "/usr/bin/chromedriver"
     return webdriver.Chrome(service=Service(driver_path), options=opts)
+
+
+def wait_until(fn, timeout: float = 20.0, what: str = "condition"):
+    """Poll ``fn`` every 0.1 s until it returns something truthy (a condition, not a sleep)."""
+    import time
+
+    from selenium.common.exceptions import WebDriverException
+
+    end = time.time() + timeout
+    last = None
+    while time.time() < end:
+        try:
+            last = fn()
+            if last:
+                return last
+        except WebDriverException:
+            pass
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+
+
+def text_of(driver, css: str) -> str:
+    """innerText of the first element matching ``css`` ('' when none)."""
+    return driver.execute_script(f"const e = document.querySelector({css!r}); return e ? e.innerText : ''")

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 # Keep CPU tests quiet and deterministic on the 2-core CI machine.
 os.environ.setdefault("OMP_NUM_THREADS", "2")
+# Exported ONNX models go to a cache of the tests' own, never the user's (keyed by weights hash,
+# so reusing it across runs is safe and saves the export).
+os.environ.setdefault("LABELER_CACHE", os.path.join(tempfile.gettempdir(), f"labeler-test-cache-{os.getuid()}"))
 
 
 @pytest.fixture(scope="session")

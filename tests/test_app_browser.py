@@ -9,17 +9,18 @@ when they are missing.
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import time
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("selenium")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.common.exceptions import TimeoutException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.action_chains import ActionChains  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
+from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 from labeler.app import create_app  # noqa: E402
 from labeler.app.layout import PER_PAGE  # noqa: E402
@@ -30,6 +31,20 @@ pytestmark = [pytest.mark.browser,
               pytest.mark.filterwarnings("ignore::DeprecationWarning:selenium.*")]
 
 GRAPH_JS = "document.querySelector('#map .js-plotly-plot')"
+
+# Every wait is for a condition, with a limit generous enough for a busy 2-core CI machine
+# (Chromium, the werkzeug server and the test share the cores). A wait ends as soon as its
+# condition holds, so a large limit costs nothing when all is well.
+TIMEOUT = float(os.environ.get("LABELER_BROWSER_TIMEOUT", "90"))
+
+# Dash's own test helper waits the same way (dash.testing.dash_page._wait_for_callbacks):
+# no callback requested, prioritized, blocked, executing or watched in the renderer's store.
+CALLBACKS_IDLE_JS = """
+    if (!window.store) { return false; }
+    const cbs = Object.assign({}, window.store.getState().callbacks);
+    delete cbs.stored; delete cbs.completed;
+    return Object.values(cbs).every(q => q.length === 0);
+"""
 
 
 @pytest.fixture(scope="module")
@@ -57,18 +72,22 @@ def served(project):
         yield srv, app
 
 
-def wait_until(fn, timeout=20.0, what="condition"):
-    end = time.time() + timeout
-    last = None
-    while time.time() < end:
+def wait_until(fn, timeout=TIMEOUT, what="condition"):
+    """Poll ``fn`` until it returns something truthy (selenium's WebDriverWait); return that."""
+    try:
+        return WebDriverWait(None, timeout, poll_frequency=0.1, ignored_exceptions=(WebDriverException,)).until(
+            lambda _: fn())
+    except TimeoutException:
         try:
             last = fn()
-            if last:
-                return last
-        except WebDriverException:
-            pass
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what} (last: {last!r})")
+        except WebDriverException as e:
+            last = e.msg
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {last!r})") from None
+
+
+def callbacks_idle(driver) -> None:
+    """Wait until the Dash renderer has no callback in flight (so State read next is current)."""
+    wait_until(lambda: driver.execute_script(CALLBACKS_IDLE_JS), what="Dash callbacks to finish")
 
 
 def text_of(driver, css) -> str:
@@ -104,15 +123,21 @@ def test_label_a_cluster_with_unticked_images(driver, served, project):
     assert "needs review" in driver.page_source or "Cluster 0" in text_of(driver, "#cluster-list")
     driver.find_element(By.CSS_SELECTOR, ".cluster-card[data-cluster='0'] .btn").click()
     members = project.store.cluster_members(0)
-    first_page = min(len(members), PER_PAGE)  # the grid pages at PER_PAGE thumbnails
-    wait_until(lambda: len(thumb_ids(driver, "#cluster-grid .thumb-btn")) == first_page, what="cluster grid")
+    # The grid shows one page: how many images cluster 0 holds depends on the clustering.
+    on_page = min(len(members), PER_PAGE)
+    wait_until(lambda: len(thumb_ids(driver, "#cluster-grid .thumb-btn")) == on_page, what="cluster grid")
     shown = thumb_ids(driver, "#cluster-grid .thumb-btn")
-    assert shown[:3] == project.store.cluster_summaries()[0]["representatives"][:3]
-    boxes = driver.find_elements(By.CSS_SELECTOR, "#cluster-grid .thumb-check input")
-    boxes[0].click()
-    boxes[1].click()
-    wait_until(lambda: "2 unticked" in text_of(driver, "#cluster-excluded-note"), what="excluded note")
+    assert set(shown) <= set(members)
+    reps = next(s for s in project.store.cluster_summaries() if s["cluster"] == 0)["representatives"]
+    assert shown[:3] == reps[:3]
+    # One tick at a time: each one's callback reads the exclusions the previous one stored.
+    driver.find_elements(By.CSS_SELECTOR, "#cluster-grid .thumb-check input")[0].click()
+    wait_until(lambda: "1 unticked" in text_of(driver, "#cluster-excluded-note"), what="excluded note (1)")
+    driver.find_elements(By.CSS_SELECTOR, "#cluster-grid .thumb-check input")[1].click()
+    wait_until(lambda: "2 unticked" in text_of(driver, "#cluster-excluded-note"), what="excluded note (2)")
+    callbacks_idle(driver)
     driver.find_element(By.ID, "cluster-label-input").send_keys("mono")
+    callbacks_idle(driver)
     driver.find_element(By.ID, "cluster-label-button").click()
     message(driver, "Labelled")
 
@@ -143,6 +168,7 @@ def test_lasso_selection_label_and_undo_with_ctrl_z(driver, served, project):
     assert sorted(thumb_ids(driver, "#selection-grid .thumb-btn")) == sorted(chosen)
     assert "6 images selected" in text_of(driver, "#selection-title")
     driver.find_element(By.ID, "selection-label-input").send_keys("poly")
+    callbacks_idle(driver)
     driver.find_element(By.ID, "selection-label-button").click()
     message(driver, "Labelled 6")
     assert project.store.labels() == {i: "poly" for i in chosen}
@@ -167,7 +193,7 @@ def test_upload_a_photo_see_neighbours_and_label_them(driver, served, project, t
     photo = project.image_path(project.store.get_image(image_id)["path"])
     upload = driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]")
     upload.send_keys(str(photo))
-    wait_until(lambda: len(thumb_ids(driver, "#search-grid .thumb-btn")) == 12, timeout=90, what="neighbours")
+    wait_until(lambda: len(thumb_ids(driver, "#search-grid .thumb-btn")) == 12, timeout=2 * TIMEOUT, what="neighbours")
     shown = thumb_ids(driver, "#search-grid .thumb-btn")
     assert shown[0] == image_id  # the photo itself is in the collection
     assert "1.00" in driver.find_elements(By.CSS_SELECTOR, "#search-grid .thumb-caption")[0].text
@@ -175,7 +201,9 @@ def test_upload_a_photo_see_neighbours_and_label_them(driver, served, project, t
     assert driver.execute_script(f"return {GRAPH_JS}.data[1].x.length") == 1  # the query star
 
     driver.find_elements(By.CSS_SELECTOR, "#search-grid .thumb-check input")[0].click()
+    callbacks_idle(driver)  # the untick is stored before the label button reads it
     driver.find_element(By.ID, "search-label-input").send_keys("mono")
+    callbacks_idle(driver)
     driver.find_element(By.ID, "search-label-button").click()
     message(driver, "Labelled 11 neighbour(s)")
     labels = project.store.labels()
@@ -208,6 +236,7 @@ def test_click_point_similar_relabel_and_download_csv(driver, served, project, d
     btn.click()
     wait_until(lambda: f"#{target} ·" in text_of(driver, "#search-query"), what="similar opened")
     driver.find_element(By.ID, "image-label-input").send_keys("crack")
+    callbacks_idle(driver)
     driver.find_element(By.ID, "image-label-button").click()
     message(driver, "Labelled 1")
     assert project.store.labels() == {target: "crack"}

@@ -93,7 +93,9 @@ def test_layout_holds_every_point_with_ids_only(app, project):
     graph = _find(layout, "map")
     trace = graph["props"]["figure"]["data"][0]
     assert trace["type"] == "scattergl"
-    assert sorted(trace["customdata"]) == sorted(int(i) for i in project.store.row_image_ids() if i >= 0)
+    ids = [int(i) for i in project.store.row_image_ids() if i >= 0]
+    assert "customdata" not in trace and trace["x"]["dtype"] == "u2"  # binary, no per-point id list
+    assert sorted(views.decode_id_runs(graph["props"]["figure"]["layout"]["meta"]["id_runs"], len(ids))) == sorted(ids)
     assert str(project.image_root) not in text  # no file paths in the page
     assert "data:image" not in text  # no base64 thumbnails in the layout
 
@@ -169,6 +171,7 @@ def test_basic_auth_guards_every_route(project):
 def test_wsgi_module_builds_the_app_from_env(monkeypatch, project):
     monkeypatch.setenv("LABELER_PROJECT", str(project.root))
     monkeypatch.delenv("LABELER_AUTH", raising=False)
+    monkeypatch.setenv("LABELER_INSECURE_NO_AUTH", "1")  # without it the module refuses to serve
     import labeler.app.wsgi as wsgi
 
     wsgi = importlib.reload(wsgi)
@@ -201,9 +204,11 @@ def test_label_ids_then_undo_as_one(actx, project):
     assert label_ids_action(actx, ids, "poly", None)[1] == "ok"
     assert project.store.labels_for(ids) == {i: "poly" for i in ids}
     assert {r["annotator"] for r in project.store.label_rows()} == {"anonymous"}
-    text, kind = undo_action(actx, "ana")
+    assert undo_action(actx, "ana")[1] == "warn"  # not ana's action: undo is per annotator
+    assert project.store.labels_for(ids) == {i: "poly" for i in ids}
+    text, kind = undo_action(actx, None)
     assert kind == "ok" and project.store.labels() == {}
-    assert undo_action(actx, "ana")[1] == "warn"  # nothing left
+    assert undo_action(actx, None)[1] == "warn"  # nothing left
     assert label_ids_action(actx, [], "poly", "ana")[1] == "error"
     assert label_ids_action(actx, [10**9], "poly", "ana")[1] == "error"
 
@@ -219,14 +224,17 @@ def test_progress_counts_and_label_options(actx, project):
 
 
 def test_cluster_rows_flag_mixed_clusters_and_sort(actx, project):
-    members = project.store.cluster_members(1)
+    # Cluster 0 is the largest (ids are renumbered by size), so it has the 6 images this
+    # needs whatever HDBSCAN found; cluster 1 stays unlabelled.
+    members = project.store.cluster_members(0)
+    assert len(members) >= 6
     label_ids_action(actx, members[:3], "a", "ana")
     label_ids_action(actx, members[3:6], "b", "ana")
     rows = {r["cluster"]: r for r in views.cluster_rows(actx)}
-    assert rows[1]["labelled"] == 6 and rows[1]["majority_share"] == 0.5
-    assert rows[1]["needs_review"] and "mixed" in rows[1]["review_reason"]
-    assert rows[0]["majority"] is None and rows[0]["share"] == 0
-    assert views.sort_clusters(list(rows.values()), "review")[0]["cluster"] == 1
+    assert rows[0]["labelled"] == 6 and rows[0]["majority_share"] == 0.5
+    assert rows[0]["needs_review"] and "mixed" in rows[0]["review_reason"]
+    assert rows[1]["majority"] is None and rows[1]["share"] == 0
+    assert views.sort_clusters(list(rows.values()), "review")[0]["cluster"] == 0
     by_unlab = views.sort_clusters(list(rows.values()), "unlabelled")
     assert [r["unlabelled"] for r in by_unlab if r["cluster"] >= 0] == sorted(
         [r["unlabelled"] for r in rows.values() if r["cluster"] >= 0], reverse=True)
@@ -237,7 +245,7 @@ def test_cluster_rows_flag_mixed_clusters_and_sort(actx, project):
 
 def test_cluster_detail_lists_representatives_first(actx, project):
     title, grid, pages, page = cluster_detail_view(actx, 0, [], 1)
-    reps = project.store.cluster_summaries()[0]["representatives"]
+    reps = next(s for s in project.store.cluster_summaries() if s["cluster"] == 0)["representatives"]
     shown = [c.children[0].id["id"] for c in grid.children]
     assert shown[: len(reps)] == reps and page == 1
     assert "no longer exists" in cluster_detail_view(actx, 999, [], 1)[0]
@@ -347,21 +355,48 @@ def test_split_preview_apply_and_undo(actx, project):
     assert actx.assignment().clustering_id == before
 
 
+def _partition(store) -> dict[int, int]:
+    """{image_id: cluster} of the current clustering; asserts each image is in exactly one cluster."""
+    ids, clusters, _ = store.assignments()
+    assert len(ids) == len(set(ids.tolist())) == len(store.row_image_ids()[store.row_image_ids() >= 0])
+    return dict(zip(ids.tolist(), clusters.tolist()))
+
+
 def test_merge_and_move_actions(actx, project):
+    # HDBSCAN on real photos: how many clusters it finds varies with the machine and the
+    # library versions, so check invariants of the actions, not the clusters of one draw.
+    before = _partition(project.store)
+    real = sorted({c for c in before.values() if c >= 0})
+    assert len(real) >= 2, "ELPV's mono and poly cells should give at least two clusters"
     merge_opts, move_opts = cluster_options(actx)
-    # invariant, not one draw's cluster count: every non-noise cluster is offered
-    clusters = sorted({int(c) for c in project.store.assignments()[1] if c >= 0})
-    assert [o["value"] for o in merge_opts] == clusters and len(clusters) >= 2 and move_opts[0]["value"] == "new"
-    size = len(project.store.cluster_members(0)) + len(project.store.cluster_members(1))
-    assert merge_action(actx, [0, 1], "ana")[1] == "ok"
-    assert len(project.store.cluster_members(0)) == size
-    assert merge_action(actx, [0], "ana")[1] == "error"
-    moved = project.store.cluster_members(0)[:3]
+    assert [o["value"] for o in merge_opts] == real
+    assert [o["value"] for o in move_opts[:2]] == ["new", -1] and move_opts[2:] == merge_opts
+    merged = real[:2]
+    label_ids_action(actx, project.store.cluster_members(merged[1])[:2], "poly", "ana")
+    labels = project.store.labels()
+    size = sum(len(project.store.cluster_members(c)) for c in merged)
+
+    assert merge_action(actx, merged, "ana")[1] == "ok"
+    after = _partition(project.store)
+    assert set(after) == set(before)  # every image still in exactly one cluster
+    assert len({c for c in after.values() if c >= 0}) == len(real) - (len(merged) - 1)
+    assert len(project.store.cluster_members(min(merged))) == size
+    assert {i: c for i, c in after.items() if before[i] not in merged} == \
+        {i: c for i, c in before.items() if c not in merged}  # other clusters untouched
+    assert project.store.labels() == labels  # labels survive the merge
+    assert [o["value"] for o in cluster_options(actx)[0]] == sorted({c for c in after.values() if c >= 0})
+    assert merge_action(actx, [min(merged)], "ana")[1] == "error"
+    assert _partition(project.store) == after  # a refused merge changes nothing
+
+    moved = project.store.cluster_members(min(merged))[:3]
     assert move_action(actx, moved, "new", "ana")[1] == "ok"
-    assert len(set(project.store.clusters_for(moved).values())) == 1
+    new = set(project.store.clusters_for(moved).values())
+    assert len(new) == 1 and new.isdisjoint(after.values())
     assert move_action(actx, moved, -1, "ana")[1] == "ok"
     assert set(project.store.clusters_for(moved).values()) == {-1}
+    assert set(_partition(project.store)) == set(before)
     assert move_action(actx, [], "new", "ana")[1] == "error"
+    assert project.store.labels() == labels
 
 
 def test_two_annotators_see_each_others_labels(project):

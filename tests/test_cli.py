@@ -48,7 +48,8 @@ def test_label_search_undo_export_info(project, tmp_path, elpv_dir):
     text = run("search", photo, "--project", p, "-k", 3).output
     assert "1.000" in text  # the file is in the collection: its own copy is the top hit
 
-    assert "undone" in run("undo", "--project", p).output
+    assert "nothing to undo" in run("undo", "--project", p).output  # undo is per annotator (default: cli)
+    assert "undone" in run("undo", "--project", p, "--annotator", "ana").output
     assert project.store.labels() == {}
     run("label", "--project", p, "--image", members[0], "--image", members[1], "cracked")
     out_csv = tmp_path / "l.csv"
@@ -71,6 +72,16 @@ def test_user_errors_are_one_line_not_a_traceback(tmp_path, project):
     res = run("cluster", "--project", project.root, "--method", "kmeans", "--k", 10**6, ok=False)
     assert res.exit_code == 1 and "k must be between" in res.output
     assert project.store.current_clustering()["id"] == before
+
+
+def test_cluster_remap_refits_the_maps(project):
+    before = project.store.current_clustering()["id"]
+    (project.models_dir / "umap_cluster.joblib").unlink()
+    res = run("cluster", "--project", project.root, "--remap")
+    assert "UMAP 2-D map" in res.output and "cluster(s)" in res.output
+    assert project.store.current_clustering()["id"] != before
+    assert len(project.store.assignments()[0]) == 80 == len(project.load_array("map"))
+    assert (project.models_dir / "umap_cluster.joblib").is_file() and not project.store.get_meta("clustering_stale")
 
 
 def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
@@ -111,8 +122,7 @@ def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
     run("ingest", photos, "--project", tmp_path / "r50", "--backbone", "resnet50", "--weights", weights, "--quiet")
     p = Project(tmp_path / "r50")
-    # multistage (the default feature type): layer2 + layer3 + layer4 average-pooled
-    assert p.load_array("embeddings").shape == (6, 512 + 1024 + 2048)
+    assert p.load_array("embeddings").shape == (6, 2048)
     assert str(weights) in p.store.get_meta("backbone")["weights_source"]
 
 
@@ -155,3 +165,22 @@ def test_undo_and_redo_through_the_cli(project):
     assert "redone" in run("redo", "--project", p, "--annotator", "ana").output
     assert project.store.labels() == {members[0]: "mono"}
     assert "nothing to redo" in run("redo", "--project", p, "--annotator", "ana").output
+
+
+def test_label_vocabulary_commands(project):
+    p = project.root
+    a, b = project.store.cluster_members(0)[:2]
+    run("label", "--project", p, "--image", a, "mono", "--annotator", "ana")
+    res = run("label", "--project", p, "--image", b, "monomono", "--annotator", "bob")
+    assert "close to 'mono'" in res.output  # a warning, the label is given
+    out = run("labels", "--project", p).output
+    assert "mono\t1 image(s)\tby ana 1" in out and "monomono\t1 image(s)\tby bob 1" in out
+    assert "merged monomono into 'mono' (1 image(s))" in run(
+        "labels", "--project", p, "merge", "monomono", "--into", "mono", "--annotator", "bob").output
+    assert project.store.labels() == {a: "mono", b: "mono"}
+    run("undo", "--project", p, "--annotator", "bob")
+    assert project.store.labels() == {a: "mono", b: "monomono"}
+    run("labels", "--project", p, "rename", "monomono", "mono-crystalline", "--annotator", "bob")
+    assert project.store.labels()[b] == "mono-crystalline"
+    res = run("labels", "--project", p, "rename", "nothing", "x", ok=False)
+    assert res.exit_code == 1 and "no image has the label 'nothing'" in res.output

@@ -84,20 +84,6 @@ def test_exact_index_matches_brute_force():
     np.testing.assert_allclose(nn, np.sort(x @ x.T - 2 * np.eye(500), axis=1)[:, -1], rtol=1e-5)
 
 
-def test_fp16_index_agrees_with_exact():
-    from labeler.index import Fp16Index, build_index
-
-    x = l2_normalize(np.random.default_rng(1).normal(size=(2000, 32)))
-    ex, fp = ExactIndex(x), Fp16Index(x)
-    s1, r1 = ex.search(x[:50], 10, exclude=np.arange(50))
-    s2, r2 = fp.search(x[:50], 10, exclude=np.arange(50))
-    assert (r2 != np.arange(50)[:, None]).all()
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(r1, r2)])
-    assert recall > 0.98
-    np.testing.assert_allclose(s1, s2, atol=5e-3)
-    assert isinstance(build_index(x), ExactIndex)
-
-
 def test_hdbscan_on_a_sample_places_the_rest():
     x, truth = blobs(n_per=200, dim=5, spread=0.05)
     full, _ = clustering.run_hdbscan(x, min_cluster_size=10, min_samples=3)

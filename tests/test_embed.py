@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import fixtures_images as fx
-from labeler.embedding import Backbone, EmbedBatch, default_num_workers, embed_files, load_backbone, pick_device
+from labeler.embedding import EmbedBatch, default_num_workers, embed_files, load_backbone, pick_device
 
 CAT_CLASSES = range(281, 286)
 
@@ -86,14 +86,16 @@ def test_workers_and_main_process_agree(lite0, mixed):
 
 def test_preprocessing_error_is_a_failure(lite0, mixed, monkeypatch):
     items, _, _ = mixed
-    real = Backbone.preprocess
+    from labeler.embedding import decode
 
-    def picky(self, img, view="whole"):
+    real = decode.resize_pil
+
+    def picky(img, spec, view="whole"):
         if img.size == (300, 300):  # the ELPV cells
             raise RuntimeError("boom")
-        return real(self, img, view)
+        return real(img, spec, view)
 
-    monkeypatch.setattr(Backbone, "preprocess", picky)
+    monkeypatch.setattr(decode, "resize_pil", picky)
     batches = list(embed_files(items[2:5], lite0, num_workers=0, progress=False))
     assert batches[0].ids.tolist() == [items[2][0]]
     assert [r for _, r in batches[0].failures] == ["preprocessing failed: RuntimeError: boom"] * 2

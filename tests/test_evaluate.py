@@ -58,6 +58,25 @@ def test_search_scores_euclidean_by_hand():
     assert s["map_macro"] == pytest.approx((0.5 + (1 / 3 + 0.5) / 2) / 2)
 
 
+def test_search_scores_leave_the_query_group_out_by_hand():
+    # Points 0, 0.1, 3, 3.1 on a line, classes 0 0 1 0; images 0 and 1 are shots of one part.
+    # Plain: q0 -> 1,2,3 rel [1,0,1]; q1 -> 0,2,3 [1,0,1]; q2 -> 3,1,0 [0,0,0]; q3 -> 2,1,0 [0,1,1].
+    # Part left out: q0 -> 2,3 [0,1] AP 1/2; q1 -> 2,3 [0,1] AP 1/2; q2, q3 unchanged.
+    x = np.array([[0.0], [0.1], [3.0], [3.1]], np.float32)
+    y = np.array([0, 0, 1, 0])
+    plain = ev.search_scores(x, y, metric="euclidean", k=2)
+    cross = ev.search_scores(x, y, metric="euclidean", k=2, groups=np.array([7, 7, 8, 9]))
+    assert plain["p1"] == 0.5 and not plain["groups_excluded"]
+    assert cross["p1"] == 0.0 and cross["groups_excluded"]
+    assert cross["p2"] == pytest.approx((0.5 + 0.5 + 0 + 0.5) / 4)
+    assert cross["map"] == pytest.approx((0.5 + 0.5 + (1 / 2 + 2 / 3) / 2) / 3)
+    # Every image its own group = the plain leave-one-out figures.
+    same = ev.search_scores(x, y, metric="euclidean", k=2, groups=np.arange(4))
+    assert (same["p1"], same["p2"], same["map"]) == (plain["p1"], plain["p2"], plain["map"])
+    with pytest.raises(ValueError, match="group codes"):
+        ev.search_scores(x, y, groups=np.arange(3))
+
+
 def test_search_scores_macro_differs_from_micro_for_a_rare_class():
     # Two tight pairs of class 0; class 1 = one image between the pairs, one opposite.
     x = np.array([[1, 0], [1, 0.01], [1, 0.3], [1, 0.31], [1, 0.15], [-1, 0]], np.float32)
@@ -108,6 +127,46 @@ def test_evaluate_project_on_elpv(results, elpv_dir):
     assert cost["cluster_majority"]["actions_to_accuracy"]["0.9"] < 72
 
 
+def test_group_column_leaves_same_part_neighbours_out(built_project, elpv_dir, tmp_path):
+    """Pairs of mutual nearest neighbours marked as one part: their plain P@1 is flattered."""
+    import csv
+
+    from labeler.project import Project
+
+    rows = list(csv.DictReader(open(elpv_dir / "truth.csv")))
+    p = Project(built_project)
+    row_of = {r["path"]: r["row"] for r in p.store.image_table()}
+    v = np.asarray(p.load_array("pca"))
+    sims = v @ v.T
+    np.fill_diagonal(sims, -1)
+    nn = sims.argmax(1)
+    part = {path: f"part{min(int(row_of[path]), int(nn[row_of[path]]))}" if nn[nn[row_of[path]]] == row_of[path]
+            else "" for path in row_of}
+    truth = tmp_path / "truth.csv"
+    with open(truth, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["path", "cell_type", "part"])
+        for r in rows:
+            w.writerow([r["path"], r["cell_type"], part[r["path"]]])
+    (res,) = ev.evaluate_project(built_project, truth, ["cell_type"], features=("pca",), group_column="part",
+                                 log=lambda m: None)
+    paired = sum(1 for x in part.values() if x)
+    assert paired >= 10 and res["groups"] == 80 - paired // 2
+    plain, cross = res["search"]["pca"], res["search_cross_group"]["pca"]
+    assert plain["queries"] == cross["queries"] == 80
+    # The CSV's parts reach the right rows: the same figures as groups given by hand.
+    by_row = {int(r): path for path, r in row_of.items()}
+    cell = {r["path"]: r["cell_type"] for r in rows}
+    order = sorted(by_row)
+    y = np.unique([cell[by_row[r]] for r in order], return_inverse=True)[1]
+    groups = np.array([hash(part[by_row[r]]) if part[by_row[r]] else -1 - r for r in order])
+    want = ev.search_scores(v[order], y, groups=groups)
+    assert (cross["p1"], cross["p10"], cross["map"]) == pytest.approx((want["p1"], want["p10"], want["map"]))
+    assert (cross["p1"], cross["map"]) != (plain["p1"], plain["map"])
+    md = ev.markdown_table(res)
+    assert "PCA vectors, other part" in md and f"{res['groups']} groups" in md
+
+
 def test_write_outputs_and_markdown(results, tmp_path):
     written = ev.write_outputs(results[1], tmp_path)
     names = {p.name for p in written}
@@ -126,10 +185,16 @@ def test_cli_evaluate(built_project, elpv_dir, tmp_path):
 
     md = tmp_path / "eval.md"
     r = CliRunner().invoke(main, ["evaluate", "-p", str(built_project), "--truth", str(elpv_dir / "truth.csv"),
-                                  "-o", str(tmp_path / "out"), "--no-plots", "--markdown", str(md)])
+                                  "-o", str(tmp_path / "out"), "--no-plots", "--markdown", str(md),
+                                  "--group-column", "cell_type"])
     assert r.exit_code == 0, r.output
     assert "Truth `cell_type`" in r.output  # default: the second column
     assert (tmp_path / "out" / "evaluation-cell_type.json").is_file() and md.is_file()
+    # Grouped by the truth itself, every relevant neighbour is in the query's own group.
+    data = json.loads((tmp_path / "out" / "evaluation-cell_type.json").read_text())
+    assert data["groups"] == len(data["classes"]) and "PCA vectors, other cell_type" in r.output
+    cross, plain = data["search_cross_group"]["pca"], data["search"]["pca"]
+    assert cross["groups_excluded"] and cross["p1"] == 0.0 and plain["p1"] > 0.8
     bad = CliRunner().invoke(main, ["evaluate", "-p", str(built_project), "--truth", str(elpv_dir / "truth.csv"),
                                     "--column", "nope", "-o", str(tmp_path / "out")])
     assert bad.exit_code == 1 and "no column 'nope'" in bad.output

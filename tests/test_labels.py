@@ -148,3 +148,94 @@ def test_a_failure_inside_a_composed_action_writes_nothing(store):
             labels.label_images(store, [1], "a")
             raise RuntimeError("boom")
     assert _state(store) == before
+
+
+def test_undo_and_redo_are_per_annotator(store):
+    labels.label_images(store, [1, 2, 3], "a", annotator="ana")
+    labels.label_images(store, [2], "b", annotator="bob")
+    labels.label_images(store, [4], "x", annotator="bob")
+    # ana's undo reverts ana's action only; bob's later label of image 2 stays, and she is told
+    done = labels.undo(store, "ana")
+    assert done.description.startswith("label 3 image(s) 'a'") and done.skipped == [2]
+    assert "1 image(s) not restored" in done.note and "#2" in done.note
+    assert store.labels() == {2: "b", 4: "x"}
+    assert labels.undo(store, "ana") is None  # bob's actions are not hers to undo
+    assert store.labels() == {2: "b", 4: "x"}
+    # bob's undo reverts his newest action only
+    assert labels.undo(store, "bob").description.startswith("label 1 image(s) 'x'")
+    assert store.labels() == {2: "b"}
+    # ana's redo re-applies her action where nobody else changed things since
+    redone = labels.redo(store, "ana")
+    assert redone.skipped == [] and store.labels() == {1: "a", 2: "b", 3: "a"}
+    assert labels.redo(store, "ana") is None
+    labels.redo(store, "bob")
+    assert store.labels() == {1: "a", 2: "b", 3: "a", 4: "x"}
+    # who did what is in the log
+    by = {(e["annotator"], e["source"]) for e in store.label_events()}
+    assert {("ana", "undo"), ("ana", "redo"), ("bob", "undo"), ("bob", "redo")} <= by
+
+
+def test_redo_skips_images_someone_else_changed_after_the_undo(store):
+    labels.label_images(store, [1, 2], "a", annotator="ana")
+    labels.undo(store, "ana")
+    labels.label_images(store, [2], "b", annotator="bob")
+    redone = labels.redo(store, "ana")
+    assert redone.skipped == [2] and store.labels() == {1: "a", 2: "b"}
+
+
+def test_undo_of_a_cluster_edit_under_a_later_one_says_so(store):
+    first = store.current_clustering()["id"]
+    ids, clusters, _ = store.assignments()
+    store.add_clustering("edit", {}, ids, np.zeros_like(clusters), None, [], parent_id=first,
+                         annotator="ana", description="merge")
+    later = store.add_clustering("edit", {}, ids, np.ones_like(clusters), None, [],
+                                 parent_id=store.current_clustering()["id"], annotator="bob", description="x")
+    done = labels.undo(store, "ana")
+    assert done.kind == "cluster" and "stays" in done.note
+    assert store.current_clustering()["id"] == later
+
+
+def test_label_vocabulary_rename_merge_and_close_labels(store):
+    labels.label_images(store, [1, 2], "mono", annotator="ana")
+    labels.label_images(store, [3], "monomono", annotator="bob")
+    labels.label_images(store, [4], "Poly", annotator="bob")
+    summary = {d["label"]: d for d in labels.label_summary(store)}
+    assert summary["mono"]["count"] == 2 and summary["mono"]["annotators"] == {"ana": 2}
+    assert summary["monomono"]["annotators"] == {"bob": 1}
+    # near-duplicates need a confirmation, the same label or a distinct one does not
+    assert labels.close_labels("monomono", ["mono", "poly"]) == ["mono"]
+    assert labels.close_labels("poly", ["Poly", "mono"]) == ["Poly"]
+    assert labels.close_labels("mono", ["mono", "poly"]) == []
+    with pytest.raises(labels.NeedsConfirmation, match="close to 'Poly'"):
+        labels.check_new_label(store, "poly")
+    assert labels.check_new_label(store, "poly", confirmed=True) == "poly"
+    assert labels.check_new_label(store, "mono") == "mono"
+    assert labels.check_new_label(store, "cracked") == "cracked"
+    # merge is one undoable action
+    action, n = labels.merge_labels(store, ["monomono"], "mono", annotator="ana")
+    assert n == 1 and store.labels() == {1: "mono", 2: "mono", 3: "mono", 4: "Poly"}
+    labels.undo(store, "ana")
+    assert store.labels()[3] == "monomono" and store.label_rows()[2]["annotator"] == "bob"
+    action, n = labels.rename_label(store, "Poly", "poly", annotator="bob")
+    assert n == 1 and store.labels()[4] == "poly"
+    labels.undo(store, "bob")
+    assert store.labels()[4] == "Poly"
+    from labeler.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        labels.rename_label(store, "nothing", "x")
+    with pytest.raises(BadInputError):
+        labels.rename_label(store, "mono", "two\nlines")
+
+
+def test_changed_file_marks_its_label_stale_until_confirmed(store):
+    labels.label_images(store, [1, 2], "a", annotator="ana")
+    store.add_or_update_images([{"path": "img0.png", "size": 99, "mtime": 2.0, "hash": "new"},
+                                {"path": "img1.png", "size": 11, "mtime": 1.0, "hash": "h1"}])
+    assert store.stale_image_ids() == [1] and store.counts()["stale"] == 1
+    assert labels.label_summary(store)[0]["stale"] == 1
+    assert labels.confirm_stale(store) == 1 and store.stale_image_ids() == []
+    store.add_or_update_images([{"path": "img0.png", "size": 98, "mtime": 3.0, "hash": "newer"}])
+    assert store.stale_image_ids() == [1]
+    labels.label_images(store, [1], "b", annotator="ana")  # re-labelling confirms too
+    assert store.stale_image_ids() == []

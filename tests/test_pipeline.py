@@ -34,16 +34,15 @@ def test_built_project_has_every_stage(built_project, elpv_dir):
     st = p.store
     assert st.counts()["embedded"] == 80
     emb, pca, xy = p.load_array("embeddings"), p.load_array("pca"), p.load_array("map")
-    # the default feature type, multistage: Lite0's stride-8, stride-16 and last stages
-    assert emb.shape == (80, 40 + 112 + 1280) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    assert emb.shape == (80, 1280) and emb.dtype == np.float32 and np.isfinite(emb).all()
     assert pca.shape == (80, 32)
     np.testing.assert_allclose(np.linalg.norm(pca, axis=1), 1.0, rtol=1e-4)
     assert xy.shape == (80, 2) and np.isfinite(xy).all()
     ids, clusters, _ = st.assignments()
     assert len(ids) == 80 and clusters.max() >= 1  # ELPV has at least mono and poly cells
     meta = st.get_meta("backbone")
-    assert meta["name"] == "efficientnet-lite0" and meta["dim"] == 1432 and meta["preprocessing"]
-    assert meta["features"] == "multistage"
+    assert meta["name"] == "efficientnet-lite0" and meta["dim"] == 1280 and meta["preprocessing"]
+    assert meta["features"] == "global"  # the default feature type
     assert len(list(p.thumbs_dir.glob("*.jpg"))) == 80
     assert (p.models_dir / "pca.joblib").is_file() and (p.models_dir / "umap_map.joblib").is_file()
     assert 0 < st.get_meta("novelty_threshold") <= 1
@@ -113,6 +112,86 @@ def test_incremental_reingest(small_dir, tmp_path):
     np.testing.assert_array_equal(emb[unchanged_row], emb_before[unchanged_row])
 
 
+def _copy_elpv_range(directory, start, stop):
+    for src in sorted(fx.elpv_images_dir().glob("*.png"))[start:stop]:
+        shutil.copyfile(src, directory / src.name)
+
+
+def test_new_photos_join_the_existing_map_and_clusters(tmp_path):
+    """Re-ingest places new photos; old positions, cluster ids and labels stay exactly."""
+    from labeler.clustering import cluster_project
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    _copy_elpv_range(d, 0, 30)
+    proj = tmp_path / "proj"
+    ingest(d, proj, settings(), progress=False)
+    p = Project(proj)
+    st = p.store
+    ids0, cl0, _ = st.assignments()
+    xy0, space0 = np.array(p.load_array("map")), np.array(p.load_array("cluster_space"))
+    big = int(np.bincount(cl0[cl0 >= 0]).argmax()) if (cl0 >= 0).any() else -1
+    st.set_labels([int(i) for i in ids0[cl0 == big]], "cell", annotator="t")
+    st.set_labels([int(ids0[0])], "first", annotator="t")
+    labels0 = st.labels()
+
+    _copy_elpv_range(d, 30, 34)
+    fx.make_photo(d, "chelsea")
+    rep = ingest(d, proj, settings(), progress=False)
+    assert rep.embedded == 5 and rep.placed == 5 and not rep.remapped
+    ids1, cl1, _ = st.assignments()
+    old = np.isin(ids1, ids0)
+    np.testing.assert_array_equal(ids1[old], ids0)
+    np.testing.assert_array_equal(cl1[old], cl0)  # every old image keeps its cluster id
+    assert set(cl1[~old].tolist()) <= set(cl0.tolist()) | {-1}  # a known cluster or noise
+    assert st.labels() == labels0
+    xy1, space1 = p.load_array("map"), p.load_array("cluster_space")
+    assert xy1.shape == (35, 2) and np.isfinite(xy1).all() and np.isfinite(space1).all()
+    np.testing.assert_array_equal(xy1[:30], xy0)  # old points do not move at all
+    np.testing.assert_array_equal(space1[:30], space0)
+    assert len(p.load_array("pca")) == 35
+    # The ELPV cells land among the ELPV cells, not on the cat photo's side of the map.
+    new_rows = {r["path"]: r["row"] for r in st.image_table()}
+    cells = [new_rows[x.name] for x in sorted(fx.elpv_images_dir().glob("*.png"))[30:34]]
+    d_cells = np.linalg.norm(xy1[cells][:, None] - xy0[None], axis=2).min(1)
+    assert np.all(d_cells < np.ptp(xy0, axis=0).max() / 4)
+
+    # KMeans: new photos go to the nearest centroid, never to noise.
+    s = settings(method="kmeans", k=3)
+    cluster_project(p, s)
+    ids2, cl2, _ = st.assignments()
+    _copy_elpv_range(d, 34, 36)
+    rep = ingest(d, proj, s, progress=False)
+    ids3, cl3, _ = st.assignments()
+    np.testing.assert_array_equal(cl3[np.isin(ids3, ids2)], cl2)
+    assert rep.placed == 2 and set(cl3[~np.isin(ids3, ids2)].tolist()) <= set(range(3))
+
+    # --remap refits everything: every image in exactly one cluster of a new clustering.
+    before = st.current_clustering()["id"]
+    rep = ingest(d, proj, s, remap=True, progress=False)
+    assert rep.remapped and rep.placed == 0 and st.current_clustering()["id"] != before
+    assert len(st.assignments()[0]) == 37 and len(p.load_array("map")) == 37
+    assert st.labels() == labels0
+
+
+@pytest.mark.parametrize("placement", ["neighbours", "umap"])
+def test_place_in_maps_moves_no_other_point(project, placement):
+    from labeler.pipeline import place_in_maps
+
+    xy, space, pca = (np.array(project.load_array(a)) for a in ("map", "cluster_space", "pca"))
+    rows = np.arange(70, 80)
+    place_in_maps(project, rows, settings(), placement=placement)
+    xy2, space2, pca2 = (project.load_array(a) for a in ("map", "cluster_space", "pca"))
+    np.testing.assert_array_equal(xy2[:70], xy[:70])
+    np.testing.assert_array_equal(space2[:70], space[:70])
+    np.testing.assert_allclose(pca2, pca, atol=1e-5)  # the same PCA projects the same embeddings
+    lo, hi = xy[:70].min(0), xy[:70].max(0)
+    pad = (hi - lo) * 0.1
+    assert np.all((xy2[70:] >= lo - pad) & (xy2[70:] <= hi + pad)) and np.isfinite(space2[70:]).all()
+    with pytest.raises(ValueError, match="unknown placement"):
+        place_in_maps(project, rows, settings(), placement="tsne")
+
+
 def test_bad_input_is_skipped_and_reported(tmp_path):
     d = tmp_path / "mixed"
     d.mkdir()
@@ -178,7 +257,7 @@ def test_resume_after_kill(tmp_path):
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     db = proj / "labeler.db"
     committed = 0
-    deadline = time.time() + 120
+    deadline = time.time() + 600  # ends at the first commit; generous for a busy 2-core CI machine
     while time.time() < deadline and proc.poll() is None:
         if db.exists():
             try:
@@ -208,7 +287,8 @@ def test_resume_after_kill(tmp_path):
     assert not list(p.parts_dir.glob("*"))
 
 
-def test_interrupted_after_embedding_rebuilds_maps_and_clusters(small_dir, tmp_path, monkeypatch):
+@pytest.mark.parametrize("killed_in, remap", [("cluster_project", True), ("place_images", False)])
+def test_interrupted_after_embedding_rebuilds_maps_and_clusters(small_dir, tmp_path, monkeypatch, killed_in, remap):
     """A run killed between embedding and clustering leaves no stale map or clustering."""
     import labeler.pipeline as pl
 
@@ -219,9 +299,9 @@ def test_interrupted_after_embedding_rebuilds_maps_and_clusters(small_dir, tmp_p
     def killed(*a, **k):
         raise KeyboardInterrupt  # as if Ctrl-C arrived while clustering
 
-    monkeypatch.setattr(pl, "cluster_project", killed)
+    monkeypatch.setattr(pl, killed_in, killed)
     with pytest.raises(KeyboardInterrupt):
-        ingest(small_dir, proj, settings(), progress=False)
+        ingest(small_dir, proj, settings(), remap=remap, progress=False)
     monkeypatch.undo()
     rep = ingest(small_dir, proj, settings(), progress=False)
     assert rep.embedded == 0 and rep.rebuilt

@@ -13,20 +13,29 @@ use :mod:`labeler.app.wsgi`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 from dash import Dash
 
+from ..errors import BadInputError
 from ..project import Project
-from . import callbacks_explore, callbacks_label, callbacks_refine, callbacks_review, callbacks_search
+from . import (callbacks_assist, callbacks_explore, callbacks_label, callbacks_refine, callbacks_review,
+               callbacks_search)
 from .layout import serve_layout
-from .routes import install_basic_auth, register_routes
+from .routes import Users, install_basic_auth, install_hardening, register_routes
 from .state import AppContext
 
 ASSETS = Path(__file__).with_name("assets")
 
 
-def create_app(project: Project | str | Path, *, auth: str | None = None) -> Dash:
+#: Default request body cap (Flask MAX_CONTENT_LENGTH): an upload is at most
+#: uploads.MAX_UPLOAD_BYTES, base64-encoded (x 4/3), plus the callback's JSON.
+MAX_CONTENT_LENGTH = 50 * 1024 * 1024
+
+
+def create_app(project: Project | str | Path, *, auth: str | None = None, auth_file: str | Path | None = None,
+               allowed_hosts: Iterable[str] = (), max_content_length: int = MAX_CONTENT_LENGTH) -> Dash:
     """Build the dashboard for one project.
 
     Parameters
@@ -36,6 +45,14 @@ def create_app(project: Project | str | Path, *, auth: str | None = None) -> Das
     auth : str or None
         'user:password' to require HTTP basic auth on every request (pages,
         callbacks, thumbnails, the CSV), for serving beyond localhost.
+    auth_file : path or None
+        A file of ``user:hash`` lines (hashes from Werkzeug's
+        ``generate_password_hash``) for several users. With auth on, the
+        authenticated user is the annotator of every action.
+    allowed_hosts : iterable of str
+        Host names answered besides the loopback names (others get 400).
+    max_content_length : int
+        Request body cap in bytes (413 above it).
 
     Returns
     -------
@@ -48,10 +65,14 @@ def create_app(project: Project | str | Path, *, auth: str | None = None) -> Das
     ProjectError
         The project has not been ingested yet.
     BadInputError
-        ``auth`` is not 'user:password'.
+        ``auth`` is not 'user:password', both ``auth`` and ``auth_file`` are
+        given, or the auth file cannot be used.
     """
+    if auth and auth_file:
+        raise BadInputError("give --auth or --auth-file, not both")
+    users = Users.from_file(auth_file) if auth_file else Users.from_pair(auth) if auth else None
     project = project if isinstance(project, Project) else Project(project)
-    actx = AppContext(project)
+    actx = AppContext(project, users=users)
     app = Dash(
         __name__,
         title=f"labeler · {project.root.name}",
@@ -59,14 +80,18 @@ def create_app(project: Project | str | Path, *, auth: str | None = None) -> Das
         suppress_callback_exceptions=True,
         update_title=None,
     )
-    if auth:
-        install_basic_auth(app.server, auth)
+    if users is not None:
+        install_basic_auth(app.server, users)
     register_routes(app.server, project)
     app.layout = lambda: serve_layout(actx)
-    for module in (callbacks_explore, callbacks_label, callbacks_search, callbacks_refine, callbacks_review):
+    for module in (callbacks_explore, callbacks_label, callbacks_search, callbacks_refine, callbacks_review,
+                   callbacks_assist):
         module.register(app, actx)
+    # After every clientside callback is registered: their inline scripts are hashed.
+    install_hardening(app.server, allowed_hosts=allowed_hosts, max_content_length=max_content_length,
+                      csp_hashes=app.csp_hashes())
     app.labeler = actx
     return app
 
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "MAX_CONTENT_LENGTH"]

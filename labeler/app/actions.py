@@ -24,6 +24,7 @@ from typing import NamedTuple
 from dash import no_update
 
 from ..errors import LabelerError, StaleStateError
+from ..labels import NeedsConfirmation
 from .components import message
 
 log = logging.getLogger("labeler.app")
@@ -46,27 +47,37 @@ def attempt(action: Callable[..., str | Outcome], *args, **kwargs) -> Outcome:
     """Run ``action(*args, **kwargs)`` and turn its result or error into an :class:`Outcome`.
 
     A :class:`~labeler.errors.StaleStateError` (the page shows an outdated
-    clustering: the app's HTTP 409) says so and asks to reload.
+    clustering: the app's HTTP 409) says so and asks to reload. A
+    :class:`~labeler.labels.NeedsConfirmation` (a new label close to existing
+    ones) is a warning asking for a second click.
     """
+    return _attempt(action, *args, **kwargs)[0]
+
+
+def _attempt(action, *args, **kwargs) -> tuple[Outcome, str | None]:
     try:
         out = action(*args, **kwargs)
+    except NeedsConfirmation as e:
+        return Outcome(f"{e}. Click again to create '{e.label}' anyway.", "warn"), e.label
     except StaleStateError as e:
-        return Outcome(f"Conflict: {e}", "error")
+        return Outcome(f"Conflict: {e}", "error"), None  # the app's HTTP 409
     except LabelerError as e:
-        return Outcome(str(e), "error")
+        return Outcome(str(e), "error"), None
     except Exception:  # a bug: the annotator gets a generic line, the log the traceback
         log.exception("write action %s failed", getattr(action, "__name__", action))
-        return Outcome(BUG_MESSAGE, "error")
-    return out if isinstance(out, Outcome) else Outcome(str(out), "ok")
+        return Outcome(BUG_MESSAGE, "error"), None
+    return (out if isinstance(out, Outcome) else Outcome(str(out), "ok")), None
 
 
 class Reply(NamedTuple):
     """What a write callback sends back: the message bar's content, the new version
-    (``no_update`` when nothing changed) and whether the action succeeded."""
+    (``no_update`` when nothing changed), whether the action succeeded, and the
+    label awaiting confirmation (None when none)."""
 
     message: object
     version: object
     ok: bool
+    confirm: str | None = None
 
 
 def run(action: Callable[..., str | Outcome], *args, version=None, **kwargs) -> Reply:
@@ -80,5 +91,7 @@ def run(action: Callable[..., str | Outcome], *args, version=None, **kwargs) -> 
     version : int or None
         The page's current version-store value.
     """
-    out = attempt(action, *args, **kwargs)
-    return Reply(message(out.text, out.kind), (version or 0) + 1 if out.ok else no_update, out.ok)
+    out, confirm = _attempt(action, *args, **kwargs)
+    changed = out.ok and confirm is None
+    return Reply(message(out.text, out.kind), (version or 0) + 1 if changed else no_update,
+                 out.ok and confirm is None, confirm)

@@ -1,4 +1,4 @@
-"""The map: recolour (a Patch), hover tooltip, lasso selection, the Ctrl+Z shortcut."""
+"""The map: recolour (a Patch), hover tooltip, lasso selection, the undo/redo keys."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from . import ids
 from .components import legend
 from .routes import thumb_url
 from .state import AppContext
-from .views import coloring, image_facts, recolor_patch
+from .views import coloring, image_facts, point_image_id, recolor_patch
 
 
 def hover_card(actx: AppContext, image_id: int) -> list:
@@ -22,7 +22,7 @@ def hover_card(actx: AppContext, image_id: int) -> list:
         html.Img(src=thumb_url(image_id), className="tooltip-img"),
         html.Div(f"#{image_id} · {facts['path'].rsplit('/', 1)[-1]}", className="tooltip-title"),
         html.Div(f"cluster {cl}" if cl >= 0 else "noise"),
-        html.Div(f"label: {facts['label'] or '—'}"),
+        html.Div(f"label: {facts['label'] or '—'}" + (" (stale: file changed)" if facts.get("stale") else "")),
     ], className="tooltip-card")]
 
 
@@ -32,32 +32,50 @@ _SELECTION_JS = """
 function(sel) {
     const nu = window.dash_clientside.no_update;
     if (!sel || !sel.points) { return [[], nu]; }
+    // Image id of point i: layout.meta.id_runs (views.id_runs), binary search.
+    const gd = document.querySelector("#%s .js-plotly-plot");
+    const runs = (gd && gd.layout.meta && gd.layout.meta.id_runs) || [];
+    const idOf = function(i) {
+        let lo = 0, hi = runs.length - 1;
+        if (hi < 0) { return undefined; }
+        while (lo < hi) { const m = (lo + hi + 1) >> 1; if (runs[m][0] <= i) { lo = m; } else { hi = m - 1; } }
+        return runs[lo][1] + (i - runs[lo][0]);
+    };
     const seen = new Set(), out = [];
     for (const p of sel.points) {
-        if (p.curveNumber !== 0 || p.customdata === undefined) { continue; }
-        const v = Array.isArray(p.customdata) ? p.customdata[0] : p.customdata;
-        if (!seen.has(v)) { seen.add(v); out.push(Number(v)); }
+        if (p.curveNumber !== 0) { continue; }
+        const v = p.customdata !== undefined ? (Array.isArray(p.customdata) ? p.customdata[0] : p.customdata)
+                                             : idOf(p.pointIndex !== undefined ? p.pointIndex : p.pointNumber);
+        if (v !== undefined && !seen.has(v)) { seen.add(v); out.push(Number(v)); }
     }
     return [out, out.length ? "%s" : nu];
 }
-""" % ids.TAB_SELECTION
+""" % (ids.MAP, ids.TAB_SELECTION)
 
-# Ctrl+Z (Cmd+Z) clicks the Undo button, except while typing in a text box, where
-# the browser's own text undo is wanted.
+# u or Ctrl+Z (Cmd+Z) clicks Undo; r, Ctrl+Shift+Z or Ctrl+Y clicks Redo. Never
+# while typing in a text box (the browser's own text undo is wanted there, and
+# 'u' / 'r' are letters of a label).
 _KEYS_JS = """
 function(installed) {
     if (window._labelerKeys) { return true; }
     window._labelerKeys = true;
     document.addEventListener("keydown", function(e) {
-        if (!(e.ctrlKey || e.metaKey) || e.shiftKey || e.altKey || (e.key !== "z" && e.key !== "Z")) { return; }
         const t = e.target, tag = (t && t.tagName || "").toLowerCase();
-        if (tag === "input" || tag === "textarea" || (t && t.isContentEditable)) { return; }
-        const b = document.getElementById("%s");
+        if (tag === "input" || tag === "textarea" || tag === "select" || (t && t.isContentEditable)) { return; }
+        if (e.altKey || e.repeat) { return; }
+        const k = (e.key || "").toLowerCase(), mod = e.ctrlKey || e.metaKey;
+        let id = null;
+        if (!mod && !e.shiftKey && k === "u") { id = "%(undo)s"; }
+        else if (!mod && !e.shiftKey && k === "r") { id = "%(redo)s"; }
+        else if (mod && !e.shiftKey && k === "z") { id = "%(undo)s"; }
+        else if (mod && ((e.shiftKey && k === "z") || (!e.shiftKey && k === "y"))) { id = "%(redo)s"; }
+        if (id === null) { return; }
+        const b = document.getElementById(id);
         if (b) { e.preventDefault(); b.click(); }
     });
     return true;
 }
-""" % ids.UNDO
+""" % {"undo": ids.UNDO, "redo": ids.REDO}
 
 
 def register(app: Dash, actx: AppContext) -> None:
@@ -85,10 +103,9 @@ def register(app: Dash, actx: AppContext) -> None:
         if not hover or not hover.get("points"):
             return False, no_update, no_update
         pt = hover["points"][0]
-        if pt.get("curveNumber", 0) != 0 or pt.get("customdata") is None:
+        image_id = point_image_id(actx, pt)
+        if image_id is None:
             return False, no_update, no_update
-        image_id = pt["customdata"]
-        image_id = int(image_id[0] if isinstance(image_id, list) else image_id)
         return True, pt.get("bbox"), hover_card(actx, image_id)
 
     app.clientside_callback(

@@ -16,7 +16,7 @@ from .. import labels
 from ..errors import BadInputError, StoreError
 from . import ids
 from .actions import Outcome, run
-from .common import annotator_name, triggered_value, update_exclusions
+from .common import annotator_name, authenticated_user, triggered_value, update_exclusions
 from .components import caption, cluster_card, grid, thumb
 from .layout import CARDS_PER_PAGE, PER_PAGE
 from .state import AppContext
@@ -25,25 +25,34 @@ from .views import cluster_members_ordered, cluster_rows, image_facts, page_of, 
 # -- plain functions (tested directly, through actions.attempt) ---------------------------
 
 
+def _checked_label(actx: AppContext, label, confirmed) -> str:
+    """The cleaned label; a new label close to existing ones needs ``confirmed`` == it."""
+    text = labels.clean_label(label)
+    return labels.check_new_label(actx.project, text, confirmed=confirmed is not None and confirmed == text)
+
+
 def label_cluster_action(actx: AppContext, cluster, label, annotator, excluded=(), *,
-                         clustering_id=None, seen=None) -> str:
+                         clustering_id=None, seen=None, confirmed=None) -> str:
     """Label a whole cluster but the unticked images; returns the message.
 
     ``clustering_id`` and ``seen`` (the member ids on the annotator's page) make a
     stale page fail instead of labelling images the annotator never saw.
+    ``confirmed``: the new label the annotator already confirmed once.
 
     Raises
     ------
     LabelerError
-        No cluster open, a bad label, an unknown cluster, or a stale page
-        (:class:`~labeler.errors.StaleStateError`).
+        No cluster open, a bad label, an unknown cluster, a stale page
+        (:class:`~labeler.errors.StaleStateError`), or a new label close to an
+        existing one (:class:`~labeler.labels.NeedsConfirmation`).
     """
     if cluster is None:
         raise BadInputError("Open a cluster first.")
+    text = _checked_label(actx, label, confirmed)
     excluded = [int(i) for i in excluded or []]
-    _, done = labels.label_cluster(actx.project, int(cluster), label, annotator=annotator_name(annotator),
+    _, done = labels.label_cluster(actx.project, int(cluster), text, annotator=annotator_name(annotator),
                                    exclude=excluded, clustering_id=clustering_id, seen=seen)
-    text = f"Labelled {len(done):,} image(s) of cluster {cluster} as '{labels.clean_label(label)}'."
+    text = f"Labelled {len(done):,} image(s) of cluster {cluster} as '{text}'."
     left = [i for i in excluded if i not in set(done)]
     if left:
         text += f" {len(left)} unticked image(s) stay unlabelled."
@@ -51,18 +60,19 @@ def label_cluster_action(actx: AppContext, cluster, label, annotator, excluded=(
 
 
 def label_ids_action(actx: AppContext, image_ids, label, annotator, *, source="manual",
-                     what="image(s)") -> str:
+                     what="image(s)", confirmed=None) -> str:
     """Label the given images in one action; returns the message.
 
     Raises
     ------
     LabelerError
-        No image, a bad label or an unknown image id.
+        No image, a bad label, an unknown image id, or a new label close to an
+        existing one that is not ``confirmed`` yet.
     """
     image_ids = [int(i) for i in image_ids or []]
     if not image_ids:
         raise BadInputError(f"No {what} to label.")
-    text = labels.clean_label(label)
+    text = _checked_label(actx, label, confirmed)
     labels.label_images(actx.project, image_ids, text, source=source, annotator=annotator_name(annotator),
                         description=f"label {len(image_ids)} {what} {text!r}")
     return f"Labelled {len(image_ids):,} {what} as '{text}'."
@@ -72,7 +82,9 @@ def undo_action(actx: AppContext, annotator) -> str | Outcome:
     """Undo the newest action (a bulk label or a cluster edit undoes as one)."""
     done = labels.undo(actx.project, annotator_name(annotator))
     if done is None:
-        return Outcome("Nothing to undo.", "warn")
+        return Outcome("Nothing of yours to undo.", "warn")
+    if done.note:
+        return Outcome(f"Undone: {done.description}; {done.note}.", "warn")
     return f"Undone: {done.description}."
 
 
@@ -80,7 +92,9 @@ def redo_action(actx: AppContext, annotator) -> str | Outcome:
     """Re-apply the action the newest undo reverted."""
     done = labels.redo(actx.project, annotator_name(annotator))
     if done is None:
-        return Outcome("Nothing to redo.", "warn")
+        return Outcome("Nothing of yours to redo.", "warn")
+    if done.note:
+        return Outcome(f"Redone: {done.description}; {done.note}.", "warn")
     return f"Redone: {done.description}."
 
 
@@ -91,8 +105,22 @@ def progress_view(actx: AppContext) -> tuple[str, dict, list, list]:
     chips = [html.Span(f"{lab} {n:,}", className="count-chip") for lab, n in list(p["counts"].items())[:12]]
     if len(p["counts"]) > 12:
         chips.append(html.Span(f"+{len(p['counts']) - 12} more", className="muted"))
+    if p["stale"]:
+        chips.append(html.Span(f"{p['stale']:,} stale (file changed: check, then `labeler labels confirm`)",
+                               className="count-chip stale", title="their file changed since they were labelled"))
     options = [html.Option(value=lab) for lab in p["counts"]]
     return text, {"width": f"{p['percent']:.2f}%"}, chips, options
+
+
+def cluster_seen(actx: AppContext, cluster) -> dict:
+    """What the annotator is shown of a cluster: its clustering and member ids (sent
+    back with 'Label cluster', so a re-clustering in between makes it fail)."""
+    cid = int(actx.store.current_clustering()["id"])
+    try:
+        members = actx.store.cluster_members(int(cluster), cid)
+    except StoreError:
+        members = []
+    return {"cluster": int(cluster), "clustering_id": cid, "members": members}
 
 
 def cluster_detail_view(actx: AppContext, cluster, excluded, page) -> tuple:
@@ -138,6 +166,9 @@ def register(app: Dash, actx: AppContext) -> None:
         Input(ids.ANNOTATOR_CHANGE, "n_clicks"),
     )
     def name_dialog(name, change):
+        user = authenticated_user()
+        if user:  # behind auth the annotator is the logged-in user, not a typed name
+            return {"display": "none"}, user
         show = not name or bool(_trigger_id() == ids.ANNOTATOR_CHANGE and change)
         return {"display": "flex" if show else "none"}, name or "—"
 
@@ -151,7 +182,10 @@ def register(app: Dash, actx: AppContext) -> None:
     def save_name(_n, _s, value):
         if not (value or "").strip():
             raise PreventUpdate
-        return value.strip()[:80]
+        try:
+            return labels.clean_annotator(value)
+        except BadInputError:
+            raise PreventUpdate from None
 
     @app.callback(
         Output(ids.PROGRESS_TEXT, "children"),
@@ -199,6 +233,7 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.CLUSTER_TITLE, "children"),
         Output(ids.CLUSTER_GRID, "children"),
         Output(ids.CLUSTER_PAGES, "children"),
+        Output(ids.CLUSTER_SEEN, "data"),
         Input(ids.CLUSTER_OPEN, "data"),
         Input(ids.VERSION, "data"),
         Input(ids.CLUSTER_PAGE, "value"),
@@ -206,9 +241,10 @@ def register(app: Dash, actx: AppContext) -> None:
     )
     def cluster_detail(cluster, _version, page, excluded):
         if cluster is None:
-            return {"display": "none"}, [], [], ""
+            return {"display": "none"}, [], [], "", None
+        seen = cluster_seen(actx, cluster)
         title, items, pages, _ = cluster_detail_view(actx, cluster, excluded, page)
-        return {"display": "block"}, title, items, pages
+        return {"display": "block"}, title, items, pages, seen
 
     @app.callback(
         Output(ids.CLUSTER_EXCLUDED, "data", allow_duplicate=True),
@@ -225,18 +261,26 @@ def register(app: Dash, actx: AppContext) -> None:
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
         Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
         Input(ids.CLUSTER_LABEL_BUTTON, "n_clicks"),
         Input(ids.CLUSTER_LABEL_INPUT, "n_submit"),
         State(ids.CLUSTER_OPEN, "data"),
         State(ids.CLUSTER_LABEL_INPUT, "value"),
         State(ids.CLUSTER_EXCLUDED, "data"),
+        State(ids.CLUSTER_SEEN, "data"),
         State(ids.ANNOTATOR, "data"),
+        State(ids.LABEL_CONFIRM, "data"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def label_cluster(_n, _s, cluster, label, excluded, annotator, version):
-        r = run(label_cluster_action, actx, cluster, label, annotator, excluded, version=version)
-        return r.message, r.version
+    def label_cluster(_n, _s, cluster, label, excluded, seen, annotator, confirm, version):
+        seen = seen if seen and cluster is not None and seen.get("cluster") == int(cluster) else None
+        if cluster is not None and seen is None:  # the page never showed this cluster's members
+            seen = {"clustering_id": None, "members": []}
+        r = run(label_cluster_action, actx, cluster, label, annotator, excluded,
+                clustering_id=seen["clustering_id"] if seen else None,
+                seen=seen["members"] if seen else None, confirmed=confirm, version=version)
+        return r.message, r.version, r.confirm
 
     @app.callback(
         Output(ids.SELECTION_TITLE, "children"),
@@ -281,20 +325,23 @@ def register(app: Dash, actx: AppContext) -> None:
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
         Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
         Input(ids.SELECTION_LABEL_BUTTON, "n_clicks"),
         Input(ids.SELECTION_LABEL_INPUT, "n_submit"),
         State(ids.SELECTION, "data"),
         State(ids.SELECTION_EXCLUDED, "data"),
         State(ids.SELECTION_LABEL_INPUT, "value"),
         State(ids.ANNOTATOR, "data"),
+        State(ids.LABEL_CONFIRM, "data"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def label_selection(_n, _s, selection, excluded, label, annotator, version):
+    def label_selection(_n, _s, selection, excluded, label, annotator, confirm, version):
         ex = {int(i) for i in excluded or []}
         chosen = [int(i) for i in selection or [] if int(i) not in ex]
-        r = run(label_ids_action, actx, chosen, label, annotator, what="selected image(s)", version=version)
-        return r.message, r.version
+        r = run(label_ids_action, actx, chosen, label, annotator, what="selected image(s)",
+                confirmed=confirm, version=version)
+        return r.message, r.version, r.confirm
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
@@ -308,6 +355,20 @@ def register(app: Dash, actx: AppContext) -> None:
         if not n:
             raise PreventUpdate
         r = run(undo_action, actx, annotator, version=version)
+        return r.message, r.version
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(ids.REDO, "n_clicks"),
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def redo(n, annotator, version):
+        if not n:
+            raise PreventUpdate
+        r = run(redo_action, actx, annotator, version=version)
         return r.message, r.version
 
 

@@ -104,9 +104,9 @@ def move_action(actx: AppContext, image_ids, target, annotator, *, clustering_id
     return f"Moved {len(image_ids):,} image(s) to {where}."
 
 
-def cluster_options(actx: AppContext) -> tuple[list, list]:
-    """Dropdown options: clusters to merge, and move targets."""
-    rows = actx.store.cluster_summaries()
+def cluster_options(actx: AppContext, clustering_id: int | None = None) -> tuple[list, list]:
+    """Dropdown options: clusters to merge, and move targets (of a clustering, default current)."""
+    rows = actx.store.cluster_summaries(clustering_id)
     merge = [{"label": f"cluster {r['cluster']} ({r['size']})", "value": r["cluster"]}
              for r in sorted(rows, key=lambda r: r["cluster"]) if r["cluster"] >= 0]
     move = [{"label": "a new cluster", "value": "new"}, {"label": "noise", "value": -1}] + merge
@@ -119,10 +119,13 @@ def register(app: Dash, actx: AppContext) -> None:
     @app.callback(
         Output(ids.MERGE_CLUSTERS, "options"),
         Output(ids.MOVE_TARGET, "options"),
+        Output(ids.CLUSTERING_SEEN, "data"),
         Input(ids.VERSION, "data"),
     )
     def options(_version):
-        return cluster_options(actx)
+        cid = int(actx.store.current_clustering()["id"])
+        merge_opts, move_opts = cluster_options(actx, cid)
+        return merge_opts, move_opts, cid
 
     @app.callback(
         Output(ids.SPLIT_PREVIEW, "data"),
@@ -168,13 +171,14 @@ def register(app: Dash, actx: AppContext) -> None:
         Input(ids.MERGE_BUTTON, "n_clicks"),
         State(ids.MERGE_CLUSTERS, "value"),
         State(ids.ANNOTATOR, "data"),
+        State(ids.CLUSTERING_SEEN, "data"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def merge(n, clusters, annotator, version):
+    def merge(n, clusters, annotator, seen_clustering, version):
         if not n:
             raise PreventUpdate
-        r = run(merge_action, actx, clusters, annotator, version=version)
+        r = run(merge_action, actx, clusters, annotator, clustering_id=seen_clustering, version=version)
         return r.message, r.version
 
     @app.callback(
@@ -194,13 +198,16 @@ def register(app: Dash, actx: AppContext) -> None:
         State(ids.SELECTION_EXCLUDED, "data"),
         State(ids.MOVE_TARGET, "value"),
         State(ids.ANNOTATOR, "data"),
+        State(ids.CLUSTERING_SEEN, "data"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def move(n, selection, excluded, target, annotator, version):
+    def move(n, selection, excluded, target, annotator, seen_clustering, version):
         if not n:
             raise PreventUpdate
         ex = {int(i) for i in excluded or []}
         chosen = [int(i) for i in selection or [] if int(i) not in ex]
-        r = run(move_action, actx, chosen, target, annotator, version=version)
+        # A move to 'new' or noise names no cluster: only a numbered target depends on the clustering.
+        cid = seen_clustering if target not in (None, "", "new", -1) else None
+        r = run(move_action, actx, chosen, target, annotator, clustering_id=cid, version=version)
         return r.message, r.version

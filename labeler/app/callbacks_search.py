@@ -7,7 +7,7 @@ from dash import ALL, Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
 from ..search import QueryImageError, SearchResult
-from ..errors import StoreError
+from ..errors import BadInputError, StoreError
 from . import ids
 from .actions import run
 from .callbacks_label import label_ids_action
@@ -16,7 +16,7 @@ from .components import caption, full_image_link, grid, thumb
 from .routes import thumb_url
 from .state import AppContext
 from .uploads import UploadError, uploaded_image
-from .views import image_facts, query_marker_patch
+from .views import image_facts, point_image_id, query_marker_patch
 
 MAX_K = 100
 
@@ -41,18 +41,22 @@ def result_to_store(res: SearchResult, filename: str | None = None) -> dict:
     }
 
 
-def search_by_id(actx: AppContext, image_id: int, k=12) -> dict:
-    """Neighbours of a collection image, as stored in the browser.
+def search_by_id(actx: AppContext, image_id: int, k=12, for_label: str | None = None) -> dict:
+    """Neighbours of a collection image, as stored in the browser; ``for_label``: "more like
+    this, for LABEL" (:mod:`labeler.assist.conditioned`).
 
     Raises
     ------
     StoreError
         Unknown image id.
+    BadInputError
+        ``for_label`` is not a label in use.
     """
-    return result_to_store(actx.searcher().by_id(int(image_id), _k(k)))
+    return result_to_store(actx.searcher().by_id(int(image_id), _k(k), for_label=for_label or None))
 
 
-def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12) -> dict:
+def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12,
+                     for_label: str | None = None) -> dict:
     """Neighbours of an uploaded photo (checked server-side, then searched from a temp file).
 
     Raises
@@ -62,7 +66,7 @@ def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12
     """
     with uploaded_image(contents) as path:
         try:
-            res = actx.searcher().by_file(path, _k(k))
+            res = actx.searcher().by_file(path, _k(k), for_label=for_label or None)
         except QueryImageError as e:
             raise UploadError(f"the image could not be used: {e}") from e
     name = (filename or "uploaded photo").replace("/", "_")[-120:]
@@ -128,9 +132,10 @@ def register(app: Dash, actx: AppContext) -> None:
         Input(ids.UPLOAD, "contents"),
         State(ids.UPLOAD, "filename"),
         State(ids.SEARCH_K, "value"),
+        State(ids.SEARCH_FOR_LABEL, "value"),
         prevent_initial_call=True,
     )
-    def run_search(click, _similar, contents, filename, k):
+    def run_search(click, _similar, contents, filename, k, for_label):
         from dash import ctx
 
         tid = ctx.triggered_id
@@ -138,25 +143,24 @@ def register(app: Dash, actx: AppContext) -> None:
             if tid == ids.UPLOAD:
                 if not contents:
                     raise PreventUpdate
-                stored = search_by_upload(actx, contents, filename, k)
+                stored = search_by_upload(actx, contents, filename, k, for_label)
                 preview = {"display": "block"}
             else:
                 if tid == ids.MAP:
                     pts = (click or {}).get("points") or []
-                    if not pts or pts[0].get("curveNumber", 0) != 0:
+                    image_id = point_image_id(actx, pts[0]) if pts else None
+                    if image_id is None:
                         raise PreventUpdate
-                    image_id = pts[0]["customdata"]
-                    image_id = image_id[0] if isinstance(image_id, list) else image_id
                 elif isinstance(tid, dict) and triggered_value():
                     image_id = tid["id"]
                 else:
                     raise PreventUpdate
-                stored = search_by_id(actx, int(image_id), k)
+                stored = search_by_id(actx, int(image_id), k, for_label)
                 preview = {"display": "none"}
-        except (UploadError, StoreError) as e:
+        except (UploadError, StoreError, BadInputError) as e:
             err = result(f"Search failed: {e}", "error")
             return no_update, no_update, err, no_update, no_update, {"display": "none"}
-        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(stored["map_xy"]), preview
+        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), preview
 
     @app.callback(
         Output(ids.SEARCH_QUERY, "children"),
@@ -189,36 +193,41 @@ def register(app: Dash, actx: AppContext) -> None:
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
         Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
         Input(ids.SEARCH_LABEL_BUTTON, "n_clicks"),
         Input(ids.SEARCH_LABEL_INPUT, "n_submit"),
         State(ids.SEARCH_RESULT, "data"),
         State(ids.SEARCH_EXCLUDED, "data"),
         State(ids.SEARCH_LABEL_INPUT, "value"),
         State(ids.ANNOTATOR, "data"),
+        State(ids.LABEL_CONFIRM, "data"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def label_neighbours(_n, _s, stored, excluded, label, annotator, version):
+    def label_neighbours(_n, _s, stored, excluded, label, annotator, confirm, version):
         ex = {int(i) for i in excluded or []}
         chosen = [i for i, _ in (stored or {}).get("neighbours", []) if int(i) not in ex]
         r = run(label_ids_action, actx, chosen, label, annotator, source="search", what="neighbour(s)",
-                version=version)
-        return r.message, r.version
+                confirmed=confirm, version=version)
+        return r.message, r.version, r.confirm
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
         Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
         Input(ids.IMAGE_LABEL_BUTTON, "n_clicks"),
         Input(ids.IMAGE_LABEL_INPUT, "n_submit"),
         State(ids.SEARCH_RESULT, "data"),
         State(ids.IMAGE_LABEL_INPUT, "value"),
         State(ids.ANNOTATOR, "data"),
+        State(ids.LABEL_CONFIRM, "data"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def relabel_image(_n, _s, stored, label, annotator, version):
+    def relabel_image(_n, _s, stored, label, annotator, confirm, version):
         qid = (stored or {}).get("query_image_id")
         if qid is None:
             raise PreventUpdate
-        r = run(label_ids_action, actx, [qid], label, annotator, what=f"image #{qid}", version=version)
-        return r.message, r.version
+        r = run(label_ids_action, actx, [qid], label, annotator, what=f"image #{qid}",
+                confirmed=confirm, version=version)
+        return r.message, r.version, r.confirm

@@ -17,8 +17,19 @@ def triggered_value():
     return t[0]["value"] if t else None
 
 
+def authenticated_user() -> str | None:
+    """The user HTTP basic auth authenticated for the running request (None without auth)."""
+    from flask import g, has_request_context
+
+    return g.get("labeler_user") if has_request_context() else None
+
+
 def annotator_name(stored) -> str:
-    """The annotator from the browser's local store ('anonymous' when not given)."""
+    """Who acts: the authenticated user when auth is on (the browser cannot claim
+    another name), else the name typed in this browser ('anonymous' when none)."""
+    user = authenticated_user()
+    if user:
+        return user
     return (str(stored).strip() if stored else "") or "anonymous"
 
 

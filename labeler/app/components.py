@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from ..labels import MAX_LABEL_LENGTH
 from . import ids
 from .routes import image_url, thumb_url
 
@@ -16,7 +17,8 @@ def message(text: str, kind: str = "ok") -> html.Div:
 def label_input(id_: str, placeholder: str = "label") -> dcc.Input:
     """A text box that autocompletes from the existing labels (the shared datalist)."""
     return dcc.Input(id=id_, type="text", placeholder=placeholder, list=ids.LABEL_OPTIONS,
-                     debounce=False, className="label-input", autoComplete="off")
+                     debounce=False, className="label-input", autoComplete="off",
+                     maxLength=MAX_LABEL_LENGTH)
 
 
 def thumb(grid: str, image_id: int, caption: str = "", *, checked: bool | None = None,
@@ -48,6 +50,8 @@ def thumb(grid: str, image_id: int, caption: str = "", *, checked: bool | None =
 def caption(image_id: int, facts: dict | None, score: float | None = None) -> str:
     """'#12 crack 0.93': id, label (nothing when unlabelled) and an optional similarity."""
     lab = (facts or {}).get("label")
+    if lab and (facts or {}).get("stale"):
+        lab += " (stale: file changed)"
     s = f"#{image_id} {lab}" if lab else f"#{image_id}"
     return s if score is None else f"{s} {score:.2f}"
 

@@ -14,7 +14,13 @@ CLUSTER_EXCLUDED = "cluster-excluded-store"  # unticked members of the open clus
 SEARCH_RESULT = "search-result-store"  # the last search: ids, similarities, vote, ...
 SEARCH_EXCLUDED = "search-excluded-store"
 SPLIT_PREVIEW = "split-preview-store"  # {cluster, groups: {sub: [ids]}} awaiting apply
-KEYS = "keys-store"  # set once the Ctrl+Z listener is installed
+KEYS = "keys-store"  # set once the keyboard shortcut listener is installed
+# What the annotator saw, sent with every action that names a cluster, so that a
+# re-clustering by someone else in between makes the action fail instead of
+# labelling images nobody looked at.
+CLUSTER_SEEN = "cluster-seen-store"  # {cluster, clustering_id, members} of the open cluster
+CLUSTERING_SEEN = "clustering-seen-store"  # clustering id the Refine tab's choices come from
+LABEL_CONFIRM = "label-confirm-store"  # a new label close to existing ones, awaiting a second click
 
 # -- top bar --------------------------------------------------------------------------
 PROGRESS_TEXT = "progress-text"
@@ -23,6 +29,7 @@ LABEL_COUNTS = "label-counts"
 ANNOTATOR_NAME = "annotator-name"
 ANNOTATOR_CHANGE = "annotator-change"
 UNDO = "undo-button"
+REDO = "redo-button"
 EXPORT_LINK = "export-link"
 MESSAGE = "message"
 LABEL_OPTIONS = "label-options"  # <datalist> of existing labels for autocompletion
@@ -73,6 +80,7 @@ SELECTION_CLEAR = "selection-clear"
 # Search tab
 UPLOAD = "upload"
 SEARCH_K = "search-k"
+SEARCH_FOR_LABEL = "search-for-label"  # optional: "more like this, for LABEL" (labeler.assist)
 SEARCH_ERROR = "search-error"
 SEARCH_QUERY = "search-query"  # the query image and its facts
 SEARCH_PREVIEW = "search-preview"  # an uploaded image, shown by the browser itself
@@ -123,3 +131,19 @@ def thumb_check(grid: str, image_id: int) -> dict:
 
 def cluster_open_button(cluster: int) -> dict:
     return {"type": CLUSTER_OPEN_BUTTON, "cluster": int(cluster)}
+
+# -- Next tab: suggestions and the label-next queue (labeler.assist) ---------------------
+TAB_NEXT = "tab-next"
+NEXT_BANDS = "next-bands"  # per label: suggestions in each confidence band
+NEXT_ACCEPT_LABEL = "next-accept-label"
+NEXT_ACCEPT_MIN = "next-accept-min"
+NEXT_ACCEPT_BUTTON = "next-accept-button"
+NEXT_LIST = "next-list"
+NEXT_ACCEPT_ONE = "next-accept-one"  # pattern: {"type": NEXT_ACCEPT_ONE, "id": image id}
+NEXT_LABEL_ONE = "next-label-one"  # pattern: {"type": NEXT_LABEL_ONE, "id": image id}
+NEXT_LABEL_INPUT = "next-label-input"  # pattern: {"type": NEXT_LABEL_INPUT, "id": image id}
+GRID_NEXT = "next"
+
+
+def next_button(kind: str, image_id: int) -> dict:
+    return {"type": kind, "id": int(image_id)}

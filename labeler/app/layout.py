@@ -9,13 +9,15 @@ from __future__ import annotations
 
 from dash import dcc, html
 
+from ..labels import MAX_ANNOTATOR_LENGTH
 from . import ids
+from .callbacks_assist import next_tab
 from .callbacks_review import review_tab, stores as review_stores
 from .components import label_input, legend
 from .routes import EXPORT_URL
 from .state import AppContext
 from .uploads import MAX_UPLOAD_BYTES
-from .views import COLOR_BY_CLUSTER, COLOR_BY_LABEL, coloring, map_figure
+from .views import COLOR_BY_CLUSTER, COLOR_BY_LABEL, COLOR_BY_SUGGESTION, coloring, map_figure
 
 PER_PAGE = 40  # thumbnails per grid page
 CARDS_PER_PAGE = 8
@@ -33,6 +35,9 @@ def _stores() -> list:
         dcc.Store(id=ids.SEARCH_EXCLUDED, data=[]),
         dcc.Store(id=ids.SPLIT_PREVIEW, data=None),
         dcc.Store(id=ids.KEYS, data=False),
+        dcc.Store(id=ids.CLUSTER_SEEN, data=None),
+        dcc.Store(id=ids.CLUSTERING_SEEN, data=None),
+        dcc.Store(id=ids.LABEL_CONFIRM, data=None),
         *review_stores(),
     ]
 
@@ -57,9 +62,12 @@ def _topbar(ctx: AppContext) -> html.Header:
         html.Div([
             html.Span("annotator: ", className="muted"),
             html.Span(id=ids.ANNOTATOR_NAME, className="annotator"),
-            html.Button("change", id=ids.ANNOTATOR_CHANGE, className="btn-link", n_clicks=0),
+            html.Button("change", id=ids.ANNOTATOR_CHANGE, className="btn-link", n_clicks=0,
+                        style={"display": "none"} if ctx.users is not None else {}),
             html.Button("↶ Undo", id=ids.UNDO, className="btn", n_clicks=0,
-                        title="Undo the last action (Ctrl+Z); a bulk label undoes as one"),
+                        title="Undo your last action (u or Ctrl+Z); a bulk label undoes as one"),
+            html.Button("↷ Redo", id=ids.REDO, className="btn", n_clicks=0,
+                        title="Redo what you last undid (r or Ctrl+Shift+Z)"),
             html.A("⬇ Export CSV", id=ids.EXPORT_LINK, href=EXPORT_URL, className="btn", download="labels.csv"),
         ], className="topbar-right"),
     ], className="topbar")
@@ -72,7 +80,8 @@ def _map_panel(ctx: AppContext) -> html.Div:
             html.Span("colour by ", className="muted"),
             dcc.RadioItems(id=ids.COLOR_MODE, value=COLOR_BY_CLUSTER, inline=True,
                            options=[{"label": "cluster", "value": COLOR_BY_CLUSTER},
-                                    {"label": "label", "value": COLOR_BY_LABEL}]),
+                                    {"label": "label", "value": COLOR_BY_LABEL},
+                                    {"label": "suggestion", "value": COLOR_BY_SUGGESTION}]),
             html.Span("· lasso or box-select points to label them; click a point to open it",
                       className="muted small"),
         ], className="map-toolbar"),
@@ -134,6 +143,10 @@ def _search_tab() -> dcc.Tab:
                             html.Span(f" (image, ≤ {mb} MB)", className="muted")])),
             html.Span([html.Span(" neighbours ", className="muted"),
                        dcc.Input(id=ids.SEARCH_K, type="number", min=1, max=100, value=12, className="page-input")]),
+            html.Span([html.Span(" for label ", className="muted"),
+                       dcc.Input(id=ids.SEARCH_FOR_LABEL, type="text", list=ids.LABEL_OPTIONS, placeholder="any",
+                                 className="label-input", debounce=True)],
+                      title="More like this, for a label: re-rank by that label's linear probe"),
         ], className="toolbar"),
         html.Div(id=ids.SEARCH_ERROR),
         dcc.Loading(html.Div([html.Img(id=ids.SEARCH_PREVIEW, className="query-img", style={"display": "none"}),
@@ -177,7 +190,7 @@ def _refine_tab() -> dcc.Tab:
                   html.Button("Move", id=ids.MOVE_BUTTON, className="btn btn-primary", n_clicks=0)],
                  className="action-row"),
         html.Div(id=ids.MOVE_NOTE, className="muted small"),
-        html.P("Every edit is one undoable action (Undo or Ctrl+Z).", className="muted small"),
+        html.P("Every edit is one undoable action (Undo, u or Ctrl+Z).", className="muted small"),
     ])
 
 
@@ -187,7 +200,7 @@ def _name_dialog() -> html.Div:
         html.P("Your name is stored with every label you give (asked once in this browser).",
                className="muted"),
         dcc.Input(id=ids.NAME_INPUT, type="text", placeholder="your name", className="label-input",
-                  autoFocus=True, n_submit=0),
+                  autoFocus=True, n_submit=0, maxLength=MAX_ANNOTATOR_LENGTH),
         html.Button("Start labelling", id=ids.NAME_SAVE, className="btn btn-primary", n_clicks=0),
     ], className="dialog"), id=ids.NAME_DIALOG, className="overlay", style={"display": "none"})
 
@@ -202,7 +215,7 @@ def serve_layout(ctx: AppContext):
         html.Div([
             _map_panel(ctx),
             html.Div(dcc.Tabs(id=ids.TABS, value=ids.TAB_CLUSTERS, children=[
-                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab(), review_tab()],
+                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab(), review_tab(), next_tab()],
                 className="tabs"), className="right"),
         ], className="main"),
         _name_dialog(),

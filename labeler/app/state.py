@@ -77,8 +77,9 @@ class AppContext:
         The project has not been ingested yet.
     """
 
-    def __init__(self, project: Project):
+    def __init__(self, project: Project, users=None):
         self.project = project
+        self.users = users  # routes.Users when basic auth is on: the user is the annotator
         if project.store.current_clustering() is None:
             raise ProjectError(f"{project.root} has no clustering yet: run `labeler ingest` first")
         row_ids = project.store.row_image_ids()

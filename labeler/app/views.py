@@ -29,6 +29,7 @@ UNLABELLED_COLOR = "#c9ccd1"
 
 COLOR_BY_CLUSTER = "cluster"
 COLOR_BY_LABEL = "label"
+COLOR_BY_SUGGESTION = "suggestion"  # labels, plus confident suggestions for unlabelled points
 SORT_KEYS = ("size", "unlabelled", "review")
 MIXED_MAJORITY = 0.8  # a cluster whose labelled images agree less than this needs review
 
@@ -128,14 +129,19 @@ def coloring(ctx: AppContext, mode: str) -> Coloring:
     """The current colouring of the map: by cluster or by label."""
     if mode == COLOR_BY_LABEL:
         return color_by_label(ctx.point_labels())
+    if mode == COLOR_BY_SUGGESTION:
+        from .callbacks_assist import suggested_point_labels
+
+        return color_by_label(suggested_point_labels(ctx))
     return color_by_cluster(ctx.assignment().clusters)
 
 
 def cluster_annotations(ctx: AppContext, mode: str) -> list[dict]:
     """Cluster-id labels at the cluster medians (none when colouring by label)."""
-    if mode == COLOR_BY_LABEL:
+    if mode in (COLOR_BY_LABEL, COLOR_BY_SUGGESTION):
         return []
     cx, cy, ct = ctx.assignment().centres(ctx.xy)
+    cx, cy = to_grid(ctx, np.c_[cx, cy]).T.tolist() if ct else ([], [])
     return [{"x": x, "y": y, "text": t, "showarrow": False, "font": {"size": 11, "color": "#111"},
              "bgcolor": "rgba(255,255,255,0.65)", "borderpad": 1} for x, y, t in zip(cx, cy, ct)]
 
@@ -145,24 +151,86 @@ def marker_size(n_points: int) -> float:
     return float(np.clip(9 - 1.2 * np.log10(max(n_points, 1)), 2.5, 7))
 
 
+GRID = 65535  # map coordinates are sent as uint16 steps of the map's extent
+
+
+def _grid_frame(ctx: AppContext) -> tuple[np.ndarray, np.ndarray]:
+    frame = getattr(ctx, "_map_grid_frame", None)
+    if frame is None:
+        lo = ctx.xy.min(axis=0) if ctx.n_points else np.zeros(2, np.float32)
+        hi = ctx.xy.max(axis=0) if ctx.n_points else np.ones(2, np.float32)
+        frame = (lo.astype(np.float64), np.maximum(hi - lo, 1e-9).astype(np.float64) / GRID)
+        ctx._map_grid_frame = frame  # the map of an app never changes
+    return frame
+
+
+def to_grid(ctx: AppContext, xy) -> np.ndarray:
+    """Map positions (m, 2) in UMAP units -> the figure's grid units (m, 2) float64.
+
+    The figure sends coordinates as uint16 (1/65535 of the map's extent, far
+    below a pixel): half the bytes of float32. The cluster-id labels and the
+    search star are placed in the same units.
+    """
+    lo, step = _grid_frame(ctx)
+    return (np.atleast_2d(np.asarray(xy, dtype=np.float64)) - lo) / step
+
+
+def id_runs(point_ids: np.ndarray) -> list[list[int]]:
+    """[[first point index, its image id], ...]: one pair per run of consecutive ids.
+
+    Point i has id ``id + (i - first)`` of the last run starting at or before i.
+    Image ids mostly follow the map's row order, so a million points take a few
+    pairs, where a list of ids took 8 MB of the page.
+    """
+    ids = np.asarray(point_ids, dtype=np.int64)
+    if not len(ids):
+        return []
+    starts = np.flatnonzero(np.r_[True, np.diff(ids) != 1])
+    return [[int(i), int(ids[i])] for i in starts]
+
+
+def decode_id_runs(runs: list[list[int]], n: int) -> np.ndarray:
+    """The inverse of :func:`id_runs`: image id of each of ``n`` points, (n,) int64
+    (what the page's selection callback computes point by point)."""
+    out = np.empty(n, dtype=np.int64)
+    bounds = [r[0] for r in runs[1:]] + [n]
+    for (start, first), end in zip(runs, bounds):
+        out[start:end] = first + np.arange(end - start)
+    return out
+
+
+def point_image_id(ctx: AppContext, point: dict) -> int | None:
+    """The image id of a Plotly event point of the map's image trace, else None."""
+    if point.get("curveNumber", 0) != 0:
+        return None
+    if point.get("customdata") is not None:
+        v = point["customdata"]
+        return int(v[0] if isinstance(v, list) else v)
+    i = point.get("pointIndex", point.get("pointNumber"))
+    if not isinstance(i, int) or not 0 <= i < ctx.n_points:
+        return None
+    return int(ctx.point_ids[i])
+
+
 def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | None = None) -> dict:
     """The map figure as a plain dict (typed arrays for the big columns).
 
-    Traces: 0 = every image (``Scattergl``, customdata = image id), 1 = the search
-    query marker (empty until a search). Cluster ids are layout annotations at the
-    cluster medians (annotations are drawn above the WebGL canvas).
+    Traces: 0 = every image (``Scattergl``), 1 = the search query marker (empty
+    until a search). Cluster ids are layout annotations at the cluster medians
+    (annotations are drawn above the WebGL canvas). Coordinates are uint16 grid
+    steps (:func:`to_grid`); the image id of point i is not sent per point but
+    as runs of consecutive ids in ``layout.meta.id_runs`` (:func:`id_runs`), and
+    the server maps an event's ``pointIndex`` with :func:`point_image_id`. At 1M
+    points the figure is about 7 MB (benchmarks/bench_dashboard.py).
     """
     col = col or coloring(ctx, mode)
+    grid = np.rint(to_grid(ctx, ctx.xy)).clip(0, GRID).astype(np.uint16) if ctx.n_points \
+        else np.zeros((0, 2), np.uint16)
     points = {
         "type": "scattergl",
         "mode": "markers",
-        "x": typed_array(ctx.xy[:, 0].astype(np.float32)),
-        "y": typed_array(ctx.xy[:, 1].astype(np.float32)),
-        # A plain list, not a typed array: Dash copies customdata into click, hover
-        # and selection events from the figure's raw data, where plotly.js leaves
-        # typed-array specs undecoded.
-        # (a numpy array is written as a plain JSON list by Dash's orjson encoder)
-        "customdata": ctx.point_ids.astype(np.int64),
+        "x": typed_array(grid[:, 0]),
+        "y": typed_array(grid[:, 1]),
         "hoverinfo": "none",
         "marker": {"size": marker_size(ctx.n_points), "opacity": 0.85, "showscale": False, **col.marker()},
         "selected": {"marker": {"opacity": 1}},
@@ -186,6 +254,7 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
         "xaxis": axis,
         "yaxis": {**axis, "scaleanchor": "x"},
         "annotations": cluster_annotations(ctx, mode),
+        "meta": {"id_runs": id_runs(ctx.point_ids)},
     }
     return {"data": [points, query], "layout": layout}
 
@@ -203,13 +272,15 @@ def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None):
     return p
 
 
-def query_marker_patch(xy: tuple[float, float] | None):
-    """A :class:`dash.Patch` that moves the search-query star (None hides it)."""
+def query_marker_patch(ctx: AppContext, xy: tuple[float, float] | None):
+    """A :class:`dash.Patch` that moves the search-query star to map position ``xy``
+    (UMAP units; None hides it)."""
     from dash import Patch
 
     p = Patch()
-    p["data"][1]["x"] = [] if xy is None else [float(xy[0])]
-    p["data"][1]["y"] = [] if xy is None else [float(xy[1])]
+    g = None if xy is None else to_grid(ctx, [xy])[0]
+    p["data"][1]["x"] = [] if g is None else [float(g[0])]
+    p["data"][1]["y"] = [] if g is None else [float(g[1])]
     return p
 
 
@@ -292,11 +363,12 @@ def cluster_members_ordered(ctx: AppContext, cluster: int) -> list[int]:
 
 
 def progress(ctx: AppContext) -> dict:
-    """labelled, total (images on the map), percent and counts per label."""
+    """labelled, total (images on the map), percent, counts per label and stale labels
+    (their file changed since they were given)."""
     counts = ctx.store.label_counts()
     labelled = sum(counts.values())
     total = max(ctx.n_points, labelled)
-    return {"labelled": labelled, "total": total,
+    return {"labelled": labelled, "total": total, "stale": len(ctx.store.stale_image_ids()),
             "percent": 100.0 * labelled / total if total else 0.0, "counts": counts}
 
 
@@ -308,11 +380,13 @@ def page_of(items: list, page: int, per_page: int) -> tuple[list, int, int]:
 
 
 def image_facts(ctx: AppContext, image_ids: list[int]) -> dict[int, dict]:
-    """{id: {path (file name), label, cluster}} for captions and tooltips."""
+    """{id: {path (file name), label, stale, cluster}} for captions and tooltips."""
     if not image_ids:
         return {}
     rows = ctx.store.get_images(image_ids)
-    labels = ctx.store.labels_for(image_ids)
+    label_rows = ctx.store.current_label_rows(image_ids)
     clusters = ctx.store.clusters_for(image_ids)
-    return {int(r["id"]): {"path": r["path"], "label": labels.get(r["id"]),
+    return {int(r["id"]): {"path": r["path"],
+                           "label": label_rows[r["id"]]["label"] if r["id"] in label_rows else None,
+                           "stale": bool(label_rows[r["id"]]["stale"]) if r["id"] in label_rows else False,
                            "cluster": int(clusters.get(r["id"], -1))} for r in rows}

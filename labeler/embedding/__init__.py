@@ -9,6 +9,10 @@ backbones
     :func:`load_backbone`: build a registered network and load real weights.
 device
     :func:`pick_device`.
+decode
+    Worker-side decoding (uint8 handover) and batched JPEG decoding on the GPU.
+runtime
+    The forward pass on torch or ONNX Runtime (fp32, int8), exported models cached.
 extract
     :func:`embed_files`: batched decoding in worker processes + inference.
 local_features
@@ -27,7 +31,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .registry import AUTO_ORDER, BACKBONES, FEATURE_TYPES, PRECISIONS, REGISTRY, VIEWS, BackboneSpec, get_spec
+from .registry import AUTO_ORDER, BACKBONES, FEATURE_TYPES, PRECISIONS, REGISTRY, RUNTIMES, VIEWS, BackboneSpec, get_spec
 
 _LAZY = {
     "Backbone": "backbones",
@@ -39,9 +43,11 @@ _LAZY = {
     "default_num_workers": "extract",
     "feature_backbone": "local_features",
     "gem": "local_features",
+    "make_engine": "runtime",
 }
 
-__all__ = sorted(["AUTO_ORDER", "BACKBONES", "FEATURE_TYPES", "PRECISIONS", "REGISTRY", "VIEWS", "BackboneSpec", "get_spec", *_LAZY])
+__all__ = sorted(["AUTO_ORDER", "BACKBONES", "FEATURE_TYPES", "PRECISIONS", "REGISTRY", "RUNTIMES", "VIEWS", "BackboneSpec",
+                  "get_spec", *_LAZY])
 
 
 def __getattr__(name):

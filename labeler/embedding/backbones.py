@@ -13,7 +13,6 @@ hub cache; a download by torchvision into that cache (ResNet-50; 98 MB).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import logging
 import os
@@ -28,17 +27,22 @@ import torch
 from PIL import Image
 from torch import nn
 
-from ..errors import BadInputError, WeightsNotFoundError
+from ..errors import BadInputError, NotFoundError, WeightsNotFoundError
+from .decode import resize_pil
 from .device import pick_device
 from .registry import AUTO_ORDER, BACKBONES, REGISTRY, VIEWS, BackboneSpec, HubWeights, PackagedWeights, get_spec
 
-__all__ = ["BACKBONES", "Backbone", "WeightsNotFoundError", "load_backbone"]
+__all__ = ["BACKBONES", "Backbone", "WeightsFileNotFoundError", "WeightsNotFoundError", "load_backbone"]
 
 log = logging.getLogger(__name__)
 
 #: Seconds before a hung weights download is abandoned (a blackholed network must
 #: not freeze ``labeler ingest``).
 DOWNLOAD_TIMEOUT_S = 20.0
+
+
+class WeightsFileNotFoundError(NotFoundError, FileNotFoundError):
+    """The weights file named by ``--weights`` or ``LABELER_WEIGHTS`` does not exist."""
 
 
 # ---------------------------------------------------------------------------
@@ -99,20 +103,7 @@ class Backbone:
         ValueError
             For an unknown ``view``.
         """
-        if img.mode != "RGB":
-            img = img.convert("RGB")
-        s = self.input_size
-        if view == "whole":
-            return img.resize((s, s), Image.Resampling.BILINEAR)
-        if view == "crop":
-            short = self.spec.crop_short_side
-            w, h = img.size
-            scale = short / min(w, h)
-            nw, nh = max(s, round(w * scale)), max(s, round(h * scale))
-            img = img.resize((nw, nh), Image.Resampling.BILINEAR)
-            left, top = (nw - s) // 2, (nh - s) // 2
-            return img.crop((left, top, left + s, top + s))
-        raise ValueError(f"unknown view {view!r}; expected one of {VIEWS}")
+        return resize_pil(img, self.spec, view)
 
     def preprocess(self, img: Image.Image, view: str = "whole") -> torch.Tensor:
         """Turn an RGB image into a network input.
@@ -148,10 +139,6 @@ class Backbone:
             For an unknown ``view``.
         """
         return self.spec.describe_preprocessing(view)
-
-    def recipe(self) -> "Backbone":
-        """A copy without the model: what decoding workers need (small to pickle)."""
-        return dataclasses.replace(self, model=None)
 
 
 # ---------------------------------------------------------------------------
@@ -227,7 +214,7 @@ def _user_weights(weights: str | Path | None) -> Path | None:
     path = Path(value).expanduser()
     if not path.is_file():
         origin = "--weights" if weights is not None else "LABELER_WEIGHTS"
-        raise FileNotFoundError(f"weights file given by {origin} not found: {path}")
+        raise WeightsFileNotFoundError(f"weights file given by {origin} not found: {path}")
     return path
 
 
@@ -324,12 +311,12 @@ def load_backbone(name: str = "auto", *, weights: str | Path | None = None, devi
     WeightsNotFoundError
         No weights were found for an explicitly named backbone; the message lists
         where we looked and how to supply them (or which package to install).
-    FileNotFoundError
-        ``weights`` (or ``LABELER_WEIGHTS``) names a missing file.
+    WeightsFileNotFoundError
+        ``weights`` (or ``LABELER_WEIGHTS``) names a missing file (a ``FileNotFoundError``
+        and a :class:`~labeler.errors.NotFoundError`).
     BadInputError
-        Unknown name, or a weights file that is unreadable or does not fit the model.
-    ValueError
-        Unknown or unavailable device (from :func:`pick_device`).
+        Unknown name or device, an unavailable device, or a weights file that is
+        unreadable or does not fit the model.
     """
     device = pick_device(device)
     warn = warn or log.warning

@@ -3,6 +3,11 @@
 A bad file never aborts a run: it becomes a ``(id, reason)`` failure in the batch it
 belongs to. Batches come out in the order of the input items, so the caller can
 commit each to the database as it arrives and resume after an interruption.
+
+Workers hand over uint8 (pixels or undecoded JPEG bytes, :mod:`.decode`); the main
+process normalises on the device and runs the forward pass on an engine of
+:mod:`.runtime` (torch, or ONNX Runtime on the CPU). On a GPU the copy of one
+batch's results back to the host overlaps the next batch's work.
 """
 
 from __future__ import annotations
@@ -15,15 +20,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader
 
-from .. import images
 from ..errors import BadInputError
 from .backbones import Backbone
+from .decode import DECODES, DecodeTask, collate, to_device_input
 from .device import pick_device
-from .registry import PRECISIONS, VIEWS
+from .registry import VIEWS
+from .runtime import make_engine, resolve_runtime
 
 __all__ = ["EmbedBatch", "embed_files", "default_num_workers"]
+
+#: Images a decoding worker prepares at a time (at most; a divisor of the batch size).
+WORKER_CHUNK = 32
 
 
 @dataclass
@@ -93,51 +102,6 @@ def default_num_workers() -> int:
     return max(1, min(8, cores - 1))
 
 
-class _Decode(Dataset):
-    """Item i -> (id, tensor or None, width, height, failure reason or None)."""
-
-    def __init__(self, items, preprocessor: Backbone, view: str, thumbs_dir: Path | None):
-        self.items = list(items)
-        self.pre = preprocessor
-        self.view = view
-        self.thumbs_dir = thumbs_dir
-        side = 2 * preprocessor.input_size  # libjpeg draft: decode no smaller than 2x the input
-        self.draft = (side, side)
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def __getitem__(self, i: int):
-        image_id, path = self.items[i]
-        try:
-            img = images.load_image(Path(path), draft_size=self.draft)
-        except images.BadImageError as e:
-            return image_id, None, 0, 0, str(e)
-        except Exception as e:  # whatever else an odd file provokes in a decoder
-            return image_id, None, 0, 0, f"cannot decode: {type(e).__name__}: {e}"
-        w, h = img.info.get(images.ORIGINAL_SIZE_KEY, img.size)
-        if self.thumbs_dir is not None:
-            # Not caught: failing to write into the project (disk full) is no bad file.
-            images.make_thumbnail(img, self.thumbs_dir / f"{image_id}.jpg")
-        try:
-            x = self.pre.preprocess(img, self.view)
-        except Exception as e:
-            return image_id, None, 0, 0, f"preprocessing failed: {type(e).__name__}: {e}"
-        return image_id, x, int(w), int(h), None
-
-
-def _collate(samples):
-    ok = [s for s in samples if s[1] is not None]
-    x = torch.stack([s[1] for s in ok]) if ok else None
-    return (
-        np.array([s[0] for s in ok], dtype=np.int64),
-        x,
-        np.array([s[2] for s in ok], dtype=np.int64),
-        np.array([s[3] for s in ok], dtype=np.int64),
-        [(int(s[0]), s[4]) for s in samples if s[1] is None],
-    )
-
-
 class _NoBar:
     def update(self, n: int) -> None:
         pass
@@ -166,12 +130,18 @@ def embed_files(
     thumbs_dir: Path | None = None,
     progress: bool = True,
     precision: str = "fp32",
+    runtime: str = "torch",
+    engine=None,
+    decode: str = "auto",
+    warn=None,
 ) -> Iterator[EmbedBatch]:
     """Embed image files with a backbone, batch by batch, in input order.
 
     Worker processes decode each file with :func:`labeler.images.load_image` (JPEG
-    draft at twice the input size), write its thumbnail, and preprocess it, while
-    the main process runs the model under ``torch.inference_mode``.
+    draft at twice the input size), write its thumbnail and resize it, while the
+    main process normalises and runs the model. With ``decode='device'`` the workers
+    only validate JPEGs (at thumbnail scale) and hand over their bytes, which are
+    decoded in batches on the device (:mod:`labeler.embedding.decode`).
 
     Parameters
     ----------
@@ -192,11 +162,21 @@ def embed_files(
         If given, ``thumbs_dir / f"{id}.jpg"`` is written for every decoded image.
     progress : bool, default True
         Show a tqdm bar (images/s, ETA) on stderr.
-    precision : {'fp32', 'bf16'}, default 'fp32'
+    precision : {'fp32', 'bf16', 'int8'}, default 'fp32'
         'bf16' runs the forward pass under ``torch.autocast`` in bfloat16 (opt-in:
         about 2x faster on CPUs with AVX-512 BF16; features are returned as float32
         and keep a cosine similarity of at least 0.99 to fp32, checked by
-        ``benchmarks/bench_precision.py``).
+        ``benchmarks/bench_precision.py``). 'int8' needs an ``engine`` from
+        :func:`labeler.embedding.runtime.make_engine`.
+    runtime : {'torch', 'onnxruntime', 'auto'}, default 'torch'
+        Ignored when ``engine`` is given. ONNX Runtime models are verified against
+        torch on the first batch before use (fallback: torch, one line to ``warn``).
+    engine : TorchEngine or OrtEngine, optional
+        A ready engine (it fixes runtime, precision and device).
+    decode : {'auto', 'cpu', 'device'}, default 'auto'
+        Where JPEGs are decoded; 'auto' = on the device when it is a GPU.
+    warn : callable, optional
+        Receives one-line fallback messages.
 
     Yields
     ------
@@ -206,15 +186,22 @@ def embed_files(
     Raises
     ------
     BadInputError
-        Unknown ``view`` or ``precision``, ``batch_size < 1``, or an unavailable ``device``.
+        Unknown ``view``, ``precision``, ``runtime`` or ``decode``, ``batch_size < 1``,
+        an unavailable ``device``, or a refused runtime/precision combination.
     """
-    if precision not in PRECISIONS:
-        raise BadInputError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
     if view not in VIEWS:
         raise BadInputError(f"unknown view {view!r}; expected one of {VIEWS}")
     if batch_size < 1:
         raise BadInputError(f"batch_size must be >= 1, got {batch_size}")
-    dev = torch.device(pick_device(device))
+    if decode not in DECODES:
+        raise BadInputError(f"unknown decode {decode!r}; expected one of {DECODES}")
+    dev = engine.device if engine is not None else torch.device(pick_device(device))
+    if engine is None:
+        runtime = resolve_runtime(runtime, precision, str(dev))
+        if precision == "int8":
+            raise BadInputError("precision int8 needs an engine from labeler.embedding.runtime.make_engine")
+        if runtime == "torch":
+            engine = make_engine(backbone, runtime="torch", precision=precision, device=str(dev))
     if num_workers is None:
         num_workers = default_num_workers()
     if thumbs_dir is not None:
@@ -222,40 +209,82 @@ def embed_files(
         thumbs_dir.mkdir(parents=True, exist_ok=True)
     if not items:
         return
-    # Workers get the preprocessing recipe only, not the (large) model.
-    recipe = backbone.recipe()
+    on_device = decode == "device" or (decode == "auto" and dev.type == "cuda")
+    # Workers decode in chunks that divide the batch: many workers share one large
+    # GPU batch (a worker filling 256 images alone leaves the others idle and the
+    # first batch late); the main process joins the chunks on the device.
+    chunk = max(d for d in range(1, min(batch_size, WORKER_CHUNK) + 1) if batch_size % d == 0)
     loader = DataLoader(
-        _Decode(items, recipe, view, thumbs_dir),
-        batch_size=batch_size,
+        DecodeTask(items, backbone.spec, view, thumbs_dir, device_jpeg=on_device),
+        batch_size=chunk,
         shuffle=False,
         num_workers=num_workers,
-        collate_fn=_collate,
+        collate_fn=collate,
         pin_memory=dev.type == "cuda",
-        prefetch_factor=2 if num_workers else None,
+        prefetch_factor=max(2, 2 * batch_size // chunk // max(1, num_workers)) if num_workers else None,
         persistent_workers=False,
     )
     if dev.type == "cpu":
         _tune_glibc_malloc()
-    model = backbone.model.eval()
-    if next(model.parameters()).device != dev:
-        model.to(dev)
     bar = _progress_bar(len(items), f"embed {backbone.name}", progress)
+    pending, parts, n_parts = None, [], 0
     try:
-        # The contexts wrap each forward pass only: held across a ``yield`` they
-        # would leak (they are thread-local) into the caller's code.
-        bf16 = precision == "bf16"
-        for ids, x, w, h, failures in loader:
-            if x is None:
-                feats = np.zeros((0, backbone.dim), np.float32)
-                top1, prob = np.zeros(0, np.int64), np.zeros(0, np.float32)
-            else:
-                with torch.inference_mode(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=bf16):
-                    f, logits = model(x.to(dev, non_blocking=True))
-                    p, top = torch.softmax(logits.float(), dim=1).max(dim=1)
-                    feats = f.float().cpu().numpy()
-                    top1, prob = top.cpu().numpy().astype(np.int64), p.cpu().numpy().astype(np.float32)
-            bar.update(len(ids) + len(failures))
-            yield EmbedBatch(ids=ids, features=feats, top1=top1, top1_prob=prob,
-                             width=w, height=h, failures=failures)
+        for i, batch in enumerate(loader):
+            x, keep, lost = to_device_input(batch, backbone.spec, view, dev)
+            if engine is None:  # ONNX Runtime, verified on this first batch of real images
+                engine = make_engine(backbone, runtime=runtime, precision=precision, device=str(dev),
+                                     probe=x[:8] if x is not None else None, warn=warn)
+            # The batch rides along until its results are on the host: its pinned buffers
+            # may still feed asynchronous copies and nvJPEG until then (freed early, they
+            # were reused under them: corrupted rows on an H200).
+            parts.append((batch.ids[keep], batch.width[keep], batch.height[keep], batch.failures + lost, x, batch))
+            n_parts += len(batch.ids) + len(batch.failures)
+            if n_parts < batch_size and (i + 1) * chunk < len(items):
+                continue
+            launched = _launch(engine, parts, backbone.dim)
+            parts, n_parts = [], 0
+            if pending is not None:
+                out = _finish(pending)
+                bar.update(len(out.ids) + len(out.failures))
+                yield out
+            pending = launched
+        if pending is not None:
+            out = _finish(pending)
+            bar.update(len(out.ids) + len(out.failures))
+            yield out
     finally:
         bar.close()
+
+
+def _launch(engine, parts, dim: int):
+    """Join decoded chunks, start the forward pass and the copy of its results to the host
+    (asynchronous on a GPU: the next chunks are decoded meanwhile)."""
+    ids = np.concatenate([p[0] for p in parts])
+    w = np.concatenate([p[1] for p in parts])
+    h = np.concatenate([p[2] for p in parts])
+    failures = [f for p in parts for f in p[3]]
+    xs = [p[4] for p in parts if p[4] is not None]
+    keepalive = [p[5] for p in parts]
+    if not xs:
+        return ids, w, h, failures, dim, None, keepalive
+    feats, logits = engine(torch.cat(xs) if len(xs) > 1 else xs[0])
+    prob, top = torch.softmax(logits.float(), dim=1).max(dim=1)
+    tensors = [t.to("cpu", non_blocking=True) for t in (feats.float(), top, prob)]
+    event = None
+    if feats.device.type == "cuda":
+        event = torch.cuda.Event()
+        event.record()
+    return ids, w, h, failures, tensors, event, keepalive
+
+
+def _finish(launched) -> EmbedBatch:
+    ids, w, h, failures, tensors, event, _keepalive = launched
+    if isinstance(tensors, int):  # nothing in this batch decoded; ``tensors`` is the feature dim
+        return EmbedBatch(ids=ids, features=np.zeros((0, tensors), np.float32), top1=np.zeros(0, np.int64),
+                          top1_prob=np.zeros(0, np.float32), width=w, height=h, failures=failures)
+    if event is not None:
+        event.synchronize()
+    feats, top, prob = (t.numpy() for t in tensors)
+    return EmbedBatch(ids=ids, features=np.ascontiguousarray(feats, dtype=np.float32),
+                      top1=top.astype(np.int64), top1_prob=prob.astype(np.float32),
+                      width=w, height=h, failures=failures)

@@ -4,7 +4,8 @@ The pending images become a Ray Dataset of ``(id, path)`` rows;
 ``map_batches`` sends batches to a pool of actors, each holding one copy of the
 backbone (loaded once, in the actor's constructor) on one GPU or CPU slot. An
 actor decodes, writes the thumbnail, preprocesses (the same code as the local
-path: :class:`labeler.embedding.extract._Decode`) and runs the forward pass. The
+path: :func:`labeler.embedding.extract.embed_files` in the actor's process) and
+runs the forward pass. The
 driver receives the batches as :class:`~labeler.embedding.extract.EmbedBatch`
 and commits them exactly as the local path does (chunk file, then database), so
 the project, its ids and its resume behaviour are the same.
@@ -47,32 +48,24 @@ class EmbedActor:
         from .device import pick_device
         from .local_features import feature_backbone
 
+        from .runtime import TorchEngine
+
         self.device = torch.device(pick_device(device))
         self.bb = feature_backbone(load_backbone(backbone, weights=weights or None, device=str(self.device)),
                                    features)
-        self.model = self.bb.model.eval()
-        self.recipe = self.bb.recipe()
-        self.view, self.precision = view, precision
+        self.engine = TorchEngine(self.bb, self.device, precision)
+        self.view = view
         self.thumbs_dir = Path(thumbs_dir) if thumbs_dir else None
 
     def __call__(self, batch: dict) -> dict:
-        import torch
-
-        from .extract import _collate, _Decode
+        from .extract import embed_files
 
         items = [(int(i), Path(str(p))) for i, p in zip(batch["id"], batch["path"])]
-        dec = _Decode(items, self.recipe, self.view, self.thumbs_dir)
-        ids, x, w, h, failures = _collate([dec[i] for i in range(len(dec))])
+        [b] = embed_files(items, self.bb, view=self.view, batch_size=len(items), num_workers=0,
+                          thumbs_dir=self.thumbs_dir, progress=False, engine=self.engine)
+        ids, w, h, failures = b.ids, b.width, b.height, b.failures
+        feats, top1, prob = b.features, b.top1, b.top1_prob
         n_ok = len(ids)
-        feats = np.zeros((n_ok, self.bb.dim), np.float32)
-        top1, prob = np.zeros(n_ok, np.int64), np.zeros(n_ok, np.float32)
-        if x is not None:
-            bf16 = self.precision == "bf16"
-            with torch.inference_mode(), torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16):
-                f, logits = self.model(x.to(self.device))
-                p, top = torch.softmax(logits.float(), dim=1).max(dim=1)
-                feats = f.float().cpu().numpy()
-                top1, prob = top.cpu().numpy().astype(np.int64), p.cpu().numpy().astype(np.float32)
         n_bad = len(failures)
         return {
             "id": np.concatenate([ids, np.array([i for i, _ in failures], np.int64)]),

@@ -25,6 +25,7 @@ __all__ = [
     "PRECISIONS",
     "PackagedWeights",
     "REGISTRY",
+    "RUNTIMES",
     "get_spec",
 ]
 
@@ -35,8 +36,12 @@ VIEWS: tuple[str, ...] = ("whole", "crop")
 #: last layer, pooled mid-level stages, or the last layer at two input scales.
 FEATURE_TYPES: tuple[str, ...] = ("global", "multistage", "multiscale")
 
-#: Numeric precisions of the forward pass (``'bf16'``: torch.autocast bfloat16, opt-in).
-PRECISIONS: tuple[str, ...] = ("fp32", "bf16")
+#: Numeric precisions of the forward pass: ``'bf16'`` is torch.autocast bfloat16,
+#: ``'int8'`` ONNX Runtime static quantisation (both opt-in; see labeler.embedding.runtime).
+PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
+
+#: Where the forward pass runs: ``'auto'`` = ONNX Runtime on the CPU, torch on GPUs.
+RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnxruntime")
 
 #: ImageNet channel statistics of torchvision's ImageNet weights, in 0..1 units.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -69,11 +69,15 @@ def balanced_accuracy(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 
 def search_scores(features: np.ndarray, y: np.ndarray, *, metric: str = "cosine", k: int = 10,
-                  max_queries: int | None = 5000, seed: int = 0, batch: int = 256) -> dict:
+                  max_queries: int | None = 5000, seed: int = 0, batch: int = 256,
+                  groups: np.ndarray | None = None) -> dict:
     """Leave-one-out reverse image search quality.
 
     Every image (or a random sample of ``max_queries``) queries all the others;
-    a neighbour is relevant when it has the query's class.
+    a neighbour is relevant when it has the query's class. With ``groups``
+    (images of one physical part, or one burst of shots) every image of the
+    query's own group is left out too, so the figures say how well search finds
+    the class on *other* parts rather than another shot of the same part.
 
     Parameters
     ----------
@@ -81,6 +85,9 @@ def search_scores(features: np.ndarray, y: np.ndarray, *, metric: str = "cosine"
     y : ndarray (n,), int, class codes
     metric : 'cosine' or 'euclidean'
         Euclidean = the per-pixel difference baseline for raw pixels.
+    groups : ndarray (n,), int, or None
+        Group code of each image; images sharing a code are never each other's
+        neighbours. None = leave out the query alone.
 
     Returns
     -------
@@ -88,12 +95,13 @@ def search_scores(features: np.ndarray, y: np.ndarray, *, metric: str = "cosine"
         ``p1``, ``p{k}``, ``map`` (micro: mean over queries), ``*_macro`` (mean of
         the per-class means), ``per_class``: {class code: {n, p1, p{k}, ap}} and
         ``queries``. Average precision of a query whose class has no other image
-        is undefined and left out.
+        (outside its group) is undefined and left out; ``groups_excluded`` says
+        whether same-group neighbours were left out.
 
     Raises
     ------
     BadInputError
-        An unknown metric.
+        An unknown metric, or ``groups`` of another length than ``y``.
     """
     x = np.asarray(features, dtype=np.float32)
     y = np.asarray(y, dtype=np.int64)
@@ -109,33 +117,47 @@ def search_scores(features: np.ndarray, y: np.ndarray, *, metric: str = "cosine"
         raise BadInputError(f"unknown metric {metric!r}: cosine or euclidean")
     queries = np.arange(n) if max_queries is None or n <= max_queries else np.sort(
         np.random.default_rng(seed).choice(n, max_queries, replace=False))
+    if groups is not None and len(groups) != n:
+        raise BadInputError(f"{len(groups)} group codes for {n} images")
     index = ExactIndex(base)
-    n_rel = np.bincount(y) - 1
     p1, pk, ap = (np.empty(len(queries)) for _ in range(3))
     for i in range(0, len(queries), batch):
         qs = queries[i : i + batch]
         _, ranked = index.search(q_all[qs], n - 1, exclude=qs)
-        rel = y[ranked] == y[qs][:, None]
-        p1[i : i + batch] = rel[:, 0]
-        pk[i : i + batch] = rel[:, :k].mean(1)
+        n_kept = np.full(len(qs), ranked.shape[1])
+        if groups is not None:
+            # Same-group neighbours leave the ranking; the others keep their order.
+            keep = groups[ranked] != groups[qs][:, None]
+            ranked = np.take_along_axis(ranked, np.argsort(~keep, axis=1, kind="stable"), axis=1)
+            n_kept = keep.sum(1)
+        valid = np.arange(ranked.shape[1])[None, :] < n_kept[:, None]
+        rel = (y[ranked] == y[qs][:, None]) & valid
+        p1[i : i + batch] = np.where(n_kept > 0, rel[:, 0], np.nan)
+        pk[i : i + batch] = rel[:, :k].sum(1) / np.maximum(np.minimum(k, n_kept), 1)
         hits = np.cumsum(rel, axis=1)
         prec = hits / np.arange(1, rel.shape[1] + 1)
-        denom = n_rel[y[qs]]
+        denom = rel.sum(1)
         with np.errstate(invalid="ignore", divide="ignore"):
             ap[i : i + batch] = np.where(denom > 0, (prec * rel).sum(1) / denom, np.nan)
     yq = y[queries]
     per_class = {}
     for c in np.unique(yq):
         m = yq == c
-        per_class[int(c)] = {"n": int(m.sum()), "p1": float(p1[m].mean()), f"p{k}": float(pk[m].mean()),
-                             "ap": float(np.nanmean(ap[m])) if np.isfinite(ap[m]).any() else float("nan")}
+        per_class[int(c)] = {"n": int(m.sum()), "p1": _mean(p1[m]), f"p{k}": float(pk[m].mean()), "ap": _mean(ap[m])}
     pcs = list(per_class.values())
     return {
-        "metric": metric, "queries": int(len(queries)), "k": k,
-        "p1": float(p1.mean()), f"p{k}": float(pk.mean()), "map": float(np.nanmean(ap)),
+        "metric": metric, "queries": int(len(queries)), "k": k, "groups_excluded": groups is not None,
+        "p1": _mean(p1), f"p{k}": float(pk.mean()), "map": _mean(ap),
         "p1_macro": float(np.mean([v["p1"] for v in pcs])),
         f"p{k}_macro": float(np.mean([v[f"p{k}"] for v in pcs])),
-        "map_macro": float(np.nanmean([v["ap"] for v in pcs])),
+        "map_macro": _mean(np.array([v["ap"] for v in pcs])),
         "per_class": per_class,
     }
+
+
+def _mean(values: np.ndarray) -> float:
+    """Mean of the finite values; NaN (without a warning) when there is none."""
+    values = np.asarray(values, dtype=np.float64)
+    ok = np.isfinite(values)
+    return float(values[ok].mean()) if ok.any() else float("nan")
 

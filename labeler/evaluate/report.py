@@ -35,8 +35,14 @@ def markdown_table(res: dict) -> str:
                    f"{_f(r['balanced_purity'], True)} |")
     out += ["", "**Reverse image search** (leave-one-out; macro = mean over classes)", "",
             "| feature | P@1 | P@1 macro | P@10 | P@10 macro | mAP | mAP macro |", "|---|---:|---:|---:|---:|---:|---:|"]
-    for f, s in res["search"].items():
-        out.append(f"| {FEATURE_NAMES[f]} | {_f(s['p1'])} | {_f(s['p1_macro'])} | {_f(s['p10'])} | "
+    rows = [(f, "", s) for f, s in res["search"].items()]
+    if "search_cross_group" in res:
+        out[-4] = (f"**Reverse image search** (leave-one-out; macro = mean over classes; 'other {res['group_column']}' "
+                   f"= neighbours of the query's own {res['group_column']} left out, {res['groups']} groups)")
+        rows = [r for f, s in res["search"].items()
+                for r in ((f, "", s), (f, f", other {res['group_column']}", res["search_cross_group"][f]))]
+    for f, note, s in rows:
+        out.append(f"| {FEATURE_NAMES[f]}{note} | {_f(s['p1'])} | {_f(s['p1_macro'])} | {_f(s['p10'])} | "
                    f"{_f(s['p10_macro'])} | {_f(s['map'])} | {_f(s['map_macro'])} |")
     if "pca" in res["search"]:
         out += ["", "Per class, PCA vectors:", "", "| class | images | P@1 | P@10 | AP |", "|---|---:|---:|---:|---:|"]

@@ -71,13 +71,19 @@ def current_clusters(project: Project, rows: np.ndarray) -> np.ndarray:
 # -- the whole evaluation ---------------------------------------------------------------
 def evaluate_project(project: Project | Path | str, truth_path: Path | str, columns: list[str] | None = None, *,
                      features: tuple[str, ...] = FEATURES, ks: list[int] | None = None,
-                     seed: int = 0, log=print) -> list[dict]:
+                     group_column: str | None = None, seed: int = 0, log=print) -> list[dict]:
     """Evaluate a project against one or more truth columns.
 
     Returns one JSON-ready dict per column: truth (classes, counts, majority
     baseline), clustering (a list of rows), search ({feature: scores}), cost
     ({strategy: curve summary}) and the unmatched truth count. Clusterings of
     features that do not depend on the truth are computed once per column set.
+
+    ``group_column`` names a column of the truth file whose equal values mark
+    the same physical part (or burst of shots); the result then also holds
+    ``search_cross_group`` ({feature: scores}) where a query's own group is left
+    out of its neighbours (:func:`search_scores` ``groups``). Images with an
+    empty group value are a group of their own.
 
     Raises
     ------
@@ -88,6 +94,7 @@ def evaluate_project(project: Project | Path | str, truth_path: Path | str, colu
     """
     project = project if isinstance(project, Project) else Project(project)
     columns = list(columns) if columns else [None]
+    group_of = _group_codes(project, truth_path, group_column) if group_column else None
     results, cache = [], {}
     for col in columns:
         truth, name = read_truth(truth_path, col)
@@ -121,6 +128,15 @@ def evaluate_project(project: Project | Path | str, truth_path: Path | str, colu
             sc = search_scores(x, y, metric="euclidean" if f == "raw" else "cosine", seed=seed)
             sc["per_class"] = {str(classes[c]): v for c, v in sc["per_class"].items()}
             res["search"][f] = sc
+        if group_of is not None:
+            groups = np.array([group_of.get(int(r), -1 - int(r)) for r in rows], dtype=np.int64)
+            res["group_column"] = group_column
+            res["groups"] = int(len(np.unique(groups)))
+            res["search_cross_group"] = {}
+            for f, x in feats.items():
+                sc = search_scores(x, y, metric="euclidean" if f == "raw" else "cosine", seed=seed, groups=groups)
+                sc["per_class"] = {str(classes[c]): v for c, v in sc["per_class"].items()}
+                res["search_cross_group"][f] = sc
         if "pca" in feats:
             curves = simulate.simulate(y, current_clusters(project, rows), feats["pca"], seed=seed)
             res["cost"] = {k: c.to_dict() for k, c in curves.items()}
@@ -131,3 +147,10 @@ def evaluate_project(project: Project | Path | str, truth_path: Path | str, colu
         results.append(res)
     return results
 
+
+
+def _group_codes(project: Project, truth_path: Path | str, column: str) -> dict[int, int]:
+    """{array row: group code} from a column of the truth file (rows without a value are left out)."""
+    values, _ = read_truth(truth_path, column)
+    rows, codes, _, _ = align_truth(project, values)
+    return dict(zip(rows.tolist(), codes.tolist()))

@@ -27,6 +27,12 @@ propagation
     seed counts s.
 one_by_one
     (d) The baseline: label images one at a time in random order.
+queue
+    (e) The product's own flow (:func:`labeler.assist.simulate.queue_flow`):
+    label the "label next" queue's items, accept confident suggestions, repeat;
+    no image is picked by its truth. Its states count the labels given plus the
+    current suggestions for the rest, and every state pays one more action per
+    class for the accepts that would turn those suggestions into labels.
 
 After its bulk phase every strategy finishes one image at a time: each
 remaining wrong or unlabelled image, in random order, costs one action. This is
@@ -49,7 +55,7 @@ import numpy as np
 from ..clustering import NOISE, medoid_order, run_kmeans
 from ..errors import BadInputError
 
-STRATEGIES = ("cluster_majority", "cluster_split", "propagation", "one_by_one")
+STRATEGIES = ("cluster_majority", "cluster_split", "propagation", "one_by_one", "queue")
 
 
 @dataclass
@@ -373,6 +379,20 @@ def one_by_one(y: np.ndarray, *, seed: int = 0) -> Curve:
     return t.curve()
 
 
+def queue(y: np.ndarray, vectors: np.ndarray, *, max_actions: int = 400, seed: int = 0) -> Curve:
+    """(e) The product's flow, then one by one (see the module docstring)."""
+    from ..assist.simulate import queue_flow
+
+    y, n_classes = _check(y)
+    r = queue_flow(y, vectors, max_actions=max_actions, seed=seed)
+    t = _Tracker(y, n_classes, "queue")
+    t.hist = [(int(a) + n_classes, int(round(acc * len(y))), len(y), float(f1))
+              for a, acc, f1 in zip(r.actions, r.accuracy, r.macro_f1) if a]
+    t.hist.insert(0, (0, 0, 0, 0.0))  # nothing labelled yet: every image counts as wrong
+    t.actions = t.hist[-1][0]
+    return t.curve()
+
+
 def simulate(y: np.ndarray, clusters: np.ndarray, vectors: np.ndarray, *, seed: int = 0,
              strategies: tuple[str, ...] = STRATEGIES) -> dict[str, Curve]:
     """Run the strategies on one collection: {strategy name: Curve}.
@@ -397,5 +417,6 @@ def simulate(y: np.ndarray, clusters: np.ndarray, vectors: np.ndarray, *, seed: 
         "cluster_split": lambda: cluster_split(y, clusters, vectors, seed=seed),
         "propagation": lambda: propagation(y, vectors, seed=seed),
         "one_by_one": lambda: one_by_one(y, seed=seed),
+        "queue": lambda: queue(y, vectors, seed=seed),
     }
     return {s: run[s]() for s in strategies}

@@ -30,7 +30,8 @@ from pathlib import Path
 
 from ..project import Project
 
-COLUMNS = ["path", "absolute_path", "label", "label_source", "cluster", "annotator", "labelled_at", "hash"]
+COLUMNS = ["path", "absolute_path", "label", "label_source", "label_stale", "cluster", "annotator", "labelled_at",
+           "hash"]
 SPLIT_COLUMNS = ["split", "group"]
 CONSENSUS_COLUMNS = ["support", "n_annotators"]
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")

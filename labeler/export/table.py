@@ -22,7 +22,8 @@ def label_table(project: Project, *, include_unlabelled: bool = False) -> list[d
     Returns
     -------
     list of dict
-        Keys: image_id, status, path, absolute_path, label, label_source, cluster,
+        Keys: image_id, status, path, absolute_path, label, label_source, label_stale
+        ('yes' when the file changed since it was labelled, else ''), cluster,
         annotator, labelled_at (ISO 8601 UTC text), labelled_at_unix (float
         seconds or None), hash. Empty strings where an image has no label.
     """
@@ -45,6 +46,7 @@ def label_table(project: Project, *, include_unlabelled: bool = False) -> list[d
             "absolute_path": str(root / img["path"]) if root else "",
             "label": lab["label"] if lab else "",
             "label_source": lab["source"] if lab else "",
+            "label_stale": "yes" if lab and lab["stale"] else "",
             "cluster": clusters.get(img["id"], ""),
             "annotator": lab["annotator"] if lab else "",
             "labelled_at": datetime.fromtimestamp(lab["labelled_at"], timezone.utc).isoformat(timespec="seconds") if lab else "",

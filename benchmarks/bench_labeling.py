@@ -1,0 +1,241 @@
+"""Labelling that learns: the product's own flow on a collection with known classes.
+
+For each truth column it simulates the annotator of :mod:`labeler.assist.simulate`
+(strategy ``queue``: take the next items of the "label next" queue, label them,
+accept suggestions above a confidence threshold, repeat; nothing picks images by
+their truth) beside a baseline ``random`` (the same suggestions and accepts, but
+random images to label). Accuracy = labels given + current suggestions for the
+rest, over all images (see the module docstring of labeler.assist.simulate);
+``labelled_accuracy`` counts unlabelled images as wrong, as ``labeler evaluate``.
+
+Also measured:
+
+- the suggestion model chosen by measurement: ``probe``, ``spreading`` and
+  ``combined`` at the same label budgets (random labelled subsets), with the
+  expected calibration error (ECE, 10 bins) on held-out labelled images before
+  and after temperature scaling;
+- search conditioned on a label (``labeler search Q --for-label L``): P@10 of the
+  minority classes (a share below 1 / number of classes), plain cosine against the probe-conditioned
+  modes, the probe trained on 300 random labels;
+- refresh time after one label action on synthetic N x 256 features (10k, 100k),
+  the kNN graph built once beforehand (cached in the product).
+
+Reproduce::
+
+    python benchmarks/bench_labeling.py --project data/projects/elpv --truth data/elpv/truth.csv
+    python benchmarks/bench_labeling.py --features path/to/features.npy --json
+    python benchmarks/bench_labeling.py --skip-quality --sizes 10000 100000   # speed only
+
+With ``--json`` the last line is one JSON object:
+``{"<truth column>": {"<strategy>": {"actions_to_90", "actions_to_95", "accuracy_at_200",
+"accuracy_at_400", "macro_f1_at_300", "wrong_accepted_share", ...}}, "_model": ..., "_search": ...,
+"_speed": ...}`` (keys starting with "_" are the extra measurements).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from labeler.assist import conditioned, model as assist_model  # noqa: E402
+from labeler.assist.graph import build_knn_graph  # noqa: E402
+from labeler.assist.simulate import queue_flow  # noqa: E402
+from labeler.assist.suggest import load_features  # noqa: E402
+from labeler.project import Project  # noqa: E402
+
+COLUMNS = ("cell_type", "defective", "defect_level")
+
+
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def model_choice(x, graph, y, *, budgets=(50, 200, 400), seed=0) -> dict:
+    """Accuracy, macro-F1 and ECE (raw / calibrated) of each method on random labelled subsets."""
+    from sklearn.metrics import f1_score
+
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    classes = [str(c) for c in range(int(y.max()) + 1)]
+    out = {}
+    for b in budgets:
+        rows = rng.choice(n, b, replace=False)
+        held = np.setdiff1d(np.arange(n), rows)
+        for method in assist_model.METHODS:
+            t0 = time.perf_counter()
+            pred, state = assist_model.predict(x, graph, rows, y[rows], classes, method=method, seed=seed)
+            secs = time.perf_counter() - t0
+            correct = pred.label[held] == y[held]
+            raw = np.exp(np.log(np.maximum(pred.proba[held], 1e-12)) * pred.temperature)
+            raw /= raw.sum(1, keepdims=True)
+            out.setdefault(str(b), {})[method] = {
+                "accuracy": round(float(correct.mean()), 4),
+                "macro_f1": round(float(f1_score(y[held], pred.label[held], average="macro")), 4),
+                "ece_raw": round(assist_model.expected_calibration_error(raw.max(1), correct), 4),
+                "ece_calibrated": round(assist_model.expected_calibration_error(pred.proba[held].max(1), correct), 4),
+                "temperature": round(pred.temperature, 3), "seconds": round(secs, 3),
+            }
+    return out
+
+
+def search_conditioned(x, y, classes, *, n_train=300, k=10, candidates=1000, seed=0) -> dict:
+    """P@10 of rare-class queries: plain cosine vs each conditioning mode (probe from n_train random labels)."""
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    train = rng.choice(n, min(n_train, n), replace=False)
+    out = {}
+    for c in np.unique(y):
+        share = float((y == c).mean())
+        if share >= 1.0 / len(classes) or not (y[train] == c).any():
+            continue
+        coef, b = conditioned.label_probe(x[train], y[train] == c)
+        queries = np.flatnonzero(y == c)
+        res = {"images": int(len(queries)), "share": round(share, 3), "plain": [], **{m: [] for m in conditioned.MODES}}
+        for q in queries:
+            s = x @ x[q]
+            s[q] = -np.inf
+            top = np.argpartition(-s, candidates)[:candidates]
+            top = top[np.argsort(-s[top])]
+            res["plain"].append(float(np.mean(y[top[:k]] == c)))
+            for mode in conditioned.MODES:
+                sc = conditioned.conditioned_scores(x[q], x[top], coef, b, mode)
+                res[mode].append(float(np.mean(y[top[np.argsort(-sc)[:k]]] == c)))
+        out[str(classes[c])] = {key: (round(float(np.mean(v)), 4) if isinstance(v, list) else v) for key, v in res.items()}
+    return out
+
+
+def speed(sizes, *, dim=256, n_labels=500, n_classes=4, seed=0) -> dict:
+    """Refresh time after one label action on synthetic clustered features (graph built once)."""
+    from labeler.assist import queue as assist_queue
+
+    out = {}
+    for n in sizes:
+        rng = np.random.default_rng(seed)
+        centres = rng.normal(size=(50, dim)).astype(np.float32)
+        cl = rng.integers(0, 50, n)
+        x = centres[cl] * 0.5 + rng.normal(size=(n, dim)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        y = cl % n_classes
+        t0 = time.perf_counter()
+        graph = build_knn_graph(x)
+        graph.normalized()
+        t_graph = time.perf_counter() - t0
+        rows = rng.choice(n, n_labels, replace=False)
+        classes = [str(c) for c in range(n_classes)]
+        t0 = time.perf_counter()
+        pred, state = assist_model.predict(x, graph, rows, y[rows], classes)
+        t_cold = time.perf_counter() - t0
+        extra = np.setdiff1d(rng.choice(n, 20, replace=False), rows)[:1]
+        rows2 = np.r_[rows, extra]
+        t0 = time.perf_counter()
+        pred, state = assist_model.predict(x, graph, rows2, y[rows2], classes, state=state)
+        t_warm = time.perf_counter() - t0
+        big = np.r_[rows2, np.setdiff1d(rng.choice(n, 200, replace=False), rows2)]
+        t0 = time.perf_counter()
+        pred, state = assist_model.predict(x, graph, big, y[big], classes, state=state)
+        t_recal = time.perf_counter() - t0
+        labelled = np.zeros(n, bool)
+        labelled[big] = True
+        t0 = time.perf_counter()
+        assist_queue.uncertain_and_diverse(x, pred.margin, pred.label, classes, labelled, 20)
+        t_queue = time.perf_counter() - t0
+        out[str(n)] = {"graph_build_s": round(t_graph, 2), "first_fit_s": round(t_cold, 3),
+                       "refresh_after_one_label_s": round(t_warm, 3),
+                       "refresh_with_recalibration_s": round(t_recal, 3), "queue_20_s": round(t_queue, 3)}
+        log(f"  speed n={n}: {out[str(n)]}")
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--project", type=Path, default=Path(os.environ.get("LABELER_PROJECT", "data/projects/elpv")))
+    ap.add_argument("--truth", type=Path, default=Path("data/elpv/truth.csv"))
+    ap.add_argument("--features", default="pca", help="feature set name (pca, embeddings, ...) or an N x D .npy path")
+    ap.add_argument("--columns", nargs="+", default=list(COLUMNS))
+    ap.add_argument("--max-actions", type=int, default=400)
+    ap.add_argument("--batch", type=int, default=5, help="queue items labelled between refreshes")
+    ap.add_argument("--threshold", type=float, default=0.95, help="confidence of accepted suggestions")
+    ap.add_argument("--method", default="combined", choices=assist_model.METHODS)
+    ap.add_argument("--sizes", type=int, nargs="*", default=[10_000, 100_000], help="synthetic sizes for speed")
+    ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--skip-model-choice", action="store_true")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args(argv)
+
+    from labeler.evaluate import align_truth, read_truth
+
+    result: dict = {}
+    if not args.skip_quality:
+        project = Project(args.project)
+        x_all, name = load_features(project, args.features)
+        log(f"features {name}: {x_all.shape}")
+        graphs = {}
+        for col in args.columns:
+            truth, col_name = read_truth(args.truth, col)
+            rows, y, classes, unmatched = align_truth(project, truth)
+            x = x_all[rows]
+            key = rows.tobytes()
+            if key not in graphs:
+                graphs.clear()
+                t0 = time.perf_counter()
+                graphs[key] = build_knn_graph(x)
+                log(f"  kNN graph of {len(x)} images: {time.perf_counter() - t0:.1f} s")
+            g = graphs[key]
+            counts = dict(zip(classes.tolist(), np.bincount(y).tolist()))
+            log(f"truth {col_name!r}: {len(rows)} images, classes {counts}")
+            res = {}
+            for pick in ("queue", "random"):
+                t0 = time.perf_counter()
+                flow = queue_flow(y, x, graph=g, batch=args.batch, threshold=args.threshold,
+                                  max_actions=args.max_actions, method=args.method, pick=pick, seed=args.seed)
+                res[pick] = flow.summary()
+                res[pick]["seconds"] = round(time.perf_counter() - t0, 1)
+                log(f"  {pick}: {res[pick]}")
+            if not args.skip_model_choice:
+                res["_model"] = model_choice(x, g, y, seed=args.seed)
+                for b, v in res["_model"].items():
+                    log(f"  model @ {b} random labels: " + "; ".join(
+                        f"{m} acc {r['accuracy']:.3f} F1 {r['macro_f1']:.3f} ECE {r['ece_raw']:.3f}->{r['ece_calibrated']:.3f}"
+                        for m, r in v.items()))
+            res["_search"] = search_conditioned(x, y, classes, seed=args.seed)
+            for c, v in res["_search"].items():
+                log(f"  search P@10, rare class {c!r} ({v['images']} images): plain {v['plain']:.3f}, "
+                    + ", ".join(f"for-label {m} {v[m]:.3f}" for m in conditioned.MODES))
+            result[col_name] = res
+        result["_features"] = {"name": name, "shape": list(x_all.shape)}
+    if args.sizes:
+        result["_speed"] = speed(args.sizes, seed=args.seed)
+    print_table(result)
+    if args.json:
+        print(json.dumps(result))
+    return result
+
+
+def print_table(result: dict) -> None:
+    cols = [c for c in result if not c.startswith("_")]
+    if cols:
+        print("| truth | strategy | actions to 90% | to 95% | acc@200 | acc@400 | macro-F1@300 | wrong accepted | accepted |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        for c in cols:
+            for s, r in result[c].items():
+                if s.startswith("_"):
+                    continue
+                w = "-" if r["wrong_accepted_share"] is None else f"{100 * r['wrong_accepted_share']:.1f}%"
+                print(f"| {c} | {s} | {r['actions_to_90'] or '-'} | {r['actions_to_95'] or '-'} | "
+                      f"{r['accuracy_at_200']:.3f} | {r['accuracy_at_400']:.3f} | {r['macro_f1_at_300']:.3f} | {w} | "
+                      f"{r['accepted']} |")
+    for n, v in result.get("_speed", {}).items():
+        print(f"speed n={n}: " + ", ".join(f"{k} {val}" for k, val in v.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Labelling that learns from the annotator: suggestions, the "label next" queue, simulation."""

@@ -1,0 +1,412 @@
+"""The suggestion model: label spreading + a linear probe, calibrated on held-out labels.
+
+Pure numpy / scikit-learn; nothing here reads a project (see
+:mod:`labeler.assist.suggest` for that).
+
+Method (chosen by measurement on ELPV, ``benchmarks/bench_labeling.py``):
+
+- **label spreading** on the kNN graph (Zhou et al. 2004, "Learning with local
+  and global consistency", NIPS): ``F <- alpha S F + (1 - alpha) Y`` iterated,
+  warm-started from the previous refresh;
+- a **linear probe**: multinomial logistic regression on the L2-normalised
+  features (scikit-learn ``LogisticRegression``, lbfgs, warm-started from the
+  previous coefficients);
+- the two are combined as a product of experts (Hinton 2002): the normalised
+  product of their class probabilities;
+- **calibration** by temperature scaling (Guo et al. 2017, "On calibration of
+  modern neural networks", ICML): one temperature fitted by minimising the
+  negative log-likelihood of out-of-fold predictions of the labelled images
+  (stratified k-fold), with a prior on T for small samples; then no confidence
+  is claimed above what held-out predictions at least that confident showed
+  (:func:`evidence_bound`, Laplace's rule of succession): a handful of labels
+  cannot vouch for 99 %.
+
+The spreading of every fold runs in the same sparse products as the main one
+(its seed matrices are stacked as extra columns), so calibration costs one
+spreading pass, not k.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .graph import KnnGraph
+
+METHODS = ("combined", "probe", "spreading")
+#: One-sided level of the Clopper-Pearson lower bound in :func:`evidence_bound`.
+EVIDENCE_ALPHA = 0.2
+
+
+@dataclass
+class ModelState:
+    """What one refresh hands to the next (warm starts), tied to one class list.
+
+    Attributes
+    ----------
+    classes : tuple[str, ...]
+    coef : ndarray (C or 1, D) float64 or None, last probe coefficients
+    intercept : ndarray (C or 1,) float64 or None
+    spread : ndarray (n, (folds + 1) * C) float32 or None, last spreading scores
+    temperature : float
+    n_calibration : int, held-out predictions behind ``temperature``
+    n_labelled_at_calibration : int
+    """
+
+    classes: tuple[str, ...]
+    coef: np.ndarray | None = None
+    intercept: np.ndarray | None = None
+    spread: np.ndarray | None = None
+    temperature: float = 1.0
+    n_calibration: int = 0
+    n_labelled_at_calibration: int = 0
+    oof_confidence: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
+    oof_correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+@dataclass
+class Prediction:
+    """Calibrated class probabilities of every row.
+
+    Attributes
+    ----------
+    classes : tuple[str, ...], C labels (codes index into it)
+    proba : ndarray (n, C), float32, rows sum to 1
+    label : ndarray (n,), int64, argmax of ``proba``
+    confidence : ndarray (n,), float32, the calibrated probability of ``label``,
+        capped by :func:`evidence_bound`
+    margin : ndarray (n,), float32, top-1 minus top-2 probability (uncertainty
+        sampling's margin, Scheffer et al. 2001)
+    temperature : float
+    n_calibration : int
+    """
+
+    classes: tuple[str, ...]
+    proba: np.ndarray
+    label: np.ndarray
+    confidence: np.ndarray
+    margin: np.ndarray
+    temperature: float = 1.0
+    n_calibration: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+# -- label spreading ----------------------------------------------------------------------
+def spread(graph: KnnGraph, seeds: np.ndarray, n_classes: int, *, alpha: float = 0.9,
+           n_iter: int = 20, init: np.ndarray | None = None) -> np.ndarray:
+    """Iterate ``F <- alpha S F + (1 - alpha) Y`` (Zhou et al. 2004).
+
+    Parameters
+    ----------
+    graph : KnnGraph
+    seeds : ndarray (n, m), float32
+        ``Y``: one-hot rows for labelled images (several stacked problems may share
+        the call: m = problems x classes), zeros elsewhere.
+    n_classes : int
+        Unused by the iteration; kept for the shape check.
+    alpha : float in (0, 1)
+    n_iter : int
+        Iterations; a warm start (``init``) needs fewer.
+    init : ndarray (n, m) or None
+        The previous ``F`` (warm start).
+
+    Returns
+    -------
+    ndarray (n, m), float32, unnormalised scores
+    """
+    s = graph.normalized()
+    y = np.asarray(seeds, dtype=np.float32)
+    if y.shape[0] != graph.n or y.shape[1] % max(n_classes, 1):
+        raise ValueError(f"seed matrix {y.shape} does not fit {graph.n} rows x {n_classes} classes")
+    f = y.copy() if init is None or init.shape != y.shape else init.astype(np.float32, copy=True)
+    base = (1.0 - alpha) * y
+    for _ in range(n_iter):
+        f = alpha * (s @ f) + base
+    return f
+
+
+def _normalise_rows(f: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    tot = f.sum(axis=1, keepdims=True)
+    c = f.shape[1]
+    return np.where(tot > eps, f / np.maximum(tot, eps), 1.0 / c).astype(np.float32)
+
+
+# -- linear probe -------------------------------------------------------------------------
+def _probe(x_train, y_train, n_classes, *, c: float, init=None, balanced: bool = False):
+    from sklearn.linear_model import LogisticRegression
+
+    present = np.unique(y_train)
+    model = LogisticRegression(C=c, max_iter=300, class_weight="balanced" if balanced else None,
+                               warm_start=init is not None)
+    if init is not None:
+        coef, intercept = init
+        if coef is not None and coef.shape[0] == (1 if len(present) == 2 else len(present)) \
+                and coef.shape[1] == x_train.shape[1]:
+            model.coef_, model.intercept_ = coef.copy(), intercept.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning on tiny sets: the warm start continues next time
+        model.fit(x_train, y_train)
+    return model, present
+
+
+def _probe_logits(model, present, x, n_classes) -> np.ndarray:
+    """Logits (n, C) with -inf for classes the probe never saw."""
+    out = np.full((len(x), n_classes), -np.inf, dtype=np.float64)
+    z = x @ model.coef_.T.astype(np.float32) + model.intercept_.astype(np.float32)
+    if len(present) == 2:
+        out[:, present[0]] = 0.0
+        out[:, present[1]] = z[:, 0]
+    else:
+        out[:, present] = z
+    return out
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    m = np.max(z, axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    e = np.exp(z - m)
+    return z - m - np.log(e.sum(axis=1, keepdims=True))
+
+
+# -- calibration --------------------------------------------------------------------------
+def fit_temperature(logp: np.ndarray, y: np.ndarray, *, prior_sd: float = 0.5) -> float:
+    """Temperature T of ``softmax(logp / T)`` (Guo et al. 2017), a MAP estimate.
+
+    Guo et al. minimise the negative log-likelihood (NLL) of held-out predictions.
+    With a few dozen held-out labels that minimum is unstable (all of them right
+    sends T to 0: every probability to 1), so a log-normal prior centred on T = 1
+    (standard deviation ``prior_sd`` in log T) is added: the estimate minimises
+    ``mean NLL + (log T)^2 / (2 prior_sd^2 m)``, which the data overrides as the
+    number m of held-out labels grows.
+
+    Parameters
+    ----------
+    logp : ndarray (m, C), float, log-probabilities (or logits)
+    y : ndarray (m,), int, true codes
+    prior_sd : float
+
+    Returns
+    -------
+    float in [0.05, 20]
+    """
+    from scipy.optimize import minimize_scalar
+
+    logp = np.where(np.isfinite(logp), logp, -1e4)
+    m = max(len(y), 1)
+
+    def loss(log_t):
+        lp = _log_softmax(logp / np.exp(log_t))
+        return -float(np.mean(lp[np.arange(len(y)), y])) + log_t**2 / (2 * prior_sd**2 * m)
+
+    r = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
+    return float(np.exp(r.x))
+
+
+def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bins: int = 10) -> float:
+    """ECE with equal-width confidence bins (Naeini et al. 2015; Guo et al. 2017, eq. 3).
+
+    Parameters
+    ----------
+    confidence : ndarray (m,), float in [0, 1]
+    correct : ndarray (m,), bool
+
+    Returns
+    -------
+    float in [0, 1]: the bin-size-weighted mean |accuracy - confidence|
+    """
+    confidence = np.asarray(confidence, dtype=np.float64)
+    correct = np.asarray(correct, dtype=np.float64)
+    if len(confidence) == 0:
+        return float("nan")
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    ece = 0.0
+    for b in np.unique(bins):
+        m = bins == b
+        ece += m.mean() * abs(correct[m].mean() - confidence[m].mean())
+    return float(ece)
+
+
+def evidence_bound(p: np.ndarray, oof_confidence: np.ndarray, oof_correct: np.ndarray) -> np.ndarray:
+    """Cap each confidence by what held-out labels at that confidence have shown.
+
+    An image with calibrated probability ``p`` belongs to every population
+    "predictions at least t confident" with t <= p. For each such t seen among
+    the out-of-fold (held-out) predictions, with k of them at least t confident
+    and c of those right, the accuracy of that population is at least the
+    one-sided Clopper-Pearson lower bound (level :data:`EVIDENCE_ALPHA`) of c/k.
+    The returned confidence is ``min(p, best such bound)``: 95 % is claimed only
+    after ~31 held-out predictions that confident were all right (more when some
+    were wrong), in the spirit of selective classification with a guaranteed risk
+    (Geifman & El-Yaniv 2017, "Selective classification for deep neural
+    networks", NeurIPS). Non-decreasing in ``p``.
+
+    Parameters
+    ----------
+    p : ndarray (n,), float, calibrated probability of the suggested label
+    oof_confidence : ndarray (m,), float, held-out confidences, descending
+    oof_correct : ndarray (m,), int, cumulative count of right ones in that order
+
+    Returns
+    -------
+    ndarray (n,), float32
+    """
+    from scipy.stats import beta
+
+    p = np.asarray(p, dtype=np.float64)
+    m = len(oof_confidence)
+    if m == 0:
+        return np.minimum(p, 0.5).astype(np.float32)
+    k = np.arange(1, m + 1)
+    c = np.asarray(oof_correct, dtype=np.float64)
+    lower = np.where(c > 0, beta.ppf(EVIDENCE_ALPHA, np.maximum(c, 1), k - c + 1), 0.0)
+    # Tied confidences form one population: only the last index of a run of ties counts.
+    conf = np.asarray(oof_confidence, dtype=np.float64)
+    last = np.r_[conf[1:] != conf[:-1], True]
+    lower = np.where(last, lower, 0.0)
+    best_from = np.maximum.accumulate(lower[::-1])[::-1]  # best bound over prefixes j >= i
+    # Populations open to p: "at least t confident" for t <= p, i.e. the prefixes
+    # at least as long as the count of held-out predictions with confidence >= p.
+    j0 = np.maximum(np.searchsorted(-conf, -p, side="right") - 1, 0)
+    return np.minimum(p, best_from[j0]).astype(np.float32)
+
+
+def _folds(rows: np.ndarray, y: np.ndarray, n_folds: int) -> np.ndarray:
+    """Fold id per labelled row, -1 = always trained on (its class has a single example).
+
+    The fold of an image depends only on its row (a multiplicative hash, Knuth's
+    2654435761), so an image stays in its fold as labels are added and the folds'
+    label spreading can be warm-started from the previous calibration.
+    """
+    fold = ((np.asarray(rows, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
+            % np.uint64(n_folds)).astype(np.int64)
+    counts = np.bincount(y)
+    fold[counts[y] < 2] = -1
+    return fold
+
+
+# -- the whole model ----------------------------------------------------------------------
+def predict(x: np.ndarray, *args, **kwargs) -> tuple[Prediction, ModelState]:
+    """Calibrated suggestions for every row; see :func:`_predict` for the parameters.
+
+    BLAS runs single-threaded here: the probe's problems are small (a few hundred
+    labelled rows), and on a busy 2-core machine a second BLAS thread made each
+    L-BFGS step 10x slower, not faster.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1, user_api="blas"):
+        return _predict(x, *args, **kwargs)
+
+
+def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray, classes, *,
+            method: str = "combined", state: ModelState | None = None, c: float = 10.0,
+            alpha: float = 0.9, n_iter: int = 20, n_iter_warm: int = 5, n_folds: int = 5, recalibrate: float = 0.1,
+            balanced: bool = False, seed: int = 0) -> tuple[Prediction, ModelState]:
+    """Calibrated suggestions for every row from the labelled rows.
+
+    Parameters
+    ----------
+    x : ndarray (n, d), float32, L2-normalised features
+    graph : KnnGraph of ``x``
+    rows : ndarray (m,), int, labelled rows
+    codes : ndarray (m,), int, their class codes (index into ``classes``)
+    classes : sequence of str, C >= 1 labels
+    method : 'combined', 'probe' or 'spreading'
+    state : ModelState or None
+        The previous refresh's state (warm start); ignored when its classes differ.
+    c : float
+        Inverse L2 regularisation of the probe (scikit-learn's ``C``).
+    alpha, n_iter : label spreading parameters (:func:`spread`)
+    n_iter_warm : int
+        Iterations when warm-started from the previous refresh (one more label
+        moves the fixed point little; the iteration keeps converging across refreshes).
+    n_folds : int
+        Folds for the out-of-fold predictions that fit the temperature.
+    recalibrate : float
+        Refit the temperature only when the labelled count grew by this share
+        since the last fit (the folds' spreading is kept warm meanwhile).
+
+    Returns
+    -------
+    (Prediction, ModelState)
+
+    Raises
+    ------
+    ValueError
+        Unknown method, or no labelled rows.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown suggestion method {method!r}; one of {METHODS}")
+    rows = np.asarray(rows, dtype=np.int64)
+    codes = np.asarray(codes, dtype=np.int64)
+    classes = tuple(str(v) for v in classes)
+    n, k = len(x), len(classes)
+    if len(rows) == 0:
+        raise ValueError("no labelled images: nothing to learn from")
+    if state is None or state.classes != classes:
+        state = ModelState(classes)
+    if len(np.unique(codes)) < 2:
+        # One class seen: nothing to tell it from. Suggest it, with no confidence.
+        proba = np.zeros((n, k), np.float32)
+        proba[:, codes[0]] = 1.0
+        zero = np.zeros(n, np.float32)
+        return Prediction(classes, proba, np.full(n, codes[0], np.int64), zero, zero.copy()), state
+
+    grow = len(rows) - state.n_labelled_at_calibration
+    calibrate = state.n_calibration == 0 or grow >= max(1, recalibrate * state.n_labelled_at_calibration)
+    fold = _folds(rows, codes, n_folds) if calibrate else None
+    n_f = n_folds if calibrate else 0
+
+    logp = np.zeros((n, k), np.float64)
+    oof = np.zeros((len(rows), k), np.float64) if calibrate else None
+    if method in ("combined", "spreading"):
+        y = np.zeros((n, (n_f + 1) * k), np.float32)
+        y[rows, codes] = 1.0
+        for f in range(n_f):
+            tr = fold != f
+            y[rows[tr], (f + 1) * k + codes[tr]] = 1.0
+        prev = state.spread
+        init = None
+        if prev is not None and prev.shape[0] == n and prev.shape[1] >= y.shape[1]:
+            init = prev[:, :y.shape[1]]
+        f_all = spread(graph, y, k, alpha=alpha, n_iter=n_iter if init is None else n_iter_warm, init=init)
+        if prev is not None and prev.shape[0] == n and prev.shape[1] > f_all.shape[1]:
+            prev[:, :k] = f_all[:, :k]  # keep the folds' columns for the next calibration's warm start
+        else:
+            state.spread = f_all
+        logp += np.log(np.maximum(_normalise_rows(f_all[:, :k]), 1e-6))
+        for f in range(n_f):
+            held = fold == f
+            p = _normalise_rows(f_all[rows[held], (f + 1) * k:(f + 2) * k])
+            oof[held] += np.log(np.maximum(p, 1e-6))
+    if method in ("combined", "probe"):
+        model, present = _probe(x[rows], codes, k, c=c, init=(state.coef, state.intercept), balanced=balanced)
+        state.coef, state.intercept = model.coef_, model.intercept_
+        logp += _log_softmax(_probe_logits(model, present, x, k))
+        for f in range(n_f):
+            held, tr = fold == f, fold != f
+            if not held.any():
+                continue
+            if len(np.unique(codes[tr])) < 2:
+                oof[held] += np.log(1.0 / k)
+                continue
+            m, pr = _probe(x[rows[tr]], codes[tr], k, c=c, init=(model.coef_, model.intercept_), balanced=balanced)
+            oof[held] += _log_softmax(_probe_logits(m, pr, x[rows[held]], k))
+    if calibrate:
+        held = fold >= 0
+        if held.sum() >= 2:
+            state.temperature = fit_temperature(oof[held], codes[held])
+            p_oof = np.exp(_log_softmax(np.where(np.isfinite(oof[held]), oof[held], -1e4) / state.temperature))
+            order = np.argsort(-p_oof.max(axis=1), kind="stable")
+            state.oof_confidence = p_oof.max(axis=1)[order]
+            state.oof_correct = np.cumsum(np.argmax(p_oof, axis=1)[order] == codes[held][order])
+        state.n_calibration = int(held.sum())
+        state.n_labelled_at_calibration = len(rows)
+    proba = np.exp(_log_softmax(np.where(np.isfinite(logp), logp, -1e4) / state.temperature)).astype(np.float32)
+    top2 = np.partition(proba, -2, axis=1)[:, -2:] if k >= 2 else np.c_[np.zeros(n), proba]
+    label = np.argmax(proba, axis=1).astype(np.int64)
+    conf = evidence_bound(proba[np.arange(n), label], state.oof_confidence, state.oof_correct)
+    margin = (top2[:, 1] - top2[:, 0]).astype(np.float32)
+    return Prediction(classes, proba, label, conf, margin, state.temperature, state.n_calibration), state

@@ -1,0 +1,163 @@
+"""Store methods for clusterings: runs, assignments, per-cluster summaries."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import StaleStateError, StoreError
+
+
+class ClusteringsMixin:
+    """Methods of :class:`~labeler.store.Store` about clusterings (see there)."""
+
+    # -- clusterings -----------------------------------------------------------------
+    def add_clustering(
+        self,
+        method: str,
+        params: dict,
+        image_ids: np.ndarray,
+        clusters: np.ndarray,
+        strengths: np.ndarray | None,
+        summaries: Sequence[dict],
+        *,
+        parent_id: int | None = None,
+        annotator: str | None = None,
+        description: str | None = None,
+    ) -> int:
+        """Store a clustering run; it becomes current. Returns its id.
+
+        Parameters
+        ----------
+        image_ids, clusters : ndarray of shape (n,), int
+            Cluster id of each image; -1 is noise.
+        strengths : ndarray of shape (n,), float, or None
+            Membership strength in [0, 1] where the method gives one.
+        summaries : list of dict
+            Per cluster: cluster, size, medoid_id, representatives (list of ids),
+            cohesion, suggested_name.
+        parent_id, annotator, description
+            For an edit of an existing clustering (split, merge, move): the edit is
+            recorded as an undoable action by ``annotator``.
+
+        Raises
+        ------
+        StaleStateError
+            ``parent_id`` is given and is no longer the current clustering (another
+            edit or re-clustering came first): nothing is written.
+        """
+        now = time.time()
+        with self.transaction() as con:
+            if parent_id is not None:
+                cur = con.execute(
+                    "SELECT id FROM clusterings WHERE undone=0 ORDER BY id DESC LIMIT 1").fetchone()
+                if cur is None or int(cur[0]) != int(parent_id):
+                    raise StaleStateError(
+                        f"the clustering changed while this edit was computed (it was {parent_id}, "
+                        f"it is now {cur[0] if cur else None}): reload and try again; nothing was changed")
+            action_id = None
+            if annotator is not None:
+                action_id = con.execute(
+                    "INSERT INTO actions(kind, annotator, at, description) "
+                    "VALUES ('cluster', ?, ?, ?)",
+                    (annotator, now, description or method),
+                ).lastrowid
+            cid = con.execute(
+                "INSERT INTO clusterings(method, params, parent_id, action_id, created_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (method, json.dumps(params), parent_id, action_id, now),
+            ).lastrowid
+            st = strengths if strengths is not None else [None] * len(image_ids)
+            con.executemany(
+                "INSERT INTO assignments(clustering_id, image_id, cluster, strength) "
+                "VALUES (?, ?, ?, ?)",
+                (
+                    (cid, int(i), int(c), None if s is None else float(s))
+                    for i, c, s in zip(image_ids, clusters, st)
+                ),
+            )
+            con.executemany(
+                "INSERT INTO clusters(clustering_id, cluster, size, medoid_id, "
+                "representatives, cohesion, suggested_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        cid,
+                        int(s["cluster"]),
+                        int(s["size"]),
+                        None if s.get("medoid_id") is None else int(s["medoid_id"]),
+                        json.dumps([int(x) for x in s.get("representatives", [])]),
+                        None if s.get("cohesion") is None else float(s["cohesion"]),
+                        s.get("suggested_name"),
+                    )
+                    for s in summaries
+                ],
+            )
+        return int(cid)
+
+    def current_clustering(self) -> dict | None:
+        """The newest clustering not undone: dict(id, method, params, parent_id, created_at)."""
+        r = self.con.execute(
+            "SELECT * FROM clusterings WHERE undone=0 ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if r is None:
+            return None
+        return {**dict(r), "params": json.loads(r["params"])}
+
+    def _clustering_id(self, clustering_id: int | None) -> int:
+        if clustering_id is not None:
+            return int(clustering_id)
+        cur = self.current_clustering()
+        if cur is None:
+            raise StoreError("the project has no clustering yet: run `labeler ingest` first")
+        return int(cur["id"])
+
+    def assignments(self, clustering_id: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Cluster of every image in a clustering (default: current).
+
+        Returns
+        -------
+        image_ids : ndarray (n,), int64
+        clusters : ndarray (n,), int64 (-1 = noise)
+        strengths : ndarray (n,), float32 (NaN where the method gives none)
+        """
+        cid = self._clustering_id(clustering_id)
+        rows = self.con.execute(
+            "SELECT image_id, cluster, strength FROM assignments WHERE clustering_id=? "
+            "ORDER BY image_id",
+            (cid,),
+        ).fetchall()
+        ids = np.array([r[0] for r in rows], dtype=np.int64)
+        cl = np.array([r[1] for r in rows], dtype=np.int64)
+        st = np.array([np.nan if r[2] is None else r[2] for r in rows], dtype=np.float32)
+        return ids, cl, st
+
+    def cluster_members(self, cluster: int, clustering_id: int | None = None) -> list[int]:
+        """Image ids in ``cluster``. Raises StoreError for an unknown cluster id."""
+        cid = self._clustering_id(clustering_id)
+        ids = [
+            r[0]
+            for r in self.con.execute(
+                "SELECT image_id FROM assignments WHERE clustering_id=? AND cluster=? "
+                "ORDER BY image_id",
+                (cid, int(cluster)),
+            )
+        ]
+        if not ids:
+            raise StoreError(f"unknown cluster {cluster} in clustering {cid}")
+        return ids
+
+    def cluster_summaries(self, clustering_id: int | None = None) -> list[dict]:
+        """Per-cluster summaries of a clustering (default: current), largest first."""
+        cid = self._clustering_id(clustering_id)
+        out = []
+        for r in self.con.execute(
+            "SELECT * FROM clusters WHERE clustering_id=? ORDER BY size DESC, cluster",
+            (cid,),
+        ):
+            d = dict(r)
+            d["representatives"] = json.loads(d["representatives"])
+            out.append(d)
+        return out

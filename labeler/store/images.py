@@ -1,0 +1,176 @@
+"""Store methods for images: the catalogue, embedding status, skipped files."""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from ..errors import StoreError
+from .schema import _chunks
+
+
+class ImagesMixin:
+    """Methods of :class:`~labeler.store.Store` about images (see there)."""
+
+    # -- images ------------------------------------------------------------------------
+    def images_by_path(self) -> dict[str, sqlite3.Row]:
+        """Every catalogued image keyed by its path relative to the image root."""
+        return {r["path"]: r for r in self.con.execute("SELECT * FROM images")}
+
+    def add_or_update_images(self, entries: Sequence[dict]) -> None:
+        """Insert new files or mark changed ones pending.
+
+        ``entries``: dicts with path, size, mtime, hash. A known path whose hash
+        changed keeps its id, row and label and becomes ``pending`` (re-embedded);
+        its label is marked ``stale`` until an annotator confirms or changes it.
+        """
+        now = time.time()
+        with self.transaction() as con:
+            for e in entries:
+                con.execute(
+                    "UPDATE labels SET stale=1 WHERE image_id=(SELECT id FROM images "
+                    "WHERE path=:path AND hash!=:hash)", e)
+                con.execute(
+                    "INSERT INTO images(path, size, mtime, hash, status, added_at) "
+                    "VALUES (:path, :size, :mtime, :hash, 'pending', :now) "
+                    "ON CONFLICT(path) DO UPDATE SET size=excluded.size, "
+                    "mtime=excluded.mtime, "
+                    "status=CASE WHEN images.hash=excluded.hash AND images.status "
+                    "IN ('embedded','skipped') THEN images.status ELSE 'pending' END, "
+                    "hash=excluded.hash",
+                    {**e, "now": now},
+                )
+
+    def touch_images(self, paths: Sequence[str]) -> None:
+        """Mark files seen again (unchanged): a file once missing becomes live again."""
+        with self.transaction() as con:
+            for chunk in _chunks(list(paths)):
+                q = ",".join("?" * len(chunk))
+                con.execute(
+                    f"UPDATE images SET status = CASE WHEN row IS NULL THEN 'pending' "
+                    f"ELSE 'embedded' END WHERE status='missing' AND path IN ({q})",
+                    chunk,
+                )
+
+    def mark_missing(self, paths: Sequence[str]) -> None:
+        """Files that disappeared: kept, with their labels, as ``missing``."""
+        with self.transaction() as con:
+            for chunk in _chunks(list(paths)):
+                q = ",".join("?" * len(chunk))
+                con.execute(f"UPDATE images SET status='missing' WHERE path IN ({q})", chunk)
+
+    def mark_all_pending(self) -> None:
+        """Every embedded image must be embedded again (backbone change); labels stay."""
+        with self.transaction() as con:
+            con.execute("UPDATE images SET status='pending' WHERE status IN ('embedded','skipped')")
+
+    def pending_images(self) -> list[sqlite3.Row]:
+        """Images still to embed, ordered by id."""
+        return self.con.execute(
+            "SELECT id, path, row FROM images WHERE status='pending' ORDER BY id"
+        ).fetchall()
+
+    def next_row(self) -> int:
+        """The first array row not yet given to any image."""
+        r = self.con.execute("SELECT MAX(row) AS m FROM images").fetchone()
+        return 0 if r["m"] is None else int(r["m"]) + 1
+
+    def commit_embedded(self, records: Sequence[dict]) -> None:
+        """Mark images embedded at their rows (one transaction).
+
+        ``records``: dicts with id, row, width, height, top1, top1_prob.
+        """
+        with self.transaction() as con:
+            con.executemany(
+                "UPDATE images SET row=:row, width=:width, height=:height, top1=:top1, "
+                "top1_prob=:top1_prob, status='embedded' WHERE id=:id",
+                records,
+            )
+            con.executemany(
+                "DELETE FROM skipped WHERE path=(SELECT path FROM images WHERE id=?)",
+                [(r["id"],) for r in records],
+            )
+
+    def mark_skipped(self, failures: Sequence[tuple[str, str]]) -> None:
+        """Record files that could not be used: ``(relative path, reason)`` pairs.
+
+        A catalogued image among them becomes ``skipped`` (its label, and the
+        embedding of an earlier good version, stay).
+        """
+        now = time.time()
+        with self.transaction() as con:
+            con.executemany(
+                "INSERT INTO skipped(path, reason, seen_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(path) DO UPDATE SET reason=excluded.reason, "
+                "seen_at=excluded.seen_at",
+                [(p, r, now) for p, r in failures],
+            )
+            con.executemany(
+                "UPDATE images SET status='skipped' WHERE path=?",
+                [(p,) for p, _ in failures],
+            )
+
+    def clear_skipped(self, paths: Sequence[str]) -> None:
+        """Forget skip records for files that are gone or now fine."""
+        with self.transaction() as con:
+            con.executemany("DELETE FROM skipped WHERE path=?", [(p,) for p in paths])
+
+    def skipped(self) -> list[sqlite3.Row]:
+        """Every skipped file with its reason, by path."""
+        return self.con.execute("SELECT * FROM skipped ORDER BY path").fetchall()
+
+    def get_image(self, image_id: int) -> sqlite3.Row:
+        """One image row. Raises :class:`StoreError` for an unknown id."""
+        r = self.con.execute("SELECT * FROM images WHERE id=?", (int(image_id),)).fetchone()
+        if r is None:
+            raise StoreError(f"unknown image id {image_id}")
+        return r
+
+    def get_images(self, image_ids: Sequence[int]) -> list[sqlite3.Row]:
+        """Image rows in the order of ``image_ids`` (unknown ids raise StoreError)."""
+        ids = [int(i) for i in image_ids]
+        found: dict[int, sqlite3.Row] = {}
+        for chunk in _chunks(ids):
+            q = ",".join("?" * len(chunk))
+            for r in self.con.execute(f"SELECT * FROM images WHERE id IN ({q})", chunk):
+                found[r["id"]] = r
+        missing = [i for i in ids if i not in found]
+        if missing:
+            raise StoreError(f"unknown image id(s): {missing[:10]}")
+        return [found[i] for i in ids]
+
+    def row_image_ids(self) -> np.ndarray:
+        """Image id of each array row, shape (n_rows,), int64; -1 where no image.
+
+        Rows cover 0..max(row): every image that was ever embedded.
+        """
+        n = self.next_row()
+        out = np.full(n, -1, dtype=np.int64)
+        for r in self.con.execute("SELECT id, row FROM images WHERE row IS NOT NULL"):
+            out[r["row"]] = r["id"]
+        return out
+
+    def image_table(self) -> list[sqlite3.Row]:
+        """All embedded images (id, row, path, status, top1, top1_prob), by row."""
+        return self.con.execute(
+            "SELECT id, row, path, status, width, height, hash, top1, top1_prob "
+            "FROM images WHERE row IS NOT NULL ORDER BY row"
+        ).fetchall()
+
+    def top1_of(self, image_ids: Sequence[int]) -> np.ndarray:
+        """ImageNet top-1 class of each image, shape (n,), int64; -1 where unknown."""
+        top1 = {r[0]: r[1] for r in self.con.execute("SELECT id, top1 FROM images WHERE top1 IS NOT NULL")}
+        return np.array([top1.get(int(i), -1) for i in image_ids], dtype=np.int64)
+
+    def counts(self) -> dict[str, int]:
+        """Number of images per status plus ``skipped`` files and ``labelled`` images."""
+        out = {s: 0 for s in ("pending", "embedded", "missing", "skipped")}
+        for r in self.con.execute("SELECT status, COUNT(*) AS n FROM images GROUP BY status"):
+            out[r["status"]] = r["n"]
+        out["skipped_files"] = self.con.execute("SELECT COUNT(*) FROM skipped").fetchone()[0]
+        out["labelled"] = self.con.execute("SELECT COUNT(*) FROM labels").fetchone()[0]
+        out["stale"] = self.con.execute("SELECT COUNT(*) FROM labels WHERE stale=1").fetchone()[0]
+        return out

@@ -1,0 +1,115 @@
+"""The database schema, its version and the migrations from older versions."""
+
+from __future__ import annotations
+
+#: Version 2 added actions.redoes / redone_at (redo), label_events.confidence
+#: (accepted suggestions) and labels.stale (the file changed since it was labelled).
+SCHEMA_VERSION = 2
+
+LABEL_SOURCES = ("manual", "cluster", "search", "propagated", "suggestion", "undo", "redo", "rename")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS images (
+    id       INTEGER PRIMARY KEY,
+    row      INTEGER UNIQUE,
+    path     TEXT NOT NULL UNIQUE,
+    size     INTEGER NOT NULL,
+    mtime    REAL NOT NULL,
+    width    INTEGER,
+    height   INTEGER,
+    hash     TEXT NOT NULL,
+    status   TEXT NOT NULL CHECK (status IN ('pending', 'embedded', 'missing', 'skipped')),
+    top1     INTEGER,
+    top1_prob REAL,
+    added_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS images_status ON images(status);
+CREATE TABLE IF NOT EXISTS skipped (
+    path    TEXT PRIMARY KEY,
+    reason  TEXT NOT NULL,
+    seen_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS clusterings (
+    id         INTEGER PRIMARY KEY,
+    method     TEXT NOT NULL,
+    params     TEXT NOT NULL,
+    parent_id  INTEGER REFERENCES clusterings(id),
+    action_id  INTEGER REFERENCES actions(id),
+    created_at REAL NOT NULL,
+    undone     INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS assignments (
+    clustering_id INTEGER NOT NULL REFERENCES clusterings(id),
+    image_id      INTEGER NOT NULL REFERENCES images(id),
+    cluster       INTEGER NOT NULL,
+    strength      REAL,
+    PRIMARY KEY (clustering_id, image_id)
+);
+CREATE INDEX IF NOT EXISTS assignments_cluster ON assignments(clustering_id, cluster);
+CREATE TABLE IF NOT EXISTS clusters (
+    clustering_id   INTEGER NOT NULL REFERENCES clusterings(id),
+    cluster         INTEGER NOT NULL,
+    size            INTEGER NOT NULL,
+    medoid_id       INTEGER,
+    representatives TEXT NOT NULL,
+    cohesion        REAL,
+    suggested_name  TEXT,
+    PRIMARY KEY (clustering_id, cluster)
+);
+CREATE TABLE IF NOT EXISTS actions (
+    id          INTEGER PRIMARY KEY,
+    kind        TEXT NOT NULL,
+    annotator   TEXT NOT NULL,
+    at          REAL NOT NULL,
+    description TEXT NOT NULL,
+    undone_at   REAL,
+    undoes      INTEGER REFERENCES actions(id),
+    redoes      INTEGER REFERENCES actions(id),
+    redone_at   REAL
+);
+CREATE INDEX IF NOT EXISTS actions_annotator ON actions(annotator, id);
+CREATE TABLE IF NOT EXISTS labels (
+    image_id   INTEGER PRIMARY KEY REFERENCES images(id),
+    label      TEXT NOT NULL,
+    source     TEXT NOT NULL,
+    annotator  TEXT NOT NULL,
+    action_id  INTEGER NOT NULL REFERENCES actions(id),
+    labelled_at REAL NOT NULL,
+    stale      INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS labels_label ON labels(label);
+CREATE TABLE IF NOT EXISTS label_events (
+    id         INTEGER PRIMARY KEY,
+    action_id  INTEGER NOT NULL REFERENCES actions(id),
+    image_id   INTEGER NOT NULL REFERENCES images(id),
+    old_label  TEXT,
+    new_label  TEXT,
+    old_source TEXT,
+    source     TEXT NOT NULL,
+    annotator  TEXT NOT NULL,
+    at         REAL NOT NULL,
+    confidence REAL
+);
+CREATE INDEX IF NOT EXISTS label_events_image ON label_events(image_id);
+CREATE INDEX IF NOT EXISTS label_events_action ON label_events(action_id);
+"""
+
+# Each step brings a database from version n to n + 1 (run in one transaction).
+_MIGRATIONS = {
+    1: (
+        "ALTER TABLE actions ADD COLUMN redoes INTEGER REFERENCES actions(id)",
+        "ALTER TABLE actions ADD COLUMN redone_at REAL",
+        "ALTER TABLE label_events ADD COLUMN confidence REAL",
+        "ALTER TABLE labels ADD COLUMN stale INTEGER NOT NULL DEFAULT 0",
+    ),
+}
+
+
+def _chunks(seq, n: int = 900):
+    # SQLite caps host parameters per statement (999 on old builds).
+    for i in range(0, len(seq), n):
+        yield seq[i : i + n]

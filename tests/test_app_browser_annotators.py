@@ -1,0 +1,140 @@
+"""End-to-end, in headless Chromium: the page renders under the Content-Security-Policy;
+a cluster re-clustered by someone else after the annotator opened it is refused in the
+page; u / r undo and redo (not while typing); a near-duplicate label is asked once."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("selenium")
+from selenium.common.exceptions import WebDriverException  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
+
+from browser_helpers import ServerThread, chrome_driver, text_of, wait_until  # noqa: E402
+from labeler.app import create_app  # noqa: E402
+from labeler.project import Project  # noqa: E402
+from labeler.refine import merge_clusters  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning:selenium.*")]
+
+GRAPH_JS = "document.querySelector('#map .js-plotly-plot')"
+
+
+@pytest.fixture(scope="module")
+def driver():
+    if not (shutil.which("chromedriver") or Path("/usr/bin/chromedriver").exists()):
+        pytest.skip("chromedriver not installed")
+    try:
+        d = chrome_driver()
+    except WebDriverException as e:
+        pytest.skip(f"no headless Chromium: {e.msg}")
+    yield d
+    d.quit()
+
+
+@pytest.fixture()
+def served(project):
+    app = create_app(project)
+    with ServerThread(app.server) as srv:
+        yield srv, app
+
+
+def _open(driver, srv, app, name="ana"):
+    driver.get(srv.url)
+    box = wait_until(lambda: driver.find_element(By.ID, "name-input"), what="name dialog")
+    wait_until(lambda: box.is_displayed(), what="name dialog shown")
+    box.send_keys(name)
+    driver.find_element(By.ID, "name-save").click()
+    wait_until(lambda: not driver.find_element(By.ID, "name-dialog").is_displayed(), what="dialog closed")
+    wait_until(lambda: driver.execute_script(
+        f"const g = {GRAPH_JS}; return g && g._fullData && g._fullData[0]._length") == app.labeler.n_points,
+        what="map points drawn")
+
+
+def _message(driver, contains):
+    return wait_until(lambda: contains in text_of(driver, "#message") and text_of(driver, "#message"),
+                      what=f"message {contains!r}")
+
+
+def _retype(box, text):
+    # WebElement.clear() does not reach a React-controlled input: select all and type over it.
+    box.send_keys(Keys.CONTROL, "a")
+    box.send_keys(Keys.DELETE)
+    box.send_keys(text)
+
+
+def _open_cluster(driver, project, cluster):
+    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, f".cluster-card[data-cluster='{cluster}'] .btn"),
+               what="cluster card")
+    driver.find_element(By.CSS_SELECTOR, f".cluster-card[data-cluster='{cluster}'] .btn").click()
+    n = len(project.store.cluster_members(cluster))
+    wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#cluster-grid .thumb-btn")) == n,
+               what="cluster grid")
+
+
+def test_page_renders_under_the_csp_and_a_stale_cluster_is_refused(driver, served, project):
+    srv, app = served
+    driver.get_log("browser")  # drop earlier messages
+    _open(driver, srv, app)
+    violations = [m["message"] for m in driver.get_log("browser") if "Content Security Policy" in m["message"]]
+    assert violations == []
+    _open_cluster(driver, project, 0)
+    # annotator B (another worker) merges cluster 0 with cluster 1 while A looks at cluster 0
+    other = Project(project.root)
+    merge_clusters(other, [0, 1], annotator="bob")
+    other.store.close()
+    driver.find_element(By.ID, "cluster-label-input").send_keys("mono")
+    driver.find_element(By.ID, "cluster-label-button").click()
+    text = _message(driver, "Conflict")
+    assert "nothing was labelled" in text
+    assert project.store.labels() == {}
+    # hovering and selecting on the WebGL map work under the policy too
+    driver.execute_script(f"""
+        const g = {GRAPH_JS};
+        Plotly.Fx.hover(g, [{{curveNumber: 0, pointNumber: 0}}]);
+        g.emit('plotly_selected', {{points: [{{curveNumber: 0, pointNumber: 1, pointIndex: 1,
+            x: g._fullData[0].x[1], y: g._fullData[0].y[1]}}]}});
+    """)
+    wait_until(lambda: "1 images selected" in text_of(driver, "#selection-title"), what="selection")
+    violations = [m["message"] for m in driver.get_log("browser")
+                  if "Content Security Policy" in m["message"] or "unsafe-eval" in m["message"]]
+    assert violations == []
+
+
+def test_u_and_r_keys_undo_and_redo_and_near_duplicates_are_asked(driver, served, project):
+    srv, app = served
+    _open(driver, srv, app)
+    _open_cluster(driver, project, 0)
+    members = project.store.cluster_members(0)
+    box = driver.find_element(By.ID, "cluster-label-input")
+    box.send_keys("mono")
+    driver.find_element(By.ID, "cluster-label-button").click()
+    _message(driver, "Labelled")
+    assert set(project.store.labels()) == set(members)
+    # typing 'u' and 'r' in a text box is typing, not undo/redo
+    _retype(box, "ur")
+    assert set(project.store.labels()) == set(members)
+    driver.execute_script("document.activeElement.blur()")
+    driver.find_element(By.TAG_NAME, "body").send_keys("u")
+    _message(driver, "Undone")
+    assert project.store.labels() == {}
+    driver.find_element(By.TAG_NAME, "body").send_keys("r")
+    _message(driver, "Redone")
+    assert set(project.store.labels()) == set(members)
+    # 'Mono' beside 'mono' is asked about once, then created on the second click
+    box = driver.find_element(By.ID, "cluster-label-input")
+    _retype(box, "Mono")
+    driver.find_element(By.ID, "cluster-label-button").click()
+    _message(driver, "close to 'mono'")
+    assert set(project.store.labels().values()) == {"mono"}
+    driver.find_element(By.ID, "cluster-label-button").click()
+    _message(driver, "Labelled")
+    assert set(project.store.labels().values()) == {"Mono"}
+    wait_until(lambda: "Mono" in json.loads(driver.execute_script(
+        "return JSON.stringify(Array.from(document.querySelectorAll('#label-options option')).map(o => o.value))")),
+        what="label offered for autocompletion")

@@ -1,0 +1,178 @@
+"""Suggestions, the label-next queue and the simulated product flow (labeler.assist), on
+synthetic features (pure functions) and on the real 80-photo ELPV project (project layer)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from labeler.assist import model, queue
+from labeler.assist.graph import build_knn_graph, cached_knn_graph
+from labeler.assist.simulate import queue_flow
+
+
+def blobs(n=600, d=32, k=3, spread=0.35, seed=0, shares=(0.6, 0.3, 0.1)):
+    """Unit vectors around k random centres, with class = centre."""
+    rng = np.random.default_rng(seed)
+    centres = rng.normal(size=(k, d))
+    y = rng.choice(k, n, p=shares[:k])
+    x = centres[y] + spread * np.sqrt(d) / 4 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32), y
+
+
+@pytest.fixture(scope="module")
+def data():
+    x, y = blobs()
+    return x, y, build_knn_graph(x)
+
+
+def test_knn_graph_excludes_self_and_sorts(data):
+    x, _, g = data
+    assert g.neighbours.shape == (len(x), 10)
+    assert not (g.neighbours == np.arange(len(x))[:, None]).any()
+    assert (np.diff(g.similarities, axis=1) <= 1e-6).all()
+    s = g.normalized()
+    assert abs(s - s.T).max() < 1e-6  # symmetric, as Zhou et al. need
+
+
+def test_knn_graph_cache_reused_until_features_change(data, tmp_path):
+    x, _, _ = data
+    path = tmp_path / "knn.npz"
+    g1 = cached_knn_graph(x, path)
+    mtime = path.stat().st_mtime_ns
+    g2 = cached_knn_graph(x, path)
+    assert path.stat().st_mtime_ns == mtime and np.array_equal(g1.neighbours, g2.neighbours)
+    x2 = x.copy()
+    x2[0] = -x2[0]
+    g3 = cached_knn_graph(x2, path)
+    assert g3.fingerprint != g1.fingerprint
+
+
+@pytest.mark.parametrize("method", model.METHODS)
+def test_predictions_learn_the_classes_and_stay_probabilities(data, method):
+    x, y, g = data
+    rows = np.random.default_rng(1).choice(len(y), 60, replace=False)
+    pred, state = model.predict(x, g, rows, y[rows], ["a", "b", "c"], method=method)
+    assert pred.proba.shape == (len(y), 3)
+    np.testing.assert_allclose(pred.proba.sum(1), 1, atol=1e-5)
+    assert ((pred.confidence >= 0) & (pred.confidence <= 1)).all()
+    assert (pred.label == y).mean() > 0.9
+    # a refresh after one more label warm-starts and stays as good
+    rows2 = np.r_[rows, np.setdiff1d(np.arange(len(y)), rows)[:1]]
+    pred2, _ = model.predict(x, g, rows2, y[rows2], ["a", "b", "c"], method=method, state=state)
+    assert (pred2.label == y).mean() > 0.9
+
+
+def test_one_class_gives_no_confidence(data):
+    x, y, g = data
+    rows = np.flatnonzero(y == 0)[:5]
+    pred, _ = model.predict(x, g, rows, y[rows], ["a", "b", "c"])
+    assert (pred.label == 0).all() and (pred.confidence == 0).all()
+
+
+def test_few_labels_never_claim_high_confidence(data):
+    """Ten held-out checks cannot vouch for 95 %, however sure the model is."""
+    x, y, g = data
+    rows = np.r_[np.flatnonzero(y == 0)[:5], np.flatnonzero(y == 1)[:5]]
+    pred, _ = model.predict(x, g, rows, y[rows], ["a", "b", "c"])
+    assert pred.confidence.max() < 0.95
+
+
+def test_evidence_bound_is_monotone_and_needs_evidence():
+    conf = np.linspace(1.0, 0.5, 100)
+    correct = np.cumsum(np.ones(100))
+    p = np.linspace(0, 1, 201)
+    b = model.evidence_bound(p, conf, correct)
+    assert (np.diff(b) >= -1e-7).all() and (b <= p + 1e-7).all()
+    assert b.max() > 0.95  # 100 right answers do vouch for 95 %
+    few = model.evidence_bound(p, conf[:10], correct[:10])
+    assert few.max() < 0.9
+    wrong = model.evidence_bound(p, conf, np.cumsum(np.arange(100) % 2 == 0))  # half of them wrong
+    assert wrong.max() < 0.6
+
+
+def test_temperature_recovers_a_known_temperature():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=3, size=(4000, 3))
+    p = np.exp(logits / 2.0)
+    p /= p.sum(1, keepdims=True)
+    y = np.array([rng.choice(3, p=row) for row in p])
+    assert abs(model.fit_temperature(logits, y) - 2.0) < 0.25
+
+
+def test_expected_calibration_error():
+    conf = np.full(1000, 0.8)
+    assert model.expected_calibration_error(conf, np.arange(1000) < 800) < 1e-9
+    assert abs(model.expected_calibration_error(conf, np.ones(1000, bool)) - 0.2) < 1e-9
+
+
+def test_cold_start_takes_typical_images_of_distinct_regions(data):
+    x, y, g = data
+    labelled = np.zeros(len(y), bool)
+    items = queue.cold_start(x, g, labelled, 6)
+    rows = [it.row for it in items]
+    assert len(set(rows)) == 6 and all(it.reason for it in items)
+    assert len(set(y[rows])) >= 2  # covers more than one class without looking at it
+
+
+def test_queue_never_returns_labelled_images_and_spreads_out(data):
+    x, y, g = data
+    rng = np.random.default_rng(2)
+    labelled = np.zeros(len(y), bool)
+    labelled[rng.choice(len(y), 50, replace=False)] = True
+    pred, _ = model.predict(x, g, np.flatnonzero(labelled), y[labelled], ["a", "b", "c"])
+    items = queue.next_items(x, g, labelled, 10, margin=pred.margin, label=pred.label, classes=["a", "b", "c"])
+    rows = [r for it in items for r in it.group]
+    assert len(items) == 10 and len(set(rows)) == len(rows)
+    assert not labelled[rows].any()
+    picked = x[[it.row for it in items]]
+    sims = picked @ picked.T
+    assert sims[~np.eye(10, dtype=bool)].max() < 0.999  # no two picks are the same spot
+
+
+def test_k_center_greedy_picks_the_far_point_first():
+    x = np.array([[1, 0], [0.99, 0.141], [0, 1], [-1, 0]], dtype=np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    picked, dist = queue.k_center_greedy(x, np.array([1, 2, 3]), np.array([0]), 2)
+    assert picked[0] == 3 and picked[1] == 2 and dist[0] > dist[1]
+
+
+def test_near_duplicates_join_their_item():
+    rng = np.random.default_rng(0)
+    base = rng.normal(size=(50, 16))
+    x = np.vstack([base, base[:1] + 1e-4 * rng.normal(size=(1, 16))])
+    x = (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+    g = build_knn_graph(x, k=5)
+    items = queue.add_near_duplicates([queue.QueueItem(0, [0])], g, np.zeros(len(x), bool))
+    assert items[0].group == [0, 50] and "near-identical" in items[0].reason
+
+
+def test_flow_reaches_high_accuracy_and_counts_accepts(data):
+    x, y, g = data
+    res = queue_flow(y, x, graph=g, max_actions=60, batch=5)
+    assert res.actions[0] == 0 and (np.diff(res.actions) >= 0).all()
+    assert res.actions_to(0.9) is not None and res.actions_to(0.9) <= 20
+    s = res.summary()
+    assert set(s) >= {"actions_to_90", "actions_to_95", "accuracy_at_200", "accuracy_at_400", "macro_f1_at_300",
+                      "wrong_accepted_share"}
+    if res.accepted:
+        assert 0 <= res.wrong_accepted_share <= 0.1
+    assert (res.labelled_accuracy <= res.accuracy + 1e-12).all()
+
+
+def test_flow_never_looks_at_the_truth_of_images_it_did_not_show(data):
+    """Changing the truth of every image never shown leaves the flow's picks unchanged."""
+    x, y, g = data
+    first = queue_flow(y, x, graph=g, max_actions=30, batch=5)
+    hidden = np.setdiff1d(np.arange(len(y)), first.shown)
+    y2 = y.copy()
+    y2[hidden] = np.random.default_rng(5).permutation(y2[hidden])
+    y2[hidden[:40]] = (y2[hidden[:40]] + 1) % 3
+    second = queue_flow(y2, x, graph=g, max_actions=30, batch=5)
+    assert second.shown == first.shown
+
+
+def test_random_baseline_runs(data):
+    x, y, g = data
+    res = queue_flow(y, x, graph=g, max_actions=20, pick="random")
+    assert res.strategy == "random" and len(res.shown) >= 15

@@ -1,0 +1,143 @@
+"""Suggestions, accept and the label-next queue on a real project (80 ELPV photos), via the
+library and the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from labeler import labels
+from labeler.assist.next import next_to_label
+from labeler.assist.suggest import SUGGESTION_SOURCE, accept, suggest
+from labeler.cli import main
+from labeler.errors import BadInputError, NotFoundError, NotIngestedError
+from labeler.project import Project
+
+
+def truth_by_id(project, elpv_dir, column="cell_type"):
+    with open(elpv_dir / "truth.csv", newline="") as f:
+        by_path = {r["path"]: r[column] for r in csv.DictReader(f)}
+    return {r["id"]: by_path[r["path"]] for r in project.store.image_table() if r["path"] in by_path}
+
+
+def label_some(project, truth, n_per_class=12, seed=0):
+    rng = np.random.default_rng(seed)
+    given = {}
+    for lab in sorted(set(truth.values())):
+        ids = sorted(i for i, v in truth.items() if v == lab)
+        for i in rng.permutation(ids)[:n_per_class]:
+            labels.label_images(project, [int(i)], lab, annotator="ana")
+            given[int(i)] = lab
+    return given
+
+
+def test_no_labels_no_suggestions(project):
+    sug = suggest(project)
+    assert sug.classes == () and sug.unlabelled.all() and sug.bands() == {}
+
+
+def test_suggestions_cover_unlabelled_images_and_learn_cell_type(project, elpv_dir):
+    truth = truth_by_id(project, elpv_dir)
+    given = label_some(project, truth)
+    sug = suggest(project)
+    assert set(sug.classes) == set(truth.values())
+    for i in given:
+        assert sug.for_image(i) is None  # a labelled image carries no suggestion
+    un = [int(i) for i in sug.image_ids[sug.unlabelled]]
+    right = [sug.for_image(i)[0] == truth[i] for i in un]
+    assert np.mean(right) > 0.85
+    assert (project.root / "assist" / "knn-pca-k10.npz").is_file()
+    again = suggest(project)  # nothing changed: the cached suggestions come back
+    assert again.version == sug.version and np.array_equal(again.confidence, sug.confidence)
+    bands = sug.bands()
+    assert sum(sum(v.values()) for v in bands.values()) == len(un)
+
+
+def test_accept_bulk_is_one_undoable_action_and_spares_labels(project, elpv_dir):
+    truth = truth_by_id(project, elpv_dir)
+    given = label_some(project, truth, n_per_class=20)
+    sug = suggest(project)
+    lab = sug.classes[0]
+    ids, conf = sug.suggested(lab)
+    thr = float(np.floor(conf[min(5, len(conf) - 1)] * 1000) / 1000)
+    before = project.store.labels()
+    action, done = accept(project, lab, thr, annotator="bo")
+    after = project.store.labels()
+    assert done and all(after[i] == lab for i in done)
+    assert all(after[i] == before[i] for i in before)  # no label was overwritten
+    assert not set(done) & set(given)
+    events = [e for e in project.store.label_events() if e["action_id"] == action]
+    assert {e["source"] for e in events} == {SUGGESTION_SOURCE}
+    assert all(e["confidence"] is not None and e["confidence"] >= thr for e in events)
+    assert f"{thr:g}" in project.store.get_action(action)["description"]
+    labels.undo(project, annotator="bo")
+    assert project.store.labels() == before
+    # accepted suggestions are not training data: suggestions after an accept match those before
+    accept(project, lab, thr, annotator="bo")
+    later = suggest(project)
+    assert later.classes == sug.classes
+
+
+def test_accept_refuses_when_nothing_reaches_the_threshold(project, elpv_dir):
+    label_some(project, truth_by_id(project, elpv_dir))
+    before = project.store.labels()
+    n_actions = len(project.store.actions(1000))
+    with pytest.raises(BadInputError, match="nothing changed"):
+        accept(project, suggest(project).classes[0], 1.0)
+    with pytest.raises(BadInputError, match="no unlabelled image is suggested"):
+        accept(project, "no-such-label", 0.5)
+    with pytest.raises(NotFoundError):
+        accept(project, suggest(project).classes[0], 0.0, image_ids=[10**6])
+    assert project.store.labels() == before and len(project.store.actions(1000)) == n_actions
+
+
+def test_next_lists_unlabelled_images_with_reasons(project, elpv_dir):
+    cold = next_to_label(project, 5)
+    assert len(cold) == 5 and all(it.reason and it.path for it in cold)
+    label_some(project, truth_by_id(project, elpv_dir), n_per_class=5)
+    warm = next_to_label(project, 5)
+    lab = project.store.labels()
+    assert len({it.image_id for it in warm}) == 5 and not any(it.image_id in lab for it in warm)
+    assert all(it.suggestion is not None for it in warm)
+
+
+def test_no_embeddings_is_a_one_line_error(tmp_path):
+    p = Project(tmp_path / "empty", create=True)
+    with pytest.raises(NotIngestedError):
+        next_to_label(p, 3)
+    res = CliRunner().invoke(main, ["next", "-p", str(p.root)])
+    assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1 and "ingest" in res.output
+
+
+def test_features_of_the_wrong_shape_are_refused(project, tmp_path):
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.ones((3, 4), np.float32))
+    with pytest.raises(BadInputError, match="rows"):
+        suggest(project, features=str(bad))
+    good = tmp_path / "good.npy"
+    np.save(good, np.asarray(project.load_array("embeddings")))
+    assert suggest(project, features=str(good)).features == "file-good"
+
+
+def test_cli_suggest_accept_next_and_search_for_label(project, elpv_dir):
+    label_some(project, truth_by_id(project, elpv_dir), n_per_class=20)
+    run = CliRunner()
+    p = str(project.root)
+    res = run.invoke(main, ["suggest", "-p", p, "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    lab = next(iter(out["labels"]))
+    res = run.invoke(main, ["accept", "-p", p, "--label", lab, "--min-confidence", "1"])
+    assert res.exit_code == 1 and "nothing changed" in res.output and len(res.output.strip().splitlines()) == 1
+    res = run.invoke(main, ["next", "-p", p, "-n", "3", "--json"])
+    assert res.exit_code == 0 and len(json.loads(res.output)) == 3
+    qid = next(iter(project.store.labels()))
+    res = run.invoke(main, ["search", str(qid), "-p", p, "-k", "5", "--for-label", lab, "--json"])
+    assert res.exit_code == 0, res.output
+    assert len(json.loads(res.output)["neighbours"]) == 5
+    res = run.invoke(main, ["search", str(qid), "-p", p, "--for-label", "no-such-label"])
+    assert res.exit_code == 1 and "no image is labelled" in res.output

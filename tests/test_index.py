@@ -1,0 +1,88 @@
+"""The HNSW index against exact search, its saved memory-mapped form and incremental adds."""
+
+import numpy as np
+import pytest
+
+from labeler import index as ix
+from labeler.errors import BadInputError
+from labeler.index import ExactIndex, HnswIndex, project_index, update_project_index
+from labeler.project import Project
+
+
+def clustered(n, dim=32, centers=20, seed=0):
+    rng = np.random.default_rng(seed)
+    c = rng.normal(size=(centers, dim))
+    x = c[rng.integers(0, centers, n)] + 0.5 * rng.normal(size=(n, dim))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+def recall(a, b):
+    return float(np.mean([len(set(r) & set(s)) / len(r) for r, s in zip(a, b)]))
+
+
+def test_exact_index_blas_path_matches_the_numpy_path():
+    x = clustered(3000)
+    q = np.arange(40)
+    s_blas, r_blas = ExactIndex(x).search(x[q], 5, exclude=q)  # >= 20 queries: faiss.knn
+    s_np = np.empty_like(s_blas)
+    r_np = np.empty_like(r_blas)
+    for i in range(0, 40, 10):  # < 20 queries: numpy product
+        s_np[i:i + 10], r_np[i:i + 10] = ExactIndex(x).search(x[q[i:i + 10]], 5, exclude=q[i:i + 10])
+    assert (r_blas != q[:, None]).all()
+    np.testing.assert_allclose(s_blas, s_np, atol=1e-5)
+    assert recall(r_blas, r_np) > 0.99  # equal up to float ties
+
+
+def test_hnsw_recall_against_exact_search_and_exclude():
+    x = clustered(4000)
+    q = np.arange(0, 4000, 40)
+    _, truth = ExactIndex(x).search(x[q], 10, exclude=q)
+    hnsw = HnswIndex.build(x, m=16, ef_construction=40, ef_search=64)
+    sims, rows = hnsw.search(x[q], 10, exclude=q)
+    assert rows.shape == (100, 10) and rows.dtype == np.int64 and sims.dtype == np.float32
+    assert (rows != q[:, None]).all()
+    assert (np.diff(sims, axis=1) <= 1e-6).all()  # most similar first
+    assert recall(rows, truth) >= 0.95
+    assert isinstance(ix.build_index(x), ExactIndex)  # below HNSW_FROM
+    assert isinstance(ix.build_index(x, exact=True), ExactIndex)
+
+
+def test_hnsw_save_load_mmap_and_add(tmp_path):
+    x = clustered(3000, seed=1)
+    hnsw = HnswIndex.build(x[:2000], m=16)
+    path = tmp_path / "index.faiss"
+    hnsw.save(path)
+    mapped = HnswIndex.load(path, mmap=True)
+    assert mapped.mapped and len(mapped) == 2000
+    np.testing.assert_array_equal(mapped.search(x[:5], 5)[1], hnsw.search(x[:5], 5)[1])
+    with pytest.raises(BadInputError):
+        mapped.add(x[2000:])  # FAISS would abort the process on a mapped index
+    loaded = HnswIndex.load(path, mmap=False)
+    loaded.add(x[2000:])
+    assert len(loaded) == 3000
+    _, rows = loaded.search(x[2500:2510], 1)
+    assert (rows[:, 0] == np.arange(2500, 2510)).all()  # the added rows are found as themselves
+    with pytest.raises(FileNotFoundError):
+        HnswIndex.load(tmp_path / "missing.faiss")
+
+
+def test_project_index_builds_adds_and_rebuilds(tmp_path, monkeypatch):
+    monkeypatch.setattr(ix, "HNSW_FROM", 500)
+    p = Project(tmp_path / "p", create=True)
+    x = clustered(1200, seed=2)
+    p.save_array("pca", x[:300])
+    assert update_project_index(p) == "exact"
+    assert isinstance(project_index(p), ExactIndex)
+    p.save_array("pca", x[:1000])
+    assert update_project_index(p) == "built"
+    assert update_project_index(p) == "current"
+    p.save_array("pca", x)  # 200 images appended, earlier rows unchanged
+    assert update_project_index(p) == "added 200"
+    idx = project_index(p)
+    assert isinstance(idx, HnswIndex) and idx.mapped and len(idx) == 1200
+    assert isinstance(project_index(p, exact=True), ExactIndex)
+    _, rows = idx.search(x[1100:1110], 1)
+    assert (rows[:, 0] == np.arange(1100, 1110)).all()
+    p.save_array("pca", x[::-1].copy())  # a refitted PCA changes every row
+    assert update_project_index(p) == "built"
+    p.store.close()
