@@ -13,7 +13,7 @@ import click
 
 from .cli_helpers import warner as _warner
 from .config import Settings
-from .embedding.registry import BACKBONES, PRECISIONS, RUNTIMES, VIEWS
+from .embedding.registry import BACKBONES, FEATURE_TYPES, PRECISIONS, RUNTIMES, VIEWS
 
 from .cli_common import PROJECT, _open, _warn
 
@@ -92,6 +92,9 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
               help="State dict file for the chosen backbone (env LABELER_WEIGHTS).")
 @click.option("--view", type=click.Choice(VIEWS), default=None,
               help="whole: resize the full frame (default); crop: ImageNet resize + centre crop.")
+@click.option("--features", type=click.Choice(["auto", *FEATURE_TYPES]), default=None,
+              help="Feature type: global (default for a new project: last layer only), multistage (pooled "
+                   "mid-level stages, keeps small defects), multiscale (also at 2x size, ~5x slower); torch only.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
@@ -107,9 +110,8 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
               help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
 @click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
 @click.option("--verbose", is_flag=True, help="Print warnings in full (e.g. where the weights were looked for).")
-def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, precision, runtime, force, remap,
-           quiet,
-           engine, address, verbose):
+def ingest(image_dir, project_dir, backbone, weights, view, features, device, batch_size, precision, runtime, force,
+           remap, quiet, engine, address, verbose):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files and places them into the
@@ -127,7 +129,7 @@ def ingest(image_dir, project_dir, backbone, weights, view, device, batch_size, 
 
     check_ingest_input(image_dir, project_dir)  # before the lock makes the project folder
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
-                              view=view, device=device, batch_size=batch_size, precision=precision,
+                              view=view, features=features, device=device, batch_size=batch_size, precision=precision,
                               runtime=runtime)
     run = dict(progress=not quiet, warn=_warner(verbose), say=_say(quiet), remap=remap, engine=engine, address=address)
     with project_lock(project_dir, "ingest"):
@@ -529,6 +531,12 @@ for _command in COMMANDS:
 from .cli_assist import accept_cmd, next_cmd, suggest_cmd  # noqa: E402  (the labeler.assist commands)
 
 for _command in (suggest_cmd, accept_cmd, next_cmd):
+    main.add_command(_command)
+
+# Feature sets, fine-tuning and heat maps live in their own module (cli.py stays small).
+from .cli_features import features_cmd, finetune, heatmap  # noqa: E402
+
+for _command in (features_cmd, finetune, heatmap):
     main.add_command(_command)
 
 

@@ -36,6 +36,14 @@ class Settings:
     view : str
         'whole' (resize the full frame, nothing cut away) or 'crop' (resize +
         centre crop, the ImageNet evaluation protocol).
+    features : str
+        Feature type stored as the embeddings (labeler.embedding.local_features).
+        'auto' keeps the type a project already has, and gives a new project
+        'global' (average-pooled last layer). Opt-in: 'multistage' (pooled
+        stride-8, stride-16 and last stages; measured better than 'global' on
+        every ELPV truth column at the same cost, docs/features.md) or
+        'multiscale' (GeM at 1x and 2x the input size; best on most figures, ~5x
+        the cost). Non-global types run on torch.
     device : str
         '' = cuda when present, else cpu.
     batch_size, num_workers : int
@@ -81,6 +89,7 @@ class Settings:
     backbone: str = "auto"
     weights: str = ""
     view: str = "whole"
+    features: str = "auto"
     device: str = ""
     batch_size: int = 16
     num_workers: int = 1

@@ -337,7 +337,11 @@ class Searcher:
             if not meta:
                 raise ProjectError("the project has no embeddings yet: run `labeler ingest` first")
             s = self.project.settings()
-            self._backbone = load_backbone(meta["name"], weights=s.weights or None, device=self._device())
+            from .embedding.local_features import feature_backbone
+
+            bb = load_backbone(meta["name"], weights=s.weights or None, device=self._device())
+            # Queries get the same feature type as the stored embeddings.
+            self._backbone = feature_backbone(bb, meta.get("features", "global"))
         return self._backbone
 
     def _pca_model(self):

@@ -42,6 +42,7 @@ def test_built_project_has_every_stage(built_project, elpv_dir):
     assert len(ids) == 80 and clusters.max() >= 1  # ELPV has at least mono and poly cells
     meta = st.get_meta("backbone")
     assert meta["name"] == "efficientnet-lite0" and meta["dim"] == 1280 and meta["preprocessing"]
+    assert meta["features"] == "global"  # the default feature type
     assert len(list(p.thumbs_dir.glob("*.jpg"))) == 80
     assert (p.models_dir / "pca.joblib").is_file() and (p.models_dir / "umap_map.joblib").is_file()
     assert 0 < st.get_meta("novelty_threshold") <= 1

@@ -15,6 +15,12 @@ runtime
     The forward pass on torch or ONNX Runtime (fp32, int8), exported models cached.
 extract
     :func:`embed_files`: batched decoding in worker processes + inference.
+local_features
+    Feature types that keep local evidence (pooled mid-level stages, two scales).
+feature_sets
+    Named feature arrays beside the embeddings (features/<name>.npy); the active one.
+finetune
+    Fine-tune the backbone's last stages on the annotator's labels, re-embed.
 
 Only this subpackage imports torch, and only when one of the torch-side names
 (``load_backbone``, ``Backbone``, ``embed_files``, ``pick_device``, ...) is first
@@ -25,7 +31,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from .registry import AUTO_ORDER, BACKBONES, PRECISIONS, REGISTRY, RUNTIMES, VIEWS, BackboneSpec, get_spec
+from .registry import AUTO_ORDER, BACKBONES, FEATURE_TYPES, PRECISIONS, REGISTRY, RUNTIMES, VIEWS, BackboneSpec, get_spec
 
 _LAZY = {
     "Backbone": "backbones",
@@ -35,10 +41,13 @@ _LAZY = {
     "EmbedBatch": "extract",
     "embed_files": "extract",
     "default_num_workers": "extract",
+    "feature_backbone": "local_features",
+    "gem": "local_features",
     "make_engine": "runtime",
 }
 
-__all__ = sorted(["AUTO_ORDER", "BACKBONES", "PRECISIONS", "REGISTRY", "RUNTIMES", "VIEWS", "BackboneSpec", "get_spec", *_LAZY])
+__all__ = sorted(["AUTO_ORDER", "BACKBONES", "FEATURE_TYPES", "PRECISIONS", "REGISTRY", "RUNTIMES", "VIEWS", "BackboneSpec",
+                  "get_spec", *_LAZY])
 
 
 def __getattr__(name):

@@ -41,16 +41,18 @@ class EmbedActor:
     """A Ray Data actor: one backbone, called on batches of ``{"id", "path"}`` columns."""
 
     def __init__(self, backbone: str, weights: str | None, view: str, device: str, precision: str,
-                 thumbs_dir: str | None):
+                 thumbs_dir: str | None, features: str = "global"):
         import torch
 
         from .backbones import load_backbone
         from .device import pick_device
+        from .local_features import feature_backbone
 
         from .runtime import TorchEngine
 
         self.device = torch.device(pick_device(device))
-        self.bb = load_backbone(backbone, weights=weights or None, device=str(self.device))
+        self.bb = feature_backbone(load_backbone(backbone, weights=weights or None, device=str(self.device)),
+                                   features)
         self.engine = TorchEngine(self.bb, self.device, precision)
         self.view = view
         self.thumbs_dir = Path(thumbs_dir) if thumbs_dir else None
@@ -80,7 +82,8 @@ class EmbedActor:
 def embed_files_ray(items: Sequence[tuple[int, Path]], backbone: str, *, weights: str | None = None,
                     view: str = "whole", batch_size: int = 32, device: str = "auto",
                     thumbs_dir: Path | None = None, precision: str = "fp32", address: str | None = None,
-                    num_actors: int | None = None, progress: bool = True) -> Iterator[EmbedBatch]:
+                    num_actors: int | None = None, progress: bool = True,
+                    features: str = "global") -> Iterator[EmbedBatch]:
     """Embed image files on Ray; yields :class:`EmbedBatch` like :func:`embed_files`.
 
     Parameters
@@ -104,6 +107,8 @@ def embed_files_ray(items: Sequence[tuple[int, Path]], backbone: str, *, weights
         Actor pool size; default one per GPU, else one per two CPUs (at least 1).
     progress : bool
         Ray Data's progress bars and log lines (off: warnings only).
+    features : str, default 'global'
+        Feature type (:mod:`labeler.embedding.local_features`), as the local path.
 
     Yields
     ------
@@ -139,7 +144,7 @@ def embed_files_ray(items: Sequence[tuple[int, Path]], backbone: str, *, weights
         EmbedActor,
         fn_constructor_kwargs={"backbone": backbone, "weights": weights, "view": view,
                                "device": "cuda" if use_gpu else "cpu", "precision": precision,
-                               "thumbs_dir": str(thumbs_dir) if thumbs_dir else None},
+                               "thumbs_dir": str(thumbs_dir) if thumbs_dir else None, "features": features},
         batch_size=batch_size, concurrency=size, num_gpus=1 if use_gpu else 0,
         num_cpus=0 if use_gpu else max(1, int(res.get("CPU", 1)) // size), batch_format="numpy",
     )

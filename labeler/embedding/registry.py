@@ -20,6 +20,7 @@ __all__ = [
     "BACKBONES",
     "VIEWS",
     "BackboneSpec",
+    "FEATURE_TYPES",
     "HubWeights",
     "PRECISIONS",
     "PackagedWeights",
@@ -30,6 +31,10 @@ __all__ = [
 
 #: The two geometric views an image can be prepared with (see ``Backbone.preprocess``).
 VIEWS: tuple[str, ...] = ("whole", "crop")
+
+#: Feature types a backbone can give (``labeler.embedding.local_features``): the pooled
+#: last layer, pooled mid-level stages, or the last layer at two input scales.
+FEATURE_TYPES: tuple[str, ...] = ("global", "multistage", "multiscale")
 
 #: Numeric precisions of the forward pass: ``'bf16'`` is torch.autocast bfloat16,
 #: ``'int8'`` ONNX Runtime static quantisation (both opt-in; see labeler.embedding.runtime).

@@ -1,4 +1,4 @@
-"""The embedding stage of a project: one backbone, view, precision and runtime per project.
+"""The embedding stage of a project: one backbone, view, precision, runtime and feature type per project.
 
 :func:`resolve_project_backbone` loads the backbone a project uses (refusing another
 one without ``force``), :func:`embed_pending` embeds the images still pending in
@@ -21,7 +21,8 @@ from ..config import Settings
 from ..errors import BackboneMismatchError
 from ..project import Project
 
-__all__ = ["backbone_change", "embed_pending", "make_project_engine", "query_engine", "resolve_project_backbone"]
+__all__ = ["DEFAULT_FEATURES", "backbone_change", "embed_pending", "make_project_engine", "query_engine",
+           "resolve_project_backbone", "wanted_features"]
 
 log = logging.getLogger("labeler")
 
@@ -31,8 +32,30 @@ INT8_CALIBRATION_IMAGES = 128
 INT8_CHECK_IMAGES = 32
 
 
+#: The feature type a new project gets with ``features='auto'``. The study in
+#: docs/features.md measured ``multistage`` better on ELPV; ``global`` stays the default
+#: so existing projects, tests and the ONNX Runtime path keep their vectors (opt in with
+#: ``--features multistage``).
+DEFAULT_FEATURES = "global"
+
+
 def _recorded(project: Project) -> dict | None:
     return project.store.get_meta("backbone")
+
+
+def wanted_features(recorded: dict | None, settings: Settings) -> str:
+    """The feature type to embed with: ``settings.features``, where 'auto' keeps the
+    project's (projects from before feature types had 'global') or, for a new project,
+    :data:`DEFAULT_FEATURES`."""
+    if settings.features != "auto":
+        return settings.features
+    return recorded.get("features", "global") if recorded else DEFAULT_FEATURES
+
+
+def _runtime_for(features: str, runtime: str) -> str:
+    """The runtime to ask for: non-global feature types run on torch (the ONNX export
+    and its check cover the plain network only)."""
+    return runtime if features == "global" else "torch"
 
 
 def backbone_change(project: Project, settings: Settings) -> str | None:
@@ -47,14 +70,16 @@ def backbone_change(project: Project, settings: Settings) -> str | None:
         return None
     was_runtime = recorded.get("runtime", "torch")
     wanted = recorded["name"] if settings.backbone == "auto" else settings.backbone
-    runtime = was_runtime if settings.runtime == "auto" else settings.runtime
-    was = (recorded["name"], recorded.get("view"), recorded.get("precision", "fp32"), was_runtime)
-    now = (wanted, settings.view, settings.precision, runtime)
+    features = wanted_features(recorded, settings)
+    runtime = _runtime_for(features, was_runtime if settings.runtime == "auto" else settings.runtime)
+    was = (recorded["name"], recorded.get("view"), recorded.get("precision", "fp32"), was_runtime,
+           recorded.get("features", "global"))
+    now = (wanted, settings.view, settings.precision, runtime, features)
     if was == now:
         return None
     return (
-        "the project's embeddings were made with {} (view {}, {}, {}); re-embedding everything "
-        "with {} (view {}, {}, {}) needs --force".format(*was, *now)
+        "the project's embeddings were made with {} (view {}, {}, {}, {} features); re-embedding everything "
+        "with {} (view {}, {}, {}, {} features) needs --force".format(*was, *now)
     )
 
 
@@ -78,9 +103,12 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
         An explicitly named backbone without weights.
     BadInputError
         A runtime/precision/device combination that cannot run (int8 on a GPU, ...),
-        or int8 refused on this collection (see :func:`build_int8_model`).
+        int8 with a non-global feature type, or int8 refused on this collection (see
+        :func:`build_int8_model`).
     """
+    from ..errors import BadInputError
     from .backbones import load_backbone
+    from .local_features import feature_backbone
     from .runtime import resolve_runtime
 
     change = backbone_change(project, settings)
@@ -94,9 +122,16 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
         notes.append(message)
         warn(message)
 
-    bb = load_backbone(wanted, weights=settings.weights or None, device=settings.device or "auto", warn=noted)
+    features = wanted_features(recorded, settings)
+    if features != "global" and settings.precision == "int8":
+        raise BadInputError(f"precision int8 runs the ONNX export of the global network: feature type {features} "
+                            "needs --precision fp32 or bf16")
+    bb = feature_backbone(load_backbone(wanted, weights=settings.weights or None, device=settings.device or "auto",
+                                        warn=noted), features)
     device = str(next(bb.model.parameters()).device)
-    runtime = resolve_runtime(settings.runtime, settings.precision, device)
+    runtime = resolve_runtime(_runtime_for(features, settings.runtime), settings.precision, device)
+    if features != "global" and resolve_runtime(settings.runtime, settings.precision, device) != "torch":
+        warn(f"feature type {features} runs on torch (ONNX Runtime covers the global features only)")
     int8 = {}
     if settings.precision == "int8":  # quantised and checked before anything is written
         old = recorded or {}
@@ -120,6 +155,7 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
             # The runtime asked for ('auto' resolved here); embed_pending records in
             # runtime_used what ran (torch after a fallback).
             "runtime": runtime,
+            "features": features,
             **int8,
             "requested": settings.backbone,
             # Why auto chose this backbone (e.g. no resnet50 weights), for `labeler info`.
@@ -225,7 +261,8 @@ def make_project_engine(project: Project, backbone, settings: Settings, paths: l
             meta = dict(meta, **build_int8_model(project, backbone, settings, _collection_paths(project)))
             project.store.set_meta(backbone=meta)
         int8_model = project.root / meta["int8_model"]
-    return make_engine(backbone, runtime=settings.runtime, precision=settings.precision, device=device,
+    runtime = _runtime_for(meta.get("features", "global"), settings.runtime)
+    return make_engine(backbone, runtime=runtime, precision=settings.precision, device=device,
                        probe=probe, int8_model=int8_model, warn=warn)
 
 
@@ -306,7 +343,7 @@ def embed_pending(project: Project, backbone, settings: Settings, *, progress: b
         batches = embed_files_ray(items, backbone.name, weights=settings.weights or None, view=settings.view,
                                   batch_size=settings.batch_size, device=settings.device or "auto",
                                   thumbs_dir=project.thumbs_dir, precision=settings.precision, address=address,
-                                  progress=progress)
+                                  progress=progress, features=(_recorded(project) or {}).get("features", "global"))
     else:
         batches = embed_files(
             items, backbone, view=settings.view, batch_size=settings.batch_size,

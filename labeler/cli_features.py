@@ -1,0 +1,121 @@
+"""CLI commands for feature sets, fine-tuning on labels and anomaly heat maps.
+
+Registered on the ``labeler`` group by :mod:`labeler.cli`; each command parses its
+options and calls :mod:`labeler.embedding` (feature_sets, local_features, finetune,
+patchcore).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .cli_common import PROJECT, _open
+from .embedding.registry import FEATURE_TYPES
+
+
+def _say(quiet: bool):
+    return (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+
+
+@click.command("features")
+@PROJECT
+@click.option("--compute", "feature_type", type=click.Choice(FEATURE_TYPES), default=None,
+              help="Compute this feature type from the stored images and store it as a feature set.")
+@click.option("--name", default=None, help="Name of the computed set (default: the feature type).")
+@click.option("--use", "use", default=None, help="Make this stored feature set the active one.")
+@click.option("--device", default="auto", help="cpu, cuda ... (default: cuda when present).")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def features_cmd(project_dir, feature_type, name, use, device, quiet):
+    """List, compute or choose the project's feature sets (features/<name>.npy).
+
+    Suggestions and the "label next" queue read the active set; the ingest
+    embeddings are the set 'embeddings'. Nothing is deleted: switch back any time.
+
+    \b
+    Example:
+      labeler features --project data/projects/elpv --compute multiscale --use multiscale
+    """
+    from .embedding.feature_sets import list_feature_sets, set_active_feature_set
+
+    project = _open(project_dir)
+    if feature_type:
+        from .embedding.local_features import compute_feature_set
+
+        rep = compute_feature_set(project, feature_type, name=name, device=device, progress=not quiet)
+        click.echo(f"stored feature set {rep['name']}: {rep['rows']} x {rep['dim']} in {rep['seconds']:.1f} s"
+                   + (f"; {len(rep['failures'])} unreadable images (zero rows)" if rep["failures"] else ""))
+    if use:
+        set_active_feature_set(project, use)
+        click.echo(f"active feature set: {use}")
+    for n, info in list_feature_sets(project).items():
+        extra = ""
+        if info.get("heldout_accuracy") is not None:
+            extra = f", held-out accuracy {info['heldout_accuracy']:.3f}"
+        click.echo(f"{'*' if info['active'] else ' '} {n:20s} {info['rows']} x {info['dim']:<5d} "
+                   f"{info.get('kind', '')} {info.get('feature_type', '')}{extra}")
+
+
+@click.command()
+@PROJECT
+@click.option("--epochs", type=click.IntRange(1, 1000), default=30, show_default=True)
+@click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
+              help="Share of each label held out (not trained on) to report an honest accuracy.")
+@click.option("--device", default="auto", help="cpu, cuda ... (default: cuda when present).")
+@click.option("--name", default=None, help="Name of the new feature set (default finetuned-<k>).")
+@click.option("--no-use", is_flag=True, help="Store the new feature set without making it active.")
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def finetune(project_dir, epochs, holdout, device, name, no_use, quiet):
+    """Fine-tune the backbone's last stages on the labels so far, then re-embed.
+
+    Opt-in. Trains on the project's current labels (with the 8 rotations/mirrors of
+    each image), stores the new vectors as a feature set and makes it active; the
+    previous sets stay, so `labeler features --use NAME` goes back.
+
+    \b
+    Example:
+      labeler finetune --project data/projects/elpv --epochs 30
+    """
+    from .embedding.finetune import finetune_project
+
+    project = _open(project_dir)
+    rep = finetune_project(project, epochs=epochs, holdout=holdout, device=device, name=name,
+                           activate=not no_use, progress=not quiet, say=_say(quiet))
+    click.echo(f"trained on {rep.n_train} labelled images ({', '.join(rep.classes)}), {rep.epochs} epochs on "
+               f"{rep.device}: {rep.train_seconds:.1f} s; re-embedded in {rep.embed_seconds:.1f} s")
+    if rep.heldout_accuracy is not None:
+        frozen = "" if rep.heldout_frozen_accuracy is None else \
+            f" (logistic regression on {rep.previous}: {rep.heldout_frozen_accuracy:.3f})"
+        click.echo(f"held-out check on {rep.n_heldout} labels: accuracy {rep.heldout_accuracy:.3f}{frozen}")
+    state = "active" if not no_use else "stored, not active"
+    click.echo(f"feature set {rep.name} {state}; previous: {rep.previous}")
+
+
+@click.command()
+@click.argument("image_id", type=int)
+@PROJECT
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="PNG to write: the image with its anomaly heat map over it.")
+@click.option("--normal-label", default=None,
+              help="Label meaning 'nothing wrong': (re)build the memory bank from those images first.")
+@click.option("--device", default="cpu", help="cpu, cuda ...")
+def heatmap(image_id, project_dir, output, normal_label, device):
+    """Show where IMAGE_ID differs from the images labelled normal (PatchCore).
+
+    The first call needs --normal-label to build the memory bank of normal patches;
+    later calls reuse it. Prints the image's anomaly score (largest patch distance).
+
+    \b
+    Example:
+      labeler heatmap 17 --project data/projects/elpv --normal-label no -o heat.png
+    """
+    from .embedding.patchcore import anomaly_map, fit_patchcore, heatmap_png
+
+    project = _open(project_dir)
+    if normal_label is not None:
+        info = fit_patchcore(project, normal_label, device=device)
+        click.echo(f"memory bank: {info['patches']} patches from {info['images']} images labelled {normal_label!r}")
+    heat, score = anomaly_map(project, image_id, device=device)
+    output.write_bytes(heatmap_png(project, image_id, device=device, heat=heat))
+    click.echo(f"image {image_id}: anomaly score {score:.3f}; wrote {output}")

@@ -1,0 +1,173 @@
+"""Named feature sets of a project: ``features/<name>.npy`` beside ``embeddings.npy``, one active.
+
+A feature set is an (n_rows, D) float32 array whose row i belongs to the image with
+``images.row == i`` (rows of images that could not be read are zero). The embeddings
+made at ingest are the feature set ``'embeddings'``; others come from
+``labeler features`` (another feature type, computed from the stored images) or
+``labeler finetune`` (vectors of a network fine-tuned on the annotator's labels).
+Nothing is overwritten: every set stays on disk, so the annotator can go back by
+making an older one active. Which one is active is a project setting kept in the
+database (meta key ``active_features``); suggestions and the "label next" queue read
+:func:`active_features`.
+
+No torch here: reading and choosing feature sets is cheap.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+
+import numpy as np
+
+from ..errors import BadInputError, NotFoundError, ProjectError
+from ..project import Project, save_array
+
+__all__ = ["EMBEDDINGS", "active_feature_set", "active_features", "feature_set_path", "list_feature_sets",
+           "load_feature_set", "save_feature_set", "set_active_feature_set"]
+
+#: The name of the ingest embeddings as a feature set.
+EMBEDDINGS = "embeddings"
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+
+
+def _check_name(name: str) -> str:
+    if not _NAME.match(name or "") or name.endswith(".npy"):
+        raise BadInputError(f"bad feature set name {name!r}: use letters, digits, '_', '-', '.' (at most 64)")
+    return name
+
+
+def feature_set_path(project: Project, name: str):
+    """Path of a feature set's array (``embeddings.npy`` for :data:`EMBEDDINGS`).
+
+    Raises
+    ------
+    BadInputError
+        A malformed name.
+    """
+    if name == EMBEDDINGS:
+        return project.array_path(EMBEDDINGS)
+    return project.root / "features" / f"{_check_name(name)}.npy"
+
+
+def list_feature_sets(project: Project) -> dict[str, dict]:
+    """Every stored feature set with what is known about it.
+
+    Returns
+    -------
+    dict of str to dict
+        name -> ``{"dim": int, "rows": int, "active": bool, ...}`` plus the info saved
+        with it (``kind``, ``feature_type``, ``created``, training figures ...).
+        Ordered: the ingest embeddings first, then by creation time.
+    """
+    info = project.store.get_meta("feature_sets") or {}
+    active = active_feature_set(project)
+    out: dict[str, dict] = {}
+    names = [EMBEDDINGS] + sorted(info, key=lambda n: info[n].get("created", 0))
+    for name in names:
+        p = feature_set_path(project, name)
+        if not p.is_file():
+            continue
+        a = np.load(p, mmap_mode="r")
+        meta = info.get(name, {"kind": "ingest", "feature_type": (project.store.get_meta("backbone") or {}).get(
+            "features", "global")})
+        out[name] = {**meta, "rows": int(a.shape[0]), "dim": int(a.shape[1]), "active": name == active}
+    return out
+
+
+def save_feature_set(project: Project, name: str, features: np.ndarray, info: dict | None = None) -> str:
+    """Store a feature set (atomically) and record its description; does not activate it.
+
+    Parameters
+    ----------
+    project : Project
+    name : str
+        Letters, digits, ``_-.``; not ``'embeddings'`` (ingest owns that one).
+    features : ndarray (n_rows, D)
+        Converted to float32; row i = the image with ``images.row == i``.
+    info : dict, optional
+        JSON-serialisable description kept in the database (kind, training figures ...).
+
+    Returns
+    -------
+    str
+        ``name``.
+
+    Raises
+    ------
+    BadInputError
+        A malformed or reserved name, or an array that is not 2-D with one row per
+        image row.
+    """
+    if name == EMBEDDINGS:
+        raise BadInputError("'embeddings' is the ingest feature set; choose another name")
+    path = feature_set_path(project, name)
+    a = np.asarray(features, dtype=np.float32)
+    n_rows = project.store.next_row()
+    if a.ndim != 2 or a.shape[0] != n_rows:
+        raise BadInputError(f"feature set {name!r} has shape {a.shape}; expected ({n_rows}, D)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_array(path, a)
+    sets = dict(project.store.get_meta("feature_sets") or {})
+    sets[name] = {"created": time.time(), **(info or {})}
+    project.store.set_meta(feature_sets=sets)
+    return name
+
+
+def active_feature_set(project: Project) -> str:
+    """Name of the active feature set (:data:`EMBEDDINGS` unless another was chosen)."""
+    return project.store.get_meta("active_features") or EMBEDDINGS
+
+
+def set_active_feature_set(project: Project, name: str) -> None:
+    """Make ``name`` the feature set that suggestions and the queue use.
+
+    Raises
+    ------
+    NotFoundError
+        No stored feature set has that name.
+    BadInputError
+        A malformed name.
+    """
+    if not feature_set_path(project, name).is_file():
+        known = ", ".join(list_feature_sets(project)) or "none"
+        raise NotFoundError(f"no feature set {name!r} in this project (stored: {known})")
+    project.store.set_meta(active_features=name)
+
+
+def load_feature_set(project: Project, name: str, *, mmap: bool = True) -> np.ndarray:
+    """A stored feature set, (n_rows, D) float32, memory-mapped read-only by default.
+
+    Raises
+    ------
+    NotFoundError
+        No stored feature set has that name.
+    ProjectError
+        ``'embeddings'`` before the first ingest.
+    """
+    p = feature_set_path(project, name)
+    if not p.is_file():
+        if name == EMBEDDINGS:
+            raise ProjectError("the project has no embeddings yet: run `labeler ingest` first")
+        raise NotFoundError(f"no feature set {name!r} in this project")
+    return np.load(p, mmap_mode="r" if mmap else None)
+
+
+def active_features(project: Project, *, mmap: bool = True) -> np.ndarray:
+    """The active feature set, (n_rows, D) float32 aligned with ``images.row``.
+
+    A feature set made before images were added has fewer rows than the project: then
+    the ingest embeddings are returned and the stale set is named in the error-free
+    fallback's log line, since vectors of two different networks must not be mixed.
+    """
+    name = active_feature_set(project)
+    a = load_feature_set(project, name, mmap=mmap)
+    if name != EMBEDDINGS and a.shape[0] != project.store.next_row():
+        import logging
+
+        logging.getLogger(__name__).warning(
+            "feature set %r covers %d of %d image rows (images were added since); using the ingest "
+            "embeddings until it is recomputed", name, a.shape[0], project.store.next_row())
+        return load_feature_set(project, EMBEDDINGS, mmap=mmap)
+    return a
