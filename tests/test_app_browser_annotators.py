@@ -17,6 +17,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from browser_helpers import ServerThread, chrome_driver, text_of, wait_until  # noqa: E402
 from labeler.app import create_app  # noqa: E402
+from labeler.app.layout import PER_PAGE  # noqa: E402
 from labeler.project import Project  # noqa: E402
 from labeler.refine import merge_clusters  # noqa: E402
 
@@ -72,7 +73,8 @@ def _open_cluster(driver, project, cluster):
     wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, f".cluster-card[data-cluster='{cluster}'] .btn"),
                what="cluster card")
     driver.find_element(By.CSS_SELECTOR, f".cluster-card[data-cluster='{cluster}'] .btn").click()
-    n = len(project.store.cluster_members(cluster))
+    # The grid shows one page of PER_PAGE thumbnails: a bigger cluster fills one page.
+    n = min(len(project.store.cluster_members(cluster)), PER_PAGE)
     wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#cluster-grid .thumb-btn")) == n,
                what="cluster grid")
 

@@ -54,7 +54,10 @@ def _get(url: str, timeout: float = 10.0) -> bytes:
 @pytest.mark.skipif(shutil.which("gunicorn") is None, reason="gunicorn not installed ([test] extra)")
 def test_gunicorn_workers_serve_and_see_new_labels(project, tmp_path):
     port = _free_port()
-    env = {"LABELER_PROJECT": str(project.root), "PATH": __import__("os").environ["PATH"]}
+    # Loopback only, so serving without authentication is acceptable here (the wsgi entry
+    # refuses it unless told, see test_app_server).
+    env = {"LABELER_PROJECT": str(project.root), "PATH": __import__("os").environ["PATH"],
+           "LABELER_INSECURE_NO_AUTH": "1"}
     proc = subprocess.Popen(
         [shutil.which("gunicorn"), "-w", "2", "-b", f"127.0.0.1:{port}", "--timeout", "120",
          "labeler.app.wsgi:server"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -122,7 +122,7 @@ def test_evaluate_project_on_elpv(results, elpv_dir):
     # Monocrystalline and polycrystalline cells look different: search finds the type.
     assert s["p1"] > 0.8
     cost = cell["cost"]
-    assert set(cost) == {"cluster_majority", "cluster_split", "propagation", "one_by_one"}
+    assert set(cost) == {"cluster_majority", "cluster_split", "propagation", "one_by_one", "queue"}
     assert cost["one_by_one"]["actions_to_accuracy"]["0.9"] == 72
     assert cost["cluster_majority"]["actions_to_accuracy"]["0.9"] < 72
 
