@@ -295,6 +295,10 @@ def highlight_trace(ctx: AppContext, cluster, mode: str = COLOR_BY_CLUSTER) -> d
     colour = NOISE_COLOR if cluster is None or int(cluster) < 0 else cluster_color(int(cluster))
     if mode != COLOR_BY_CLUSTER:
         colour = "rgba(0,0,0,0)"
+    if len(xy) == 0:
+        # An empty typed array ({"bdata": ""}) makes plotly.js's scattergl fail to build its
+        # WebGL buffers, which then shows "WebGL is not supported" in place of the whole map.
+        return {"x": [], "y": [], "marker.color": colour}
     return {"x": typed_array(np.ascontiguousarray(xy[:, 0])), "y": typed_array(np.ascontiguousarray(xy[:, 1])),
             "marker.color": colour}
 
