@@ -85,6 +85,12 @@ def test_page_renders_under_the_csp_and_a_stale_cluster_is_refused(driver, serve
     _open(driver, srv, app)
     violations = [m["message"] for m in driver.get_log("browser") if "Content Security Policy" in m["message"]]
     assert violations == []
+    # The WebGL map really drew: plotly.js replaces it by a notice when regl cannot compile
+    # its draw commands (the policy once lacked 'unsafe-eval' and every test still passed).
+    wait_until(lambda: driver.execute_script(
+        f"const g = {GRAPH_JS}; return !!(g && g._fullData && g.querySelector('canvas.gl-canvas-context'))"),
+        what="map drawn")
+    assert "WebGL is not supported" not in driver.execute_script(f"return {GRAPH_JS}.innerText")
     _open_cluster(driver, project, 0)
     # annotator B (another worker) merges cluster 0 with cluster 1 while A looks at cluster 0
     other = Project(project.root)

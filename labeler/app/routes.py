@@ -258,7 +258,11 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 #: for styles only). No 'unsafe-eval': the browser tests draw, select and hover the
 #: WebGL map without a CSP violation. Everything else is this origin only; no
 #: framing, no plugins, no <base> hijack.
-CSP = ("default-src 'self'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+# 'unsafe-eval': plotly.js draws the map's Scattergl with regl, which compiles its draw
+# commands with `new Function`; without it the map shows "WebGL is not supported" (seen in
+# headless Chromium; tests/test_app_browser_annotators.py checks the map draws). Inline
+# scripts stay restricted to the hashes Dash computes.
+CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval' {hashes}; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")
 
