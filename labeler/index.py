@@ -58,8 +58,8 @@ INDEX_META = "index.json"
 _blas = None
 
 
-def _one_blas_thread():
-    """Context: BLAS on one thread. A one-query product is memory-bound; OpenBLAS's
+def one_blas_thread():
+    """Context: BLAS on one thread (one cached threadpoolctl controller per process). A one-query product is memory-bound; OpenBLAS's
     threads only spin against other work (50 vs 78 ms at 100k on a loaded 2-core
     machine, 1 vs 33 ms at 10k)."""
     global _blas
@@ -144,7 +144,7 @@ class ExactIndex:
         batch = batch or max(1, min(1024, 2**23 // max(n, 1)))
         out_s = np.empty((len(q), k), np.float32)
         out_r = np.empty((len(q), k), np.int64)
-        with _one_blas_thread():
+        with one_blas_thread():
             self._numpy_search(q, k, exclude, batch, out_s, out_r)
         return out_s, out_r
 

@@ -294,9 +294,10 @@ def predict(x: np.ndarray, *args, **kwargs) -> tuple[Prediction, ModelState]:
     labelled rows), and on a busy 2-core machine a second BLAS thread made each
     L-BFGS step 10x slower, not faster.
     """
-    from threadpoolctl import threadpool_limits
+    from ..index import one_blas_thread  # one cached ThreadpoolController: building one per
+    # call rescans every loaded library, which dominated the simulation's time
 
-    with threadpool_limits(1, user_api="blas"):
+    with one_blas_thread():
         return _predict(x, *args, **kwargs)
 
 
