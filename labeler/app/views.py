@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BadInputError
+from .label_codes import point_label_codes
 from .state import AppContext
 
 # A qualitative palette (Plotly's "Dark24" and "Light24" without the greys): distinct
@@ -125,11 +126,44 @@ def color_by_label(labels: np.ndarray) -> Coloring:
     return Coloring(_codes(codes, len(colors)), colors, legend)
 
 
+def color_by_label_codes(codes: np.ndarray, names: list[str]) -> Coloring:
+    """:func:`color_by_label` from label codes: the same colouring, without strings per point.
+
+    Parameters
+    ----------
+    codes : ndarray (n_points,) int
+        0 = unlabelled, i >= 1 = ``names[i - 1]`` (:class:`~labeler.app.label_codes.PointLabelCodes`).
+    names : list of str
+        Names of the codes; a name no point carries is left out of the colours
+        and the legend.
+    """
+    codes = np.asarray(codes)
+    counts = np.bincount(codes, minlength=len(names) + 1)
+    present = sorted((j for j in range(1, len(names) + 1) if counts[j] > 0), key=lambda j: str(names[j - 1]))
+    rank = np.zeros(len(names) + 1, dtype=np.int64)
+    rank[present] = np.arange(1, len(present) + 1)
+    colors = [UNLABELLED_COLOR] + [PALETTE[r % len(PALETTE)] for r in range(len(present))]
+    legend = [("unlabelled", UNLABELLED_COLOR, int(counts[0]))] + [
+        (str(names[j - 1]), colors[r + 1], int(counts[j])) for r, j in enumerate(present)
+    ]
+    return Coloring(_codes(rank[codes], len(colors)), colors, legend)
+
+
+def _color_by_current_label(ctx: AppContext) -> Coloring:
+    codes = point_label_codes(ctx)
+    return color_by_label_codes(codes.codes(ctx.store), codes.names)
+
+
+def point_labelled(ctx: AppContext) -> np.ndarray:
+    """Which map points carry a label, (n_points,) bool (from the kept label codes)."""
+    return point_label_codes(ctx).labelled(ctx.store)
+
+
 # Colour modes of the map: mode -> (radio label, function(ctx) -> Coloring). Another
 # mode (e.g. suggestion confidence) is one more entry here.
 COLOR_MODES: dict = {
     COLOR_BY_CLUSTER: ("cluster", lambda ctx: color_by_cluster(ctx.assignment().clusters)),
-    COLOR_BY_LABEL: ("label", lambda ctx: color_by_label(ctx.point_labels())),
+    COLOR_BY_LABEL: ("label", _color_by_current_label),
     COLOR_BY_SUGGESTION: ("suggestion", lambda ctx: _color_by_suggestion(ctx)),
 }
 
@@ -327,7 +361,7 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
     the server maps an event's ``pointIndex`` with :func:`point_image_id`.
     """
     col = col or coloring(ctx, mode)
-    labelled = ctx.point_labels() != ""
+    labelled = point_labelled(ctx)
     size = marker_size(ctx.n_points)
     grid = grid_xy(ctx)
     points = {
@@ -380,7 +414,7 @@ def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, clust
     p = Patch()
     for k, v in col.marker().items():
         p["data"][0]["marker"][k] = v
-    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(ctx.point_labels() != "", open_mask(ctx, cluster)))
+    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(point_labelled(ctx), open_mask(ctx, cluster)))
     ring = highlight_trace(ctx, cluster, mode)
     p["data"][2]["x"] = ring["x"]
     p["data"][2]["y"] = ring["y"]
