@@ -77,3 +77,18 @@ def test_recolour_after_a_label_action_shows_it(project):
 
     op = np.frombuffer(base64.b64decode(opacity["bdata"]), np.float32)
     assert (op[members] == views.LABELLED_OPACITY).all() and (op[~members] == views.UNLABELLED_OPACITY).all()
+
+
+def test_app_codes_follow_a_reload_of_the_map_points(store):
+    from labeler.app.label_codes import point_label_codes
+
+    class Ctx:
+        point_ids = store.row_image_ids()[:4]
+
+    ctx = Ctx()
+    first = point_label_codes(ctx)
+    assert point_label_codes(ctx) is first
+    labels.label_images(store, [int(store.row_image_ids()[5])], "late")
+    ctx.point_ids = store.row_image_ids()  # the app reloaded its points: two more
+    again = point_label_codes(ctx)
+    assert again is not first and again.names_of(store).tolist() == ["", "", "", "", "", "late"]

@@ -33,6 +33,7 @@ class PointLabelCodes:
     """
 
     def __init__(self, point_ids: np.ndarray):
+        self.point_ids = point_ids
         ids = np.asarray(point_ids, dtype=np.int64)
         self._order = np.argsort(ids, kind="stable")
         self._sorted = ids[self._order]
@@ -99,9 +100,10 @@ class PointLabelCodes:
 
 
 def point_label_codes(ctx) -> PointLabelCodes:
-    """The app's :class:`PointLabelCodes` (made on first use; the map's points never change)."""
+    """The app's :class:`PointLabelCodes` for its current map points (made on first use,
+    and again when the app reloads its points, e.g. after an ingest added photos)."""
     codes = getattr(ctx, "_point_label_codes", None)
-    if codes is None:
+    if codes is None or codes.point_ids is not ctx.point_ids:
         codes = PointLabelCodes(ctx.point_ids)
         ctx._point_label_codes = codes
     return codes
