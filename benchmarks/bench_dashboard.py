@@ -117,6 +117,7 @@ def main(argv=None) -> None:
     ap.add_argument("--browser", action=argparse.BooleanOptionalAction, default=None,
                     help="measure the first render in headless Chromium (default: when installed)")
     ap.add_argument("--json", action="store_true", help="print one JSON object of the figures as the last line")
+    ap.add_argument("--profile", action="store_true", help="also print a cProfile of one cluster label action")
     args = ap.parse_args(argv)
     figures = {"n": args.n}
 
@@ -194,6 +195,14 @@ def main(argv=None) -> None:
     print(f"  recolour by cluster (Patch)       {figures['recolor_cluster_ms']:8.1f} ms")
     figures["label_plus_recolor_ms"] = round(figures["label_cluster_ms"] + figures["recolor_label_ms"], 1)
     print(f"  label a cluster + recolour        {figures['label_plus_recolor_ms']:8.1f} ms  (goal <= 300 ms)")
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.runcall(label_big)
+        print("\none cluster label action, cProfile (cumulative, top 18):")
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(18)
     from dash._utils import to_json
 
     for mode in (COLOR_BY_CLUSTER, COLOR_BY_LABEL):
