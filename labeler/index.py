@@ -43,11 +43,15 @@ if TYPE_CHECKING:
 #: Exact search below this many vectors, HNSW from it. Chosen with
 #: benchmarks/bench_search.py: see benchmarks/README.md for the figures.
 HNSW_FROM = 50_000
-#: Graph degree (FAISS ``M``) and build beam width (``efConstruction``).
+#: Graph degree (FAISS ``M``), build and search beam widths (``efConstruction``,
+#: ``efSearch``), chosen with benchmarks/bench_search.py at 1M vectors with the
+#: spectrum of real CNN embeddings (ELPV): recall@10 0.973 at 0.14 ms a query
+#: (M=16 reached 0.957 at 0.12 ms: too little margin for collections of higher
+#: intrinsic dimension, where M=32 holds up better). A saved index keeps the
+#: values it was built with (they are fields of the FAISS file).
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
-#: Search beam width (``efSearch``): the recall/speed trade-off (bench_search.py).
-HNSW_EF_SEARCH = 64
+HNSW_EF_SEARCH = 32
 #: Fewer queries than this use numpy's product; more use faiss.knn's blocked BLAS.
 _BLAS_FROM = 20
 
@@ -352,6 +356,13 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _load_saved(path: Path, meta: dict, *, mmap: bool) -> HnswIndex:
+    """A project's saved index. One saved before the parameters were kept in the file
+    (its index.json has no ``ef_search``) holds FAISS's default efSearch of 16, which it
+    was never searched with: it gets the library's."""
+    return HnswIndex.load(path, mmap=mmap, ef_search=None if "ef_search" in meta else HNSW_EF_SEARCH)
+
+
 def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
                          say=lambda message: None) -> str:
     """Bring ``models/index.faiss`` up to date with ``pca.npy``.
@@ -394,7 +405,7 @@ def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
         if path.is_file() and 0 < old < n and meta.get("dim") == x.shape[1] \
                 and meta.get("fingerprint") == _fingerprint(x, old):
             say(f"adding {n - old:,} vectors to the HNSW index ...")
-            index = HnswIndex.load(path, mmap=False)
+            index = _load_saved(path, meta, mmap=False)
             index.add(x[old:])
             what = f"added {n - old}"
         else:
@@ -425,4 +436,6 @@ def project_index(project: Project, vectors: np.ndarray | None = None, *,
     if exact or len(x) < HNSW_FROM:
         return ExactIndex(x)
     update_project_index(project, x)
-    return HnswIndex.load(project.models_dir / INDEX_FILE, mmap=True)
+    meta_path = project.models_dir / INDEX_META
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return _load_saved(project.models_dir / INDEX_FILE, meta, mmap=True)

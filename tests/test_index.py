@@ -125,3 +125,28 @@ def test_project_index_records_parameters_and_exact_on_request(tmp_path, monkeyp
     brute[np.arange(len(q)), q] = -np.inf
     np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :5])
     p.store.close()
+
+
+def test_an_index_saved_before_parameters_were_kept_gets_the_library_beam(tmp_path, monkeypatch):
+    import json
+
+    import faiss
+
+    monkeypatch.setattr(ix, "HNSW_FROM", 500)
+    p = Project(tmp_path / "p", create=True)
+    x = clustered(800, seed=5)
+    p.save_array("pca", x)
+    update_project_index(p)
+    meta_path = p.models_dir / ix.INDEX_META
+    meta = json.loads(meta_path.read_text())
+    old = faiss.read_index(str(p.models_dir / ix.INDEX_FILE))
+    old.hnsw.efSearch = 16  # what the earlier code left in the file (FAISS's default)
+    faiss.write_index(old, str(p.models_dir / ix.INDEX_FILE))
+    del meta["ef_search"]  # and its index.json did not record it
+    meta_path.write_text(json.dumps(meta))
+    assert project_index(p).ef_search == ix.HNSW_EF_SEARCH
+    p.save_array("pca", np.concatenate([x, clustered(50, seed=6)]))
+    assert update_project_index(p) == "added 50"
+    assert json.loads(meta_path.read_text())["ef_search"] == ix.HNSW_EF_SEARCH
+    assert project_index(p).ef_search == ix.HNSW_EF_SEARCH
+    p.store.close()
