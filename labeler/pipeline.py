@@ -314,7 +314,8 @@ def ingest(
     if change or store.pending_images() or not store.get_meta("backbone"):
         bb = resolve_project_backbone(project, settings, force=force, warn=warn)
         backbone_name = bb.name
-        embedded, failed = embed_pending(project, bb, settings, progress=progress, engine=engine, address=address)
+        embedded, failed = embed_pending(project, bb, settings, progress=progress, engine=engine, address=address,
+                                         warn=warn)
         skipped += failed
     else:
         backbone_name = store.get_meta("backbone")["name"]
