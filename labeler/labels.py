@@ -8,6 +8,11 @@ per image, written in one transaction: it undoes as one, and a refused action
 
 Functions take a :class:`~labeler.project.Project` or a bare
 :class:`~labeler.store.Store` (anything with a ``store`` attribute, or the store).
+
+None of them takes the project lock (:func:`labeler.project.project_lock`): each
+action is one SQLite ``BEGIN IMMEDIATE`` transaction, which already serialises
+writers across processes (the dashboard's workers, the CLI), and labelling must
+go on while an ingest or re-clustering holds the lock for minutes.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 Every edit of the clustering stores a new clustering derived from the current
 one (so the history stays and an edit undoes as one action, like a bulk label).
+An edit is a short SQLite transaction and, like a label, does not take the project
+lock (see :func:`labeler.project.project_lock`); an edit based on a clustering that
+is no longer current is refused (``clustering_id``).
 """
 
 from __future__ import annotations
