@@ -16,11 +16,9 @@ call them).
 
 from __future__ import annotations
 
-import os
 import warnings
 from collections import Counter
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -71,9 +69,6 @@ class HDBSCANFit:
     renumber: dict[int, int]
 
 
-_PREDICT_CHUNK = 100_000  # points per approximate_predict call
-
-
 def fit_hdbscan(
     space: np.ndarray, *, min_cluster_size: int = 15, min_samples: int | None = 5,
     fit_sample: int | None = 200_000, seed: int = 0, prediction_data: bool = True,
@@ -114,13 +109,9 @@ def fit_hdbscan(
             strengths = np.empty(n, dtype=np.float32)
             raw[sample], strengths[sample] = model.labels_, model.probabilities_
             rest = np.setdiff1d(np.arange(n), sample)
-            parts = [rest[i : i + _PREDICT_CHUNK] for i in range(0, len(rest), _PREDICT_CHUNK)]
-            # Most of approximate_predict is a KD-tree query, which releases the GIL:
-            # one thread per core (at 1M points this step dominated map + clusters).
-            with ThreadPoolExecutor(max_workers=max(1, min(len(parts), os.cpu_count() or 1))) as pool:
-                for part, (got, strength) in zip(parts, pool.map(
-                        lambda p: hdbscan.approximate_predict(model, x[p]), parts)):
-                    raw[part], strengths[part] = got, strength
+            for i in range(0, len(rest), 100_000):
+                part = rest[i : i + 100_000]
+                raw[part], strengths[part] = hdbscan.approximate_predict(model, x[part])
     labels = renumber_by_size(raw)
     renumber = {int(r): int(lab) for r, lab in zip(*np.unique(np.stack([raw, labels]), axis=1)) if r >= 0}
     return HDBSCANFit(model, labels, strengths, renumber)

@@ -94,19 +94,6 @@ def test_hdbscan_on_a_sample_places_the_rest():
     assert strength.shape == (600,) and np.isfinite(strength).all()
 
 
-def test_hdbscan_placement_in_threads_equals_one_call(monkeypatch):
-    import hdbscan
-
-    x, _ = blobs(n_per=200, dim=5, spread=0.05)
-    monkeypatch.setattr(clustering, "_PREDICT_CHUNK", 40)  # 450 placed points: 12 calls over the threads
-    fit = clustering.fit_hdbscan(x, min_cluster_size=10, min_samples=3, fit_sample=150)
-    sample = np.sort(np.random.default_rng(0).choice(600, size=150, replace=False))
-    rest = np.setdiff1d(np.arange(600), sample)
-    raw, strengths = hdbscan.approximate_predict(fit.model, x[rest].astype(np.float64))
-    np.testing.assert_array_equal(fit.labels[rest], [fit.renumber.get(int(r), -1) for r in raw])
-    np.testing.assert_allclose(fit.strengths[rest], strengths, rtol=1e-6)
-
-
 def test_medoid_is_the_member_with_the_least_total_cosine_distance():
     """The closed form of :func:`medoid_order` agrees with the brute-force pairwise definition."""
     from sklearn.metrics import pairwise_distances
