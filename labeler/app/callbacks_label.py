@@ -14,10 +14,12 @@ from dash.exceptions import PreventUpdate
 
 from .. import labels
 from ..errors import BadInputError, StoreError
+from ..hints import set_hints_shown
 from . import ids
 from .actions import Outcome, run
+from .callbacks_assist import cluster_suggestions, suggestion_text
 from .common import annotator_name, authenticated_user, triggered_value, update_exclusions
-from .components import caption, cluster_card, grid, thumb
+from .components import HINT_TITLE, caption, cluster_card, grid, thumb
 from .layout import CARDS_PER_PAGE, PER_PAGE
 from .state import AppContext
 from .views import cluster_members_ordered, cluster_rows, image_facts, page_of, progress, sort_clusters
@@ -98,6 +100,15 @@ def redo_action(actx: AppContext, annotator) -> str | Outcome:
     return f"Redone: {done.description}."
 
 
+def set_hints_action(actx: AppContext, shown: bool) -> str:
+    """Show or hide the ImageNet hints (the project setting ``imagenet_hints``)."""
+    set_hints_shown(actx.project, shown)
+    if shown:
+        return (f"ImageNet hints shown where the backbone is confident "
+                f"(p ≥ {actx.project.settings().imagenet_hint_min_prob:g}).")
+    return "ImageNet hints hidden (project setting imagenet_hints = false)."
+
+
 def progress_view(actx: AppContext) -> tuple[str, dict, list, list]:
     """(progress text, bar style, per-label count chips, datalist options)."""
     p = progress(actx)
@@ -139,8 +150,8 @@ def cluster_detail_view(actx: AppContext, cluster, excluded, page) -> tuple:
         title.append(html.Span(f" · {100 * row['share']:.0f}% labelled"
                                + (f" · majority {row['majority']}" if row["majority"] else ""),
                                className="card-stats"))
-        if row.get("suggested_name"):
-            title.append(html.Div(f"ImageNet hint: {row['suggested_name']}", className="hint"))
+        if row.get("hint"):
+            title.append(html.Div(row["hint"], className="hint", title=HINT_TITLE))
     thumbs = [thumb(ids.GRID_CLUSTER, i, caption(i, facts.get(i)), checked=i not in ex) for i in items]
     return title, grid(thumbs), f" of {n_pages} ({len(members):,} images)", page
 
@@ -198,6 +209,17 @@ def register(app: Dash, actx: AppContext) -> None:
         return progress_view(actx)
 
     @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(ids.HINTS_TOGGLE, "value"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def toggle_hints(value, version):
+        r = run(set_hints_action, actx, bool(value), version=version)
+        return r.message, r.version
+
+    @app.callback(
         Output(ids.CLUSTER_LIST, "children"),
         Output(ids.CLUSTER_LIST_PAGES, "children"),
         Input(ids.VERSION, "data"),
@@ -209,7 +231,9 @@ def register(app: Dash, actx: AppContext) -> None:
         items, page, n_pages = page_of(rows, page, CARDS_PER_PAGE)
         n_real = sum(1 for r in rows if r["cluster"] >= 0)
         noise = " + noise" if n_real < len(rows) else ""
-        return [cluster_card(r) for r in items], f" of {n_pages} ({n_real} clusters{noise})"
+        sug = cluster_suggestions(actx)
+        cards = [cluster_card(r, suggestion=suggestion_text(sug.get(r["cluster"]))) for r in items]
+        return cards, f" of {n_pages} ({n_real} clusters{noise})"
 
     @app.callback(
         Output(ids.CLUSTER_OPEN, "data"),
@@ -265,6 +289,7 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.SELECTION_TITLE, "children"),
         Output(ids.SELECTION_GRID, "children"),
         Output(ids.SELECTION_PAGES, "children"),
+        Output(ids.SELECTION_N_PAGES, "data"),
         Input(ids.SELECTION, "data"),
         Input(ids.VERSION, "data"),
         Input(ids.SELECTION_PAGE, "value"),
@@ -273,7 +298,7 @@ def register(app: Dash, actx: AppContext) -> None:
     def selection_view(selection, _version, page, excluded):
         selection = selection or []
         if not selection:
-            return "Nothing selected: lasso or box-select points on the map.", [], ""
+            return "Nothing selected: lasso or box-select points on the map.", [], "", 1
         items, page, n_pages = page_of(selection, page, PER_PAGE)
         facts = image_facts(actx, items)
         ex = {int(i) for i in excluded or []}
@@ -282,7 +307,7 @@ def register(app: Dash, actx: AppContext) -> None:
         title = (f"{len(selection):,} images selected on the map ({n_in:,} ticked) · "
                  f"{n_lab:,} labelled, {len(selection) - n_lab:,} unlabelled")
         thumbs = [thumb(ids.GRID_SELECTION, i, caption(i, facts.get(i)), checked=i not in ex) for i in items]
-        return title, grid(thumbs), f" of {n_pages}"
+        return title, grid(thumbs), f" of {n_pages}", n_pages
 
     @app.callback(
         Output(ids.SELECTION_EXCLUDED, "data"),

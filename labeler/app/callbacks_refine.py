@@ -160,7 +160,8 @@ def register(app: Dash, actx: AppContext) -> None:
     def apply(n, p, annotator, version):
         if not n:
             raise PreventUpdate
-        r = run(apply_split_action, actx, p, annotator, version=version)
+        r = run(apply_split_action, actx, p, annotator, clustering_id=(p or {}).get("clustering_id"),
+                version=version)
         if not r.ok:
             return r.message, no_update, no_update, no_update
         return r.message, r.version, None, []
