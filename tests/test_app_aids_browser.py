@@ -103,16 +103,16 @@ def test_arrows_in_the_large_view_walk_the_label_next_queue(driver, served, proj
     assert len(queue) >= 3
     driver.find_elements(By.CSS_SELECTOR, "#next-list .thumb-btn")[1].click()
     img = wait_until(lambda: driver.find_element(By.ID, "lv-img"), T, "large view")
-    wait_until(lambda: img.get_attribute("src").endswith(f"/view/{queue[1]}"), T, "second of the queue")
+    wait_until(lambda: (img.get_attribute("src") or "").endswith(f"/view/{queue[1]}"), T, "second of the queue")
     wait_until(lambda: f"label-next queue: image 2 of {len(queue)}" in text_of(driver, "#lv-facts"), T, "where")
     driver.execute_script("document.activeElement.blur()")
     press(driver, Keys.ARROW_RIGHT)
-    wait_until(lambda: img.get_attribute("src").endswith(f"/view/{queue[2]}"), T, "→: the next of the queue")
+    wait_until(lambda: (img.get_attribute("src") or "").endswith(f"/view/{queue[2]}"), T, "→: the next of the queue")
     press(driver, Keys.ARROW_LEFT)
-    wait_until(lambda: img.get_attribute("src").endswith(f"/view/{queue[1]}"), T, "←")
+    wait_until(lambda: (img.get_attribute("src") or "").endswith(f"/view/{queue[1]}"), T, "←")
     press(driver, Keys.ARROW_LEFT)
     press(driver, Keys.ARROW_LEFT)  # wraps around to the end of the queue
-    wait_until(lambda: img.get_attribute("src").endswith(f"/view/{queue[-1]}"), T, "wrapped to the last")
+    wait_until(lambda: (img.get_attribute("src") or "").endswith(f"/view/{queue[-1]}"), T, "wrapped to the last")
     press(driver, Keys.ESCAPE)
     wait_until(lambda: not driver.find_element(By.ID, "lv-overlay").is_displayed(), T, "closed")
 
