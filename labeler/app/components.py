@@ -115,6 +115,9 @@ def legend(col, mode: str, max_items: int = 16, open_cluster=None) -> list:
     if len(rest) > max_items:
         items.append(html.Span(f"+{len(rest) - max_items} more", className="muted"))
     note = "solid = labelled, faded = unlabelled"
+    if mode == "confidence":
+        note = ("an unlabelled point's colour = the confidence of its suggestion; labelled points in "
+                "their label's colour")
     if mode == "cluster":
         note += " · numbers are cluster ids (largest clusters)"
     if open_cluster is not None:
