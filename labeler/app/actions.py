@@ -29,10 +29,12 @@ import logging
 from collections.abc import Callable
 from typing import NamedTuple
 
-from dash import no_update
+from dash import Input, Output, State, no_update
+from dash.exceptions import PreventUpdate
 
 from ..errors import LabelerError, StaleStateError
 from ..labels import NeedsConfirmation
+from . import ids
 from .components import message
 
 log = logging.getLogger("labeler.app")
@@ -149,3 +151,32 @@ def run(action: Callable[..., str | Outcome], *args, version=None, **kwargs) -> 
             (out, confirm, done), reloaded = again, True
     # After an ingest the views re-render (new photos, new clustering) even when the action waits.
     return Reply(message(out.text, out.kind), (version or 0) + 1 if done or reloaded else no_update, done, confirm)
+
+
+def write_on_click(app, actx, button: str, action: Callable[..., str | Outcome], *states: State,
+                   prepare: Callable[..., tuple[tuple, dict]] | None = None) -> None:
+    """Register the usual write callback on ``app``: a click on ``button`` runs
+    ``action(actx, *args, annotator, **kwargs)`` through :func:`run` and shows its
+    message (and bumps the version on success).
+
+    ``args, kwargs = prepare(*values of states)``; without ``prepare`` the values of
+    ``states`` are the arguments. Undo, redo, merge, move, bulk accept and label a
+    duplicate group are such callbacks.
+    """
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(button, "n_clicks"),
+        *states,
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def write(n, *values):
+        *values, annotator, version = values
+        if not n:
+            raise PreventUpdate
+        args, kwargs = prepare(*values) if prepare else (tuple(values), {})
+        r = run(action, actx, *args, annotator, version=version, **kwargs)
+        return r.message, r.version

@@ -19,7 +19,7 @@ from ..assist.next import next_to_label
 from ..assist.suggest import accept, suggest
 from ..errors import BadInputError
 from . import ids
-from .actions import run
+from .actions import run, write_on_click
 from .common import annotator_name
 from .components import thumb
 from .state import AppContext
@@ -202,21 +202,8 @@ def register(app: Dash, actx: AppContext) -> None:
         bands, options = bands_view(actx)
         return bands, options, next_view(actx)
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Input(ids.NEXT_ACCEPT_BUTTON, "n_clicks"),
-        State(ids.NEXT_ACCEPT_LABEL, "value"),
-        State(ids.NEXT_ACCEPT_MIN, "value"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def accept_bulk(n, label, min_confidence, annotator, version):
-        if not n:
-            raise PreventUpdate
-        r = run(accept_bulk_action, actx, label, min_confidence, annotator, version=version)
-        return r.message, r.version
+    write_on_click(app, actx, ids.NEXT_ACCEPT_BUTTON, accept_bulk_action,
+                   State(ids.NEXT_ACCEPT_LABEL, "value"), State(ids.NEXT_ACCEPT_MIN, "value"))
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),

@@ -3,16 +3,15 @@ uploaded photo; the result, the query star on the map, and labelling from it."""
 
 from __future__ import annotations
 
-from dash import ALL, Dash, Input, Output, State, html, no_update
+from dash import Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
 from ..errors import BadInputError, StoreError
 from ..hints import hint_text
 from ..search import QueryImageError, SearchResult
 from . import ids
-from .actions import run
-from .callbacks_label import label_ids_action
-from .common import result, triggered_value, update_exclusions
+from .callbacks_label import label_on_submit, ticked
+from .common import result, track_ticks, triggered_value
 from .components import caption, full_image_link, grid, thumb
 from .routes import thumb_url
 from .state import AppContext
@@ -200,54 +199,18 @@ def register(app: Dash, actx: AppContext) -> None:
         v = result_view(actx, stored, excluded, page)
         return v["query"], v["novel"], v["vote"], v["grid"], v["image_row_style"], v["pages"], v["n_pages"]
 
-    @app.callback(
-        Output(ids.SEARCH_EXCLUDED, "data", allow_duplicate=True),
-        Input({"type": ids.THUMB_CHECK, "grid": ids.GRID_SEARCH, "id": ALL}, "value"),
-        State({"type": ids.THUMB_CHECK, "grid": ids.GRID_SEARCH, "id": ALL}, "id"),
-        State(ids.SEARCH_EXCLUDED, "data"),
-        prevent_initial_call=True,
-    )
-    def track_search_ticks(values, comp_ids, excluded):
-        return update_exclusions(excluded, [c["id"] for c in comp_ids], values)
+    track_ticks(app, ids.GRID_SEARCH, ids.SEARCH_EXCLUDED)
+    label_on_submit(app, actx, ids.SEARCH_LABEL_BUTTON, ids.SEARCH_LABEL_INPUT,
+                    lambda stored, excluded: ticked([i for i, _ in (stored or {}).get("neighbours", [])], excluded),
+                    State(ids.SEARCH_RESULT, "data"), State(ids.SEARCH_EXCLUDED, "data"),
+                    source="search", what="neighbour(s)")
+    label_on_submit(app, actx, ids.IMAGE_LABEL_BUTTON, ids.IMAGE_LABEL_INPUT, _query_image,
+                    State(ids.SEARCH_RESULT, "data"))
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
-        Input(ids.SEARCH_LABEL_BUTTON, "n_clicks"),
-        Input(ids.SEARCH_LABEL_INPUT, "n_submit"),
-        State(ids.SEARCH_RESULT, "data"),
-        State(ids.SEARCH_EXCLUDED, "data"),
-        State(ids.SEARCH_LABEL_INPUT, "value"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.LABEL_CONFIRM, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def label_neighbours(_n, _s, stored, excluded, label, annotator, confirm, version):
-        ex = {int(i) for i in excluded or []}
-        chosen = [i for i, _ in (stored or {}).get("neighbours", []) if int(i) not in ex]
-        r = run(label_ids_action, actx, chosen, label, annotator, source="search", what="neighbour(s)",
-                confirmed=confirm, version=version)
-        return r.message, r.version, r.confirm
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
-        Input(ids.IMAGE_LABEL_BUTTON, "n_clicks"),
-        Input(ids.IMAGE_LABEL_INPUT, "n_submit"),
-        State(ids.SEARCH_RESULT, "data"),
-        State(ids.IMAGE_LABEL_INPUT, "value"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.LABEL_CONFIRM, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def relabel_image(_n, _s, stored, label, annotator, confirm, version):
-        qid = (stored or {}).get("query_image_id")
-        if qid is None:
-            raise PreventUpdate
-        r = run(label_ids_action, actx, [qid], label, annotator, what=f"image #{qid}",
-                confirmed=confirm, version=version)
-        return r.message, r.version, r.confirm
+def _query_image(stored) -> tuple[list[int], dict]:
+    """The search's query image, when it is one of the collection (relabel it)."""
+    qid = (stored or {}).get("query_image_id")
+    if qid is None:
+        raise PreventUpdate
+    return [int(qid)], {"what": f"image #{qid}"}
