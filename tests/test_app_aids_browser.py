@@ -111,6 +111,7 @@ def test_arrows_in_the_large_view_walk_the_label_next_queue(driver, served, proj
     press(driver, Keys.ARROW_LEFT)
     wait_until(lambda: (img.get_attribute("src") or "").endswith(f"/view/{queue[1]}"), T, "←")
     press(driver, Keys.ARROW_LEFT)
+    wait_until(lambda: (img.get_attribute("src") or "").endswith(f"/view/{queue[0]}"), T, "the first")
     press(driver, Keys.ARROW_LEFT)  # wraps around to the end of the queue
     wait_until(lambda: (img.get_attribute("src") or "").endswith(f"/view/{queue[-1]}"), T, "wrapped to the last")
     press(driver, Keys.ESCAPE)
