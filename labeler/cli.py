@@ -213,7 +213,7 @@ def search_cmd(queries, project_dir, k, as_json, batch_size, for_label):
     from .search import QueryFailure, Searcher, expand_queries
 
     searcher = Searcher(_open(project_dir))
-    hints = searcher.project.settings()
+    settings = searcher.project.settings()
     failed = False
     for res in searcher.run_queries(expand_queries(queries), k, batch_size=batch_size, for_label=for_label):
         failed |= isinstance(res, QueryFailure)
@@ -222,7 +222,7 @@ def search_cmd(queries, project_dir, k, as_json, batch_size, for_label):
         elif isinstance(res, QueryFailure):
             click.secho(f"query {res.query}: error: {res.error}", fg="red", err=True)
         else:
-            _print_search(res, hints)
+            _print_search(res, settings)
     if failed:
         sys.exit(1)
 
