@@ -18,6 +18,7 @@ from labeler.app import create_app, ids, views
 from labeler.app.actions import placed_since, run
 from labeler.app.callbacks_assist import cluster_suggestions, point_suggestions, suggestion_text
 from labeler.app.callbacks_label import label_cluster_action, set_hints_action
+from labeler.app.callbacks_refine import apply_split_action, split_preview_action
 from labeler.app.callbacks_search import result_view, search_by_upload
 from labeler.app.callbacks_viewer import image_hint, keyboard_step, large_view, step_in_view
 from labeler.config import save_setting
@@ -179,6 +180,7 @@ def test_an_ingest_while_the_app_is_open_is_picked_up(actx, project, elpv_dir, t
     rows = views.cluster_rows(actx)
     seen = {r["cluster"]: project.store.cluster_members(r["cluster"]) for r in rows}
     cid0 = int(project.store.current_clustering()["id"])
+    previews = {c: split_preview_action(actx, c, "kmeans", 2) for c in seen if c >= 0}
     add_photos(project, photos)
     assert placed_since(project.store, cid0) == 4 and placed_since(project.store, None) is None
     now = {c: project.store.cluster_members(c) for c in seen}
@@ -196,6 +198,13 @@ def test_an_ingest_while_the_app_is_open_is_picked_up(actx, project, elpv_dir, t
     assert not r.ok and r.version == 4 and "check it, then do it again" in r.message.children
     assert not any(project.store.labels().get(i) == "poly" for i in now[grown[0]])
     assert actx.n_points == n0 + 4  # the app reloaded its map points
+    # A split previewed before the ingest: applied when its cluster got no new photo, else refused.
+    for c, preview in sorted(previews.items(), key=lambda kv: kv[0] in same):  # refused ones first
+        r = run(apply_split_action, actx, preview, "kim", clustering_id=cid0, version=5)
+        assert "4 new photo(s) were added" in r.message.children
+        assert r.ok == (c in same) and r.version == 6, (c, r.message.children)
+        if r.ok:
+            break
     # Anything but a placement (a re-clustering) still fails as before.
     from labeler.clustering import cluster_project
 

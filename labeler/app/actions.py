@@ -118,7 +118,7 @@ def _after_ingest(action, args, kwargs) -> tuple[Outcome, str | None, bool] | No
                        "warn"), None, False
     if out.ok and confirm is None:
         return Outcome(f"{out.text} ({news}.)", out.kind), None, True
-    return out, confirm, False
+    return Outcome(f"{news}: {out.text}", out.kind), confirm, False  # e.g. a split preview that lacks them
 
 
 class Reply(NamedTuple):
