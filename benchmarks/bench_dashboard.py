@@ -234,7 +234,8 @@ def recolor_patch_strings(actx, mode):
     p = Patch()
     for k, v in col.marker().items():
         p["data"][0]["marker"][k] = v
-    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(actx.point_labels() != "", open_mask(actx, None)))
+    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(actx.point_labels() != "", open_mask(actx, None),
+                                                                  mode))
     ring = highlight_trace(actx, None, mode)
     p["data"][2]["x"] = ring["x"]
     p["data"][2]["y"] = ring["y"]

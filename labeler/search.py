@@ -80,6 +80,8 @@ class SearchResult:
         content hash as an embedded image); that image is not among ``neighbours``.
     top1_class : str or None
         The backbone's ImageNet top-1 class for the query.
+    top1_prob : float or None
+        Its softmax probability (:mod:`labeler.hints` shows the class only above a threshold).
     n_labelled : int
         How many of the ``len(neighbours)`` neighbours have a label: the vote
         rests on these ("3 of 12 labelled").
@@ -96,6 +98,7 @@ class SearchResult:
     is_novel: bool
     query_image_id: int | None = None
     top1_class: str | None = field(default=None)
+    top1_prob: float | None = None
     n_labelled: int = 0
 
     @property
@@ -215,17 +218,19 @@ class Searcher:
                 res = self.by_id(image_id, k, exact=exact, for_label=for_label)
                 res.query = paths[i].name
                 res.top1_class = self._top1_name(int(self.project.store.top1_of([image_id])[0]))
+                res.top1_prob = self.project.store.top1_prob_of([image_id])[0]
                 out[i] = res
             else:
                 todo.append((i, paths[i]))
         if todo:
-            for i, z, top1, err in self._embed(todo, batch_size):
+            for i, z, top1, err, prob in self._embed(todo, batch_size):
                 if err is not None:
                     out[i] = QueryFailure(paths[i].name, f"{paths[i].name}: {err}")
                 else:
                     res = self._answer(paths[i].name, z, k, exclude=None, xy=None, exact=exact,
                                        for_label=for_label)
                     res.top1_class = self._top1_name(top1)
+                    res.top1_prob = prob
                     out[i] = res
         return out  # type: ignore[return-value]
 
@@ -307,8 +312,8 @@ class Searcher:
         )
 
     def _embed(self, items: list[tuple[int, Path]], batch_size: int
-               ) -> Iterator[tuple[int, np.ndarray | None, int, str | None]]:
-        """(index, PCA vector or None, top-1 class index, error or None) per item."""
+               ) -> Iterator[tuple[int, np.ndarray | None, int, str | None, float | None]]:
+        """(index, PCA vector or None, top-1 class index, error or None, top-1 probability) per item."""
         from .embedding.extract import embed_files
         from .embedding.stage import query_engine
         from .reduce import transform_pca
@@ -318,11 +323,11 @@ class Searcher:
         for b in embed_files(items, bb, view=meta.get("view", "whole"), batch_size=batch_size,
                              num_workers=0, progress=False, engine=query_engine(self.project, bb)):
             for i, reason in b.failures:
-                yield int(i), None, -1, str(reason)
+                yield int(i), None, -1, str(reason), None
             if len(b.ids):
                 z = transform_pca(self._pca_model(), b.features)
                 for j, i in enumerate(b.ids):
-                    yield int(i), z[j], int(b.top1[j]), None
+                    yield int(i), z[j], int(b.top1[j]), None, float(b.top1_prob[j])
 
     def _top1_name(self, top1: int) -> str | None:
         cats = self.project.store.get_meta("categories") or []
@@ -415,7 +420,7 @@ def place_on_map(neighbour_xy: np.ndarray, similarities: np.ndarray) -> tuple[fl
     neighbour_xy : ndarray (k, 2) float
         Map positions of the query's nearest neighbours.
     similarities : ndarray (k,) float
-        Their cosine similarities to the query, most similar first.
+        Their cosine similarities to the query (in any order).
 
     Returns
     -------
