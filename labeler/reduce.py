@@ -269,8 +269,7 @@ def membership_weights(similarities: np.ndarray, *, n_iter: int = 64) -> np.ndar
             break
         a = np.flatnonzero(active)
         t = tail[a]
-        with np.errstate(invalid="ignore"):
-            psum = np.nansum(np.where(t > 0, np.exp(-t / mid[a, None]), np.where(np.isnan(t), np.nan, 1.0)), axis=1)
+        psum = np.nansum(np.exp(-np.maximum(t, 0.0) / mid[a, None]), axis=1)  # d <= rho counts 1
         done = np.abs(psum - target) < SMOOTH_K_TOLERANCE
         high = ~done & (psum > target)
         low = ~done & ~high
