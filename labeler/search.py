@@ -33,6 +33,8 @@ from .errors import ProjectError, QueryImageError, StoreError
 from .images import content_hash
 from .index import ExactIndex, project_index
 from .project import Project
+from .reduce import place_from_neighbours
+
 #: Plain nearest neighbours re-ranked by a label-conditioned search.
 FOR_LABEL_CANDIDATES = 1000
 
@@ -408,29 +410,29 @@ def load_pca(models_dir: Path):
 
 
 def place_on_map(neighbour_xy: np.ndarray, similarities: np.ndarray) -> tuple[float, float]:
-    """Map position of a query: the similarity-weighted mean of its neighbours' positions.
-
-    This is the initial position umap-learn's ``UMAP.transform`` gives a new point
-    before optimising it (``init_transform``; McInnes, Healy & Melville 2018); it
-    needs no UMAP model and no numba compilation.
+    """Map position of a query from its nearest neighbours, as ingest places the images
+    outside the UMAP fit sample (:func:`labeler.reduce.place_from_neighbours`: the mean
+    of their positions weighted by UMAP's membership strengths; numpy only, no UMAP
+    model, no numba compilation).
 
     Parameters
     ----------
     neighbour_xy : ndarray (k, 2) float
         Map positions of the query's nearest neighbours.
     similarities : ndarray (k,) float
-        Their cosine similarities to the query; negative ones weigh (almost) nothing.
+        Their cosine similarities to the query (in any order).
 
     Returns
     -------
     tuple of float
         ``(x, y)``; ``(0.0, 0.0)`` with no neighbours.
     """
-    xy = np.asarray(neighbour_xy, dtype=np.float64)
+    xy = np.asarray(neighbour_xy, dtype=np.float32)
     if len(xy) == 0:
         return (0.0, 0.0)
-    w = np.maximum(np.asarray(similarities, dtype=np.float64), 0.0) + 1e-6
-    x, y = (w[:, None] * xy).sum(0) / w.sum()
+    sims = np.asarray(similarities, dtype=np.float32)
+    order = np.argsort(-sims, kind="stable")  # a label-conditioned re-rank may reorder them
+    x, y = place_from_neighbours(sims[order][None, :], [xy[order][None, :, :]])[0][0]
     return (float(x), float(y))
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .label_codes import point_label_codes
 from .state import AppContext
 
 # A qualitative palette (Plotly's "Dark24" and "Light24" without the greys): distinct
@@ -131,6 +132,39 @@ def color_by_label(labels: np.ndarray) -> Coloring:
     return Coloring(_codes(codes, len(colors)), colors, legend)
 
 
+def color_by_label_codes(codes: np.ndarray, names: list[str]) -> Coloring:
+    """:func:`color_by_label` from label codes: the same colouring, without a string per point.
+
+    Parameters
+    ----------
+    codes : ndarray (n_points,) int
+        0 = unlabelled, i >= 1 = ``names[i - 1]`` (:class:`~labeler.app.label_codes.PointLabelCodes`).
+    names : list of str
+        Names of the codes; a name no point carries is left out of the colours
+        and the legend.
+    """
+    codes = np.asarray(codes)
+    counts = np.bincount(codes, minlength=len(names) + 1)
+    present = sorted((j for j in range(1, len(names) + 1) if counts[j] > 0), key=lambda j: str(names[j - 1]))
+    rank = np.zeros(len(names) + 1, dtype=np.int64)
+    rank[present] = np.arange(1, len(present) + 1)
+    colors = [UNLABELLED_COLOR] + [PALETTE[r % len(PALETTE)] for r in range(len(present))]
+    legend = [("unlabelled", UNLABELLED_COLOR, int(counts[0]))] + [
+        (str(names[j - 1]), colors[r + 1], int(counts[j])) for r, j in enumerate(present)
+    ]
+    return Coloring(_codes(rank[codes], len(colors)), colors, legend)
+
+
+def _color_by_current_label(ctx: AppContext) -> Coloring:
+    codes = point_label_codes(ctx)
+    return color_by_label_codes(codes.codes(ctx.store), codes.names)
+
+
+def point_labelled(ctx: AppContext) -> np.ndarray:
+    """Which map points carry a label, (n_points,) bool (from the kept label codes)."""
+    return point_label_codes(ctx).labelled(ctx.store)
+
+
 def color_by_confidence(labels: np.ndarray, confidence: np.ndarray) -> Coloring:
     """Colour unlabelled points by the confidence of their suggestion on a sequential
     scale (:data:`SEQUENTIAL`, 0 to 1); labelled points by their label, as
@@ -175,7 +209,7 @@ def color_by_confidence(labels: np.ndarray, confidence: np.ndarray) -> Coloring:
 # mode is one more entry here.
 COLOR_MODES: dict = {
     COLOR_BY_CLUSTER: ("cluster", lambda ctx: color_by_cluster(ctx.assignment().clusters)),
-    COLOR_BY_LABEL: ("label", lambda ctx: color_by_label(ctx.point_labels())),
+    COLOR_BY_LABEL: ("label", _color_by_current_label),
     COLOR_BY_SUGGESTION: ("suggestion", lambda ctx: _color_by_suggestion(ctx)),
     COLOR_BY_CONFIDENCE: ("suggestion confidence", lambda ctx: _color_by_confidence(ctx)),
 }
@@ -190,7 +224,7 @@ def _color_by_suggestion(ctx: AppContext) -> Coloring:
 def _color_by_confidence(ctx: AppContext) -> Coloring:
     from .callbacks_assist import point_suggestions
 
-    return color_by_confidence(ctx.point_labels(), point_suggestions(ctx)[1])
+    return color_by_confidence(point_label_codes(ctx).names_of(ctx.store), point_suggestions(ctx)[1])
 
 def coloring(ctx: AppContext, mode: str) -> Coloring:
     """The current colouring of the map (a mode of :data:`COLOR_MODES`; cluster otherwise)."""

@@ -15,7 +15,7 @@ from ..errors import BadInputError
 from .colors import (  # noqa: F401 (re-exported: callers import the colours from views)
     COLOR_BY_CLUSTER, COLOR_BY_CONFIDENCE, COLOR_BY_LABEL, COLOR_BY_SUGGESTION, COLOR_MODES, CONFIDENCE_STEPS,
     NOISE_COLOR, PALETTE, SEQUENTIAL, UNLABELLED_COLOR, Coloring, cluster_color, color_by_cluster,
-    color_by_confidence, color_by_label, coloring, typed_array)
+    color_by_confidence, color_by_label, color_by_label_codes, coloring, point_labelled, typed_array)
 from .state import AppContext
 
 SORT_KEYS = ("size", "unlabelled", "review")
@@ -205,7 +205,7 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
     the server maps an event's ``pointIndex`` with :func:`point_image_id`.
     """
     col = col or coloring(ctx, mode)
-    labelled = ctx.point_labels() != ""
+    labelled = point_labelled(ctx)
     size = marker_size(ctx.n_points)
     grid = grid_xy(ctx)
     points = {
@@ -258,7 +258,7 @@ def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, clust
     p = Patch()
     for k, v in col.marker().items():
         p["data"][0]["marker"][k] = v
-    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(ctx.point_labels() != "", open_mask(ctx, cluster),
+    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(point_labelled(ctx), open_mask(ctx, cluster),
                                                                   mode))
     ring = highlight_trace(ctx, cluster, mode)
     p["data"][2]["x"] = ring["x"]
