@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 
 NOISE = -1
 CLUSTER_MODEL = "clusterer.joblib"  # under models/: what place_images needs
+PLACEMENTS = ("auto", "vectorised", "hdbscan")
+#: 'auto' placement: fast_approximate_predict from this many points on (below, the
+#: per-call set-up over the condensed tree is not worth it).
+VECTORISED_FROM = 2_000
 
 
 def renumber_by_size(labels: np.ndarray) -> np.ndarray:
@@ -72,21 +76,27 @@ class HDBSCANFit:
 def fit_hdbscan(
     space: np.ndarray, *, min_cluster_size: int = 15, min_samples: int | None = 5,
     fit_sample: int | None = 200_000, seed: int = 0, prediction_data: bool = True,
+    placement: str = "auto",
 ) -> HDBSCANFit:
     """HDBSCAN on ``space`` (n, d) float32; see :func:`run_hdbscan`.
 
     ``prediction_data`` keeps what ``hdbscan.approximate_predict`` needs to place
-    new points later (always kept when fitting on a sample).
+    new points later (always kept when fitting on a sample). ``placement``
+    places the points outside the fit sample: 'hdbscan' =
+    ``hdbscan.approximate_predict``, 'vectorised' = :func:`fast_approximate_predict`
+    (same result, faster), 'auto' = vectorised from ``VECTORISED_FROM`` points on.
 
     Raises
     ------
     BadInputError
-        min_cluster_size < 2.
+        min_cluster_size < 2, or an unknown ``placement``.
     """
     import hdbscan
 
     if min_cluster_size < 2:
         raise BadInputError("min_cluster_size must be at least 2")
+    if placement not in PLACEMENTS:
+        raise BadInputError(f"unknown placement {placement!r}: one of {', '.join(PLACEMENTS)}")
     x = np.asarray(space, dtype=np.float64)
     n = len(x)
     if n < 3:
@@ -109,13 +119,92 @@ def fit_hdbscan(
             strengths = np.empty(n, dtype=np.float32)
             raw[sample], strengths[sample] = model.labels_, model.probabilities_
             rest = np.setdiff1d(np.arange(n), sample)
-            for i in range(0, len(rest), 100_000):
-                part = rest[i : i + 100_000]
-                raw[part], strengths[part] = hdbscan.approximate_predict(model, x[part])
+            raw[rest], strengths[rest] = _approximate_predict(model, x[rest], placement)
     labels = renumber_by_size(raw)
     renumber = {int(r): int(lab) for r, lab in zip(*np.unique(np.stack([raw, labels]), axis=1)) if r >= 0}
     return HDBSCANFit(model, labels, strengths, renumber)
 
+
+def fast_approximate_predict(model: Any, points: np.ndarray, *, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
+    """``hdbscan.approximate_predict``, vectorised over points: same labels and strengths.
+
+    hdbscan 0.8's ``approximate_predict`` queries its KD-tree for the
+    ``2 * min_samples`` nearest fitted points, then walks the condensed tree in
+    a Python loop, one point at a time (about 40 % of its time). This runs the
+    same steps on whole arrays (hdbscan docs, "Predicting clusters for new
+    points"; Campello, Moulavi & Sander 2013): the nearest fitted point by
+    mutual reachability distance max(core(a), core(b), d(a, b)), the new
+    point's lambda = 1 / that distance, then up the cluster tree from that
+    neighbour's cluster while the cluster was born at or above lambda; the
+    point takes the cluster reached if it is a selected one, else it is noise.
+    Strength = min(lambda, the cluster's max lambda) / max lambda. On 80k points
+    placed in a 20k fit it gave the very same labels 1.6-2.5x faster
+    (benchmarks/bench_reduce.py ``--placement``); querying the KD-tree from two
+    threads was slower on 2 busy cores, so it stays single-threaded.
+
+    Parameters
+    ----------
+    model : hdbscan.HDBSCAN
+        Fitted with ``prediction_data=True``.
+    points : ndarray (m, d) float
+        Points in the space the model was fitted in.
+
+    Returns
+    -------
+    labels : ndarray (m,), int64, the model's own cluster ids, -1 = noise
+    strengths : ndarray (m,), float32 in [0, 1]
+    """
+    x = np.asarray(points, dtype=np.float64)
+    m = len(x)
+    if m == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    pd = model.prediction_data_
+    ms = model.min_samples or model.min_cluster_size
+    core = np.asarray(pd.core_distances, dtype=np.float64)
+    raw_tree = model.condensed_tree_._raw_tree
+    n_fit = len(core)
+    is_point = raw_tree["child"] < n_fit
+    point_parent = np.empty(n_fit, np.int64)
+    point_lambda = np.empty(n_fit, np.float64)
+    point_parent[raw_tree["child"][is_point]] = raw_tree["parent"][is_point]
+    point_lambda[raw_tree["child"][is_point]] = raw_tree["lambda_val"][is_point]
+    root = int(pd.cluster_tree["parent"].min()) if len(pd.cluster_tree) else n_fit
+    top = int(max(raw_tree["parent"].max(), root)) + 1
+    has_parent = np.zeros(top, bool)
+    parent_of = np.arange(top, dtype=np.int64)
+    birth = np.zeros(top, np.float64)
+    ct = pd.cluster_tree
+    has_parent[ct["child"]] = True
+    parent_of[ct["child"]] = ct["parent"]
+    birth[ct["child"]] = ct["lambda_val"]
+    label_of = np.full(top, NOISE, np.int64)
+    max_lambda = np.zeros(top, np.float64)
+    for c, lab in pd.cluster_map.items():
+        label_of[int(c)] = int(lab)
+        max_lambda[int(c)] = pd.max_lambdas[c]
+
+    parts = [pd.tree.query(x[lo : lo + chunk], k=2 * ms) for lo in range(0, m, chunk)]
+    dist = np.concatenate([p[0] for p in parts])
+    ind = np.concatenate([p[1] for p in parts])
+    mr = np.maximum(np.maximum(core[ind], dist[:, ms][:, None]), dist)
+    best = mr.argmin(axis=1)
+    nearest = ind[np.arange(m), best]
+    mr_best = mr[np.arange(m), best]
+    lam = np.full(m, np.finfo(np.float64).max)
+    np.divide(1.0, mr_best, out=lam, where=mr_best > 0)
+    cluster = point_parent[nearest]
+    walk = point_lambda[nearest] > lam
+    while True:
+        step = walk & (cluster > root) & has_parent[cluster]
+        step[step] = birth[cluster[step]] >= lam[step]
+        if not step.any():
+            break
+        cluster[step] = parent_of[cluster[step]]
+        walk = step
+    labels = label_of[cluster]
+    ml = max_lambda[cluster]
+    strengths = np.where(labels >= 0, np.where(ml > 0, np.minimum(ml, lam) / np.where(ml > 0, ml, 1.0), 1.0), 0.0)
+    return labels, strengths.astype(np.float32)
 
 def run_hdbscan(
     space: np.ndarray, *, min_cluster_size: int = 15, min_samples: int | None = 5,
@@ -124,8 +213,9 @@ def run_hdbscan(
     """HDBSCAN on ``space`` (n, d) float32.
 
     Above ``fit_sample`` points HDBSCAN is fitted on a random sample of that size
-    and the other points are placed with ``hdbscan.approximate_predict`` (the
-    hdbscan docs' "Predicting clusters for new points"): the full fit's time
+    and the other points are placed as ``hdbscan.approximate_predict`` places
+    them (the hdbscan docs' "Predicting clusters for new points"; from 2,000
+    points on by :func:`fast_approximate_predict`): the full fit's time
     grows faster than linearly with n. ``min_cluster_size`` then counts points
     of the sample.
 
@@ -145,7 +235,20 @@ def run_hdbscan(
     return fit.labels, fit.strengths
 
 
-def predict_hdbscan(fit: HDBSCANFit, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _approximate_predict(model: Any, x: np.ndarray, placement: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels (m,) int64 and strengths (m,) float32 of ``x`` by the chosen ``placement``."""
+    import hdbscan
+
+    if placement == "vectorised" or (placement == "auto" and len(x) >= VECTORISED_FROM):
+        return fast_approximate_predict(model, x)
+    raw = np.empty(len(x), dtype=np.int64)
+    strengths = np.empty(len(x), dtype=np.float32)
+    for i in range(0, len(x), 100_000):
+        raw[i : i + 100_000], strengths[i : i + 100_000] = hdbscan.approximate_predict(model, x[i : i + 100_000])
+    return raw, strengths
+
+
+def predict_hdbscan(fit: HDBSCANFit, points: np.ndarray, *, placement: str = "auto") -> tuple[np.ndarray, np.ndarray]:
     """Place new points (m, d) in the clusters of a fit (``hdbscan.approximate_predict``).
 
     The points must live in the space the model was fitted in. A point that
@@ -157,15 +260,20 @@ def predict_hdbscan(fit: HDBSCANFit, points: np.ndarray) -> tuple[np.ndarray, np
     -------
     labels : ndarray (m,), int64, the fit's renumbered ids, -1 = noise
     strengths : ndarray (m,), float32 in [0, 1]
-    """
-    import hdbscan
 
+    Raises
+    ------
+    BadInputError
+        An unknown ``placement`` (see :func:`fit_hdbscan`).
+    """
+    if placement not in PLACEMENTS:
+        raise BadInputError(f"unknown placement {placement!r}: one of {', '.join(PLACEMENTS)}")
     x = np.asarray(points, dtype=np.float64)
     if fit.model is None or len(x) == 0:
         return np.full(len(x), NOISE, dtype=np.int64), np.zeros(len(x), dtype=np.float32)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning)
-        raw, strengths = hdbscan.approximate_predict(fit.model, x)
+        raw, strengths = _approximate_predict(fit.model, x, placement)
     labels = np.array([fit.renumber.get(int(r), NOISE) for r in raw], dtype=np.int64)
     return labels, np.asarray(strengths, dtype=np.float32)
 
