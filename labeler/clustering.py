@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .cluster_placement import fast_approximate_predict
 from .errors import BadInputError, NotIngestedError
 from .reduce import l2_normalize
 
@@ -124,87 +125,6 @@ def fit_hdbscan(
     renumber = {int(r): int(lab) for r, lab in zip(*np.unique(np.stack([raw, labels]), axis=1)) if r >= 0}
     return HDBSCANFit(model, labels, strengths, renumber)
 
-
-def fast_approximate_predict(model: Any, points: np.ndarray, *, chunk: int = 100_000) -> tuple[np.ndarray, np.ndarray]:
-    """``hdbscan.approximate_predict``, vectorised over points: same labels and strengths.
-
-    hdbscan 0.8's ``approximate_predict`` queries its KD-tree for the
-    ``2 * min_samples`` nearest fitted points, then walks the condensed tree in
-    a Python loop, one point at a time (about 40 % of its time). This runs the
-    same steps on whole arrays (hdbscan docs, "Predicting clusters for new
-    points"; Campello, Moulavi & Sander 2013): the nearest fitted point by
-    mutual reachability distance max(core(a), core(b), d(a, b)), the new
-    point's lambda = 1 / that distance, then up the cluster tree from that
-    neighbour's cluster while the cluster was born at or above lambda; the
-    point takes the cluster reached if it is a selected one, else it is noise.
-    Strength = min(lambda, the cluster's max lambda) / max lambda. On 80k points
-    placed in a 20k fit it gave the very same labels 1.6-2.5x faster
-    (benchmarks/bench_reduce.py ``--placement``); querying the KD-tree from two
-    threads was slower on 2 busy cores, so it stays single-threaded.
-
-    Parameters
-    ----------
-    model : hdbscan.HDBSCAN
-        Fitted with ``prediction_data=True``.
-    points : ndarray (m, d) float
-        Points in the space the model was fitted in.
-
-    Returns
-    -------
-    labels : ndarray (m,), int64, the model's own cluster ids, -1 = noise
-    strengths : ndarray (m,), float32 in [0, 1]
-    """
-    x = np.asarray(points, dtype=np.float64)
-    m = len(x)
-    if m == 0:
-        return np.empty(0, np.int64), np.empty(0, np.float32)
-    pd = model.prediction_data_
-    ms = model.min_samples or model.min_cluster_size
-    core = np.asarray(pd.core_distances, dtype=np.float64)
-    raw_tree = model.condensed_tree_._raw_tree
-    n_fit = len(core)
-    is_point = raw_tree["child"] < n_fit
-    point_parent = np.empty(n_fit, np.int64)
-    point_lambda = np.empty(n_fit, np.float64)
-    point_parent[raw_tree["child"][is_point]] = raw_tree["parent"][is_point]
-    point_lambda[raw_tree["child"][is_point]] = raw_tree["lambda_val"][is_point]
-    root = int(pd.cluster_tree["parent"].min()) if len(pd.cluster_tree) else n_fit
-    top = int(max(raw_tree["parent"].max(), root)) + 1
-    has_parent = np.zeros(top, bool)
-    parent_of = np.arange(top, dtype=np.int64)
-    birth = np.zeros(top, np.float64)
-    ct = pd.cluster_tree
-    has_parent[ct["child"]] = True
-    parent_of[ct["child"]] = ct["parent"]
-    birth[ct["child"]] = ct["lambda_val"]
-    label_of = np.full(top, NOISE, np.int64)
-    max_lambda = np.zeros(top, np.float64)
-    for c, lab in pd.cluster_map.items():
-        label_of[int(c)] = int(lab)
-        max_lambda[int(c)] = pd.max_lambdas[c]
-
-    parts = [pd.tree.query(x[lo : lo + chunk], k=2 * ms) for lo in range(0, m, chunk)]
-    dist = np.concatenate([p[0] for p in parts])
-    ind = np.concatenate([p[1] for p in parts])
-    mr = np.maximum(np.maximum(core[ind], dist[:, ms][:, None]), dist)
-    best = mr.argmin(axis=1)
-    nearest = ind[np.arange(m), best]
-    mr_best = mr[np.arange(m), best]
-    lam = np.full(m, np.finfo(np.float64).max)
-    np.divide(1.0, mr_best, out=lam, where=mr_best > 0)
-    cluster = point_parent[nearest]
-    walk = point_lambda[nearest] > lam
-    while True:
-        step = walk & (cluster > root) & has_parent[cluster]
-        step[step] = birth[cluster[step]] >= lam[step]
-        if not step.any():
-            break
-        cluster[step] = parent_of[cluster[step]]
-        walk = step
-    labels = label_of[cluster]
-    ml = max_lambda[cluster]
-    strengths = np.where(labels >= 0, np.where(ml > 0, np.minimum(ml, lam) / np.where(ml > 0, ml, 1.0), 1.0), 0.0)
-    return labels, strengths.astype(np.float32)
 
 def run_hdbscan(
     space: np.ndarray, *, min_cluster_size: int = 15, min_samples: int | None = 5,
