@@ -292,10 +292,11 @@ def placement_agreement(n: int, args) -> dict:
     out = {"n": n, "data": args.data, "fitted": len(fit_rows), "placed": len(rest), "umap_s": round(t_umap, 1),
            "clusters": int(model.labels_.max() + 1), "fit_noise": round(float(np.mean(model.labels_ < 0)), 4)}
     times, labels = {}, {}
-    for name, fn in [("approximate_predict", lambda: hdbscan.approximate_predict(model, space[rest])[0]),
-                     ("vectorised", lambda: fast_approximate_predict(model, space[rest])[0]),
-                     ("vote", lambda: vote_predict(model, space[fit_rows], space[rest])),
-                     ("vote_no_core_rule", lambda: vote_predict(model, space[fit_rows], space[rest], core_rule=False))]:
+    ways = [("approximate_predict", lambda: hdbscan.approximate_predict(model, space[rest])[0]),
+            ("vectorised", lambda: fast_approximate_predict(model, space[rest])[0]),
+            ("vote", lambda: vote_predict(model, space[fit_rows], space[rest])),
+            ("vote_no_core_rule", lambda: vote_predict(model, space[fit_rows], space[rest], core_rule=False))]
+    for name, fn in ways[: 2 if args.no_vote else 4]:
         t0 = time.perf_counter()
         labels[name] = np.asarray(fn())
         times[name] = time.perf_counter() - t0
@@ -304,7 +305,7 @@ def placement_agreement(n: int, args) -> dict:
     print(f"\nn = {n:,} ({args.data}): HDBSCAN fitted on {len(fit_rows):,}, {len(rest):,} placed; "
           f"{out['clusters']} clusters; approximate_predict {times['approximate_predict']:.2f} s, "
           f"noise {out['noise_approximate_predict']:.2%}")
-    for name in ("vectorised", "vote", "vote_no_core_rule"):
+    for name in list(labels)[1:]:
         lab = labels[name]
         row = {"s": round(times[name], 2), "speedup": round(times["approximate_predict"] / times[name], 2),
                "ari": round(float(adjusted_rand_score(ref, lab)), 4),
@@ -356,6 +357,7 @@ def main(argv=None):
     ap.add_argument("--placement", action="store_true",
                     help="only compare ways of placing rows outside the HDBSCAN fit sample (placement_agreement)")
     ap.add_argument("--data", choices=["elpv", "isotropic"], default="elpv", help="data of --placement")
+    ap.add_argument("--no-vote", action="store_true", help="--placement without the neighbour-vote candidates")
     ap.add_argument("--hdbscan-share", type=float, default=0.2, help="HDBSCAN fit sample share for --placement")
     args = ap.parse_args(argv)
     import numba
