@@ -29,8 +29,9 @@ def fast_approximate_predict(model: Any, points: np.ndarray, *, chunk: int = 100
     point takes the cluster reached if it is a selected one, else it is noise.
     Strength = min(lambda, the cluster's max lambda) / max lambda. On ELPV-spectrum
     data it gave the very same labels as ``approximate_predict``, 3.1x faster
-    placing 80k points in a 20k fit and 3.5x placing 160k in a 40k fit
-    (benchmarks/bench_reduce.py ``--placement``). Querying the KD-tree from two
+    placing 80k points in a 20k fit, 3.5x placing 160k in a 40k fit and 2.9x
+    placing 800k in a 200k fit (164 s -> 57 s; benchmarks/bench_reduce.py
+    ``--placement``). Querying the KD-tree from two
     threads was no faster on 2 busy cores, so it stays single-threaded.
 
     Parameters
