@@ -166,9 +166,9 @@ def main(argv=None) -> None:
         kw = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "train_from": args.train_from,
                                 "class_weight": args.class_weight}.items() if v is not None}
         print(f"fine-tuning on the CPU, {args.threads} threads ({kw or 'defaults'}) ...", flush=True)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         rep = finetune_project(project, device="cpu", holdout=0.0, progress=False, say=print, **kw)
-        wall = time.perf_counter() - t0
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
         after_x = np.asarray(load_feature_set(project, rep.name))
         if args.keep:
             np.save(args.keep, after_x)
@@ -176,10 +176,12 @@ def main(argv=None) -> None:
         project.store.close()
     out.update({"finetune": {**kw, "epochs": rep.epochs}, "train_seconds": round(rep.train_seconds, 1),
                 "embed_seconds": round(rep.embed_seconds, 1), "wall_seconds": round(wall, 1),
+                "cpu_seconds": round(cpu, 1),
                 "load_average_after": os.getloadavg()[0], "before": before, "after": after})
     print(f"\nwall time {wall:.0f} s: training {rep.train_seconds:.0f} s (stage maps included), re-embedding "
-          f"{rep.embed_seconds:.0f} s; load average {out['load_average_before']:.1f} before, "
-          f"{out['load_average_after']:.1f} after")
+          f"{rep.embed_seconds:.0f} s; CPU time of this process {cpu:.0f} s (on {args.threads} uncontended cores "
+          f"the wall time is at least {cpu / args.threads:.0f} s); load average "
+          f"{out['load_average_before']:.1f} before, {out['load_average_after']:.1f} after")
     print("\n| column | features | probe accuracy | probe macro-F1 | macro P@1 (all) | macro P@1 (held out) |")
     print("|---|---|---:|---:|---:|---:|")
     for col in ys:

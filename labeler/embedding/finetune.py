@@ -74,6 +74,34 @@ def _prefix(net: nn.Module, x: torch.Tensor, end: int) -> torch.Tensor:
     return h
 
 
+class _PrefixMaps(nn.Module):
+    """The frozen prefix as an engine model: ``forward(x) -> (maps (B, C*h*w), pooled (B, C))``.
+
+    In the ``(features, logits)`` shape of :mod:`labeler.embedding.runtime`'s engines, so
+    the prefix runs on ONNX Runtime on the CPU (exported, checked against torch to cosine
+    >= 0.999 like any backbone, torch otherwise): it is most of the stage-map work.
+    """
+
+    def __init__(self, net: nn.Module, end: int):
+        super().__init__()
+        self.net, self.end = net, end
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = _prefix(self.net, x.contiguous(memory_format=torch.channels_last), self.end)
+        return h.flatten(1), h.mean(dim=(2, 3))
+
+
+def _prefix_engine(bb, net: nn.Module, end: int, stride: int, probe: torch.Tensor, dev: torch.device, say):
+    """The engine computing the prefix's maps, and their (C, h, w)."""
+    from .runtime import make_engine
+
+    c, side = net._blocks[end]._block_args.output_filters, -(-bb.input_size // stride)
+    prefix_bb = dataclasses.replace(bb, model=_PrefixMaps(net, end).eval(), dim=c * side * side,
+                                    features=f"prefix{end}")
+    engine = make_engine(prefix_bb, runtime="auto", device=str(dev), probe=probe, warn=say)
+    return engine, (c, side, side)
+
+
 class _Tail(nn.Module):
     """The trained part: blocks after the prefix, head conv + BN, average pool, classifier."""
 
@@ -277,14 +305,17 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
 
     t0 = time.perf_counter()
     say(f"caching stage maps of {len(train)} labelled images x 8 symmetries ...")
-    chunks, kept = [], []
+    chunks, kept, engine = [], [], None
     for c in range(0, len(train), 64):
         x, ok = _inputs(project, bb, [labelled[i][0] for i in train[c:c + 64]], view)
         kept += [c + j for j in ok]
         if x is None:
             continue
+        if engine is None:
+            engine, shape = _prefix_engine(bb, net, end, TRAIN_FROM[train_from], x[:8], dev, say)
         with torch.inference_mode():  # (8, b, C, h, w) float16
-            chunks.append(torch.stack([_prefix(net, d4(x, k).to(dev), end).half() for k in range(8)]))
+            chunks.append(torch.stack([engine(d4(x, k).contiguous())[0].to(dev).view(-1, *shape).half()
+                                       for k in range(8)]))
     if not kept:
         raise BadInputError("none of the labelled images could be read")
     train = train[kept]
@@ -308,7 +339,9 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     weight = {"sqrt": (counts.sum() / counts / len(classes)).sqrt(), "balanced": counts.sum() / counts / len(classes),
               "none": torch.ones_like(counts)}[class_weight]
     g = torch.Generator().manual_seed(seed)
-    say(f"training {len(classes)} classes on {n} images, {epochs} epochs on {dev} ...")
+    maps_seconds = time.perf_counter() - t0
+    say(f"stage maps: {maps_seconds:.1f} s; training {len(classes)} classes on {n} images, {epochs} epochs "
+        f"on {dev} ...")
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         sym = torch.randint(0, 8, (n,), generator=g)
