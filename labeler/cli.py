@@ -159,18 +159,11 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap):
       labeler cluster --project data/projects/elpv --method kmeans --k 8
       labeler cluster --project data/projects/elpv --remap
     """
-    from .clustering import cluster_project
-    from .project import project_lock
+    from .pipeline import recluster
 
     project = _open(project_dir)
     s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
-    with project_lock(project.root, "cluster run"):
-        if remap:
-            from .pipeline import rebuild_maps
-
-            rebuild_maps(project, s, say=_say(False))
-        cid = cluster_project(project, s)
-        project.save_settings(s)
+    cid = recluster(project, s, remap=remap, say=_say(False))
     click.echo(f"clustering {cid} is now current")
     _print_clusters(project, cid)
 

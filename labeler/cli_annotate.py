@@ -53,42 +53,38 @@ def label(project_dir, label, cluster_id, clustering_id, image_ids, annotator):
     click.echo(f"labelled {len(ids)} image(s) {labels.clean_label(label)!r}")
 
 
-@click.command()
-@PROJECT
-@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
-              help="Whose last action to undo (env LABELER_ANNOTATOR).")
-def undo(project_dir, annotator):
-    """Undo the last label or cluster action (a bulk action undoes as one).
+def _history_command(verb: str, done_word: str, whose: str, doc: str) -> click.Command:
+    """``labeler undo`` / ``labeler redo``: the same command around :func:`labeler.labels.undo` / ``redo``."""
+
+    @click.command(verb, help=doc)
+    @PROJECT
+    @click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
+                  help=f"{whose} (env LABELER_ANNOTATOR).")
+    def command(project_dir, annotator):
+        from . import labels
+
+        done = getattr(labels, verb)(_open(project_dir), annotator)
+        click.echo(f"nothing to {verb}" if done is None else f"{done_word}: {done.description}")
+        if done is not None and done.note:
+            _warn(done.note)
+
+    return command
+
+
+undo = _history_command("undo", "undone", "Whose last action to undo", """
+    Undo the last label or cluster action (a bulk action undoes as one).
 
     \b
     Example:
       labeler undo --project data/projects/elpv --annotator ana
-    """
-    from . import labels
-
-    done = labels.undo(_open(project_dir), annotator)
-    click.echo("nothing to undo" if done is None else f"undone: {done.description}")
-    if done is not None and done.note:
-        _warn(done.note)
-
-
-@click.command()
-@PROJECT
-@click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
-              help="Whose undone action to re-apply (env LABELER_ANNOTATOR).")
-def redo(project_dir, annotator):
-    """Re-apply the action the last undo reverted.
+    """)
+redo = _history_command("redo", "redone", "Whose undone action to re-apply", """
+    Re-apply the action the last undo reverted.
 
     \b
     Example:
       labeler redo --project data/projects/elpv --annotator ana
-    """
-    from . import labels
-
-    done = labels.redo(_open(project_dir), annotator)
-    click.echo("nothing to redo" if done is None else f"redone: {done.description}")
-    if done is not None and done.note:
-        _warn(done.note)
+    """)
 
 
 @click.group("labels", invoke_without_command=True)

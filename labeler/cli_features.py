@@ -42,8 +42,10 @@ def features_cmd(project_dir, feature_type, name, use, device, quiet):
     project = _open(project_dir)
     if feature_type:
         from .embedding.local_features import compute_feature_set
+        from .project import project_lock
 
-        rep = compute_feature_set(project, feature_type, name=name, device=device, progress=not quiet)
+        with project_lock(project.root, "feature set computation"):
+            rep = compute_feature_set(project, feature_type, name=name, device=device, progress=not quiet)
         click.echo(f"stored feature set {rep['name']}: {rep['rows']} x {rep['dim']} in {rep['seconds']:.1f} s"
                    + (f"; {len(rep['failures'])} unreadable images (zero rows)" if rep["failures"] else ""))
     if use:
@@ -78,10 +80,12 @@ def finetune(project_dir, epochs, holdout, device, name, no_use, quiet):
       labeler finetune --project data/projects/elpv --epochs 30
     """
     from .embedding.finetune import finetune_project
+    from .project import project_lock
 
     project = _open(project_dir)
-    rep = finetune_project(project, epochs=epochs, holdout=holdout, device=device, name=name,
-                           activate=not no_use, progress=not quiet, say=_say(quiet))
+    with project_lock(project.root, "fine-tuning"):
+        rep = finetune_project(project, epochs=epochs, holdout=holdout, device=device, name=name,
+                               activate=not no_use, progress=not quiet, say=_say(quiet))
     click.echo(f"trained on {rep.n_train} labelled images ({', '.join(rep.classes)}), {rep.epochs} epochs on "
                f"{rep.device}: {rep.train_seconds:.1f} s; re-embedded in {rep.embed_seconds:.1f} s")
     if rep.heldout_accuracy is not None:

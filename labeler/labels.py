@@ -8,12 +8,18 @@ per image, written in one transaction: it undoes as one, and a refused action
 
 Functions take a :class:`~labeler.project.Project` or a bare
 :class:`~labeler.store.Store` (anything with a ``store`` attribute, or the store).
+
+None of them takes the project lock (:func:`labeler.project.project_lock`): each
+action is one SQLite ``BEGIN IMMEDIATE`` transaction, which already serialises
+writers across processes (the dashboard's workers, the CLI), and labelling must
+go on while an ingest or re-clustering holds the lock for minutes.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from .errors import BadInputError, StaleStateError, StoreError
@@ -259,6 +265,16 @@ def accept_suggestions(target, image_ids: Sequence[int], labels: Sequence[str],
     return action, sorted(chosen)
 
 
+@contextmanager
+def _history_step(target, annotator: str | None):
+    """(annotator, store, time) inside one write transaction: an undo or redo finds its
+    action, checks and writes atomically. Raises BadInputError for a bad annotator name."""
+    who = clean_annotator(annotator)
+    store = _store(target)
+    with store.transaction():
+        yield who, store, time.time()
+
+
 def undo(target, annotator: str | None = None) -> Undone | None:
     """Undo ``annotator``'s newest action not yet undone (a bulk action undoes as one).
 
@@ -280,10 +296,7 @@ def undo(target, annotator: str | None = None) -> Undone | None:
     BadInputError
         A bad annotator name.
     """
-    who = clean_annotator(annotator)
-    store = _store(target)
-    now = time.time()
-    with store.transaction():
+    with _history_step(target, annotator) as (who, store, now):
         act = store.newest_undoable_action(who)
         if act is None:
             return None
@@ -358,10 +371,7 @@ def redo(target, annotator: str | None = None) -> Undone | None:
     BadInputError
         A bad annotator name.
     """
-    who = clean_annotator(annotator)
-    store = _store(target)
-    now = time.time()
-    with store.transaction():
+    with _history_step(target, annotator) as (who, store, now):
         u = store.newest_redoable_undo(who)
         if u is None:
             return None

@@ -26,7 +26,7 @@ from .config import Settings
 from .embedding.stage import backbone_change, embed_pending, resolve_project_backbone
 from .index import update_project_index
 from .errors import BackboneMismatchError, BadInputError, ProjectError
-from .project import DB_NAME, Project
+from .project import DB_NAME, Project, project_lock
 from .reduce import fit_pca, fit_umaps, place_by_neighbours, transform_pca, transform_umap
 
 log = logging.getLogger("labeler")
@@ -240,6 +240,48 @@ def maps_up_to_date(project: Project, n_rows: int) -> bool:
     return project.store.get_meta("maps_rows") == n_rows and all(project.has_array(a) for a in arrays)
 
 
+def recluster(project: Project, settings: Settings, *, remap: bool = False,
+              say: Callable[[str], None] = log.info) -> int:
+    """Cluster the project again (``labeler cluster``); the new clustering becomes current.
+
+    Holds the project lock (:func:`labeler.project.project_lock`) throughout, so
+    it never interleaves with an ingest or another re-clustering; labelling goes on
+    meanwhile. The settings used are saved to ``labeler.toml``.
+
+    Parameters
+    ----------
+    project : Project
+    settings : Settings
+        ``method``, ``k``, ``min_cluster_size``, ``min_samples`` as wanted.
+    remap : bool
+        Refit PCA, the 2-D map and the clustering space first (:func:`rebuild_maps`;
+        every point moves).
+    say : callable(str)
+        Receives one line per stage.
+
+    Returns
+    -------
+    int
+        The id of the new clustering.
+
+    Raises
+    ------
+    ProjectLockedError
+        Another process is writing to the project: nothing was changed.
+    BadInputError
+        Unknown method, or a k the collection cannot take.
+    NotIngestedError
+        The project has no PCA vectors or clustering space yet.
+    """
+    with project_lock(project.root, "cluster run"):
+        if remap:
+            rebuild_maps(project, settings, say=say)
+        say(f"clustering ({settings.method}) ...")
+        cid = cluster_project(project, settings)
+        project.save_settings(settings)
+    return cid
+
+
 def ingest(
     image_dir: Path | str,
     project_dir: Path | str,
@@ -285,6 +327,9 @@ def ingest(
         Another backbone, view or precision than the project's, without ``force``.
     ProjectError
         The project already catalogues another folder.
+    ProjectLockedError
+        Another process is writing to the project (an ingest or a re-clustering):
+        nothing was changed.
     WeightsNotFoundError
         An explicit backbone whose weights cannot be found.
     """
@@ -296,6 +341,13 @@ def ingest(
 
         require_ray()  # before anything is written
     image_dir = check_ingest_input(image_dir, project_dir)
+    with project_lock(project_dir, "ingest"):  # the policy: labeler.project.project_lock
+        return _ingest(image_dir, project_dir, settings, force=force, remap=remap, progress=progress, warn=warn,
+                       say=say, engine=engine, address=address, t0=t0)
+
+
+def _ingest(image_dir: Path, project_dir, settings, *, force, remap, progress, warn, say, engine, address,
+            t0) -> IngestReport:
     project = Project(project_dir, create=True)
     settings = settings or project.settings()
     change = backbone_change(project, settings)
@@ -314,7 +366,8 @@ def ingest(
     if change or store.pending_images() or not store.get_meta("backbone"):
         bb = resolve_project_backbone(project, settings, force=force, warn=warn)
         backbone_name = bb.name
-        embedded, failed = embed_pending(project, bb, settings, progress=progress, engine=engine, address=address)
+        embedded, failed = embed_pending(project, bb, settings, progress=progress, engine=engine, address=address,
+                                         warn=warn)
         skipped += failed
     else:
         backbone_name = store.get_meta("backbone")["name"]

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -35,27 +36,59 @@ SETTINGS_NAME = "labeler.toml"
 LOCK_NAME = "labeler.lock"
 
 
+#: Project directories this thread holds the lock of, with their nesting depth.
+_HELD = threading.local()
+
+
 @contextmanager
 def project_lock(project_dir: Path | str, what: str = "ingest"):
-    """Hold the project's write lock for a long write (ingest, re-clustering).
+    """Hold the project's exclusive write lock for a long write.
+
+    Which operations take it (the policy):
+
+    - **yes**, every operation that rewrites the collection's arrays, models or
+      clustering as a whole and runs for seconds to hours: ingest (catalogue,
+      embed, re-embed after a backbone change, PCA / UMAP, clustering;
+      :func:`labeler.pipeline.ingest`), re-clustering and re-mapping
+      (:func:`labeler.pipeline.recluster`), computing or fine-tuning a feature set
+      (``labeler features --compute``, ``labeler finetune``). Two of them at once
+      would interleave array and database writes, so the second fails at once.
+    - **no**, single label writes and cluster edits: label images or a cluster,
+      accept suggestions, rename / merge labels, undo / redo
+      (:mod:`labeler.labels`), split / merge / move (:mod:`labeler.refine`). Each
+      is one SQLite ``BEGIN IMMEDIATE`` transaction that checks what it needs
+      (e.g. that the clustering the annotator saw is still current) and writes
+      all or nothing; SQLite's WAL serialises them across processes. The
+      dashboard (several workers) writes labels this way and must stay usable
+      while a long ingest holds the lock.
+    - Readers (the dashboard, ``info``, ``search``, ``export``) never take it.
 
     An advisory ``flock`` on ``labeler.lock`` in the project directory (created
     with the directory if missing). ``fcntl.flock`` rather than the ``filelock``
     package: it is the standard library, ``filelock`` uses the same call on
     POSIX, and the kernel releases the lock when the process dies (even by
-    kill -9), so there is never a stale lock to clean up. Readers (the
-    dashboard, ``info``, ``search``) never take it, and labelling uses SQLite
-    transactions, so both carry on meanwhile.
+    kill -9), so there is never a stale lock to clean up. Re-entrant within one
+    thread (``labeler ingest`` holds it around :func:`labeler.pipeline.ingest`,
+    which takes it too); another thread or process is refused.
 
     Raises
     ------
     ProjectLockedError
-        Another process holds the lock (fails at once, never waits).
+        Another process (or thread) holds the lock (fails at once, never waits).
     """
     import fcntl
 
-    root = Path(project_dir)
+    root = Path(project_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
+    key = str(root.resolve())
+    held = _HELD.__dict__.setdefault("depth", {})
+    if held.get(key):
+        held[key] += 1
+        try:
+            yield
+        finally:
+            held[key] -= 1
+        return
     f = open(root / LOCK_NAME, "a+")
     try:
         try:
@@ -70,16 +103,16 @@ def project_lock(project_dir: Path | str, what: str = "ingest"):
         f.truncate()
         f.write(f"{what} (pid {os.getpid()})")
         f.flush()
+        held[key] = 1
         try:
             yield
         finally:
+            held.pop(key, None)
             f.seek(0)
             f.truncate()
             fcntl.flock(f.fileno(), fcntl.LOCK_UN)
     finally:
         f.close()
-
-
 
 
 def save_array(path: Path, array: np.ndarray) -> None:

@@ -2,6 +2,9 @@
 
 Every edit of the clustering stores a new clustering derived from the current
 one (so the history stays and an edit undoes as one action, like a bulk label).
+An edit is a short SQLite transaction and, like a label, does not take the project
+lock (see :func:`labeler.project.project_lock`); an edit based on a clustering that
+is no longer current is refused (``clustering_id``).
 """
 
 from __future__ import annotations
@@ -30,9 +33,10 @@ def _current(project: Project, clustering_id: int | None = None):
 
 
 def _vectors_for(project: Project, image_ids: np.ndarray) -> np.ndarray:
-    row_ids = project.store.row_image_ids()
-    pos = {int(i): r for r, i in enumerate(row_ids)}
-    return np.asarray(project.load_array("pca"))[[pos[int(i)] for i in image_ids]]
+    rows = project.store.row_of(image_ids)
+    if (rows < 0).any():
+        raise StoreError(f"image(s) without an embedding: {np.asarray(image_ids)[rows < 0][:10].tolist()}")
+    return np.asarray(project.load_array("pca")[rows])
 
 
 def split_preview(project: Project, cluster: int, *, method: str = "kmeans", k: int = 2,

@@ -7,12 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${LABELER_LATEST_VENV:-.venv-latest}"
 
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
-fi
+bash scripts/browser-deps.sh
 
 rm -rf "$VENV"
 python3 -m venv "$VENV"

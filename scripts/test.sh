@@ -11,12 +11,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 LOCK="${LABELER_LOCK:-requirements/lock.txt}"
 
-if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
-    SUDO=""
-    [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
-fi
+bash scripts/browser-deps.sh
 
 python3 -m pip install -q -r "$LOCK"
 python3 -m pip install -q --no-deps -e .

@@ -137,6 +137,29 @@ def test_k_center_greedy_picks_the_far_point_first():
     assert picked[0] == 3 and picked[1] == 2 and dist[0] > dist[1]
 
 
+def test_k_center_greedy_still_picks_exact_copies_of_a_labelled_image():
+    # Row 3 is row 0 again: its cosine distance to the labelled row 0 is 0 or a rounding
+    # error below it; it comes last but is picked (a negative distance once ended the picks).
+    x = np.array([[0.6, 0.8], [0.8, 0.6], [-0.6, 0.8], [0.6, 0.8]], dtype=np.float32)
+    picked, dist = queue.k_center_greedy(x, np.array([1, 2, 3]), np.array([0]), 3)
+    assert picked.tolist() == [2, 1, 3] and abs(dist[-1]) < 1e-6
+
+
+def test_flow_ends_on_unnormalised_vectors_and_exact_copies():
+    """The queue strategy once looped forever on unnormalised vectors (every 'cosine distance'
+    negative, so the queue offered nothing and the flow refreshed the model without end)."""
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 3, 90)
+    x = np.eye(3, dtype=np.float32)[y] + 0.3 * rng.normal(size=(90, 3)).astype(np.float32)  # test_simulate's
+    res = queue_flow(y, x, max_actions=400, batch=5)
+    assert res.stopped == "all labelled" and res.actions[-1] < 90  # accepted suggestions count
+    assert res.accuracy[-1] == pytest.approx(np.mean(res.final == y)) and res.accuracy[-1] > 0.9
+    copies = np.repeat((3 * rng.normal(size=(3, 4))).astype(np.float32), 10, axis=0)
+    for truth in (np.repeat([0, 1, 1], 10), np.zeros(30, np.int64)):
+        res = queue_flow(truth, copies, max_actions=400, batch=5)
+        assert res.stopped == "all labelled" and res.actions[-1] <= 5
+
+
 def test_near_duplicates_join_their_item():
     rng = np.random.default_rng(0)
     base = rng.normal(size=(50, 16))

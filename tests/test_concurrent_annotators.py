@@ -5,6 +5,8 @@ actions and the CLI; the project lock against a second ingest/cluster run."""
 from __future__ import annotations
 
 import json
+import threading
+from contextlib import contextmanager
 
 from click.testing import CliRunner
 
@@ -14,6 +16,27 @@ from labeler.app.callbacks_label import cluster_seen, label_cluster_action
 from labeler.app.callbacks_refine import apply_split_action, split_preview_action
 from labeler.cli import main
 from labeler.project import Project, project_lock
+
+
+@contextmanager
+def _held_elsewhere(root, what: str):
+    """The project lock held by another thread (the lock is re-entrant within one thread,
+    so the holder must not be the thread that runs the commands)."""
+    got, release = threading.Event(), threading.Event()
+
+    def hold():
+        with project_lock(root, what):
+            got.set()
+            release.wait(120)
+
+    t = threading.Thread(target=hold)
+    t.start()
+    assert got.wait(30)
+    try:
+        yield
+    finally:
+        release.set()
+        t.join()
 
 
 def _two_annotators(project):
@@ -71,7 +94,7 @@ def test_cli_label_cluster_refers_to_the_clustering_it_names(project):
 
 def test_a_second_ingest_or_cluster_run_fails_fast_while_the_dashboard_reads_and_labels(project, tmp_path):
     app = create_app(project)
-    with project_lock(project.root, "ingest"):
+    with _held_elsewhere(project.root, "ingest"):
         runner = CliRunner()
         res = runner.invoke(main, ["cluster", "--project", str(project.root), "--method", "kmeans", "--k", "3"])
         assert res.exit_code == 1 and "busy" in res.output and "ingest (pid" in res.output

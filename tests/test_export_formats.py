@@ -149,3 +149,56 @@ def test_group_column_from_csv(labelled, tmp_path):
     assert rep.summary.groups_kept_whole == 10
     with pytest.raises(BadInputError):
         export(labelled, out, format="csv", split="0.5,0.5", groups_csv=groups, group_column="nope")
+
+
+# Export n real ELPV photos with export_hf in a fresh interpreter; print the peaks of Python
+# allocations (tracemalloc) and of Arrow's memory pool during the export, and the bytes exported.
+HF_MEMORY_CHILD = """
+import json, sys, tracemalloc
+from pathlib import Path
+import datasets, pyarrow as pa
+from labeler.export.hf import export_hf
+
+files = sorted(Path(sys.argv[1]).glob("*.png"))[: int(sys.argv[2])]
+rows = [{"image_id": i, "label": ("mono", "poly")[i % 2], "split": "test" if i % 5 == 0 else "train",
+         "absolute_path": str(f), "path": f.name, "label_source": "manual", "annotator": "ana",
+         "cluster": str(i % 3)} for i, f in enumerate(files)]
+arrow_before = pa.default_memory_pool().max_memory()
+tracemalloc.start()
+sizes, missing = export_hf(rows, Path(sys.argv[3]), shard_bytes=int(sys.argv[4]))
+python_peak = tracemalloc.get_traced_memory()[1]
+tracemalloc.stop()
+print(json.dumps({"python_peak": python_peak, "arrow_peak": pa.default_memory_pool().max_memory() - arrow_before,
+                  "image_bytes": sum(f.stat().st_size for f in files), "sizes": sizes}))
+"""
+
+
+def test_hf_export_streams_images_so_peak_memory_does_not_grow_with_their_count(tmp_path):
+    """100 and 500 real photos (about 2.8 and 14 MB of PNG), shards of 1 MB: the peak of Python
+    and Arrow allocations during the export stays the same (holding every image, as the export
+    did, grows it by at least the 11 MB more of images; so does one shard of everything)."""
+    import json
+    import subprocess
+    import sys
+
+    import datasets
+    import fixtures_images as fx
+
+    got = {}
+    for n in (100, 500):
+        out = tmp_path / f"hf{n}"
+        res = subprocess.run([sys.executable, "-c", HF_MEMORY_CHILD, str(fx.elpv_images_dir()), str(n), str(out),
+                              str(2**20)], capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+        got[n] = json.loads(res.stdout.strip().splitlines()[-1])
+        assert got[n]["sizes"] == {"train": n - n // 5, "test": n // 5}
+        dd = datasets.load_from_disk(str(out))
+        assert {k: len(v) for k, v in dd.items()} == got[n]["sizes"]
+        assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []  # the scratch folder is gone
+    small, large = got[100], got[500]
+    assert large["image_bytes"] > 4 * small["image_bytes"]
+    peak = {n: g["python_peak"] + g["arrow_peak"] for n, g in got.items()}
+    assert peak[500] - peak[100] < 0.1 * (large["image_bytes"] - small["image_bytes"]), got
+    assert len(list((tmp_path / "hf500" / "train").glob("data-*.arrow"))) >= 10  # 1 MB shards
+    first = datasets.load_from_disk(str(tmp_path / "hf500"))["train"][0]
+    assert first["image"].size == (300, 300) and first["path"] == sorted(fx.elpv_images_dir().glob("*.png"))[1].name

@@ -313,3 +313,22 @@ def test_interrupted_after_embedding_rebuilds_maps_and_clusters(small_dir, tmp_p
     assert rep.embedded == 0 and rep.rebuilt
     p = Project(proj)
     assert len(p.store.assignments()[0]) == 15 == p.load_array("map").shape[0]
+
+
+def test_a_runtime_fallback_during_ingest_reaches_the_callers_warn(tmp_path, monkeypatch):
+    """The ONNX export fails for real (the model cache is a file, not a folder): ingest falls
+    back to torch and says so through its ``warn``, not only to logging."""
+    pytest.importorskip("onnxruntime")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    fx.copy_elpv(photos, 6)
+    cache = tmp_path / "not-a-folder"
+    cache.write_text("")
+    monkeypatch.setenv("LABELER_CACHE", str(cache))
+    said: list[str] = []
+    s = settings(runtime="onnxruntime", device="cpu", pca_components=4)
+    ingest(photos, tmp_path / "proj", s, progress=False, warn=said.append)
+    fallback = [w for w in said if "ONNX Runtime unavailable" in w and "embedding with torch" in w]
+    assert len(fallback) == 1 and "\n" not in fallback[0]
+    meta = Project(tmp_path / "proj").store.get_meta("backbone")
+    assert (meta["runtime"], meta["runtime_used"]) == ("onnxruntime", "torch")

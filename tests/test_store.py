@@ -53,6 +53,25 @@ def test_changed_file_becomes_pending_and_keeps_row(store):
     assert [(r["path"], r["row"]) for r in pend] == [("img0.png", 0)]
 
 
+def test_row_of_is_the_inverse_of_row_image_ids_and_follows_other_writers(store, tmp_path):
+    row_ids = store.row_image_ids()
+    assert store.row_of(row_ids).tolist() == list(range(len(row_ids)))
+    assert store.row_of([row_ids[2], 999, -5, row_ids[0]]).tolist() == [2, -1, -1, 0]
+    assert store.row_of(np.array([[row_ids[1]]])).shape == (1, 1) and int(store.row_of(row_ids[3])) == 3
+    table = store._row_of_cache
+    store.set_labels([int(row_ids[0])], "a")  # a label write keeps the table
+    store.row_of(row_ids)
+    assert store._row_of_cache is table
+    # Another connection (as another process would) adds a pending image, then embeds it.
+    other = Store(store.path)
+    other.add_or_update_images([{"path": "late.png", "size": 1, "mtime": 1.0, "hash": "late"}])
+    [late] = other.pending_images()
+    assert store.row_of([late["id"]]).tolist() == [-1]  # catalogued, not embedded yet
+    other.commit_embedded([{"id": late["id"], "row": 6, "width": 4, "height": 4, "top1": 1, "top1_prob": 0.5}])
+    other.close()
+    assert store.row_of([late["id"], row_ids[5]]).tolist() == [6, 5]
+
+
 def test_missing_keeps_labels(store):
     store.set_labels([1], "keep")
     store.mark_missing(["img0.png"])

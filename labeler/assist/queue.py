@@ -157,8 +157,9 @@ def k_center_greedy(x: np.ndarray, pool: np.ndarray, centres: np.ndarray, n: int
 
     Returns
     -------
-    picked : ndarray (<= n,), int64, rows in pick order
-    distance : ndarray (<= n,), float32, cosine distance of each pick to its nearest centre when picked
+    picked : ndarray (min(n, p),), int64, rows in pick order
+    distance : ndarray (min(n, p),), float32, cosine distance of each pick to its nearest centre when
+        picked (about 0, or a hair below in float32, for an exact copy of a centre)
     """
     pool = np.asarray(pool, dtype=np.int64)
     xp = np.asarray(x[pool], dtype=np.float32)
@@ -169,15 +170,16 @@ def k_center_greedy(x: np.ndarray, pool: np.ndarray, centres: np.ndarray, n: int
         dist = 1.0 - best
     else:
         dist = np.full(len(pool), 2.0, np.float32)
+    # Picked rows are masked by -inf, not by a negative distance: an exact copy of a
+    # labelled image has distance 0 or a rounding error below it, and must stay pickable
+    # (last), or the queue runs dry while such copies are still unlabelled.
     picked, how_far = [], []
     for _ in range(min(n, len(pool))):
         j = int(np.argmax(dist))
-        if dist[j] < 0:
-            break
         picked.append(int(pool[j]))
         how_far.append(float(dist[j]))
         dist = np.minimum(dist, 1.0 - xp @ xp[j])
-        dist[j] = -1.0
+        dist[j] = -np.inf
     return np.array(picked, np.int64), np.array(how_far, np.float32)
 
 

@@ -62,6 +62,9 @@ class FlowResult:
     accepted_wrong : int, of which wrong
     refresh_seconds : list[float], time of each model refresh
     shown : list[int], rows shown to the annotator, in order (the only truths it read)
+    final : ndarray (n,), int64, class code of every image at the end: its label, else the
+        model's suggestion (what ``accuracy[-1]`` scores)
+    stopped : str, why the flow ended: 'max_actions', 'all labelled' or 'queue empty'
     """
 
     strategy: str
@@ -73,6 +76,8 @@ class FlowResult:
     accepted_wrong: int = 0
     refresh_seconds: list = field(default_factory=list)
     shown: list = field(default_factory=list)
+    final: np.ndarray | None = None
+    stopped: str = ""
 
     def actions_to(self, target: float, metric: str = "accuracy") -> int | None:
         """First action count whose ``metric`` reaches ``target`` (None: never)."""
@@ -133,8 +138,9 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
     Parameters
     ----------
     y : ndarray (n,), int, true class codes 0..C-1 (revealed only for shown images)
-    x : ndarray (n, d), float32, L2-normalised features
-    graph : KnnGraph of ``x`` or None (built here)
+    x : ndarray (n, d), float, features; rows are L2-normalised here (every step of the
+        queue measures cosine similarity as a dot product)
+    graph : KnnGraph of the normalised ``x`` or None (built here)
     batch : int, queue items taken between model refreshes
     threshold : float, minimum calibrated confidence of an accepted suggestion
     min_accept : int or None, fewest suggestions worth one accept action
@@ -149,9 +155,15 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
     Returns
     -------
     FlowResult
+        The flow ends at ``max_actions``, when every image is labelled, or when the
+        queue offers nothing more to label (``stopped`` says which). Every batch
+        labels at least one image, so it always ends.
     """
     y = np.asarray(y, dtype=np.int64)
     x = np.asarray(x, dtype=np.float32)
+    # Unnormalised rows make "cosine" dot products exceed 1 (negative distances), and
+    # the queue then found no image far enough to show: the flow looped forever.
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
     n = len(y)
     graph = graph or build_knn_graph(x)
     min_accept = min_accept or max(10, n // 100)
@@ -172,6 +184,9 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
                 x, graph, labelled, batch, margin=pred.margin if warm else None,
                 label=pred.label if warm else None, classes=classes, explore=explore,
                 duplicate_similarity=duplicate_similarity, seed=seed + st.actions)
+        if not items:  # the product shows nothing to label: the annotator cannot go on here
+            res.stopped = "queue empty"
+            break
         for it in items:
             g = np.asarray(it.group, dtype=np.int64)
             res.shown += g.tolist()
@@ -195,6 +210,8 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
                     res.accepted += len(sel)
                     res.accepted_wrong += int((y[sel] != c).sum())
         st.record()
+    res.stopped = res.stopped or ("all labelled" if (st.given >= 0).all() else "max_actions")
+    res.final = np.where(st.given >= 0, st.given, st.suggested)
     a, acc, lacc, f1 = (np.array(v) for v in zip(*st.hist))
     res.actions, res.accuracy, res.labelled_accuracy, res.macro_f1 = a.astype(np.int64), acc, lacc, f1
     return res

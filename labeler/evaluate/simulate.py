@@ -390,6 +390,10 @@ def queue(y: np.ndarray, vectors: np.ndarray, *, max_actions: int = 400, seed: i
               for a, acc, f1 in zip(r.actions, r.accuracy, r.macro_f1) if a]
     t.hist.insert(0, (0, 0, 0, 0.0))  # nothing labelled yet: every image counts as wrong
     t.actions = t.hist[-1][0]
+    # From the flow's end state (labels + suggestions), one image at a time like every strategy.
+    for c in np.unique(r.final):
+        t.assign(np.flatnonzero(r.final == c), int(c))
+    t.finish_one_by_one(np.random.default_rng(seed))
     return t.curve()
 
 

@@ -23,8 +23,39 @@ def _datasets():
     return datasets
 
 
-def export_hf(rows: list[dict], out: Path | str) -> tuple[dict[str, int], list[dict]]:
+def _examples(rows: list[dict], index: dict[str, int], grouped: bool):
+    """One example per row, each image's bytes read only when the writer asks for it."""
+    for r in rows:
+        ex = {
+            "image": {"bytes": Path(r["absolute_path"]).read_bytes(), "path": Path(r["path"]).name},
+            "label": index[r["label"]],
+            "path": r["path"],
+            "label_source": r["label_source"],
+            "annotator": r["annotator"],
+            "cluster": None if r["cluster"] == "" else int(r["cluster"]),
+        }
+        if grouped:
+            ex["group"] = r["group"]
+        yield ex
+
+
+#: Target bytes of images per Arrow shard and write batch of the hf export (peak memory
+#: is a small multiple of it, whatever the number of images).
+SHARD_BYTES = 64 * 2**20
+
+
+def export_hf(rows: list[dict], out: Path | str, *,
+              shard_bytes: int = SHARD_BYTES) -> tuple[dict[str, int], list[dict]]:
     """Save labelled rows as a ``datasets.DatasetDict`` (one entry per split).
+
+    The images are streamed, never all in memory. ``Dataset.from_generator``
+    reads one file at a time and writes record batches of about ``shard_bytes``
+    of images to a scratch folder inside ``out``; ``save_to_disk`` copies them
+    into shards of the same size (``data-0000i-of-0000k.arrow``), one at a time,
+    and the scratch folder is removed. Left to itself, ``save_to_disk`` copies up
+    to 1,000 rows or 100 MB at once (``datasets.config.DEFAULT_MAX_BATCH_SIZE``,
+    ``MAX_ROW_GROUP_SIZE``), and the old ``Dataset.from_dict`` held every image.
+    The disk briefly holds the images twice.
 
     Parameters
     ----------
@@ -32,6 +63,9 @@ def export_hf(rows: list[dict], out: Path | str) -> tuple[dict[str, int], list[d
         From :func:`labeler.export.table.training_table`.
     out : path
         A new or empty folder.
+    shard_bytes : int
+        Image bytes per batch and shard (rows per shard = ``shard_bytes`` / the mean
+        file size, 1 to 1,000).
 
     Returns
     -------
@@ -45,6 +79,12 @@ def export_hf(rows: list[dict], out: Path | str) -> tuple[dict[str, int], list[d
     BadInputError
         ``datasets`` is not installed, or ``out`` is not empty.
     """
+    import math
+    import os
+    import shutil
+    import tempfile
+    import uuid
+
     ds = _datasets()
     out = Path(out)
     ok, missing = exportable(rows)
@@ -66,18 +106,21 @@ def export_hf(rows: list[dict], out: Path | str) -> tuple[dict[str, int], list[d
     for r in ok:
         splits.setdefault(r["split"], []).append(r)
     index = {n: i for i, n in enumerate(names)}
-    dd = {}
-    for split, rs in splits.items():
-        data = {
-            "image": [{"bytes": Path(r["absolute_path"]).read_bytes(), "path": Path(r["path"]).name} for r in rs],
-            "label": [index[r["label"]] for r in rs],
-            "path": [r["path"] for r in rs],
-            "label_source": [r["label_source"] for r in rs],
-            "annotator": [r["annotator"] for r in rs],
-            "cluster": [None if r["cluster"] == "" else int(r["cluster"]) for r in rs],
-        }
-        if grouped:
-            data["group"] = [r["group"] for r in rs]
-        dd[split] = ds.Dataset.from_dict(data, features=features)
-    ds.DatasetDict(dd).save_to_disk(str(out))
+    mean_bytes = sum(os.path.getsize(r["absolute_path"]) for r in ok) / max(len(ok), 1)
+    per_shard = int(min(1000, max(1, shard_bytes // max(mean_bytes, 1))))
+    scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=out))
+    try:
+        dd = {}
+        for split, rs in splits.items():
+            # A fresh scratch cache and a given fingerprint: nothing is reused from, or
+            # written to, the user's Hugging Face cache, and the rows are not hashed.
+            dd[split] = ds.Dataset.from_generator(
+                _examples, features=features, cache_dir=str(scratch / split),
+                gen_kwargs={"rows": rs, "index": index, "grouped": grouped},
+                fingerprint=uuid.uuid4().hex, split=split, writer_batch_size=per_shard)
+        ds.DatasetDict(dd).save_to_disk(str(out), num_shards={k: math.ceil(len(v) / per_shard)
+                                                              for k, v in splits.items()})
+        del dd
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     return {k: len(v) for k, v in splits.items()}, missing

@@ -65,15 +65,11 @@ def export_parquet(project: Project, rows: list[dict], dest: Path | str, *, with
                                         pa.int64())
     if with_embeddings:
         arr = project.load_array(vectors)
-        row_of = {r["id"]: r["row"] for r in project.store.image_table()}
+        at = project.store.row_of([int(r["image_id"]) for r in rows])
         dim = arr.shape[1]
         flat = np.zeros((len(rows), dim), np.float32)
-        valid = np.zeros(len(rows), bool)
-        for i, r in enumerate(rows):
-            row = row_of.get(r["image_id"])
-            if row is not None and row < len(arr):
-                flat[i] = arr[row]
-                valid[i] = True
+        valid = (at >= 0) & (at < len(arr))
+        flat[valid] = arr[at[valid]]
         values = pa.array(flat.ravel(), pa.float32())
         emb = pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(~valid))
         cols["embedding"] = emb

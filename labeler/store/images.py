@@ -93,6 +93,10 @@ class ImagesMixin:
                 "DELETE FROM skipped WHERE path=(SELECT path FROM images WHERE id=?)",
                 [(r["id"],) for r in records],
             )
+            # Rows were given out: every process's cached id -> row table (row_of) is stale.
+            con.execute(
+                "INSERT INTO meta(key, value) VALUES ('rows_version', '1') "
+                "ON CONFLICT(key) DO UPDATE SET value=CAST(value AS INTEGER) + 1")
 
     def mark_skipped(self, failures: Sequence[tuple[str, str]]) -> None:
         """Record files that could not be used: ``(relative path, reason)`` pairs.
@@ -152,6 +156,41 @@ class ImagesMixin:
         for r in self.con.execute("SELECT id, row FROM images WHERE row IS NOT NULL"):
             out[r["row"]] = r["id"]
         return out
+
+    def row_of(self, image_ids) -> np.ndarray:
+        """Array row of each image id; -1 for an unknown id or an image never embedded.
+
+        A vectorised lookup in an id -> row table built once and cached on this
+        store. The table is rebuilt only when rows were given out since it was
+        built (by :meth:`commit_embedded`, in this or any other process: it bumps
+        the ``rows_version`` meta key in the same transaction), so an ingest
+        invalidates it and label writes or re-clusterings do not (an image keeps
+        its row for life).
+
+        Parameters
+        ----------
+        image_ids : int or array-like of int, any shape
+
+        Returns
+        -------
+        ndarray of int64, the shape of ``image_ids``
+        """
+        version = self.get_meta("rows_version", 0)
+        cached = getattr(self, "_row_of_cache", None)
+        if cached is None or cached[0] != version:
+            # Read after the version: the table is at least that new (a newer one only
+            # costs one more rebuild next time).
+            pairs = np.array(self.con.execute("SELECT id, row FROM images WHERE row IS NOT NULL").fetchall(),
+                             dtype=np.int64).reshape(-1, 2)
+            lut = np.full(int(pairs[:, 0].max(initial=-1)) + 1, -1, dtype=np.int64)
+            lut[pairs[:, 0]] = pairs[:, 1]
+            cached = self._row_of_cache = (version, lut)
+        lut = cached[1]
+        ids = np.asarray(image_ids, dtype=np.int64)
+        ok = (ids >= 0) & (ids < len(lut))
+        if not ok.any():
+            return np.full(ids.shape, -1, dtype=np.int64)
+        return np.where(ok, lut[np.where(ok, ids, 0)], -1)
 
     def image_table(self) -> list[sqlite3.Row]:
         """All embedded images (id, row, path, status, top1, top1_prob), by row."""
