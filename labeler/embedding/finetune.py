@@ -22,6 +22,10 @@ Recipe (chosen by measurement on ELPV, see docs/features.md):
   weights = sqrt of inverse class frequency.
 * the new vectors are the average-pooled last layer of the fine-tuned network
   (1280-d for Lite0), stored as a new feature set; earlier sets are kept.
+
+On the CPU the frozen prefix (the stage maps) and the re-embedding run on ONNX Runtime
+(exported and checked against torch like any backbone, :mod:`labeler.embedding.runtime`;
+torch when that fails); training runs on torch.
 """
 
 from __future__ import annotations
