@@ -38,10 +38,10 @@ def test_training_from_the_stride_8_stages_with_balanced_weights(project):
     from labeler.embedding import feature_sets as fs
     from labeler.embedding.finetune import finetune_project
 
-    _label_cell_types(project)
+    _label_cell_types(project, per_class=6)
     rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, train_from="s8", class_weight="balanced",
                            progress=False)
-    assert rep.n_train == 40 and rep.n_heldout == 0 and rep.heldout_accuracy is None
+    assert rep.n_train == 12 and rep.n_heldout == 0 and rep.heldout_accuracy is None
     info = fs.list_feature_sets(project)[rep.name]
     assert (info["train_from"], info["class_weight"], info["dim"]) == ("s8", "balanced", 1280)
     x = np.asarray(fs.load_feature_set(project, rep.name))
