@@ -96,6 +96,9 @@ def build_synthetic_project(root: Path | str, n: int = 100_000, *, n_clusters: i
     return p
 
 
+NAMES = ("crack", "clean", "blurred")  # far apart: no "close to an existing label" check
+
+
 def median_ms(fn, repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -114,6 +117,7 @@ def main(argv=None) -> None:
     ap.add_argument("--browser", action=argparse.BooleanOptionalAction, default=None,
                     help="measure the first render in headless Chromium (default: when installed)")
     ap.add_argument("--json", action="store_true", help="print one JSON object of the figures as the last line")
+    ap.add_argument("--profile", action="store_true", help="also print a cProfile of one cluster label action")
     args = ap.parse_args(argv)
     figures = {"n": args.n}
 
@@ -162,28 +166,43 @@ def main(argv=None) -> None:
 
     def label_big():
         label_n[0] += 1
-        text, kind = attempt(label_cluster_action, actx, big["cluster"], f"class {label_n[0] % 3}", "bench")
+        text, kind = attempt(label_cluster_action, actx, big["cluster"], NAMES[label_n[0] % 3], "bench")
         assert kind == "ok", text
 
     def label_one():
         label_n[0] += 1
-        text, kind = attempt(label_ids_action, actx, ids_single, f"class {label_n[0] % 3}", "bench")
+        text, kind = attempt(label_ids_action, actx, ids_single, NAMES[label_n[0] % 3], "bench")
         assert kind == "ok", text
 
     def recolor_label():
         return recolor_patch(actx, COLOR_BY_LABEL)
 
+    def recolor_label_before():
+        return recolor_patch_strings(actx, COLOR_BY_LABEL)
+
     print(f"\nlabel action, server part (median of {args.repeat})")
     figures["label_cluster_ms"] = round(median_ms(label_big, args.repeat), 1)
     figures["label_one_ms"] = round(median_ms(label_one, args.repeat), 1)
     figures["recolor_label_ms"] = round(median_ms(recolor_label, args.repeat), 1)
+    figures["recolor_label_before_ms"] = round(median_ms(recolor_label_before, args.repeat), 1)
     figures["recolor_cluster_ms"] = round(median_ms(lambda: recolor_patch(actx, COLOR_BY_CLUSTER), args.repeat), 1)
+    assert_same_patch(recolor_label(), recolor_label_before())
     print(f"  label a {big['size']:,}-image cluster       {figures['label_cluster_ms']:8.1f} ms")
     print(f"  label a single image              {figures['label_one_ms']:8.1f} ms")
-    print(f"  recolour by label (Patch)         {figures['recolor_label_ms']:8.1f} ms")
+    print(f"  recolour by label (Patch)         {figures['recolor_label_ms']:8.1f} ms   (label codes)")
+    print(f"  the same, before (strings)        {figures['recolor_label_before_ms']:8.1f} ms   "
+          f"(a label string per point, as before; same Patch)")
     print(f"  recolour by cluster (Patch)       {figures['recolor_cluster_ms']:8.1f} ms")
     figures["label_plus_recolor_ms"] = round(figures["label_cluster_ms"] + figures["recolor_label_ms"], 1)
     print(f"  label a cluster + recolour        {figures['label_plus_recolor_ms']:8.1f} ms  (goal <= 300 ms)")
+    if args.profile:
+        import cProfile
+        import pstats
+
+        prof = cProfile.Profile()
+        prof.runcall(label_big)
+        print("\none cluster label action, cProfile (cumulative, top 18):")
+        pstats.Stats(prof).sort_stats("cumulative").print_stats(18)
     from dash._utils import to_json
 
     for mode in (COLOR_BY_CLUSTER, COLOR_BY_LABEL):
@@ -200,6 +219,37 @@ def main(argv=None) -> None:
     if args.json:
         print(json.dumps(figures))
     return figures
+
+
+def recolor_patch_strings(actx, mode):
+    """The recolour as it was before the label codes (this branch's parent): the
+    current label of every point rebuilt as a Python string from ``store.labels()``,
+    twice (colours and opacity). Kept to measure before/after in one run."""
+    from dash import Patch
+
+    from labeler.app.views import (COLOR_BY_LABEL, color_by_label, coloring, cluster_annotations,
+                                   highlight_trace, open_mask, point_opacity, typed_array)
+
+    col = color_by_label(actx.point_labels()) if mode == COLOR_BY_LABEL else coloring(actx, mode)
+    p = Patch()
+    for k, v in col.marker().items():
+        p["data"][0]["marker"][k] = v
+    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(actx.point_labels() != "", open_mask(actx, None),
+                                                                  mode))
+    ring = highlight_trace(actx, None, mode)
+    p["data"][2]["x"] = ring["x"]
+    p["data"][2]["y"] = ring["y"]
+    p["data"][2]["marker"]["color"] = ring["marker.color"]
+    p["layout"]["annotations"] = cluster_annotations(actx, mode)
+    return p
+
+
+def assert_same_patch(a, b) -> None:
+    """The two recolours send the same bytes."""
+    from dash._utils import to_json
+
+    if to_json(a.to_plotly_json()) != to_json(b.to_plotly_json()):
+        raise AssertionError("the label-code recolour differs from the string one")
 
 
 def _chromium_installed() -> bool:

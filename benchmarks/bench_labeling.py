@@ -54,6 +54,15 @@ from labeler.project import Project  # noqa: E402
 COLUMNS = ("cell_type", "defective", "defect_level")
 
 
+def clusters_of_rows(project: Project, rows: np.ndarray) -> np.ndarray:
+    """(len(rows),) int64 cluster of each row in the project's current clustering (-1 = noise)."""
+    ids, cl, _ = project.store.assignments()
+    row = project.store.row_of(ids)
+    by_row = np.full(int(max(row.max(initial=-1), rows.max(initial=-1))) + 1, -1, np.int64)
+    by_row[row[row >= 0]] = cl[row >= 0]
+    return by_row[rows]
+
+
 def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -196,7 +205,8 @@ def main(argv=None) -> dict:
             for pick in ("queue", "random"):
                 t0 = time.perf_counter()
                 flow = queue_flow(y, x, graph=g, batch=args.batch, threshold=args.threshold,
-                                  max_actions=args.max_actions, method=args.method, pick=pick, seed=args.seed)
+                                  max_actions=args.max_actions, method=args.method, pick=pick, seed=args.seed,
+                                  clusters=clusters_of_rows(project, rows))
                 res[pick] = flow.summary()
                 res[pick]["seconds"] = round(time.perf_counter() - t0, 1)
                 log(f"  {pick}: {res[pick]}")

@@ -207,6 +207,7 @@ def search_cmd(queries, project_dir, k, as_json, batch_size, for_label):
     from .search import QueryFailure, Searcher, expand_queries
 
     searcher = Searcher(_open(project_dir))
+    settings = searcher.project.settings()
     failed = False
     for res in searcher.run_queries(expand_queries(queries), k, batch_size=batch_size, for_label=for_label):
         failed |= isinstance(res, QueryFailure)
@@ -215,15 +216,21 @@ def search_cmd(queries, project_dir, k, as_json, batch_size, for_label):
         elif isinstance(res, QueryFailure):
             click.secho(f"query {res.query}: error: {res.error}", fg="red", err=True)
         else:
-            _print_search(res)
+            _print_search(res, settings)
     if failed:
         sys.exit(1)
 
 
-def _print_search(res) -> None:
+def _print_search(res, settings) -> None:
+    from .hints import hint_text
+
     same = f" (image {res.query_image_id} of the collection)" if res.query_image_id is not None else ""
     click.echo(f"query {res.query}{same}: map position ({res.map_xy[0]:.2f}, {res.map_xy[1]:.2f}), "
                f"likely cluster {res.likely_cluster}")
+    # Only where the backbone is confident, and when the project shows hints (labeler.hints).
+    hint = settings.imagenet_hints and hint_text(res.top1_class, res.top1_prob, settings.imagenet_hint_min_prob)
+    if hint:
+        click.echo(hint)
     if res.is_novel:
         click.secho(f"novel: best similarity {res.best_similarity:.3f} < threshold "
                     f"{res.novelty_threshold:.3f}: unlike anything in the collection", fg="yellow")
@@ -467,7 +474,7 @@ def demo(data_dir, project_dir, limit, no_serve, port, backbone):
     from .search import search
 
     click.echo("\nreverse image search example:")
-    _print_search(search(project, medoid, 10))
+    _print_search(search(project, medoid, 10), project.settings())
     if no_serve:
         return
     from .app import create_app

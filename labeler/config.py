@@ -17,8 +17,6 @@ from typing import Any
 from .atomic import atomic_write
 from .errors import BadInputError
 
-from .errors import BadInputError
-
 
 @dataclass
 class Settings:
@@ -85,6 +83,17 @@ class Settings:
         each image's 5th nearest other image, so bursts of near-copies do not
         count). 5 flagged 1-2 % of new in-domain ELPV photos and 89-95 % of
         out-of-domain photos (``benchmarks/bench_novelty.py``).
+    imagenet_hints : bool
+        Show the backbone's ImageNet top-1 class as a hint ("ImageNet hint: X
+        (p=0.62)") in the dashboard and ``labeler search``; the dashboard's toggle
+        writes it (:func:`labeler.hints.set_hints_shown`).
+    imagenet_hint_min_prob : float
+        A hint is shown only when the backbone's softmax probability of its top-1
+        class is at least this (:mod:`labeler.hints`). 0.5 hides the hint for
+        98.4 % of the ELPV solar-cell images (ImageNet has no such class; 0.3
+        would show 10.8 %), keeps it where the backbone is sure (a cat p=0.79,
+        espresso p=0.90) and hides its unsure guesses (an astronaut as 'bobsled'
+        p=0.29, a rocket as 'drilling platform' p=0.42): ``benchmarks/bench_hints.py``.
     """
 
     backbone: str = "auto"
@@ -108,6 +117,8 @@ class Settings:
     k_range: list[int] = dataclasses.field(default_factory=lambda: [2, 20])
     seed: int = 0
     novelty_percentile: float = 5.0
+    imagenet_hints: bool = True
+    imagenet_hint_min_prob: float = 0.5
 
     def updated(self, **overrides: Any) -> "Settings":
         """A copy with the non-None ``overrides`` applied (unknown keys raise TypeError)."""
@@ -159,6 +170,31 @@ def load_settings(toml_path: Path | None = None, env: dict[str, str] | None = No
             except ValueError as e:
                 raise BadInputError(f"{key}={env[key]!r}: {e}") from e
     return s.updated(**from_env).updated(**overrides)
+
+
+def save_setting(toml_path: Path, name: str, value: Any) -> None:
+    """Set one setting in ``toml_path``, leaving the file's other entries as they are
+    (atomic replace; the file is created when missing).
+
+    Raises
+    ------
+    BadInputError
+        ``name`` is not a setting, or the file is malformed.
+    """
+    import tomli_w
+
+    if name not in {f.name for f in fields(Settings)}:
+        raise BadInputError(f"unknown setting {name!r}")
+    toml_path = Path(toml_path)
+    data = {}
+    if toml_path.is_file():
+        try:
+            data = tomllib.loads(toml_path.read_text())
+        except tomllib.TOMLDecodeError as e:
+            raise BadInputError(f"{toml_path}: {e}") from e
+    data[name] = value
+    with atomic_write(toml_path) as f:
+        f.write(tomli_w.dumps(data).encode())
 
 
 def save_settings(settings: Settings, toml_path: Path) -> None:

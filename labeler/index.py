@@ -43,11 +43,15 @@ if TYPE_CHECKING:
 #: Exact search below this many vectors, HNSW from it. Chosen with
 #: benchmarks/bench_search.py: see benchmarks/README.md for the figures.
 HNSW_FROM = 50_000
-#: Graph degree (FAISS ``M``) and build beam width (``efConstruction``).
+#: Graph degree (FAISS ``M``), build and search beam widths (``efConstruction``,
+#: ``efSearch``), chosen with benchmarks/bench_search.py at 1M vectors with the
+#: spectrum of real CNN embeddings (ELPV): recall@10 0.973 at 0.14 ms a query
+#: (M=16 reached 0.957 at 0.12 ms: too little margin for collections of higher
+#: intrinsic dimension, where M=32 holds up better). A saved index keeps the
+#: values it was built with (they are fields of the FAISS file).
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
-#: Search beam width (``efSearch``): the recall/speed trade-off (bench_search.py).
-HNSW_EF_SEARCH = 64
+HNSW_EF_SEARCH = 32
 #: Fewer queries than this use numpy's product; more use faiss.knn's blocked BLAS.
 _BLAS_FROM = 20
 
@@ -166,32 +170,60 @@ class HnswIndex:
 
     Same ``search`` interface as :class:`ExactIndex`. Build with
     :meth:`build`, extend with :meth:`add`, persist with :meth:`save` /
-    :meth:`load`.
+    :meth:`load`. The index file keeps its parameters: M is the graph's
+    degree, and efConstruction and efSearch are fields of FAISS's HNSW
+    structure, which ``faiss.write_index`` writes and ``read_index`` restores,
+    so a saved index searches with the beam width it was built for whatever
+    the library's defaults are later.
 
     Parameters
     ----------
     index : faiss.IndexHNSWFlat
-    ef_search : int
-        Search beam width: larger = higher recall, slower.
+    ef_search : int or None
+        Search beam width: larger = higher recall, slower. None: the index's
+        own (``index.hnsw.efSearch``, i.e. the one saved in its file).
     mapped : bool
         The vector storage is a read-only memory map (then :meth:`add` refuses).
     """
 
     exact = False
 
-    def __init__(self, index, *, ef_search: int = HNSW_EF_SEARCH, mapped: bool = False):
+    def __init__(self, index, *, ef_search: int | None = None, mapped: bool = False):
         self.index = index
-        self.ef_search = int(ef_search)
+        if ef_search is not None:
+            self.ef_search = ef_search
         self.mapped = mapped
 
+    @property
+    def ef_search(self) -> int:
+        """Search beam width (FAISS ``efSearch``), saved with the index."""
+        return int(self.index.hnsw.efSearch)
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        self.index.hnsw.efSearch = int(value)
+
+    @property
+    def params(self) -> dict:
+        """``{"m", "ef_construction", "ef_search"}`` of this index (M = links per node above level 0)."""
+        h = self.index.hnsw
+        return {"m": int(h.nb_neighbors(1)), "ef_construction": int(h.efConstruction),
+                "ef_search": int(h.efSearch)}
+
     @classmethod
-    def build(cls, vectors: np.ndarray, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION,
-              ef_search: int = HNSW_EF_SEARCH, chunk: int = 100_000) -> HnswIndex:
+    def build(cls, vectors: np.ndarray, *, m: int | None = None, ef_construction: int | None = None,
+              ef_search: int | None = None, chunk: int = 100_000) -> HnswIndex:
         """Build the graph over ``vectors`` (n, d) float32, L2-normalised.
 
-        Added in chunks so a memory-mapped ``pca.npy`` is never copied whole.
+        ``m``, ``ef_construction``, ``ef_search``: None takes :data:`HNSW_M`,
+        :data:`HNSW_EF_CONSTRUCTION`, :data:`HNSW_EF_SEARCH`. Rows are added in
+        chunks so a memory-mapped ``pca.npy`` is never copied whole.
         """
         import faiss
+
+        m = HNSW_M if m is None else m
+        ef_construction = HNSW_EF_CONSTRUCTION if ef_construction is None else ef_construction
+        ef_search = HNSW_EF_SEARCH if ef_search is None else ef_search
 
         d = int(np.shape(vectors)[1])
         index = faiss.IndexHNSWFlat(d, int(m), faiss.METRIC_INNER_PRODUCT)
@@ -242,7 +274,8 @@ class HnswIndex:
         return _drop_excluded(sims, rows, exclude, k)
 
     def save(self, path: Path | str) -> None:
-        """Write the index to ``path`` atomically (a reader sees the old or the new file)."""
+        """Write the index, its parameters included, to ``path`` atomically (a reader
+        sees the old or the new file)."""
         import faiss
 
         path = Path(path)
@@ -251,8 +284,10 @@ class HnswIndex:
         os.replace(tmp, path)
 
     @classmethod
-    def load(cls, path: Path | str, *, mmap: bool = True, ef_search: int = HNSW_EF_SEARCH) -> HnswIndex:
+    def load(cls, path: Path | str, *, mmap: bool = True, ef_search: int | None = None) -> HnswIndex:
         """Read a saved index; ``mmap`` maps its vectors read-only instead of copying them.
+
+        ``ef_search`` None keeps the beam width saved in the file.
 
         Raises
         ------
@@ -321,13 +356,22 @@ def _locked(path: Path):
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
+def _load_saved(path: Path, meta: dict, *, mmap: bool) -> HnswIndex:
+    """A project's saved index. One saved before the parameters were kept in the file
+    (its index.json has no ``ef_search``) holds FAISS's default efSearch of 16, which it
+    was never searched with: it gets the library's."""
+    return HnswIndex.load(path, mmap=mmap, ef_search=None if "ef_search" in meta else HNSW_EF_SEARCH)
+
+
 def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
                          say=lambda message: None) -> str:
     """Bring ``models/index.faiss`` up to date with ``pca.npy``.
 
     Below :data:`HNSW_FROM` rows nothing is saved (exact search needs no
-    index). Rows appended since the last build are added to the graph; a
-    refitted PCA (the first rows changed) rebuilds it. Concurrent callers
+    index). Rows appended since the last build are added to the graph (which
+    keeps the parameters saved in it); a refitted PCA (the first rows
+    changed) rebuilds it with the library's. ``models/index.json`` records
+    rows, dimension, fingerprint and the parameters. Concurrent callers
     (dashboard workers) wait on a file lock, so one of them does the work.
 
     Parameters
@@ -361,7 +405,7 @@ def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
         if path.is_file() and 0 < old < n and meta.get("dim") == x.shape[1] \
                 and meta.get("fingerprint") == _fingerprint(x, old):
             say(f"adding {n - old:,} vectors to the HNSW index ...")
-            index = HnswIndex.load(path, mmap=False)
+            index = _load_saved(path, meta, mmap=False)
             index.add(x[old:])
             what = f"added {n - old}"
         else:
@@ -369,8 +413,8 @@ def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
             index = HnswIndex.build(x)
             what = "built"
         index.save(path)
-        meta = {"kind": "hnsw", "rows": n, "dim": int(x.shape[1]), "m": HNSW_M,
-                "ef_construction": HNSW_EF_CONSTRUCTION, "fingerprint": _fingerprint(x, n)}
+        meta = {"kind": "hnsw", "rows": n, "dim": int(x.shape[1]), **index.params,
+                "fingerprint": _fingerprint(x, n)}
         tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(meta))
         os.replace(tmp, meta_path)
@@ -392,4 +436,6 @@ def project_index(project: Project, vectors: np.ndarray | None = None, *,
     if exact or len(x) < HNSW_FROM:
         return ExactIndex(x)
     update_project_index(project, x)
-    return HnswIndex.load(project.models_dir / INDEX_FILE, mmap=True)
+    meta_path = project.models_dir / INDEX_META
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    return _load_saved(project.models_dir / INDEX_FILE, meta, mmap=True)

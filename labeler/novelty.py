@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import BadInputError
-from .index import build_index
+from .index import ExactIndex, build_index
 
 # Bursts of up to 5 shots of one part are left out of the statistic.
 NOVELTY_RANK = 5
@@ -86,7 +86,8 @@ def held_out_similarities(vectors: np.ndarray, *, sample: int | None = SAMPLE, s
         Group code of each image (same part or burst); then the similarity to
         the nearest image of another group (-1.0 when there is none).
     index : object with ``search(queries, k, exclude=)`` or None
-        A prebuilt index over ``vectors`` (:func:`labeler.index.build_index`).
+        A prebuilt index over ``vectors``; None: exact search for a sample,
+        :func:`labeler.index.build_index` when every row is a query.
 
     Returns
     -------
@@ -107,7 +108,10 @@ def held_out_similarities(vectors: np.ndarray, *, sample: int | None = SAMPLE, s
         return np.ones(n, np.float32)
     rows = np.arange(n) if sample is None or n <= sample else np.sort(
         np.random.default_rng(seed).choice(n, sample, replace=False))
-    index = index if index is not None else build_index(x)
+    if index is None:
+        # A sample's queries cost sample x n inner products exactly (faiss.knn, blocked);
+        # a graph index would first cost a build over all n rows (minutes at 1M).
+        index = build_index(x) if len(rows) == n else ExactIndex(x)
     if groups is None:
         sims, _ = index.search(x[rows], int(min(rank, n - 1)), exclude=rows)
         return sims[:, -1].astype(np.float32)

@@ -224,15 +224,80 @@ def fit_umaps(
     return list(zip(fitted, coords))
 
 
+#: umap-learn's constants of ``smooth_knn_dist`` (umap/umap_.py).
+SMOOTH_K_TOLERANCE = 1e-5
+MIN_K_DIST_SCALE = 1e-3
+
+
+def membership_weights(similarities: np.ndarray, *, n_iter: int = 64) -> np.ndarray:
+    """UMAP's fuzzy-set membership strengths of each row's neighbours, normalised per row.
+
+    Distance d = 1 - cosine similarity; strength exp(-max(d - rho, 0) / sigma)
+    with rho the nearest non-zero distance and sigma found by bisection so the
+    strengths of neighbours 2..k sum to log2(k) (McInnes, Healy & Melville 2018,
+    sec. 3; ``umap.umap_.smooth_knn_dist``, with ``local_connectivity=1``,
+    vectorised over rows in numpy so a search query needs neither umap nor numba).
+
+    Parameters
+    ----------
+    similarities : ndarray (m, k) float
+        Cosine similarities of each row's k nearest neighbours, most similar first;
+        -inf (a missing neighbour) gets weight 0.
+
+    Returns
+    -------
+    ndarray (m, k) float32
+        Non-negative weights summing to 1 per row (a row with no finite
+        similarity: uniform).
+    """
+    s = np.atleast_2d(np.asarray(similarities, dtype=np.float64))
+    m, k = s.shape
+    if k == 0:
+        return np.zeros((m, 0), np.float32)
+    missing = ~np.isfinite(s)
+    d = np.clip(1.0 - np.where(missing, 1.0, s), 0.0, None)
+    d = np.where(missing, np.nan, d)
+    pos = np.where(d > 0, d, np.inf)
+    rho = np.min(pos, axis=1)
+    rho = np.where(np.isfinite(rho), rho, 0.0)
+    target = np.log2(k)
+    lo, hi, mid = np.zeros(m), np.full(m, np.inf), np.ones(m)
+    active = np.ones(m, bool)
+    tail = d[:, 1:] - rho[:, None]
+    for _ in range(n_iter):
+        if not active.any():
+            break
+        a = np.flatnonzero(active)
+        t = tail[a]
+        psum = np.nansum(np.exp(-np.maximum(t, 0.0) / mid[a, None]), axis=1)  # d <= rho counts 1
+        done = np.abs(psum - target) < SMOOTH_K_TOLERANCE
+        high = ~done & (psum > target)
+        low = ~done & ~high
+        hi[a[high]] = mid[a[high]]
+        mid[a[high]] = (lo[a[high]] + hi[a[high]]) / 2.0
+        lo[a[low]] = mid[a[low]]
+        mid[a[low]] = np.where(np.isinf(hi[a[low]]), mid[a[low]] * 2, (lo[a[low]] + hi[a[low]]) / 2.0)
+        active[a[done]] = False
+    mean_row = np.nanmean(np.where(missing, np.nan, d), axis=1) if missing.any() else d.mean(axis=1)
+    mean_all = np.nanmean(d) if missing.any() else d.mean()
+    floor = MIN_K_DIST_SCALE * np.where(rho > 0, np.nan_to_num(mean_row), np.nan_to_num(mean_all))
+    sigma = np.maximum(mid, floor)
+    w = np.exp(-np.maximum(d - rho[:, None], 0.0) / np.maximum(sigma[:, None], 1e-12))
+    w = np.where(missing, 0.0, w)
+    total = w.sum(axis=1, keepdims=True)
+    w = np.where(total > 0, w / np.where(total > 0, total, 1.0), 1.0 / k)
+    return w.astype(np.float32)
+
+
 def place_by_neighbours(fitted: np.ndarray, fitted_coords: Sequence[np.ndarray], vectors: np.ndarray,
                         rows: np.ndarray | None = None, *, k: int = 15, chunk: int = 50_000) -> list[np.ndarray]:
     """Place new points in fitted low-dimensional spaces by their nearest fitted points.
 
     Each new point goes to the weighted mean of the positions of its ``k``
-    nearest fitted points (cosine similarity in the PCA space). The weights are
-    UMAP's fuzzy-set membership strengths exp(-(d - rho) / sigma)
-    (``umap.umap_.smooth_knn_dist``; McInnes, Healy & Melville 2018, sec. 3):
-    the starting position ``UMAP.transform`` gives a point before optimising it.
+    nearest fitted points (cosine similarity in the PCA space), weighted by
+    :func:`membership_weights` (UMAP's fuzzy-set membership strengths): the
+    starting position ``UMAP.transform`` gives a point before optimising it.
+    A search query is placed on the map the same way (:func:`place_from_neighbours`).
 
     Parameters
     ----------
@@ -250,8 +315,6 @@ def place_by_neighbours(fitted: np.ndarray, fitted_coords: Sequence[np.ndarray],
     list of ndarray (len(rows), c_j) float32
         The placed positions, one array per space.
     """
-    from umap.umap_ import smooth_knn_dist
-
     from .index import ExactIndex, HnswIndex
 
     rows = np.arange(len(vectors)) if rows is None else np.asarray(rows)
@@ -263,15 +326,30 @@ def place_by_neighbours(fitted: np.ndarray, fitted_coords: Sequence[np.ndarray],
     for i in range(0, len(rows), chunk):
         part = rows[i : i + chunk]
         sims, nbr = index.search(np.ascontiguousarray(vectors[part], dtype=np.float32), k)
-        nbr = np.where(nbr < 0, nbr[:, :1], nbr)  # a short HNSW answer: repeat the nearest
-        dist = np.clip(1.0 - sims, 0.0, None).astype(np.float32)
-        dist = np.where(np.isfinite(dist), dist, dist[:, :1])
-        sigmas, rhos = smooth_knn_dist(dist, float(k), local_connectivity=1.0)
-        w = np.exp(-np.maximum(dist - rhos[:, None], 0.0) / np.maximum(sigmas[:, None], 1e-12))
-        w /= np.maximum(w.sum(axis=1, keepdims=True), 1e-12)
-        for out, c in zip(outs, coords):
-            out[i : i + len(part)] = np.einsum("nk,nkc->nc", w, c[nbr])
+        placed = place_from_neighbours(sims, [c[np.maximum(nbr, 0)] for c in coords])
+        for out, p in zip(outs, placed):
+            out[i : i + len(part)] = p
     return outs
+
+
+def place_from_neighbours(similarities: np.ndarray, neighbour_coords: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Positions from already-found neighbours: the :func:`membership_weights`-weighted
+    mean of their coordinates.
+
+    Parameters
+    ----------
+    similarities : ndarray (m, k) float
+        Cosine similarities, most similar first (-inf = no neighbour, weight 0).
+    neighbour_coords : sequence of ndarray (m, k, c_j) float
+        The neighbours' positions in each space.
+
+    Returns
+    -------
+    list of ndarray (m, c_j) float32
+    """
+    w = membership_weights(similarities)
+    return [np.einsum("nk,nkc->nc", w, np.asarray(c, dtype=np.float32)).astype(np.float32)
+            for c in neighbour_coords]
 
 
 def transform_umap(reducer, vectors: np.ndarray) -> np.ndarray:

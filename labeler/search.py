@@ -33,6 +33,8 @@ from .errors import ProjectError, QueryImageError, StoreError
 from .images import content_hash
 from .index import ExactIndex, project_index
 from .project import Project
+from .reduce import place_from_neighbours
+
 #: Plain nearest neighbours re-ranked by a label-conditioned search.
 FOR_LABEL_CANDIDATES = 1000
 
@@ -78,6 +80,8 @@ class SearchResult:
         content hash as an embedded image); that image is not among ``neighbours``.
     top1_class : str or None
         The backbone's ImageNet top-1 class for the query.
+    top1_prob : float or None
+        Its softmax probability (:mod:`labeler.hints` shows the class only above a threshold).
     n_labelled : int
         How many of the ``len(neighbours)`` neighbours have a label: the vote
         rests on these ("3 of 12 labelled").
@@ -94,6 +98,7 @@ class SearchResult:
     is_novel: bool
     query_image_id: int | None = None
     top1_class: str | None = field(default=None)
+    top1_prob: float | None = None
     n_labelled: int = 0
 
     @property
@@ -213,17 +218,19 @@ class Searcher:
                 res = self.by_id(image_id, k, exact=exact, for_label=for_label)
                 res.query = paths[i].name
                 res.top1_class = self._top1_name(int(self.project.store.top1_of([image_id])[0]))
+                res.top1_prob = self.project.store.top1_prob_of([image_id])[0]
                 out[i] = res
             else:
                 todo.append((i, paths[i]))
         if todo:
-            for i, z, top1, err in self._embed(todo, batch_size):
+            for i, z, top1, err, prob in self._embed(todo, batch_size):
                 if err is not None:
                     out[i] = QueryFailure(paths[i].name, f"{paths[i].name}: {err}")
                 else:
                     res = self._answer(paths[i].name, z, k, exclude=None, xy=None, exact=exact,
                                        for_label=for_label)
                     res.top1_class = self._top1_name(top1)
+                    res.top1_prob = prob
                     out[i] = res
         return out  # type: ignore[return-value]
 
@@ -305,8 +312,8 @@ class Searcher:
         )
 
     def _embed(self, items: list[tuple[int, Path]], batch_size: int
-               ) -> Iterator[tuple[int, np.ndarray | None, int, str | None]]:
-        """(index, PCA vector or None, top-1 class index, error or None) per item."""
+               ) -> Iterator[tuple[int, np.ndarray | None, int, str | None, float | None]]:
+        """(index, PCA vector or None, top-1 class index, error or None, top-1 probability) per item."""
         from .embedding.extract import embed_files
         from .embedding.stage import query_engine
         from .reduce import transform_pca
@@ -316,11 +323,11 @@ class Searcher:
         for b in embed_files(items, bb, view=meta.get("view", "whole"), batch_size=batch_size,
                              num_workers=0, progress=False, engine=query_engine(self.project, bb)):
             for i, reason in b.failures:
-                yield int(i), None, -1, str(reason)
+                yield int(i), None, -1, str(reason), None
             if len(b.ids):
                 z = transform_pca(self._pca_model(), b.features)
                 for j, i in enumerate(b.ids):
-                    yield int(i), z[j], int(b.top1[j]), None
+                    yield int(i), z[j], int(b.top1[j]), None, float(b.top1_prob[j])
 
     def _top1_name(self, top1: int) -> str | None:
         cats = self.project.store.get_meta("categories") or []
@@ -403,29 +410,29 @@ def load_pca(models_dir: Path):
 
 
 def place_on_map(neighbour_xy: np.ndarray, similarities: np.ndarray) -> tuple[float, float]:
-    """Map position of a query: the similarity-weighted mean of its neighbours' positions.
-
-    This is the initial position umap-learn's ``UMAP.transform`` gives a new point
-    before optimising it (``init_transform``; McInnes, Healy & Melville 2018); it
-    needs no UMAP model and no numba compilation.
+    """Map position of a query from its nearest neighbours, as ingest places the images
+    outside the UMAP fit sample (:func:`labeler.reduce.place_from_neighbours`: the mean
+    of their positions weighted by UMAP's membership strengths; numpy only, no UMAP
+    model, no numba compilation).
 
     Parameters
     ----------
     neighbour_xy : ndarray (k, 2) float
         Map positions of the query's nearest neighbours.
     similarities : ndarray (k,) float
-        Their cosine similarities to the query; negative ones weigh (almost) nothing.
+        Their cosine similarities to the query (in any order).
 
     Returns
     -------
     tuple of float
         ``(x, y)``; ``(0.0, 0.0)`` with no neighbours.
     """
-    xy = np.asarray(neighbour_xy, dtype=np.float64)
+    xy = np.asarray(neighbour_xy, dtype=np.float32)
     if len(xy) == 0:
         return (0.0, 0.0)
-    w = np.maximum(np.asarray(similarities, dtype=np.float64), 0.0) + 1e-6
-    x, y = (w[:, None] * xy).sum(0) / w.sum()
+    sims = np.asarray(similarities, dtype=np.float32)
+    order = np.argsort(-sims, kind="stable")  # a label-conditioned re-rank may reorder them
+    x, y = place_from_neighbours(sims[order][None, :], [xy[order][None, :, :]])[0][0]
     return (float(x), float(y))
 
 

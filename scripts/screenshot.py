@@ -7,6 +7,7 @@ Run::
 
     python scripts/screenshot.py --project data/projects/elpv --out docs/dashboard.png \\
         --large-view docs/large-view.png
+    python scripts/screenshot.py --project P --color-mode confidence --out docs/suggestion-confidence.png
 """
 
 from __future__ import annotations
@@ -26,11 +27,12 @@ from labeler.app import create_app  # noqa: E402
 
 def take_screenshot(project: Path, out: Path, *, width: int = 1600, height: int = 950,
                     open_cluster: bool = True, timeout: float = 60.0,
-                    large_view: Path | None = None) -> Path:
+                    large_view: Path | None = None, color_mode: str | None = None) -> Path:
     """Save a PNG of the dashboard of ``project`` to ``out``; returns ``out``.
 
     ``large_view``: also save a PNG of the large view of the open cluster's first
-    image there.
+    image there. ``color_mode``: colour the map this way first (a value of
+    ``labeler.app.views.COLOR_MODES``, e.g. 'confidence').
 
     Raises
     ------
@@ -53,6 +55,11 @@ def take_screenshot(project: Path, out: Path, *, width: int = 1600, height: int 
                 "const g = document.querySelector('#map .js-plotly-plot');"
                 "return g && g._fullData && g._fullData[0]._length") == n, timeout)
             _wait(lambda: driver.find_elements(By.CSS_SELECTOR, ".cluster-card"), timeout)
+            if color_mode:
+                cmax_js = "return document.querySelector('#map .js-plotly-plot')._fullData[0].marker.cmax"
+                before = driver.execute_script(cmax_js)
+                driver.find_element(By.CSS_SELECTOR, f"#color-mode input[value='{color_mode}']").click()
+                _wait(lambda: driver.execute_script(cmax_js) != before, timeout)  # the map recoloured
             if open_cluster:
                 driver.find_element(By.CSS_SELECTOR, ".cluster-card .btn").click()
                 _wait(lambda: driver.find_elements(By.CSS_SELECTOR, "#cluster-grid .thumb"), timeout)
@@ -97,11 +104,13 @@ def main(argv=None) -> None:
     ap.add_argument("--width", type=int, default=1600)
     ap.add_argument("--height", type=int, default=950)
     ap.add_argument("--no-open-cluster", action="store_true", help="do not open the largest cluster")
+    ap.add_argument("--color-mode", default=None, help="colour the map by this mode first (e.g. confidence)")
     ap.add_argument("--large-view", type=Path, default=None,
                     help="also save the large view of the open cluster's first image here")
     args = ap.parse_args(argv)
     path = take_screenshot(args.project, args.out, width=args.width, height=args.height,
-                           open_cluster=not args.no_open_cluster, large_view=args.large_view)
+                           open_cluster=not args.no_open_cluster, large_view=args.large_view,
+                           color_mode=args.color_mode)
     print(f"wrote {path}" + (f" and {args.large_view}" if args.large_view else ""))
 
 

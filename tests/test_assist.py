@@ -199,3 +199,45 @@ def test_random_baseline_runs(data):
     x, y, g = data
     res = queue_flow(y, x, graph=g, max_actions=20, pick="random")
     assert res.strategy == "random" and len(res.shown) >= 15
+
+
+def test_calibration_folds_keep_a_cluster_together():
+    rows = np.arange(200)
+    y = np.repeat([0, 1], 100)
+    groups = np.repeat(np.arange(10), 20)  # 10 clusters of 20 images
+    fold = model._folds(rows, y, 5, groups)
+    for g in range(10):
+        assert len(set(fold[groups == g])) == 1
+    assert len(set(model._folds(rows, y, 5)[groups == 0])) > 1  # by image: a cluster is split
+    noise = model._folds(rows, y, 5, np.full(200, -1))  # noise: every image is its own group
+    assert np.array_equal(noise, model._folds(rows, y, 5))
+
+
+def _labelled_clusters_and_a_look_alike(seed=0):
+    """Class 0 = blobs A1, A2; class 1 = blob B1. Blob A2 lies next to B1, far from A1.
+    The annotator labelled the clusters A1 and B1 whole; A2 is unlabelled."""
+    rng = np.random.default_rng(seed)
+    d = 16
+    a1, b1 = np.zeros(d), np.zeros(d)
+    a1[0], b1[1] = 1.0, 1.0
+    a2 = b1 + 0.25 * np.eye(d)[2]
+    x = np.concatenate([c + 0.05 * rng.standard_normal((60, d)) for c in (a1, b1, a2)]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.repeat([0, 1, 0], 60)
+    clusters = np.repeat([0, 1, 2], 60)
+    return x, y, clusters, np.arange(120)
+
+
+def test_labels_of_whole_clusters_do_not_vouch_for_an_unlabelled_cluster():
+    x, y, clusters, rows = _labelled_clusters_and_a_look_alike()
+    g = build_knn_graph(x)
+    rest = np.arange(120, 180)
+    by_image, _ = model.predict(x, g, rows, y[rows], ["a", "b"])
+    by_cluster, _ = model.predict(x, g, rows, y[rows], ["a", "b"], clusters=clusters)
+    wrong_img = (by_image.label[rest] != y[rest]) & (by_image.confidence[rest] >= 0.95)
+    wrong_cl = (by_cluster.label[rest] != y[rest]) & (by_cluster.confidence[rest] >= 0.95)
+    assert wrong_img.sum() > 30  # image folds: near-identical members on both sides -> sure and wrong
+    assert wrong_cl.sum() == 0  # grouped folds: held-out clusters showed the model is not to be trusted
+    # Images of the labelled clusters keep the image folds' evidence: still confident, and right.
+    seen = np.arange(120)
+    assert np.array_equal(by_cluster.confidence[seen], by_image.confidence[seen])

@@ -86,3 +86,67 @@ def test_project_index_builds_adds_and_rebuilds(tmp_path, monkeypatch):
     p.save_array("pca", x[::-1].copy())  # a refitted PCA changes every row
     assert update_project_index(p) == "built"
     p.store.close()
+
+
+def test_saved_index_keeps_its_parameters(tmp_path, monkeypatch):
+    x = clustered(1500, seed=3)
+    hnsw = HnswIndex.build(x[:1000], m=12, ef_construction=30, ef_search=48)
+    assert hnsw.params == {"m": 12, "ef_construction": 30, "ef_search": 48}
+    path = tmp_path / "index.faiss"
+    hnsw.save(path)
+    monkeypatch.setattr(ix, "HNSW_EF_SEARCH", 7)  # later library defaults do not change a saved index
+    for mmap in (True, False):
+        assert HnswIndex.load(path, mmap=mmap).params == {"m": 12, "ef_construction": 30, "ef_search": 48}
+    assert HnswIndex.load(path, ef_search=100).ef_search == 100  # an explicit beam width wins
+    grown = HnswIndex.load(path, mmap=False)
+    grown.add(x[1000:])
+    grown.save(path)
+    assert HnswIndex.load(path).params["ef_search"] == 48
+
+
+def test_project_index_records_parameters_and_exact_on_request(tmp_path, monkeypatch):
+    import json
+
+    monkeypatch.setattr(ix, "HNSW_FROM", 500)
+    monkeypatch.setattr(ix, "HNSW_M", 8)
+    monkeypatch.setattr(ix, "HNSW_EF_SEARCH", 40)
+    p = Project(tmp_path / "p", create=True)
+    x = clustered(800, seed=4)
+    p.save_array("pca", x)
+    idx = project_index(p)
+    assert isinstance(idx, HnswIndex) and idx.params["m"] == 8 and idx.ef_search == 40
+    meta = json.loads((p.models_dir / ix.INDEX_META).read_text())
+    assert (meta["m"], meta["ef_search"], meta["rows"]) == (8, 40, 800)
+    exact = project_index(p, exact=True)
+    assert isinstance(exact, ExactIndex)
+    q = np.arange(0, 800, 80)
+    sims, rows = exact.search(x[q], 5, exclude=q)
+    brute = x[q] @ x.T
+    brute[np.arange(len(q)), q] = -np.inf
+    np.testing.assert_array_equal(rows, np.argsort(-brute, axis=1, kind="stable")[:, :5])
+    p.store.close()
+
+
+def test_an_index_saved_before_parameters_were_kept_gets_the_library_beam(tmp_path, monkeypatch):
+    import json
+
+    import faiss
+
+    monkeypatch.setattr(ix, "HNSW_FROM", 500)
+    p = Project(tmp_path / "p", create=True)
+    x = clustered(800, seed=5)
+    p.save_array("pca", x)
+    update_project_index(p)
+    meta_path = p.models_dir / ix.INDEX_META
+    meta = json.loads(meta_path.read_text())
+    old = faiss.read_index(str(p.models_dir / ix.INDEX_FILE))
+    old.hnsw.efSearch = 16  # what the earlier code left in the file (FAISS's default)
+    faiss.write_index(old, str(p.models_dir / ix.INDEX_FILE))
+    del meta["ef_search"]  # and its index.json did not record it
+    meta_path.write_text(json.dumps(meta))
+    assert project_index(p).ef_search == ix.HNSW_EF_SEARCH
+    p.save_array("pca", np.concatenate([x, clustered(50, seed=6)]))
+    assert update_project_index(p) == "added 50"
+    assert json.loads(meta_path.read_text())["ef_search"] == ix.HNSW_EF_SEARCH
+    assert project_index(p).ef_search == ix.HNSW_EF_SEARCH
+    p.store.close()

@@ -59,3 +59,23 @@ def test_held_out_similarities_by_hand():
         novelty.calibrate(x, 101)
     with pytest.raises(ValueError, match="group codes"):
         novelty.held_out_similarities(x, groups=np.zeros(3, int))
+
+
+def test_a_sample_is_answered_exactly_without_building_a_graph(monkeypatch):
+    from labeler import index as ix
+    from labeler.novelty import held_out_similarities
+
+    rng = np.random.default_rng(7)
+    x = rng.normal(size=(600, 16)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    monkeypatch.setattr(ix, "HNSW_FROM", 100)  # "a large collection"
+
+    def no_graph(*a, **k):
+        raise AssertionError("a graph index was built for a sample")
+
+    monkeypatch.setattr(ix.HnswIndex, "build", no_graph)
+    got = held_out_similarities(x, sample=50, rank=1)
+    rows = np.sort(np.random.default_rng(0).choice(600, 50, replace=False))
+    full = x[rows] @ x.T
+    full[np.arange(50), rows] = -np.inf
+    np.testing.assert_allclose(got, full.max(axis=1), rtol=1e-5)

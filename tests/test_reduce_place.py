@@ -52,3 +52,42 @@ def test_fit_umaps_on_a_sample_places_the_rest():
     assert nearest_centre_accuracy(space[~sample], y[~sample], space[sample], y[sample]) > 0.97
     with pytest.raises(ValueError):
         fit_umap(x, 2, place="nowhere")
+
+
+def test_membership_weights_match_umap_smooth_knn_dist():
+    from umap.umap_ import smooth_knn_dist
+
+    from labeler.reduce import membership_weights
+
+    rng = np.random.default_rng(3)
+    sims = -np.sort(-rng.uniform(0.2, 1.0, size=(500, 15)), axis=1)
+    sims[0, :4] = 1.0  # duplicates of the query: distance 0
+    sims[1, :] = 1.0
+    dist = np.clip(1 - sims, 0, None).astype(np.float32)
+    sigma, rho = smooth_knn_dist(dist, 15.0, local_connectivity=1.0)
+    ref = np.exp(-np.maximum(dist - rho[:, None], 0) / np.maximum(sigma[:, None], 1e-12))
+    ref /= ref.sum(axis=1, keepdims=True)
+    w = membership_weights(sims)
+    assert w.dtype == np.float32 and w.shape == (500, 15)
+    np.testing.assert_allclose(w, ref, atol=1e-5)
+    short = sims[2:3].copy()
+    short[0, 9:] = -np.inf  # an HNSW answer with fewer than k neighbours
+    ws = membership_weights(short)[0]
+    assert (ws[9:] == 0).all() and ws.sum() == pytest.approx(1.0) and (ws[:9] > 0).all()
+
+
+def test_search_places_a_query_as_ingest_places_a_row():
+    from labeler.index import ExactIndex
+    from labeler.search import place_on_map
+
+    x, y = blobs(600, seed=4)
+    fitted = x[:500]
+    xy = np.random.default_rng(5).normal(size=(500, 2)).astype(np.float32)
+    q = x[500:510]
+    placed = place_by_neighbours(fitted, [xy], q, k=10)[0]
+    sims, rows = ExactIndex(fitted).search(q, 10)
+    for i in range(10):
+        np.testing.assert_allclose(place_on_map(xy[rows[i]], sims[i]), placed[i], atol=1e-5)
+        shuffled = np.random.default_rng(i).permutation(10)  # a re-ranked answer: same place
+        np.testing.assert_allclose(place_on_map(xy[rows[i]][shuffled], sims[i][shuffled]), placed[i], atol=1e-5)
+    assert place_on_map(np.zeros((0, 2)), np.zeros(0)) == (0.0, 0.0)

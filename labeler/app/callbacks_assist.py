@@ -10,6 +10,7 @@ action (they are cached by the newest action id).
 
 from __future__ import annotations
 
+import numpy as np
 from dash import ALL, Dash, Input, Output, State, dcc, html
 from dash.exceptions import PreventUpdate
 
@@ -18,7 +19,7 @@ from ..assist.next import next_to_label
 from ..assist.suggest import accept, suggest
 from ..errors import BadInputError
 from . import ids
-from .actions import run
+from .actions import run, write_on_click
 from .common import annotator_name
 from .components import thumb
 from .state import AppContext
@@ -49,19 +50,77 @@ def next_tab() -> dcc.Tab:
 
 
 # -- plain functions (tested directly) ------------------------------------------------------
+def point_suggestions(actx: AppContext) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """The suggestion of every map point.
+
+    Returns
+    -------
+    code : ndarray (n_points,), int64
+        Suggested class (index into ``classes``); -1 for a labelled point, or when
+        there is no suggestion (no labels yet).
+    confidence : ndarray (n_points,), float32
+        Its calibrated confidence in [0, 1] (NaN where ``code`` is -1).
+    classes : tuple of str
+    """
+    code = np.full(actx.n_points, -1, dtype=np.int64)
+    conf = np.full(actx.n_points, np.nan, dtype=np.float32)
+    if not actx.store.label_counts():  # nothing to learn from: no suggestion model to fit
+        return code, conf, ()
+    sug = suggest(actx.project)
+    if not sug.classes or not actx.n_points:
+        return code, conf, tuple(sug.classes)
+    ok = sug.unlabelled
+    sug_ids = sug.image_ids[ok]
+    order = np.argsort(actx.point_ids, kind="stable")
+    at = np.clip(np.searchsorted(actx.point_ids[order], sug_ids), 0, actx.n_points - 1)
+    hit = actx.point_ids[order][at] == sug_ids
+    code[order[at[hit]]] = sug.label[ok][hit]
+    conf[order[at[hit]]] = sug.confidence[ok][hit]
+    return code, conf, tuple(sug.classes)
+
+
 def suggested_point_labels(actx: AppContext, min_confidence: float = MAP_MIN_CONFIDENCE):
     """Per map point: its label, else '<suggestion> (suggested)' when at least
     ``min_confidence`` confident, else '' (shape (n_points,), object)."""
-    import numpy as np
+    code, conf, classes = point_suggestions(actx)
+    out = actx.point_labels()
+    for p in np.flatnonzero((code >= 0) & (conf >= min_confidence)):
+        out[p] = f"{classes[int(code[p])]} (suggested)"
+    return out
 
-    sug = suggest(actx.project)
-    given = actx.store.labels()
-    by_id = {}
-    if sug.classes:
-        ok = sug.unlabelled & (sug.confidence >= min_confidence)
-        by_id = {int(i): f"{sug.classes[int(c)]} (suggested)"
-                 for i, c in zip(sug.image_ids[ok], sug.label[ok])}
-    return np.array([given.get(int(i)) or by_id.get(int(i), "") for i in actx.point_ids], dtype=object)
+
+def cluster_suggestions(actx: AppContext) -> dict[int, dict]:
+    """Per cluster with suggestions: its unlabelled members' leading suggested label.
+
+    Returns
+    -------
+    dict
+        cluster -> {label, share (of the cluster's suggested unlabelled images that
+        lead with it), n (suggested unlabelled images), confidence (their mean
+        calibrated confidence for it)}; empty when there are no suggestions.
+    """
+    code, conf, classes = point_suggestions(actx)
+    if not classes:
+        return {}
+    clusters = actx.assignment().clusters
+    has = np.flatnonzero(code >= 0)
+    order = has[np.argsort(clusters[has], kind="stable")]
+    uniq, starts = np.unique(clusters[order], return_index=True)
+    out = {}
+    for c, group in zip(uniq, np.split(order, starts[1:])):
+        counts = np.bincount(code[group], minlength=len(classes))
+        best = int(counts.argmax())
+        out[int(c)] = {"label": classes[best], "share": float(counts[best] / len(group)), "n": int(len(group)),
+                       "confidence": float(conf[group][code[group] == best].mean())}
+    return out
+
+
+def suggestion_text(s: dict | None) -> str | None:
+    """'suggested: mono for 85% of 120 unlabelled (mean confidence 0.91)' (None when none)."""
+    if not s:
+        return None
+    return (f"suggested: {s['label']} for {100 * s['share']:.0f}% of {s['n']:,} unlabelled "
+            f"(mean confidence {s['confidence']:.2f})")
 
 
 def bands_view(actx: AppContext) -> tuple[list, list]:
@@ -143,21 +202,8 @@ def register(app: Dash, actx: AppContext) -> None:
         bands, options = bands_view(actx)
         return bands, options, next_view(actx)
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Input(ids.NEXT_ACCEPT_BUTTON, "n_clicks"),
-        State(ids.NEXT_ACCEPT_LABEL, "value"),
-        State(ids.NEXT_ACCEPT_MIN, "value"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def accept_bulk(n, label, min_confidence, annotator, version):
-        if not n:
-            raise PreventUpdate
-        r = run(accept_bulk_action, actx, label, min_confidence, annotator, version=version)
-        return r.message, r.version
+    write_on_click(app, actx, ids.NEXT_ACCEPT_BUTTON, accept_bulk_action,
+                   State(ids.NEXT_ACCEPT_LABEL, "value"), State(ids.NEXT_ACCEPT_MIN, "value"))
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from dash import Dash, Input, Output, Patch, html, no_update
+from dash import Dash, Input, Output, Patch, State, html, no_update
 from dash.exceptions import PreventUpdate
 
 from . import ids
 from .components import legend
 from .routes import thumb_url
 from .state import AppContext
-from .views import coloring, fit_all_patch, image_facts, point_image_id, recolor_patch
+from .views import coloring, fit_all_patch, image_facts, map_figure, point_image_id, recolor_patch
 
 
 def hover_card(actx: AppContext, image_id: int) -> list:
@@ -84,14 +84,18 @@ def register(app: Dash, actx: AppContext) -> None:
     @app.callback(
         Output(ids.MAP, "figure"),
         Output(ids.MAP_LEGEND, "children"),
+        Output(ids.MAP_POINTS, "data"),
         Input(ids.COLOR_MODE, "value"),
         Input(ids.VERSION, "data"),
         Input(ids.CLUSTER_OPEN, "data"),
+        State(ids.MAP_POINTS, "data"),
         prevent_initial_call=True,
     )
-    def recolor(mode, _version, cluster):
-        col = coloring(actx, mode)
-        return recolor_patch(actx, mode, col, cluster), legend(col, mode, open_cluster=cluster)
+    def recolor(mode, _version, cluster, n_drawn):
+        col = coloring(actx, mode)  # reloads the map points first when an ingest added photos
+        if n_drawn != actx.n_points:  # the page's map lacks them: redraw it whole (the zoom stays)
+            return map_figure(actx, mode, col, cluster), legend(col, mode, open_cluster=cluster), actx.n_points
+        return recolor_patch(actx, mode, col, cluster), legend(col, mode, open_cluster=cluster), no_update
 
     @app.callback(
         Output(ids.MAP, "figure", allow_duplicate=True),

@@ -14,10 +14,12 @@ from dash.exceptions import PreventUpdate
 
 from .. import labels
 from ..errors import BadInputError, StoreError
+from ..hints import set_hints_shown
 from . import ids
-from .actions import Outcome, run
-from .common import annotator_name, authenticated_user, triggered_value, update_exclusions
-from .components import caption, cluster_card, grid, thumb
+from .actions import Outcome, run, write_on_click
+from .callbacks_assist import cluster_suggestions, suggestion_text
+from .common import annotator_name, authenticated_user, track_ticks, triggered_value
+from .components import HINT_TITLE, caption, cluster_card, grid, thumb
 from .layout import CARDS_PER_PAGE, PER_PAGE
 from .state import AppContext
 from .views import cluster_members_ordered, cluster_rows, image_facts, page_of, progress, sort_clusters
@@ -80,22 +82,30 @@ def label_ids_action(actx: AppContext, image_ids, label, annotator, *, source="m
 
 def undo_action(actx: AppContext, annotator) -> str | Outcome:
     """Undo the newest action (a bulk label or a cluster edit undoes as one)."""
-    done = labels.undo(actx.project, annotator_name(annotator))
-    if done is None:
-        return Outcome("Nothing of yours to undo.", "warn")
-    if done.note:
-        return Outcome(f"Undone: {done.description}; {done.note}.", "warn")
-    return f"Undone: {done.description}."
+    return _history_message(labels.undo(actx.project, annotator_name(annotator)), "undo", "Undone")
 
 
 def redo_action(actx: AppContext, annotator) -> str | Outcome:
     """Re-apply the action the newest undo reverted."""
-    done = labels.redo(actx.project, annotator_name(annotator))
+    return _history_message(labels.redo(actx.project, annotator_name(annotator)), "redo", "Redone")
+
+
+def _history_message(done, verb: str, past: str) -> str | Outcome:
+    """The message of an undo or redo (``done``: what it did, None = nothing)."""
     if done is None:
-        return Outcome("Nothing of yours to redo.", "warn")
+        return Outcome(f"Nothing of yours to {verb}.", "warn")
     if done.note:
-        return Outcome(f"Redone: {done.description}; {done.note}.", "warn")
-    return f"Redone: {done.description}."
+        return Outcome(f"{past}: {done.description}; {done.note}.", "warn")
+    return f"{past}: {done.description}."
+
+
+def set_hints_action(actx: AppContext, shown: bool) -> str:
+    """Show or hide the ImageNet hints (the project setting ``imagenet_hints``)."""
+    set_hints_shown(actx.project, shown)
+    if shown:
+        return (f"ImageNet hints shown where the backbone is confident "
+                f"(p ≥ {actx.project.settings().imagenet_hint_min_prob:g}).")
+    return "ImageNet hints hidden (project setting imagenet_hints = false)."
 
 
 def progress_view(actx: AppContext) -> tuple[str, dict, list, list]:
@@ -139,8 +149,8 @@ def cluster_detail_view(actx: AppContext, cluster, excluded, page) -> tuple:
         title.append(html.Span(f" · {100 * row['share']:.0f}% labelled"
                                + (f" · majority {row['majority']}" if row["majority"] else ""),
                                className="card-stats"))
-        if row.get("suggested_name"):
-            title.append(html.Div(f"ImageNet hint: {row['suggested_name']}", className="hint"))
+        if row.get("hint"):
+            title.append(html.Div(row["hint"], className="hint", title=HINT_TITLE))
     thumbs = [thumb(ids.GRID_CLUSTER, i, caption(i, facts.get(i)), checked=i not in ex) for i in items]
     return title, grid(thumbs), f" of {n_pages} ({len(members):,} images)", page
 
@@ -198,6 +208,17 @@ def register(app: Dash, actx: AppContext) -> None:
         return progress_view(actx)
 
     @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Input(ids.HINTS_TOGGLE, "value"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def toggle_hints(value, version):
+        r = run(set_hints_action, actx, bool(value), version=version)
+        return r.message, r.version
+
+    @app.callback(
         Output(ids.CLUSTER_LIST, "children"),
         Output(ids.CLUSTER_LIST_PAGES, "children"),
         Input(ids.VERSION, "data"),
@@ -209,7 +230,9 @@ def register(app: Dash, actx: AppContext) -> None:
         items, page, n_pages = page_of(rows, page, CARDS_PER_PAGE)
         n_real = sum(1 for r in rows if r["cluster"] >= 0)
         noise = " + noise" if n_real < len(rows) else ""
-        return [cluster_card(r) for r in items], f" of {n_pages} ({n_real} clusters{noise})"
+        sug = cluster_suggestions(actx)
+        cards = [cluster_card(r, suggestion=suggestion_text(sug.get(r["cluster"]))) for r in items]
+        return cards, f" of {n_pages} ({n_real} clusters{noise})"
 
     @app.callback(
         Output(ids.CLUSTER_OPEN, "data"),
@@ -246,17 +269,7 @@ def register(app: Dash, actx: AppContext) -> None:
         title, items, pages, _ = cluster_detail_view(actx, cluster, excluded, page)
         return {"display": "block"}, title, items, pages, seen
 
-    @app.callback(
-        Output(ids.CLUSTER_EXCLUDED, "data", allow_duplicate=True),
-        Output(ids.CLUSTER_EXCLUDED_NOTE, "children"),
-        Input({"type": ids.THUMB_CHECK, "grid": ids.GRID_CLUSTER, "id": ALL}, "value"),
-        State({"type": ids.THUMB_CHECK, "grid": ids.GRID_CLUSTER, "id": ALL}, "id"),
-        State(ids.CLUSTER_EXCLUDED, "data"),
-        prevent_initial_call=True,
-    )
-    def track_cluster_ticks(values, comp_ids, excluded):
-        out = update_exclusions(excluded, [c["id"] for c in comp_ids], values)
-        return out, excluded_note(out)
+    track_ticks(app, ids.GRID_CLUSTER, ids.CLUSTER_EXCLUDED, note=(ids.CLUSTER_EXCLUDED_NOTE, excluded_note))
 
     # Labelling the open cluster (button, Enter) is callbacks_viewer.on_key: it also
     # opens the next cluster with unlabelled images.
@@ -265,6 +278,7 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.SELECTION_TITLE, "children"),
         Output(ids.SELECTION_GRID, "children"),
         Output(ids.SELECTION_PAGES, "children"),
+        Output(ids.SELECTION_N_PAGES, "data"),
         Input(ids.SELECTION, "data"),
         Input(ids.VERSION, "data"),
         Input(ids.SELECTION_PAGE, "value"),
@@ -273,7 +287,7 @@ def register(app: Dash, actx: AppContext) -> None:
     def selection_view(selection, _version, page, excluded):
         selection = selection or []
         if not selection:
-            return "Nothing selected: lasso or box-select points on the map.", [], ""
+            return "Nothing selected: lasso or box-select points on the map.", [], "", 1
         items, page, n_pages = page_of(selection, page, PER_PAGE)
         facts = image_facts(actx, items)
         ex = {int(i) for i in excluded or []}
@@ -282,7 +296,7 @@ def register(app: Dash, actx: AppContext) -> None:
         title = (f"{len(selection):,} images selected on the map ({n_in:,} ticked) · "
                  f"{n_lab:,} labelled, {len(selection) - n_lab:,} unlabelled")
         thumbs = [thumb(ids.GRID_SELECTION, i, caption(i, facts.get(i)), checked=i not in ex) for i in items]
-        return title, grid(thumbs), f" of {n_pages}"
+        return title, grid(thumbs), f" of {n_pages}", n_pages
 
     @app.callback(
         Output(ids.SELECTION_EXCLUDED, "data"),
@@ -293,64 +307,49 @@ def register(app: Dash, actx: AppContext) -> None:
     def new_selection(_selection):
         return [], 1
 
-    @app.callback(
-        Output(ids.SELECTION_EXCLUDED, "data", allow_duplicate=True),
-        Input({"type": ids.THUMB_CHECK, "grid": ids.GRID_SELECTION, "id": ALL}, "value"),
-        State({"type": ids.THUMB_CHECK, "grid": ids.GRID_SELECTION, "id": ALL}, "id"),
-        State(ids.SELECTION_EXCLUDED, "data"),
-        prevent_initial_call=True,
-    )
-    def track_selection_ticks(values, comp_ids, excluded):
-        return update_exclusions(excluded, [c["id"] for c in comp_ids], values)
+    track_ticks(app, ids.GRID_SELECTION, ids.SELECTION_EXCLUDED)
+    label_on_submit(app, actx, ids.SELECTION_LABEL_BUTTON, ids.SELECTION_LABEL_INPUT, ticked,
+                    State(ids.SELECTION, "data"), State(ids.SELECTION_EXCLUDED, "data"),
+                    what="selected image(s)")
+    write_on_click(app, actx, ids.UNDO, undo_action)
+    write_on_click(app, actx, ids.REDO, redo_action)
+
+
+def ticked(image_ids, excluded) -> tuple[list[int], dict]:
+    """The ids of a grid's images that are still ticked (for :func:`label_on_submit`)."""
+    ex = {int(i) for i in excluded or []}
+    return [int(i) for i in image_ids or [] if int(i) not in ex], {}
+
+
+def label_on_submit(app: Dash, actx: AppContext, button: str, box: str, choose, *states: State,
+                    **label_kwargs) -> None:
+    """Register a 'label these images' callback on ``app``: the ``button`` or Enter in
+    the label ``box`` labels ``ids`` with the box's label in one action
+    (:func:`label_ids_action`), where ``ids, kwargs = choose(*values of states)``
+    (``choose`` raises PreventUpdate when there is nothing to label); a new label
+    close to existing ones asks for a second click (the label-confirm store).
+    ``label_kwargs`` (``what``, ``source``) go to :func:`label_ids_action`.
+    """
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
         Output(ids.VERSION, "data", allow_duplicate=True),
         Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
-        Input(ids.SELECTION_LABEL_BUTTON, "n_clicks"),
-        Input(ids.SELECTION_LABEL_INPUT, "n_submit"),
-        State(ids.SELECTION, "data"),
-        State(ids.SELECTION_EXCLUDED, "data"),
-        State(ids.SELECTION_LABEL_INPUT, "value"),
+        Input(button, "n_clicks"),
+        Input(box, "n_submit"),
+        *states,
+        State(box, "value"),
         State(ids.ANNOTATOR, "data"),
         State(ids.LABEL_CONFIRM, "data"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def label_selection(_n, _s, selection, excluded, label, annotator, confirm, version):
-        ex = {int(i) for i in excluded or []}
-        chosen = [int(i) for i in selection or [] if int(i) not in ex]
-        r = run(label_ids_action, actx, chosen, label, annotator, what="selected image(s)",
-                confirmed=confirm, version=version)
+    def label_them(_n, _s, *values):
+        *values, label, annotator, confirm, version = values
+        chosen, kwargs = choose(*values)
+        r = run(label_ids_action, actx, chosen, label, annotator, confirmed=confirm, version=version,
+                **{**label_kwargs, **kwargs})
         return r.message, r.version, r.confirm
-
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Input(ids.UNDO, "n_clicks"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def undo(n, annotator, version):
-        if not n:
-            raise PreventUpdate
-        r = run(undo_action, actx, annotator, version=version)
-        return r.message, r.version
-
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Input(ids.REDO, "n_clicks"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def redo(n, annotator, version):
-        if not n:
-            raise PreventUpdate
-        r = run(redo_action, actx, annotator, version=version)
-        return r.message, r.version
 
 
 def _trigger_id():

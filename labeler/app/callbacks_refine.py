@@ -12,7 +12,7 @@ from dash.exceptions import PreventUpdate
 from .. import refine
 from ..errors import BadInputError, LabelerError
 from . import ids
-from .actions import run
+from .actions import run, write_on_click
 from .common import annotator_name, result
 from .components import thumb
 from .state import AppContext
@@ -160,26 +160,15 @@ def register(app: Dash, actx: AppContext) -> None:
     def apply(n, p, annotator, version):
         if not n:
             raise PreventUpdate
-        r = run(apply_split_action, actx, p, annotator, version=version)
+        r = run(apply_split_action, actx, p, annotator, clustering_id=(p or {}).get("clustering_id"),
+                version=version)
         if not r.ok:
             return r.message, no_update, no_update, no_update
         return r.message, r.version, None, []
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Input(ids.MERGE_BUTTON, "n_clicks"),
-        State(ids.MERGE_CLUSTERS, "value"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.CLUSTERING_SEEN, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def merge(n, clusters, annotator, seen_clustering, version):
-        if not n:
-            raise PreventUpdate
-        r = run(merge_action, actx, clusters, annotator, clustering_id=seen_clustering, version=version)
-        return r.message, r.version
+    write_on_click(app, actx, ids.MERGE_BUTTON, merge_action,
+                   State(ids.MERGE_CLUSTERS, "value"), State(ids.CLUSTERING_SEEN, "data"),
+                   prepare=lambda clusters, seen: ((clusters,), {"clustering_id": seen}))
 
     @app.callback(
         Output(ids.MOVE_NOTE, "children"),
@@ -190,24 +179,13 @@ def register(app: Dash, actx: AppContext) -> None:
         n = len(set(selection or []) - set(excluded or []))
         return f"{n:,} ticked image(s) in the Selection tab."
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Input(ids.MOVE_BUTTON, "n_clicks"),
-        State(ids.SELECTION, "data"),
-        State(ids.SELECTION_EXCLUDED, "data"),
-        State(ids.MOVE_TARGET, "value"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.CLUSTERING_SEEN, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def move(n, selection, excluded, target, annotator, seen_clustering, version):
-        if not n:
-            raise PreventUpdate
+    def move_args(selection, excluded, target, seen_clustering):
         ex = {int(i) for i in excluded or []}
         chosen = [int(i) for i in selection or [] if int(i) not in ex]
         # A move to 'new' or noise names no cluster: only a numbered target depends on the clustering.
         cid = seen_clustering if target not in (None, "", "new", -1) else None
-        r = run(move_action, actx, chosen, target, annotator, clustering_id=cid, version=version)
-        return r.message, r.version
+        return (chosen, target), {"clustering_id": cid}
+
+    write_on_click(app, actx, ids.MOVE_BUTTON, move_action,
+                   State(ids.SELECTION, "data"), State(ids.SELECTION_EXCLUDED, "data"),
+                   State(ids.MOVE_TARGET, "value"), State(ids.CLUSTERING_SEEN, "data"), prepare=move_args)

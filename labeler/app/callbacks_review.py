@@ -17,7 +17,7 @@ from dash.exceptions import PreventUpdate
 from .. import labels
 from ..errors import BadInputError, LabelerError, StaleStateError
 from . import ids
-from .actions import run
+from .actions import run, write_on_click
 from .common import annotator_name, result
 from .components import caption, full_image_link, grid, label_input, thumb
 from .state import AppContext
@@ -202,66 +202,46 @@ def relabel_issue_action(actx: AppContext, issues, page, annotator, label=None) 
 # -- callbacks ----------------------------------------------------------------------------
 
 
+def _paged_list(app: Dash, actx: AppContext, button: str, store: str, summary: str, page: str, view: str,
+                pages: str, find, show, *states: State) -> None:
+    """Register the two callbacks of a list computed on a button press and shown one
+    item per page: ``find(actx, *values of states) -> (items, summary text)`` fills
+    ``store`` (its LabelerError goes to ``summary``); ``show(actx, items, page) ->
+    (content, 'of N' text, page)`` renders the page (again after every write)."""
+
+    @app.callback(
+        Output(store, "data"), Output(summary, "children"), Output(page, "value"),
+        Input(button, "n_clicks"), *states,
+        prevent_initial_call=True,
+    )
+    def find_list(n, *values):
+        if not n:
+            raise PreventUpdate
+        try:
+            items, text = find(actx, *values)
+        except LabelerError as e:
+            return no_update, result(str(e), "error"), no_update
+        return items, text, 1
+
+    @app.callback(
+        Output(view, "children"), Output(pages, "children"),
+        Input(store, "data"), Input(page, "value"), Input(ids.VERSION, "data"),
+    )
+    def show_page(items, n, _version):
+        content, text, _ = show(actx, items, n)
+        return content, text
+
+
 def register(app: Dash, actx: AppContext) -> None:
     """Register the Review tab's callbacks on ``app``."""
 
-    @app.callback(
-        Output(DUP_STORE, "data"), Output(DUP_SUMMARY, "children"), Output(DUP_PAGE, "value"),
-        Input(DUP_FIND, "n_clicks"), State(DUP_THRESHOLD, "value"),
-        prevent_initial_call=True,
-    )
-    def find_dups(n, threshold):
-        if not n:
-            raise PreventUpdate
-        try:
-            groups, text = find_groups(actx, threshold)
-        except LabelerError as e:
-            return no_update, result(str(e), "error"), no_update
-        return groups, text, 1
+    _paged_list(app, actx, DUP_FIND, DUP_STORE, DUP_SUMMARY, DUP_PAGE, DUP_VIEW, DUP_PAGES, find_groups,
+                group_view, State(DUP_THRESHOLD, "value"))
+    write_on_click(app, actx, DUP_LABEL_BUTTON, label_group_action,
+                   State(DUP_STORE, "data"), State(DUP_PAGE, "value"), State(DUP_LABEL_INPUT, "value"))
 
-    @app.callback(
-        Output(DUP_VIEW, "children"), Output(DUP_PAGES, "children"),
-        Input(DUP_STORE, "data"), Input(DUP_PAGE, "value"), Input(ids.VERSION, "data"),
-    )
-    def show_group(groups, page, _version):
-        content, text, _ = group_view(actx, groups, page)
-        return content, text
-
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Input(DUP_LABEL_BUTTON, "n_clicks"),
-        State(DUP_STORE, "data"), State(DUP_PAGE, "value"), State(DUP_LABEL_INPUT, "value"),
-        State(ids.ANNOTATOR, "data"), State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def label_group(n, groups, page, label, annotator, version):
-        if not n:
-            raise PreventUpdate
-        r = run(label_group_action, actx, groups, page, label, annotator, version=version)
-        return r.message, r.version
-
-    @app.callback(
-        Output(ISSUE_STORE, "data"), Output(ISSUE_SUMMARY, "children"), Output(ISSUE_PAGE, "value"),
-        Input(ISSUE_FIND, "n_clicks"),
-        prevent_initial_call=True,
-    )
-    def find_errs(n):
-        if not n:
-            raise PreventUpdate
-        try:
-            issues, text = find_issues(actx)
-        except LabelerError as e:
-            return no_update, result(str(e), "error"), no_update
-        return issues, text, 1
-
-    @app.callback(
-        Output(ISSUE_VIEW, "children"), Output(ISSUE_PAGES, "children"),
-        Input(ISSUE_STORE, "data"), Input(ISSUE_PAGE, "value"), Input(ids.VERSION, "data"),
-    )
-    def show_issue(issues, page, _version):
-        content, text, _ = issue_view(actx, issues, page)
-        return content, text
+    _paged_list(app, actx, ISSUE_FIND, ISSUE_STORE, ISSUE_SUMMARY, ISSUE_PAGE, ISSUE_VIEW, ISSUE_PAGES, find_issues,
+                issue_view)
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),

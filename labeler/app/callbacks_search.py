@@ -3,20 +3,21 @@ uploaded photo; the result, the query star on the map, and labelling from it."""
 
 from __future__ import annotations
 
-from dash import ALL, Dash, Input, Output, State, html, no_update
+from dash import Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from ..search import QueryImageError, SearchResult
 from ..errors import BadInputError, StoreError
+from ..hints import hint_text
+from ..search import QueryImageError, SearchResult
 from . import ids
-from .actions import run
-from .callbacks_label import label_ids_action
-from .common import result, triggered_value, update_exclusions
+from .callbacks_label import label_on_submit, ticked
+from .common import result, track_ticks, triggered_value
 from .components import caption, full_image_link, grid, thumb
 from .routes import thumb_url
 from .state import AppContext
 from .uploads import UploadError, uploaded_image
-from .views import image_facts, point_image_id, query_marker_patch
+from .layout import PER_PAGE
+from .views import image_facts, page_of, point_image_id, query_marker_patch
 
 MAX_K = 100
 
@@ -38,6 +39,7 @@ def result_to_store(res: SearchResult, filename: str | None = None) -> dict:
         "map_xy": [float(res.map_xy[0]), float(res.map_xy[1])],
         "best_similarity": float(res.best_similarity), "novelty_threshold": float(res.novelty_threshold),
         "is_novel": bool(res.is_novel), "top1_class": res.top1_class,
+        "top1_prob": None if res.top1_prob is None else round(float(res.top1_prob), 4),
     }
 
 
@@ -73,8 +75,10 @@ def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12
     return result_to_store(res, name)
 
 
-def result_view(actx: AppContext, stored: dict, excluded=()) -> dict:
-    """Page pieces of a stored result: query, novel, vote, grid, image_row_style."""
+def result_view(actx: AppContext, stored: dict, excluded=(), page=1) -> dict:
+    """Page pieces of a stored result: query, novel, vote, grid (one page of
+    :data:`~labeler.app.layout.PER_PAGE` neighbours), pages ('of N' text), n_pages,
+    image_row_style."""
     nb = stored["neighbours"]
     qid = stored.get("query_image_id")
     facts = image_facts(actx, [i for i, _ in nb] + ([qid] if qid is not None else []))
@@ -90,7 +94,9 @@ def result_view(actx: AppContext, stored: dict, excluded=()) -> dict:
             html.Div(f"label: {f.get('label') or '—'}", id="query-label"),
             full_image_link(qid), *where])]
     else:
-        hint = [html.Div(f"ImageNet hint: {stored['top1_class']}", className="hint")] if stored.get("top1_class") else []
+        min_prob = actx.hint_threshold()
+        text = None if min_prob is None else hint_text(stored.get("top1_class"), stored.get("top1_prob"), min_prob)
+        hint = [html.Div(text, className="hint", id="search-hint")] if text else []
         query = [html.Div([html.Div(f"Query: {stored['query']}", className="detail-title"), *hint, *where])]
     novel = []
     if stored["is_novel"]:
@@ -108,8 +114,10 @@ def result_view(actx: AppContext, stored: dict, excluded=()) -> dict:
     else:
         vote = [html.Span(f"None of the {len(nb)} neighbours is labelled yet.", className="muted")]
     ex = {int(i) for i in excluded or []}
-    thumbs = [thumb(ids.GRID_SEARCH, i, caption(i, facts.get(i), s), checked=i not in ex) for i, s in nb]
+    shown, page, n_pages = page_of(nb, page, PER_PAGE)
+    thumbs = [thumb(ids.GRID_SEARCH, i, caption(i, facts.get(i), s), checked=i not in ex) for i, s in shown]
     return {"query": query, "novel": novel, "vote": vote, "grid": grid(thumbs),
+            "pages": f" of {n_pages} ({len(nb)} neighbours)", "n_pages": n_pages,
             "image_row_style": {"display": "flex" if qid is not None else "none"}}
 
 
@@ -131,6 +139,7 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.MAP, "figure", allow_duplicate=True),
         Output(ids.SEARCH_PREVIEW, "style"),
         Output(ids.UPLOAD, "contents"),
+        Output(ids.SEARCH_PAGE, "value"),
         Input(ids.MAP, "clickData"),
         Input(ids.LV_SEARCH, "n_clicks"),
         Input(ids.UPLOAD, "contents"),
@@ -164,10 +173,10 @@ def register(app: Dash, actx: AppContext) -> None:
                 preview = {"display": "none"}
         except (UploadError, StoreError, BadInputError) as e:
             err = result(f"Search failed: {e}", "error")
-            return no_update, no_update, err, no_update, no_update, {"display": "none"}, None
+            return no_update, no_update, err, no_update, no_update, {"display": "none"}, None, no_update
         # The upload's contents are cleared once used, so the same file dropped again
         # is a change (and searched again) rather than an identical value.
-        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), preview, None
+        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), preview, None, 1
 
     @app.callback(
         Output(ids.SEARCH_QUERY, "children"),
@@ -175,66 +184,33 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.SEARCH_VOTE, "children"),
         Output(ids.SEARCH_GRID, "children"),
         Output(ids.IMAGE_LABEL_ROW, "style"),
+        Output(ids.SEARCH_PAGES, "children"),
+        Output(ids.SEARCH_N_PAGES, "data"),
         Input(ids.SEARCH_RESULT, "data"),
         Input(ids.VERSION, "data"),
+        Input(ids.SEARCH_PAGE, "value"),
         State(ids.SEARCH_EXCLUDED, "data"),
     )
-    def show_result(stored, _version, excluded):
+    def show_result(stored, _version, page, excluded):
         if not stored:
             hint = html.Div("Upload a photo, click a point on the map or any thumbnail to see "
                             "its nearest neighbours.", className="muted")
-            return hint, [], [], [], {"display": "none"}
-        v = result_view(actx, stored, excluded)
-        return v["query"], v["novel"], v["vote"], v["grid"], v["image_row_style"]
+            return hint, [], [], [], {"display": "none"}, "", 1
+        v = result_view(actx, stored, excluded, page)
+        return v["query"], v["novel"], v["vote"], v["grid"], v["image_row_style"], v["pages"], v["n_pages"]
 
-    @app.callback(
-        Output(ids.SEARCH_EXCLUDED, "data", allow_duplicate=True),
-        Input({"type": ids.THUMB_CHECK, "grid": ids.GRID_SEARCH, "id": ALL}, "value"),
-        State({"type": ids.THUMB_CHECK, "grid": ids.GRID_SEARCH, "id": ALL}, "id"),
-        State(ids.SEARCH_EXCLUDED, "data"),
-        prevent_initial_call=True,
-    )
-    def track_search_ticks(values, comp_ids, excluded):
-        return update_exclusions(excluded, [c["id"] for c in comp_ids], values)
+    track_ticks(app, ids.GRID_SEARCH, ids.SEARCH_EXCLUDED)
+    label_on_submit(app, actx, ids.SEARCH_LABEL_BUTTON, ids.SEARCH_LABEL_INPUT,
+                    lambda stored, excluded: ticked([i for i, _ in (stored or {}).get("neighbours", [])], excluded),
+                    State(ids.SEARCH_RESULT, "data"), State(ids.SEARCH_EXCLUDED, "data"),
+                    source="search", what="neighbour(s)")
+    label_on_submit(app, actx, ids.IMAGE_LABEL_BUTTON, ids.IMAGE_LABEL_INPUT, _query_image,
+                    State(ids.SEARCH_RESULT, "data"))
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
-        Input(ids.SEARCH_LABEL_BUTTON, "n_clicks"),
-        Input(ids.SEARCH_LABEL_INPUT, "n_submit"),
-        State(ids.SEARCH_RESULT, "data"),
-        State(ids.SEARCH_EXCLUDED, "data"),
-        State(ids.SEARCH_LABEL_INPUT, "value"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.LABEL_CONFIRM, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def label_neighbours(_n, _s, stored, excluded, label, annotator, confirm, version):
-        ex = {int(i) for i in excluded or []}
-        chosen = [i for i, _ in (stored or {}).get("neighbours", []) if int(i) not in ex]
-        r = run(label_ids_action, actx, chosen, label, annotator, source="search", what="neighbour(s)",
-                confirmed=confirm, version=version)
-        return r.message, r.version, r.confirm
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
-        Input(ids.IMAGE_LABEL_BUTTON, "n_clicks"),
-        Input(ids.IMAGE_LABEL_INPUT, "n_submit"),
-        State(ids.SEARCH_RESULT, "data"),
-        State(ids.IMAGE_LABEL_INPUT, "value"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.LABEL_CONFIRM, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def relabel_image(_n, _s, stored, label, annotator, confirm, version):
-        qid = (stored or {}).get("query_image_id")
-        if qid is None:
-            raise PreventUpdate
-        r = run(label_ids_action, actx, [qid], label, annotator, what=f"image #{qid}",
-                confirmed=confirm, version=version)
-        return r.message, r.version, r.confirm
+def _query_image(stored) -> tuple[list[int], dict]:
+    """The search's query image, when it is one of the collection (relabel it)."""
+    qid = (stored or {}).get("query_image_id")
+    if qid is None:
+        raise PreventUpdate
+    return [int(qid)], {"what": f"image #{qid}"}

@@ -18,6 +18,7 @@ from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 from dash.exceptions import PreventUpdate
 
 from ..errors import StoreError
+from ..hints import hint_text
 from . import ids
 from .actions import run
 from .callbacks_label import label_cluster_action
@@ -45,6 +46,18 @@ def large_view_extras(actx: AppContext, image_id: int) -> list:
     return []
 
 
+def image_hint(actx: AppContext, image_id: int) -> str | None:
+    """'ImageNet hint: X (p=0.62)' for one image where the backbone is confident and
+    the project shows hints, else None (:func:`labeler.hints.hint_text`)."""
+    min_prob = actx.hint_threshold()
+    pos = actx.positions([image_id])
+    if min_prob is None or not len(pos):
+        return None
+    top1, prob, cats = actx.imagenet()
+    t = int(top1[pos[0]])
+    return hint_text(cats[t] if 0 <= t < len(cats) else None, float(prob[pos[0]]), min_prob)
+
+
 def step_in_cluster(actx: AppContext, image_id: int, step: int) -> int:
     """The image ``step`` places away from ``image_id`` within its cluster (ordered as the
     cluster grid: representatives first), wrapping around.
@@ -63,8 +76,25 @@ def step_in_cluster(actx: AppContext, image_id: int, step: int) -> int:
     return int(members[(members.index(int(image_id)) + step) % len(members)])
 
 
-def large_view(actx: AppContext, image_id: int) -> dict:
-    """Content of the large view: src, facts, neighbours, extras.
+def step_in_view(actx: AppContext, image_id: int, step: int, queue=None) -> int:
+    """The image ← / → move to: within ``queue`` (the label-next queue the view was
+    opened from) when it holds ``image_id``, else within its cluster
+    (:func:`step_in_cluster`), wrapping around.
+
+    Raises
+    ------
+    StoreError
+        Unknown image id (outside a queue).
+    """
+    queue = [int(i) for i in queue or []]
+    if int(image_id) in queue:
+        return queue[(queue.index(int(image_id)) + step) % len(queue)]
+    return step_in_cluster(actx, image_id, step)
+
+
+def large_view(actx: AppContext, image_id: int, queue=None) -> dict:
+    """Content of the large view: src, facts, neighbours, extras. ``queue``: the ids
+    ← / → move through when the view was opened from the label-next queue.
 
     Raises
     ------
@@ -78,11 +108,18 @@ def large_view(actx: AppContext, image_id: int) -> dict:
     members = cluster_members_ordered(actx, f["cluster"])
     pos = members.index(image_id) + 1 if image_id in members else 0
     cl = "noise" if f["cluster"] < 0 else f"cluster {f['cluster']}"
+    where = f"{cl} · image {pos} of {len(members)} (← →)"
+    queue = [int(i) for i in queue or []]
+    if image_id in queue:
+        where = f"{cl} · label-next queue: image {queue.index(image_id) + 1} of {len(queue)} (← →)"
     facts = [
         html.Div(f"#{image_id} · {f['path'].rsplit('/', 1)[-1]}", className="lv-title", title=f["path"]),
-        html.Div(f"{cl} · image {pos} of {len(members)} (← →)"),
+        html.Div(where, id="lv-where"),
         html.Div(["label: ", html.B(f["label"] or "—")], id="lv-label"),
     ]
+    hint = image_hint(actx, image_id)
+    if hint:
+        facts.append(html.Div(hint, className="hint", id="lv-hint"))
     try:
         res = actx.searcher().by_id(image_id, N_NEIGHBOURS)
         nb = [(n.image_id, n.similarity) for n in res.neighbours]
@@ -126,11 +163,14 @@ def next_cluster(actx: AppContext, current, step: int = 1, sort: str = "size", *
 
 def keyboard_step(actx: AppContext, key: str, state: dict) -> dict:
     """What one shortcut does: the changed values among cluster, page, label, excluded,
-    message, version (absent = unchanged).
+    message, version, selection_page, search_page (absent = unchanged).
 
     ``state``: cluster (open or None), label (the label box), excluded, annotator,
     version, sort, page, seen ({cluster, clustering_id, members} the page showed:
-    a stale page is refused) and confirm (a new label confirmed once).
+    a stale page is refused), confirm (a new label confirmed once), tab (the
+    open tab: PageDown / PageUp turn the page of its image grid), selection_page,
+    selection_pages, search_page and search_pages (the Selection and Search
+    grids' page and number of pages).
     """
     cluster = state.get("cluster")
     out: dict = {}
@@ -161,15 +201,28 @@ def keyboard_step(actx: AppContext, key: str, state: dict) -> dict:
             out.update(cluster=c, page=1, excluded=[])
             if c is None:
                 out["message"] = message(f"{_text(r.message)} Every cluster is labelled now.")
-    elif key in ("pgdn", "pgup") and cluster is not None:
-        try:
-            n = len(actx.store.cluster_members(int(cluster)))
-        except StoreError:
-            n = 0
-        pages = max(1, -(-n // PER_PAGE))
-        page = int(state.get("page") or 1) + (1 if key == "pgdn" else -1)
-        out["page"] = min(max(page, 1), pages)
+    elif key in ("pgdn", "pgup"):
+        step = 1 if key == "pgdn" else -1
+        tab = state.get("tab") or ids.TAB_CLUSTERS
+        if tab in (ids.TAB_SELECTION, ids.TAB_SEARCH):
+            name = "selection" if tab == ids.TAB_SELECTION else "search"
+            out[f"{name}_page"] = _turn(state.get(f"{name}_page"), step, state.get(f"{name}_pages"))
+        elif tab == ids.TAB_CLUSTERS and cluster is not None:
+            try:
+                n = len(actx.store.cluster_members(int(cluster)))
+            except StoreError:
+                n = 0
+            out["page"] = _turn(state.get("page"), step, -(-n // PER_PAGE))
     return out
+
+
+def _turn(page, step: int, n_pages) -> int:
+    """The page ``step`` pages from ``page`` (1-based), kept within 1 .. ``n_pages``."""
+    try:
+        page = int(page or 1)
+    except (TypeError, ValueError):
+        page = 1
+    return int(min(max(page + step, 1), max(int(n_pages or 1), 1)))
 
 
 def _text(msg) -> str:
@@ -181,28 +234,35 @@ def register(app: Dash, actx: AppContext) -> None:
 
     @app.callback(
         Output(ids.LV_IMAGE, "data"),
+        Output(ids.LV_QUEUE, "data"),
         Input({"type": ids.THUMB_SIMILAR, "grid": ALL, "id": ALL}, "n_clicks"),
         Input({"type": ids.LV_NEIGHBOUR, "id": ALL}, "n_clicks"),
         Input(ids.LV_PREV, "n_clicks"),
         Input(ids.LV_NEXT, "n_clicks"),
         Input(ids.LV_CLOSE, "n_clicks"),
         Input(ids.LV_SEARCH, "n_clicks"),
+        State({"type": ids.THUMB_SIMILAR, "grid": ALL, "id": ALL}, "id"),
         State(ids.LV_IMAGE, "data"),
+        State(ids.LV_QUEUE, "data"),
         prevent_initial_call=True,
     )
-    def open_large_view(_thumbs, _nb, _prev, _next, _close, _search, current):
+    def open_large_view(_thumbs, _nb, _prev, _next, _close, _search, thumb_ids, current, queue):
         t = ctx.triggered[0] if ctx.triggered else None
         if not t or not t["value"]:  # re-rendered thumbnails fire with n_clicks 0
             raise PreventUpdate
         tid = ctx.triggered_id
-        if isinstance(tid, dict):
-            return int(tid["id"])
+        if isinstance(tid, dict) and tid.get("type") == ids.THUMB_SIMILAR:
+            # Opened from the Next tab: ← / → walk its queue as shown (in its order).
+            shown = [int(c["id"]) for c in thumb_ids or [] if c.get("grid") == ids.GRID_NEXT]
+            return int(tid["id"]), shown if tid.get("grid") == ids.GRID_NEXT else None
+        if isinstance(tid, dict):  # a neighbour: the queue stays for when it is stepped back to
+            return int(tid["id"]), no_update
         if tid in (ids.LV_CLOSE, ids.LV_SEARCH) or current is None:
-            return None
+            return None, None
         try:
-            return step_in_cluster(actx, current, -1 if tid == ids.LV_PREV else 1)
+            return step_in_view(actx, current, -1 if tid == ids.LV_PREV else 1, queue), no_update
         except StoreError:
-            return None
+            return None, None
 
     @app.callback(
         Output(ids.LV_OVERLAY, "style"),
@@ -212,12 +272,13 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.LV_EXTRA, "children"),
         Input(ids.LV_IMAGE, "data"),
         Input(ids.VERSION, "data"),
+        State(ids.LV_QUEUE, "data"),
     )
-    def show_large_view(image_id, _version):
+    def show_large_view(image_id, _version, queue):
         if image_id is None:
             return {"display": "none"}, no_update, no_update, no_update, no_update
         try:
-            v = large_view(actx, image_id)
+            v = large_view(actx, image_id, queue)
         except StoreError:
             return {"display": "none"}, no_update, no_update, no_update, no_update
         return {"display": "flex"}, v["src"], v["facts"], v["neighbours"], v["extras"]
@@ -231,6 +292,8 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.VERSION, "data", allow_duplicate=True),
         Output(ids.TABS, "value", allow_duplicate=True),
         Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
+        Output(ids.SELECTION_PAGE, "value", allow_duplicate=True),
+        Output(ids.SEARCH_PAGE, "value", allow_duplicate=True),
         Input(ids.KB_EVENT, "data"),
         Input(ids.CLUSTER_LABEL_INPUT, "n_submit"),
         Input(ids.CLUSTER_LABEL_BUTTON, "n_clicks"),
@@ -243,9 +306,15 @@ def register(app: Dash, actx: AppContext) -> None:
         State(ids.CLUSTER_PAGE, "value"),
         State(ids.CLUSTER_SEEN, "data"),
         State(ids.LABEL_CONFIRM, "data"),
+        State(ids.TABS, "value"),
+        State(ids.SELECTION_PAGE, "value"),
+        State(ids.SELECTION_N_PAGES, "data"),
+        State(ids.SEARCH_PAGE, "value"),
+        State(ids.SEARCH_N_PAGES, "data"),
         prevent_initial_call=True,
     )
-    def on_key(event, _submit, _click, cluster, label, excluded, annotator, version, sort, page, seen, confirm):
+    def on_key(event, _submit, _click, cluster, label, excluded, annotator, version, sort, page, seen, confirm,
+               tab, selection_page, selection_pages, search_page, search_pages):
         tid = ctx.triggered_id
         if tid == ids.KB_EVENT:
             key = (event or {}).get("key")
@@ -259,10 +328,13 @@ def register(app: Dash, actx: AppContext) -> None:
             raise PreventUpdate
         out = keyboard_step(actx, key, {"cluster": cluster, "label": label, "excluded": excluded,
                                         "annotator": annotator, "version": version, "sort": sort,
-                                        "page": page, "seen": seen, "confirm": confirm})
+                                        "page": page, "seen": seen, "confirm": confirm, "tab": tab,
+                                        "selection_page": selection_page, "selection_pages": selection_pages,
+                                        "search_page": search_page, "search_pages": search_pages})
         if not out:
             raise PreventUpdate
         moved = "cluster" in out and out["cluster"] != cluster
         return (out.get("cluster", no_update), out.get("excluded", no_update), out.get("page", no_update),
                 out.get("label", no_update), out.get("message", no_update), out.get("version", no_update),
-                ids.TAB_CLUSTERS if moved else no_update, out.get("confirm", no_update))
+                ids.TAB_CLUSTERS if moved else no_update, out.get("confirm", no_update),
+                out.get("selection_page", no_update), out.get("search_page", no_update))

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from dash import ALL, Input, Output, State
 from dash import ctx as dash_ctx
 
+from . import ids
 from .components import message
 
 
@@ -54,3 +56,22 @@ def update_exclusions(excluded, visible_ids, ticked_values) -> list[int]:
 def result(text: str, kind: str = "ok"):
     """The message component for the page's message bar."""
     return message(text, kind)
+
+
+def track_ticks(app, grid: str, store: str, note: tuple[str, object] | None = None) -> None:
+    """Register the callback that keeps ``store`` (the ids unticked in ``grid``, on any
+    page) in step with the tick boxes of the grid's visible page
+    (:func:`update_exclusions`). ``note``: (component id, function of the excluded
+    ids) for a line that lists them."""
+    outputs = [Output(store, "data", allow_duplicate=True)] + ([Output(note[0], "children")] if note else [])
+
+    @app.callback(
+        *outputs,
+        Input({"type": ids.THUMB_CHECK, "grid": grid, "id": ALL}, "value"),
+        State({"type": ids.THUMB_CHECK, "grid": grid, "id": ALL}, "id"),
+        State(store, "data"),
+        prevent_initial_call=True,
+    )
+    def track(values, comp_ids, excluded):
+        out = update_exclusions(excluded, [c["id"] for c in comp_ids], values)
+        return (out, note[1](out)) if note else out

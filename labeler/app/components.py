@@ -9,6 +9,10 @@ from . import ids
 from .routes import image_url, thumb_url
 
 
+HINT_TITLE = ("the backbone's most frequent ImageNet top-1 class here and its mean probability: "
+              "a hint only, shown when confident (hide it with 'ImageNet hints')")
+
+
 def message(text: str, kind: str = "ok") -> html.Div:
     """A one-line status message ('ok', 'warn' or 'error')."""
     return html.Div(text, className=f"msg msg-{kind}", role="status")
@@ -60,8 +64,9 @@ def grid(items: list) -> html.Div:
     return html.Div(items, className="thumb-grid")
 
 
-def cluster_card(row: dict, n_thumbs: int = 6) -> html.Div:
-    """A cluster in the list: size, labelled share, majority label, hint and representatives."""
+def cluster_card(row: dict, n_thumbs: int = 6, suggestion: str | None = None) -> html.Div:
+    """A cluster in the list: size, labelled share, majority label, the suggestion for its
+    unlabelled images (``suggestion``, a line of text), hint and representatives."""
     c = row["cluster"]
     name = "Noise (no cluster)" if c < 0 else f"Cluster {c}"
     stats = f"{row['size']:,} images · {100 * row['share']:.0f}% labelled"
@@ -71,9 +76,12 @@ def cluster_card(row: dict, n_thumbs: int = 6) -> html.Div:
     if row["needs_review"]:
         header.append(html.Span("needs review", className="badge badge-warn", title=row["review_reason"]))
     body = [html.Div(header, className="card-header")]
-    if row.get("suggested_name"):
-        body.append(html.Div(f"ImageNet hint: {row['suggested_name']}", className="hint",
-                             title="the backbone's ImageNet top-1 classes in this cluster: a hint only"))
+    if suggestion:
+        body.append(html.Div(suggestion, className="card-suggestion",
+                             title="the suggestion model's leading label for the unlabelled images here "
+                                   "(accept them in the Next tab)"))
+    if row.get("hint"):
+        body.append(html.Div(row["hint"], className="hint", title=HINT_TITLE))
     body.append(html.Div([thumb(ids.GRID_CARDS, i) for i in row["representatives"][:n_thumbs]],
                          className="thumb-strip"))
     body.append(html.Button("Open / label", id=ids.cluster_open_button(c), className="btn btn-small", n_clicks=0))
@@ -84,18 +92,32 @@ def full_image_link(image_id: int) -> html.A:
     return html.A("full image", href=image_url(image_id), target="_blank", rel="noopener")
 
 
+def colorbar(title: str, colours: list[str], count: int) -> html.Span:
+    """A horizontal colour bar for a sequential scale from 0 to 1 (the map's
+    confidence mode): '<title> 0 [gradient] 1 (n points)'."""
+    bar = html.Span(className="colorbar-bar", style={"background": f"linear-gradient(to right, {', '.join(colours)})"})
+    return html.Span([f"{title} ", html.Span("0", className="muted"), bar, html.Span("1", className="muted"),
+                      html.Span(f" {count:,} unlabelled", className="muted")], className="chip colorbar",
+                     id="map-colorbar")
+
+
 def legend(col, mode: str, max_items: int = 16, open_cluster=None) -> list:
     """Colour chips above the map: the largest categories with counts (noise /
     unlabelled first), then how to read the markers."""
     first, rest = col.legend[:1], sorted(col.legend[1:], key=lambda t: -t[2])
     items = []
-    for name, colour, count in first + rest[:max_items]:
+    for j, (name, colour, count) in enumerate(first + rest[:max_items]):
         cls = "chip" + (" chip-open" if open_cluster is not None and name == f"cluster {open_cluster}" else "")
         items.append(html.Span([html.Span(className="chip-dot", style={"background": colour}),
                                 f"{name} {count:,}"], className=cls))
+        if j == 0 and getattr(col, "colorbar", None):
+            items.append(colorbar(*col.colorbar))
     if len(rest) > max_items:
         items.append(html.Span(f"+{len(rest) - max_items} more", className="muted"))
     note = "solid = labelled, faded = unlabelled"
+    if mode == "confidence":
+        note = ("an unlabelled point's colour = the confidence of its suggestion; labelled points in "
+                "their label's colour")
     if mode == "cluster":
         note += " · numbers are cluster ids (largest clusters)"
     if open_cluster is not None:
@@ -111,9 +133,10 @@ KEYS = [
     ("1 … 9", "put the annotator's 1st … 9th label (existing labels, by name) in the label box"),
     ("l", "focus the label box (type a new label; Enter there = label and next)"),
     ("Enter", "label the open cluster (ticked images) and open the next cluster with unlabelled images"),
-    ("PageDown  PageUp", "next / previous page of the open cluster's images"),
+    ("PageDown  PageUp", "next / previous page of the image grid (open cluster, Selection, Search)"),
     ("click a thumbnail", "large view: wheel = zoom, drag = pan, double-click = reset"),
-    ("←  →  (large view)", "previous / next image of the same cluster"),
+    ("←  →  (large view)", "previous / next image of the same cluster (of the label-next queue "
+                           "when opened from the Next tab)"),
     ("Esc", "close the large view (or this help)"),
     ("u  Ctrl+Z", "undo your last action"),
     ("r  Ctrl+Shift+Z", "redo what you last undid"),

@@ -23,6 +23,7 @@ CLUSTERING_SEEN = "clustering-seen-store"  # clustering id the Refine tab's choi
 LABEL_CONFIRM = "label-confirm-store"  # a new label close to existing ones, awaiting a second click
 KB_EVENT = "kb-event-store"  # {key, n}: a keyboard shortcut, written by assets/keys.js
 LV_IMAGE = "large-view-store"  # the image id shown in the large view (None = closed)
+LV_QUEUE = "large-view-queue-store"  # ids ← / → step through (the Next tab's queue), None = the cluster
 
 # -- top bar --------------------------------------------------------------------------
 PROGRESS_TEXT = "progress-text"
@@ -47,6 +48,7 @@ COLOR_MODE = "color-mode"
 MAP_TOOLTIP = "map-tooltip"
 MAP_LEGEND = "map-legend"
 MAP_FIT = "map-fit"  # 'fit all' button: show every point, outliers included
+MAP_POINTS = "map-points-store"  # how many points the page's map has (redrawn when the project gained some)
 
 # -- large view (callbacks_viewer.py) ---------------------------------------------------
 LV_OVERLAY = "lv-overlay"
@@ -85,12 +87,14 @@ CLUSTER_LABEL_INPUT = "cluster-label-input"
 CLUSTER_LABEL_BUTTON = "cluster-label-button"
 CLUSTER_CLOSE = "cluster-close"
 CLUSTER_EXCLUDED_NOTE = "cluster-excluded-note"
+HINTS_TOGGLE = "hints-toggle"  # show / hide ImageNet hints (project setting imagenet_hints)
 
 # Selection tab
 SELECTION_TITLE = "selection-title"
 SELECTION_GRID = "selection-grid"
 SELECTION_PAGE = "selection-page"
 SELECTION_PAGES = "selection-pages"
+SELECTION_N_PAGES = "selection-n-pages-store"  # number of grid pages (for PageDown / PageUp)
 SELECTION_LABEL_INPUT = "selection-label-input"
 SELECTION_LABEL_BUTTON = "selection-label-button"
 SELECTION_CLEAR = "selection-clear"
@@ -105,6 +109,9 @@ SEARCH_PREVIEW = "search-preview"  # an uploaded image, shown by the browser its
 SEARCH_NOVEL = "search-novel"
 SEARCH_VOTE = "search-vote"
 SEARCH_GRID = "search-grid"
+SEARCH_PAGE = "search-page"
+SEARCH_PAGES = "search-pages"
+SEARCH_N_PAGES = "search-n-pages-store"
 SEARCH_LABEL_INPUT = "search-label-input"
 SEARCH_LABEL_BUTTON = "search-label-button"
 IMAGE_LABEL_INPUT = "image-label-input"  # relabel the single query image

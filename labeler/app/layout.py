@@ -23,7 +23,7 @@ PER_PAGE = 40  # thumbnails per grid page
 CARDS_PER_PAGE = 8
 
 
-def _stores() -> list:
+def _stores(ctx: AppContext) -> list:
     return [
         dcc.Store(id=ids.ANNOTATOR, storage_type="local"),
         dcc.Store(id=ids.VERSION, data=0),
@@ -40,6 +40,10 @@ def _stores() -> list:
         dcc.Store(id=ids.LABEL_CONFIRM, data=None),
         dcc.Store(id=ids.KB_EVENT, data=None),
         dcc.Store(id=ids.LV_IMAGE, data=None),
+        dcc.Store(id=ids.LV_QUEUE, data=None),
+        dcc.Store(id=ids.MAP_POINTS, data=ctx.n_points),
+        dcc.Store(id=ids.SELECTION_N_PAGES, data=1),
+        dcc.Store(id=ids.SEARCH_N_PAGES, data=1),
         *review_stores(),
     ]
 
@@ -97,7 +101,7 @@ def _map_panel(ctx: AppContext) -> html.Div:
     ], className="left")
 
 
-def _clusters_tab() -> dcc.Tab:
+def _clusters_tab(ctx: AppContext) -> dcc.Tab:
     detail = html.Div([
         html.Div([html.Div(id=ids.CLUSTER_TITLE, className="detail-title"),
                   html.Button("✕ close", id=ids.CLUSTER_CLOSE, className="btn-link", n_clicks=0)],
@@ -120,6 +124,11 @@ def _clusters_tab() -> dcc.Tab:
                 {"label": "unlabelled", "value": "unlabelled"},
                 {"label": "needs review", "value": "review"}]),
             _pager(ids.CLUSTER_LIST_PAGE, ids.CLUSTER_LIST_PAGES),
+            html.Span(dcc.Checklist(id=ids.HINTS_TOGGLE, inline=True, className="hints-toggle",
+                                    options=[{"label": " ImageNet hints", "value": "on"}],
+                                    value=["on"] if ctx.hint_threshold() is not None else []),
+                      title="Show the backbone's ImageNet class where it is confident "
+                            "(project setting imagenet_hints)"),
         ], className="toolbar"),
         html.Div(id=ids.CLUSTER_LIST),
     ])
@@ -164,6 +173,7 @@ def _search_tab() -> dcc.Tab:
         html.Div([label_input(ids.SEARCH_LABEL_INPUT, "label for the ticked neighbours"),
                   html.Button("Label neighbours", id=ids.SEARCH_LABEL_BUTTON, className="btn btn-primary", n_clicks=0)],
                  className="action-row"),
+        _pager(ids.SEARCH_PAGE, ids.SEARCH_PAGES),
         html.Div(id=ids.SEARCH_GRID),
     ])
 
@@ -237,14 +247,14 @@ def _help() -> html.Div:
 def serve_layout(ctx: AppContext):
     """The whole page (called per page load)."""
     return html.Div([
-        *_stores(),
+        *_stores(ctx),
         html.Datalist(id=ids.LABEL_OPTIONS),
         _topbar(ctx),
         html.Div(id=ids.MESSAGE, className="message-bar"),
         html.Div([
             _map_panel(ctx),
             html.Div(dcc.Tabs(id=ids.TABS, value=ids.TAB_CLUSTERS, children=[
-                _clusters_tab(), _selection_tab(), _search_tab(), _refine_tab(), review_tab(), next_tab()],
+                _clusters_tab(ctx), _selection_tab(), _search_tab(), _refine_tab(), review_tab(), next_tab()],
                 className="tabs"), className="right"),
         ], className="main"),
         _name_dialog(),

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import io
 import os
+from pathlib import Path
 
 from flask import Flask, Response, abort, g, jsonify, request, send_file
 
@@ -72,6 +73,19 @@ def _image_row(project: Project, image_id: int):
         abort(404)
 
 
+def _image_file(project: Project, image_id: int) -> Path:
+    """The file of an image id, inside the project's image folder (else 403; 404
+    when the id or the file does not exist)."""
+    row = _image_row(project, image_id)
+    try:
+        path = project.image_path(row["path"])
+    except ProjectError:
+        abort(403)
+    if not path.is_file():
+        abort(404)
+    return path
+
+
 def register_routes(server: Flask, project: Project) -> None:
     """Add /thumb/<id>, /image/<id>, /view/<id> (size-capped) and the CSV download to ``server``."""
 
@@ -86,26 +100,12 @@ def register_routes(server: Flask, project: Project) -> None:
 
     @server.route("/image/<int:image_id>")
     def image(image_id: int):
-        row = _image_row(project, image_id)
-        try:
-            path = project.image_path(row["path"])
-        except ProjectError:
-            abort(403)
-        if not path.is_file():
-            abort(404)
-        return send_file(path, max_age=600)
+        return send_file(_image_file(project, image_id), max_age=600)
 
     @server.route("/view/<int:image_id>")
     def view(image_id: int):
-        row = _image_row(project, image_id)
         try:
-            path = project.image_path(row["path"])
-        except ProjectError:
-            abort(403)
-        if not path.is_file():
-            abort(404)
-        try:
-            data = view_jpeg(path)
+            data = view_jpeg(_image_file(project, image_id))
         except BadImageError:
             abort(404)
         # Private: behind basic auth a shared cache must not keep it.
@@ -183,8 +183,6 @@ class Users:
         BadInputError
             The file is missing, unreadable, empty, or has a malformed line.
         """
-        from pathlib import Path
-
         try:
             text = Path(path).read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:

@@ -82,16 +82,37 @@ class AppContext:
         self.users = users  # routes.Users when basic auth is on: the user is the annotator
         if project.store.current_clustering() is None:
             raise ProjectError(f"{project.root} has no clustering yet: run `labeler ingest` first")
-        row_ids = project.store.row_image_ids()
-        xy = project.load_array("map")
+        self._lock = threading.Lock()
+        self._load_points()
+
+    def _load_points(self) -> None:
+        row_ids = self.project.store.row_image_ids()
+        xy = self.project.load_array("map")
         valid = np.flatnonzero(row_ids >= 0)
         valid = valid[valid < len(xy)]
-        self.point_ids = row_ids[valid]
-        self.xy = np.asarray(xy[valid], dtype=np.float32)
-        self._pos = {int(i): p for p, i in enumerate(self.point_ids)}
-        self._lock = threading.Lock()
-        self._searcher: Searcher | None = None
-        self._assignments: OrderedDict[int, Assignment] = OrderedDict()
+        point_ids = row_ids[valid]
+        pos = {int(i): p for p, i in enumerate(point_ids)}
+        with self._lock:
+            self._map_rows = len(xy)
+            self.point_ids, self.xy, self._pos = point_ids, np.asarray(xy[valid], dtype=np.float32), pos
+            self._searcher: Searcher | None = None
+            self._assignments: OrderedDict[int, Assignment] = OrderedDict()
+            self._imagenet: tuple | None = None
+            for cached in ("_map_grid_frame", "_map_grid_xy"):  # set by views on first use
+                self.__dict__.pop(cached, None)
+
+    def refresh(self) -> bool:
+        """Reload the map points when the project's map gained rows (``labeler ingest``
+        placed new photos on it while the app was running). Returns whether it did.
+
+        Old points keep their index (new rows are appended), so an event from a page
+        drawn before still names the right image; the page redraws the map when its
+        point count differs (callbacks_explore.recolor).
+        """
+        if len(self.project.load_array("map")) == self._map_rows:
+            return False
+        self._load_points()
+        return True
 
     @property
     def store(self):
@@ -120,6 +141,7 @@ class AppContext:
             if hit is not None:
                 self._assignments.move_to_end(cid)
                 return hit
+        self.refresh()  # a clustering not seen yet: an ingest may have added photos with it
         ids, clusters, _ = self.store.assignments(cid)
         out = np.full(self.n_points, -1, dtype=np.int64)
         order = np.argsort(self.point_ids, kind="stable")
@@ -133,6 +155,30 @@ class AppContext:
             while len(self._assignments) > 4:
                 self._assignments.popitem(last=False)
         return a
+
+    def imagenet(self) -> tuple[np.ndarray, np.ndarray, list[str]]:
+        """The backbone's ImageNet top-1 class and its softmax probability for every map
+        point, shapes (n_points,) int64 (-1 = unknown) and float64 (NaN = unknown), and
+        the class names (computed once per set of map points)."""
+        with self._lock:
+            hit = self._imagenet
+        if hit is not None and len(hit[0]) == self.n_points:
+            return hit
+        rows = {int(r["id"]): r for r in self.store.image_table()}
+        top1 = np.array([rows[int(i)]["top1"] if int(i) in rows and rows[int(i)]["top1"] is not None else -1
+                         for i in self.point_ids], dtype=np.int64)
+        prob = np.array([rows[int(i)]["top1_prob"] if int(i) in rows and rows[int(i)]["top1_prob"] is not None
+                         else np.nan for i in self.point_ids], dtype=np.float64)
+        out = (top1, prob, list(self.store.get_meta("categories") or []))
+        with self._lock:
+            self._imagenet = out
+        return out
+
+    def hint_threshold(self) -> float | None:
+        """The top-1 probability from which an ImageNet hint is shown; None when the
+        project hides hints (settings ``imagenet_hints``, ``imagenet_hint_min_prob``)."""
+        s = self.project.settings()
+        return float(s.imagenet_hint_min_prob) if s.imagenet_hints else None
 
     def point_labels(self) -> np.ndarray:
         """Current label of every map point, shape (n_points,), object ('' = unlabelled)."""

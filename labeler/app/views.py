@@ -7,149 +7,25 @@ call them directly.
 
 from __future__ import annotations
 
-import base64
 from collections import Counter
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..errors import BadInputError
+from .colors import (  # noqa: F401 (re-exported: callers import the colours from views)
+    COLOR_BY_CLUSTER, COLOR_BY_CONFIDENCE, COLOR_BY_LABEL, COLOR_BY_SUGGESTION, COLOR_MODES, CONFIDENCE_STEPS,
+    NOISE_COLOR, PALETTE, SEQUENTIAL, UNLABELLED_COLOR, Coloring, cluster_color, color_by_cluster,
+    color_by_confidence, color_by_label, color_by_label_codes, coloring, point_labelled, typed_array)
 from .state import AppContext
 
-# A qualitative palette (Plotly's "Dark24" and "Light24" without the greys): distinct
-# hues for neighbouring cluster ids; ids beyond it wrap around.
-PALETTE = [
-    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#B68100", "#750D86", "#EB663B",
-    "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16",
-    "#A777F1", "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#FD3216",
-    "#00FE35", "#6A76FC", "#0DF9FF", "#F6F926", "#FF9616", "#479B55", "#EEA6FB", "#DC587D",
-]
-NOISE_COLOR = "#c9ccd1"
-UNLABELLED_COLOR = "#c9ccd1"
-
-COLOR_BY_CLUSTER = "cluster"
-COLOR_BY_LABEL = "label"
-COLOR_BY_SUGGESTION = "suggestion"  # labels, plus confident suggestions for unlabelled points
 SORT_KEYS = ("size", "unlabelled", "review")
 MIXED_MAJORITY = 0.8  # a cluster whose labelled images agree less than this needs review
-
-
-def typed_array(a: np.ndarray) -> dict:
-    """A numeric array as Plotly's typed-array spec ``{dtype, bdata}`` (base64).
-
-    plotly.js (>= 2.28) decodes it; it is 3-6x smaller than a JSON list of
-    numbers. Used for arrays put in a :class:`dash.Patch`, which, unlike a
-    figure, does not encode numpy arrays itself.
-    """
-    a = np.ascontiguousarray(a)
-    kinds = {"u1": np.uint8, "u2": np.uint16, "i4": np.int32, "f4": np.float32}
-    for code, dt in kinds.items():
-        if a.dtype == dt:
-            return {"dtype": code, "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
-    raise TypeError(f"no typed-array code for dtype {a.dtype}")
-
-
-def cluster_color(cluster: int) -> str:
-    """The colour of a cluster id (noise grey); stable across refreshes."""
-    return NOISE_COLOR if cluster < 0 else PALETTE[cluster % len(PALETTE)]
-
-
-@dataclass
-class Coloring:
-    """Marker colours of the map as category codes and a step colour scale.
-
-    Attributes
-    ----------
-    codes : ndarray (n_points,), uint8 or uint16
-        Category of each point (0 = noise / unlabelled).
-    colorscale : list of [position, colour]
-        Piecewise-constant: code i is drawn in ``colors[i]`` with cmin=-0.5,
-        cmax=len(colors)-0.5.
-    legend : list of (name, colour, count)
-    """
-
-    codes: np.ndarray
-    colors: list[str]
-    legend: list[tuple[str, str, int]]
-
-    @property
-    def colorscale(self) -> list[list]:
-        k = max(len(self.colors), 1)
-        scale = []
-        for i, c in enumerate(self.colors or [NOISE_COLOR]):
-            scale += [[i / k, c], [(i + 1) / k, c]]
-        return scale
-
-    def marker(self) -> dict:
-        """The marker properties that change on a recolour."""
-        return {
-            "color": typed_array(self.codes),
-            "colorscale": self.colorscale,
-            "cmin": -0.5,
-            "cmax": max(len(self.colors), 1) - 0.5,
-        }
-
-
-def _codes(values: np.ndarray, n: int) -> np.ndarray:
-    return values.astype(np.uint8 if n <= 255 else np.uint16)
-
-
-def color_by_cluster(clusters: np.ndarray) -> Coloring:
-    """Colour map points by cluster id; noise (-1) grey."""
-    clusters = np.asarray(clusters, dtype=np.int64)
-    uniq = [int(c) for c in np.unique(clusters) if c >= 0]
-    lookup = np.zeros(len(clusters), dtype=np.int64)
-    if uniq:
-        pos = np.searchsorted(np.array(uniq), clusters)
-        lookup = np.where(clusters >= 0, pos + 1, 0)
-    colors = [NOISE_COLOR] + [cluster_color(c) for c in uniq]
-    counts = np.bincount(lookup, minlength=len(colors))
-    legend = [("noise", NOISE_COLOR, int(counts[0]))] + [
-        (f"cluster {c}", colors[j + 1], int(counts[j + 1])) for j, c in enumerate(uniq)
-    ]
-    return Coloring(_codes(lookup, len(colors)), colors, legend)
-
-
-def color_by_label(labels: np.ndarray) -> Coloring:
-    """Colour map points by current label ('' = unlabelled, grey); labels sorted by name
-    so a label keeps its colour while others are added."""
-    labels = np.asarray(labels, dtype=object)
-    names = sorted({str(v) for v in labels if v})
-    index = {name: j + 1 for j, name in enumerate(names)}
-    codes = np.fromiter((index.get(v, 0) if v else 0 for v in labels), dtype=np.int64, count=len(labels))
-    colors = [UNLABELLED_COLOR] + [PALETTE[j % len(PALETTE)] for j in range(len(names))]
-    counts = np.bincount(codes, minlength=len(colors))
-    legend = [("unlabelled", UNLABELLED_COLOR, int(counts[0]))] + [
-        (name, colors[j + 1], int(counts[j + 1])) for j, name in enumerate(names)
-    ]
-    return Coloring(_codes(codes, len(colors)), colors, legend)
-
-
-# Colour modes of the map: mode -> (radio label, function(ctx) -> Coloring). Another
-# mode (e.g. suggestion confidence) is one more entry here.
-COLOR_MODES: dict = {
-    COLOR_BY_CLUSTER: ("cluster", lambda ctx: color_by_cluster(ctx.assignment().clusters)),
-    COLOR_BY_LABEL: ("label", lambda ctx: color_by_label(ctx.point_labels())),
-    COLOR_BY_SUGGESTION: ("suggestion", lambda ctx: _color_by_suggestion(ctx)),
-}
-
-
-def _color_by_suggestion(ctx: AppContext) -> Coloring:
-    from .callbacks_assist import suggested_point_labels  # the assist stage loads only when asked
-
-    return color_by_label(suggested_point_labels(ctx))
-
 LABELLED_OPACITY = 0.9
 UNLABELLED_OPACITY = 0.35  # unlabelled points are faded: labelled vs unlabelled at a glance
+CONFIDENCE_OPACITY = 0.85  # ... but not in the confidence mode, whose colours are the unlabelled points'
 DIMMED = 0.35  # factor on the points outside the open cluster
 ROBUST_PERCENTILES = (1.0, 99.0)
 RANGE_MARGIN = 0.08  # of the span, on each side
-
-
-def coloring(ctx: AppContext, mode: str) -> Coloring:
-    """The current colouring of the map (a mode of :data:`COLOR_MODES`; cluster otherwise)."""
-    _, fn = COLOR_MODES.get(mode, COLOR_MODES[COLOR_BY_CLUSTER])
-    return fn(ctx)
 
 
 def map_range(xy: np.ndarray, robust: bool = True) -> tuple[list[float], list[float]]:
@@ -177,10 +53,12 @@ def map_range(xy: np.ndarray, robust: bool = True) -> tuple[list[float], list[fl
     return out[0], out[1]
 
 
-def point_opacity(labelled: np.ndarray, in_open: np.ndarray | None = None) -> np.ndarray:
-    """Marker opacity per point: labelled points solid, unlabelled faded; with a cluster
-    open, points outside it dimmed further. Shape (n_points,), float32."""
-    op = np.where(np.asarray(labelled, bool), LABELLED_OPACITY, UNLABELLED_OPACITY).astype(np.float32)
+def point_opacity(labelled: np.ndarray, in_open: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
+    """Marker opacity per point: labelled points solid, unlabelled faded (less so in the
+    confidence mode, where their colour is the information); with a cluster open,
+    points outside it dimmed further. Shape (n_points,), float32."""
+    faded = CONFIDENCE_OPACITY if mode == COLOR_BY_CONFIDENCE else UNLABELLED_OPACITY
+    op = np.where(np.asarray(labelled, bool), LABELLED_OPACITY, faded).astype(np.float32)
     if in_open is not None and np.any(in_open):
         op = np.where(in_open, op, op * DIMMED).astype(np.float32)
     return op
@@ -198,7 +76,7 @@ def cluster_annotations(ctx: AppContext, mode: str, min_gap: float = 0.06) -> li
     label that would sit closer than ``min_gap`` (share of the robust view's span) to
     one already placed, so the numbers do not overlap. None when colouring by label;
     every point's cluster is in its hover card."""
-    if mode in (COLOR_BY_LABEL, COLOR_BY_SUGGESTION):
+    if mode in (COLOR_BY_LABEL, COLOR_BY_SUGGESTION, COLOR_BY_CONFIDENCE):
         return []
     cx, cy, ct = ctx.assignment().centres(ctx.xy)
     if not ct:
@@ -327,7 +205,7 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
     the server maps an event's ``pointIndex`` with :func:`point_image_id`.
     """
     col = col or coloring(ctx, mode)
-    labelled = ctx.point_labels() != ""
+    labelled = point_labelled(ctx)
     size = marker_size(ctx.n_points)
     grid = grid_xy(ctx)
     points = {
@@ -337,7 +215,7 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
         "y": typed_array(np.ascontiguousarray(grid[:, 1])),
         "hoverinfo": "none",
         "marker": {"size": size, "showscale": False, **col.marker(),
-                   "opacity": typed_array(point_opacity(labelled, open_mask(ctx, cluster)))},
+                   "opacity": typed_array(point_opacity(labelled, open_mask(ctx, cluster), mode))},
         "selected": {"marker": {"opacity": 1}},
         "unselected": {"marker": {"opacity": 0.35}},
         "name": "images",
@@ -380,7 +258,8 @@ def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, clust
     p = Patch()
     for k, v in col.marker().items():
         p["data"][0]["marker"][k] = v
-    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(ctx.point_labels() != "", open_mask(ctx, cluster)))
+    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(point_labelled(ctx), open_mask(ctx, cluster),
+                                                                  mode))
     ring = highlight_trace(ctx, cluster, mode)
     p["data"][2]["x"] = ring["x"]
     p["data"][2]["y"] = ring["y"]
@@ -425,8 +304,9 @@ def cluster_rows(ctx: AppContext) -> list[dict]:
     list of dict
         cluster, size, labelled, unlabelled, share (labelled / size), majority
         (label or None), majority_share (among labelled), counts ({label: n}),
-        cohesion, suggested_name, representatives (ids, nearest to the centroid
-        first), needs_review (bool) and review_reason (str).
+        cohesion, suggested_name, hint (the ImageNet hint where the backbone is
+        confident, else None: :func:`cluster_hints`), representatives (ids,
+        nearest to the centroid first), needs_review (bool) and review_reason (str).
     """
     summaries = ctx.store.cluster_summaries()
     clusters = ctx.assignment().clusters
@@ -436,6 +316,7 @@ def cluster_rows(ctx: AppContext) -> list[dict]:
         per.setdefault(int(c), Counter())[lab] += 1
     cohesions = [s["cohesion"] for s in summaries if s["cohesion"] is not None and s["cluster"] >= 0]
     low = float(np.percentile(cohesions, 25)) if len(cohesions) >= 4 else -np.inf
+    hints = cluster_hints(ctx)
     rows = []
     for s in summaries:
         c = int(s["cluster"])
@@ -452,10 +333,31 @@ def cluster_rows(ctx: AppContext) -> list[dict]:
             "cluster": c, "size": int(s["size"]), "labelled": n_lab, "unlabelled": int(s["size"]) - n_lab,
             "share": n_lab / s["size"] if s["size"] else 0.0, "majority": maj, "majority_share": maj_share,
             "counts": dict(counts.most_common()), "cohesion": s["cohesion"],
-            "suggested_name": s.get("suggested_name"), "representatives": list(s["representatives"]),
+            "suggested_name": s.get("suggested_name"), "hint": hints.get(c),
+            "representatives": list(s["representatives"]),
             "needs_review": bool(reasons), "review_reason": ", ".join(reasons),
         })
     return rows
+
+
+def cluster_hints(actx: AppContext) -> dict[int, str]:
+    """The ImageNet hint of each cluster where the backbone is confident
+    (:func:`labeler.hints.cluster_hint`); empty when the project hides hints."""
+    from ..hints import cluster_hint
+
+    min_prob = actx.hint_threshold()
+    if min_prob is None:
+        return {}
+    top1, prob, cats = actx.imagenet()
+    clusters = actx.assignment().clusters
+    order = np.argsort(clusters, kind="stable")
+    uniq, starts = np.unique(clusters[order], return_index=True)
+    out = {}
+    for c, group in zip(uniq, np.split(order, starts[1:])):
+        text = cluster_hint(top1[group], prob[group], cats, min_prob)
+        if text:
+            out[int(c)] = text
+    return out
 
 
 def sort_clusters(rows: list[dict], by: str = "size") -> list[dict]:

@@ -16,10 +16,14 @@ Method (chosen by measurement on ELPV, ``benchmarks/bench_labeling.py``):
 - **calibration** by temperature scaling (Guo et al. 2017, "On calibration of
   modern neural networks", ICML): one temperature fitted by minimising the
   negative log-likelihood of out-of-fold predictions of the labelled images
-  (stratified k-fold), with a prior on T for small samples; then no confidence
+  (k folds by image), with a prior on T for small samples; then no confidence
   is claimed above what held-out predictions at least that confident showed
   (:func:`evidence_bound`, Laplace's rule of succession): a handful of labels
-  cannot vouch for 99 %.
+  cannot vouch for 99 %. With the clustering given, the held-out evidence for an
+  image in a cluster nobody labelled comes from folds of whole clusters (grouped
+  cross-validation), each held-out cluster counting as one observation: labels
+  of a few whole clusters vouch only for what other clusters confirm
+  (``benchmarks/bench_calibration.py``).
 
 The spreading of every fold runs in the same sparse products as the main one
 (its seed matrices are stacked as extra columns), so calibration costs one
@@ -53,6 +57,9 @@ class ModelState:
     temperature : float
     n_calibration : int, held-out predictions behind ``temperature``
     n_labelled_at_calibration : int
+    oof_confidence, oof_correct : held-out evidence of image folds (:func:`evidence_bound`)
+    cross_confidence, cross_correct, cross_count : the same for folds of whole clusters
+        (each held-out cluster counts once), or None
     """
 
     classes: tuple[str, ...]
@@ -64,6 +71,9 @@ class ModelState:
     n_labelled_at_calibration: int = 0
     oof_confidence: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))
     oof_correct: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
+    cross_confidence: np.ndarray | None = None
+    cross_correct: np.ndarray | None = None
+    cross_count: np.ndarray | None = None
 
 
 @dataclass
@@ -228,7 +238,8 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
     return float(ece)
 
 
-def evidence_bound(p: np.ndarray, oof_confidence: np.ndarray, oof_correct: np.ndarray) -> np.ndarray:
+def evidence_bound(p: np.ndarray, oof_confidence: np.ndarray, oof_correct: np.ndarray,
+                   oof_count: np.ndarray | None = None) -> np.ndarray:
     """Cap each confidence by what held-out labels at that confidence have shown.
 
     An image with calibrated probability ``p`` belongs to every population
@@ -246,7 +257,11 @@ def evidence_bound(p: np.ndarray, oof_confidence: np.ndarray, oof_correct: np.nd
     ----------
     p : ndarray (n,), float, calibrated probability of the suggested label
     oof_confidence : ndarray (m,), float, held-out confidences, descending
-    oof_correct : ndarray (m,), int, cumulative count of right ones in that order
+    oof_correct : ndarray (m,), cumulative count of right ones in that order
+    oof_count : ndarray (m,), float, or None
+        Cumulative count of held-out predictions in that order (default 1, 2, ..., m).
+        Weighted counts give correlated predictions their effective sample size: a
+        held-out cluster counts once, however many members it has.
 
     Returns
     -------
@@ -258,9 +273,9 @@ def evidence_bound(p: np.ndarray, oof_confidence: np.ndarray, oof_correct: np.nd
     m = len(oof_confidence)
     if m == 0:
         return np.minimum(p, 0.5).astype(np.float32)
-    k = np.arange(1, m + 1)
+    k = np.arange(1, m + 1, dtype=np.float64) if oof_count is None else np.asarray(oof_count, dtype=np.float64)
     c = np.asarray(oof_correct, dtype=np.float64)
-    lower = np.where(c > 0, beta.ppf(EVIDENCE_ALPHA, np.maximum(c, 1), k - c + 1), 0.0)
+    lower = np.where(c > 0, beta.ppf(EVIDENCE_ALPHA, np.maximum(c, 1e-9), np.maximum(k - c, 0) + 1), 0.0)
     # Tied confidences form one population: only the last index of a run of ties counts.
     conf = np.asarray(oof_confidence, dtype=np.float64)
     last = np.r_[conf[1:] != conf[:-1], True]
@@ -272,14 +287,24 @@ def evidence_bound(p: np.ndarray, oof_confidence: np.ndarray, oof_correct: np.nd
     return np.minimum(p, best_from[j0]).astype(np.float32)
 
 
-def _folds(rows: np.ndarray, y: np.ndarray, n_folds: int) -> np.ndarray:
+def _folds(rows: np.ndarray, y: np.ndarray, n_folds: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Fold id per labelled row, -1 = always trained on (its class has a single example).
 
     The fold of an image depends only on its row (a multiplicative hash, Knuth's
     2654435761), so an image stays in its fold as labels are added and the folds'
     label spreading can be warm-started from the previous calibration.
+
+    ``groups``: (m,) int64, the cluster of each labelled row (-1 = noise: a group of its
+    own). Rows of one group share a fold (grouped cross-validation, as scikit-learn's
+    ``GroupKFold``): an annotator labels whole clusters, and near-identical members of
+    one cluster on both sides of a fold make the held-out predictions, hence the
+    confidence, look better than they are on clusters nobody has labelled.
     """
-    fold = ((np.asarray(rows, dtype=np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
+    key = np.asarray(rows, dtype=np.int64)
+    if groups is not None:
+        g = np.asarray(groups, dtype=np.int64)
+        key = np.where(g >= 0, g + (1 << 40), key)  # groups apart from the rows' own keys
+    fold = ((key.astype(np.uint64) * np.uint64(2654435761)) % np.uint64(2**32)
             % np.uint64(n_folds)).astype(np.int64)
     counts = np.bincount(y)
     fold[counts[y] < 2] = -1
@@ -287,6 +312,26 @@ def _folds(rows: np.ndarray, y: np.ndarray, n_folds: int) -> np.ndarray:
 
 
 # -- the whole model ----------------------------------------------------------------------
+def _held_out_evidence(oof: np.ndarray, codes: np.ndarray, held: np.ndarray, temperature: float,
+                       groups: np.ndarray | None = None):
+    """The input of :func:`evidence_bound` from held-out predictions ``oof[held]``
+    (log-probabilities, (m, C)) at ``temperature``: (confidences descending, cumulative
+    count right, cumulative count). With ``groups`` (m,) each held-out prediction
+    weighs 1 / (its group's held-out size): a cluster counts as one observation."""
+    if held.sum() < 2:
+        return np.zeros(0, np.float32), np.zeros(0, np.float64), np.zeros(0, np.float64)
+    lp = np.where(np.isfinite(oof[held]), oof[held], -1e4)
+    p_oof = np.exp(_log_softmax(lp / temperature))
+    order = np.argsort(-p_oof.max(axis=1), kind="stable")
+    w = np.ones(int(held.sum()))
+    if groups is not None:
+        g = np.asarray(groups)[held]
+        _, inv, size = np.unique(g, return_inverse=True, return_counts=True)
+        w = np.where(g >= 0, 1.0 / size[inv], 1.0)  # noise images are their own groups
+    right = (np.argmax(p_oof, axis=1) == codes[held]).astype(np.float64)
+    return p_oof.max(axis=1)[order], np.cumsum((w * right)[order]), np.cumsum(w[order])
+
+
 def predict(x: np.ndarray, *args, **kwargs) -> tuple[Prediction, ModelState]:
     """Calibrated suggestions for every row; see :func:`_predict` for the parameters.
 
@@ -304,7 +349,7 @@ def predict(x: np.ndarray, *args, **kwargs) -> tuple[Prediction, ModelState]:
 def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray, classes, *,
             method: str = "combined", state: ModelState | None = None, c: float = 10.0,
             alpha: float = 0.9, n_iter: int = 20, n_iter_warm: int = 5, n_folds: int = 5, recalibrate: float = 0.1,
-            balanced: bool = False, seed: int = 0) -> tuple[Prediction, ModelState]:
+            balanced: bool = False, seed: int = 0, clusters: np.ndarray | None = None) -> tuple[Prediction, ModelState]:
     """Calibrated suggestions for every row from the labelled rows.
 
     Parameters
@@ -328,6 +373,14 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
     recalibrate : float
         Refit the temperature only when the labelled count grew by this share
         since the last fit (the folds' spreading is kept warm meanwhile).
+    clusters : ndarray (n,), int64, or None
+        The cluster of every row (-1 = noise). Then the calibration also holds out
+        whole clusters (:func:`_folds` with groups), and an image in a cluster with
+        no labelled member gets no more confidence than held-out *clusters*
+        support: labels of a few whole clusters (near-identical members on both
+        sides of an image fold) cannot vouch for the clusters nobody looked at.
+        Images of labelled clusters keep the image-fold evidence. None: image
+        folds only.
 
     Returns
     -------
@@ -346,6 +399,10 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
     n, k = len(x), len(classes)
     if len(rows) == 0:
         raise ValueError("no labelled images: nothing to learn from")
+    if clusters is not None:
+        clusters = np.asarray(clusters, dtype=np.int64)
+        if clusters.shape != (n,):
+            raise ValueError(f"clusters of shape {clusters.shape} for {n} rows")
     if state is None or state.classes != classes:
         state = ModelState(classes)
     if len(np.unique(codes)) < 2:
@@ -356,18 +413,27 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
         return Prediction(classes, proba, np.full(n, codes[0], np.int64), zero, zero.copy()), state
 
     grow = len(rows) - state.n_labelled_at_calibration
-    calibrate = state.n_calibration == 0 or grow >= max(1, recalibrate * state.n_labelled_at_calibration)
-    fold = _folds(rows, codes, n_folds) if calibrate else None
-    n_f = n_folds if calibrate else 0
+    calibrate = state.n_calibration == 0 or grow >= max(1, recalibrate * state.n_labelled_at_calibration) \
+        or (clusters is not None and state.cross_confidence is None)
+    # Fold sets of the calibration: by image (what an image of an already labelled
+    # cluster can expect) and, with the clusters given, by cluster (what an image of a
+    # cluster nobody labelled can expect).
+    fold_sets = []
+    if calibrate:
+        fold_sets.append(_folds(rows, codes, n_folds))
+        if clusters is not None:
+            fold_sets.append(_folds(rows, codes, n_folds, clusters[rows]))
+    splits = [(s, f) for s in range(len(fold_sets)) for f in range(n_folds)]
+    n_f = len(splits)
 
     logp = np.zeros((n, k), np.float64)
-    oof = np.zeros((len(rows), k), np.float64) if calibrate else None
+    oof = np.zeros((len(fold_sets), len(rows), k), np.float64)
     if method in ("combined", "spreading"):
         y = np.zeros((n, (n_f + 1) * k), np.float32)
         y[rows, codes] = 1.0
-        for f in range(n_f):
-            tr = fold != f
-            y[rows[tr], (f + 1) * k + codes[tr]] = 1.0
+        for j, (s, f) in enumerate(splits):
+            tr = fold_sets[s] != f
+            y[rows[tr], (j + 1) * k + codes[tr]] = 1.0
         prev = state.spread
         init = None
         if prev is not None and prev.shape[0] == n and prev.shape[1] >= y.shape[1]:
@@ -378,36 +444,44 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
         else:
             state.spread = f_all
         logp += np.log(np.maximum(_normalise_rows(f_all[:, :k]), 1e-6))
-        for f in range(n_f):
-            held = fold == f
-            p = _normalise_rows(f_all[rows[held], (f + 1) * k:(f + 2) * k])
-            oof[held] += np.log(np.maximum(p, 1e-6))
+        for j, (s, f) in enumerate(splits):
+            held = fold_sets[s] == f
+            p = _normalise_rows(f_all[rows[held], (j + 1) * k:(j + 2) * k])
+            oof[s, held] += np.log(np.maximum(p, 1e-6))
     if method in ("combined", "probe"):
         model, present = _probe(x[rows], codes, k, c=c, init=(state.coef, state.intercept), balanced=balanced)
         state.coef, state.intercept = model.coef_, model.intercept_
         logp += _log_softmax(_probe_logits(model, present, x, k))
-        for f in range(n_f):
-            held, tr = fold == f, fold != f
+        for s, f in splits:
+            held, tr = fold_sets[s] == f, fold_sets[s] != f
             if not held.any():
                 continue
             if len(np.unique(codes[tr])) < 2:
-                oof[held] += np.log(1.0 / k)
+                oof[s, held] += np.log(1.0 / k)
                 continue
             m, pr = _probe(x[rows[tr]], codes[tr], k, c=c, init=(model.coef_, model.intercept_), balanced=balanced)
-            oof[held] += _log_softmax(_probe_logits(m, pr, x[rows[held]], k))
+            oof[s, held] += _log_softmax(_probe_logits(m, pr, x[rows[held]], k))
     if calibrate:
-        held = fold >= 0
+        held = fold_sets[0] >= 0
         if held.sum() >= 2:
-            state.temperature = fit_temperature(oof[held], codes[held])
-            p_oof = np.exp(_log_softmax(np.where(np.isfinite(oof[held]), oof[held], -1e4) / state.temperature))
-            order = np.argsort(-p_oof.max(axis=1), kind="stable")
-            state.oof_confidence = p_oof.max(axis=1)[order]
-            state.oof_correct = np.cumsum(np.argmax(p_oof, axis=1)[order] == codes[held][order])
+            state.temperature = fit_temperature(oof[0][held], codes[held])
+        state.oof_confidence, state.oof_correct, _ = _held_out_evidence(oof[0], codes, held, state.temperature)
+        state.cross_confidence = state.cross_correct = state.cross_count = None
+        if len(fold_sets) > 1:
+            state.cross_confidence, state.cross_correct, state.cross_count = _held_out_evidence(
+                oof[1], codes, fold_sets[1] >= 0, state.temperature, groups=clusters[rows])
         state.n_calibration = int(held.sum())
         state.n_labelled_at_calibration = len(rows)
     proba = np.exp(_log_softmax(np.where(np.isfinite(logp), logp, -1e4) / state.temperature)).astype(np.float32)
     top2 = np.partition(proba, -2, axis=1)[:, -2:] if k >= 2 else np.c_[np.zeros(n), proba]
     label = np.argmax(proba, axis=1).astype(np.int64)
-    conf = evidence_bound(proba[np.arange(n), label], state.oof_confidence, state.oof_correct)
+    p_top = proba[np.arange(n), label]
+    conf = evidence_bound(p_top, state.oof_confidence, state.oof_correct)
+    if clusters is not None:
+        # An image in a cluster with no labelled member is held to what held-out clusters showed.
+        lab = clusters[rows]
+        unseen = ~np.isin(clusters, lab[lab >= 0])
+        conf[unseen] = evidence_bound(p_top[unseen], state.cross_confidence, state.cross_correct,
+                                      state.cross_count)
     margin = (top2[:, 1] - top2[:, 0]).astype(np.float32)
     return Prediction(classes, proba, label, conf, margin, state.temperature, state.n_calibration), state

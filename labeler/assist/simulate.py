@@ -132,7 +132,8 @@ class _State:
 def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, batch: int = 5,
                threshold: float = 0.95, min_accept: int | None = None, max_actions: int = 400,
                method: str = "combined", pick: str = "queue", duplicate_similarity: float = 0.99,
-               explore: float = 0.2, seed: int = 0, strategy: str | None = None) -> FlowResult:
+               explore: float = 0.2, seed: int = 0, strategy: str | None = None,
+               clusters: np.ndarray | None = None) -> FlowResult:
     """Simulate the annotator working through the queue and accepting suggestions.
 
     Parameters
@@ -151,6 +152,10 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
     duplicate_similarity : float, near-identical images grouped into one queue item
     explore : float, share of each batch taken from typical images of uncovered regions
     seed : int
+    clusters : ndarray (n,), int, or None
+        The clustering the dashboard shows (-1 = noise): the suggestion model's
+        calibration folds are grouped by it, as in the product
+        (:func:`labeler.assist.suggest.suggest`).
 
     Returns
     -------
@@ -198,7 +203,8 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
                 st.record()
         rows = np.flatnonzero(st.manual)
         t0 = time.perf_counter()
-        pred, mstate = assist_model.predict(x, graph, rows, y[rows], classes, method=method, state=mstate, seed=seed)
+        pred, mstate = assist_model.predict(x, graph, rows, y[rows], classes, method=method, state=mstate, seed=seed,
+                                            clusters=clusters)
         res.refresh_seconds.append(time.perf_counter() - t0)
         st.suggested = pred.label
         if len(np.unique(y[rows])) >= 2:

@@ -175,6 +175,20 @@ def _label_state(project: Project):
     return ids, rows, labels, int(newest[0]["id"]) if newest else 0
 
 
+def _clusters_of(project: Project, image_ids) -> np.ndarray | None:
+    """(m,) int64 cluster of each image in the current clustering (-1 = noise or not
+    clustered yet); None when the project has no clustering. The suggestion model's
+    calibration folds are grouped by it (:func:`labeler.assist.model._folds`)."""
+    if project.store.current_clustering() is None:
+        return None
+    a_ids, a_cl, _ = project.store.assignments()  # ordered by image id
+    q = np.asarray(image_ids, dtype=np.int64)
+    if len(a_ids) == 0:
+        return np.full(len(q), -1, np.int64)
+    pos = np.clip(np.searchsorted(a_ids, q), 0, len(a_ids) - 1)
+    return np.where(a_ids[pos] == q, a_cl[pos], -1).astype(np.int64)
+
+
 def _cache_dir(project: Project) -> Path:
     return project.root / "assist"
 
@@ -219,9 +233,9 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
     x, name = load_features(project, features)
     ids, rows, labels, version = _label_state(project)
     given = np.array([labels.get(int(i), (None, None))[0] for i in ids], dtype=object)
-    train = [(r, labels[int(i)][0]) for i, r in zip(ids, rows)
+    train = [(r, labels[int(i)][0], int(i)) for i, r in zip(ids, rows)
              if int(i) in labels and labels[int(i)][1] != SUGGESTION_SOURCE]
-    classes = tuple(sorted({lab for _, lab in train}))
+    classes = tuple(sorted({lab for _, lab, _ in train}))
     m = len(ids)
     if not classes:
         z = np.zeros(m, np.float32)
@@ -237,10 +251,16 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
             and np.array_equal(cached["suggestions"].image_ids, ids):
         return cached["suggestions"]
     graph = knn_graph(project, x, name) if use_cache else cached_knn_graph(x, None)
-    t_rows = np.array([r for r, _ in train], dtype=np.int64)
-    t_codes = np.array([classes.index(lab) for _, lab in train], dtype=np.int64)
+    t_rows = np.array([r for r, _, _ in train], dtype=np.int64)
+    t_codes = np.array([classes.index(lab) for _, lab, _ in train], dtype=np.int64)
+    clusters = _clusters_of(project, ids)
+    if clusters is not None:
+        by_row = np.full(len(x), -1, np.int64)
+        by_row[rows] = clusters
+        clusters = by_row
     state = cached.get("state") if cached and cached.get("fingerprint") == fingerprint(x) else None
-    pred, state = assist_model.predict(x, graph, t_rows, t_codes, classes, method=method, state=state)
+    pred, state = assist_model.predict(x, graph, t_rows, t_codes, classes, method=method, state=state,
+                                       clusters=clusters)
     out = Suggestions(classes, ids, rows, pred.label[rows], pred.confidence[rows], pred.margin[rows], given,
                       version, pred.temperature, pred.n_calibration, name, method)
     if cache is not None:

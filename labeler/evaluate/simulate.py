@@ -379,12 +379,15 @@ def one_by_one(y: np.ndarray, *, seed: int = 0) -> Curve:
     return t.curve()
 
 
-def queue(y: np.ndarray, vectors: np.ndarray, *, max_actions: int = 400, seed: int = 0) -> Curve:
-    """(e) The product's flow, then one by one (see the module docstring)."""
+def queue(y: np.ndarray, vectors: np.ndarray, *, max_actions: int = 400, seed: int = 0,
+          clusters: np.ndarray | None = None) -> Curve:
+    """(e) The product's flow, then one by one (see the module docstring); ``clusters``
+    (the dashboard's, -1 = noise) group the suggestion model's calibration folds as in
+    the product."""
     from ..assist.simulate import queue_flow
 
-    y, n_classes = _check(y)
-    r = queue_flow(y, vectors, max_actions=max_actions, seed=seed)
+    y, n_classes = _check(y, clusters)
+    r = queue_flow(y, vectors, max_actions=max_actions, seed=seed, clusters=clusters)
     t = _Tracker(y, n_classes, "queue")
     t.hist = [(int(a) + n_classes, int(round(acc * len(y))), len(y), float(f1))
               for a, acc, f1 in zip(r.actions, r.accuracy, r.macro_f1) if a]
@@ -421,6 +424,6 @@ def simulate(y: np.ndarray, clusters: np.ndarray, vectors: np.ndarray, *, seed: 
         "cluster_split": lambda: cluster_split(y, clusters, vectors, seed=seed),
         "propagation": lambda: propagation(y, vectors, seed=seed),
         "one_by_one": lambda: one_by_one(y, seed=seed),
-        "queue": lambda: queue(y, vectors, seed=seed),
+        "queue": lambda: queue(y, vectors, seed=seed, clusters=clusters),
     }
     return {s: run[s]() for s in strategies}

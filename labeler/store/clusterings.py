@@ -106,6 +106,11 @@ class ClusteringsMixin:
             return None
         return {**dict(r), "params": json.loads(r["params"])}
 
+    def get_clustering(self, clustering_id: int) -> dict | None:
+        """One clustering: dict(id, method, params, parent_id, created_at, undone), or None."""
+        r = self.con.execute("SELECT * FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
+        return None if r is None else {**dict(r), "params": json.loads(r["params"])}
+
     def _clustering_id(self, clustering_id: int | None) -> int:
         if clustering_id is not None:
             return int(clustering_id)

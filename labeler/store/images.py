@@ -222,6 +222,16 @@ class ImagesMixin:
         top1 = {r[0]: r[1] for r in self.con.execute("SELECT id, top1 FROM images WHERE top1 IS NOT NULL")}
         return np.array([top1.get(int(i), -1) for i in image_ids], dtype=np.int64)
 
+    def top1_prob_of(self, image_ids: Sequence[int]) -> list[float | None]:
+        """Softmax probability of each image's ImageNet top-1 class (None where unknown)."""
+        out: dict[int, float] = {}
+        ids = [int(i) for i in image_ids]
+        for k in range(0, len(ids), 500):
+            part = ids[k : k + 500]
+            q = "SELECT id, top1_prob FROM images WHERE id IN (" + ",".join("?" * len(part)) + ")"
+            out.update({int(r[0]): r[1] for r in self.con.execute(q, part) if r[1] is not None})
+        return [out.get(i) for i in ids]
+
     def counts(self) -> dict[str, int]:
         """Number of images per status plus ``skipped`` files and ``labelled`` images."""
         out = {s: 0 for s in ("pending", "embedded", "missing", "skipped")}

@@ -256,6 +256,16 @@ class LabelsMixin:
             )
         }
 
+    def last_label_event(self) -> int:
+        """Id of the newest label event (0 when none): a cursor for :meth:`label_events_after`."""
+        return int(self.con.execute("SELECT COALESCE(MAX(id), 0) FROM label_events").fetchone()[0])
+
+    def label_events_after(self, event_id: int) -> list[tuple[int, int, str | None]]:
+        """``(event id, image_id, new_label)`` of every label event newer than ``event_id``,
+        oldest first (``new_label`` None = removed): what changed since a cursor."""
+        return self.con.execute("SELECT id, image_id, new_label FROM label_events WHERE id>? ORDER BY id",
+                                (int(event_id),)).fetchall()
+
     def label_events(self, image_id: int | None = None) -> list[sqlite3.Row]:
         """The append-only label log (optionally of one image), oldest first."""
         if image_id is None:

@@ -1,0 +1,232 @@
+"""Colours of the map: a colouring per mode (cluster, label, suggestion, suggestion
+confidence) as category codes and a colour scale, sent as typed arrays.
+
+Pure functions of plain values (and an :class:`~labeler.app.state.AppContext` for
+:func:`coloring`); :mod:`labeler.app.views` builds the figure from them.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+
+import numpy as np
+
+from .label_codes import point_label_codes
+from .state import AppContext
+
+# A qualitative palette (Plotly's "Dark24" and "Light24" without the greys): distinct
+# hues for neighbouring cluster ids; ids beyond it wrap around.
+PALETTE = [
+    "#2E91E5", "#E15F99", "#1CA71C", "#FB0D0D", "#DA16FF", "#B68100", "#750D86", "#EB663B",
+    "#511CFB", "#00A08B", "#FB00D1", "#FC0080", "#B2828D", "#6C7C32", "#778AAE", "#862A16",
+    "#A777F1", "#620042", "#1616A7", "#DA60CA", "#6C4516", "#0D2A63", "#AF0038", "#FD3216",
+    "#00FE35", "#6A76FC", "#0DF9FF", "#F6F926", "#FF9616", "#479B55", "#EEA6FB", "#DC587D",
+]
+NOISE_COLOR = "#c9ccd1"
+UNLABELLED_COLOR = "#c9ccd1"
+
+COLOR_BY_CLUSTER = "cluster"
+COLOR_BY_LABEL = "label"
+COLOR_BY_SUGGESTION = "suggestion"  # labels, plus confident suggestions for unlabelled points
+COLOR_BY_CONFIDENCE = "confidence"  # unlabelled points: their suggestion's confidence; labelled: their label
+#: Sequential scale of the confidence mode: Viridis (perceptually uniform, readable in grey and by
+#: colour-blind readers; van der Walt & Smith 2015, matplotlib), as in plotly.colors.sequential.
+SEQUENTIAL = ["#440154", "#482878", "#3e4989", "#31688e", "#26828e", "#1f9e89", "#35b779", "#6ece58",
+              "#b5de2b", "#fde725"]
+CONFIDENCE_STEPS = 100  # confidence is drawn in 100 steps of 0.01
+
+def typed_array(a: np.ndarray) -> dict:
+    """A numeric array as Plotly's typed-array spec ``{dtype, bdata}`` (base64).
+
+    plotly.js (>= 2.28) decodes it; it is 3-6x smaller than a JSON list of
+    numbers. Used for arrays put in a :class:`dash.Patch`, which, unlike a
+    figure, does not encode numpy arrays itself.
+    """
+    a = np.ascontiguousarray(a)
+    kinds = {"u1": np.uint8, "u2": np.uint16, "i4": np.int32, "f4": np.float32}
+    for code, dt in kinds.items():
+        if a.dtype == dt:
+            return {"dtype": code, "bdata": base64.b64encode(a.tobytes()).decode("ascii")}
+    raise TypeError(f"no typed-array code for dtype {a.dtype}")
+
+
+def cluster_color(cluster: int) -> str:
+    """The colour of a cluster id (noise grey); stable across refreshes."""
+    return NOISE_COLOR if cluster < 0 else PALETTE[cluster % len(PALETTE)]
+
+
+@dataclass
+class Coloring:
+    """Marker colours of the map as category codes and a step colour scale.
+
+    Attributes
+    ----------
+    codes : ndarray (n_points,), uint8 or uint16
+        Category of each point (0 = noise / unlabelled).
+    colorscale : list of [position, colour]
+        Piecewise-constant: code i is drawn in ``colors[i]`` with cmin=-0.5,
+        cmax=len(colors)-0.5.
+    legend : list of (name, colour, count)
+    """
+
+    codes: np.ndarray
+    colors: list[str]
+    legend: list[tuple[str, str, int]]
+    scale: list[list] | None = None  # a colour scale of its own (else the steps of ``colors``)
+    n_codes: int | None = None  # codes 0 .. n_codes - 1 (else len(colors))
+    colorbar: tuple[str, list[str], int] | None = None  # (title, colours low -> high, points) for the legend
+
+    @property
+    def colorscale(self) -> list[list]:
+        if self.scale is not None:
+            return self.scale
+        k = max(len(self.colors), 1)
+        scale = []
+        for i, c in enumerate(self.colors or [NOISE_COLOR]):
+            scale += [[i / k, c], [(i + 1) / k, c]]
+        return scale
+
+    def marker(self) -> dict:
+        """The marker properties that change on a recolour."""
+        return {
+            "color": typed_array(self.codes),
+            "colorscale": self.colorscale,
+            "cmin": -0.5,
+            "cmax": max(self.n_codes or len(self.colors), 1) - 0.5,
+        }
+
+
+def _codes(values: np.ndarray, n: int) -> np.ndarray:
+    return values.astype(np.uint8 if n <= 255 else np.uint16)
+
+
+def color_by_cluster(clusters: np.ndarray) -> Coloring:
+    """Colour map points by cluster id; noise (-1) grey."""
+    clusters = np.asarray(clusters, dtype=np.int64)
+    uniq = [int(c) for c in np.unique(clusters) if c >= 0]
+    lookup = np.zeros(len(clusters), dtype=np.int64)
+    if uniq:
+        pos = np.searchsorted(np.array(uniq), clusters)
+        lookup = np.where(clusters >= 0, pos + 1, 0)
+    colors = [NOISE_COLOR] + [cluster_color(c) for c in uniq]
+    counts = np.bincount(lookup, minlength=len(colors))
+    legend = [("noise", NOISE_COLOR, int(counts[0]))] + [
+        (f"cluster {c}", colors[j + 1], int(counts[j + 1])) for j, c in enumerate(uniq)
+    ]
+    return Coloring(_codes(lookup, len(colors)), colors, legend)
+
+
+def color_by_label(labels: np.ndarray) -> Coloring:
+    """Colour map points by current label ('' = unlabelled, grey); labels sorted by name
+    so a label keeps its colour while others are added."""
+    labels = np.asarray(labels, dtype=object)
+    names = sorted({str(v) for v in labels if v})
+    index = {name: j + 1 for j, name in enumerate(names)}
+    codes = np.fromiter((index.get(v, 0) if v else 0 for v in labels), dtype=np.int64, count=len(labels))
+    colors = [UNLABELLED_COLOR] + [PALETTE[j % len(PALETTE)] for j in range(len(names))]
+    counts = np.bincount(codes, minlength=len(colors))
+    legend = [("unlabelled", UNLABELLED_COLOR, int(counts[0]))] + [
+        (name, colors[j + 1], int(counts[j + 1])) for j, name in enumerate(names)
+    ]
+    return Coloring(_codes(codes, len(colors)), colors, legend)
+
+
+def color_by_label_codes(codes: np.ndarray, names: list[str]) -> Coloring:
+    """:func:`color_by_label` from label codes: the same colouring, without a string per point.
+
+    Parameters
+    ----------
+    codes : ndarray (n_points,) int
+        0 = unlabelled, i >= 1 = ``names[i - 1]`` (:class:`~labeler.app.label_codes.PointLabelCodes`).
+    names : list of str
+        Names of the codes; a name no point carries is left out of the colours
+        and the legend.
+    """
+    codes = np.asarray(codes)
+    counts = np.bincount(codes, minlength=len(names) + 1)
+    present = sorted((j for j in range(1, len(names) + 1) if counts[j] > 0), key=lambda j: str(names[j - 1]))
+    rank = np.zeros(len(names) + 1, dtype=np.int64)
+    rank[present] = np.arange(1, len(present) + 1)
+    colors = [UNLABELLED_COLOR] + [PALETTE[r % len(PALETTE)] for r in range(len(present))]
+    legend = [("unlabelled", UNLABELLED_COLOR, int(counts[0]))] + [
+        (str(names[j - 1]), colors[r + 1], int(counts[j])) for r, j in enumerate(present)
+    ]
+    return Coloring(_codes(rank[codes], len(colors)), colors, legend)
+
+
+def _color_by_current_label(ctx: AppContext) -> Coloring:
+    codes = point_label_codes(ctx)
+    return color_by_label_codes(codes.codes(ctx.store), codes.names)
+
+
+def point_labelled(ctx: AppContext) -> np.ndarray:
+    """Which map points carry a label, (n_points,) bool (from the kept label codes)."""
+    return point_label_codes(ctx).labelled(ctx.store)
+
+
+def color_by_confidence(labels: np.ndarray, confidence: np.ndarray) -> Coloring:
+    """Colour unlabelled points by the confidence of their suggestion on a sequential
+    scale (:data:`SEQUENTIAL`, 0 to 1); labelled points by their label, as
+    :func:`color_by_label` does; unlabelled points without a suggestion grey.
+
+    Parameters
+    ----------
+    labels : ndarray (n,), object
+        Current label per point ('' = unlabelled).
+    confidence : ndarray (n,), float
+        Calibrated confidence of each point's suggestion in [0, 1] (NaN = none).
+
+    Returns
+    -------
+    Coloring
+        Codes: 0 = no suggestion, 1 .. :data:`CONFIDENCE_STEPS` = confidence 0 .. 1,
+        then one code per label; ``colorbar`` describes the scale for the legend.
+    """
+    by_label = color_by_label(labels)
+    conf = np.asarray(confidence, dtype=np.float64)
+    unlabelled = by_label.codes == 0
+    has = unlabelled & np.isfinite(conf)
+    codes = np.where(unlabelled, 0, CONFIDENCE_STEPS + by_label.codes.astype(np.int64))
+    codes[has] = 1 + np.rint(np.clip(conf[has], 0, 1) * (CONFIDENCE_STEPS - 1)).astype(np.int64)
+    n_labels = len(by_label.colors) - 1
+    k = 1 + CONFIDENCE_STEPS + n_labels
+    scale = [[0.0, UNLABELLED_COLOR], [1 / k, UNLABELLED_COLOR]]
+    span = CONFIDENCE_STEPS / k
+    scale += [[1 / k + span * j / (len(SEQUENTIAL) - 1), c] for j, c in enumerate(SEQUENTIAL)]
+    for j, c in enumerate(by_label.colors[1:]):
+        lo = (1 + CONFIDENCE_STEPS + j) / k
+        scale += [[lo, c], [(1 + CONFIDENCE_STEPS + j + 1) / k, c]]
+    scale[-1][0] = 1.0
+    n_none = int(unlabelled.sum() - has.sum())
+    legend = [("no suggestion", UNLABELLED_COLOR, n_none)] + [
+        (f"{name} (labelled)", colour, count) for name, colour, count in by_label.legend[1:]]
+    return Coloring(_codes(codes, k), by_label.colors, legend, scale=scale, n_codes=k,
+                    colorbar=("suggestion confidence", SEQUENTIAL, int(has.sum())))
+
+
+# Colour modes of the map: mode -> (radio label, function(ctx) -> Coloring). Another
+# mode is one more entry here.
+COLOR_MODES: dict = {
+    COLOR_BY_CLUSTER: ("cluster", lambda ctx: color_by_cluster(ctx.assignment().clusters)),
+    COLOR_BY_LABEL: ("label", _color_by_current_label),
+    COLOR_BY_SUGGESTION: ("suggestion", lambda ctx: _color_by_suggestion(ctx)),
+    COLOR_BY_CONFIDENCE: ("suggestion confidence", lambda ctx: _color_by_confidence(ctx)),
+}
+
+
+def _color_by_suggestion(ctx: AppContext) -> Coloring:
+    from .callbacks_assist import suggested_point_labels  # the assist stage loads only when asked
+
+    return color_by_label(suggested_point_labels(ctx))
+
+
+def _color_by_confidence(ctx: AppContext) -> Coloring:
+    from .callbacks_assist import point_suggestions
+
+    return color_by_confidence(point_label_codes(ctx).names_of(ctx.store), point_suggestions(ctx)[1])
+
+def coloring(ctx: AppContext, mode: str) -> Coloring:
+    """The current colouring of the map (a mode of :data:`COLOR_MODES`; cluster otherwise)."""
+    _, fn = COLOR_MODES.get(mode, COLOR_MODES[COLOR_BY_CLUSTER])
+    return fn(ctx)
