@@ -168,3 +168,20 @@ def test_app_codes_follow_a_reload_of_the_map_points(store):
     ctx.point_ids = store.row_image_ids()  # the app reloaded its points: two more
     again = point_label_codes(ctx)
     assert again is not first and again.names_of(store).tolist() == ["", "", "", "", "", "late"]
+
+
+def test_cluster_members_use_a_covering_index_also_in_an_older_project(tmp_path):
+    import sqlite3
+
+    db = tmp_path / "old.db"
+    store = Store(db)
+    store.close()
+    con = sqlite3.connect(db)  # a project made before the index existed
+    con.execute("DROP INDEX assignments_cluster_image")
+    con.commit()
+    con.close()
+    store = Store(db)  # opening it adds the index
+    plan = store.con.execute("EXPLAIN QUERY PLAN SELECT image_id FROM assignments WHERE clustering_id=1 AND "
+                             "cluster=2 ORDER BY image_id").fetchall()
+    store.close()
+    assert "COVERING INDEX assignments_cluster_image" in " ".join(str(r[-1]) for r in plan)
