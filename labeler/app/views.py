@@ -57,7 +57,9 @@ def map_range(xy: np.ndarray, robust: bool = True) -> tuple[list[float], list[fl
 def point_opacity(labelled: np.ndarray, in_open: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
     """Marker opacity per point: labelled points solid, unlabelled faded (less so in the
     confidence mode, where their colour is the information); with a cluster open,
-    points outside it dimmed further. Shape (n_points,), float32."""
+    points outside it dimmed further. Shape (n_points,), float32. The map does not send
+    it per point: :func:`state_alpha` takes the opacity of each state from here and the
+    colour scale carries it (:func:`map_marker`)."""
     faded = CONFIDENCE_OPACITY if mode == COLOR_BY_CONFIDENCE else UNLABELLED_OPACITY
     op = np.where(np.asarray(labelled, bool), LABELLED_OPACITY, faded).astype(np.float32)
     if in_open is not None and np.any(in_open):
