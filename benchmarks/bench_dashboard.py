@@ -195,6 +195,16 @@ def main(argv=None) -> None:
     figures["recolor_label_before_ms"] = round(median_ms(recolor_label_before, args.repeat), 1)
     figures["recolor_cluster_ms"] = round(median_ms(lambda: recolor_patch(actx, COLOR_BY_CLUSTER), args.repeat), 1)
 
+    store = project.store
+    cid = int(store.current_clustering()["id"])
+    figures["cluster_members_ms"] = round(median_ms(lambda: store.cluster_members(big["cluster"]), args.repeat), 1)
+    # Before the covering index: the plan SQLite chose without it (the primary key, walked over the
+    # whole clustering so that no sort is needed).
+    old_plan = ("SELECT image_id FROM assignments INDEXED BY sqlite_autoindex_assignments_1 "
+                "WHERE clustering_id=? AND cluster=? ORDER BY image_id")
+    figures["cluster_members_before_ms"] = round(median_ms(
+        lambda: store.con.execute(old_plan, (cid, big["cluster"])).fetchall(), args.repeat), 1)
+
     def recolor_cluster_uncached():
         actx._cluster_coloring = None  # as before the cache: np.unique over every point each time
         return recolor_patch(actx, COLOR_BY_CLUSTER)
@@ -206,6 +216,8 @@ def main(argv=None) -> None:
     print(f"  recolour by label (Patch)         {figures['recolor_label_ms']:8.1f} ms   (label codes)")
     print(f"  the same, before (strings)        {figures['recolor_label_before_ms']:8.1f} ms   "
           f"(a label string per point, as before; same Patch)")
+    print(f"  members of that cluster (SQL)     {figures['cluster_members_ms']:8.1f} ms   "
+          f"(before the covering index: {figures['cluster_members_before_ms']:.1f} ms)")
     print(f"  recolour by cluster (Patch)       {figures['recolor_cluster_ms']:8.1f} ms   "
           f"(colouring cached per clustering; {figures['recolor_cluster_uncached_ms']:.1f} ms made afresh)")
     figures["label_plus_recolor_ms"] = round(figures["label_cluster_ms"] + figures["recolor_label_ms"], 1)
