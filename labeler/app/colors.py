@@ -70,6 +70,11 @@ class Coloring:
         Piecewise-constant: code i is drawn in ``colors[i]`` with cmin=-0.5,
         cmax=len(colors)-0.5.
     legend : list of (name, colour, count)
+    code_colors : list of str, optional
+        The flat ``'#rrggbb'`` colour of each code where ``colors`` does not give it
+        (the confidence mode: grey, :data:`CONFIDENCE_STEPS` steps of
+        :data:`SEQUENTIAL`, then the labels). :meth:`marker` draws each code in it,
+        with the point's state as the alpha.
     """
 
     codes: np.ndarray
