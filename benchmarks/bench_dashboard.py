@@ -157,6 +157,14 @@ def main(argv=None) -> None:
     print(f"  total                 {total / 1e6:10.2f} MB")
     figures.update(payload_mb=round(total / 1e6, 3), layout_mb=round(len(layout.data) / 1e6, 3),
                    layout_serve_ms=round(1000 * t_layout))
+    from dash._utils import to_json as _to_json
+
+    from labeler.app.views import point_labelled, point_opacity, typed_array
+
+    # Before (main before the state codes): the same figure plus a float32 opacity per point.
+    extra = len(_to_json({"opacity": typed_array(point_opacity(point_labelled(app.labeler)))})) - 2
+    figures["payload_float_opacity_mb"] = round((total + extra) / 1e6, 3)
+    print(f"  before: with a float32 opacity per point  {(total + extra) / 1e6:10.2f} MB")
 
     actx = app.labeler
     clusters = [s for s in project.store.cluster_summaries() if s["cluster"] >= 0]
@@ -186,13 +194,32 @@ def main(argv=None) -> None:
     figures["recolor_label_ms"] = round(median_ms(recolor_label, args.repeat), 1)
     figures["recolor_label_before_ms"] = round(median_ms(recolor_label_before, args.repeat), 1)
     figures["recolor_cluster_ms"] = round(median_ms(lambda: recolor_patch(actx, COLOR_BY_CLUSTER), args.repeat), 1)
+
+    store = project.store
+    cid = int(store.current_clustering()["id"])
+    figures["cluster_members_ms"] = round(median_ms(lambda: store.cluster_members(big["cluster"]), args.repeat), 1)
+    # Before the covering index: the plan SQLite chose without it (the primary key, walked over the
+    # whole clustering so that no sort is needed).
+    old_plan = ("SELECT image_id FROM assignments INDEXED BY sqlite_autoindex_assignments_1 "
+                "WHERE clustering_id=? AND cluster=? ORDER BY image_id")
+    figures["cluster_members_before_ms"] = round(median_ms(
+        lambda: store.con.execute(old_plan, (cid, big["cluster"])).fetchall(), args.repeat), 1)
+
+    def recolor_cluster_uncached():
+        actx._cluster_coloring = None  # as before the cache: np.unique over every point each time
+        return recolor_patch(actx, COLOR_BY_CLUSTER)
+
+    figures["recolor_cluster_uncached_ms"] = round(median_ms(recolor_cluster_uncached, args.repeat), 1)
     assert_same_patch(recolor_label(), recolor_label_before())
     print(f"  label a {big['size']:,}-image cluster       {figures['label_cluster_ms']:8.1f} ms")
     print(f"  label a single image              {figures['label_one_ms']:8.1f} ms")
     print(f"  recolour by label (Patch)         {figures['recolor_label_ms']:8.1f} ms   (label codes)")
     print(f"  the same, before (strings)        {figures['recolor_label_before_ms']:8.1f} ms   "
           f"(a label string per point, as before; same Patch)")
-    print(f"  recolour by cluster (Patch)       {figures['recolor_cluster_ms']:8.1f} ms")
+    print(f"  members of that cluster (SQL)     {figures['cluster_members_ms']:8.1f} ms   "
+          f"(before the covering index: {figures['cluster_members_before_ms']:.1f} ms)")
+    print(f"  recolour by cluster (Patch)       {figures['recolor_cluster_ms']:8.1f} ms   "
+          f"(colouring cached per clustering; {figures['recolor_cluster_uncached_ms']:.1f} ms made afresh)")
     figures["label_plus_recolor_ms"] = round(figures["label_cluster_ms"] + figures["recolor_label_ms"], 1)
     print(f"  label a cluster + recolour        {figures['label_plus_recolor_ms']:8.1f} ms  (goal <= 300 ms)")
     if args.profile:
@@ -206,9 +233,13 @@ def main(argv=None) -> None:
     from dash._utils import to_json
 
     for mode in (COLOR_BY_CLUSTER, COLOR_BY_LABEL):
-        size = len(to_json(recolor_patch(actx, mode, coloring(actx, mode)).to_plotly_json()))
-        figures[f"patch_{mode}_kb"] = round(size / 1e3, 1)
-        print(f"  recolour Patch payload ({mode:7s})  {size / 1e3:8.1f} kB")
+        for cluster, tag in ((None, ""), (big["cluster"], "_open")):
+            size = len(to_json(recolor_patch(actx, mode, coloring(actx, mode), cluster).to_plotly_json()))
+            old = len(to_json(recolor_patch_float_opacity(actx, mode, cluster).to_plotly_json()))
+            figures[f"patch_{mode}{tag}_kb"] = round(size / 1e3, 1)
+            figures[f"patch_{mode}{tag}_float_opacity_kb"] = round(old / 1e3, 1)
+            print(f"  recolour Patch payload ({mode:7s}{', a cluster open' if cluster is not None else '':16s})"
+                  f"  {size / 1e3:8.1f} kB   (before, codes + float32 opacity per point: {old / 1e3:8.1f} kB)")
     use_browser = args.browser if args.browser is not None else _chromium_installed()
     if use_browser:
         figures.update(browser_render(app, actx.n_points))
@@ -228,19 +259,40 @@ def recolor_patch_strings(actx, mode):
     from dash import Patch
 
     from labeler.app.views import (COLOR_BY_LABEL, color_by_label, coloring, cluster_annotations,
-                                   highlight_trace, open_mask, point_opacity, typed_array)
+                                   highlight_trace, open_mask, point_state, state_alpha)
 
     col = color_by_label(actx.point_labels()) if mode == COLOR_BY_LABEL else coloring(actx, mode)
     p = Patch()
-    for k, v in col.marker().items():
+    state = point_state(actx.point_labels() != "", open_mask(actx, None))
+    for k, v in col.marker(state, state_alpha(mode)).items():
         p["data"][0]["marker"][k] = v
-    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(actx.point_labels() != "", open_mask(actx, None),
-                                                                  mode))
     ring = highlight_trace(actx, None, mode)
     p["data"][2]["x"] = ring["x"]
     p["data"][2]["y"] = ring["y"]
     p["data"][2]["marker"]["color"] = ring["marker.color"]
     p["layout"]["annotations"] = cluster_annotations(actx, mode)
+    return p
+
+
+def recolor_patch_float_opacity(actx, mode, cluster=None):
+    """The recolour as main sent it before the state codes: category codes plus a float32
+    opacity per point (labelled / unlabelled / dimmed). Kept to measure the bytes before/after
+    in one run."""
+    from dash import Patch
+
+    from labeler.app.views import (coloring, highlight_trace, open_mask, point_labelled, point_opacity,
+                                   typed_array)
+
+    col = coloring(actx, mode)
+    p = Patch()
+    for k, v in col.marker().items():
+        p["data"][0]["marker"][k] = v
+    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(point_labelled(actx), open_mask(actx, cluster),
+                                                                  mode))
+    ring = highlight_trace(actx, cluster, mode)
+    p["data"][2]["x"] = ring["x"]
+    p["data"][2]["y"] = ring["y"]
+    p["data"][2]["marker"]["color"] = ring["marker.color"]
     return p
 
 

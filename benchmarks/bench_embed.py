@@ -9,9 +9,11 @@ photos and ELPV solar cells) to a temp dir, then reports, in one run, images/s o
   model card; EfficientNet-Lite0 0.41, TF EfficientNet-Lite README);
 * the naive way: one image at a time through an eager channels-first model, the
   decoding in the same thread;
-* ``embed_files`` on torch (today's path) per batch size, and on ONNX Runtime (fp32;
-  int8 with ``--int8``, calibrated on the benchmark's own photos), each with the
-  minimum cosine similarity of its features to torch fp32's.
+* ``embed_files`` on torch per batch size, and on ONNX Runtime (fp32; int8 with
+  ``--int8``, calibrated on the benchmark's own photos), each with the minimum cosine
+  similarity of its features to torch fp32's, for each feature type of ``--features``
+  (``global``, ``multistage``, ``multiscale``: labeler.embedding.local_features; each
+  has its own ONNX export), and the ratio ONNX Runtime / torch (best batch size) per type.
 
 ResNet-50 uses random weights (its ImageNet weights are not available offline; speed
 does not depend on them; its int8 cosine is then not meaningful):
@@ -20,6 +22,8 @@ EfficientNet-Lite0 uses its real bundled weights.
 
 Run:  python benchmarks/bench_embed.py --int8        (~5 min on 2 cores)
       python benchmarks/bench_embed.py -n 64 --batch-sizes 16 --backbones efficientnet-lite0 --json
+      python benchmarks/bench_embed.py -n 128 --batch-sizes 16 --backbones efficientnet-lite0 \
+          --features global,multistage --json
 """
 
 from __future__ import annotations
@@ -41,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from labeler import images  # noqa: E402
 from labeler.embedding import backbones  # noqa: E402
 from labeler.embedding.extract import default_num_workers, embed_files  # noqa: E402
+from labeler.embedding.local_features import feature_backbone  # noqa: E402
+from labeler.embedding.registry import FEATURE_TYPES  # noqa: E402
 from labeler.embedding.registry import get_spec  # noqa: E402
 from labeler.embedding.runtime import OrtEngine, cosine_rows, onnx_model, quantize_int8  # noqa: E402
 
@@ -128,14 +134,21 @@ def main(argv=None) -> None:
     ap.add_argument("--backbones", default="resnet50,efficientnet-lite0")
     ap.add_argument("--num-workers", type=int, default=None)
     ap.add_argument("--naive-n", type=int, default=24, help="images for the naive baseline")
+    ap.add_argument("--features", default="global",
+                    help=f"comma-separated feature types, of {','.join(FEATURE_TYPES)} (default global)")
     ap.add_argument("--int8", action="store_true", help="also ONNX Runtime int8 (quantisation takes ~1 min)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
+    feature_types = args.features.split(",")
+    bad = [t for t in feature_types if t not in FEATURE_TYPES]
+    if bad:
+        ap.error(f"unknown feature type(s) {bad}; expected {FEATURE_TYPES}")
     workers = default_num_workers() if args.num_workers is None else args.num_workers
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, num_workers={workers}")
     peak, how = conv_gflops()
     print(f"convolution peak: {peak:.0f} GFLOP/s measured ({how})")
-    out = {"cap_img_s": None, "naive_img_s": None, "conv_gflop_s": round(peak, 1), "results": []}
+    out = {"cap_img_s": None, "naive_img_s": None, "conv_gflop_s": round(peak, 1), "results": [],
+           "ort_over_torch": {}}
     with tempfile.TemporaryDirectory() as d:
         paths = write_photos(Path(d), args.n)
         items = list(enumerate(paths))
@@ -149,33 +162,46 @@ def main(argv=None) -> None:
             if out["cap_img_s"] is None:
                 out["cap_img_s"], out["naive_img_s"] = round(cap, 2), round(naive, 2)
 
-            def report(runtime, precision, bs, ips, cos):
-                c = "" if cos is None else f", cosine to torch fp32 min {cos:.5f}"
-                print(f"  {runtime:11s} {precision} batch {bs:3d}: {ips:6.1f} img/s ({ips / cap:.0%} of cap, "
-                      f"{ips / naive:.2f}x naive){c}", flush=True)
-                out["results"].append({"backbone": name, "runtime": runtime, "precision": precision, "device": "cpu",
-                                       "batch_size": bs, "img_s": round(ips, 2),
-                                       "cosine_to_fp32": None if cos is None else round(cos, 6)})
+            for ft in feature_types:
+                fb = feature_backbone(bb, ft)
+                fcap = cap if ft != "multiscale" else cap / 5  # 1 + 4 pixels of the base size
+                print(f" {ft} features ({fb.dim}-d, {fb.input_size} px):")
 
-            run_embed(items[: min(32, len(items))], bb, 16, workers, runtime="torch")  # warm-up
-            ref = None
-            for bs in (int(b) for b in args.batch_sizes.split(",")):
-                ips, feats = run_embed(items, bb, bs, workers, runtime="torch")
-                ref = feats if ref is None else ref
-                report("torch", "fp32", bs, ips, None if ref is feats else float(cosine_rows(feats, ref).min()))
-            bs = args.ort_batch_size
-            run_embed(items[: min(32, len(items))], bb, bs, workers, runtime="onnxruntime")  # export + verify
-            ips, feats = run_embed(items, bb, bs, workers, runtime="onnxruntime")
-            report("onnxruntime", "fp32", bs, ips, float(cosine_rows(feats, ref).min()))
-            if args.int8:
-                calib = torch.stack([bb.preprocess(images.load_image(p)) for p in paths[:32]]).numpy()
-                t0 = time.perf_counter()
-                q = quantize_int8(onnx_model(bb), calib, Path(d) / f"{name}-int8.onnx")
-                print(f"  (int8 quantisation on 32 of the photos: {time.perf_counter() - t0:.0f} s)")
-                engine = OrtEngine(q, "int8")
-                run_embed(items[: min(32, len(items))], bb, bs, workers, engine=engine)
-                ips, feats = run_embed(items, bb, bs, workers, engine=engine)
-                report("onnxruntime", "int8", bs, ips, float(cosine_rows(feats, ref).min()))
+                def report(runtime, precision, bs, ips, cos):
+                    c = "" if cos is None else f", cosine to torch fp32 min {cos:.5f}"
+                    print(f"  {runtime:11s} {precision} batch {bs:3d}: {ips:6.1f} img/s ({ips / fcap:.0%} of cap, "
+                          f"{ips / naive:.2f}x naive){c}", flush=True)
+                    out["results"].append({"backbone": name, "features": ft, "runtime": runtime,
+                                           "precision": precision, "device": "cpu", "batch_size": bs,
+                                           "img_s": round(ips, 2),
+                                           "cosine_to_fp32": None if cos is None else round(cos, 6)})
+
+                run_embed(items[: min(32, len(items))], fb, 16, workers, runtime="torch")  # warm-up
+                ref, best_torch = None, 0.0
+                for bs in (int(b) for b in args.batch_sizes.split(",")):
+                    ips, feats = run_embed(items, fb, bs, workers, runtime="torch")
+                    ref = feats if ref is None else ref
+                    best_torch = max(best_torch, ips)
+                    report("torch", "fp32", bs, ips, None if ref is feats else float(cosine_rows(feats, ref).min()))
+                bs = args.ort_batch_size
+                said = []
+                run_embed(items[: min(32, len(items))], fb, bs, workers, runtime="onnxruntime",
+                          warn=said.append)  # export + verify
+                ips, feats = run_embed(items, fb, bs, workers, runtime="onnxruntime")
+                if said:
+                    print("  " + " / ".join(said))
+                report("onnxruntime", "fp32", bs, ips, float(cosine_rows(feats, ref).min()))
+                out["ort_over_torch"][f"{name}/{ft}"] = round(ips / best_torch, 2)
+                print(f"  onnxruntime / torch (best batch size): {ips / best_torch:.2f}x")
+                if args.int8:
+                    calib = torch.stack([fb.preprocess(images.load_image(p)) for p in paths[:32]]).numpy()
+                    t0 = time.perf_counter()
+                    q = quantize_int8(onnx_model(fb), calib, Path(d) / f"{name}-{ft}-int8.onnx")
+                    print(f"  (int8 quantisation on 32 of the photos: {time.perf_counter() - t0:.0f} s)")
+                    engine = OrtEngine(q, "int8")
+                    run_embed(items[: min(32, len(items))], fb, bs, workers, engine=engine)
+                    ips, feats = run_embed(items, fb, bs, workers, engine=engine)
+                    report("onnxruntime", "int8", bs, ips, float(cosine_rows(feats, ref).min()))
     print("\nreproduce: python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *sys.argv[1:]]))
     if args.json:
         print(json.dumps(out))

@@ -93,8 +93,9 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--view", type=click.Choice(VIEWS), default=None,
               help="whole: resize the full frame (default); crop: ImageNet resize + centre crop.")
 @click.option("--features", type=click.Choice(["auto", *FEATURE_TYPES]), default=None,
-              help="Feature type: global (default for a new project: last layer only), multistage (pooled "
-                   "mid-level stages, keeps small defects), multiscale (also at 2x size, ~5x slower); torch only.")
+              help="Feature type: multistage (default for a new project: pooled mid-level stages + last layer, "
+                   "keeps small defects), global (last layer only), multiscale (also at 2x size, ~5x slower); "
+                   "auto keeps a project's type.")
 @click.option("--device", default=None, help="cpu, cuda, cuda:1 ... (default: cuda when present).")
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=None)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,

@@ -19,8 +19,9 @@ PROJECT = click.option(
 )
 
 
-FEATURES = click.option("--features", default="pca", show_default=True,
-                        help="Feature set: pca, embeddings, another <name>.npy of the project, or an N x D .npy path.")
+FEATURES = click.option("--features", default="active", show_default=True,
+                        help="Feature set: active (the one `labeler features --use` chose, e.g. a fine-tuned set; "
+                             "else pca), pca, embeddings, a stored feature set's name, or an N x D .npy path.")
 
 
 @click.command("suggest")

@@ -36,12 +36,13 @@ class Settings:
         centre crop, the ImageNet evaluation protocol).
     features : str
         Feature type stored as the embeddings (labeler.embedding.local_features).
-        'auto' keeps the type a project already has, and gives a new project
-        'global' (average-pooled last layer). Opt-in: 'multistage' (pooled
-        stride-8, stride-16 and last stages; measured better than 'global' on
-        every ELPV truth column at the same cost, docs/features.md) or
-        'multiscale' (GeM at 1x and 2x the input size; best on most figures, ~5x
-        the cost). Non-global types run on torch.
+        'auto' keeps the type a project already has (projects from before
+        feature types: 'global'), and gives a new project 'multistage' (pooled
+        stride-8, stride-16 and last stages; measured better than 'global', the
+        average-pooled last layer, on every ELPV truth column at the same cost,
+        docs/features.md). Also 'global', or 'multiscale' (GeM at 1x and 2x the
+        input size; best on most figures, ~5x the cost). Every type runs on
+        ONNX Runtime on the CPU (checked against torch before use).
     device : str
         '' = cuda when present, else cpu.
     batch_size, num_workers : int

@@ -130,14 +130,26 @@ def test_cards_show_suggestions_and_the_map_colours_by_confidence(driver, served
     wait_until(lambda: driver.find_elements(By.ID, "map-colorbar"), T, "colour bar")
     legend = text_of(driver, "#map-legend")
     assert "suggestion confidence" in legend and "mono (labelled)" in legend and "no suggestion" in legend
-    steps = views.CONFIDENCE_STEPS
-    cmax = wait_until(lambda: driver.execute_script(f"return {GRAPH_JS}._fullData[0].marker.cmax") == steps + 2.5
-                      and steps + 2.5, T, "confidence colour scale")
-    assert cmax == steps + 2.5
-    codes = driver.execute_script(f"return Array.from({GRAPH_JS}._fullData[0].marker.color)")
+    col = views.coloring(app.labeler, views.COLOR_BY_CONFIDENCE)
+    want = views.map_marker(app.labeler, views.COLOR_BY_CONFIDENCE, col)["colorscale"]
+    wait_until(lambda: driver.execute_script(f"return {GRAPH_JS}._fullData[0].marker.colorscale") == want, T,
+               "confidence colour scale")
+    # Each point's colour as plotly hands it to WebGL: labelled points in their label's colour,
+    # unlabelled ones on the confidence steps (or grey: no suggestion), all opaque enough to read.
+    rgba = driver.execute_script(f"return {GRAPH_JS}._fullLayout._plots.xy._scene.markerOptions[0].colors"
+                                 ".map(c => Array.from(c))")
     labelled = app.labeler.point_labels() != ""
-    assert all(c > steps for c, lab in zip(codes, labelled) if lab)
-    assert all(1 <= c <= steps for c, lab in zip(codes, labelled) if not lab)
+
+    def rgb(c):
+        return tuple(int(c[i:i + 2], 16) for i in (1, 3, 5))
+
+    steps = {rgb(c) for c in views.sequential_steps(views.CONFIDENCE_STEPS)} | {rgb(views.UNLABELLED_COLOR)}
+    got = [tuple(round(v * 255) for v in c[:3]) for c in rgba]
+    assert all(g in steps for g, lab in zip(got, labelled) if not lab)
+    assert any(g in steps - {rgb(views.UNLABELLED_COLOR)} for g, lab in zip(got, labelled) if not lab)
+    colours = {name: rgb(colour) for name, colour, _ in views.color_by_label(app.labeler.point_labels()).legend}
+    assert all(g == colours[name] for g, name in zip(got, app.labeler.point_labels()) if name)
+    assert all(abs(c[3] - views.CONFIDENCE_OPACITY) < 0.01 for c, lab in zip(rgba, labelled) if not lab)
 
 
 def test_an_ingest_while_the_page_is_open_is_picked_up(driver, served, project, elpv_dir, tmp_path):

@@ -127,7 +127,9 @@ def test_legend_and_highlight_follow_the_open_cluster(driver, served, project):
     wait_until(lambda: "outlined: cluster 0" in text_of(driver, "#map-legend"), T, "legend names the open cluster")
     assert "cluster 0" in driver.find_element(By.CSS_SELECTOR, "#map-legend .chip-open").text
     wait_until(lambda: driver.execute_script(f"return {GRAPH_JS}._fullData[2]._length") == n0, T, "rings")
-    op = driver.execute_script(f"return Array.from({GRAPH_JS}._fullData[0].marker.opacity)")
+    # The alpha of each point's colour as plotly hands it to WebGL (the state rides in the colour codes).
+    op = driver.execute_script(f"return {GRAPH_JS}._fullLayout._plots.xy._scene.markerOptions[0].colors"
+                               ".map(c => c[3])")
     clusters = app.labeler.assignment().clusters
     inside = {round(o, 3) for o, c in zip(op, clusters) if c == 0}
     outside = {round(o, 3) for o, c in zip(op, clusters) if c != 0}

@@ -141,3 +141,19 @@ def test_cli_suggest_accept_next_and_search_for_label(project, elpv_dir):
     assert len(json.loads(res.output)["neighbours"]) == 5
     res = run.invoke(main, ["search", str(qid), "-p", p, "--for-label", "no-such-label"])
     assert res.exit_code == 1 and "no image is labelled" in res.output
+
+
+def test_suggestions_follow_the_active_feature_set(project, elpv_dir):
+    """A stored set made active (e.g. fine-tuned vectors) is what suggestions and the queue use."""
+    from labeler.embedding.feature_sets import save_feature_set, set_active_feature_set
+
+    label_some(project, truth_by_id(project, elpv_dir), n_per_class=5)
+    assert suggest(project).features == "pca"  # no set chosen: the ingest's PCA vectors
+    n = len(project.store.row_image_ids())
+    rng = np.random.default_rng(0)
+    save_feature_set(project, "tuned", rng.standard_normal((n, 16)).astype(np.float32))
+    set_active_feature_set(project, "tuned")
+    assert suggest(project).features == "tuned"
+    assert next_to_label(project, 3)
+    with pytest.raises(NotIngestedError):
+        suggest(project, features="no-such-set")

@@ -128,7 +128,7 @@ def test_ingest_backbones_through_the_cli(tmp_path, monkeypatch):
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)
     run("ingest", photos, "--project", tmp_path / "r50", "--backbone", "resnet50", "--weights", weights, "--quiet")
     p = Project(tmp_path / "r50")
-    assert p.load_array("embeddings").shape == (6, 2048)
+    assert p.load_array("embeddings").shape == (6, 3584)  # multistage: layer2 + layer3 + layer4
     assert str(weights) in p.store.get_meta("backbone")["weights_source"]
 
 

@@ -75,15 +75,15 @@ def test_ingest_records_the_default_feature_type(built_project):
 
     p = Project(built_project)
     try:
-        assert p.store.get_meta("backbone")["features"] == "global"
-        assert p.load_array("embeddings").shape[1] == 1280
+        assert p.store.get_meta("backbone")["features"] == "multistage"  # the default for a new project
+        assert p.load_array("embeddings").shape[1] == 1432
     finally:
         p.store.close()
 
 
-def test_ingest_multistage_runs_on_torch_not_the_onnx_export(elpv_dir, tmp_path):
-    """Opt-in multistage: 1432-d vectors from torch (the ONNX export is the global network),
-    said in one line; int8 (ONNX only) is refused before anything is embedded."""
+def test_ingest_multistage_runs_on_its_own_onnx_export(elpv_dir, tmp_path):
+    """multistage on the CPU runs its own ONNX export (runtime auto), nothing said; the stored
+    1432-d vectors are the multistage network's (torch agrees to cosine > 0.999)."""
     import shutil
 
     from labeler.config import Settings
@@ -103,23 +103,23 @@ def test_ingest_multistage_runs_on_torch_not_the_onnx_export(elpv_dir, tmp_path)
     p = Project(tmp_path / "ms")
     try:
         meta = p.store.get_meta("backbone")
-        assert meta["features"] == "multistage" and meta["runtime"] == "torch" and meta["runtime_used"] == "torch"
+        assert (meta["features"], meta["runtime"], meta["runtime_used"]) == ("multistage", "onnxruntime",
+                                                                              "onnxruntime")
         emb = p.load_array("embeddings")
         assert emb.shape == (6, 1432)
-        assert sum("runs on torch" in w for w in warnings) == 1
+        assert not any("torch" in w for w in warnings)
         # the stored vectors are the multistage network's (not the global export's)
         bb = feature_backbone(load_backbone("efficientnet-lite0", device="cpu"), "multistage")
         q = p.image_path(p.store.image_table()[0]["path"])
         from labeler.embedding.extract import embed_files
 
-        [b] = [b for b in embed_files([(0, q)], bb, batch_size=1, num_workers=0, progress=False) if len(b.ids)]
+        [b] = [b for b in embed_files([(0, q)], bb, batch_size=1, num_workers=0, progress=False, runtime="torch")
+               if len(b.ids)]
         row = int(p.store.image_table()[0]["row"])
         cos = float(b.features[0] @ emb[row] / np.linalg.norm(b.features[0]) / np.linalg.norm(emb[row]))
         assert cos > 0.999
     finally:
         p.store.close()
-    with pytest.raises(BadInputError, match="int8"):
-        ingest(photos, tmp_path / "ms8", s.updated(precision="int8"), progress=False)
 
 
 def test_feature_sets_compute_store_activate(project):
@@ -175,7 +175,7 @@ def test_finetune_one_epoch_saves_a_new_set_and_keeps_the_old(project):
     assert np.array_equal(np.asarray(fs.load_feature_set(project, "embeddings")), before)  # old set kept
     assert (project.models_dir / "finetuned-1.pt").is_file()
     fs.set_active_feature_set(project, "embeddings")  # going back
-    assert fs.active_features(project).shape[1] == before.shape[1] == 1280  # global embeddings again
+    assert fs.active_features(project).shape[1] == before.shape[1] == 1432  # the multistage embeddings again
 
 
 def test_finetune_refuses_too_few_labels(project):
@@ -218,7 +218,7 @@ def test_cli_features_lists_and_heatmap_without_bank_is_one_line(project, tmp_pa
     from labeler.cli import main
 
     r = CliRunner().invoke(main, ["features", "--project", str(project.root)])
-    assert r.exit_code == 0 and "* embeddings" in r.output and "1280" in r.output
+    assert r.exit_code == 0 and "* embeddings" in r.output and "1432" in r.output and "multistage" in r.output
     r = CliRunner().invoke(main, ["features", "--project", str(project.root), "--use", "nope"])
     assert r.exit_code == 1 and "no feature set 'nope'" in r.output
     r = CliRunner().invoke(main, ["heatmap", "1", "--project", str(project.root), "-o", str(tmp_path / "h.png")])
@@ -233,7 +233,7 @@ def test_projects_from_before_feature_types_keep_global(tmp_path):
 
     p = Project(tmp_path / "old", create=True)
     try:
-        assert wanted_features(None, Settings()) == "global"  # a new project (multistage is opt-in)
+        assert wanted_features(None, Settings()) == "multistage"  # a new project gets the default
         p.store.set_meta(backbone={"name": "efficientnet-lite0", "view": "whole", "precision": "fp32"})
         old = p.store.get_meta("backbone")
         assert wanted_features(old, Settings()) == "global"

@@ -34,15 +34,15 @@ def test_built_project_has_every_stage(built_project, elpv_dir):
     st = p.store
     assert st.counts()["embedded"] == 80
     emb, pca, xy = p.load_array("embeddings"), p.load_array("pca"), p.load_array("map")
-    assert emb.shape == (80, 1280) and emb.dtype == np.float32 and np.isfinite(emb).all()
+    assert emb.shape == (80, 1432) and emb.dtype == np.float32 and np.isfinite(emb).all()  # multistage
     assert pca.shape == (80, 32)
     np.testing.assert_allclose(np.linalg.norm(pca, axis=1), 1.0, rtol=1e-4)
     assert xy.shape == (80, 2) and np.isfinite(xy).all()
     ids, clusters, _ = st.assignments()
     assert len(ids) == 80 and clusters.max() >= 1  # ELPV has at least mono and poly cells
     meta = st.get_meta("backbone")
-    assert meta["name"] == "efficientnet-lite0" and meta["dim"] == 1280 and meta["preprocessing"]
-    assert meta["features"] == "global"  # the default feature type
+    assert meta["name"] == "efficientnet-lite0" and meta["dim"] == 1432 and meta["preprocessing"]
+    assert meta["features"] == "multistage"  # the default feature type of a new project
     assert len(list(p.thumbs_dir.glob("*.jpg"))) == 80
     assert (p.models_dir / "pca.joblib").is_file() and (p.models_dir / "umap_map.joblib").is_file()
     assert 0 < st.get_meta("novelty_threshold") <= 1

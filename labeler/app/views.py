@@ -14,8 +14,9 @@ import numpy as np
 from ..errors import BadInputError
 from .colors import (  # noqa: F401 (re-exported: callers import the colours from views)
     COLOR_BY_CLUSTER, COLOR_BY_CONFIDENCE, COLOR_BY_LABEL, COLOR_BY_SUGGESTION, COLOR_MODES, CONFIDENCE_STEPS,
-    NOISE_COLOR, PALETTE, SEQUENTIAL, UNLABELLED_COLOR, Coloring, cluster_color, color_by_cluster,
-    color_by_confidence, color_by_label, color_by_label_codes, coloring, point_labelled, typed_array)
+    N_STATES, NOISE_COLOR, PALETTE, SEQUENTIAL, UNLABELLED_COLOR, Coloring, cluster_color, color_by_cluster,
+    color_by_confidence, color_by_label, color_by_label_codes, coloring, point_labelled, point_state, rgba,
+    sequential_steps, state_codes, step_scale, typed_array)
 from .state import AppContext
 
 SORT_KEYS = ("size", "unlabelled", "review")
@@ -56,12 +57,32 @@ def map_range(xy: np.ndarray, robust: bool = True) -> tuple[list[float], list[fl
 def point_opacity(labelled: np.ndarray, in_open: np.ndarray | None = None, mode: str | None = None) -> np.ndarray:
     """Marker opacity per point: labelled points solid, unlabelled faded (less so in the
     confidence mode, where their colour is the information); with a cluster open,
-    points outside it dimmed further. Shape (n_points,), float32."""
+    points outside it dimmed further. Shape (n_points,), float32. The map does not send
+    it per point: :func:`state_alpha` takes the opacity of each state from here and the
+    colour scale carries it (:func:`map_marker`)."""
     faded = CONFIDENCE_OPACITY if mode == COLOR_BY_CONFIDENCE else UNLABELLED_OPACITY
     op = np.where(np.asarray(labelled, bool), LABELLED_OPACITY, faded).astype(np.float32)
     if in_open is not None and np.any(in_open):
         op = np.where(in_open, op, op * DIMMED).astype(np.float32)
     return op
+
+
+def state_alpha(mode: str | None = None) -> list[float]:
+    """Opacity of each point state of :func:`~labeler.app.colors.point_state` (labelled,
+    unlabelled, and both dimmed), as :func:`point_opacity` gives it: the alpha of the
+    colours of the map's colour scale."""
+    return [float(a) for a in point_opacity(np.array([True, False, True, False]),
+                                            np.array([True, True, False, False]), mode)]
+
+
+def map_marker(ctx: AppContext, mode: str, col: Coloring, cluster=None) -> dict:
+    """The marker properties of the map's image trace that change on a recolour: each
+    point's colour category and state (labelled or not, dimmed outside the open cluster)
+    as one uint8 code, the state drawn as the alpha of a step colour scale
+    (:meth:`Coloring.marker`). No per-point opacity array: at 1M points it was 4 MB of
+    float32 with every recolour."""
+    state = point_state(point_labelled(ctx), open_mask(ctx, cluster))
+    return col.marker(state, state_alpha(mode))
 
 
 def open_mask(ctx: AppContext, cluster) -> np.ndarray | None:
@@ -205,7 +226,6 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
     the server maps an event's ``pointIndex`` with :func:`point_image_id`.
     """
     col = col or coloring(ctx, mode)
-    labelled = point_labelled(ctx)
     size = marker_size(ctx.n_points)
     grid = grid_xy(ctx)
     points = {
@@ -214,8 +234,7 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
         "x": typed_array(np.ascontiguousarray(grid[:, 0])),
         "y": typed_array(np.ascontiguousarray(grid[:, 1])),
         "hoverinfo": "none",
-        "marker": {"size": size, "showscale": False, **col.marker(),
-                   "opacity": typed_array(point_opacity(labelled, open_mask(ctx, cluster), mode))},
+        "marker": {"size": size, "showscale": False, **map_marker(ctx, mode, col, cluster)},
         "selected": {"marker": {"opacity": 1}},
         "unselected": {"marker": {"opacity": 0.35}},
         "name": "images",
@@ -249,17 +268,15 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
 
 
 def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None):
-    """A :class:`dash.Patch` that changes only the marker colours and opacities, the
+    """A :class:`dash.Patch` that changes only the marker colours (state as alpha), the
     open-cluster rings and the cluster-id annotations (which move when clusters are
     edited): no coordinates of the points are resent."""
     from dash import Patch
 
     col = col or coloring(ctx, mode)
     p = Patch()
-    for k, v in col.marker().items():
+    for k, v in map_marker(ctx, mode, col, cluster).items():
         p["data"][0]["marker"][k] = v
-    p["data"][0]["marker"]["opacity"] = typed_array(point_opacity(point_labelled(ctx), open_mask(ctx, cluster),
-                                                                  mode))
     ring = highlight_trace(ctx, cluster, mode)
     p["data"][2]["x"] = ring["x"]
     p["data"][2]["y"] = ring["y"]

@@ -46,7 +46,7 @@ class NextImage:
 
 
 def next_to_label(project: Project | Path | str, n: int = 10, *,
-                  features: str | os.PathLike | np.ndarray = "pca", method: str = "combined",
+                  features: str | os.PathLike | np.ndarray = "active", method: str = "combined",
                   explore: float = 0.2, seed: int = 0) -> list[NextImage]:
     """The next ``n`` unlabelled images whose labels should teach the model most.
 

@@ -42,19 +42,23 @@ from .graph import KnnGraph, cached_knn_graph, fingerprint
 TRAIN_SOURCES = ("manual", "cluster", "search", "propagated")
 #: Source string of an accepted suggestion.
 SUGGESTION_SOURCE = "suggestion"
+#: The feature name that follows the project's active feature set (a fine-tuned set once
+#: chosen with ``labeler features --use NAME``; else the PCA vectors of the ingest).
+ACTIVE = "active"
 #: Confidence bands of ``labeler suggest`` (lower edges).
 BANDS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
 
 
-def load_features(project: Project, features: str | os.PathLike | np.ndarray = "pca") -> tuple[np.ndarray, str]:
+def load_features(project: Project, features: str | os.PathLike | np.ndarray = "active") -> tuple[np.ndarray, str]:
     """The feature matrix of a project, L2-normalised, one row per array row.
 
     Parameters
     ----------
     project : Project
     features : str, path or ndarray
-        A named feature set (see the module docstring), a ``.npy`` path, or an
-        (n_rows, D) array.
+        ``active`` (the project's active feature set: a fine-tuned or other stored set
+        once chosen, else ``pca``), a project array (``pca``, ``embeddings``), a stored
+        feature set's name, a ``.npy`` path, or an (n_rows, D) array.
 
     Returns
     -------
@@ -78,11 +82,7 @@ def load_features(project: Project, features: str | os.PathLike | np.ndarray = "
                 raise NotIngestedError(f"feature file not found: {p}")
             x, name = np.load(p, mmap_mode="r"), "file-" + p.stem
         else:
-            name = str(features)
-            if not project.has_array(name):
-                raise NotIngestedError(f"the project has no {name!r} features ({name}.npy): "
-                                       "run `labeler ingest` first")
-            x = project.load_array(name)
+            x, name = _named_features(project, str(features))
     if x.ndim != 2 or len(x) != n_rows or n_rows == 0:
         raise BadInputError(f"features {name!r} have shape {x.shape}; the project has {n_rows} image rows")
     x = np.asarray(x, dtype=np.float32)
@@ -164,6 +164,24 @@ class Suggestions:
         return self.classes[int(self.label[i])], float(self.confidence[i])
 
 
+def _named_features(project: Project, name: str) -> tuple[np.ndarray, str]:
+    """A project array (``pca``, ``embeddings``) or a stored feature set
+    (:mod:`labeler.embedding.feature_sets`, e.g. a fine-tuned one); ``active``: the
+    project's active feature set, its PCA vectors when that is the ingest embeddings."""
+    from ..embedding import feature_sets  # numpy only: no torch
+
+    if name == ACTIVE:
+        name = feature_sets.active_feature_set(project)
+        name = "pca" if name == feature_sets.EMBEDDINGS else name
+    if project.has_array(name):
+        return project.load_array(name), name
+    path = feature_sets.feature_set_path(project, name)
+    if not path.is_file():
+        raise NotIngestedError(f"the project has no {name!r} features: run `labeler ingest` first, "
+                               "or `labeler features` to list the feature sets")
+    return np.load(path, mmap_mode="r"), name
+
+
 def _label_state(project: Project):
     """(image ids, rows) of embedded images, {image id: (label, source)}, version."""
     store = project.store
@@ -198,7 +216,7 @@ def knn_graph(project: Project, x: np.ndarray, name: str, k: int = 10) -> KnnGra
     return cached_knn_graph(x, _cache_dir(project) / f"knn-{name}-k{k}.npz", k)
 
 
-def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.ndarray = "pca",
+def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.ndarray = "active",
             method: str = "combined", use_cache: bool = True) -> Suggestions:
     """Suggest a label with a calibrated confidence for every unlabelled image.
 
@@ -275,7 +293,7 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
 
 
 def accept(project: Project | Path | str, label: str, min_confidence: float, *, annotator: str | None = None,
-           image_ids=None, features: str | os.PathLike | np.ndarray = "pca", method: str = "combined"):
+           image_ids=None, features: str | os.PathLike | np.ndarray = "active", method: str = "combined"):
     """Accept the suggestions of ``label`` at ``min_confidence`` or more as one undoable action.
 
     Goes through :func:`labeler.labels.accept_suggestions` (source ``suggestion``,

@@ -73,6 +73,10 @@ class Backbone:
         The 1000 ImageNet class names, index-aligned with the logits.
     spec : BackboneSpec
         The registry entry (preprocessing, cost).
+    features : str
+        The feature type ``model`` returns (``'global'`` for a loaded backbone; see
+        :func:`labeler.embedding.local_features.feature_backbone`). Part of the ONNX
+        export's cache key.
     """
 
     name: str
@@ -83,6 +87,7 @@ class Backbone:
     model: nn.Module = field(repr=False)
     categories: list[str] = field(repr=False)
     spec: BackboneSpec = field(repr=False, default=None)
+    features: str = "global"
 
     def __post_init__(self):
         if self.spec is None:

@@ -7,8 +7,9 @@ made at ingest are the feature set ``'embeddings'``; others come from
 ``labeler finetune`` (vectors of a network fine-tuned on the annotator's labels).
 Nothing is overwritten: every set stays on disk, so the annotator can go back by
 making an older one active. Which one is active is a project setting kept in the
-database (meta key ``active_features``); suggestions and the "label next" queue read
-:func:`active_features`.
+database (meta key ``active_features``, :func:`active_features`). Suggestions and the
+"label next" queue (:mod:`labeler.assist`) read the active set (the ingest PCA vectors
+while the ingest embeddings are active), or any set by name.
 
 No torch here: reading and choosing feature sets is cheap.
 """

@@ -22,6 +22,10 @@ Recipe (chosen by measurement on ELPV, see docs/features.md):
   weights = sqrt of inverse class frequency.
 * the new vectors are the average-pooled last layer of the fine-tuned network
   (1280-d for Lite0), stored as a new feature set; earlier sets are kept.
+
+On the CPU the frozen prefix (the stage maps) and the re-embedding run on ONNX Runtime
+(exported and checked against torch like any backbone, :mod:`labeler.embedding.runtime`;
+torch when that fails); training runs on torch.
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ from .. import images
 from ..errors import BadInputError, LabelerError, ProjectError
 from .networks import EfficientNetFeatures
 
-__all__ = ["FinetuneReport", "FinetunedFeatures", "d4", "finetune_project"]
+__all__ = ["CLASS_WEIGHTS", "FinetuneReport", "FinetunedFeatures", "TRAIN_FROM", "d4", "finetune_project"]
 
 
 def d4(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -50,14 +54,21 @@ def d4(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.flip(x, dims=(-1,)) if k >= 4 else x
 
 
-def _prefix_end(net: nn.Module) -> int:
-    stride, last16 = 2, None
+#: Where the trained part starts: after the last block at this stride (the frozen prefix
+#: ends there). 's16' trains blocks 11-15 + head of Lite0; 's8' also the stride-16 stages.
+TRAIN_FROM = {"s16": 16, "s8": 8}
+#: Class weights of the loss: square root of inverse frequency, inverse frequency, none.
+CLASS_WEIGHTS = ("sqrt", "balanced", "none")
+
+
+def _prefix_end(net: nn.Module, stride_end: int = 16) -> int:
+    stride, last = 2, None
     for i, block in enumerate(net._blocks):
         s = block._block_args.stride
         stride *= int(s[0] if isinstance(s, (list, tuple)) else s)
-        if stride == 16:
-            last16 = i
-    return last16
+        if stride == stride_end:
+            last = i
+    return last
 
 
 def _prefix(net: nn.Module, x: torch.Tensor, end: int) -> torch.Tensor:
@@ -65,6 +76,34 @@ def _prefix(net: nn.Module, x: torch.Tensor, end: int) -> torch.Tensor:
     for block in net._blocks[: end + 1]:
         h = block(h)
     return h
+
+
+class _PrefixMaps(nn.Module):
+    """The frozen prefix as an engine model: ``forward(x) -> (maps (B, C*h*w), pooled (B, C))``.
+
+    In the ``(features, logits)`` shape of :mod:`labeler.embedding.runtime`'s engines, so
+    the prefix runs on ONNX Runtime on the CPU (exported, checked against torch to cosine
+    >= 0.999 like any backbone, torch otherwise): it is most of the stage-map work.
+    """
+
+    def __init__(self, net: nn.Module, end: int):
+        super().__init__()
+        self.net, self.end = net, end
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = _prefix(self.net, x.contiguous(memory_format=torch.channels_last), self.end)
+        return h.flatten(1), h.mean(dim=(2, 3))
+
+
+def _prefix_engine(bb, net: nn.Module, end: int, stride: int, probe: torch.Tensor, dev: torch.device, say):
+    """The engine computing the prefix's maps, and their (C, h, w)."""
+    from .runtime import make_engine
+
+    c, side = net._blocks[end]._block_args.output_filters, -(-bb.input_size // stride)
+    prefix_bb = dataclasses.replace(bb, model=_PrefixMaps(net, end).eval(), dim=c * side * side,
+                                    features=f"prefix{end}")
+    engine = make_engine(prefix_bb, runtime="auto", device=str(dev), probe=probe, warn=say)
+    return engine, (c, side, side)
 
 
 class _Tail(nn.Module):
@@ -185,8 +224,8 @@ def _frozen_check(project, feature_set: str, row_train, y_train, row_held, y_hel
 
 
 def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout: float = 0.2,
-                     batch_size: int = 32, lr: float = 3e-4, seed: int = 0, name: str | None = None,
-                     activate: bool = True, progress: bool = True,
+                     batch_size: int = 32, lr: float = 3e-4, train_from: str = "s16", class_weight: str = "sqrt",
+                     seed: int = 0, name: str | None = None, activate: bool = True, progress: bool = True,
                      say=lambda s: None) -> FinetuneReport:
     """Fine-tune the project's backbone on its current labels and store the new vectors.
 
@@ -203,6 +242,12 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     batch_size : int, default 32
     lr : float, default 3e-4
         Learning rate of the fine-tuned stages (the new classifier gets 10x).
+    train_from : {'s16', 's8'}, default 's16'
+        Train the blocks after the last stride-16 block (and the head), or also the
+        stride-16 stages (after the last stride-8 block). See :data:`TRAIN_FROM`.
+    class_weight : {'sqrt', 'balanced', 'none'}, default 'sqrt'
+        Loss weight of each class: sqrt of inverse frequency, inverse frequency
+        (each class weighs the same in total), or 1.
     seed : int, default 0
     name : str, optional
         Name of the new feature set (default ``finetuned-<k>``, k = 1, 2, ...).
@@ -223,7 +268,8 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         The project has not been ingested.
     BadInputError
         Fewer than 10 labelled images or fewer than 2 labels, a backbone other than
-        EfficientNet-Lite, ``epochs < 1`` or ``holdout`` outside [0, 0.5].
+        EfficientNet-Lite, ``epochs < 1``, ``holdout`` outside [0, 0.5], or an unknown
+        ``train_from`` / ``class_weight``.
     """
     from .backbones import load_backbone
     from .device import pick_device
@@ -234,6 +280,10 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         raise BadInputError(f"epochs must be >= 1, got {epochs}")
     if not 0 <= holdout <= 0.5:
         raise BadInputError(f"holdout must be in [0, 0.5], got {holdout}")
+    if train_from not in TRAIN_FROM:
+        raise BadInputError(f"train_from must be one of {tuple(TRAIN_FROM)}, got {train_from!r}")
+    if class_weight not in CLASS_WEIGHTS:
+        raise BadInputError(f"class_weight must be one of {CLASS_WEIGHTS}, got {class_weight!r}")
     store = project.store
     meta = store.get_meta("backbone")
     if not meta:
@@ -255,18 +305,21 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     torch.manual_seed(seed)
     y_all = np.array([classes.index(lab) for _, lab in labelled])
     train, held = _split(y_all, holdout, rng)
-    net, end = bb.model.net, _prefix_end(bb.model.net)
+    net, end = bb.model.net, _prefix_end(bb.model.net, TRAIN_FROM[train_from])
 
     t0 = time.perf_counter()
     say(f"caching stage maps of {len(train)} labelled images x 8 symmetries ...")
-    chunks, kept = [], []
+    chunks, kept, engine = [], [], None
     for c in range(0, len(train), 64):
         x, ok = _inputs(project, bb, [labelled[i][0] for i in train[c:c + 64]], view)
         kept += [c + j for j in ok]
         if x is None:
             continue
+        if engine is None:
+            engine, shape = _prefix_engine(bb, net, end, TRAIN_FROM[train_from], x[:8], dev, say)
         with torch.inference_mode():  # (8, b, C, h, w) float16
-            chunks.append(torch.stack([_prefix(net, d4(x, k).to(dev), end).half() for k in range(8)]))
+            chunks.append(torch.stack([engine(d4(x, k).contiguous())[0].to(dev).view(-1, *shape).half()
+                                       for k in range(8)]))
     if not kept:
         raise BadInputError("none of the labelled images could be read")
     train = train[kept]
@@ -287,9 +340,12 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     steps = epochs * int(np.ceil(n / batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[10 * lr, lr], total_steps=steps, pct_start=0.1)
     counts = torch.bincount(y, minlength=len(classes)).float().clamp(min=1)
-    weight = (counts.sum() / counts / len(classes)).sqrt()
+    weight = {"sqrt": (counts.sum() / counts / len(classes)).sqrt(), "balanced": counts.sum() / counts / len(classes),
+              "none": torch.ones_like(counts)}[class_weight]
     g = torch.Generator().manual_seed(seed)
-    say(f"training {len(classes)} classes on {n} images, {epochs} epochs on {dev} ...")
+    maps_seconds = time.perf_counter() - t0
+    say(f"stage maps: {maps_seconds:.1f} s; training {len(classes)} classes on {n} images, {epochs} epochs "
+        f"on {dev} ...")
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         sym = torch.randint(0, 8, (n,), generator=g)
@@ -322,7 +378,8 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     say("re-embedding every image with the fine-tuned network ...")
     t1 = time.perf_counter()
     model = FinetunedFeatures(bb.model, tail, end).eval()
-    ft_bb = dataclasses.replace(bb, model=model, dim=tail.conv_head.out_channels, categories=list(classes))
+    ft_bb = dataclasses.replace(bb, model=model, dim=tail.conv_head.out_channels, categories=list(classes),
+                                features="finetuned")
     feats, failures = embed_project(project, ft_bb, view=view, device=str(dev), batch_size=64, progress=progress)
     embed_seconds = time.perf_counter() - t1
 
@@ -332,7 +389,8 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     torch.save({"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "backbone": meta["name"]},
                project.models_dir / f"{name}.pt")
     save_feature_set(project, name, feats, {
-        "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs,
+        "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
+        "train_from": train_from, "class_weight": class_weight,
         "n_train": int(len(train)), "n_heldout": int(len(held)), "heldout_accuracy": acc,
         "heldout_frozen_accuracy": frozen_acc, "trained_from": previous,
         "train_seconds": round(train_seconds, 1), "device": str(dev)})

@@ -33,7 +33,8 @@ from ..errors import BadInputError
 from .networks import EfficientNetFeatures, ResNetFeatures
 from .registry import FEATURE_TYPES
 
-__all__ = ["FEATURE_TYPES", "MultiScaleFeatures", "MultiStageFeatures", "feature_backbone", "gem", "stage_maps"]
+__all__ = ["FEATURE_TYPES", "MultiScaleFeatures", "MultiStageFeatures", "feature_backbone", "gem", "halve",
+           "stage_maps"]
 
 #: GeM exponent (Radenović et al. 2018 learn p ~ 3 for retrieval; 3 is their fixed default).
 GEM_P = 3.0
@@ -59,6 +60,38 @@ def gem(x: torch.Tensor, p: float = GEM_P, eps: float = 1e-6) -> torch.Tensor:
         (B, C), same dtype as ``x``.
     """
     return x.clamp(min=eps).pow(p).mean(dim=(2, 3)).pow(1.0 / p)
+
+
+#: 1-D weights of antialiased bilinear downsampling by exactly 2: the triangle filter
+#: stretched by the scale factor, sampled at the input pixel centres (what
+#: ``F.interpolate(..., mode='bilinear', antialias=True)`` computes, PIL's convention).
+_HALVE_TAPS = (1.0, 3.0, 3.0, 1.0)
+
+
+def halve(x: torch.Tensor) -> torch.Tensor:
+    """Antialiased bilinear downsampling by 2, as a depthwise convolution.
+
+    Equal (to float rounding) to ``F.interpolate(x, scale_factor=0.5, mode='bilinear',
+    antialias=True)``: separable taps 1, 3, 3, 1 at stride 2, renormalised where they
+    fall outside the image (at the borders). Written as convolutions so that the ONNX
+    exporter can export it (it has no ``_upsample_bilinear2d_aa``).
+
+    Parameters
+    ----------
+    x : torch.Tensor
+        (B, C, H, W) float, H and W even.
+
+    Returns
+    -------
+    torch.Tensor
+        (B, C, H/2, W/2), same dtype.
+    """
+    c = int(x.shape[1])  # a constant when traced: ONNX Conv needs a kernel of known shape
+    k = torch.tensor(_HALVE_TAPS, dtype=x.dtype, device=x.device)
+    k2 = (k[:, None] * k[None, :])[None, None]
+    num = F.conv2d(x, k2.expand(c, 1, 4, 4), stride=2, padding=1, groups=c)
+    den = F.conv2d(x.new_ones(1, 1, x.shape[2], x.shape[3]), k2, stride=2, padding=1)
+    return num / den
 
 
 def _l2(x: torch.Tensor) -> torch.Tensor:
@@ -155,7 +188,7 @@ class MultiScaleFeatures(nn.Module):
     """``forward(x) -> (features, logits)`` for an input at twice the base size.
 
     ``x`` is (B, 3, 2S, 2S); the base-size view is ``x`` resized to S (bilinear,
-    antialiased). ``features`` = L2(GeM head at S) ‖ L2(GeM head at 2S), (B, 2 dim)
+    antialiased: :func:`halve`). ``features`` = L2(GeM head at S) ‖ L2(GeM head at 2S), (B, 2 dim)
     float32; ``logits`` from the average-pooled final layer at S.
     """
 
@@ -166,8 +199,7 @@ class MultiScaleFeatures(nn.Module):
         self.dim = 2 * _stage_channels(base)[2]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        small = F.interpolate(x, size=(self.base_size, self.base_size), mode="bilinear", antialias=True,
-                              align_corners=False)
+        small = halve(x)  # = F.interpolate(antialias=True) to x/2, but exportable to ONNX
         h_small = stage_maps(self.base, small)["head"]
         h_big = stage_maps(self.base, x)["head"]
         logits = _classifier(self.base)(h_small.mean(dim=(2, 3)))
@@ -187,8 +219,9 @@ def feature_backbone(backbone, feature_type: str):
     -------
     Backbone
         ``backbone`` itself for ``'global'``; otherwise a copy whose ``model`` returns the
-        chosen features, with ``dim`` set to their width and, for ``'multiscale'``,
-        ``input_size`` doubled (images are decoded at the larger size).
+        chosen features, ``features`` set to ``feature_type``, ``dim`` to their width and,
+        for ``'multiscale'``, ``input_size`` and the spec's sizes doubled (images are decoded
+        at the larger size).
 
     Raises
     ------
@@ -203,13 +236,19 @@ def feature_backbone(backbone, feature_type: str):
         raise BadInputError(f"feature type {feature_type!r} is not available for backbone {backbone.name}")
     if feature_type == "multistage":
         model = MultiStageFeatures(backbone.model)
-        return dataclasses.replace(backbone, model=model.eval(), dim=model.dim)
+        return dataclasses.replace(backbone, model=model.eval(), dim=model.dim, features=feature_type)
     model = MultiScaleFeatures(backbone.model, backbone.input_size)
-    return dataclasses.replace(backbone, model=model.eval(), dim=model.dim, input_size=2 * backbone.input_size)
+    # The decoders size images by the spec: without a doubled spec both scales would
+    # see the base-size image (two copies of the same vector).
+    spec = dataclasses.replace(backbone.spec, input_size=2 * backbone.spec.input_size,
+                               crop_short_side=2 * backbone.spec.crop_short_side)
+    return dataclasses.replace(backbone, model=model.eval(), dim=model.dim, input_size=spec.input_size, spec=spec,
+                               features=feature_type)
 
 
 def embed_project(project, backbone, *, view: str = "whole", device: str = "auto", batch_size: int = 32,
-                  num_workers: int | None = None, progress: bool = True) -> tuple["np.ndarray", list[tuple[int, str]]]:
+                  num_workers: int | None = None, progress: bool = True,
+                  runtime: str = "auto") -> tuple["np.ndarray", list[tuple[int, str]]]:
     """Run ``backbone`` over every embedded image of a project, rows aligned with ``images.row``.
 
     Parameters
@@ -219,6 +258,9 @@ def embed_project(project, backbone, *, view: str = "whole", device: str = "auto
         E.g. from :func:`feature_backbone`; ``backbone.dim`` columns.
     view, device, batch_size, num_workers, progress
         As for :func:`labeler.embedding.extract.embed_files` (no thumbnails written).
+    runtime : {'auto', 'torch', 'onnxruntime'}, default 'auto'
+        'auto': ONNX Runtime on the CPU (the model exported and checked against torch
+        first; torch when that fails, said in one logged line), torch on GPUs.
 
     Returns
     -------
@@ -237,7 +279,7 @@ def embed_project(project, backbone, *, view: str = "whole", device: str = "auto
     out = np.zeros((project.store.next_row(), backbone.dim), np.float32)
     failures: list[tuple[int, str]] = []
     for b in embed_files(items, backbone, view=view, batch_size=batch_size, num_workers=num_workers,
-                         device=device, progress=progress):
+                         device=device, progress=progress, runtime=runtime):
         for j, i in enumerate(b.ids):
             out[row_of[int(i)]] = b.features[j]
         failures += b.failures

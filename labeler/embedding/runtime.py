@@ -1,12 +1,17 @@
 """Runtimes the forward pass runs on: torch eager, or ONNX Runtime on the CPU (fp32 or int8).
 
 ONNX Runtime's CPU execution provider runs the same network 2-3x faster than torch
-eager on the CPUs measured (``benchmarks/bench_embed.py``). The ``.onnx`` file is
-exported once per backbone and weights, with ``torch.onnx.export``, and cached in
-the user's cache directory (:func:`cache_dir`) under the SHA-256 of the weights.
-Before an exported model is first used in a process, its features are compared
-with torch's on a probe batch; below a cosine similarity of 0.999 (or when
-onnxruntime is not installed) the run falls back to torch with a one-line message.
+eager on the CPUs measured (``benchmarks/bench_embed.py``). Every feature type is
+one forward pass of one graph, so each is exported: ``'global'``, ``'multistage'``
+(the pooled stage outputs are graph outputs like the last layer) and ``'multiscale'``
+(one graph at the doubled input size; its base-size view is an antialiased 2x
+downsampling written as a convolution, :func:`~labeler.embedding.local_features.halve`). The
+``.onnx`` file is exported once per backbone, weights and feature type, with
+``torch.onnx.export``, and cached in the user's cache directory (:func:`cache_dir`)
+under the SHA-256 of the weights and the feature type's name. Before an exported
+model is first used in a process, its features are compared with torch's on a probe
+batch; below a cosine similarity of 0.999 (or when onnxruntime is not installed) the
+run falls back to torch with a one-line message.
 
 int8 (opt-in) is ONNX Runtime static quantisation (QDQ, per-channel int8 weights,
 uint8 activations), calibrated on the collection's own images; it is accepted only
@@ -42,6 +47,7 @@ __all__ = [
     "cosine_rows",
     "make_engine",
     "onnx_model",
+    "onnx_path",
     "ort_available",
     "quantize_int8",
     "resolve_runtime",
@@ -56,7 +62,7 @@ MIN_COSINE_FP32 = 0.999
 #: The int8 model's acceptance threshold against fp32 (issue 12).
 MIN_COSINE_INT8 = 0.99
 _OPSET = 17
-_VERIFIED: dict[tuple[str, str], float] = {}  # (onnx path, device) -> min cosine, this process
+_VERIFIED: dict[tuple[str, str], float] = {}  # (onnx path, precision) -> min cosine, this process
 
 
 def ort_available() -> bool:
@@ -84,10 +90,26 @@ def cache_dir() -> Path:
     return d
 
 
+def _unwrapped(name: str) -> str:
+    """A state-dict key without the feature-type wrappers' ``base.`` prefixes."""
+    while name.startswith("base."):
+        name = name[len("base."):]
+    return name
+
+
 def weights_digest(backbone: Backbone) -> str:
-    """SHA-256 over the model's parameters and buffers (names, shapes, bytes), 64 hex digits."""
-    h = hashlib.sha256(f"{backbone.name}:{backbone.input_size}".encode())
-    for name, t in sorted(backbone.model.state_dict().items()):
+    """SHA-256 over the model's parameters and buffers (names, shapes, bytes), 64 hex digits.
+
+    Keys are taken without the ``base.`` prefix of the feature-type wrappers
+    (:mod:`labeler.embedding.local_features`), which hold no weights of their own:
+    every feature type of one backbone and weights has the same digest (the export's
+    file name adds the type); a model with weights of its own (a fine-tuned tail)
+    gets another.
+    """
+    from .registry import get_spec
+
+    h = hashlib.sha256(f"{backbone.name}:{get_spec(backbone.name).input_size}".encode())
+    for name, t in sorted((_unwrapped(k), v) for k, v in backbone.model.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
         h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
@@ -172,19 +194,29 @@ def _cores() -> int:
 # export, verification, quantisation
 
 
-def onnx_model(backbone: Backbone) -> Path:
-    """The backbone exported to ONNX (fp32), from the cache or exported now.
+def onnx_path(backbone: Backbone) -> Path:
+    """Where the fp32 export of ``backbone`` is cached.
 
-    Cached as ``cache_dir()/onnx/<name>-<weights sha256[:16]>-fp32.onnx``; written
-    atomically, so concurrent processes at worst export twice.
+    ``cache_dir()/onnx/<name>-<feature type>-<weights sha256[:16]>-fp32.onnx``: one
+    file per backbone, weights and feature type (``backbone.features``).
+    """
+    digest = weights_digest(backbone)
+    return cache_dir() / "onnx" / f"{backbone.name}-{backbone.features}-{digest[:16]}-fp32.onnx"
+
+
+def onnx_model(backbone: Backbone) -> Path:
+    """The backbone, with its feature type, exported to ONNX (fp32), from the cache or exported now.
+
+    Cached at :func:`onnx_path`; written atomically, so concurrent processes at worst
+    export twice. The graph's outputs are ``features`` (B, ``backbone.dim``) and
+    ``logits`` (B, 1000), its input ``input`` (B, 3, S, S) with S = ``backbone.input_size``.
 
     Raises
     ------
     RuntimeError
         The exporter failed (the caller falls back to torch).
     """
-    digest = weights_digest(backbone)
-    path = cache_dir() / "onnx" / f"{backbone.name}-{digest[:16]}-fp32.onnx"
+    path = onnx_path(backbone)
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -351,11 +383,12 @@ def make_engine(backbone: Backbone, *, runtime: str = "torch", precision: str = 
         engine = OrtEngine(onnx_model(backbone), "fp32")
         cos = verify(engine, backbone, probe, MIN_COSINE_FP32)
     except Exception as e:  # exporter or runtime failure: torch still works
-        warn(f"ONNX Runtime unavailable for {backbone.name} ({type(e).__name__}: {str(e)[:200]}): embedding with torch")
+        warn(f"ONNX Runtime unavailable for {backbone.name} {backbone.features} features "
+             f"({type(e).__name__}: {str(e)[:200]}): embedding with torch")
         return TorchEngine(backbone, dev, precision)
     if cos < MIN_COSINE_FP32:
-        warn(f"ONNX model of {backbone.name} differs from torch (cosine {cos:.5f} < {MIN_COSINE_FP32}): "
-             "embedding with torch")
+        warn(f"ONNX model of {backbone.name} {backbone.features} features differs from torch "
+             f"(cosine {cos:.5f} < {MIN_COSINE_FP32}): embedding with torch")
         return TorchEngine(backbone, dev, precision)
     return engine
 

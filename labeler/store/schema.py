@@ -50,6 +50,10 @@ CREATE TABLE IF NOT EXISTS assignments (
     PRIMARY KEY (clustering_id, image_id)
 );
 CREATE INDEX IF NOT EXISTS assignments_cluster ON assignments(clustering_id, cluster);
+-- Covering index for a cluster's members in id order (cluster_members): without it SQLite
+-- walks the primary key over the whole clustering to skip a sort (172 ms at 1M points;
+-- 0.3 ms with it). Run on every open, so older projects get it (once, ~1.5 s at 1M rows).
+CREATE INDEX IF NOT EXISTS assignments_cluster_image ON assignments(clustering_id, cluster, image_id);
 CREATE TABLE IF NOT EXISTS clusters (
     clustering_id   INTEGER NOT NULL REFERENCES clusterings(id),
     cluster         INTEGER NOT NULL,

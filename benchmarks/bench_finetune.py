@@ -1,0 +1,198 @@
+"""What fine-tuning on the annotator's labels costs on the CPU and what it adds (issue 9, item 3).
+
+On a copy of an ingested project with truth (ELPV: ``truth.csv``):
+
+1. **Labels, truth-blind.** A simulated annotator takes the product's "label next"
+   queue (:func:`labeler.assist.next.next_to_label`, its defaults) ``--batch`` items at a
+   time and answers each shown image from the truth file (one action per image), until
+   ``--labels`` images are labelled. Nothing else looks at the truth: the annotator
+   knows an image's class only once the queue has shown it.
+2. **Before.** On the project's ingest embeddings: a logistic probe (each vector
+   L2-normalised, standardised, multinomial logistic regression C = 1, as
+   docs/features.md) trained on the labelled images, scored on every image not
+   labelled (held out): accuracy and macro-F1 for each ``--score`` column; and
+   leave-one-out cosine search over the whole collection, macro P@1 per column
+   (:func:`labeler.evaluate.metrics.search_scores`; also over the held-out images only).
+3. **Fine-tune** with :func:`labeler.embedding.finetune.finetune_project` on those labels
+   (every label trained on: ``holdout=0``; the held-out check is step 4), on the CPU with
+   ``--threads`` threads: wall time of training (stage maps included) and of
+   re-embedding every image.
+4. **After.** The same figures on the fine-tuned vectors.
+
+ELPV: the annotator answers ``defect_level`` (4 classes; ``defective`` = level 2 or 3
+follows from it), so ``--column defect_level --score defective,defect_level``.
+Issue 9's targets: defect_level macro-F1 at 300 actions >= 0.60; defective macro P@1 >= 0.85.
+
+Run (ELPV, ~10 min on 2 quiet cores)::
+
+    python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --json
+    python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --epochs 60 --lr 1e-3 \\
+        --labels-cache /tmp/labels.json --json          # reuse the queue's labels of an earlier run
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def probe_scores(x: np.ndarray, train: np.ndarray, test: np.ndarray, y: np.ndarray) -> dict:
+    """Logistic probe trained on rows ``train``, scored on rows ``test``: accuracy, macro-F1."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score, f1_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=3000))
+    clf.fit(x[train], y[train])
+    pred = clf.predict(x[test])
+    return {"accuracy": round(float(accuracy_score(y[test], pred)), 4),
+            "macro_f1": round(float(f1_score(y[test], pred, average="macro")), 4)}
+
+
+def figures(x: np.ndarray, rows: np.ndarray, labelled: np.ndarray, truths: dict[str, np.ndarray]) -> dict:
+    """Probe and search figures of features ``x`` (n_rows, D) for each truth column.
+
+    ``rows``: array rows with truth (aligned with each truth vector); ``labelled``: bool
+    over ``rows``."""
+    from labeler.evaluate.metrics import search_scores
+
+    xs = np.asarray(x[rows], dtype=np.float32)
+    train, test = np.flatnonzero(labelled), np.flatnonzero(~labelled)
+    out = {}
+    for col, y in truths.items():
+        allc = search_scores(xs, y, max_queries=None)
+        held = search_scores(xs[test], y[test], max_queries=None)
+        out[col] = {**probe_scores(xs, train, test, y), "p1_macro": round(allc["p1_macro"], 4),
+                    "p10_macro": round(allc["p10_macro"], 4), "p1_macro_heldout": round(held["p1_macro"], 4)}
+    return out
+
+
+def queue_labels(project, truth_by_row: dict[int, str], n: int, batch: int, log=print) -> list[int]:
+    """Label ``n`` images the way a person following the queue does; returns their image ids in order."""
+    from labeler.assist.next import next_to_label
+    from labeler.labels import label_images
+
+    row_of = {int(r["id"]): int(r["row"]) for r in project.store.image_table()}
+    done: list[int] = []
+    t0 = time.perf_counter()
+    while len(done) < n:
+        items = next_to_label(project, n=min(batch, n - len(done)))
+        if not items:
+            break
+        for it in items:
+            label_images(project, [it.image_id], truth_by_row[row_of[it.image_id]], annotator="simulated")
+            done.append(it.image_id)
+        log(f"  queue: {len(done)} labelled ({time.perf_counter() - t0:.0f} s)")
+    return done
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--project", required=True, type=Path, help="an ingested project (copied, never written)")
+    ap.add_argument("--truth", required=True, type=Path)
+    ap.add_argument("--column", default="defect_level", help="the column the simulated annotator answers")
+    ap.add_argument("--score", default="defective,defect_level", help="truth columns scored before/after")
+    ap.add_argument("--labels", type=int, default=300, help="label actions (default 300)")
+    ap.add_argument("--batch", type=int, default=20, help="queue items taken per round (default 20)")
+    ap.add_argument("--labels-cache", type=Path, default=None,
+                    help="JSON of labelled image ids: read if present (skips the queue), else written")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--epochs", type=int, default=None, help="default: finetune_project's")
+    ap.add_argument("--lr", type=float, default=None, help="default: finetune_project's")
+    ap.add_argument("--train-from", default=None, help="default: finetune_project's (see its docstring)")
+    ap.add_argument("--class-weight", default=None, help="default: finetune_project's (see its docstring)")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the fine-tuned vectors in this .npy")
+    ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    from labeler.embedding.feature_sets import load_feature_set
+    from labeler.embedding.finetune import finetune_project
+    from labeler.evaluate.truth import align_truth, read_truth
+    from labeler.labels import label_images
+    from labeler.project import Project
+
+    out: dict = {"labels": args.labels, "column": args.column, "threads": args.threads,
+                 "load_average_before": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as d:
+        root = Path(d) / "project"
+        shutil.copytree(args.project, root, ignore=shutil.ignore_patterns("thumbs", "parts", "evaluation",
+                                                                          "features", "*.db-shm", "*.db-wal"))
+        project = Project(root)
+        truths, answer = {}, None
+        for col in args.score.split(",") + [args.column]:
+            t, _ = read_truth(args.truth, col)
+            rows, y, classes, _ = align_truth(project, t)
+            truths[col] = (rows, y, classes)
+        rows = truths[args.column][0]
+        answer = {int(r): str(truths[args.column][2][c]) for r, c in zip(rows, truths[args.column][1])}
+        if args.labels_cache and args.labels_cache.is_file():
+            ids = json.loads(args.labels_cache.read_text())["image_ids"][: args.labels]
+            row_of = {int(r["id"]): int(r["row"]) for r in project.store.image_table()}
+            for i in ids:
+                label_images(project, [i], answer[row_of[i]], annotator="simulated")
+            print(f"{len(ids)} labels from {args.labels_cache}")
+        else:
+            print(f"simulated annotator: {args.labels} images from the 'label next' queue, {args.batch} at a time")
+            ids = queue_labels(project, answer, args.labels, args.batch)
+            if args.labels_cache:
+                args.labels_cache.write_text(json.dumps({"image_ids": ids}))
+        row_of = {int(r["id"]): int(r["row"]) for r in project.store.image_table()}
+        labelled_rows = {row_of[i] for i in ids}
+        scored = {c: (r, y) for c, (r, y, _) in truths.items() if c in args.score.split(",")}
+        assert all(np.array_equal(r, rows) for r, _ in scored.values())
+        labelled = np.array([int(r) in labelled_rows for r in rows])
+        ys = {c: y for c, (_, y) in scored.items()}
+        counts = {str(k): int(v) for k, v in zip(*np.unique([answer[r] for r in labelled_rows], return_counts=True))}
+        print(f"labelled {int(labelled.sum())} images ({counts}); held out {int((~labelled).sum())}")
+        out["label_counts"] = counts
+
+        before = figures(np.asarray(load_feature_set(project, "embeddings")), rows, labelled, ys)
+        kw = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "train_from": args.train_from,
+                                "class_weight": args.class_weight}.items() if v is not None}
+        print(f"fine-tuning on the CPU, {args.threads} threads ({kw or 'defaults'}) ...", flush=True)
+        t0, c0 = time.perf_counter(), time.process_time()
+        rep = finetune_project(project, device="cpu", holdout=0.0, progress=False, say=print, **kw)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        after_x = np.asarray(load_feature_set(project, rep.name))
+        if args.keep:
+            np.save(args.keep, after_x)
+        after = figures(after_x, rows, labelled, ys)
+        project.store.close()
+    out.update({"finetune": {**kw, "epochs": rep.epochs}, "train_seconds": round(rep.train_seconds, 1),
+                "embed_seconds": round(rep.embed_seconds, 1), "wall_seconds": round(wall, 1),
+                "cpu_seconds": round(cpu, 1),
+                "load_average_after": os.getloadavg()[0], "before": before, "after": after})
+    print(f"\nwall time {wall:.0f} s: training {rep.train_seconds:.0f} s (stage maps included), re-embedding "
+          f"{rep.embed_seconds:.0f} s; CPU time of this process {cpu:.0f} s (on {args.threads} uncontended cores "
+          f"the wall time is at least {cpu / args.threads:.0f} s); load average "
+          f"{out['load_average_before']:.1f} before, {out['load_average_after']:.1f} after")
+    print("\n| column | features | probe accuracy | probe macro-F1 | macro P@1 (all) | macro P@1 (held out) |")
+    print("|---|---|---:|---:|---:|---:|")
+    for col in ys:
+        for name, fig in (("ingest embeddings", before), ("fine-tuned", after)):
+            f = fig[col]
+            print(f"| {col} | {name} | {f['accuracy']:.3f} | {f['macro_f1']:.3f} | {f['p1_macro']:.3f} | "
+                  f"{f['p1_macro_heldout']:.3f} |")
+    print("\nreproduce: python " + " ".join([sys.argv[0], *sys.argv[1:]]))
+    if args.json:
+        print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
