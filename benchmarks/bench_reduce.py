@@ -27,6 +27,7 @@ Reproduce::
     python benchmarks/bench_reduce.py --sizes 1000000 --k 0 --json
     python benchmarks/bench_reduce.py --sizes 100000 --trust 5000 --json
     python benchmarks/bench_reduce.py --sizes 100000 --fit-sample 20000 --umap-seed none
+    python benchmarks/bench_reduce.py --sizes 100000 200000 --placement --json
     python benchmarks/bench_reduce.py --sizes 0 --project data/projects/elpv --truth data/elpv/truth.csv
 """
 
@@ -46,6 +47,7 @@ import numpy as np
 import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_search
 
 from labeler.clustering import run_hdbscan, run_kmeans  # noqa: E402
 from labeler.index import ExactIndex  # noqa: E402
@@ -232,6 +234,89 @@ def sample_cost(project_dir: Path, truth: Path, columns: list[str], samples: lis
               f"noise {np.mean(labels < 0):.1%}; " + "; ".join(parts), flush=True)
 
 
+def vote_predict(model, fitted: np.ndarray, points: np.ndarray, k: int = 10, core_rule: bool = True):
+    """The candidate rejected in favour of clustering.fast_approximate_predict (kept to measure it).
+
+    Each point takes the cluster of the UMAP-membership-weighted vote of its k
+    nearest fitted points (FAISS HNSW, L2 in the clustering space; noise is one
+    more class), and is noise when noise wins or (``core_rule``) when it lies
+    farther from its nearest fitted point than that point's core distance.
+    """
+    import faiss
+
+    from labeler.reduce import membership_weights
+
+    raw = np.asarray(model.labels_, dtype=np.int64)
+    core = np.asarray(model.prediction_data_.core_distances, dtype=np.float32)
+    index = faiss.IndexHNSWFlat(fitted.shape[1], 32)
+    index.add(np.ascontiguousarray(fitted, dtype=np.float32))
+    index.hnsw.efSearch = 64
+    d2, ids = index.search(np.ascontiguousarray(points, dtype=np.float32), k)
+    d = np.sqrt(np.maximum(d2, 0))
+    ids = np.maximum(ids, 0)
+    w = membership_weights(1.0 - d)
+    votes = np.zeros((len(d), int(raw.max()) + 2), np.float32)
+    np.add.at(votes, (np.repeat(np.arange(len(d)), k), raw[ids].ravel() + 1), w.ravel())
+    win = votes.argmax(axis=1)
+    noise = (win == 0) | ((d[:, 0] > core[ids[:, 0]]) if core_rule else False)
+    return np.where(noise, -1, win - 1)
+
+
+def placement_agreement(n: int, args) -> dict:
+    """Place the rows outside an HDBSCAN fit sample three ways; compare with approximate_predict.
+
+    Data: ``--data elpv`` = bench_search.realistic_vectors (the ELPV spectrum),
+    ``isotropic`` = :func:`synthetic_embeddings` + PCA. The clustering space is
+    the ingest one (fit_umaps, 10-d); HDBSCAN (mcs 15, ms 5) is fitted on
+    ``n * --hdbscan-share`` random rows (ingest: 200k of 1M = 0.2).
+    """
+    import hdbscan
+    from sklearn.metrics import adjusted_rand_score
+
+    from labeler.clustering import fast_approximate_predict
+
+    if args.data == "elpv":
+        from bench_search import ELPV_EMBEDDINGS, realistic_vectors
+
+        v = realistic_vectors(n, np.load(ELPV_EMBEDDINGS), 256)[0]
+    else:
+        v = fit_pca(synthetic_embeddings(n, args.dim, args.clusters)[0], args.pca, seed=0).vectors
+    t0 = time.perf_counter()
+    (_, space), = fit_umaps(v, [(args.cluster_dims, 0.0)], seed=None, fit_sample=args.fit_sample)
+    t_umap = time.perf_counter() - t0
+    space = space.astype(np.float64)
+    fit_rows = np.sort(np.random.default_rng(0).choice(n, int(n * args.hdbscan_share), replace=False))
+    rest = np.setdiff1d(np.arange(n), fit_rows)
+    model = hdbscan.HDBSCAN(min_cluster_size=15, min_samples=5, prediction_data=True, core_dist_n_jobs=1)
+    model.fit(space[fit_rows])
+    out = {"n": n, "data": args.data, "fitted": len(fit_rows), "placed": len(rest), "umap_s": round(t_umap, 1),
+           "clusters": int(model.labels_.max() + 1), "fit_noise": round(float(np.mean(model.labels_ < 0)), 4)}
+    times, labels = {}, {}
+    ways = [("approximate_predict", lambda: hdbscan.approximate_predict(model, space[rest])[0]),
+            ("vectorised", lambda: fast_approximate_predict(model, space[rest])[0]),
+            ("vote", lambda: vote_predict(model, space[fit_rows], space[rest])),
+            ("vote_no_core_rule", lambda: vote_predict(model, space[fit_rows], space[rest], core_rule=False))]
+    for name, fn in ways[: 2 if args.no_vote else 4]:
+        t0 = time.perf_counter()
+        labels[name] = np.asarray(fn())
+        times[name] = time.perf_counter() - t0
+    ref = labels["approximate_predict"]
+    out["noise_approximate_predict"] = round(float(np.mean(ref < 0)), 4)
+    print(f"\nn = {n:,} ({args.data}): HDBSCAN fitted on {len(fit_rows):,}, {len(rest):,} placed; "
+          f"{out['clusters']} clusters; approximate_predict {times['approximate_predict']:.2f} s, "
+          f"noise {out['noise_approximate_predict']:.2%}")
+    for name in list(labels)[1:]:
+        lab = labels[name]
+        row = {"s": round(times[name], 2), "speedup": round(times["approximate_predict"] / times[name], 2),
+               "ari": round(float(adjusted_rand_score(ref, lab)), 4),
+               "noise_flips": round(float(np.mean((ref < 0) != (lab < 0))), 4),
+               "same_label": round(float(np.mean(ref == lab)), 4)}
+        out[name] = row
+        print(f"  {name:<20} {row['s']:7.2f} s ({row['speedup']:.2f}x)  ARI vs approximate_predict "
+              f"{row['ari']:.4f}  noise status differs {row['noise_flips']:.2%}  same label {row['same_label']:.2%}")
+    return out
+
+
 def _kw(kw: dict) -> dict:
     if "n_epochs" not in kw:
         return kw
@@ -269,6 +354,11 @@ def main(argv=None):
     ap.add_argument("--truth", type=Path, default=None, help="truth.csv for --project")
     ap.add_argument("--columns", nargs="+", default=["cell_type", "defect_level"])
     ap.add_argument("--samples", type=int, nargs="+", default=[1000, 500])
+    ap.add_argument("--placement", action="store_true",
+                    help="only compare ways of placing rows outside the HDBSCAN fit sample (placement_agreement)")
+    ap.add_argument("--data", choices=["elpv", "isotropic"], default="elpv", help="data of --placement")
+    ap.add_argument("--no-vote", action="store_true", help="--placement without the neighbour-vote candidates")
+    ap.add_argument("--hdbscan-share", type=float, default=0.2, help="HDBSCAN fit sample share for --placement")
     args = ap.parse_args(argv)
     import numba
     import sklearn
@@ -278,6 +368,11 @@ def main(argv=None):
           f"{psutil.virtual_memory().total / 2**30:.0f} GiB RAM; numba threads {numba.get_num_threads()}; "
           f"umap-learn {umap.__version__}, scikit-learn {sklearn.__version__}")
     print("command: python benchmarks/bench_reduce.py " + " ".join(argv if argv is not None else sys.argv[1:]))
+    if args.placement:
+        runs = [placement_agreement(n, args) for n in args.sizes if n > 0]
+        if args.json:
+            print(json.dumps({"placement": runs}))
+        return
     t0 = time.perf_counter()
     # Above 4096 rows UMAP switches from exact kNN to NN-descent: warm both code paths.
     warm = synthetic_embeddings(5000, args.dim, 5, seed=1)[0]
