@@ -169,15 +169,19 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap):
 
 
 def _print_clusters(project, clustering_id=None, limit: int = 30, count: bool = True) -> None:
+    from .hints import project_cluster_hints
+
     sums = project.store.cluster_summaries(clustering_id)
+    hints = project_cluster_hints(project, clustering_id)  # only where the backbone is confident
     real = [s for s in sums if s["cluster"] >= 0]  # noise (-1) is not a cluster
     noise = sum(s["size"] for s in sums if s["cluster"] < 0)
     if count:
         click.echo(f"{len(real)} cluster(s), {noise} noise image(s)")
     for s in real[:limit]:
         coh = f"{s['cohesion']:.2f}" if s["cohesion"] is not None else "-"
+        hint = f", {hints[s['cluster']]}" if s["cluster"] in hints else ""
         click.echo(f"  cluster {s['cluster']:>3}: {s['size']:>5} images, cohesion {coh}, "
-                   f"medoid {s['medoid_id']}, hint: {s['suggested_name'] or '-'}")
+                   f"medoid {s['medoid_id']}{hint}")
     if len(real) > limit:
         click.echo(f"  ... {len(real) - limit} more")
 

@@ -74,6 +74,45 @@ def cluster_hint(top1: np.ndarray, prob: np.ndarray, categories: Sequence[str] |
     return None if text is None else f"{text[:-1]}, {100 * counts[best] / len(top1):.0f}% of images)"
 
 
+def hints_by_cluster(clusters: np.ndarray, top1: np.ndarray, prob: np.ndarray,
+                     categories: Sequence[str] | None, min_prob: float) -> dict[int, str]:
+    """:func:`cluster_hint` of every cluster (noise, -1, included), where confident.
+
+    Parameters
+    ----------
+    clusters, top1 : ndarray (n,), int; prob : ndarray (n,), float (NaN = unknown)
+    categories : class names; min_prob : float
+
+    Returns
+    -------
+    dict
+        cluster -> hint text, only for clusters whose hint is shown.
+    """
+    clusters = np.asarray(clusters, dtype=np.int64)
+    order = np.argsort(clusters, kind="stable")
+    uniq, starts = np.unique(clusters[order], return_index=True)
+    out = {}
+    for c, group in zip(uniq, np.split(order, starts[1:])):
+        text = cluster_hint(np.asarray(top1)[group], np.asarray(prob)[group], categories, min_prob)
+        if text:
+            out[int(c)] = text
+    return out
+
+
+def project_cluster_hints(project, clustering_id: int | None = None) -> dict[int, str]:
+    """The shown hint of each cluster of a project's clustering (default: current);
+    empty when the project hides hints (settings ``imagenet_hints``,
+    ``imagenet_hint_min_prob``)."""
+    s = project.settings()
+    if not s.imagenet_hints:
+        return {}
+    ids, clusters, _ = project.store.assignments(clustering_id)
+    top1 = project.store.top1_of(ids)
+    prob = np.array([np.nan if p is None else p for p in project.store.top1_prob_of(ids)], dtype=np.float64)
+    return hints_by_cluster(clusters, top1, prob, project.store.get_meta("categories") or [],
+                            float(s.imagenet_hint_min_prob))
+
+
 def hints_shown(project) -> bool:
     """Whether the project shows ImageNet hints (setting ``imagenet_hints``)."""
     return bool(project.settings().imagenet_hints)

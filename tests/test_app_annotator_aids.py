@@ -212,3 +212,22 @@ def test_an_ingest_while_the_app_is_open_is_picked_up(actx, project, elpv_dir, t
     cluster_project(project, project.settings())
     r = run(label_cluster_action, actx, grown[0], "poly", "kim", clustering_id=cid1, version=3)
     assert not r.ok and "Conflict" in r.message.children and placed_since(project.store, cid1) is None
+
+
+def test_the_cli_cluster_list_shows_hints_only_where_confident(actx, project):
+    """`labeler info` lists a cluster's hint with the same rule as the dashboard."""
+    from labeler.cli import main
+
+    def listed():
+        res = CliRunner().invoke(main, ["info", "--project", str(project.root)])
+        assert res.exit_code == 0, res.output
+        return [ln for ln in res.output.splitlines() if ln.strip().startswith("cluster ")]
+
+    save_setting(project.settings_path, "imagenet_hint_min_prob", 0.0)
+    lines = listed()
+    assert lines and all("ImageNet hint: " in ln and "(p=" in ln for ln in lines)
+    save_setting(project.settings_path, "imagenet_hint_min_prob", 1.01)  # nothing is that sure
+    assert not any("hint" in ln for ln in listed())
+    save_setting(project.settings_path, "imagenet_hint_min_prob", 0.0)
+    save_setting(project.settings_path, "imagenet_hints", False)
+    assert not any("hint" in ln for ln in listed())

@@ -360,21 +360,13 @@ def cluster_rows(ctx: AppContext) -> list[dict]:
 def cluster_hints(actx: AppContext) -> dict[int, str]:
     """The ImageNet hint of each cluster where the backbone is confident
     (:func:`labeler.hints.cluster_hint`); empty when the project hides hints."""
-    from ..hints import cluster_hint
+    from ..hints import hints_by_cluster
 
     min_prob = actx.hint_threshold()
     if min_prob is None:
         return {}
     top1, prob, cats = actx.imagenet()
-    clusters = actx.assignment().clusters
-    order = np.argsort(clusters, kind="stable")
-    uniq, starts = np.unique(clusters[order], return_index=True)
-    out = {}
-    for c, group in zip(uniq, np.split(order, starts[1:])):
-        text = cluster_hint(top1[group], prob[group], cats, min_prob)
-        if text:
-            out[int(c)] = text
-    return out
+    return hints_by_cluster(actx.assignment().clusters, top1, prob, cats, min_prob)
 
 
 def sort_clusters(rows: list[dict], by: str = "size") -> list[dict]:
