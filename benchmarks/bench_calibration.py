@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from labeler.assist import model as assist_model  # noqa: E402
 from labeler.assist.graph import build_knn_graph  # noqa: E402
-from labeler.assist.suggest import load_features  # noqa: E402
+from labeler.assist.suggest import clusters_by_row, load_features  # noqa: E402
 from labeler.evaluate.truth import align_truth, read_truth  # noqa: E402
 from labeler.project import Project  # noqa: E402
 
@@ -48,11 +48,7 @@ def run_column(project: Project, truth_path: str, column: str, x, graph, steps: 
     t_rows, t_y, classes, _ = align_truth(project, truth)
     y = np.full(len(x), -1, np.int64)
     y[t_rows] = t_y
-    a_ids, a_cl, _ = project.store.assignments()
-    a_rows = project.store.row_of(a_ids)
-    cl = np.full(len(x), -1, np.int64)
-    ok = (a_rows >= 0) & (a_rows < len(x))
-    cl[a_rows[ok]] = a_cl[ok]
+    cl = clusters_by_row(project, len(x))
     sizes = np.bincount(cl[cl >= 0])
     order = np.argsort(-sizes, kind="stable")  # the cluster list's default: largest first
     out = []

@@ -48,19 +48,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from labeler.assist import conditioned, model as assist_model  # noqa: E402
 from labeler.assist.graph import build_knn_graph  # noqa: E402
 from labeler.assist.simulate import queue_flow  # noqa: E402
-from labeler.assist.suggest import load_features  # noqa: E402
+from labeler.assist.suggest import clusters_by_row, load_features  # noqa: E402
 from labeler.project import Project  # noqa: E402
 
 COLUMNS = ("cell_type", "defective", "defect_level")
-
-
-def clusters_of_rows(project: Project, rows: np.ndarray) -> np.ndarray:
-    """(len(rows),) int64 cluster of each row in the project's current clustering (-1 = noise)."""
-    ids, cl, _ = project.store.assignments()
-    row = project.store.row_of(ids)
-    by_row = np.full(int(max(row.max(initial=-1), rows.max(initial=-1))) + 1, -1, np.int64)
-    by_row[row[row >= 0]] = cl[row >= 0]
-    return by_row[rows]
 
 
 def log(msg: str) -> None:
@@ -187,6 +178,7 @@ def main(argv=None) -> dict:
         project = Project(args.project)
         x_all, name = load_features(project, args.features)
         log(f"features {name}: {x_all.shape}")
+        cl_rows = clusters_by_row(project, len(x_all))  # the dashboard's clusters, as suggest() uses them
         graphs = {}
         for col in args.columns:
             truth, col_name = read_truth(args.truth, col)
@@ -206,7 +198,7 @@ def main(argv=None) -> dict:
                 t0 = time.perf_counter()
                 flow = queue_flow(y, x, graph=g, batch=args.batch, threshold=args.threshold,
                                   max_actions=args.max_actions, method=args.method, pick=pick, seed=args.seed,
-                                  clusters=clusters_of_rows(project, rows))
+                                  clusters=None if cl_rows is None else cl_rows[rows])
                 res[pick] = flow.summary()
                 res[pick]["seconds"] = round(time.perf_counter() - t0, 1)
                 log(f"  {pick}: {res[pick]}")

@@ -193,18 +193,19 @@ def _label_state(project: Project):
     return ids, rows, labels, int(newest[0]["id"]) if newest else 0
 
 
-def _clusters_of(project: Project, image_ids) -> np.ndarray | None:
-    """(m,) int64 cluster of each image in the current clustering (-1 = noise or not
-    clustered yet); None when the project has no clustering. The suggestion model's
-    calibration folds are grouped by it (:func:`labeler.assist.model._folds`)."""
+def clusters_by_row(project: Project, n_rows: int) -> np.ndarray | None:
+    """(n_rows,) int64 cluster of each array row in the current clustering (-1 = noise,
+    not clustered or not embedded); None when the project has no clustering. The
+    suggestion model's calibration holds out whole clusters by it
+    (:func:`labeler.assist.model.predict`)."""
     if project.store.current_clustering() is None:
         return None
-    a_ids, a_cl, _ = project.store.assignments()  # ordered by image id
-    q = np.asarray(image_ids, dtype=np.int64)
-    if len(a_ids) == 0:
-        return np.full(len(q), -1, np.int64)
-    pos = np.clip(np.searchsorted(a_ids, q), 0, len(a_ids) - 1)
-    return np.where(a_ids[pos] == q, a_cl[pos], -1).astype(np.int64)
+    ids, clusters, _ = project.store.assignments()
+    rows = project.store.row_of(ids)
+    out = np.full(n_rows, -1, np.int64)
+    ok = (rows >= 0) & (rows < n_rows)
+    out[rows[ok]] = clusters[ok]
+    return out
 
 
 def _cache_dir(project: Project) -> Path:
@@ -271,11 +272,7 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
     graph = knn_graph(project, x, name) if use_cache else cached_knn_graph(x, None)
     t_rows = np.array([r for r, _, _ in train], dtype=np.int64)
     t_codes = np.array([classes.index(lab) for _, lab, _ in train], dtype=np.int64)
-    clusters = _clusters_of(project, ids)
-    if clusters is not None:
-        by_row = np.full(len(x), -1, np.int64)
-        by_row[rows] = clusters
-        clusters = by_row
+    clusters = clusters_by_row(project, len(x))
     state = cached.get("state") if cached and cached.get("fingerprint") == fingerprint(x) else None
     pred, state = assist_model.predict(x, graph, t_rows, t_codes, classes, method=method, state=state,
                                        clusters=clusters)
