@@ -5,18 +5,15 @@ page; u / r undo and redo (not while typing); a near-duplicate label is asked on
 from __future__ import annotations
 
 import json
-import shutil
-from pathlib import Path
 
 import pytest
 
 pytest.importorskip("selenium")
-from selenium.common.exceptions import WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
-from browser_helpers import ServerThread, chrome_driver, text_of, wait_until  # noqa: E402
-from labeler.app import create_app  # noqa: E402
+from browser_helpers import text_of, wait_until  # noqa: E402
+from test_app_browser import download_dir, driver, served  # noqa: E402,F401 (the shared browser fixtures)
 from labeler.app.layout import PER_PAGE  # noqa: E402
 from labeler.project import Project  # noqa: E402
 from labeler.refine import merge_clusters  # noqa: E402
@@ -24,25 +21,6 @@ from labeler.refine import merge_clusters  # noqa: E402
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning:selenium.*")]
 
 GRAPH_JS = "document.querySelector('#map .js-plotly-plot')"
-
-
-@pytest.fixture(scope="module")
-def driver():
-    if not (shutil.which("chromedriver") or Path("/usr/bin/chromedriver").exists()):
-        pytest.skip("chromedriver not installed")
-    try:
-        d = chrome_driver()
-    except WebDriverException as e:
-        pytest.skip(f"no headless Chromium: {e.msg}")
-    yield d
-    d.quit()
-
-
-@pytest.fixture()
-def served(project):
-    app = create_app(project)
-    with ServerThread(app.server) as srv:
-        yield srv, app
 
 
 def _open(driver, srv, app, name="ana"):
