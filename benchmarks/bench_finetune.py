@@ -113,6 +113,8 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=None, help="default: finetune_project's")
     ap.add_argument("--train-from", default=None, help="default: finetune_project's (see its docstring)")
     ap.add_argument("--class-weight", default=None, help="default: finetune_project's (see its docstring)")
+    ap.add_argument("--head", default=None, help="default: finetune_project's (see its docstring)")
+    ap.add_argument("--seed", type=int, default=None, help="default: finetune_project's")
     ap.add_argument("--keep", type=Path, default=None, help="keep the fine-tuned vectors in this .npy")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
@@ -164,7 +166,8 @@ def main(argv=None) -> None:
 
         before = figures(np.asarray(load_feature_set(project, "embeddings")), rows, labelled, ys)
         kw = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "train_from": args.train_from,
-                                "class_weight": args.class_weight}.items() if v is not None}
+                                "class_weight": args.class_weight, "head": args.head,
+                                "seed": args.seed}.items() if v is not None}
         print(f"fine-tuning on the CPU, {args.threads} threads ({kw or 'defaults'}) ...", flush=True)
         t0, c0 = time.perf_counter(), time.process_time()
         rep = finetune_project(project, device="cpu", holdout=0.0, progress=False, say=print, **kw)

@@ -22,7 +22,8 @@ def _label_cell_types(project, per_class: int = 20) -> None:
         label_images(project, ids[:per_class], lab)
 
 
-@pytest.mark.parametrize("kw", [{"train_from": "s4"}, {"class_weight": "inverse"}, {"epochs": 0}])
+@pytest.mark.parametrize("kw", [{"train_from": "s4"}, {"class_weight": "inverse"}, {"epochs": 0},
+                                {"head": "arcface"}])
 def test_bad_options_are_refused_and_change_nothing(project, kw):
     from labeler.embedding import feature_sets as fs
     from labeler.embedding.finetune import finetune_project
@@ -50,3 +51,51 @@ def test_training_from_the_stride_8_stages_with_balanced_weights(project):
 
     saved = torch.load(project.models_dir / f"{rep.name}.pt", weights_only=False)
     assert saved["prefix_end"] < 10  # Lite0's last stride-8 block is block 4 (s16 would be 10)
+
+
+def test_cosine_classifier_depends_on_angles_only():
+    """Logits = scale * cosine: bounded by the scale, unchanged when a vector is rescaled."""
+    import torch
+
+    from labeler.embedding.finetune import CosineClassifier
+
+    torch.manual_seed(0)
+    head = CosineClassifier(16, 3, scale=20.0)
+    x = torch.rand(8, 16)  # non-negative, like the pooled activations it sees
+    with torch.no_grad():
+        z = head(x)
+        assert z.shape == (8, 3) and float(z.abs().max()) <= 20.0 + 1e-4
+        assert torch.allclose(head(5.0 * x), z, atol=1e-4)
+        cos = torch.nn.functional.cosine_similarity(x[:1], head.weight[:1])[0]
+        assert torch.allclose(z[0, 0], 20.0 * cos, atol=1e-4)
+
+
+def test_cosine_head_is_trained_recorded_and_its_export_leaves_the_cache(project, monkeypatch, tmp_path):
+    """head='cosine' trains a CosineClassifier; the fine-tuned network's ONNX export (new
+    weights every run, used once to re-embed) is removed from the cache, the frozen
+    prefix's export (the backbone's weights) is kept."""
+    import torch
+
+    from labeler.embedding import feature_sets as fs
+    from labeler.embedding import runtime
+    from labeler.embedding.finetune import finetune_project
+
+    monkeypatch.setenv("LABELER_CACHE", str(tmp_path / "cache"))
+    exported = []
+    real = runtime.onnx_model
+    monkeypatch.setattr(runtime, "onnx_model", lambda bb: exported.append(real(bb)) or exported[-1])
+    _label_cell_types(project, per_class=6)
+    rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, head="cosine", progress=False)
+    info = fs.list_feature_sets(project)[rep.name]
+    assert (info["head"], info["dim"]) == ("cosine", 1280)
+    x = np.asarray(fs.load_feature_set(project, rep.name))
+    assert np.isfinite(x).all() and np.all(np.linalg.norm(x, axis=1) > 0)
+    saved = torch.load(project.models_dir / f"{rep.name}.pt", weights_only=False)
+    assert saved["head"] == "cosine" and saved["tail"]["fc.weight"].shape == (2, 1280)
+    assert "fc.bias" not in saved["tail"]
+    tuned = [p for p in exported if "-finetuned-" in p.name]
+    prefix = [p for p in exported if "-prefix" in p.name]
+    if not runtime.ort_available():
+        pytest.skip("onnxruntime not installed: nothing is exported")
+    assert tuned and prefix, exported
+    assert not any(p.exists() for p in tuned) and all(p.exists() for p in prefix)

@@ -44,7 +44,8 @@ from .. import images
 from ..errors import BadInputError, LabelerError, ProjectError
 from .networks import EfficientNetFeatures
 
-__all__ = ["CLASS_WEIGHTS", "FinetuneReport", "FinetunedFeatures", "TRAIN_FROM", "d4", "finetune_project"]
+__all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "TRAIN_FROM", "d4",
+           "finetune_project"]
 
 
 def d4(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -59,6 +60,38 @@ def d4(x: torch.Tensor, k: int) -> torch.Tensor:
 TRAIN_FROM = {"s16": 16, "s8": 8}
 #: Class weights of the loss: square root of inverse frequency, inverse frequency, none.
 CLASS_WEIGHTS = ("sqrt", "balanced", "none")
+#: The new classifier: a linear layer, or a cosine classifier (:class:`CosineClassifier`).
+HEADS = ("linear", "cosine")
+
+
+class CosineClassifier(nn.Module):
+    """Normalised-softmax classifier: ``logits = scale * cos(features, class weight)``.
+
+    Both the features and each class's weight vector are L2-normalised, so the loss
+    only depends on angles: training pulls each image's vector towards its class's
+    direction, which is what cosine nearest-neighbour search compares (NormFace, Wang
+    et al. 2017; "Classification is a strong baseline for deep metric learning", Zhai &
+    Wu 2019, BMVC: temperature 0.05, i.e. ``scale`` 20).
+
+    Parameters
+    ----------
+    in_features, n_classes : int
+    scale : float, default 20
+        Inverse temperature of the softmax.
+
+    Notes
+    -----
+    ``forward(x)``: ``x`` (B, in_features) float -> (B, n_classes) float, each logit in
+    ``[-scale, scale]``.
+    """
+
+    def __init__(self, in_features: int, n_classes: int, scale: float = 20.0):
+        super().__init__()
+        self.scale = float(scale)
+        self.weight = nn.Parameter(torch.randn(n_classes, in_features) / in_features ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
 
 
 def _prefix_end(net: nn.Module, stride_end: int = 16) -> int:
@@ -109,13 +142,14 @@ def _prefix_engine(bb, net: nn.Module, end: int, stride: int, probe: torch.Tenso
 class _Tail(nn.Module):
     """The trained part: blocks after the prefix, head conv + BN, average pool, classifier."""
 
-    def __init__(self, net: nn.Module, end: int, n_classes: int):
+    def __init__(self, net: nn.Module, end: int, n_classes: int, head: str = "linear"):
         super().__init__()
         self.blocks = nn.ModuleList(copy.deepcopy(list(net._blocks[end + 1:])))
         self.conv_head, self.bn1 = copy.deepcopy(net._conv_head), copy.deepcopy(net._bn1)
         self.act = net._swish
         self.drop = nn.Dropout(0.2)
-        self.fc = nn.Linear(net._conv_head.out_channels, n_classes)
+        d = net._conv_head.out_channels
+        self.fc = CosineClassifier(d, n_classes) if head == "cosine" else nn.Linear(d, n_classes)
 
     def embed(self, h: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -223,9 +257,27 @@ def _frozen_check(project, feature_set: str, row_train, y_train, row_held, y_hel
     return float(np.mean(clf.predict(x[row_held]) == y_held))
 
 
+def _drop_export(backbone) -> None:
+    """Remove the fine-tuned network's ONNX export from the user cache.
+
+    Exports are cached under the weights' digest (:func:`labeler.embedding.runtime.onnx_path`);
+    a fine-tuned network's weights are new on every run and its export serves only the
+    re-embedding just done (the tail is kept in ``models/<name>.pt``), so each run would
+    otherwise leave ~13.5 MB (Lite0) in the cache for good. The frozen prefix's export
+    is kept: its weights are the backbone's, the same on every run.
+    """
+    from .runtime import onnx_path
+
+    try:
+        onnx_path(backbone).unlink(missing_ok=True)
+    except OSError:  # read-only cache or removed meanwhile: nothing to bound
+        pass
+
+
 def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout: float = 0.2,
                      batch_size: int = 32, lr: float = 3e-4, train_from: str = "s16", class_weight: str = "sqrt",
-                     seed: int = 0, name: str | None = None, activate: bool = True, progress: bool = True,
+                     head: str = "linear", seed: int = 0, name: str | None = None, activate: bool = True,
+                     progress: bool = True,
                      say=lambda s: None) -> FinetuneReport:
     """Fine-tune the project's backbone on its current labels and store the new vectors.
 
@@ -248,6 +300,9 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     class_weight : {'sqrt', 'balanced', 'none'}, default 'sqrt'
         Loss weight of each class: sqrt of inverse frequency, inverse frequency
         (each class weighs the same in total), or 1.
+    head : {'linear', 'cosine'}, default 'linear'
+        The new classifier: a linear layer, or a cosine classifier that trains the
+        vectors for cosine search (:class:`CosineClassifier`).
     seed : int, default 0
     name : str, optional
         Name of the new feature set (default ``finetuned-<k>``, k = 1, 2, ...).
@@ -269,7 +324,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     BadInputError
         Fewer than 10 labelled images or fewer than 2 labels, a backbone other than
         EfficientNet-Lite, ``epochs < 1``, ``holdout`` outside [0, 0.5], or an unknown
-        ``train_from`` / ``class_weight``.
+        ``train_from`` / ``class_weight`` / ``head``.
     """
     from .backbones import load_backbone
     from .device import pick_device
@@ -284,6 +339,8 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         raise BadInputError(f"train_from must be one of {tuple(TRAIN_FROM)}, got {train_from!r}")
     if class_weight not in CLASS_WEIGHTS:
         raise BadInputError(f"class_weight must be one of {CLASS_WEIGHTS}, got {class_weight!r}")
+    if head not in HEADS:
+        raise BadInputError(f"head must be one of {HEADS}, got {head!r}")
     store = project.store
     meta = store.get_meta("backbone")
     if not meta:
@@ -326,16 +383,16 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     y = torch.as_tensor(y_all[train], device=dev)
     maps = torch.cat(chunks, dim=1).clone()  # clone: a normal tensor outside inference mode
     del chunks
-    tail = _Tail(net, end, len(classes)).to(dev)
+    tail = _Tail(net, end, len(classes), head).to(dev)
     for p in tail.parameters():
         p.requires_grad_(True)
     tail.train()
     for m in tail.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.eval()
-    head = list(tail.fc.parameters())
+    fc_params = list(tail.fc.parameters())
     body = [p for n, p in tail.named_parameters() if not n.startswith("fc.")]
-    opt = torch.optim.AdamW([{"params": head, "lr": 10 * lr}, {"params": body, "lr": lr}], weight_decay=1e-4)
+    opt = torch.optim.AdamW([{"params": fc_params, "lr": 10 * lr}, {"params": body, "lr": lr}], weight_decay=1e-4)
     n = len(train)
     steps = epochs * int(np.ceil(n / batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[10 * lr, lr], total_steps=steps, pct_start=0.1)
@@ -382,15 +439,16 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
                                 features="finetuned")
     feats, failures = embed_project(project, ft_bb, view=view, device=str(dev), batch_size=64, progress=progress)
     embed_seconds = time.perf_counter() - t1
+    _drop_export(ft_bb)
 
     if name is None:
         taken = set(list_feature_sets(project))
         name = next(f"finetuned-{k}" for k in range(1, 10_000) if f"finetuned-{k}" not in taken)
-    torch.save({"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "backbone": meta["name"]},
-               project.models_dir / f"{name}.pt")
+    torch.save({"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "head": head,
+                "backbone": meta["name"]}, project.models_dir / f"{name}.pt")
     save_feature_set(project, name, feats, {
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
-        "train_from": train_from, "class_weight": class_weight,
+        "train_from": train_from, "class_weight": class_weight, "head": head,
         "n_train": int(len(train)), "n_heldout": int(len(held)), "heldout_accuracy": acc,
         "heldout_frozen_accuracy": frozen_acc, "trained_from": previous,
         "train_seconds": round(train_seconds, 1), "device": str(dev)})
