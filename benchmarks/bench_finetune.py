@@ -114,8 +114,9 @@ def main(argv=None) -> None:
     ap.add_argument("--train-from", default=None, help="default: finetune_project's (see its docstring)")
     ap.add_argument("--class-weight", default=None, help="default: finetune_project's (see its docstring)")
     ap.add_argument("--head", default=None, help="default: finetune_project's (see its docstring)")
+    ap.add_argument("--tta", action="store_true", default=None, help="average each vector over the 8 symmetries")
     ap.add_argument("--seed", type=int, default=None, help="default: finetune_project's")
-    ap.add_argument("--keep", type=Path, default=None, help="keep the fine-tuned vectors in this .npy")
+    ap.add_argument("--keep", type=Path, default=None, help="keep the fine-tuned vectors in this .npy (and the trained tail next to it, .pt)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
 
@@ -167,7 +168,7 @@ def main(argv=None) -> None:
         before = figures(np.asarray(load_feature_set(project, "embeddings")), rows, labelled, ys)
         kw = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "train_from": args.train_from,
                                 "class_weight": args.class_weight, "head": args.head,
-                                "seed": args.seed}.items() if v is not None}
+                                "tta": args.tta, "seed": args.seed}.items() if v is not None}
         print(f"fine-tuning on the CPU, {args.threads} threads ({kw or 'defaults'}) ...", flush=True)
         t0, c0 = time.perf_counter(), time.process_time()
         rep = finetune_project(project, device="cpu", holdout=0.0, progress=False, say=print, **kw)
@@ -175,6 +176,7 @@ def main(argv=None) -> None:
         after_x = np.asarray(load_feature_set(project, rep.name))
         if args.keep:
             np.save(args.keep, after_x)
+            shutil.copyfile(project.models_dir / f"{rep.name}.pt", args.keep.with_suffix(".pt"))
         after = figures(after_x, rows, labelled, ys)
         project.store.close()
     out.update({"finetune": {**kw, "epochs": rep.epochs}, "train_seconds": round(rep.train_seconds, 1),

@@ -35,16 +35,17 @@ def test_bad_options_are_refused_and_change_nothing(project, kw):
 
 
 def test_training_from_the_stride_8_stages_with_balanced_weights(project):
-    """train_from='s8' also trains the stride-16 stages; the record says what was trained."""
+    """train_from='s8' also trains the stride-16 stages; the record says what was trained
+    (and that the vectors were averaged over the symmetries)."""
     from labeler.embedding import feature_sets as fs
     from labeler.embedding.finetune import finetune_project
 
     _label_cell_types(project, per_class=6)
     rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, train_from="s8", class_weight="balanced",
-                           progress=False)
+                           tta=True, progress=False)
     assert rep.n_train == 12 and rep.n_heldout == 0 and rep.heldout_accuracy is None
     info = fs.list_feature_sets(project)[rep.name]
-    assert (info["train_from"], info["class_weight"], info["dim"]) == ("s8", "balanced", 1280)
+    assert (info["train_from"], info["class_weight"], info["tta"], info["dim"]) == ("s8", "balanced", True, 1280)
     x = np.asarray(fs.load_feature_set(project, rep.name))
     assert np.isfinite(x).all() and np.all(np.linalg.norm(x, axis=1) > 0)
     import torch
@@ -99,3 +100,27 @@ def test_cosine_head_is_trained_recorded_and_its_export_leaves_the_cache(project
         pytest.skip("onnxruntime not installed: nothing is exported")
     assert tuned and prefix, exported
     assert not any(p.exists() for p in tuned) and all(p.exists() for p in prefix)
+
+
+def test_symmetry_averaged_vectors_do_not_depend_on_orientation():
+    """symmetries=8: an image, rotated or mirrored, gets the same vector; one view does not."""
+    import torch
+
+    from labeler.embedding.backbones import load_backbone
+    from labeler.embedding.finetune import FinetunedFeatures, _prefix_end, _Tail, d4
+
+    bb = load_backbone("efficientnet-lite0", device="cpu")
+    end = _prefix_end(bb.model.net, 16)
+    tail = _Tail(bb.model.net, end, 3).eval()
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    for k in range(8):  # d4 is torch.rot90 (+ mirror), written to export to ONNX
+        ref = torch.rot90(x, k % 4, dims=(-2, -1))
+        assert torch.equal(d4(x, k).contiguous(), ref.flip(-1) if k >= 4 else ref)
+    with torch.no_grad():
+        avg, one = FinetunedFeatures(bb.model, tail, end, symmetries=8).eval(), FinetunedFeatures(bb.model, tail, end)
+        e = avg(x)[0]
+        assert e.shape == (2, 1280)
+        for k in (1, 5):
+            assert torch.allclose(avg(d4(x, k))[0], e, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(one(d4(x, 1))[0], one(x)[0], rtol=1e-4, atol=1e-5)

@@ -50,9 +50,18 @@ __all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeat
 
 def d4(x: torch.Tensor, k: int) -> torch.Tensor:
     """One of the 8 symmetries of the square applied to (..., H, W): rotate by ``k % 4``
-    quarter turns, then mirror left-right when ``k >= 4``."""
-    x = torch.rot90(x, k % 4, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if k >= 4 else x
+    quarter turns, then mirror left-right when ``k >= 4``.
+
+    Same result as ``torch.rot90(x, k % 4, dims=(-2, -1))`` (then ``flip``), written with
+    flips and transposes so that it exports to ONNX (``aten::rot90`` does not)."""
+    r = k % 4
+    if r == 1:
+        x = x.flip(-1).transpose(-2, -1)
+    elif r == 2:
+        x = x.flip(-2).flip(-1)
+    elif r == 3:
+        x = x.flip(-2).transpose(-2, -1)
+    return x.flip(-1) if k >= 4 else x
 
 
 #: Where the trained part starts: after the last block at this stride (the frozen prefix
@@ -165,14 +174,23 @@ class FinetunedFeatures(nn.Module):
 
     ``features``: (B, dim) float32, average-pooled last layer of the fine-tuned network;
     ``logits``: (B, n_classes) of its classifier (the annotator's labels, not ImageNet).
+    With ``symmetries=8`` the features are the mean over the 8 symmetries of the square
+    of the input (:func:`d4`; test-time augmentation, e.g. Simonyan & Zisserman 2015):
+    the same symmetries the tail was trained with, so the vector of an image no longer
+    depends on which way up the part was photographed. 8x the network cost.
     """
 
-    def __init__(self, base: EfficientNetFeatures, tail: _Tail, end: int):
+    def __init__(self, base: EfficientNetFeatures, tail: _Tail, end: int, symmetries: int = 1):
         super().__init__()
-        self.base, self.tail, self.end = base, tail, end
+        self.base, self.tail, self.end, self.symmetries = base, tail, end, int(symmetries)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, s = x.shape[0], self.symmetries
+        if s > 1:
+            x = torch.cat([d4(x, k) for k in range(s)])
         e = self.tail.embed(_prefix(self.base.net, x.contiguous(memory_format=torch.channels_last), self.end))
+        if s > 1:
+            e = e.view(s, b, -1).mean(dim=0)
         return e, self.tail.fc(e)
 
 
@@ -276,9 +294,8 @@ def _drop_export(backbone) -> None:
 
 def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout: float = 0.2,
                      batch_size: int = 32, lr: float = 3e-4, train_from: str = "s16", class_weight: str = "sqrt",
-                     head: str = "linear", seed: int = 0, name: str | None = None, activate: bool = True,
-                     progress: bool = True,
-                     say=lambda s: None) -> FinetuneReport:
+                     head: str = "linear", tta: bool = False, seed: int = 0, name: str | None = None,
+                     activate: bool = True, progress: bool = True, say=lambda s: None) -> FinetuneReport:
     """Fine-tune the project's backbone on its current labels and store the new vectors.
 
     Parameters
@@ -303,6 +320,9 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     head : {'linear', 'cosine'}, default 'linear'
         The new classifier: a linear layer, or a cosine classifier that trains the
         vectors for cosine search (:class:`CosineClassifier`).
+    tta : bool, default False
+        Test-time augmentation: each image's new vector is the mean over its 8
+        symmetries (:class:`FinetunedFeatures`); re-embedding costs 8x.
     seed : int, default 0
     name : str, optional
         Name of the new feature set (default ``finetuned-<k>``, k = 1, 2, ...).
@@ -434,10 +454,11 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
 
     say("re-embedding every image with the fine-tuned network ...")
     t1 = time.perf_counter()
-    model = FinetunedFeatures(bb.model, tail, end).eval()
+    model = FinetunedFeatures(bb.model, tail, end, symmetries=8 if tta else 1).eval()
     ft_bb = dataclasses.replace(bb, model=model, dim=tail.conv_head.out_channels, categories=list(classes),
                                 features="finetuned")
-    feats, failures = embed_project(project, ft_bb, view=view, device=str(dev), batch_size=64, progress=progress)
+    feats, failures = embed_project(project, ft_bb, view=view, device=str(dev), batch_size=8 if tta else 64,
+                                    progress=progress)
     embed_seconds = time.perf_counter() - t1
     _drop_export(ft_bb)
 
@@ -449,7 +470,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     save_feature_set(project, name, feats, {
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
         "train_from": train_from, "class_weight": class_weight, "head": head,
-        "n_train": int(len(train)), "n_heldout": int(len(held)), "heldout_accuracy": acc,
+        "tta": bool(tta), "n_train": int(len(train)), "n_heldout": int(len(held)), "heldout_accuracy": acc,
         "heldout_frozen_accuracy": frozen_acc, "trained_from": previous,
         "train_seconds": round(train_seconds, 1), "device": str(dev)})
     if activate:
