@@ -115,8 +115,10 @@ def main(argv=None) -> None:
     ap.add_argument("--class-weight", default=None, help="default: finetune_project's (see its docstring)")
     ap.add_argument("--head", default=None, help="default: finetune_project's (see its docstring)")
     ap.add_argument("--tta", action="store_true", default=None, help="average each vector over the 8 symmetries")
+    ap.add_argument("--input-size", type=int, default=None, help="default: the backbone's")
     ap.add_argument("--seed", type=int, default=None, help="default: finetune_project's")
-    ap.add_argument("--keep", type=Path, default=None, help="keep the fine-tuned vectors in this .npy (and the trained tail next to it, .pt)")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep the fine-tuned vectors in this .npy (and the trained tail next to it, .pt)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
 
@@ -168,7 +170,8 @@ def main(argv=None) -> None:
         before = figures(np.asarray(load_feature_set(project, "embeddings")), rows, labelled, ys)
         kw = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "train_from": args.train_from,
                                 "class_weight": args.class_weight, "head": args.head,
-                                "tta": args.tta, "seed": args.seed}.items() if v is not None}
+                                "tta": args.tta, "input_size": args.input_size,
+                                "seed": args.seed}.items() if v is not None}
         print(f"fine-tuning on the CPU, {args.threads} threads ({kw or 'defaults'}) ...", flush=True)
         t0, c0 = time.perf_counter(), time.process_time()
         rep = finetune_project(project, device="cpu", holdout=0.0, progress=False, say=print, **kw)

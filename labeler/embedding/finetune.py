@@ -137,13 +137,29 @@ class _PrefixMaps(nn.Module):
         return h.flatten(1), h.mean(dim=(2, 3))
 
 
+def _spec_size(bb) -> int:
+    from .registry import get_spec
+
+    return get_spec(bb.name).input_size
+
+
+def _at_size(bb, input_size: int):
+    """``bb`` reading images at ``input_size`` square (the network is fully convolutional)."""
+    if input_size == bb.input_size:
+        return bb
+    crop = round(bb.spec.crop_short_side * input_size / bb.spec.input_size)
+    spec = dataclasses.replace(bb.spec, input_size=input_size, crop_short_side=crop)
+    return dataclasses.replace(bb, input_size=input_size, spec=spec)
+
+
 def _prefix_engine(bb, net: nn.Module, end: int, stride: int, probe: torch.Tensor, dev: torch.device, say):
     """The engine computing the prefix's maps, and their (C, h, w)."""
     from .runtime import make_engine
 
     c, side = net._blocks[end]._block_args.output_filters, -(-bb.input_size // stride)
+    size = "" if bb.input_size == _spec_size(bb) else f"-{bb.input_size}px"  # exports are cached by name
     prefix_bb = dataclasses.replace(bb, model=_PrefixMaps(net, end).eval(), dim=c * side * side,
-                                    features=f"prefix{end}")
+                                    features=f"prefix{end}{size}")
     engine = make_engine(prefix_bb, runtime="auto", device=str(dev), probe=probe, warn=say)
     return engine, (c, side, side)
 
@@ -294,8 +310,9 @@ def _drop_export(backbone) -> None:
 
 def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout: float = 0.2,
                      batch_size: int = 32, lr: float = 3e-4, train_from: str = "s16", class_weight: str = "sqrt",
-                     head: str = "linear", tta: bool = False, seed: int = 0, name: str | None = None,
-                     activate: bool = True, progress: bool = True, say=lambda s: None) -> FinetuneReport:
+                     head: str = "linear", tta: bool = False, input_size: int | None = None, seed: int = 0,
+                     name: str | None = None, activate: bool = True, progress: bool = True,
+                     say=lambda s: None) -> FinetuneReport:
     """Fine-tune the project's backbone on its current labels and store the new vectors.
 
     Parameters
@@ -323,6 +340,10 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     tta : bool, default False
         Test-time augmentation: each image's new vector is the mean over its 8
         symmetries (:class:`FinetunedFeatures`); re-embedding costs 8x.
+    input_size : int, optional
+        Side (pixels) images are resized to for training and re-embedding; default the
+        backbone's (224 for Lite0). The network is fully convolutional; a larger side
+        keeps finer detail at (side / 224)^2 the cost.
     seed : int, default 0
     name : str, optional
         Name of the new feature set (default ``finetuned-<k>``, k = 1, 2, ...).
@@ -344,7 +365,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     BadInputError
         Fewer than 10 labelled images or fewer than 2 labels, a backbone other than
         EfficientNet-Lite, ``epochs < 1``, ``holdout`` outside [0, 0.5], or an unknown
-        ``train_from`` / ``class_weight`` / ``head``.
+        ``train_from`` / ``class_weight`` / ``head``, or ``input_size`` outside [64, 1024].
     """
     from .backbones import load_backbone
     from .device import pick_device
@@ -361,6 +382,8 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         raise BadInputError(f"class_weight must be one of {CLASS_WEIGHTS}, got {class_weight!r}")
     if head not in HEADS:
         raise BadInputError(f"head must be one of {HEADS}, got {head!r}")
+    if input_size is not None and not 64 <= input_size <= 1024:
+        raise BadInputError(f"input_size must be in [64, 1024] pixels, got {input_size}")
     store = project.store
     meta = store.get_meta("backbone")
     if not meta:
@@ -377,6 +400,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     bb = load_backbone(meta["name"], weights=settings.weights or None, device=str(dev))
     if not isinstance(bb.model, EfficientNetFeatures):
         raise BadInputError(f"fine-tuning supports the efficientnet-lite backbones, not {meta['name']}")
+    bb = _at_size(bb, input_size or bb.input_size)
     view = meta.get("view", "whole")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -470,7 +494,8 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     save_feature_set(project, name, feats, {
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
         "train_from": train_from, "class_weight": class_weight, "head": head,
-        "tta": bool(tta), "n_train": int(len(train)), "n_heldout": int(len(held)), "heldout_accuracy": acc,
+        "tta": bool(tta), "input_size": bb.input_size, "n_train": int(len(train)), "n_heldout": int(len(held)),
+        "heldout_accuracy": acc,
         "heldout_frozen_accuracy": frozen_acc, "trained_from": previous,
         "train_seconds": round(train_seconds, 1), "device": str(dev)})
     if activate:
