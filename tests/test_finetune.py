@@ -23,7 +23,7 @@ def _label_cell_types(project, per_class: int = 20) -> None:
 
 
 @pytest.mark.parametrize("kw", [{"train_from": "s4"}, {"class_weight": "inverse"}, {"epochs": 0},
-                                {"head": "arcface"}])
+                                {"head": "arcface"}, {"input_size": 32}])
 def test_bad_options_are_refused_and_change_nothing(project, kw):
     from labeler.embedding import feature_sets as fs
     from labeler.embedding.finetune import finetune_project
@@ -71,8 +71,9 @@ def test_cosine_classifier_depends_on_angles_only():
         assert torch.allclose(z[0, 0], 20.0 * cos, atol=1e-4)
 
 
-def test_cosine_head_is_trained_recorded_and_its_export_leaves_the_cache(project, monkeypatch, tmp_path):
-    """head='cosine' trains a CosineClassifier; the fine-tuned network's ONNX export (new
+def test_cosine_head_at_another_size_is_recorded_and_its_export_leaves_the_cache(project, monkeypatch, tmp_path):
+    """head='cosine' trains a CosineClassifier; input_size=96 trains and embeds at 96 px (the
+    prefix's export is cached under that size); the fine-tuned network's ONNX export (new
     weights every run, used once to re-embed) is removed from the cache, the frozen
     prefix's export (the backbone's weights) is kept."""
     import torch
@@ -86,16 +87,17 @@ def test_cosine_head_is_trained_recorded_and_its_export_leaves_the_cache(project
     real = runtime.onnx_model
     monkeypatch.setattr(runtime, "onnx_model", lambda bb: exported.append(real(bb)) or exported[-1])
     _label_cell_types(project, per_class=6)
-    rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, head="cosine", progress=False)
+    rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, head="cosine", input_size=96,
+                           progress=False)
     info = fs.list_feature_sets(project)[rep.name]
-    assert (info["head"], info["dim"]) == ("cosine", 1280)
+    assert (info["head"], info["input_size"], info["dim"]) == ("cosine", 96, 1280)
     x = np.asarray(fs.load_feature_set(project, rep.name))
     assert np.isfinite(x).all() and np.all(np.linalg.norm(x, axis=1) > 0)
     saved = torch.load(project.models_dir / f"{rep.name}.pt", weights_only=False)
     assert saved["head"] == "cosine" and saved["tail"]["fc.weight"].shape == (2, 1280)
     assert "fc.bias" not in saved["tail"]
     tuned = [p for p in exported if "-finetuned-" in p.name]
-    prefix = [p for p in exported if "-prefix" in p.name]
+    prefix = [p for p in exported if "-prefix10-96px-" in p.name]
     if not runtime.ort_available():
         pytest.skip("onnxruntime not installed: nothing is exported")
     assert tuned and prefix, exported
