@@ -72,10 +72,10 @@ def test_cosine_classifier_depends_on_angles_only():
 
 
 def test_cosine_head_at_another_size_is_recorded_and_its_export_leaves_the_cache(project, monkeypatch, tmp_path):
-    """head='cosine' trains a CosineClassifier; input_size=96 trains and embeds at 96 px (the
-    prefix's export is cached under that size); the fine-tuned network's ONNX export (new
-    weights every run, used once to re-embed) is removed from the cache, the frozen
-    prefix's export (the backbone's weights) is kept."""
+    """head='cosine' trains a CosineClassifier; input_size=100 (not a multiple of 16) trains
+    and embeds at 100 px, the prefix's export cached under that size; the fine-tuned
+    network's ONNX export (new weights every run, used once to re-embed) is removed from
+    the cache, the frozen prefix's export (the backbone's weights) is kept."""
     import torch
 
     from labeler.embedding import feature_sets as fs
@@ -87,17 +87,17 @@ def test_cosine_head_at_another_size_is_recorded_and_its_export_leaves_the_cache
     real = runtime.onnx_model
     monkeypatch.setattr(runtime, "onnx_model", lambda bb: exported.append(real(bb)) or exported[-1])
     _label_cell_types(project, per_class=6)
-    rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, head="cosine", input_size=96,
+    rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, head="cosine", input_size=100,
                            progress=False)
     info = fs.list_feature_sets(project)[rep.name]
-    assert (info["head"], info["input_size"], info["dim"]) == ("cosine", 96, 1280)
+    assert (info["head"], info["input_size"], info["dim"]) == ("cosine", 100, 1280)
     x = np.asarray(fs.load_feature_set(project, rep.name))
     assert np.isfinite(x).all() and np.all(np.linalg.norm(x, axis=1) > 0)
     saved = torch.load(project.models_dir / f"{rep.name}.pt", weights_only=False)
     assert saved["head"] == "cosine" and saved["tail"]["fc.weight"].shape == (2, 1280)
     assert "fc.bias" not in saved["tail"]
     tuned = [p for p in exported if "-finetuned-" in p.name]
-    prefix = [p for p in exported if "-prefix10-96px-" in p.name]
+    prefix = [p for p in exported if "-prefix10-100px-" in p.name]
     if not runtime.ort_available():
         pytest.skip("onnxruntime not installed: nothing is exported")
     assert tuned and prefix, exported

@@ -152,11 +152,15 @@ def _at_size(bb, input_size: int):
     return dataclasses.replace(bb, input_size=input_size, spec=spec)
 
 
-def _prefix_engine(bb, net: nn.Module, end: int, stride: int, probe: torch.Tensor, dev: torch.device, say):
+def _prefix_engine(bb, net: nn.Module, end: int, probe: torch.Tensor, dev: torch.device, say):
     """The engine computing the prefix's maps, and their (C, h, w)."""
     from .runtime import make_engine
 
-    c, side = net._blocks[end]._block_args.output_filters, -(-bb.input_size // stride)
+    # Measured, not ceil(size / stride): the convolutions' padding is fixed for the
+    # backbone's own size (TF "same" padding of efficientnet-lite-pytorch), so another
+    # size can come out one smaller (300 px -> 18 at stride 16, not 19).
+    with torch.inference_mode():
+        c, side = _prefix(net, probe[:1].to(next(net.parameters()).device), end).shape[1:3]
     size = "" if bb.input_size == _spec_size(bb) else f"-{bb.input_size}px"  # exports are cached by name
     prefix_bb = dataclasses.replace(bb, model=_PrefixMaps(net, end).eval(), dim=c * side * side,
                                     features=f"prefix{end}{size}")
@@ -417,7 +421,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         if x is None:
             continue
         if engine is None:
-            engine, shape = _prefix_engine(bb, net, end, TRAIN_FROM[train_from], x[:8], dev, say)
+            engine, shape = _prefix_engine(bb, net, end, x[:8], dev, say)
         with torch.inference_mode():  # (8, b, C, h, w) float16
             chunks.append(torch.stack([engine(d4(x, k).contiguous())[0].to(dev).view(-1, *shape).half()
                                        for k in range(8)]))
