@@ -65,12 +65,10 @@ def features_cmd(project_dir, feature_type, name, use, device, quiet):
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
               help="Share of each label held out (not trained on) to report an honest accuracy.")
 @click.option("--device", default="auto", help="cpu, cuda ... (default: cuda when present).")
-@click.option("--head", type=click.Choice(["linear", "cosine"]), default="linear", show_default=True,
-              help="New classifier: linear, or cosine (normalised softmax: trains the vectors for cosine search).")
 @click.option("--name", default=None, help="Name of the new feature set (default finetuned-<k>).")
 @click.option("--no-use", is_flag=True, help="Store the new feature set without making it active.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def finetune(project_dir, epochs, holdout, device, head, name, no_use, quiet):
+def finetune(project_dir, epochs, holdout, device, name, no_use, quiet):
     """Fine-tune the backbone's last stages on the labels so far, then re-embed.
 
     Opt-in. Trains on the project's current labels (with the 8 rotations/mirrors of
@@ -86,7 +84,7 @@ def finetune(project_dir, epochs, holdout, device, head, name, no_use, quiet):
 
     project = _open(project_dir)
     with project_lock(project.root, "fine-tuning"):
-        rep = finetune_project(project, epochs=epochs, holdout=holdout, device=device, head=head, name=name,
+        rep = finetune_project(project, epochs=epochs, holdout=holdout, device=device, name=name,
                                activate=not no_use, progress=not quiet, say=_say(quiet))
     click.echo(f"trained on {rep.n_train} labelled images ({', '.join(rep.classes)}), {rep.epochs} epochs on "
                f"{rep.device}: {rep.train_seconds:.1f} s; re-embedded in {rep.embed_seconds:.1f} s")
