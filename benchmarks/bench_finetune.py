@@ -28,6 +28,8 @@ Run (ELPV, ~10 min on 2 quiet cores)::
     python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --json
     python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --epochs 60 --lr 1e-3 \\
         --labels-cache /tmp/labels.json --json          # reuse the queue's labels of an earlier run
+    python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --labels-cache /tmp/labels.json \
+        --head cosine --tta --input-size 300 --train-from s8 --seed 1 --keep ft.npy --json   # the opt-in variants
 """
 
 from __future__ import annotations

@@ -23,6 +23,13 @@ Recipe (chosen by measurement on ELPV, see docs/features.md):
 * the new vectors are the average-pooled last layer of the fine-tuned network
   (1280-d for Lite0), stored as a new feature set; earlier sets are kept.
 
+Opt-in variants, each measured on ELPV with the product's own 300-label queue
+(``benchmarks/bench_finetune.py``, docs/features.md) and none better than the recipe
+above on defective accuracy and search together (defective macro P@1 0.83-0.84 for all):
+a cosine classifier (``head='cosine'``, :class:`CosineClassifier`), averaging each
+vector over the 8 symmetries (``tta=True``), training from the stride-8 stages
+(``train_from='s8'``) and a larger input (``input_size``, e.g. the images' own 300 px).
+
 On the CPU the frozen prefix (the stage maps) and the re-embedding run on ONNX Runtime
 (exported and checked against torch like any backbone, :mod:`labeler.embedding.runtime`;
 torch when that fails); training runs on torch.
