@@ -16,7 +16,9 @@ from .colors import (  # noqa: F401 (re-exported: callers import the colours fro
     COLOR_BY_CLUSTER, COLOR_BY_CONFIDENCE, COLOR_BY_LABEL, COLOR_BY_SUGGESTION, COLOR_MODES, CONFIDENCE_STEPS,
     N_STATES, NOISE_COLOR, PALETTE, SEQUENTIAL, UNLABELLED_COLOR, Coloring, cluster_color, color_by_cluster,
     color_by_confidence, color_by_label, color_by_label_codes, coloring, point_labelled, point_state, rgba,
-    sequential_steps, state_codes, step_scale, typed_array)
+    rgba_array, sequential_steps, state_codes, step_scale, typed_array)
+from .map_raster import (View, layout_image, padded_view, png_data_uri, render_rgba, sample_points,
+                         sample_priority, spread_for, view_from)
 from .state import AppContext
 
 SORT_KEYS = ("size", "unlabelled", "review")
@@ -213,7 +215,7 @@ def grid_xy(ctx: AppContext) -> np.ndarray:
 
 
 def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | None = None,
-               cluster=None) -> dict:
+               cluster=None, view=None) -> dict:
     """The map figure as a plain dict (typed arrays for the big columns).
 
     Traces: 0 = every image (``Scattergl``; faded when unlabelled), 1 = the search
@@ -224,6 +226,13 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
     grid steps (:func:`to_grid`); the image id of point i is not sent per point but
     as runs of consecutive ids in ``layout.meta.id_runs`` (:func:`id_runs`), and
     the server maps an event's ``pointIndex`` with :func:`point_image_id`.
+
+    A map of more than ``map_raster_threshold`` points (:func:`raster_mode`) is
+    drawn as a PNG of every point under the plot (``layout.images[0]``) and trace
+    0 holds a sample of them, their image ids in ``customdata``
+    (:func:`raster_parts`; ``view`` is the page's reported view, None = the first
+    one, :func:`default_view`); ``layout.meta.raster`` tells the page to send a
+    lasso's shape to the server (:mod:`labeler.app.map_select`).
     """
     col = col or coloring(ctx, mode)
     size = marker_size(ctx.n_points)
@@ -234,11 +243,20 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
         "x": typed_array(np.ascontiguousarray(grid[:, 0])),
         "y": typed_array(np.ascontiguousarray(grid[:, 1])),
         "hoverinfo": "none",
-        "marker": {"size": size, "showscale": False, **map_marker(ctx, mode, col, cluster)},
+        "marker": {"size": size, "showscale": False},
         "selected": {"marker": {"opacity": 1}},
         "unselected": {"marker": {"opacity": 0.35}},
         "name": "images",
     }
+    images, meta = [], {"id_runs": id_runs(ctx.point_ids)}
+    if raster_mode(ctx):
+        parts = raster_parts(ctx, mode, col, cluster, view)
+        points.update(x=parts["x"], y=parts["y"], customdata=parts["customdata"])
+        points["marker"].update(parts["marker"])
+        size = parts["marker"]["size"]
+        images, meta = [parts["image"]], {"raster": True, "id_runs": []}
+    else:
+        points["marker"].update(map_marker(ctx, mode, col, cluster))
     # The star is a WebGL trace too: SVG traces are drawn under the WebGL canvas.
     query = {
         "type": "scattergl", "mode": "markers", "x": [], "y": [], "hoverinfo": "skip", "name": "query",
@@ -262,27 +280,126 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
         "xaxis": {**axis, "range": xr, "autorange": False},
         "yaxis": {**axis, "range": yr, "autorange": False, "scaleanchor": "x"},
         "annotations": cluster_annotations(ctx, mode),
-        "meta": {"id_runs": id_runs(ctx.point_ids)},
+        "images": images,
+        "meta": meta,
     }
     return {"data": [points, query, ring], "layout": layout}
 
 
-def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None):
+def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None, view=None):
     """A :class:`dash.Patch` that changes only the marker colours (state as alpha), the
     open-cluster rings and the cluster-id annotations (which move when clusters are
-    edited): no coordinates of the points are resent."""
+    edited): no coordinates of the points are resent. A raster-drawn map
+    (:func:`raster_mode`) gets a new raster and its sample for ``view``
+    (:func:`view_patch`)."""
     from dash import Patch
 
     col = col or coloring(ctx, mode)
-    p = Patch()
-    for k, v in map_marker(ctx, mode, col, cluster).items():
-        p["data"][0]["marker"][k] = v
+    if raster_mode(ctx):
+        p = view_patch(ctx, mode, col, cluster, view)
+    else:
+        p = Patch()
+        for k, v in map_marker(ctx, mode, col, cluster).items():
+            p["data"][0]["marker"][k] = v
     ring = highlight_trace(ctx, cluster, mode)
     p["data"][2]["x"] = ring["x"]
     p["data"][2]["y"] = ring["y"]
     p["data"][2]["marker"]["color"] = ring["marker.color"]
     p["layout"]["annotations"] = cluster_annotations(ctx, mode)
     return p
+
+
+def raster_mode(ctx: AppContext) -> bool:
+    """Whether the map has more points than the ``map_raster_threshold`` setting, and is
+    drawn as a raster plus a sample (:mod:`labeler.app.map_raster`)."""
+    return ctx.n_points > map_limits(ctx)[0]
+
+
+def map_limits(ctx: AppContext) -> tuple[int, int]:
+    """The project's ``map_raster_threshold`` and ``map_sample_points`` settings (read
+    once per app)."""
+    limits = getattr(ctx, "_map_limits", None)
+    if limits is None:
+        s = ctx.project.settings()
+        limits = (int(s.map_raster_threshold), max(1, int(s.map_sample_points)))
+        ctx._map_limits = limits
+    return limits
+
+
+def default_view(ctx: AppContext) -> View:
+    """The raster's view before the page reports one: the first view's axis ranges
+    (:func:`map_range`) widened to a square (:func:`~labeler.app.map_raster.padded_view`)."""
+    return padded_view(*map_range(grid_xy(ctx)))
+
+
+def raster_parts(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None, view=None) -> dict:
+    """Trace 0 and the raster of a raster-drawn map for ``view``.
+
+    Parameters
+    ----------
+    view : dict or None
+        The page's view store (:class:`~labeler.app.map_raster.View` as a dict); None
+        or malformed = :func:`default_view`.
+
+    Returns
+    -------
+    dict
+        ``x``, ``y`` (uint16 grid units), ``customdata`` (image ids, int32) of the
+        sampled points as typed arrays, ``marker`` (colour codes, colour scale,
+        size), ``image`` (the ``layout.images`` entry; hidden when every point of
+        the view is sent as a point) and ``sample`` (the point indices, int64).
+    """
+    col = col or coloring(ctx, mode)
+    v = view_from(view, default_view(ctx)) if view is not None else default_view(ctx)
+    grid = grid_xy(ctx)
+    inside = v.inside(grid)
+    n_inside = int(inside.sum())
+    _, budget = map_limits(ctx)
+    prio = getattr(ctx, "_map_priority", None)
+    if prio is None or len(prio) != ctx.n_points:
+        prio = ctx._map_priority = sample_priority(ctx.point_ids)
+    sample = sample_points(inside, prio, budget)
+    state = point_state(point_labelled(ctx), open_mask(ctx, cluster))
+    codes, colours = col.state_colors(state, state_alpha(mode))
+    size = marker_size(n_inside)
+    if n_inside > budget:
+        pixels = render_rgba(grid, codes, rgba_array(colours), v, spread_for(size))
+        image = layout_image(png_data_uri(pixels), v)
+    else:  # every point of the view is a marker: no raster under them
+        image = {**layout_image("", v), "visible": False}
+    sx = np.ascontiguousarray(grid[sample])
+    return {"x": typed_array(np.ascontiguousarray(sx[:, 0])), "y": typed_array(np.ascontiguousarray(sx[:, 1])),
+            "customdata": typed_array(ctx.point_ids[sample].astype(np.int32)),
+            "marker": {"color": typed_array(codes[sample]),
+                       "colorscale": step_scale([rgba(c, a) for c, a in colours] or [rgba(NOISE_COLOR, 1.0)]),
+                       "cmin": -0.5, "cmax": max(len(colours), 1) - 0.5, "size": size},
+            "image": image, "sample": sample}
+
+
+def view_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None, view=None):
+    """A :class:`dash.Patch` that redraws a raster-drawn map for ``view``: the raster and
+    the sampled points (:func:`raster_parts`)."""
+    from dash import Patch
+
+    parts = raster_parts(ctx, mode, col, cluster, view)
+    p = Patch()
+    for k in ("x", "y", "customdata"):
+        p["data"][0][k] = parts[k]
+    for k, v in parts["marker"].items():
+        p["data"][0]["marker"][k] = v
+    p["data"][0]["selectedpoints"] = None  # the indices of a selection name other points now
+    p["layout"]["images"] = [parts["image"]]
+    return p
+
+
+def fit_all_view(ctx: AppContext, view=None) -> dict:
+    """The view store after 'fit all': a square around every point (:func:`map_range`, not
+    robust; Plotly fits the square's axes to the plot), drawn on as many pixels as the
+    larger side of ``view`` (the page's last reported view, if any)."""
+    xr, yr = map_range(grid_xy(ctx), robust=False)
+    d = default_view(ctx)
+    v = view_from(view, d) if view is not None else d
+    return padded_view(xr, yr, v.width, v.height, pad=0.1).to_dict()
 
 
 def fit_all_patch(ctx: AppContext, n: int):
