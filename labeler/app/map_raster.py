@@ -69,7 +69,7 @@ def view_from(data, default: View) -> View:
         w, h = int(data.get("w") or default.width), int(data.get("h") or default.height)
     except (TypeError, ValueError, KeyError, AttributeError):
         return default
-    if not all(np.isfinite([x0, x1, y0, y1])) or x1 <= x0 or y1 <= y0:
+    if not all(np.isfinite([x0, x1, y0, y1])) or x1 == x0 or y1 == y0:
         return default
     w, h = (int(np.clip(v, 16, MAX_RASTER_PX)) for v in (w, h))
     return View((min(x0, x1), max(x0, x1)), (min(y0, y1), max(y0, y1)), w, h)
@@ -105,10 +105,10 @@ def pixel_index(xy: np.ndarray, view: View) -> tuple[np.ndarray, np.ndarray]:
     """
     sx = view.width / (view.x[1] - view.x[0])
     sy = view.height / (view.y[1] - view.y[0])
-    col = np.floor((xy[:, 0] - view.x[0]) * sx).astype(np.int64)
-    row = np.floor((view.y[1] - xy[:, 1]) * sy).astype(np.int64)
-    keep = np.flatnonzero((row >= 0) & (row < view.height) & (col >= 0) & (col < view.width))
-    return row[keep] * view.width + col[keep], keep
+    keep = np.flatnonzero(view.inside(xy))  # edges included, as a box selection counts them
+    col = np.minimum(np.floor((xy[keep, 0] - view.x[0]) * sx).astype(np.int64), view.width - 1)
+    row = np.minimum(np.floor((view.y[1] - xy[keep, 1]) * sy).astype(np.int64), view.height - 1)
+    return np.maximum(row, 0) * view.width + np.maximum(col, 0), keep
 
 
 def _box_sum(planes: np.ndarray, spread: int) -> np.ndarray:
