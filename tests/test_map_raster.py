@@ -190,8 +190,10 @@ def test_raster_figure_agrees_with_its_sampled_points(raster_actx):
     fig = views.map_figure(actx, views.COLOR_BY_CLUSTER)
     assert fig["layout"]["meta"]["raster"] is True
     trace = fig["data"][0]
-    ids = decode(trace["customdata"])
+    ids = np.array(trace["customdata"])
     assert len(ids) == 25 and len(set(ids)) == 25 and set(ids) <= set(actx.point_ids.tolist())
+    assert views.point_image_id(actx, {"curveNumber": 0, "pointNumber": 3, "customdata": int(ids[3])}) == ids[3]
+    assert views.point_image_id(actx, {"curveNumber": 0, "pointNumber": 3}) is None  # a sample index alone
     pos = actx.positions(ids)
     grid = views.grid_xy(actx)
     np.testing.assert_array_equal(decode(trace["x"]), grid[pos, 0])

@@ -175,12 +175,15 @@ def decode_id_runs(runs: list[list[int]], n: int) -> np.ndarray:
 
 
 def point_image_id(ctx: AppContext, point: dict) -> int | None:
-    """The image id of a Plotly event point of the map's image trace, else None."""
+    """The image id of a Plotly event point of the map's image trace, else None (also for
+    a point of a raster-drawn map without its ``customdata``: its index is the sample's)."""
     if point.get("curveNumber", 0) != 0:
         return None
     if point.get("customdata") is not None:
         v = point["customdata"]
         return int(v[0] if isinstance(v, list) else v)
+    if raster_mode(ctx):
+        return None
     i = point.get("pointIndex", point.get("pointNumber"))
     if not isinstance(i, int) or not 0 <= i < ctx.n_points:
         return None
@@ -320,7 +323,10 @@ def map_limits(ctx: AppContext) -> tuple[int, int]:
     once per app)."""
     limits = getattr(ctx, "_map_limits", None)
     if limits is None:
-        s = ctx.project.settings()
+        from ..config import Settings
+
+        project = getattr(ctx, "project", None)  # a bare context (tests) has the defaults
+        s = project.settings() if project is not None else Settings()
         limits = (int(s.map_raster_threshold), max(1, int(s.map_sample_points)))
         ctx._map_limits = limits
     return limits
@@ -344,8 +350,8 @@ def raster_parts(ctx: AppContext, mode: str, col: Coloring | None = None, cluste
     Returns
     -------
     dict
-        ``x``, ``y`` (uint16 grid units), ``customdata`` (image ids, int32) of the
-        sampled points as typed arrays, ``marker`` (colour codes, colour scale,
+        ``x``, ``y`` (uint16 grid units, typed arrays) and ``customdata`` (image ids,
+        a list) of the sampled points, ``marker`` (colour codes, colour scale,
         size), ``image`` (the ``layout.images`` entry; hidden when every point of
         the view is sent as a point) and ``sample`` (the point indices, int64).
     """
@@ -369,7 +375,9 @@ def raster_parts(ctx: AppContext, mode: str, col: Coloring | None = None, cluste
         image = {**layout_image("", v), "visible": False}
     sx = np.ascontiguousarray(grid[sample])
     return {"x": typed_array(np.ascontiguousarray(sx[:, 0])), "y": typed_array(np.ascontiguousarray(sx[:, 1])),
-            "customdata": typed_array(ctx.point_ids[sample].astype(np.int32)),
+            # A JSON list, not a typed array: dcc.Graph copies an event point's customdata from
+            # the figure's data (trace.customdata[pointNumber]), where a typed-array spec has no index.
+            "customdata": ctx.point_ids[sample].tolist(),
             "marker": {"color": typed_array(codes[sample]),
                        "colorscale": step_scale([rgba(c, a) for c, a in colours] or [rgba(NOISE_COLOR, 1.0)]),
                        "cmin": -0.5, "cmax": max(len(colours), 1) - 0.5, "size": size},
