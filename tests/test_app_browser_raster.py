@@ -52,6 +52,14 @@ def test_raster_map_lasso_click_and_zoom(driver, raster_served, project):
         return {{n: g._fullData[0]._length, raster: g.layout.meta.raster, ids: g.data[0].customdata,
                  img: !!im && im.getBoundingClientRect().width > 100}}""")
     assert state["raster"] is True and state["n"] == SAMPLE and state["img"]
+    # The raster lies where its data coordinates say: its box is the axes' image of its extent.
+    box = driver.execute_script(f"""const g = {GRAPH_JS}, fl = g._fullLayout, xa = fl.xaxis, ya = fl.yaxis;
+        const im = g.layout.images[0], r = g.querySelector('.imagelayer image').getBoundingClientRect();
+        const gr = g.getBoundingClientRect();
+        return [[r.left - gr.left, r.top - gr.top, r.right - gr.left, r.bottom - gr.top],
+                [xa._offset + xa.l2p(im.x), ya._offset + ya.l2p(im.y),
+                 xa._offset + xa.l2p(im.x + im.sizex), ya._offset + ya.l2p(im.y - im.sizey)]]""")
+    np.testing.assert_allclose(box[0], box[1], atol=1.0)
     assert len(set(state["ids"])) == SAMPLE and set(state["ids"]) <= set(actx.point_ids.tolist())
 
     # A lasso around the middle of the map: a triangle holding about half the points. The event

@@ -112,19 +112,14 @@ def pixel_index(xy: np.ndarray, view: View) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _box_sum(planes: np.ndarray, spread: int) -> np.ndarray:
-    """Sum of each plane (k, h, w) over a ``spread`` x ``spread`` window around each pixel:
-    the per-pixel sums of points drawn as squares of that side."""
+    """Sum of each plane (k, h, w) over a ``spread`` x ``spread`` window around each pixel
+    (``scipy.ndimage.uniform_filter``, separable, zeros outside): the per-pixel sums of
+    points drawn as squares of that side."""
     if spread <= 1:
         return planes
-    lo = spread // 2
-    k, h, w = planes.shape
-    padded = np.zeros((k, h + spread - 1, w + spread - 1), dtype=planes.dtype)
-    padded[:, lo:lo + h, lo:lo + w] = planes
-    out = np.zeros_like(planes)
-    for dr in range(spread):
-        for dc in range(spread):
-            out += padded[:, dr:dr + h, dc:dc + w]
-    return out
+    from scipy.ndimage import uniform_filter
+
+    return uniform_filter(planes, size=(1, spread, spread), mode="constant") * np.float32(spread * spread)
 
 
 def render_rgba(xy: np.ndarray, codes: np.ndarray, palette: np.ndarray, view: View, spread: int = 1) -> np.ndarray:
@@ -161,7 +156,7 @@ def render_rgba(xy: np.ndarray, codes: np.ndarray, palette: np.ndarray, view: Vi
     # Per code, then gathered per point: bincount over (pixel, code) pairs would need n_pix * k bins.
     per_code = np.vstack([np.log1p(-a), a, a * pal[:, 0], a * pal[:, 1], a * pal[:, 2]])  # (5, k)
     c = np.asarray(codes)[pts]
-    planes = np.stack([np.bincount(pix, weights=row[c], minlength=n_pix) for row in per_code])
+    planes = np.stack([np.bincount(pix, weights=row[c], minlength=n_pix) for row in per_code]).astype(np.float32)
     planes = _box_sum(planes.reshape(5, view.height, view.width), int(spread)).reshape(5, n_pix)
     log_t, w = planes[0], planes[1]
     out = np.zeros((n_pix, 4), dtype=np.uint8)
