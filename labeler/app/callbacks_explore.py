@@ -63,13 +63,15 @@ function(sel) {
 # A raster-drawn map reports its visible range (after Plotly fitted the shared scale) and
 # its plot size in pixels whenever the user zooms or pans; the server redraws the raster.
 _VIEW_JS = """
-function(relayout) {
+function(relayout, current) {
     const nu = window.dash_clientside.no_update;
     const gd = document.querySelector("#%s .js-plotly-plot");
     if (!relayout || !gd || !gd._fullLayout || !(gd.layout.meta && gd.layout.meta.raster)) { return nu; }
     const fl = gd._fullLayout;
-    return {x: fl.xaxis.range.slice(), y: fl.yaxis.range.slice(), w: Math.round(fl._size.w),
-            h: Math.round(fl._size.h)};
+    const view = {x: fl.xaxis.range.slice(), y: fl.yaxis.range.slice(), w: Math.round(fl._size.w),
+                  h: Math.round(fl._size.h)};
+    // A relayout that moved nothing (the lasso tool chosen, a hover label) redraws nothing.
+    return JSON.stringify(view) === JSON.stringify(current) ? nu : view;
 }
 """ % ids.MAP
 
@@ -133,7 +135,7 @@ def register(app: Dash, actx: AppContext) -> None:
         return fit_all_patch(actx, n), fit_all_view(actx, view) if raster_mode(actx) else no_update
 
     app.clientside_callback(_VIEW_JS, Output(ids.MAP_VIEW, "data"), Input(ids.MAP, "relayoutData"),
-                            prevent_initial_call=True)
+                            State(ids.MAP_VIEW, "data"), prevent_initial_call=True)
 
     @app.callback(
         Output(ids.MAP, "figure", allow_duplicate=True),

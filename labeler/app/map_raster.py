@@ -122,7 +122,8 @@ def _box_sum(planes: np.ndarray, spread: int) -> np.ndarray:
     return uniform_filter(planes, size=(1, spread, spread), mode="constant") * np.float32(spread * spread)
 
 
-def render_rgba(xy: np.ndarray, codes: np.ndarray, palette: np.ndarray, view: View, spread: int = 1) -> np.ndarray:
+def render_rgba(xy: np.ndarray, codes: np.ndarray, palette: np.ndarray, view: View, spread: int = 1,
+                pixels: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
     """Draw the points as the WebGL scatter would: each point a ``spread`` x ``spread``
     square of its code's colour and alpha.
 
@@ -143,6 +144,8 @@ def render_rgba(xy: np.ndarray, codes: np.ndarray, palette: np.ndarray, view: Vi
     view : View
     spread : int
         Side of each point's square in pixels (1 = one pixel).
+    pixels : tuple of ndarray, optional
+        :func:`pixel_index` of ``xy`` in ``view``, when the caller kept it.
 
     Returns
     -------
@@ -150,7 +153,7 @@ def render_rgba(xy: np.ndarray, codes: np.ndarray, palette: np.ndarray, view: Vi
         Straight (not premultiplied) RGBA.
     """
     n_pix = view.width * view.height
-    pix, pts = pixel_index(np.asarray(xy), view)
+    pix, pts = pixels if pixels is not None else pixel_index(np.asarray(xy), view)
     pal = np.asarray(palette, dtype=np.float64)
     a = np.clip(pal[:, 3], 0.0, MAX_ALPHA)
     # Per code, then gathered per point: bincount over (pixel, code) pairs would need n_pix * k bins.

@@ -17,8 +17,8 @@ from .colors import (  # noqa: F401 (re-exported: callers import the colours fro
     N_STATES, NOISE_COLOR, PALETTE, SEQUENTIAL, UNLABELLED_COLOR, Coloring, cluster_color, color_by_cluster,
     color_by_confidence, color_by_label, color_by_label_codes, coloring, point_labelled, point_state, rgba,
     rgba_array, sequential_steps, state_codes, step_scale, typed_array)
-from .map_raster import (View, layout_image, padded_view, png_data_uri, render_rgba, sample_points,
-                         sample_priority, spread_for, view_from)
+from .map_raster import (View, layout_image, padded_view, pixel_index, png_data_uri, render_rgba,
+                         sample_points, sample_priority, spread_for, view_from)
 from .state import AppContext
 
 SORT_KEYS = ("size", "unlabelled", "review")
@@ -358,18 +358,19 @@ def raster_parts(ctx: AppContext, mode: str, col: Coloring | None = None, cluste
     col = col or coloring(ctx, mode)
     v = view_from(view, default_view(ctx)) if view is not None else default_view(ctx)
     grid = grid_xy(ctx)
-    inside = v.inside(grid)
-    n_inside = int(inside.sum())
     _, budget = map_limits(ctx)
-    prio = getattr(ctx, "_map_priority", None)
-    if prio is None or len(prio) != ctx.n_points:
-        prio = ctx._map_priority = sample_priority(ctx.point_ids)
-    sample = sample_points(inside, prio, budget)
+    kept = getattr(ctx, "_map_view_cache", None)  # a recolour redraws the view the page shows
+    if kept is None or kept[0] != (v, budget):
+        prio = sample_priority(ctx.point_ids)
+        pix = pixel_index(grid, v)
+        kept = ((v, budget), len(pix[1]), sample_points(v.inside(grid), prio, budget), pix)
+        ctx._map_view_cache = kept
+    _, n_inside, sample, pix = kept
     state = point_state(point_labelled(ctx), open_mask(ctx, cluster))
     codes, colours = col.state_colors(state, state_alpha(mode))
     size = marker_size(n_inside)
     if n_inside > budget:
-        pixels = render_rgba(grid, codes, rgba_array(colours), v, spread_for(size))
+        pixels = render_rgba(grid, codes, rgba_array(colours), v, spread_for(size), pixels=pix)
         image = layout_image(png_data_uri(pixels), v)
     else:  # every point of the view is a marker: no raster under them
         image = {**layout_image("", v), "visible": False}
