@@ -255,3 +255,11 @@ def test_a_zoomed_view_sends_every_point_inside_and_hides_the_raster(raster_actx
     patch = views.recolor_patch(actx, views.COLOR_BY_LABEL, view=wide).to_plotly_json()
     where = {tuple(op["location"]) for op in patch["operations"]}
     assert ("layout", "images") in where and ("data", 0, "customdata") in where
+
+
+def test_fit_all_view_covers_every_point(raster_actx):
+    from labeler.app import views
+
+    grid = views.grid_xy(raster_actx)
+    v = mr.view_from(views.fit_all_view(raster_actx, {"x": [0, 1], "y": [0, 1], "w": 640, "h": 480}), None)
+    assert v.inside(grid).all() and v.width == v.height == 640
