@@ -106,7 +106,7 @@ def cluster_annotations(ctx: AppContext, mode: str, min_gap: float = 0.06) -> li
         return []
     cx, cy = to_grid(ctx, np.c_[cx, cy]).T.tolist()
     sizes = np.bincount(np.maximum(ctx.assignment().clusters, -1) + 1)
-    xr, yr = map_range(grid_xy(ctx))
+    xr, yr = grid_range(ctx)
     gx, gy = min_gap * (xr[1] - xr[0]), min_gap * (yr[1] - yr[0])
     order = sorted(range(len(ct)), key=lambda j: -int(sizes[int(ct[j]) + 1]) if int(ct[j]) + 1 < len(sizes) else 0)
     placed: list[tuple[float, float]] = []
@@ -207,6 +207,15 @@ def highlight_trace(ctx: AppContext, cluster, mode: str = COLOR_BY_CLUSTER) -> d
             "marker.color": colour}
 
 
+def grid_range(ctx: AppContext, robust: bool = True) -> tuple[list[float], list[float]]:
+    """:func:`map_range` of :func:`grid_xy` (kept: the percentiles of 1M points took
+    ~45 ms, and a layout or recolour asked for them three times)."""
+    kept = ctx.__dict__.setdefault("_map_grid_range", {})
+    if robust not in kept:
+        kept[robust] = map_range(grid_xy(ctx), robust=robust)
+    return kept[robust]
+
+
 def grid_xy(ctx: AppContext) -> np.ndarray:
     """Every point's position in the figure's grid units, (n_points, 2) uint16."""
     g = getattr(ctx, "_map_grid_xy", None)
@@ -270,7 +279,7 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
             "x": hl["x"], "y": hl["y"],
             "marker": {"size": size + 1, "color": hl["marker.color"], "opacity": 1,
                        "line": {"color": "#111", "width": 0.7}}}
-    xr, yr = map_range(grid)
+    xr, yr = grid_range(ctx)
     axis = {"showgrid": False, "zeroline": False, "showticklabels": False, "title": None}
     layout = {
         "margin": {"l": 4, "r": 4, "t": 4, "b": 4},
@@ -335,7 +344,7 @@ def map_limits(ctx: AppContext) -> tuple[int, int]:
 def default_view(ctx: AppContext) -> View:
     """The raster's view before the page reports one: the first view's axis ranges
     (:func:`map_range`) widened to a square (:func:`~labeler.app.map_raster.padded_view`)."""
-    return padded_view(*map_range(grid_xy(ctx)))
+    return padded_view(*grid_range(ctx))
 
 
 def raster_parts(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None, view=None) -> dict:
@@ -405,7 +414,7 @@ def fit_all_view(ctx: AppContext, view=None) -> dict:
     """The view store after 'fit all': a square around every point (:func:`map_range`, not
     robust; Plotly fits the square's axes to the plot), drawn on as many pixels as the
     larger side of ``view`` (the page's last reported view, if any)."""
-    xr, yr = map_range(grid_xy(ctx), robust=False)
+    xr, yr = grid_range(ctx, robust=False)
     d = default_view(ctx)
     v = view_from(view, d) if view is not None else d
     return padded_view(xr, yr, v.width, v.height, pad=0.1).to_dict()
@@ -416,7 +425,7 @@ def fit_all_patch(ctx: AppContext, n: int):
     ``uirevision`` so the browser drops the annotator's zoom."""
     from dash import Patch
 
-    xr, yr = map_range(grid_xy(ctx), robust=False)
+    xr, yr = grid_range(ctx, robust=False)
     p = Patch()
     p["layout"]["xaxis"]["range"] = xr
     p["layout"]["yaxis"]["range"] = yr
