@@ -1,7 +1,8 @@
 """End-to-end, in headless Chromium: a map above ``map_raster_threshold`` points (forced
-low on the small real project) is drawn as a raster plus a sample; a lasso selects
-every point inside it, sampled or not; a click on a sampled point opens that image;
-zooming in until the view holds few points sends them all and hides the raster."""
+low on the small real project) is drawn as a raster plus a sample, the raster where
+its data coordinates say; a lasso selects every point inside it, sampled or not; a
+click on a sampled point opens that image and a hover shows its card; zooming in
+until the view holds few points sends them all and hides the raster."""
 
 from __future__ import annotations
 
@@ -90,6 +91,12 @@ def test_raster_map_lasso_click_and_zoom(driver, raster_served, project):
     clicked = int(state["ids"][k])
     driver.execute_script(f"{GRAPH_JS}.emit('plotly_click', {{points: [{{curveNumber: 0, pointNumber: {k}}}]}})")
     wait_until(lambda: f"#{clicked} ·" in text_of(driver, "#search-query"), what="clicked image opened")
+    # Hovering a sampled point shows that image's card.
+    k = 11
+    hovered = int(state["ids"][k])
+    driver.execute_script(f"""{GRAPH_JS}.emit('plotly_hover', {{points: [{{curveNumber: 0, pointNumber: {k},
+        bbox: {{x0: 100, x1: 104, y0: 100, y1: 104}}}}]}})""")
+    wait_until(lambda: f"#{hovered} ·" in text_of(driver, "#map-tooltip"), what="hover card of the sampled point")
 
     # Zoom to a box holding the 10 points nearest the centre: the page reports its view, the
     # server sends every point inside it and hides the raster.

@@ -254,7 +254,10 @@ def test_a_zoomed_view_sends_every_point_inside_and_hides_the_raster(raster_actx
     assert decode_png(parts["image"]["source"]).shape == (200, 320, 4)
     patch = views.recolor_patch(actx, views.COLOR_BY_LABEL, view=wide).to_plotly_json()
     where = {tuple(op["location"]) for op in patch["operations"]}
-    assert ("layout", "images") in where and ("data", 0, "customdata") in where
+    assert ("layout", "images") in where and ("data", 0, "marker", "color") in where
+    assert ("data", 0, "customdata") not in where  # a recolour keeps the page's sample
+    moved = views.view_patch(actx, views.COLOR_BY_LABEL, view=wide).to_plotly_json()
+    assert ("data", 0, "customdata") in {tuple(op["location"]) for op in moved["operations"]}
 
 
 def test_fit_all_view_covers_every_point(raster_actx):

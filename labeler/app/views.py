@@ -308,7 +308,7 @@ def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, clust
 
     col = col or coloring(ctx, mode)
     if raster_mode(ctx):
-        p = view_patch(ctx, mode, col, cluster, view)
+        p = view_patch(ctx, mode, col, cluster, view, moved=False)
     else:
         p = Patch()
         for k, v in map_marker(ctx, mode, col, cluster).items():
@@ -394,18 +394,21 @@ def raster_parts(ctx: AppContext, mode: str, col: Coloring | None = None, cluste
             "image": image, "sample": sample}
 
 
-def view_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None, view=None):
+def view_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None, view=None,
+               moved: bool = True):
     """A :class:`dash.Patch` that redraws a raster-drawn map for ``view``: the raster and
-    the sampled points (:func:`raster_parts`)."""
+    the sampled points' colours (:func:`raster_parts`), and with ``moved`` (the view is
+    not the one the page's sample was drawn for) the sampled points themselves."""
     from dash import Patch
 
     parts = raster_parts(ctx, mode, col, cluster, view)
     p = Patch()
-    for k in ("x", "y", "customdata"):
-        p["data"][0][k] = parts[k]
+    if moved:
+        for k in ("x", "y", "customdata"):
+            p["data"][0][k] = parts[k]
+        p["data"][0]["selectedpoints"] = None  # the indices of a selection name other points now
     for k, v in parts["marker"].items():
         p["data"][0]["marker"][k] = v
-    p["data"][0]["selectedpoints"] = None  # the indices of a selection name other points now
     p["layout"]["images"] = [parts["image"]]
     return p
 
