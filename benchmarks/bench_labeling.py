@@ -4,7 +4,9 @@ For each truth column it simulates the annotator of :mod:`labeler.assist.simulat
 (strategy ``queue``: take the next items of the "label next" queue, label them,
 accept suggestions above a confidence threshold, repeat; nothing picks images by
 their truth) beside a baseline ``random`` (the same suggestions and accepts, but
-random images to label). Accuracy = labels given + current suggestions for the
+random images to label), and with ``--finetune-at N`` a strategy
+``queue+finetune``: the same flow, in which the annotator presses "fine-tune" once
+after N actions (1 action; :func:`finetune_refit`). Accuracy = labels given + current suggestions for the
 rest, over all images (see the module docstring of labeler.assist.simulate);
 ``labelled_accuracy`` counts unlabelled images as wrong, as ``labeler evaluate``.
 
@@ -25,6 +27,8 @@ Reproduce::
     python benchmarks/bench_labeling.py --project data/projects/elpv --truth data/elpv/truth.csv
     python benchmarks/bench_labeling.py --features path/to/features.npy --json
     python benchmarks/bench_labeling.py --skip-quality --sizes 10000 100000   # speed only
+    python benchmarks/bench_labeling.py --project P --truth T --columns defective --finetune-at 150 \
+        --skip-model-choice --sizes --json     # + the flow with one fine-tune (~10 min of CPU per column)
 
 With ``--json`` the last line is one JSON object:
 ``{"<truth column>": {"<strategy>": {"actions_to_90", "actions_to_95", "accuracy_at_200",
@@ -112,6 +116,44 @@ def search_conditioned(x, y, classes, *, n_train=300, k=10, candidates=1000, see
     return out
 
 
+def finetune_refit(project_dir: Path, truth_rows: np.ndarray, classes: np.ndarray):
+    """The 'fine-tune' press of the simulated annotator, for :func:`queue_flow`'s ``refit``.
+
+    Returns ``fn(rows, codes)``: on a fresh copy of the project (never the original),
+    label the images at ``truth_rows[rows]`` with ``classes[codes]`` (annotator
+    'simulated'), run :func:`labeler.embedding.finetune.finetune_project` on the CPU
+    with its defaults (every label trained on), and return the fine-tuned vectors of
+    ``truth_rows`` (len(truth_rows), D) float32.
+    """
+    import shutil
+    import tempfile
+
+    from labeler.embedding.feature_sets import load_feature_set
+    from labeler.embedding.finetune import finetune_project
+    from labeler.labels import label_images
+
+    def refit(rows: np.ndarray, codes: np.ndarray) -> np.ndarray:
+        with tempfile.TemporaryDirectory() as d:
+            root = Path(d) / "project"
+            shutil.copytree(project_dir, root, ignore=shutil.ignore_patterns(
+                "thumbs", "parts", "evaluation", "features", "assist", "*.db-shm", "*.db-wal"))
+            p = Project(root)
+            if p.store.labels():
+                raise SystemExit(f"{project_dir} has labels: --finetune-at needs a project without labels")
+            ids = p.store.row_image_ids()
+            for c in np.unique(codes):
+                label_images(p, [int(ids[truth_rows[r]]) for r in rows[codes == c]], str(classes[c]),
+                             annotator="simulated")
+            t0 = time.perf_counter()
+            rep = finetune_project(p, device="cpu", holdout=0.0, progress=False, say=log)
+            log(f"  fine-tuned on {len(rows)} labels in {time.perf_counter() - t0:.0f} s")
+            out = np.asarray(load_feature_set(p, rep.name), dtype=np.float32)[truth_rows]
+            p.store.close()
+        return out
+
+    return refit
+
+
 def speed(sizes, *, dim=256, n_labels=500, n_classes=4, seed=0) -> dict:
     """Refresh time after one label action on synthetic clustered features (graph built once)."""
     from labeler.assist import queue as assist_queue
@@ -168,6 +210,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-model-choice", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--finetune-at", type=int, default=0,
+                    help="also run strategy 'queue+finetune': the queue flow, and at this many actions one "
+                         "press of fine-tune (finetune_project on a copy of the project, CPU, its defaults) "
+                         "on the hand labels so far; 0 = off (each run costs minutes of CPU)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -202,6 +248,16 @@ def main(argv=None) -> dict:
                 res[pick] = flow.summary()
                 res[pick]["seconds"] = round(time.perf_counter() - t0, 1)
                 log(f"  {pick}: {res[pick]}")
+            if args.finetune_at:
+                t0 = time.perf_counter()
+                refit = finetune_refit(args.project, rows, classes)
+                flow = queue_flow(y, x, graph=g, batch=args.batch, threshold=args.threshold,
+                                  max_actions=args.max_actions, method=args.method, seed=args.seed,
+                                  strategy="queue+finetune", clusters=None if cl_rows is None else cl_rows[rows],
+                                  refit=(args.finetune_at, refit))
+                res["queue+finetune"] = flow.summary()
+                res["queue+finetune"]["seconds"] = round(time.perf_counter() - t0, 1)
+                log(f"  queue+finetune: {res['queue+finetune']}")
             if not args.skip_model_choice:
                 res["_model"] = model_choice(x, g, y, seed=args.seed)
                 for b, v in res["_model"].items():

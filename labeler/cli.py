@@ -196,7 +196,9 @@ def _print_clusters(project, clustering_id=None, limit: int = 30, count: bool = 
               help="Query images embedded per forward pass.")
 @click.option("--for-label", default=None,
               help="More like this, for LABEL: re-rank the neighbours by that label's linear probe.")
-def search_cmd(queries, project_dir, k, as_json, batch_size, for_label):
+@click.option("--exact", is_flag=True,
+              help="Exact (brute-force) cosine search even where the project has an HNSW index.")
+def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact):
     """Reverse image search: nearest neighbours of each QUERY (image files, folders of
     images, or image ids). The model loads once for all queries; a file already in
     the collection is recognised by its content and uses its stored embedding.
@@ -207,13 +209,15 @@ def search_cmd(queries, project_dir, k, as_json, batch_size, for_label):
       labeler search data/elpv/images/cell0001.png --project data/projects/elpv -k 10
       labeler search new_photos/ 17 --project data/projects/elpv --json > answers.jsonl
       labeler search 12 --project data/projects/elpv --for-label cracked
+      labeler search 12 --project data/projects/elpv --exact
     """
     from .search import QueryFailure, Searcher, expand_queries
 
     searcher = Searcher(_open(project_dir))
     settings = searcher.project.settings()
     failed = False
-    for res in searcher.run_queries(expand_queries(queries), k, batch_size=batch_size, for_label=for_label):
+    for res in searcher.run_queries(expand_queries(queries), k, batch_size=batch_size, exact=exact,
+                                       for_label=for_label):
         failed |= isinstance(res, QueryFailure)
         if as_json:
             click.echo(json.dumps(res.to_dict()))

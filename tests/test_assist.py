@@ -241,3 +241,28 @@ def test_labels_of_whole_clusters_do_not_vouch_for_an_unlabelled_cluster():
     # Images of the labelled clusters keep the image folds' evidence: still confident, and right.
     seen = np.arange(120)
     assert np.array_equal(by_cluster.confidence[seen], by_image.confidence[seen])
+
+
+def test_flow_refit_replaces_features_once_with_the_labels_so_far():
+    """The 'fine-tune' press: called once at the given action count with the hand labels
+    so far, costs one action, and the flow goes on with the returned features."""
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 2, 200)
+    noise = rng.normal(size=(200, 8)).astype(np.float32)  # says nothing about y
+    good = np.eye(2, dtype=np.float32)[y] + 0.1 * rng.normal(size=(200, 2)).astype(np.float32)
+    calls = []
+
+    def refit(rows, codes):
+        calls.append((rows.copy(), codes.copy()))
+        return good
+
+    res = queue_flow(y, noise, max_actions=60, batch=5, refit=(20, refit))
+    assert len(calls) == 1
+    rows, codes = calls[0]
+    assert set(rows.tolist()) <= set(res.shown) and np.array_equal(codes, y[rows]) and len(rows) >= 20
+    at = res.refit_at
+    assert at is not None and at >= 21 and res.summary()["refit_at"] == at
+    before = res.accuracy[res.actions < at][-1]
+    assert before < 0.8 and res.accuracy[-1] > 0.95
+    plain = queue_flow(y, noise, max_actions=60, batch=5)
+    assert plain.refit_at is None and plain.accuracy[-1] < 0.8

@@ -225,6 +225,25 @@ def test_search_vote_counts_only_labelled_neighbours(project):
     assert "vote: mono 100% (3 of 8 labelled)" in text
 
 
+def test_search_exact_flag_gives_the_brute_force_cosine_ranking(project, monkeypatch):
+    """--exact answers from the brute-force index even where an HNSW index is in use."""
+    import numpy as np
+
+    from labeler import index
+
+    monkeypatch.setattr(index, "HNSW_FROM", 10)  # the 80-photo project now searches through HNSW
+    image_id = int(project.store.row_image_ids()[3])
+    d = json.loads(run("search", image_id, "--project", project.root, "-k", 6, "--json", "--exact").stdout)
+    v = np.asarray(project.load_array("pca"), dtype=np.float64)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    sims = v @ v[3]
+    sims[3] = -np.inf
+    order = np.argsort(-sims)[:6]
+    ids = project.store.row_image_ids()
+    assert [n["image_id"] for n in d["neighbours"]] == [int(ids[r]) for r in order]
+    assert np.allclose([n["similarity"] for n in d["neighbours"]], sims[order], atol=1e-4)
+
+
 def test_label_the_noise_cluster_as_minus_one_or_noise(project):
     ids, assigned, _ = project.store.assignments()
     noise = sorted(int(i) for i, c in zip(ids, assigned) if c == -1)

@@ -17,6 +17,12 @@ view and the suggestions:
    confirm its own guesses);
 5. repeat until ``max_actions``.
 
+With ``refit`` the annotator also presses "fine-tune" once (1 action) when the
+flow reaches a given action count: the features are replaced by what the
+callback returns (in the product: :func:`labeler.embedding.finetune.finetune_project`
+on the labels so far, then re-embedding), the kNN graph is rebuilt and the
+suggestion model starts afresh on the new features.
+
 Nothing chooses an image by looking at its truth.
 
 Accuracy, two definitions, both over **all** images of the collection:
@@ -38,6 +44,7 @@ is the first action count at which the flow itself reaches 90 %.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -61,6 +68,8 @@ class FlowResult:
     accepted : int, suggestions accepted
     accepted_wrong : int, of which wrong
     refresh_seconds : list[float], time of each model refresh
+    refit_at : int or None, the action count at which the features were replaced
+    refit_seconds : float or None, wall time of that replacement (fine-tuning included)
     shown : list[int], rows shown to the annotator, in order (the only truths it read)
     final : ndarray (n,), int64, class code of every image at the end: its label, else the
         model's suggestion (what ``accuracy[-1]`` scores)
@@ -75,6 +84,8 @@ class FlowResult:
     accepted: int = 0
     accepted_wrong: int = 0
     refresh_seconds: list = field(default_factory=list)
+    refit_at: int | None = None
+    refit_seconds: float | None = None
     shown: list = field(default_factory=list)
     final: np.ndarray | None = None
     stopped: str = ""
@@ -105,6 +116,8 @@ class FlowResult:
             "labelled_accuracy_at_400": round(self.at(400, "labelled_accuracy"), 4),
             "accepted": self.accepted, "actions": int(self.actions[-1]),
             "median_refresh_s": round(float(np.median(self.refresh_seconds)), 4) if self.refresh_seconds else None,
+            "refit_at": self.refit_at,
+            "refit_seconds": None if self.refit_seconds is None else round(self.refit_seconds, 1),
         }
 
 
@@ -133,7 +146,8 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
                threshold: float = 0.95, min_accept: int | None = None, max_actions: int = 400,
                method: str = "combined", pick: str = "queue", duplicate_similarity: float = 0.99,
                explore: float = 0.2, seed: int = 0, strategy: str | None = None,
-               clusters: np.ndarray | None = None) -> FlowResult:
+               clusters: np.ndarray | None = None,
+               refit: tuple[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] | None = None) -> FlowResult:
     """Simulate the annotator working through the queue and accepting suggestions.
 
     Parameters
@@ -156,6 +170,11 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
         The clustering the dashboard shows (-1 = noise): the suggestion model's
         calibration folds are grouped by it, as in the product
         (:func:`labeler.assist.suggest.suggest`).
+    refit : (int, callable) or None
+        ``(at, fn)``: once the flow has taken ``at`` actions, one more action calls
+        ``fn(rows, codes)`` with the rows labelled by hand so far and their class
+        codes; it returns new features (n, d') for the same rows (e.g. fine-tuned
+        vectors), used from then on. The calibration folds keep ``clusters``.
 
     Returns
     -------
@@ -202,6 +221,15 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
                 st.actions += 1
                 st.record()
         rows = np.flatnonzero(st.manual)
+        if refit is not None and res.refit_at is None and st.actions >= refit[0] and st.actions < max_actions:
+            t0 = time.perf_counter()
+            x = np.asarray(refit[1](rows, y[rows]), dtype=np.float32)
+            x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            graph, mstate = build_knn_graph(x), None
+            res.refit_seconds = time.perf_counter() - t0
+            st.actions += 1  # the fine-tune button
+            res.refit_at = st.actions
+            st.record()
         t0 = time.perf_counter()
         pred, mstate = assist_model.predict(x, graph, rows, y[rows], classes, method=method, state=mstate, seed=seed,
                                             clusters=clusters)
