@@ -122,13 +122,14 @@ def finetune_refit(project_dir: Path, truth_rows: np.ndarray, classes: np.ndarra
     Returns ``fn(rows, codes)``: on a fresh copy of the project (never the original),
     label the images at ``truth_rows[rows]`` with ``classes[codes]`` (annotator
     'simulated'), run :func:`labeler.embedding.finetune.finetune_project` on the CPU
-    with its defaults (every label trained on), and return the fine-tuned vectors of
-    ``truth_rows`` (len(truth_rows), D) float32.
+    with the product's defaults (it holds out 20 % of the labels), and return the
+    fine-tuned vectors of ``truth_rows`` (len(truth_rows), D) float32 and the flow rows
+    it trained on (its ``train_image_ids``).
     """
     import shutil
     import tempfile
 
-    from labeler.embedding.feature_sets import load_feature_set
+    from labeler.embedding.feature_sets import feature_set_info, load_feature_set
     from labeler.embedding.finetune import finetune_project
     from labeler.labels import label_images
 
@@ -145,11 +146,12 @@ def finetune_refit(project_dir: Path, truth_rows: np.ndarray, classes: np.ndarra
                 label_images(p, [int(ids[truth_rows[r]]) for r in rows[codes == c]], str(classes[c]),
                              annotator="simulated")
             t0 = time.perf_counter()
-            rep = finetune_project(p, device="cpu", holdout=0.0, progress=False, say=log)
+            rep = finetune_project(p, device="cpu", progress=False, say=log)
             log(f"  fine-tuned on {len(rows)} labels in {time.perf_counter() - t0:.0f} s")
             out = np.asarray(load_feature_set(p, rep.name), dtype=np.float32)[truth_rows]
+            trained = p.store.row_of(np.asarray(feature_set_info(p, rep.name)["train_image_ids"], dtype=np.int64))
             p.store.close()
-        return out
+        return out, np.flatnonzero(np.isin(truth_rows, trained))
 
     return refit
 

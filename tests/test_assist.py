@@ -254,7 +254,7 @@ def test_flow_refit_replaces_features_once_with_the_labels_so_far():
 
     def refit(rows, codes):
         calls.append((rows.copy(), codes.copy()))
-        return good
+        return good, rows
 
     res = queue_flow(y, noise, max_actions=60, batch=5, refit=(20, refit))
     assert len(calls) == 1
@@ -266,3 +266,21 @@ def test_flow_refit_replaces_features_once_with_the_labels_so_far():
     assert before < 0.8 and res.accuracy[-1] > 0.95
     plain = queue_flow(y, noise, max_actions=60, batch=5)
     assert plain.refit_at is None and plain.accuracy[-1] < 0.8
+
+
+def test_fitted_rows_are_never_held_out_for_calibration(data):
+    """Labels a fine-tune trained on vouch for nothing: with every label fitted there is no
+    held-out evidence, so no confidence above 0.5; the same labels unfitted give more."""
+    x, y, g = data
+    rows = np.random.default_rng(0).choice(len(y), 120, replace=False)
+    classes = ["a", "b", "c"]
+    free, _ = model.predict(x, g, rows, y[rows], classes)
+    fitted = np.zeros(len(y), bool)
+    fitted[rows] = True
+    none_held, _ = model.predict(x, g, rows, y[rows], classes, fitted=fitted)
+    assert free.confidence.max() > 0.9 and none_held.confidence.max() <= 0.5 + 1e-6
+    assert none_held.n_calibration == 0
+    half = fitted.copy()
+    half[rows[:60]] = False  # the labels the fine-tune held out calibrate
+    some, _ = model.predict(x, g, rows, y[rows], classes, fitted=half)
+    assert 0 < some.n_calibration <= 60 and some.confidence.max() > 0.5

@@ -157,3 +157,17 @@ def test_suggestions_follow_the_active_feature_set(project, elpv_dir):
     assert next_to_label(project, 3)
     with pytest.raises(NotIngestedError):
         suggest(project, features="no-such-set")
+
+
+def test_a_finetuned_sets_training_images_are_its_fitted_rows(project, elpv_dir):
+    """suggest() hands the model the rows a fine-tuned set was trained on (never held out)."""
+    from labeler.assist.suggest import fitted_rows
+    from labeler.embedding.feature_sets import save_feature_set
+
+    n = len(project.store.row_image_ids())
+    ids = project.store.row_image_ids()
+    x = np.random.default_rng(0).standard_normal((n, 16)).astype(np.float32)
+    save_feature_set(project, "tuned", x, {"kind": "finetuned", "train_image_ids": [int(ids[2]), int(ids[5])]})
+    save_feature_set(project, "frozen", x, {"kind": "frozen"})
+    assert np.flatnonzero(fitted_rows(project, "tuned", n)).tolist() == [2, 5]
+    assert fitted_rows(project, "frozen", n) is None and fitted_rows(project, "pca", n) is None

@@ -44,6 +44,7 @@ def test_training_from_the_stride_8_stages_with_balanced_weights(project):
     assert rep.n_train == 12 and rep.n_heldout == 0 and rep.heldout_accuracy is None
     info = fs.list_feature_sets(project)[rep.name]
     assert (info["train_from"], info["class_weight"], info["dim"]) == ("s8", "balanced", 1280)
+    assert sorted(info["train_image_ids"]) == sorted(project.store.labels())  # holdout 0: every label seen
     x = np.asarray(fs.load_feature_set(project, rep.name))
     assert np.isfinite(x).all() and np.all(np.linalg.norm(x, axis=1) > 0)
     import torch

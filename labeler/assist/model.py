@@ -353,7 +353,8 @@ def predict(x: np.ndarray, *args, **kwargs) -> tuple[Prediction, ModelState]:
 def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray, classes, *,
             method: str = "combined", state: ModelState | None = None, c: float = 10.0,
             alpha: float = 0.9, n_iter: int = 20, n_iter_warm: int = 5, n_folds: int = 5, recalibrate: float = 0.1,
-            balanced: bool = False, seed: int = 0, clusters: np.ndarray | None = None) -> tuple[Prediction, ModelState]:
+            balanced: bool = False, seed: int = 0, clusters: np.ndarray | None = None,
+            fitted: np.ndarray | None = None) -> tuple[Prediction, ModelState]:
     """Calibrated suggestions for every row from the labelled rows.
 
     Parameters
@@ -385,6 +386,13 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
         sides of an image fold) cannot vouch for the clusters nobody looked at.
         Images of labelled clusters keep the image-fold evidence. None: image
         folds only.
+    fitted : ndarray (n,), bool, or None
+        Rows whose features were fitted to their labels (the training images of a
+        fine-tuned feature set). They train the models but are never held out: a
+        network that has seen an image's label places it on the right side, so its
+        held-out prediction says nothing about unseen images (in the flow on ELPV
+        this let 9.9 % of accepted suggestions be wrong after one fine-tune). The
+        labels the fine-tune held out, and those given since, calibrate.
 
     Returns
     -------
@@ -427,6 +435,10 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
         fold_sets.append(_folds(rows, codes, n_folds))
         if clusters is not None:
             fold_sets.append(_folds(rows, codes, n_folds, clusters[rows]))
+        if fitted is not None:
+            seen = np.asarray(fitted, dtype=bool)[rows]
+            for f in fold_sets:
+                f[seen] = -1  # always on the training side
     splits = [(s, f) for s in range(len(fold_sets)) for f in range(n_folds)]
     n_f = len(splits)
 

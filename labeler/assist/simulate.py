@@ -147,7 +147,8 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
                method: str = "combined", pick: str = "queue", duplicate_similarity: float = 0.99,
                explore: float = 0.2, seed: int = 0, strategy: str | None = None,
                clusters: np.ndarray | None = None,
-               refit: tuple[int, Callable[[np.ndarray, np.ndarray], np.ndarray]] | None = None) -> FlowResult:
+               refit: tuple[int, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] | None = None,
+               ) -> FlowResult:
     """Simulate the annotator working through the queue and accepting suggestions.
 
     Parameters
@@ -173,8 +174,10 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
     refit : (int, callable) or None
         ``(at, fn)``: once the flow has taken ``at`` actions, one more action calls
         ``fn(rows, codes)`` with the rows labelled by hand so far and their class
-        codes; it returns new features (n, d') for the same rows (e.g. fine-tuned
-        vectors), used from then on. The calibration folds keep ``clusters``.
+        codes; it returns ``(features, fitted)``: new features (n, d') for the same
+        rows (e.g. fine-tuned vectors), used from then on, and the rows (int array)
+        whose labels shaped them, which the suggestion model then never holds out
+        for calibration (its ``fitted``), as in the product.
 
     Returns
     -------
@@ -195,7 +198,7 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
     rng = np.random.default_rng(seed)
     st = _State(y)
     st.record()
-    pred, mstate = None, None
+    pred, mstate, fitted = None, None, None
     res = FlowResult(strategy or pick, *(np.zeros(0),) * 4)
     while st.actions < max_actions and (st.given < 0).any():
         labelled = st.given >= 0
@@ -223,8 +226,11 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
         rows = np.flatnonzero(st.manual)
         if refit is not None and res.refit_at is None and st.actions >= refit[0] and st.actions < max_actions:
             t0 = time.perf_counter()
-            x = np.asarray(refit[1](rows, y[rows]), dtype=np.float32)
+            x, fitted_rows = refit[1](rows, y[rows])
+            x = np.asarray(x, dtype=np.float32)
             x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+            fitted = np.zeros(n, bool)
+            fitted[np.asarray(fitted_rows, dtype=np.int64)] = True
             graph, mstate = build_knn_graph(x), None
             res.refit_seconds = time.perf_counter() - t0
             st.actions += 1  # the fine-tune button
@@ -232,7 +238,7 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
             st.record()
         t0 = time.perf_counter()
         pred, mstate = assist_model.predict(x, graph, rows, y[rows], classes, method=method, state=mstate, seed=seed,
-                                            clusters=clusters)
+                                            clusters=clusters, fitted=fitted)
         res.refresh_seconds.append(time.perf_counter() - t0)
         st.suggested = pred.label
         if len(np.unique(y[rows])) >= 2:

@@ -164,6 +164,22 @@ class Suggestions:
         return self.classes[int(self.label[i])], float(self.confidence[i])
 
 
+def fitted_rows(project: Project, features: str, n_rows: int) -> np.ndarray | None:
+    """(n_rows,) bool: the rows a fine-tuned feature set named ``features`` was trained
+    on with their labels (its ``train_image_ids``); None for any other features.
+    The suggestion model never calibrates on them (:func:`labeler.assist.model.predict`)."""
+    from ..embedding import feature_sets  # numpy only: no torch
+
+    info = feature_sets.feature_set_info(project, features)
+    ids = info.get("train_image_ids")
+    if info.get("kind") != "finetuned" or ids is None:
+        return None
+    rows = project.store.row_of(np.asarray(ids, dtype=np.int64))
+    out = np.zeros(n_rows, bool)
+    out[rows[(rows >= 0) & (rows < n_rows)]] = True
+    return out
+
+
 def _named_features(project: Project, name: str) -> tuple[np.ndarray, str]:
     """A project array (``pca``, ``embeddings``) or a stored feature set
     (:mod:`labeler.embedding.feature_sets`, e.g. a fine-tuned one); ``active``: the
@@ -275,7 +291,7 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
     clusters = clusters_by_row(project, len(x))
     state = cached.get("state") if cached and cached.get("fingerprint") == fingerprint(x) else None
     pred, state = assist_model.predict(x, graph, t_rows, t_codes, classes, method=method, state=state,
-                                       clusters=clusters)
+                                       clusters=clusters, fitted=fitted_rows(project, name, len(x)))
     out = Suggestions(classes, ids, rows, pred.label[rows], pred.confidence[rows], pred.margin[rows], given,
                       version, pred.temperature, pred.n_calibration, name, method)
     if cache is not None:

@@ -116,6 +116,13 @@ def save_feature_set(project: Project, name: str, features: np.ndarray, info: di
     return name
 
 
+def feature_set_info(project: Project, name: str) -> dict:
+    """The description saved with feature set ``name`` (``kind``, training figures,
+    a fine-tuned set's ``train_image_ids`` ...); {} for the ingest embeddings, a
+    project array or an unknown name. Reads the database only."""
+    return dict((project.store.get_meta("feature_sets") or {}).get(name) or {})
+
+
 def active_feature_set(project: Project) -> str:
     """Name of the active feature set (:data:`EMBEDDINGS` unless another was chosen)."""
     return project.store.get_meta("active_features") or EMBEDDINGS

@@ -392,6 +392,9 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
         "train_from": train_from, "class_weight": class_weight,
         "n_train": int(len(train)), "n_heldout": int(len(held)), "heldout_accuracy": acc,
+        # The images the network saw with their labels: the suggestion model must not
+        # calibrate on them (labeler.assist.model.predict's ``fitted``).
+        "train_image_ids": sorted(int(labelled[i][0]["id"]) for i in train),
         "heldout_frozen_accuracy": frozen_acc, "trained_from": previous,
         "train_seconds": round(train_seconds, 1), "device": str(dev)})
     if activate:
