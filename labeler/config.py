@@ -94,6 +94,18 @@ class Settings:
         would show 10.8 %), keeps it where the backbone is sure (a cat p=0.79,
         espresso p=0.90) and hides its unsure guesses (an astronaut as 'bobsled'
         p=0.29, a rocket as 'drilling platform' p=0.42): ``benchmarks/bench_hints.py``.
+    map_raster_threshold : int
+        A dashboard map of more points than this is drawn as a server-rendered
+        raster of every point plus a sample of ``map_sample_points`` WebGL points
+        (:mod:`labeler.app.map_raster`); a zoomed view holding at most
+        ``map_sample_points`` points shows them all as points. In headless Chromium
+        with software WebGL the plain map's first render took 2.6 s at 5k points,
+        2.95 s at 20k, 4.5 s at 50k and 51 s at 1M
+        (``benchmarks/bench_dashboard.py``): 20k is the largest map that meets
+        the 3 s goal drawn point by point.
+    map_sample_points : int
+        The most WebGL points a raster-drawn map sends (hover and click work on
+        them; a lasso selects every point inside it, sampled or not).
     """
 
     backbone: str = "auto"
@@ -119,6 +131,8 @@ class Settings:
     novelty_percentile: float = 5.0
     imagenet_hints: bool = True
     imagenet_hint_min_prob: float = 0.5
+    map_raster_threshold: int = 20_000
+    map_sample_points: int = 10_000
 
     def updated(self, **overrides: Any) -> "Settings":
         """A copy with the non-None ``overrides`` applied (unknown keys raise TypeError)."""

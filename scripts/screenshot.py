@@ -21,7 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the browser helpers
 
-from browser_helpers import ServerThread, chrome_driver  # noqa: E402
+from browser_helpers import ServerThread, chrome_driver, map_drawn_js  # noqa: E402
 from labeler.app import create_app  # noqa: E402
 
 
@@ -51,9 +51,7 @@ def take_screenshot(project: Path, out: Path, *, width: int = 1600, height: int 
             _wait(lambda: driver.find_element(By.ID, "name-input").is_displayed(), timeout)
             driver.find_element(By.ID, "name-input").send_keys("annotator")
             driver.find_element(By.ID, "name-save").click()
-            _wait(lambda: driver.execute_script(
-                "const g = document.querySelector('#map .js-plotly-plot');"
-                "return g && g._fullData && g._fullData[0]._length") == n, timeout)
+            _wait(lambda: driver.execute_script(map_drawn_js(n)), timeout)
             _wait(lambda: driver.find_elements(By.CSS_SELECTOR, ".cluster-card"), timeout)
             if color_mode:
                 cmax_js = "return document.querySelector('#map .js-plotly-plot')._fullData[0].marker.cmax"

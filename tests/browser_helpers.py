@@ -22,6 +22,23 @@ CHROME_FLAGS = (
 )
 
 
+def map_drawn_js(n_points: int) -> str:
+    """A script for ``driver.execute_script`` that returns whether the dashboard's map is
+    drawn: its image trace holds all ``n_points`` points or, on a raster-drawn map
+    (``layout.meta.raster``, :mod:`labeler.app.map_raster`), its sampled points are
+    drawn and the raster image is in the plot."""
+    return f"""
+        const g = document.querySelector('#map .js-plotly-plot');
+        if (!(g && g._fullData && g._fullData[0] && g.layout)) {{ return false; }}
+        const t = g._fullData[0];
+        if (!(g.layout.meta && g.layout.meta.raster)) {{ return t._length === {int(n_points)}; }}
+        const im = g.querySelector('.imagelayer image');
+        const src = im ? (im.getAttribute('href') || im.getAttribute('xlink:href') || '') : '';
+        return t._length > 0 && t.customdata && t._length === t.customdata.length
+               && src.startsWith('data:image/png');
+    """
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

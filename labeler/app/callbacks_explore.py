@@ -1,15 +1,19 @@
-"""The map: recolour (a Patch), hover tooltip, lasso selection, the undo/redo keys."""
+"""The map: recolour (a Patch), hover tooltip, lasso selection, the undo/redo keys, and
+the redraw of a raster-drawn map when it is zoomed or panned."""
 
 from __future__ import annotations
 
 from dash import Dash, Input, Output, Patch, State, html, no_update
 from dash.exceptions import PreventUpdate
 
+from ..errors import BadInputError
 from . import ids
 from .components import legend
 from .routes import thumb_url
 from .state import AppContext
-from .views import coloring, fit_all_patch, image_facts, map_figure, point_image_id, recolor_patch
+from .map_select import selected_points
+from .views import (coloring, fit_all_patch, fit_all_view, grid_xy, image_facts, map_figure, point_image_id,
+                    raster_mode, recolor_patch, view_patch)
 
 
 def hover_card(actx: AppContext, image_id: int) -> list:
@@ -31,9 +35,13 @@ def hover_card(actx: AppContext, image_id: int) -> list:
 _SELECTION_JS = """
 function(sel) {
     const nu = window.dash_clientside.no_update;
-    if (!sel || !sel.points) { return [[], nu]; }
-    // Image id of point i: layout.meta.id_runs (views.id_runs), binary search.
+    if (!sel || !sel.points) { return [[], nu, nu]; }
     const gd = document.querySelector("#%s .js-plotly-plot");
+    // A raster-drawn map lists only its sampled points: the server tests the shape on every point.
+    if (gd && gd.layout.meta && gd.layout.meta.raster && (sel.lassoPoints || sel.range)) {
+        return [nu, nu, {lassoPoints: sel.lassoPoints || null, range: sel.range || null, t: Date.now()}];
+    }
+    // Image id of point i: layout.meta.id_runs (views.id_runs), binary search.
     const runs = (gd && gd.layout.meta && gd.layout.meta.id_runs) || [];
     const idOf = function(i) {
         let lo = 0, hi = runs.length - 1;
@@ -48,9 +56,24 @@ function(sel) {
                                              : idOf(p.pointIndex !== undefined ? p.pointIndex : p.pointNumber);
         if (v !== undefined && !seen.has(v)) { seen.add(v); out.push(Number(v)); }
     }
-    return [out, out.length ? "%s" : nu];
+    return [out, out.length ? "%s" : nu, nu];
 }
 """ % (ids.MAP, ids.TAB_SELECTION)
+
+# A raster-drawn map reports its visible range (after Plotly fitted the shared scale) and
+# its plot size in pixels whenever the user zooms or pans; the server redraws the raster.
+_VIEW_JS = """
+function(relayout, current) {
+    const nu = window.dash_clientside.no_update;
+    const gd = document.querySelector("#%s .js-plotly-plot");
+    if (!relayout || !gd || !gd._fullLayout || !(gd.layout.meta && gd.layout.meta.raster)) { return nu; }
+    const fl = gd._fullLayout;
+    const view = {x: fl.xaxis.range.slice(), y: fl.yaxis.range.slice(), w: Math.round(fl._size.w),
+                  h: Math.round(fl._size.h)};
+    // A relayout that moved nothing (the lasso tool chosen, a hover label) redraws nothing.
+    return JSON.stringify(view) === JSON.stringify(current) ? nu : view;
+}
+""" % ids.MAP
 
 # u or Ctrl+Z (Cmd+Z) clicks Undo; r, Ctrl+Shift+Z or Ctrl+Y clicks Redo. Never
 # while typing in a text box (the browser's own text undo is wanted there, and
@@ -89,23 +112,58 @@ def register(app: Dash, actx: AppContext) -> None:
         Input(ids.VERSION, "data"),
         Input(ids.CLUSTER_OPEN, "data"),
         State(ids.MAP_POINTS, "data"),
+        State(ids.MAP_VIEW, "data"),
         prevent_initial_call=True,
     )
-    def recolor(mode, _version, cluster, n_drawn):
+    def recolor(mode, _version, cluster, n_drawn, view):
         col = coloring(actx, mode)  # reloads the map points first when an ingest added photos
         if n_drawn != actx.n_points:  # the page's map lacks them: redraw it whole (the zoom stays)
-            return map_figure(actx, mode, col, cluster), legend(col, mode, open_cluster=cluster), actx.n_points
-        return recolor_patch(actx, mode, col, cluster), legend(col, mode, open_cluster=cluster), no_update
+            return (map_figure(actx, mode, col, cluster, view), legend(col, mode, open_cluster=cluster),
+                    actx.n_points)
+        return recolor_patch(actx, mode, col, cluster, view), legend(col, mode, open_cluster=cluster), no_update
 
     @app.callback(
         Output(ids.MAP, "figure", allow_duplicate=True),
+        Output(ids.MAP_VIEW, "data", allow_duplicate=True),
         Input(ids.MAP_FIT, "n_clicks"),
+        State(ids.MAP_VIEW, "data"),
         prevent_initial_call=True,
     )
-    def fit_all(n):
+    def fit_all(n, view):
         if not n:
             raise PreventUpdate
-        return fit_all_patch(actx, n)
+        return fit_all_patch(actx, n), fit_all_view(actx, view) if raster_mode(actx) else no_update
+
+    app.clientside_callback(_VIEW_JS, Output(ids.MAP_VIEW, "data"), Input(ids.MAP, "relayoutData"),
+                            State(ids.MAP_VIEW, "data"), prevent_initial_call=True)
+
+    @app.callback(
+        Output(ids.MAP, "figure", allow_duplicate=True),
+        Input(ids.MAP_VIEW, "data"),
+        State(ids.COLOR_MODE, "value"),
+        State(ids.CLUSTER_OPEN, "data"),
+        prevent_initial_call=True,
+    )
+    def redraw_view(view, mode, cluster):
+        if not raster_mode(actx):
+            raise PreventUpdate
+        return view_patch(actx, mode, None, cluster, view)
+
+    @app.callback(
+        Output(ids.SELECTION, "data", allow_duplicate=True),
+        Output(ids.TABS, "value", allow_duplicate=True),
+        Input(ids.MAP_SHAPE, "data"),
+        prevent_initial_call=True,
+    )
+    def select_shape(shape):
+        try:
+            idx = selected_points(grid_xy(actx), shape)
+        except BadInputError:  # the store is the page's: a malformed shape selects nothing
+            raise PreventUpdate from None
+        if idx is None:
+            raise PreventUpdate
+        chosen = [int(i) for i in actx.point_ids[idx]]
+        return chosen, ids.TAB_SELECTION if chosen else no_update
 
     @app.callback(
         Output(ids.MAP_TOOLTIP, "show"),
@@ -127,6 +185,7 @@ def register(app: Dash, actx: AppContext) -> None:
         _SELECTION_JS,
         Output(ids.SELECTION, "data"),
         Output(ids.TABS, "value", allow_duplicate=True),
+        Output(ids.MAP_SHAPE, "data"),
         Input(ids.MAP, "selectedData"),
         prevent_initial_call=True,
     )

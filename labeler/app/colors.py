@@ -113,11 +113,33 @@ class Coloring:
                 "cmin": -0.5,
                 "cmax": max(self.n_codes or len(self.colors), 1) - 0.5,
             }
-        codes, pairs = state_codes(self.codes, state)
-        flat = self.code_colors or self.colors or [NOISE_COLOR]
-        colours = [rgba(flat[min(int(c), len(flat) - 1)], alpha[int(s)]) for c, s in pairs]
+        codes, flat = self.state_colors(state, alpha)
+        colours = [rgba(c, a) for c, a in flat]
         return {"color": typed_array(codes), "colorscale": step_scale(colours or [rgba(NOISE_COLOR, 1.0)]),
                 "cmin": -0.5, "cmax": max(len(colours), 1) - 0.5}
+
+    def state_colors(self, state: np.ndarray, alpha) -> tuple[np.ndarray, list[tuple[str, float]]]:
+        """Each point's (category, state) code and the colour of each code: what
+        :meth:`marker` sends, and what the server-drawn raster of a large map
+        (:mod:`labeler.app.map_raster`) paints, so the two agree.
+
+        Parameters
+        ----------
+        state : ndarray (n_points,), uint8
+            State of each point (:func:`point_state`).
+        alpha : sequence of float, length :data:`N_STATES`
+            Opacity of each state in [0, 1].
+
+        Returns
+        -------
+        codes : ndarray (n_points,), uint8 or uint16
+            :func:`state_codes` of the points.
+        colours : list of (str, float)
+            ``('#rrggbb', opacity)`` of each code.
+        """
+        codes, pairs = state_codes(self.codes, state)
+        flat = self.code_colors or self.colors or [NOISE_COLOR]
+        return codes, [(flat[min(int(c), len(flat) - 1)], float(alpha[int(s)])) for c, s in pairs]
 
 
 def rgba(colour: str, alpha: float) -> str:
@@ -125,6 +147,15 @@ def rgba(colour: str, alpha: float) -> str:
     h = colour.lstrip("#")
     r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
     return f"rgba({r},{g},{b},{round(float(alpha), 4)})"
+
+
+def rgba_array(colours: list[tuple[str, float]]) -> np.ndarray:
+    """``[('#rrggbb', opacity), ...]`` as an RGBA array (k, 4), float64 in [0, 1]."""
+    out = np.zeros((len(colours), 4), dtype=np.float64)
+    for i, (c, a) in enumerate(colours):
+        h = c.lstrip("#")
+        out[i] = [int(h[j:j + 2], 16) / 255 for j in (0, 2, 4)] + [float(a)]
+    return out
 
 
 def step_scale(colours: list[str]) -> list[list]:

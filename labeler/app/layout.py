@@ -42,6 +42,8 @@ def _stores(ctx: AppContext) -> list:
         dcc.Store(id=ids.LV_IMAGE, data=None),
         dcc.Store(id=ids.LV_QUEUE, data=None),
         dcc.Store(id=ids.MAP_POINTS, data=ctx.n_points),
+        dcc.Store(id=ids.MAP_VIEW, data=None),
+        dcc.Store(id=ids.MAP_SHAPE, data=None),
         dcc.Store(id=ids.SELECTION_N_PAGES, data=1),
         dcc.Store(id=ids.SEARCH_N_PAGES, data=1),
         *review_stores(),

@@ -98,7 +98,7 @@ class AppContext:
             self._searcher: Searcher | None = None
             self._assignments: OrderedDict[int, Assignment] = OrderedDict()
             self._imagenet: tuple | None = None
-            for cached in ("_map_grid_frame", "_map_grid_xy"):  # set by views on first use
+            for cached in ("_map_grid_frame", "_map_grid_xy", "_map_grid_range", "_map_view_cache"):  # views
                 self.__dict__.pop(cached, None)
 
     def refresh(self) -> bool:

@@ -16,7 +16,9 @@ from .colors import (  # noqa: F401 (re-exported: callers import the colours fro
     COLOR_BY_CLUSTER, COLOR_BY_CONFIDENCE, COLOR_BY_LABEL, COLOR_BY_SUGGESTION, COLOR_MODES, CONFIDENCE_STEPS,
     N_STATES, NOISE_COLOR, PALETTE, SEQUENTIAL, UNLABELLED_COLOR, Coloring, cluster_color, color_by_cluster,
     color_by_confidence, color_by_label, color_by_label_codes, coloring, point_labelled, point_state, rgba,
-    sequential_steps, state_codes, step_scale, typed_array)
+    rgba_array, sequential_steps, state_codes, step_scale, typed_array)
+from .map_raster import (View, layout_image, padded_view, pixel_index, png_data_uri, render_rgba,
+                         sample_points, sample_priority, spread_for, view_from)
 from .state import AppContext
 
 SORT_KEYS = ("size", "unlabelled", "review")
@@ -104,7 +106,7 @@ def cluster_annotations(ctx: AppContext, mode: str, min_gap: float = 0.06) -> li
         return []
     cx, cy = to_grid(ctx, np.c_[cx, cy]).T.tolist()
     sizes = np.bincount(np.maximum(ctx.assignment().clusters, -1) + 1)
-    xr, yr = map_range(grid_xy(ctx))
+    xr, yr = grid_range(ctx)
     gx, gy = min_gap * (xr[1] - xr[0]), min_gap * (yr[1] - yr[0])
     order = sorted(range(len(ct)), key=lambda j: -int(sizes[int(ct[j]) + 1]) if int(ct[j]) + 1 < len(sizes) else 0)
     placed: list[tuple[float, float]] = []
@@ -173,12 +175,15 @@ def decode_id_runs(runs: list[list[int]], n: int) -> np.ndarray:
 
 
 def point_image_id(ctx: AppContext, point: dict) -> int | None:
-    """The image id of a Plotly event point of the map's image trace, else None."""
+    """The image id of a Plotly event point of the map's image trace, else None (also for
+    a point of a raster-drawn map without its ``customdata``: its index is the sample's)."""
     if point.get("curveNumber", 0) != 0:
         return None
     if point.get("customdata") is not None:
         v = point["customdata"]
         return int(v[0] if isinstance(v, list) else v)
+    if raster_mode(ctx):
+        return None
     i = point.get("pointIndex", point.get("pointNumber"))
     if not isinstance(i, int) or not 0 <= i < ctx.n_points:
         return None
@@ -202,6 +207,15 @@ def highlight_trace(ctx: AppContext, cluster, mode: str = COLOR_BY_CLUSTER) -> d
             "marker.color": colour}
 
 
+def grid_range(ctx: AppContext, robust: bool = True) -> tuple[list[float], list[float]]:
+    """:func:`map_range` of :func:`grid_xy` (kept: the percentiles of 1M points took
+    ~45 ms, and a layout or recolour asked for them three times)."""
+    kept = ctx.__dict__.setdefault("_map_grid_range", {})
+    if robust not in kept:
+        kept[robust] = map_range(grid_xy(ctx), robust=robust)
+    return kept[robust]
+
+
 def grid_xy(ctx: AppContext) -> np.ndarray:
     """Every point's position in the figure's grid units, (n_points, 2) uint16."""
     g = getattr(ctx, "_map_grid_xy", None)
@@ -213,7 +227,7 @@ def grid_xy(ctx: AppContext) -> np.ndarray:
 
 
 def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | None = None,
-               cluster=None) -> dict:
+               cluster=None, view=None) -> dict:
     """The map figure as a plain dict (typed arrays for the big columns).
 
     Traces: 0 = every image (``Scattergl``; faded when unlabelled), 1 = the search
@@ -224,6 +238,13 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
     grid steps (:func:`to_grid`); the image id of point i is not sent per point but
     as runs of consecutive ids in ``layout.meta.id_runs`` (:func:`id_runs`), and
     the server maps an event's ``pointIndex`` with :func:`point_image_id`.
+
+    A map of more than ``map_raster_threshold`` points (:func:`raster_mode`) is
+    drawn as a PNG of every point under the plot (``layout.images[0]``) and trace
+    0 holds a sample of them, their image ids in ``customdata``
+    (:func:`raster_parts`; ``view`` is the page's reported view, None = the first
+    one, :func:`default_view`); ``layout.meta.raster`` tells the page to send a
+    lasso's shape to the server (:mod:`labeler.app.map_select`).
     """
     col = col or coloring(ctx, mode)
     size = marker_size(ctx.n_points)
@@ -234,11 +255,20 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
         "x": typed_array(np.ascontiguousarray(grid[:, 0])),
         "y": typed_array(np.ascontiguousarray(grid[:, 1])),
         "hoverinfo": "none",
-        "marker": {"size": size, "showscale": False, **map_marker(ctx, mode, col, cluster)},
+        "marker": {"size": size, "showscale": False},
         "selected": {"marker": {"opacity": 1}},
         "unselected": {"marker": {"opacity": 0.35}},
         "name": "images",
     }
+    images, meta = [], {"id_runs": id_runs(ctx.point_ids)}
+    if raster_mode(ctx):
+        parts = raster_parts(ctx, mode, col, cluster, view)
+        points.update(x=parts["x"], y=parts["y"], customdata=parts["customdata"])
+        points["marker"].update(parts["marker"])
+        size = parts["marker"]["size"]
+        images, meta = [parts["image"]], {"raster": True, "id_runs": []}
+    else:
+        points["marker"].update(map_marker(ctx, mode, col, cluster))
     # The star is a WebGL trace too: SVG traces are drawn under the WebGL canvas.
     query = {
         "type": "scattergl", "mode": "markers", "x": [], "y": [], "hoverinfo": "skip", "name": "query",
@@ -249,7 +279,7 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
             "x": hl["x"], "y": hl["y"],
             "marker": {"size": size + 1, "color": hl["marker.color"], "opacity": 1,
                        "line": {"color": "#111", "width": 0.7}}}
-    xr, yr = map_range(grid)
+    xr, yr = grid_range(ctx)
     axis = {"showgrid": False, "zeroline": False, "showticklabels": False, "title": None}
     layout = {
         "margin": {"l": 4, "r": 4, "t": 4, "b": 4},
@@ -262,21 +292,27 @@ def map_figure(ctx: AppContext, mode: str = COLOR_BY_CLUSTER, col: Coloring | No
         "xaxis": {**axis, "range": xr, "autorange": False},
         "yaxis": {**axis, "range": yr, "autorange": False, "scaleanchor": "x"},
         "annotations": cluster_annotations(ctx, mode),
-        "meta": {"id_runs": id_runs(ctx.point_ids)},
+        "images": images,
+        "meta": meta,
     }
     return {"data": [points, query, ring], "layout": layout}
 
 
-def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None):
+def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None, view=None):
     """A :class:`dash.Patch` that changes only the marker colours (state as alpha), the
     open-cluster rings and the cluster-id annotations (which move when clusters are
-    edited): no coordinates of the points are resent."""
+    edited): no coordinates of the points are resent. A raster-drawn map
+    (:func:`raster_mode`) gets a new raster and its sample for ``view``
+    (:func:`view_patch`)."""
     from dash import Patch
 
     col = col or coloring(ctx, mode)
-    p = Patch()
-    for k, v in map_marker(ctx, mode, col, cluster).items():
-        p["data"][0]["marker"][k] = v
+    if raster_mode(ctx):
+        p = view_patch(ctx, mode, col, cluster, view, moved=False)
+    else:
+        p = Patch()
+        for k, v in map_marker(ctx, mode, col, cluster).items():
+            p["data"][0]["marker"][k] = v
     ring = highlight_trace(ctx, cluster, mode)
     p["data"][2]["x"] = ring["x"]
     p["data"][2]["y"] = ring["y"]
@@ -285,12 +321,114 @@ def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, clust
     return p
 
 
+def raster_mode(ctx: AppContext) -> bool:
+    """Whether the map has more points than the ``map_raster_threshold`` setting, and is
+    drawn as a raster plus a sample (:mod:`labeler.app.map_raster`)."""
+    return ctx.n_points > map_limits(ctx)[0]
+
+
+def map_limits(ctx: AppContext) -> tuple[int, int]:
+    """The project's ``map_raster_threshold`` and ``map_sample_points`` settings (read
+    once per app)."""
+    limits = getattr(ctx, "_map_limits", None)
+    if limits is None:
+        from ..config import Settings
+
+        project = getattr(ctx, "project", None)  # a bare context (tests) has the defaults
+        s = project.settings() if project is not None else Settings()
+        limits = (int(s.map_raster_threshold), max(1, int(s.map_sample_points)))
+        ctx._map_limits = limits
+    return limits
+
+
+def default_view(ctx: AppContext) -> View:
+    """The raster's view before the page reports one: the first view's axis ranges
+    (:func:`map_range`) widened to a square (:func:`~labeler.app.map_raster.padded_view`)."""
+    return padded_view(*grid_range(ctx))
+
+
+def raster_parts(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None, view=None) -> dict:
+    """Trace 0 and the raster of a raster-drawn map for ``view``.
+
+    Parameters
+    ----------
+    view : dict or None
+        The page's view store (:class:`~labeler.app.map_raster.View` as a dict); None
+        or malformed = :func:`default_view`.
+
+    Returns
+    -------
+    dict
+        ``x``, ``y`` (uint16 grid units, typed arrays) and ``customdata`` (image ids,
+        a list) of the sampled points, ``marker`` (colour codes, colour scale,
+        size), ``image`` (the ``layout.images`` entry; hidden when every point of
+        the view is sent as a point) and ``sample`` (the point indices, int64).
+    """
+    col = col or coloring(ctx, mode)
+    v = view_from(view, default_view(ctx)) if view is not None else default_view(ctx)
+    grid = grid_xy(ctx)
+    _, budget = map_limits(ctx)
+    kept = getattr(ctx, "_map_view_cache", None)  # a recolour redraws the view the page shows
+    if kept is None or kept[0] != (v, budget):
+        prio = sample_priority(ctx.point_ids)
+        pix = pixel_index(grid, v)
+        kept = ((v, budget), len(pix[1]), sample_points(v.inside(grid), prio, budget), pix)
+        ctx._map_view_cache = kept
+    _, n_inside, sample, pix = kept
+    state = point_state(point_labelled(ctx), open_mask(ctx, cluster))
+    codes, colours = col.state_colors(state, state_alpha(mode))
+    size = marker_size(n_inside)
+    if n_inside > budget:
+        pixels = render_rgba(grid, codes, rgba_array(colours), v, spread_for(size), pixels=pix)
+        image = layout_image(png_data_uri(pixels), v)
+    else:  # every point of the view is a marker: no raster under them
+        image = {**layout_image("", v), "visible": False}
+    sx = np.ascontiguousarray(grid[sample])
+    return {"x": typed_array(np.ascontiguousarray(sx[:, 0])), "y": typed_array(np.ascontiguousarray(sx[:, 1])),
+            # A JSON list, not a typed array: dcc.Graph copies an event point's customdata from
+            # the figure's data (trace.customdata[pointNumber]), where a typed-array spec has no index.
+            "customdata": ctx.point_ids[sample].tolist(),
+            "marker": {"color": typed_array(codes[sample]),
+                       "colorscale": step_scale([rgba(c, a) for c, a in colours] or [rgba(NOISE_COLOR, 1.0)]),
+                       "cmin": -0.5, "cmax": max(len(colours), 1) - 0.5, "size": size},
+            "image": image, "sample": sample}
+
+
+def view_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None, view=None,
+               moved: bool = True):
+    """A :class:`dash.Patch` that redraws a raster-drawn map for ``view``: the raster and
+    the sampled points' colours (:func:`raster_parts`), and with ``moved`` (the view is
+    not the one the page's sample was drawn for) the sampled points themselves."""
+    from dash import Patch
+
+    parts = raster_parts(ctx, mode, col, cluster, view)
+    p = Patch()
+    if moved:
+        for k in ("x", "y", "customdata"):
+            p["data"][0][k] = parts[k]
+        p["data"][0]["selectedpoints"] = None  # the indices of a selection name other points now
+    for k, v in parts["marker"].items():
+        p["data"][0]["marker"][k] = v
+    p["layout"]["images"] = [parts["image"]]
+    return p
+
+
+def fit_all_view(ctx: AppContext, view=None) -> dict:
+    """The view store after 'fit all': a square around every point (:func:`map_range`, not
+    robust; Plotly fits the square's axes to the plot), drawn on as many pixels as the
+    larger side of ``view`` (the page's last reported view, if any)."""
+    xr, yr = grid_range(ctx, robust=False)
+    d = default_view(ctx)
+    v = view_from(view, d) if view is not None else d
+    return padded_view(xr, yr, v.width, v.height, pad=0.1).to_dict()
+
+
 def fit_all_patch(ctx: AppContext, n: int):
     """A :class:`dash.Patch` showing every point (outliers included); a new
     ``uirevision`` so the browser drops the annotator's zoom."""
     from dash import Patch
 
-    xr, yr = map_range(grid_xy(ctx), robust=False)
+    xr, yr = grid_range(ctx, robust=False)
     p = Patch()
     p["layout"]["xaxis"]["range"] = xr
     p["layout"]["yaxis"]["range"] = yr

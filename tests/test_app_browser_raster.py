@@ -1,0 +1,114 @@
+"""End-to-end, in headless Chromium: a map above ``map_raster_threshold`` points (forced
+low on the small real project) is drawn as a raster plus a sample, the raster where
+its data coordinates say; a lasso selects every point inside it, sampled or not; a
+click on a sampled point opens that image and a hover shows its card; zooming in
+until the view holds few points sends them all and hides the raster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("selenium")
+from browser_helpers import ServerThread, map_drawn_js, text_of, wait_until  # noqa: E402
+from test_app_browser import download_dir, driver  # noqa: E402,F401 (the shared browser fixtures)
+from selenium.webdriver.common.by import By  # noqa: E402
+
+from labeler.app import create_app  # noqa: E402
+from labeler.app.map_select import points_in_polygon  # noqa: E402
+from labeler.app.views import grid_xy  # noqa: E402
+from labeler.config import save_setting  # noqa: E402
+
+pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore::DeprecationWarning:selenium.*")]
+
+GRAPH_JS = "document.querySelector('#map .js-plotly-plot')"
+SAMPLE = 25
+
+
+@pytest.fixture()
+def raster_served(project):
+    save_setting(project.settings_path, "map_raster_threshold", 20)
+    save_setting(project.settings_path, "map_sample_points", SAMPLE)
+    app = create_app(project)
+    with ServerThread(app.server) as srv:
+        yield srv, app
+
+
+def _open(driver, srv, app):
+    driver.get(srv.url)
+    box = wait_until(lambda: driver.find_element(By.ID, "name-input"), what="name dialog")
+    wait_until(lambda: box.is_displayed(), what="name dialog shown")
+    box.send_keys("rasta")
+    driver.find_element(By.ID, "name-save").click()
+    wait_until(lambda: not driver.find_element(By.ID, "name-dialog").is_displayed(), what="dialog closed")
+    wait_until(lambda: driver.execute_script(map_drawn_js(app.labeler.n_points)), what="raster and sample drawn")
+
+
+def test_raster_map_lasso_click_and_zoom(driver, raster_served, project):
+    srv, app = raster_served
+    actx = app.labeler
+    assert actx.n_points > 20
+    _open(driver, srv, app)
+    state = driver.execute_script(f"""const g = {GRAPH_JS}; const im = g.querySelector('.imagelayer image');
+        return {{n: g._fullData[0]._length, raster: g.layout.meta.raster, ids: g.data[0].customdata,
+                 img: !!im && im.getBoundingClientRect().width > 100}}""")
+    assert state["raster"] is True and state["n"] == SAMPLE and state["img"]
+    # The raster lies where its data coordinates say: its box is the axes' image of its extent.
+    box = driver.execute_script(f"""const g = {GRAPH_JS}, fl = g._fullLayout, xa = fl.xaxis, ya = fl.yaxis;
+        const im = g.layout.images[0], r = g.querySelector('.imagelayer image').getBoundingClientRect();
+        const gr = g.getBoundingClientRect();
+        return [[r.left - gr.left, r.top - gr.top, r.right - gr.left, r.bottom - gr.top],
+                [xa._offset + xa.l2p(im.x), ya._offset + ya.l2p(im.y),
+                 xa._offset + xa.l2p(im.x + im.sizex), ya._offset + ya.l2p(im.y - im.sizey)]]""")
+    np.testing.assert_allclose(box[0], box[1], atol=1.0)
+    assert len(set(state["ids"])) == SAMPLE and set(state["ids"]) <= set(actx.point_ids.tolist())
+
+    # A lasso around the middle of the map: a triangle holding about half the points. The event
+    # lists only the sampled points inside, as Plotly's would; the server tests every point.
+    grid = grid_xy(actx).astype(np.float64)
+    lo, hi = grid.min(axis=0), grid.max(axis=0)
+    mid = (lo + hi) / 2
+    px = [float(lo[0] - 1), float(hi[0] + 1), float(mid[0])]
+    py = [float(lo[1] - 1), float(lo[1] - 1), float(hi[1] + 1)]
+    truth = points_in_polygon(grid, px, py)
+    assert 0 < len(truth) < actx.n_points
+    sampled = [i for i, v in enumerate(state["ids"]) if int(actx.positions([v])[0]) in set(truth.tolist())]
+    assert len(sampled) < len(truth)  # the sample alone would undercount
+    driver.execute_script(f"""
+        const g = {GRAPH_JS};
+        const pts = {sampled}.map(i => ({{curveNumber: 0, pointNumber: i, pointIndex: i,
+            x: g._fullData[0].x[i], y: g._fullData[0].y[i]}}));
+        g.emit('plotly_selected', {{points: pts, lassoPoints: {{x: {px}, y: {py}}}}});
+    """)
+    wait_until(lambda: f"{len(truth)} images selected" in text_of(driver, "#selection-title"),
+               what=f"{len(truth)} selected (last: {text_of(driver, '#selection-title')!r})")
+    shown = [int(b.get_attribute("id").split('"id":')[1].split(",")[0].strip(" }"))
+             for b in driver.find_elements(By.CSS_SELECTOR, "#selection-grid .thumb-btn")]
+    assert shown and set(shown) <= set(actx.point_ids[truth].tolist())
+
+    # A click on a sampled point opens that image (its id from customdata, not its index).
+    k = 7
+    clicked = int(state["ids"][k])
+    driver.execute_script(f"{GRAPH_JS}.emit('plotly_click', {{points: [{{curveNumber: 0, pointNumber: {k}}}]}})")
+    wait_until(lambda: f"#{clicked} ·" in text_of(driver, "#search-query"), what="clicked image opened")
+    # Hovering a sampled point shows that image's card.
+    k = 11
+    hovered = int(state["ids"][k])
+    driver.execute_script(f"""{GRAPH_JS}.emit('plotly_hover', {{points: [{{curveNumber: 0, pointNumber: {k},
+        bbox: {{x0: 100, x1: 104, y0: 100, y1: 104}}}}]}})""")
+    wait_until(lambda: f"#{hovered} ·" in text_of(driver, "#map-tooltip"), what="hover card of the sampled point")
+
+    # Zoom to a box holding the 10 points nearest the centre: the page reports its view, the
+    # server sends every point inside it and hides the raster.
+    centre = [float(v) for v in np.median(grid, axis=0)]
+    half = float(np.sort(np.abs(grid - centre).max(axis=1))[9] + 0.5)
+    driver.execute_script(f"""Plotly.relayout({GRAPH_JS}, {{'xaxis.range': [{centre[0] - half}, {centre[0] + half}],
+        'yaxis.range': [{centre[1] - half}, {centre[1] + half}]}})""")
+    wait_until(lambda: driver.execute_script(
+        f"const g = {GRAPH_JS}; return g.layout.images[0].visible === false"), what="raster hidden after zoom")
+    got = driver.execute_script(f"""const g = {GRAPH_JS}; const fl = g._fullLayout;
+        return {{ids: g.data[0].customdata, x: fl.xaxis.range, y: fl.yaxis.range}}""")
+    inside = ((grid[:, 0] >= got["x"][0]) & (grid[:, 0] <= got["x"][1])
+              & (grid[:, 1] >= got["y"][0]) & (grid[:, 1] <= got["y"][1]))
+    assert 10 <= inside.sum() <= SAMPLE
+    assert sorted(got["ids"]) == sorted(actx.point_ids[inside].tolist())
