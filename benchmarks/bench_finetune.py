@@ -28,6 +28,8 @@ Run (ELPV, ~10 min on 2 quiet cores)::
     python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --json
     python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --epochs 60 --lr 1e-3 \\
         --labels-cache /tmp/labels.json --json          # reuse the queue's labels of an earlier run
+    python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --labels-cache /tmp/labels.json \
+        --head cosine --tta --input-size 300 --train-from s8 --seed 1 --keep ft.npy --json   # the opt-in variants
 """
 
 from __future__ import annotations
@@ -113,7 +115,12 @@ def main(argv=None) -> None:
     ap.add_argument("--lr", type=float, default=None, help="default: finetune_project's")
     ap.add_argument("--train-from", default=None, help="default: finetune_project's (see its docstring)")
     ap.add_argument("--class-weight", default=None, help="default: finetune_project's (see its docstring)")
-    ap.add_argument("--keep", type=Path, default=None, help="keep the fine-tuned vectors in this .npy")
+    ap.add_argument("--head", default=None, help="default: finetune_project's (see its docstring)")
+    ap.add_argument("--tta", action="store_true", default=None, help="average each vector over the 8 symmetries")
+    ap.add_argument("--input-size", type=int, default=None, help="default: the backbone's")
+    ap.add_argument("--seed", type=int, default=None, help="default: finetune_project's")
+    ap.add_argument("--keep", type=Path, default=None,
+                    help="keep the fine-tuned vectors in this .npy (and the trained tail next to it, .pt)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
 
@@ -164,7 +171,9 @@ def main(argv=None) -> None:
 
         before = figures(np.asarray(load_feature_set(project, "embeddings")), rows, labelled, ys)
         kw = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "train_from": args.train_from,
-                                "class_weight": args.class_weight}.items() if v is not None}
+                                "class_weight": args.class_weight, "head": args.head,
+                                "tta": args.tta, "input_size": args.input_size,
+                                "seed": args.seed}.items() if v is not None}
         print(f"fine-tuning on the CPU, {args.threads} threads ({kw or 'defaults'}) ...", flush=True)
         t0, c0 = time.perf_counter(), time.process_time()
         rep = finetune_project(project, device="cpu", holdout=0.0, progress=False, say=print, **kw)
@@ -172,6 +181,7 @@ def main(argv=None) -> None:
         after_x = np.asarray(load_feature_set(project, rep.name))
         if args.keep:
             np.save(args.keep, after_x)
+            shutil.copyfile(project.models_dir / f"{rep.name}.pt", args.keep.with_suffix(".pt"))
         after = figures(after_x, rows, labelled, ys)
         project.store.close()
     out.update({"finetune": {**kw, "epochs": rep.epochs}, "train_seconds": round(rep.train_seconds, 1),

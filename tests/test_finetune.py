@@ -22,7 +22,8 @@ def _label_cell_types(project, per_class: int = 20) -> None:
         label_images(project, ids[:per_class], lab)
 
 
-@pytest.mark.parametrize("kw", [{"train_from": "s4"}, {"class_weight": "inverse"}, {"epochs": 0}])
+@pytest.mark.parametrize("kw", [{"train_from": "s4"}, {"class_weight": "inverse"}, {"epochs": 0},
+                                {"head": "arcface"}, {"input_size": 32}])
 def test_bad_options_are_refused_and_change_nothing(project, kw):
     from labeler.embedding import feature_sets as fs
     from labeler.embedding.finetune import finetune_project
@@ -34,16 +35,17 @@ def test_bad_options_are_refused_and_change_nothing(project, kw):
 
 
 def test_training_from_the_stride_8_stages_with_balanced_weights(project):
-    """train_from='s8' also trains the stride-16 stages; the record says what was trained."""
+    """train_from='s8' also trains the stride-16 stages; the record says what was trained
+    (and that the vectors were averaged over the symmetries)."""
     from labeler.embedding import feature_sets as fs
     from labeler.embedding.finetune import finetune_project
 
     _label_cell_types(project, per_class=6)
     rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, train_from="s8", class_weight="balanced",
-                           progress=False)
+                           tta=True, progress=False)
     assert rep.n_train == 12 and rep.n_heldout == 0 and rep.heldout_accuracy is None
     info = fs.list_feature_sets(project)[rep.name]
-    assert (info["train_from"], info["class_weight"], info["dim"]) == ("s8", "balanced", 1280)
+    assert (info["train_from"], info["class_weight"], info["tta"], info["dim"]) == ("s8", "balanced", True, 1280)
     assert sorted(info["train_image_ids"]) == sorted(project.store.labels())  # holdout 0: every label seen
     x = np.asarray(fs.load_feature_set(project, rep.name))
     assert np.isfinite(x).all() and np.all(np.linalg.norm(x, axis=1) > 0)
@@ -51,3 +53,77 @@ def test_training_from_the_stride_8_stages_with_balanced_weights(project):
 
     saved = torch.load(project.models_dir / f"{rep.name}.pt", weights_only=False)
     assert saved["prefix_end"] < 10  # Lite0's last stride-8 block is block 4 (s16 would be 10)
+
+
+def test_cosine_classifier_depends_on_angles_only():
+    """Logits = scale * cosine: bounded by the scale, unchanged when a vector is rescaled."""
+    import torch
+
+    from labeler.embedding.finetune import CosineClassifier
+
+    torch.manual_seed(0)
+    head = CosineClassifier(16, 3, scale=20.0)
+    x = torch.rand(8, 16)  # non-negative, like the pooled activations it sees
+    with torch.no_grad():
+        z = head(x)
+        assert z.shape == (8, 3) and float(z.abs().max()) <= 20.0 + 1e-4
+        assert torch.allclose(head(5.0 * x), z, atol=1e-4)
+        cos = torch.nn.functional.cosine_similarity(x[:1], head.weight[:1])[0]
+        assert torch.allclose(z[0, 0], 20.0 * cos, atol=1e-4)
+
+
+def test_cosine_head_at_another_size_is_recorded_and_its_export_leaves_the_cache(project, monkeypatch, tmp_path):
+    """head='cosine' trains a CosineClassifier; input_size=100 (not a multiple of 16) trains
+    and embeds at 100 px, the prefix's export cached under that size; the fine-tuned
+    network's ONNX export (new weights every run, used once to re-embed) is removed from
+    the cache, the frozen prefix's export (the backbone's weights) is kept."""
+    import torch
+
+    from labeler.embedding import feature_sets as fs
+    from labeler.embedding import runtime
+    from labeler.embedding.finetune import finetune_project
+
+    monkeypatch.setenv("LABELER_CACHE", str(tmp_path / "cache"))
+    exported = []
+    real = runtime.onnx_model
+    monkeypatch.setattr(runtime, "onnx_model", lambda bb: exported.append(real(bb)) or exported[-1])
+    _label_cell_types(project, per_class=6)
+    rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, head="cosine", input_size=100,
+                           progress=False)
+    info = fs.list_feature_sets(project)[rep.name]
+    assert (info["head"], info["input_size"], info["dim"]) == ("cosine", 100, 1280)
+    x = np.asarray(fs.load_feature_set(project, rep.name))
+    assert np.isfinite(x).all() and np.all(np.linalg.norm(x, axis=1) > 0)
+    saved = torch.load(project.models_dir / f"{rep.name}.pt", weights_only=False)
+    assert saved["head"] == "cosine" and saved["tail"]["fc.weight"].shape == (2, 1280)
+    assert "fc.bias" not in saved["tail"]
+    tuned = [p for p in exported if "-finetuned-" in p.name]
+    prefix = [p for p in exported if "-prefix10-100px-" in p.name]
+    if not runtime.ort_available():
+        pytest.skip("onnxruntime not installed: nothing is exported")
+    assert tuned and prefix, exported
+    assert not any(p.exists() for p in tuned) and all(p.exists() for p in prefix)
+
+
+def test_symmetry_averaged_vectors_do_not_depend_on_orientation():
+    """symmetries=8: an image, rotated or mirrored, gets the same vector; one view does not."""
+    import torch
+
+    from labeler.embedding.backbones import load_backbone
+    from labeler.embedding.finetune import FinetunedFeatures, _prefix_end, _Tail, d4
+
+    bb = load_backbone("efficientnet-lite0", device="cpu")
+    end = _prefix_end(bb.model.net, 16)
+    tail = _Tail(bb.model.net, end, 3).eval()
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 64, 64)
+    for k in range(8):  # d4 is torch.rot90 (+ mirror), written to export to ONNX
+        ref = torch.rot90(x, k % 4, dims=(-2, -1))
+        assert torch.equal(d4(x, k).contiguous(), ref.flip(-1) if k >= 4 else ref)
+    with torch.no_grad():
+        avg, one = FinetunedFeatures(bb.model, tail, end, symmetries=8).eval(), FinetunedFeatures(bb.model, tail, end)
+        e = avg(x)[0]
+        assert e.shape == (2, 1280)
+        for k in (1, 5):
+            assert torch.allclose(avg(d4(x, k))[0], e, rtol=1e-4, atol=1e-5)
+        assert not torch.allclose(one(d4(x, 1))[0], one(x)[0], rtol=1e-4, atol=1e-5)

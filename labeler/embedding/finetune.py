@@ -23,6 +23,13 @@ Recipe (chosen by measurement on ELPV, see docs/features.md):
 * the new vectors are the average-pooled last layer of the fine-tuned network
   (1280-d for Lite0), stored as a new feature set; earlier sets are kept.
 
+Opt-in variants, each measured on ELPV with the product's own 300-label queue
+(``benchmarks/bench_finetune.py``, docs/features.md) and none better than the recipe
+above on defective accuracy and search together (defective macro P@1 0.83-0.84 for all):
+a cosine classifier (``head='cosine'``, :class:`CosineClassifier`), averaging each
+vector over the 8 symmetries (``tta=True``), training from the stride-8 stages
+(``train_from='s8'``) and a larger input (``input_size``, e.g. the images' own 300 px).
+
 On the CPU the frozen prefix (the stage maps) and the re-embedding run on ONNX Runtime
 (exported and checked against torch like any backbone, :mod:`labeler.embedding.runtime`;
 torch when that fails); training runs on torch.
@@ -44,14 +51,24 @@ from .. import images
 from ..errors import BadInputError, LabelerError, ProjectError
 from .networks import EfficientNetFeatures
 
-__all__ = ["CLASS_WEIGHTS", "FinetuneReport", "FinetunedFeatures", "TRAIN_FROM", "d4", "finetune_project"]
+__all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "TRAIN_FROM", "d4",
+           "finetune_project"]
 
 
 def d4(x: torch.Tensor, k: int) -> torch.Tensor:
     """One of the 8 symmetries of the square applied to (..., H, W): rotate by ``k % 4``
-    quarter turns, then mirror left-right when ``k >= 4``."""
-    x = torch.rot90(x, k % 4, dims=(-2, -1))
-    return torch.flip(x, dims=(-1,)) if k >= 4 else x
+    quarter turns, then mirror left-right when ``k >= 4``.
+
+    Same result as ``torch.rot90(x, k % 4, dims=(-2, -1))`` (then ``flip``), written with
+    flips and transposes so that it exports to ONNX (``aten::rot90`` does not)."""
+    r = k % 4
+    if r == 1:
+        x = x.flip(-1).transpose(-2, -1)
+    elif r == 2:
+        x = x.flip(-2).flip(-1)
+    elif r == 3:
+        x = x.flip(-2).transpose(-2, -1)
+    return x.flip(-1) if k >= 4 else x
 
 
 #: Where the trained part starts: after the last block at this stride (the frozen prefix
@@ -59,6 +76,38 @@ def d4(x: torch.Tensor, k: int) -> torch.Tensor:
 TRAIN_FROM = {"s16": 16, "s8": 8}
 #: Class weights of the loss: square root of inverse frequency, inverse frequency, none.
 CLASS_WEIGHTS = ("sqrt", "balanced", "none")
+#: The new classifier: a linear layer, or a cosine classifier (:class:`CosineClassifier`).
+HEADS = ("linear", "cosine")
+
+
+class CosineClassifier(nn.Module):
+    """Normalised-softmax classifier: ``logits = scale * cos(features, class weight)``.
+
+    Both the features and each class's weight vector are L2-normalised, so the loss
+    only depends on angles: training pulls each image's vector towards its class's
+    direction, which is what cosine nearest-neighbour search compares (NormFace, Wang
+    et al. 2017; "Classification is a strong baseline for deep metric learning", Zhai &
+    Wu 2019, BMVC: temperature 0.05, i.e. ``scale`` 20).
+
+    Parameters
+    ----------
+    in_features, n_classes : int
+    scale : float, default 20
+        Inverse temperature of the softmax.
+
+    Notes
+    -----
+    ``forward(x)``: ``x`` (B, in_features) float -> (B, n_classes) float, each logit in
+    ``[-scale, scale]``.
+    """
+
+    def __init__(self, in_features: int, n_classes: int, scale: float = 20.0):
+        super().__init__()
+        self.scale = float(scale)
+        self.weight = nn.Parameter(torch.randn(n_classes, in_features) / in_features ** 0.5)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.scale * F.linear(F.normalize(x, dim=1), F.normalize(self.weight, dim=1))
 
 
 def _prefix_end(net: nn.Module, stride_end: int = 16) -> int:
@@ -95,13 +144,33 @@ class _PrefixMaps(nn.Module):
         return h.flatten(1), h.mean(dim=(2, 3))
 
 
-def _prefix_engine(bb, net: nn.Module, end: int, stride: int, probe: torch.Tensor, dev: torch.device, say):
+def _spec_size(bb) -> int:
+    from .registry import get_spec
+
+    return get_spec(bb.name).input_size
+
+
+def _at_size(bb, input_size: int):
+    """``bb`` reading images at ``input_size`` square (the network is fully convolutional)."""
+    if input_size == bb.input_size:
+        return bb
+    crop = round(bb.spec.crop_short_side * input_size / bb.spec.input_size)
+    spec = dataclasses.replace(bb.spec, input_size=input_size, crop_short_side=crop)
+    return dataclasses.replace(bb, input_size=input_size, spec=spec)
+
+
+def _prefix_engine(bb, net: nn.Module, end: int, probe: torch.Tensor, dev: torch.device, say):
     """The engine computing the prefix's maps, and their (C, h, w)."""
     from .runtime import make_engine
 
-    c, side = net._blocks[end]._block_args.output_filters, -(-bb.input_size // stride)
+    # Measured, not ceil(size / stride): the convolutions' padding is fixed for the
+    # backbone's own size (TF "same" padding of efficientnet-lite-pytorch), so another
+    # size can come out one smaller (300 px -> 18 at stride 16, not 19).
+    with torch.inference_mode():
+        c, side = _prefix(net, probe[:1].to(next(net.parameters()).device), end).shape[1:3]
+    size = "" if bb.input_size == _spec_size(bb) else f"-{bb.input_size}px"  # exports are cached by name
     prefix_bb = dataclasses.replace(bb, model=_PrefixMaps(net, end).eval(), dim=c * side * side,
-                                    features=f"prefix{end}")
+                                    features=f"prefix{end}{size}")
     engine = make_engine(prefix_bb, runtime="auto", device=str(dev), probe=probe, warn=say)
     return engine, (c, side, side)
 
@@ -109,13 +178,14 @@ def _prefix_engine(bb, net: nn.Module, end: int, stride: int, probe: torch.Tenso
 class _Tail(nn.Module):
     """The trained part: blocks after the prefix, head conv + BN, average pool, classifier."""
 
-    def __init__(self, net: nn.Module, end: int, n_classes: int):
+    def __init__(self, net: nn.Module, end: int, n_classes: int, head: str = "linear"):
         super().__init__()
         self.blocks = nn.ModuleList(copy.deepcopy(list(net._blocks[end + 1:])))
         self.conv_head, self.bn1 = copy.deepcopy(net._conv_head), copy.deepcopy(net._bn1)
         self.act = net._swish
         self.drop = nn.Dropout(0.2)
-        self.fc = nn.Linear(net._conv_head.out_channels, n_classes)
+        d = net._conv_head.out_channels
+        self.fc = CosineClassifier(d, n_classes) if head == "cosine" else nn.Linear(d, n_classes)
 
     def embed(self, h: torch.Tensor) -> torch.Tensor:
         for block in self.blocks:
@@ -131,14 +201,23 @@ class FinetunedFeatures(nn.Module):
 
     ``features``: (B, dim) float32, average-pooled last layer of the fine-tuned network;
     ``logits``: (B, n_classes) of its classifier (the annotator's labels, not ImageNet).
+    With ``symmetries=8`` the features are the mean over the 8 symmetries of the square
+    of the input (:func:`d4`; test-time augmentation, e.g. Simonyan & Zisserman 2015):
+    the same symmetries the tail was trained with, so the vector of an image no longer
+    depends on which way up the part was photographed. 8x the network cost.
     """
 
-    def __init__(self, base: EfficientNetFeatures, tail: _Tail, end: int):
+    def __init__(self, base: EfficientNetFeatures, tail: _Tail, end: int, symmetries: int = 1):
         super().__init__()
-        self.base, self.tail, self.end = base, tail, end
+        self.base, self.tail, self.end, self.symmetries = base, tail, end, int(symmetries)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        b, s = x.shape[0], self.symmetries
+        if s > 1:
+            x = torch.cat([d4(x, k) for k in range(s)])
         e = self.tail.embed(_prefix(self.base.net, x.contiguous(memory_format=torch.channels_last), self.end))
+        if s > 1:
+            e = e.view(s, b, -1).mean(dim=0)
         return e, self.tail.fc(e)
 
 
@@ -223,9 +302,27 @@ def _frozen_check(project, feature_set: str, row_train, y_train, row_held, y_hel
     return float(np.mean(clf.predict(x[row_held]) == y_held))
 
 
+def _drop_export(backbone) -> None:
+    """Remove the fine-tuned network's ONNX export from the user cache.
+
+    Exports are cached under the weights' digest (:func:`labeler.embedding.runtime.onnx_path`);
+    a fine-tuned network's weights are new on every run and its export serves only the
+    re-embedding just done (the tail is kept in ``models/<name>.pt``), so each run would
+    otherwise leave ~13.5 MB (Lite0) in the cache for good. The frozen prefix's export
+    is kept: its weights are the backbone's, the same on every run.
+    """
+    from .runtime import onnx_path
+
+    try:
+        onnx_path(backbone).unlink(missing_ok=True)
+    except OSError:  # read-only cache or removed meanwhile: nothing to bound
+        pass
+
+
 def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout: float = 0.2,
                      batch_size: int = 32, lr: float = 3e-4, train_from: str = "s16", class_weight: str = "sqrt",
-                     seed: int = 0, name: str | None = None, activate: bool = True, progress: bool = True,
+                     head: str = "linear", tta: bool = False, input_size: int | None = None, seed: int = 0,
+                     name: str | None = None, activate: bool = True, progress: bool = True,
                      say=lambda s: None) -> FinetuneReport:
     """Fine-tune the project's backbone on its current labels and store the new vectors.
 
@@ -248,6 +345,16 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     class_weight : {'sqrt', 'balanced', 'none'}, default 'sqrt'
         Loss weight of each class: sqrt of inverse frequency, inverse frequency
         (each class weighs the same in total), or 1.
+    head : {'linear', 'cosine'}, default 'linear'
+        The new classifier: a linear layer, or a cosine classifier that trains the
+        vectors for cosine search (:class:`CosineClassifier`).
+    tta : bool, default False
+        Test-time augmentation: each image's new vector is the mean over its 8
+        symmetries (:class:`FinetunedFeatures`); re-embedding costs 8x.
+    input_size : int, optional
+        Side (pixels) images are resized to for training and re-embedding; default the
+        backbone's (224 for Lite0). The network is fully convolutional; a larger side
+        keeps finer detail at (side / 224)^2 the cost.
     seed : int, default 0
     name : str, optional
         Name of the new feature set (default ``finetuned-<k>``, k = 1, 2, ...).
@@ -269,7 +376,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     BadInputError
         Fewer than 10 labelled images or fewer than 2 labels, a backbone other than
         EfficientNet-Lite, ``epochs < 1``, ``holdout`` outside [0, 0.5], or an unknown
-        ``train_from`` / ``class_weight``.
+        ``train_from`` / ``class_weight`` / ``head``, or ``input_size`` outside [64, 1024].
     """
     from .backbones import load_backbone
     from .device import pick_device
@@ -284,6 +391,10 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         raise BadInputError(f"train_from must be one of {tuple(TRAIN_FROM)}, got {train_from!r}")
     if class_weight not in CLASS_WEIGHTS:
         raise BadInputError(f"class_weight must be one of {CLASS_WEIGHTS}, got {class_weight!r}")
+    if head not in HEADS:
+        raise BadInputError(f"head must be one of {HEADS}, got {head!r}")
+    if input_size is not None and not 64 <= input_size <= 1024:
+        raise BadInputError(f"input_size must be in [64, 1024] pixels, got {input_size}")
     store = project.store
     meta = store.get_meta("backbone")
     if not meta:
@@ -300,6 +411,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     bb = load_backbone(meta["name"], weights=settings.weights or None, device=str(dev))
     if not isinstance(bb.model, EfficientNetFeatures):
         raise BadInputError(f"fine-tuning supports the efficientnet-lite backbones, not {meta['name']}")
+    bb = _at_size(bb, input_size or bb.input_size)
     view = meta.get("view", "whole")
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
@@ -316,7 +428,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         if x is None:
             continue
         if engine is None:
-            engine, shape = _prefix_engine(bb, net, end, TRAIN_FROM[train_from], x[:8], dev, say)
+            engine, shape = _prefix_engine(bb, net, end, x[:8], dev, say)
         with torch.inference_mode():  # (8, b, C, h, w) float16
             chunks.append(torch.stack([engine(d4(x, k).contiguous())[0].to(dev).view(-1, *shape).half()
                                        for k in range(8)]))
@@ -326,16 +438,16 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     y = torch.as_tensor(y_all[train], device=dev)
     maps = torch.cat(chunks, dim=1).clone()  # clone: a normal tensor outside inference mode
     del chunks
-    tail = _Tail(net, end, len(classes)).to(dev)
+    tail = _Tail(net, end, len(classes), head).to(dev)
     for p in tail.parameters():
         p.requires_grad_(True)
     tail.train()
     for m in tail.modules():
         if isinstance(m, nn.BatchNorm2d):
             m.eval()
-    head = list(tail.fc.parameters())
+    fc_params = list(tail.fc.parameters())
     body = [p for n, p in tail.named_parameters() if not n.startswith("fc.")]
-    opt = torch.optim.AdamW([{"params": head, "lr": 10 * lr}, {"params": body, "lr": lr}], weight_decay=1e-4)
+    opt = torch.optim.AdamW([{"params": fc_params, "lr": 10 * lr}, {"params": body, "lr": lr}], weight_decay=1e-4)
     n = len(train)
     steps = epochs * int(np.ceil(n / batch_size))
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[10 * lr, lr], total_steps=steps, pct_start=0.1)
@@ -377,21 +489,24 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
 
     say("re-embedding every image with the fine-tuned network ...")
     t1 = time.perf_counter()
-    model = FinetunedFeatures(bb.model, tail, end).eval()
+    model = FinetunedFeatures(bb.model, tail, end, symmetries=8 if tta else 1).eval()
     ft_bb = dataclasses.replace(bb, model=model, dim=tail.conv_head.out_channels, categories=list(classes),
                                 features="finetuned")
-    feats, failures = embed_project(project, ft_bb, view=view, device=str(dev), batch_size=64, progress=progress)
+    feats, failures = embed_project(project, ft_bb, view=view, device=str(dev), batch_size=8 if tta else 64,
+                                    progress=progress)
     embed_seconds = time.perf_counter() - t1
+    _drop_export(ft_bb)
 
     if name is None:
         taken = set(list_feature_sets(project))
         name = next(f"finetuned-{k}" for k in range(1, 10_000) if f"finetuned-{k}" not in taken)
-    torch.save({"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "backbone": meta["name"]},
-               project.models_dir / f"{name}.pt")
+    torch.save({"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "head": head,
+                "backbone": meta["name"]}, project.models_dir / f"{name}.pt")
     save_feature_set(project, name, feats, {
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
-        "train_from": train_from, "class_weight": class_weight,
-        "n_train": int(len(train)), "n_heldout": int(len(held)), "heldout_accuracy": acc,
+        "train_from": train_from, "class_weight": class_weight, "head": head,
+        "tta": bool(tta), "input_size": bb.input_size, "n_train": int(len(train)), "n_heldout": int(len(held)),
+        "heldout_accuracy": acc,
         # The images the network saw with their labels: the suggestion model must not
         # calibrate on them (labeler.assist.model.predict's ``fitted``).
         "train_image_ids": sorted(int(labelled[i][0]["id"]) for i in train),
