@@ -107,8 +107,7 @@ def project_cluster_hints(project, clustering_id: int | None = None) -> dict[int
     if not s.imagenet_hints:
         return {}
     ids, clusters, _ = project.store.assignments(clustering_id)
-    top1 = project.store.top1_of(ids)
-    prob = np.array([np.nan if p is None else p for p in project.store.top1_prob_of(ids)], dtype=np.float64)
+    top1, prob = project.store.imagenet_top1(ids)
     return hints_by_cluster(clusters, top1, prob, project.store.get_meta("categories") or [],
                             float(s.imagenet_hint_min_prob))
 

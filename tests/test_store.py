@@ -72,6 +72,22 @@ def test_row_of_is_the_inverse_of_row_image_ids_and_follows_other_writers(store,
     assert store.row_of([late["id"], row_ids[5]]).tolist() == [6, 5]
 
 
+def test_imagenet_top1_by_id_few_or_many(store):
+    """Top-1 class and probability per id: unknown ids and never-embedded images get
+    -1 / NaN, and the by-id path (<= 500 ids) agrees with the whole-table path."""
+    ids = [int(i) for i in store.row_image_ids()]
+    store.add_or_update_images([{"path": "pending.png", "size": 1, "mtime": 1.0, "hash": "p"}])
+    [pending] = store.pending_images()
+    ask = [ids[1], 10**9, -3, pending["id"], ids[0]]
+    top1, prob = store.imagenet_top1(ask)
+    assert top1.tolist() == [1, -1, -1, -1, 1] and top1.dtype == np.int64
+    assert prob[[0, 4]].tolist() == [0.5, 0.5] and np.isnan(prob[[1, 2, 3]]).all()
+    many = ask * 101  # 505 ids: the whole-table path
+    t_many, p_many = store.imagenet_top1(many)
+    assert t_many.tolist() == top1.tolist() * 101 and np.array_equal(p_many, np.tile(prob, 101), equal_nan=True)
+    assert store.top1_prob_of([ids[2], 10**9]) == [0.5, None]
+
+
 def test_missing_keeps_labels(store):
     store.set_labels([1], "keep")
     store.mark_missing(["img0.png"])

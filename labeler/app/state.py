@@ -164,11 +164,7 @@ class AppContext:
             hit = self._imagenet
         if hit is not None and len(hit[0]) == self.n_points:
             return hit
-        rows = {int(r["id"]): r for r in self.store.image_table()}
-        top1 = np.array([rows[int(i)]["top1"] if int(i) in rows and rows[int(i)]["top1"] is not None else -1
-                         for i in self.point_ids], dtype=np.int64)
-        prob = np.array([rows[int(i)]["top1_prob"] if int(i) in rows and rows[int(i)]["top1_prob"] is not None
-                         else np.nan for i in self.point_ids], dtype=np.float64)
+        top1, prob = self.store.imagenet_top1(self.point_ids)
         out = (top1, prob, list(self.store.get_meta("categories") or []))
         with self._lock:
             self._imagenet = out

@@ -217,20 +217,44 @@ class ImagesMixin:
             out.update({h: int(i_) for h, i_ in self.con.execute(q, part)})
         return out
 
+    def imagenet_top1(self, image_ids) -> tuple[np.ndarray, np.ndarray]:
+        """ImageNet top-1 class and its softmax probability of each image, vectorised
+        (two queries, then a lookup by id; at 1M images the per-id lookup it replaces
+        took seconds). Up to 500 ids are looked up by id, more read the whole table.
+
+        Parameters
+        ----------
+        image_ids : array-like of int, shape (n,)
+
+        Returns
+        -------
+        top1 : ndarray (n,), int64, -1 where unknown
+        prob : ndarray (n,), float64, NaN where unknown
+        """
+        ids = np.asarray(image_ids, dtype=np.int64).reshape(-1)
+        few = len(ids) <= 500  # a search's query image: look those up, not the whole table
+        where = (" WHERE id IN (" + ",".join(str(int(i)) for i in ids) + ")") if few else ""
+        rows = self.con.execute(f"SELECT id, top1, top1_prob FROM images{where}").fetchall()
+        table = np.array(rows, dtype=np.float64).reshape(-1, 3)  # NULL -> NaN in one C-level pass
+        known = table[:, 0].astype(np.int64)
+        pos = np.full(int(known.max(initial=-1)) + 1, -1, dtype=np.int64)
+        pos[known] = np.arange(len(known))
+        ok = (ids >= 0) & (ids < len(pos))
+        at = np.where(ok, pos[np.where(ok, ids, 0)], -1)
+        top1, prob = np.full(len(ids), -1, np.int64), np.full(len(ids), np.nan)
+        hit = at >= 0
+        t1 = table[at[hit], 1]
+        top1[hit] = np.where(np.isnan(t1), -1, t1).astype(np.int64)
+        prob[hit] = table[at[hit], 2]
+        return top1, prob
+
     def top1_of(self, image_ids: Sequence[int]) -> np.ndarray:
         """ImageNet top-1 class of each image, shape (n,), int64; -1 where unknown."""
-        top1 = {r[0]: r[1] for r in self.con.execute("SELECT id, top1 FROM images WHERE top1 IS NOT NULL")}
-        return np.array([top1.get(int(i), -1) for i in image_ids], dtype=np.int64)
+        return self.imagenet_top1(image_ids)[0]
 
     def top1_prob_of(self, image_ids: Sequence[int]) -> list[float | None]:
         """Softmax probability of each image's ImageNet top-1 class (None where unknown)."""
-        out: dict[int, float] = {}
-        ids = [int(i) for i in image_ids]
-        for k in range(0, len(ids), 500):
-            part = ids[k : k + 500]
-            q = "SELECT id, top1_prob FROM images WHERE id IN (" + ",".join("?" * len(part)) + ")"
-            out.update({int(r[0]): r[1] for r in self.con.execute(q, part) if r[1] is not None})
-        return [out.get(i) for i in ids]
+        return [None if np.isnan(p) else float(p) for p in self.imagenet_top1(image_ids)[1]]
 
     def counts(self) -> dict[str, int]:
         """Number of images per status plus ``skipped`` files and ``labelled`` images."""
