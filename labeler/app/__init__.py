@@ -73,6 +73,7 @@ def create_app(project: Project | str | Path, *, auth: str | None = None, auth_f
     users = Users.from_file(auth_file) if auth_file else Users.from_pair(auth) if auth else None
     project = project if isinstance(project, Project) else Project(project)
     actx = AppContext(project, users=users)
+    actx.warm()
     app = Dash(
         __name__,
         title=f"labeler · {project.root.name}",
