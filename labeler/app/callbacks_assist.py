@@ -71,11 +71,9 @@ def point_suggestions(actx: AppContext) -> tuple[np.ndarray, np.ndarray, tuple[s
         return code, conf, tuple(sug.classes)
     ok = sug.unlabelled
     sug_ids = sug.image_ids[ok]
-    order = np.argsort(actx.point_ids, kind="stable")
-    at = np.clip(np.searchsorted(actx.point_ids[order], sug_ids), 0, actx.n_points - 1)
-    hit = actx.point_ids[order][at] == sug_ids
-    code[order[at[hit]]] = sug.label[ok][hit]
-    conf[order[at[hit]]] = sug.confidence[ok][hit]
+    pos, hit = actx.id_index.locate(sug_ids)
+    code[pos] = sug.label[ok][hit]
+    conf[pos] = sug.confidence[ok][hit]
     return code, conf, tuple(sug.classes)
 
 

@@ -16,6 +16,8 @@ import threading
 
 import numpy as np
 
+from .point_index import IdIndex
+
 
 class PointLabelCodes:
     """Label code per map point: 0 = unlabelled, i >= 1 = ``names[i - 1]``.
@@ -24,6 +26,8 @@ class PointLabelCodes:
     ----------
     point_ids : ndarray (n_points,), int64
         Image id of each map point.
+    id_index : IdIndex, optional
+        The app's lookup of those ids (built here when not given).
 
     Attributes
     ----------
@@ -32,24 +36,14 @@ class PointLabelCodes:
         meaning; a label no image carries any more keeps its code).
     """
 
-    def __init__(self, point_ids: np.ndarray):
+    def __init__(self, point_ids: np.ndarray, id_index: IdIndex | None = None):
         self.point_ids = point_ids
-        ids = np.asarray(point_ids, dtype=np.int64)
-        self._order = np.argsort(ids, kind="stable")
-        self._sorted = ids[self._order]
-        self._codes = np.zeros(len(ids), dtype=np.int32)
+        self._index = id_index or IdIndex(point_ids)
+        self._codes = np.zeros(len(point_ids), dtype=np.int32)
         self.names: list[str] = []
         self._code_of: dict[str, int] = {}
         self._cursor: int | None = None  # the newest label event applied
         self._lock = threading.Lock()
-
-    def _positions(self, image_ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(map positions, mask of the ids that are on the map)."""
-        if not len(self._sorted):
-            return np.zeros(0, np.int64), np.zeros(len(image_ids), bool)
-        at = np.clip(np.searchsorted(self._sorted, image_ids), 0, len(self._sorted) - 1)
-        ok = self._sorted[at] == image_ids
-        return self._order[at[ok]], ok
 
     def _code(self, name: str) -> int:
         code = self._code_of.get(name)
@@ -61,7 +55,7 @@ class PointLabelCodes:
     def _assign(self, image_ids, labels) -> None:
         ids = np.fromiter((int(i) for i in image_ids), dtype=np.int64, count=len(image_ids))
         codes = np.fromiter((self._code(v) if v else 0 for v in labels), dtype=np.int32, count=len(labels))
-        pos, ok = self._positions(ids)
+        pos, ok = self._index.locate(ids)
         self._codes[pos] = codes[ok]  # numpy assigns in order: the last event of an image wins
 
     def codes(self, store) -> np.ndarray:
@@ -93,7 +87,7 @@ class PointLabelCodes:
 
     def names_of(self, store) -> np.ndarray:
         """Current label of every point as an object array ('' = unlabelled), for
-        callers that want strings (the same as ``AppContext.point_labels``)."""
+        callers that want strings (what ``AppContext.point_labels`` returns)."""
         codes = self.codes(store)
         table = np.array(["", *self.names], dtype=object)
         return table[codes]
@@ -104,6 +98,6 @@ def point_label_codes(ctx) -> PointLabelCodes:
     and again when the app reloads its points, e.g. after an ingest added photos)."""
     codes = getattr(ctx, "_point_label_codes", None)
     if codes is None or codes.point_ids is not ctx.point_ids:
-        codes = PointLabelCodes(ctx.point_ids)
+        codes = PointLabelCodes(ctx.point_ids, getattr(ctx, "id_index", None))
         ctx._point_label_codes = codes
     return codes

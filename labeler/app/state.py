@@ -18,6 +18,8 @@ import numpy as np
 
 from ..project import Project, ProjectError
 from ..search import Searcher
+from .label_codes import point_label_codes
+from .point_index import IdIndex
 
 
 def cluster_centres(xy: np.ndarray, clusters: np.ndarray) -> tuple[list[float], list[float], list[str]]:
@@ -91,10 +93,10 @@ class AppContext:
         valid = np.flatnonzero(row_ids >= 0)
         valid = valid[valid < len(xy)]
         point_ids = row_ids[valid]
-        pos = {int(i): p for p, i in enumerate(point_ids)}
         with self._lock:
             self._map_rows = len(xy)
-            self.point_ids, self.xy, self._pos = point_ids, np.asarray(xy[valid], dtype=np.float32), pos
+            self.point_ids, self.xy = point_ids, np.asarray(xy[valid], dtype=np.float32)
+            self.id_index = IdIndex(point_ids)
             self._searcher: Searcher | None = None
             self._assignments: OrderedDict[int, Assignment] = OrderedDict()
             self._imagenet: tuple | None = None
@@ -124,7 +126,7 @@ class AppContext:
 
     def positions(self, image_ids) -> np.ndarray:
         """Map point index of each image id (ids not on the map are dropped)."""
-        return np.array([self._pos[int(i)] for i in image_ids if int(i) in self._pos], dtype=np.int64)
+        return self.id_index.locate(image_ids)[0]
 
     def searcher(self) -> Searcher:
         """The app's one Searcher (built on first use; its arrays are memory maps)."""
@@ -153,11 +155,8 @@ class AppContext:
         self.refresh()  # a clustering not seen yet: an ingest may have added photos with it
         ids, clusters, _ = self.store.assignments(cid)
         out = np.full(self.n_points, -1, dtype=np.int64)
-        order = np.argsort(self.point_ids, kind="stable")
-        found = np.searchsorted(self.point_ids[order], ids)
-        found = np.clip(found, 0, max(self.n_points - 1, 0))
-        ok = self.point_ids[order][found] == ids if self.n_points else np.zeros(len(ids), bool)
-        out[order[found[ok]]] = clusters[ok]
+        pos, ok = self.id_index.locate(ids)
+        out[pos] = clusters[ok]
         a = Assignment(cid, out)
         with self._lock:
             self._assignments[cid] = a
@@ -186,6 +185,6 @@ class AppContext:
         return float(s.imagenet_hint_min_prob) if s.imagenet_hints else None
 
     def point_labels(self) -> np.ndarray:
-        """Current label of every map point, shape (n_points,), object ('' = unlabelled)."""
-        labels = self.store.labels()
-        return np.array([labels.get(int(i), "") for i in self.point_ids], dtype=object)
+        """Current label of every map point, shape (n_points,), object ('' = unlabelled);
+        a fresh array, from the kept label codes (:mod:`labeler.app.label_codes`)."""
+        return point_label_codes(self).names_of(self.store)
