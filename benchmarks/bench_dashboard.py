@@ -332,20 +332,15 @@ def recolor_patch_strings(actx, mode):
     twice (colours and opacity). Kept to measure before/after in one run."""
     from dash import Patch
 
-    from labeler.app.views import (COLOR_BY_LABEL, color_by_label, coloring, cluster_annotations,
-                                   highlight_trace, open_mask, point_state, state_alpha)
+    from labeler.app.views import (COLOR_BY_LABEL, color_by_label, coloring, open_mask,
+                                   patch_rings_and_annotations, point_state, state_alpha)
 
     col = color_by_label(actx.point_labels()) if mode == COLOR_BY_LABEL else coloring(actx, mode)
     p = Patch()
     state = point_state(actx.point_labels() != "", open_mask(actx, None))
     for k, v in col.marker(state, state_alpha(mode)).items():
         p["data"][0]["marker"][k] = v
-    ring = highlight_trace(actx, None, mode)
-    p["data"][2]["x"] = ring["x"]
-    p["data"][2]["y"] = ring["y"]
-    p["data"][2]["marker"]["color"] = ring["marker.color"]
-    p["layout"]["annotations"] = cluster_annotations(actx, mode)
-    return p
+    return patch_rings_and_annotations(p, actx, mode)
 
 
 def recolor_patch_float_opacity(actx, mode, cluster=None):

@@ -142,10 +142,15 @@ class Coloring:
         return codes, [(flat[min(int(c), len(flat) - 1)], float(alpha[int(s)])) for c, s in pairs]
 
 
+def hex_rgb(colour: str) -> tuple[int, int, int]:
+    """``'#rrggbb'`` as (r, g, b), each 0-255."""
+    h = colour.lstrip("#")
+    return int(h[0:2], 16), int(h[2:4], 16), int(h[4:6], 16)
+
+
 def rgba(colour: str, alpha: float) -> str:
     """``'#rrggbb'`` and an opacity as a CSS ``'rgba(r,g,b,a)'`` string."""
-    h = colour.lstrip("#")
-    r, g, b = (int(h[i:i + 2], 16) for i in (0, 2, 4))
+    r, g, b = hex_rgb(colour)
     return f"rgba({r},{g},{b},{round(float(alpha), 4)})"
 
 
@@ -153,8 +158,7 @@ def rgba_array(colours: list[tuple[str, float]]) -> np.ndarray:
     """``[('#rrggbb', opacity), ...]`` as an RGBA array (k, 4), float64 in [0, 1]."""
     out = np.zeros((len(colours), 4), dtype=np.float64)
     for i, (c, a) in enumerate(colours):
-        h = c.lstrip("#")
-        out[i] = [int(h[j:j + 2], 16) / 255 for j in (0, 2, 4)] + [float(a)]
+        out[i] = [v / 255 for v in hex_rgb(c)] + [float(a)]
     return out
 
 
@@ -308,7 +312,7 @@ def color_by_confidence(labels: np.ndarray, confidence: np.ndarray) -> Coloring:
 def sequential_steps(n: int) -> list[str]:
     """``n`` colours evenly spaced along :data:`SEQUENTIAL` (linear in RGB between its
     stops, as Plotly interpolates a colour scale), low to high, as ``'#rrggbb'``."""
-    stops = np.array([[int(c[i:i + 2], 16) for i in (1, 3, 5)] for c in SEQUENTIAL], dtype=np.float64)
+    stops = np.array([hex_rgb(c) for c in SEQUENTIAL], dtype=np.float64)
     t = np.linspace(0, len(SEQUENTIAL) - 1, n) if n > 1 else np.zeros(1)
     lo = np.minimum(np.floor(t).astype(int), len(SEQUENTIAL) - 2)
     rgb = stops[lo] + (t - lo)[:, None] * (stops[lo + 1] - stops[lo])

@@ -313,6 +313,12 @@ def recolor_patch(ctx: AppContext, mode: str, col: Coloring | None = None, clust
         p = Patch()
         for k, v in map_marker(ctx, mode, col, cluster).items():
             p["data"][0]["marker"][k] = v
+    return patch_rings_and_annotations(p, ctx, mode, cluster)
+
+
+def patch_rings_and_annotations(p, ctx: AppContext, mode: str, cluster=None):
+    """Set the open cluster's rings (trace 2, :func:`highlight_trace`) and the cluster-id
+    annotations (:func:`cluster_annotations`) in the :class:`dash.Patch` ``p``; returns ``p``."""
     ring = highlight_trace(ctx, cluster, mode)
     p["data"][2]["x"] = ring["x"]
     p["data"][2]["y"] = ring["y"]
