@@ -212,13 +212,16 @@ class Searcher:
                 out[i] = QueryFailure(p.name, f"query image not found or unreadable: {p} ({e.strerror or e})")
         known = self.project.store.embedded_ids_by_hash(list(hashes.values()))
         todo = []
+        top1_ids = sorted(set(known.values()))
+        top1, top1_p = self.project.store.imagenet_top1(top1_ids)
+        top1_of = {i: (int(c), None if np.isnan(p) else float(p)) for i, c, p in zip(top1_ids, top1, top1_p)}
         for i, h in hashes.items():
             image_id = known.get(h)
             if image_id is not None and image_id in self.id_to_row:
                 res = self.by_id(image_id, k, exact=exact, for_label=for_label)
                 res.query = paths[i].name
-                res.top1_class = self._top1_name(int(self.project.store.top1_of([image_id])[0]))
-                res.top1_prob = self.project.store.top1_prob_of([image_id])[0]
+                res.top1_class = self._top1_name(top1_of[image_id][0])
+                res.top1_prob = top1_of[image_id][1]
                 out[i] = res
             else:
                 todo.append((i, paths[i]))

@@ -86,6 +86,7 @@ def test_imagenet_top1_by_id_few_or_many(store):
     t_many, p_many = store.imagenet_top1(many)
     assert t_many.tolist() == top1.tolist() * 101 and np.array_equal(p_many, np.tile(prob, 101), equal_nan=True)
     assert store.top1_prob_of([ids[2], 10**9]) == [0.5, None]
+    assert [len(a) for a in store.imagenet_top1([])] == [0, 0]
 
 
 def test_missing_keeps_labels(store):

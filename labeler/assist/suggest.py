@@ -268,9 +268,9 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
     x, name = load_features(project, features)
     ids, rows, labels, version = _label_state(project)
     given = np.array([labels.get(int(i), (None, None))[0] for i in ids], dtype=object)
-    train = [(r, labels[int(i)][0], int(i)) for i, r in zip(ids, rows)
+    train = [(r, labels[int(i)][0]) for i, r in zip(ids, rows)
              if int(i) in labels and labels[int(i)][1] != SUGGESTION_SOURCE]
-    classes = tuple(sorted({lab for _, lab, _ in train}))
+    classes = tuple(sorted({lab for _, lab in train}))
     m = len(ids)
     if not classes:
         z = np.zeros(m, np.float32)
@@ -286,8 +286,8 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
             and np.array_equal(cached["suggestions"].image_ids, ids):
         return cached["suggestions"]
     graph = knn_graph(project, x, name) if use_cache else cached_knn_graph(x, None)
-    t_rows = np.array([r for r, _, _ in train], dtype=np.int64)
-    t_codes = np.array([classes.index(lab) for _, lab, _ in train], dtype=np.int64)
+    t_rows = np.array([r for r, _ in train], dtype=np.int64)
+    t_codes = np.array([classes.index(lab) for _, lab in train], dtype=np.int64)
     clusters = clusters_by_row(project, len(x))
     state = cached.get("state") if cached and cached.get("fingerprint") == fingerprint(x) else None
     pred, state = assist_model.predict(x, graph, t_rows, t_codes, classes, method=method, state=state,

@@ -219,7 +219,7 @@ class ImagesMixin:
 
     def imagenet_top1(self, image_ids) -> tuple[np.ndarray, np.ndarray]:
         """ImageNet top-1 class and its softmax probability of each image, vectorised
-        (two queries, then a lookup by id; at 1M images the per-id lookup it replaces
+        (one query, then a lookup by id; at 1M images the per-id lookup it replaces
         took seconds). Up to 500 ids are looked up by id, more read the whole table.
 
         Parameters
@@ -232,6 +232,8 @@ class ImagesMixin:
         prob : ndarray (n,), float64, NaN where unknown
         """
         ids = np.asarray(image_ids, dtype=np.int64).reshape(-1)
+        if not len(ids):
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
         few = len(ids) <= 500  # a search's query image: look those up, not the whole table
         where = (" WHERE id IN (" + ",".join(str(int(i)) for i in ids) + ")") if few else ""
         rows = self.con.execute(f"SELECT id, top1, top1_prob FROM images{where}").fetchall()
