@@ -38,14 +38,13 @@ PLACEMENTS = ("auto", "vectorised", "hdbscan")
 #: 'auto' placement: fast_approximate_predict from this many points on (below, the
 #: per-call set-up over the condensed tree is not worth it).
 VECTORISED_FROM = 2_000
-
-
 #: Points HDBSCAN is fitted on above this size; the rest are placed (:func:`run_hdbscan`).
 #: Chosen on 1M synthetic points (10-d UMAP space of ``benchmarks/bench_reduce.py``'s
 #: clustered embeddings, 30 true clusters), one run: a 200k fit took 240.7 s, 100k 70.7 s,
 #: 50k 36.2 s (placement of the rest included), with the same ARI against the truth
 #: (0.980) and ARI 0.999 between them; 46 / 41 / 36 clusters.
 HDBSCAN_FIT_SAMPLE = 100_000
+
 
 def renumber_by_size(labels: np.ndarray) -> np.ndarray:
     """Renumber cluster ids 0..m-1, largest first (ties by old id); -1 stays -1."""
