@@ -416,7 +416,7 @@ def browser_render(app, n_points: int, timeout: float = 900.0) -> dict:
                                         "r => r.name.endsWith('/_dash-layout')); return e ? e.responseEnd : null")
             out["layout_received_s"] = None if got is None else round(got / 1000, 3)
             got = driver.execute_script("const e = performance.getEntriesByType('resource').find("
-                                        "r => r.name.endsWith('/plotly.min.js')); return e ? e.responseEnd : null")
+                                        r"r => /[/]plotly[^/]*[.]min[.]js/.test(r.name)); return e ? e.responseEnd : null")
             out["plotly_js_received_s"] = None if got is None else round(got / 1000, 3)
             raster = raster_mode(app.labeler)
             what = "a raster of" if raster else "WebGL markers for"
@@ -464,7 +464,7 @@ def _reload(driver, url: str, ready: str, timeout: float, out: dict) -> None:
     driver.get(url)
     t_ms = _poll(lambda: driver.execute_script(ready), timeout, "the map's render after a reload")
     out["first_render_reload_s"] = round(t_ms / 1000, 3)
-    print(f"  plotly.min.js received at {out['plotly_js_received_s']} s; the page loaded again in the same "
+    print(f"  plotly.js received at {out['plotly_js_received_s']} s; the page loaded again in the same "
           f"browser: map drawn {out['first_render_reload_s']:.2f} s after navigation start")
 
 
