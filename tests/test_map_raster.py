@@ -266,3 +266,17 @@ def test_fit_all_view_covers_every_point(raster_actx):
     grid = views.grid_xy(raster_actx)
     v = mr.view_from(views.fit_all_view(raster_actx, {"x": [0, 1], "y": [0, 1], "w": 640, "h": 480}), None)
     assert v.inside(grid).all() and v.width == v.height == 640
+
+
+def test_the_raster_is_rendered_again_only_when_its_pixels_can_differ(raster_actx):
+    from labeler.app import views
+
+    actx = raster_actx  # create_app rendered the first view already (views.warm_map)
+    first = views.raster_parts(actx, views.COLOR_BY_CLUSTER)["image"]
+    assert views.raster_parts(actx, views.COLOR_BY_CLUSTER)["image"] is first
+    opened = views.raster_parts(actx, views.COLOR_BY_CLUSTER, cluster=0)["image"]  # other points dimmed
+    assert opened["source"] != first["source"]
+    by_label = views.raster_parts(actx, views.COLOR_BY_LABEL)["image"]  # nothing labelled: other colours
+    assert by_label["source"] not in (first["source"], opened["source"])
+    again = views.raster_parts(actx, views.COLOR_BY_CLUSTER)["image"]
+    assert again is not first and again == first
