@@ -95,7 +95,7 @@ def open_mask(ctx: AppContext, cluster) -> np.ndarray | None:
 
 
 def cluster_annotations(ctx: AppContext, mode: str, min_gap: float = 0.06) -> list[dict]:
-    """Cluster-id labels at the cluster medians, largest clusters first, leaving out a
+    """Cluster-id labels just above the cluster medians, largest clusters first, leaving out a
     label that would sit closer than ``min_gap`` (share of the robust view's span) to
     one already placed, so the numbers do not overlap. None when colouring by label;
     every point's cluster is in its hover card."""
@@ -116,8 +116,10 @@ def cluster_annotations(ctx: AppContext, mode: str, min_gap: float = 0.06) -> li
         if any(abs(x - px) < gx and abs(y - py) < gy for px, py in placed):
             continue
         placed.append((x, y))
+        # Just above the median, not on it: a tight cluster (near-identical photos) is a
+        # few pixels across and a label centred there hid it.
         out.append({"x": x, "y": y, "text": ct[j], "showarrow": False, "font": {"size": 11, "color": "#111"},
-                    "bgcolor": "rgba(255,255,255,0.65)", "borderpad": 1})
+                    "bgcolor": "rgba(255,255,255,0.65)", "borderpad": 1, "yanchor": "bottom", "yshift": 4})
     return out
 
 
