@@ -83,20 +83,29 @@ def write_photos(dest: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
+CONV = (8, 256, 56)  # the peak's convolution: batch, channels in = out, height = width (3x3, padding 1)
+
+
+def _rate(fn, seconds: float) -> tuple[float, int]:
+    """(G operations/s, calls) of ``fn`` (one call = the CONV convolution) over ``seconds``."""
+    n, c, hw = CONV
+    fn()
+    t0, k = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        fn()
+        k += 1
+    return 2 * n * c * c * 9 * hw * hw * k / (time.perf_counter() - t0) / 1e9, k
+
+
 def conv_gflops(seconds: float = 2.0) -> tuple[float, str]:
     """Measured fp32 convolution throughput (oneDNN through torch, current threads)."""
-    n, c, hw = 8, 256, 56
+    n, c, hw = CONV
     x = torch.randn(n, c, hw, hw).contiguous(memory_format=torch.channels_last)
     conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last)
-    flop = 2 * n * c * c * 9 * hw * hw
     with torch.inference_mode():
-        conv(x)
-        t0, k = time.perf_counter(), 0
-        while time.perf_counter() - t0 < seconds:
-            conv(x)
-            k += 1
-        rate = flop * k / (time.perf_counter() - t0) / 1e9
-    return rate, f"3x3 conv {c}->{c} ch, {n}x{hw}x{hw}, channels_last: {flop / 1e9:.1f} GFLOP x {k} in {seconds:.0f} s"
+        rate, k = _rate(lambda: conv(x), seconds)
+    return rate, (f"3x3 conv {c}->{c} ch, {n}x{hw}x{hw}, channels_last: {2 * n * c * c * 9 * hw * hw / 1e9:.1f} "
+                  f"GFLOP x {k} in {seconds:.0f} s")
 
 
 def int8_conv_gops(dest: Path, seconds: float = 2.0) -> tuple[float, str]:
@@ -108,7 +117,7 @@ def int8_conv_gops(dest: Path, seconds: float = 2.0) -> tuple[float, str]:
     execution provider with the process's threads. Returns (GOP/s, how), one
     multiply-add = 2 operations.
     """
-    n, c, hw = 8, 256, 56
+    n, c, hw = CONV
     conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).eval()
     x = torch.randn(n, c, hw, hw)
 
@@ -126,14 +135,8 @@ def int8_conv_gops(dest: Path, seconds: float = 2.0) -> tuple[float, str]:
         torch.onnx.export(Net().eval(), (x,), str(fp32), input_names=["input"], output_names=["features", "logits"],
                           opset_version=17, dynamo=False)
     engine = OrtEngine(quantize_int8(fp32, x.numpy(), dest / "conv-int8.onnx"), "int8")
-    flop = 2 * n * c * c * 9 * hw * hw
-    engine(x)
-    t0, k = time.perf_counter(), 0
-    while time.perf_counter() - t0 < seconds:
-        engine(x)
-        k += 1
-    rate = flop * k / (time.perf_counter() - t0) / 1e9
-    return rate, f"the same conv quantised (QDQ u8s8) on ONNX Runtime: {flop / 1e9:.1f} GOP x {k} in {seconds:.0f} s"
+    rate, k = _rate(lambda: engine(x), seconds)
+    return rate, f"the same conv quantised (QDQ u8s8) on ONNX Runtime, {k} calls in {seconds:.0f} s"
 
 
 def run_embed(items, bb, batch_size, num_workers, **kw) -> tuple[float, np.ndarray]:
