@@ -14,7 +14,7 @@ pytest.importorskip("selenium")
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
-from labeler.app import views  # noqa: E402
+from labeler.app import panels, views  # noqa: E402
 from labeler.config import save_setting  # noqa: E402
 from test_app_annotator_aids import _label_some, _reroot, add_photos  # noqa: E402
 from test_app_annotator_browser import press  # noqa: E402
@@ -157,7 +157,7 @@ def test_an_ingest_while_the_page_is_open_is_picked_up(driver, served, project, 
     photos = _reroot(project, elpv_dir, tmp_path)
     n0 = app.labeler.n_points
     open_dashboard(driver, srv.url, n0)
-    big = max(views.cluster_rows(app.labeler), key=lambda r: r["size"] if r["cluster"] >= 0 else -1)["cluster"]
+    big = max(panels.cluster_rows(app.labeler), key=lambda r: r["size"] if r["cluster"] >= 0 else -1)["cluster"]
     before = project.store.cluster_members(big)
     driver.find_element(By.CSS_SELECTOR, f".cluster-card[data-cluster='{big}'] .btn").click()
     wait_until(lambda: len(thumb_ids(driver, "#cluster-grid .thumb-btn")) == min(len(before), 40), T, "grid")

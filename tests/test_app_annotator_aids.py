@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 import fixtures_images as fx
 from labeler import labels
-from labeler.app import create_app, ids, views
+from labeler.app import create_app, ids, panels, views
 from labeler.app.actions import placed_since, run
 from labeler.app.callbacks_assist import cluster_suggestions, point_suggestions, suggestion_text
 from labeler.app.callbacks_label import label_cluster_action, set_hints_action
@@ -46,15 +46,15 @@ def test_hints_follow_the_threshold_and_the_toggle(actx, project):
     # Shown exactly for the images whose top-1 probability reaches the default 0.5.
     assert [h is not None for h in shown] == list(prob >= 0.5)
     save_setting(project.settings_path, "imagenet_hint_min_prob", 0.0)
-    rows = views.cluster_rows(actx)
+    rows = panels.cluster_rows(actx)
     assert rows and all(r["hint"] and r["hint"].startswith("ImageNet hint: ") and "(p=" in r["hint"] for r in rows)
     assert "pca_components = 32" in project.settings_path.read_text()  # the other settings stay
     assert "hidden" in set_hints_action(actx, False)
     assert tomllib.loads(project.settings_path.read_text())["imagenet_hints"] is False
-    assert all(r["hint"] is None for r in views.cluster_rows(actx))
+    assert all(r["hint"] is None for r in panels.cluster_rows(actx))
     assert image_hint(actx, int(actx.point_ids[0])) is None
     set_hints_action(actx, True)
-    assert views.cluster_rows(actx)[0]["hint"]
+    assert panels.cluster_rows(actx)[0]["hint"]
 
 
 def test_a_natural_photo_gets_its_hint_in_the_app_and_the_cli(actx, project, tmp_path):
@@ -92,13 +92,13 @@ def test_page_keys_turn_the_page_of_the_open_tab(actx):
     assert keyboard_step(actx, "pgup", dict(state, tab=ids.TAB_SEARCH)) == {"search_page": 1}
     assert keyboard_step(actx, "pgdn", dict(state, tab=ids.TAB_SEARCH)) == {"search_page": 2}
     assert keyboard_step(actx, "pgdn", dict(state, tab=ids.TAB_NEXT)) == {}
-    big = max(views.cluster_rows(actx), key=lambda r: r["size"])["cluster"]
+    big = max(panels.cluster_rows(actx), key=lambda r: r["size"])["cluster"]
     n_pages = -(-len(actx.store.cluster_members(big)) // 40)
     assert keyboard_step(actx, "pgdn", {"cluster": big, "page": n_pages}) == {"page": n_pages}
 
 
 def test_arrows_walk_the_queue_the_view_was_opened_from(actx):
-    members = views.cluster_members_ordered(actx, 0)
+    members = panels.cluster_members_ordered(actx, 0)
     queue = [int(actx.point_ids[5]), members[0], int(actx.point_ids[40])]
     assert step_in_view(actx, queue[0], 1, queue) == queue[1]
     assert step_in_view(actx, queue[0], -1, queue) == queue[2]  # wraps around
@@ -110,7 +110,7 @@ def test_arrows_walk_the_queue_the_view_was_opened_from(actx):
 def _label_some(project, actx):
     """Label the smallest cluster 'poly' and 10 images of the largest 'mono'; returns
     the fully labelled cluster(s)."""
-    real = sorted((r["size"], r["cluster"]) for r in views.cluster_rows(actx) if r["cluster"] >= 0)
+    real = sorted((r["size"], r["cluster"]) for r in panels.cluster_rows(actx) if r["cluster"] >= 0)
     small, big = real[0][1], real[-1][1]
     labels.label_cluster(project, small, "poly", annotator="kim")
     labels.label_images(project, project.store.cluster_members(big)[:10], "mono", annotator="kim")
@@ -177,7 +177,7 @@ def add_photos(project, photos, n=4):
 def test_an_ingest_while_the_app_is_open_is_picked_up(actx, project, elpv_dir, tmp_path):
     photos = _reroot(project, elpv_dir, tmp_path)
     n0 = actx.n_points
-    rows = views.cluster_rows(actx)
+    rows = panels.cluster_rows(actx)
     seen = {r["cluster"]: project.store.cluster_members(r["cluster"]) for r in rows}
     cid0 = int(project.store.current_clustering()["id"])
     previews = {c: split_preview_action(actx, c, "kmeans", 2) for c in seen if c >= 0}

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from labeler.app import create_app
+from labeler.app import panels
 from labeler.app import views
 from labeler.app.callbacks_explore import hover_card
 from labeler.app import callbacks_label as cl
@@ -230,17 +231,17 @@ def test_cluster_rows_flag_mixed_clusters_and_sort(actx, project):
     assert len(members) >= 6
     label_ids_action(actx, members[:3], "a", "ana")
     label_ids_action(actx, members[3:6], "b", "ana")
-    rows = {r["cluster"]: r for r in views.cluster_rows(actx)}
+    rows = {r["cluster"]: r for r in panels.cluster_rows(actx)}
     assert rows[0]["labelled"] == 6 and rows[0]["majority_share"] == 0.5
     assert rows[0]["needs_review"] and "mixed" in rows[0]["review_reason"]
     assert rows[1]["majority"] is None and rows[1]["share"] == 0
-    assert views.sort_clusters(list(rows.values()), "review")[0]["cluster"] == 0
-    by_unlab = views.sort_clusters(list(rows.values()), "unlabelled")
+    assert panels.sort_clusters(list(rows.values()), "review")[0]["cluster"] == 0
+    by_unlab = panels.sort_clusters(list(rows.values()), "unlabelled")
     assert [r["unlabelled"] for r in by_unlab if r["cluster"] >= 0] == sorted(
         [r["unlabelled"] for r in rows.values() if r["cluster"] >= 0], reverse=True)
     assert all(s["suggested_name"] for s in project.store.cluster_summaries())
     with pytest.raises(ValueError):
-        views.sort_clusters([], "colour")
+        panels.sort_clusters([], "colour")
 
 
 def test_cluster_detail_lists_representatives_first(actx, project):
@@ -412,7 +413,7 @@ def test_two_annotators_see_each_others_labels(project):
     a, b = create_app(project).labeler, create_app(other).labeler
     label_cluster_action(a, 0, "mono", "ana")
     label_cluster_action(b, 1, "poly", "bob")
-    assert views.progress(a)["counts"] == views.progress(b)["counts"]
+    assert panels.progress(a)["counts"] == panels.progress(b)["counts"]
     annotators = {r["annotator"] for r in project.store.label_rows()}
     assert annotators == {"ana", "bob"}
     other.store.close()

@@ -119,7 +119,7 @@ def test_a_changed_file_shows_its_label_stale_in_info_and_the_dashboard(project)
     from labeler import labels
     from labeler.app.callbacks_label import progress_view
     from labeler.app.components import caption
-    from labeler.app.views import image_facts
+    from labeler.app.panels import image_facts
 
     actx = create_app(project).labeler
     image_id = int(project.store.row_image_ids()[0])

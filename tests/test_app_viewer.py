@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from labeler.app import create_app, views
+from labeler.app import create_app, panels, views
 from labeler.app.callbacks_viewer import keyboard_step, label_choices, large_view, next_cluster, step_in_cluster
 from labeler.app.routes import view_jpeg
 
@@ -64,7 +64,7 @@ def test_keyboard_steps_open_label_and_advance(actx, project):
 
 
 def test_large_view_and_moving_within_the_cluster(actx, project):
-    members = views.cluster_members_ordered(actx, 0)
+    members = panels.cluster_members_ordered(actx, 0)
     v = large_view(actx, members[0])
     assert v["src"] == f"/view/{members[0]}" and len(v["neighbours"]) == 9 and v["extras"] == []
     assert step_in_cluster(actx, members[0], 1) == members[1]

@@ -12,8 +12,9 @@ from .components import legend
 from .routes import thumb_url
 from .state import AppContext
 from .map_select import selected_points
-from .views import (coloring, fit_all_patch, fit_all_view, grid_xy, image_facts, map_figure, point_image_id,
-                    raster_mode, recolor_patch, view_patch)
+from .panels import image_facts
+from .views import (coloring, fit_all_patch, fit_all_view, grid_xy, map_figure, point_image_id, raster_mode,
+                    recolor_patch, view_patch)
 
 
 def hover_card(actx: AppContext, image_id: int) -> list:

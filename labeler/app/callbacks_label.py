@@ -22,7 +22,7 @@ from .common import annotator_name, authenticated_user, track_ticks, triggered_v
 from .components import HINT_TITLE, caption, cluster_card, grid, thumb
 from .layout import CARDS_PER_PAGE, PER_PAGE
 from .state import AppContext
-from .views import cluster_members_ordered, cluster_rows, image_facts, page_of, progress, sort_clusters
+from .panels import cluster_members_ordered, cluster_rows, image_facts, page_of, progress, sort_clusters
 
 # -- plain functions (tested directly, through actions.attempt) ---------------------------
 

@@ -21,7 +21,7 @@ from .actions import run, write_on_click
 from .common import annotator_name, result
 from .components import caption, full_image_link, grid, label_input, thumb
 from .state import AppContext
-from .views import image_facts, page_of
+from .panels import image_facts, page_of
 
 GROUP_THUMBS = 40
 

@@ -17,7 +17,8 @@ from .routes import thumb_url
 from .state import AppContext
 from .uploads import UploadError, uploaded_image
 from .layout import PER_PAGE
-from .views import image_facts, page_of, point_image_id, query_marker_patch
+from .panels import image_facts, page_of
+from .views import point_image_id, query_marker_patch
 
 MAX_K = 100
 

@@ -26,7 +26,7 @@ from .components import caption, message
 from .layout import PER_PAGE
 from .routes import thumb_url, view_url
 from .state import AppContext
-from .views import cluster_members_ordered, cluster_rows, image_facts, sort_clusters
+from .panels import cluster_members_ordered, cluster_rows, image_facts, sort_clusters
 
 N_NEIGHBOURS = 9
 
