@@ -51,8 +51,8 @@ from .. import images
 from ..errors import BadInputError, LabelerError, ProjectError
 from .networks import EfficientNetFeatures
 
-__all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "TRAIN_FROM", "d4",
-           "finetune_project"]
+__all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "LOSSES",
+           "SUPCON_TEMPERATURE", "SUPCON_WEIGHT", "TRAIN_FROM", "d4", "finetune_project", "supcon_loss"]
 
 
 def d4(x: torch.Tensor, k: int) -> torch.Tensor:
@@ -78,6 +78,63 @@ TRAIN_FROM = {"s16": 16, "s8": 8}
 CLASS_WEIGHTS = ("sqrt", "balanced", "none")
 #: The new classifier: a linear layer, or a cosine classifier (:class:`CosineClassifier`).
 HEADS = ("linear", "cosine")
+#: The training loss: cross-entropy alone, or cross-entropy + SUPCON_WEIGHT x the
+#: supervised contrastive loss (:func:`supcon_loss`) on the search vectors.
+LOSSES = ("ce", "ce+supcon")
+#: Temperature of the supervised contrastive loss: Khosla et al. 2020's default (0.1).
+SUPCON_TEMPERATURE = 0.1
+#: Weight of the supervised contrastive term beside the cross-entropy: 1, the two terms
+#: added unweighted (not tuned: issue 9 asks for principled defaults, not ELPV's knobs).
+SUPCON_WEIGHT = 1.0
+
+
+def supcon_loss(z: torch.Tensor, y: torch.Tensor, temperature: float = SUPCON_TEMPERATURE) -> torch.Tensor:
+    """Supervised contrastive loss (Khosla et al. 2020, NeurIPS, "Supervised Contrastive
+    Learning", eq. 2, the ``L_out`` form) of a batch of embeddings.
+
+    For each anchor ``i``, the positives are the other batch members of its class
+    (e.g. the other augmented view of the same image, and other images of that label)::
+
+        L_i = -1/|P(i)| sum_{p in P(i)} log( exp(z_i.z_p / t) / sum_{a != i} exp(z_i.z_a / t) )
+
+    averaged over the anchors that have at least one positive (0 when none has).
+
+    Parameters
+    ----------
+    z : torch.Tensor (B, D), float
+        Embeddings; L2-normalised here, so only their directions count (what cosine
+        search compares).
+    y : torch.Tensor (B,), int
+        Class of each row.
+    temperature : float, default :data:`SUPCON_TEMPERATURE`
+        Must be > 0.
+
+    Returns
+    -------
+    torch.Tensor
+        A scalar (float, differentiable with respect to ``z``).
+
+    Raises
+    ------
+    BadInputError
+        ``temperature <= 0``, ``z`` not 2-D, or ``y`` not of length B.
+    """
+    if not temperature > 0:
+        raise BadInputError(f"the supervised contrastive temperature must be > 0, got {temperature}")
+    if z.dim() != 2 or y.shape != (z.shape[0],):
+        raise BadInputError(f"supcon_loss wants z (B, D) and y (B,), got {tuple(z.shape)} and {tuple(y.shape)}")
+    z = F.normalize(z.float(), dim=1)
+    b = z.shape[0]
+    self_mask = torch.eye(b, dtype=torch.bool, device=z.device)
+    logits = (z @ z.T / temperature).masked_fill(self_mask, float("-inf"))
+    log_prob = logits - torch.logsumexp(logits, dim=1, keepdim=True)
+    pos = (y[:, None] == y[None, :]) & ~self_mask
+    n_pos = pos.sum(1)
+    has = n_pos > 0
+    if not bool(has.any()):
+        return z.sum() * 0.0
+    mean_log_prob_pos = log_prob.masked_fill(~pos, 0.0).sum(1)[has] / n_pos[has]
+    return -mean_log_prob_pos.mean()
 
 
 class CosineClassifier(nn.Module):
@@ -321,7 +378,8 @@ def _drop_export(backbone) -> None:
 
 def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout: float = 0.2,
                      batch_size: int = 32, lr: float = 3e-4, train_from: str = "s16", class_weight: str = "sqrt",
-                     head: str = "linear", tta: bool = False, input_size: int | None = None, seed: int = 0,
+                     head: str = "linear", tta: bool = False, input_size: int | None = None, loss: str = "ce",
+                     seed: int = 0,
                      name: str | None = None, activate: bool = True, progress: bool = True,
                      say=lambda s: None) -> FinetuneReport:
     """Fine-tune the project's backbone on its current labels and store the new vectors.
@@ -355,6 +413,12 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         Side (pixels) images are resized to for training and re-embedding; default the
         backbone's (224 for Lite0). The network is fully convolutional; a larger side
         keeps finer detail at (side / 224)^2 the cost.
+    loss : {'ce', 'ce+supcon'}, default 'ce'
+        Cross-entropy (label smoothing 0.1, class weights) alone, or plus
+        :data:`SUPCON_WEIGHT` x the supervised contrastive loss (:func:`supcon_loss`,
+        temperature :data:`SUPCON_TEMPERATURE`) on the L2-normalised pooled vectors the
+        search uses, over two different symmetries of each image in the batch (2x the
+        training cost).
     seed : int, default 0
     name : str, optional
         Name of the new feature set (default ``finetuned-<k>``, k = 1, 2, ...).
@@ -376,7 +440,8 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     BadInputError
         Fewer than 10 labelled images or fewer than 2 labels, a backbone other than
         EfficientNet-Lite, ``epochs < 1``, ``holdout`` outside [0, 0.5], or an unknown
-        ``train_from`` / ``class_weight`` / ``head``, or ``input_size`` outside [64, 1024].
+        ``train_from`` / ``class_weight`` / ``head`` / ``loss``, or ``input_size`` outside
+        [64, 1024].
     """
     from .backbones import load_backbone
     from .device import pick_device
@@ -393,6 +458,9 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         raise BadInputError(f"class_weight must be one of {CLASS_WEIGHTS}, got {class_weight!r}")
     if head not in HEADS:
         raise BadInputError(f"head must be one of {HEADS}, got {head!r}")
+    if loss not in LOSSES:
+        raise BadInputError(f"loss must be one of {LOSSES}, got {loss!r}")
+    loss_name = loss
     if input_size is not None and not 64 <= input_size <= 1024:
         raise BadInputError(f"input_size must be in [64, 1024] pixels, got {input_size}")
     store = project.store
@@ -461,10 +529,20 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     for _ in range(epochs):
         perm = torch.randperm(n, generator=g)
         sym = torch.randint(0, 8, (n,), generator=g)
+        # ce+supcon: a second, different symmetry of each image (the paper's two views)
+        sym2 = (sym + torch.randint(1, 8, (n,), generator=g)) % 8
         for i in range(0, n, batch_size):
             idx = perm[i:i + batch_size]
+            yb = y[idx.to(dev)]
             h = maps[sym[idx].to(dev), idx.to(dev)].float()
-            loss = F.cross_entropy(tail(h), y[idx.to(dev)], weight=weight, label_smoothing=0.1)
+            if loss_name == "ce":
+                loss = F.cross_entropy(tail(h), yb, weight=weight, label_smoothing=0.1)
+            else:
+                h = torch.cat([h, maps[sym2[idx].to(dev), idx.to(dev)].float()])
+                yb = torch.cat([yb, yb])
+                e = tail.embed(h)
+                loss = (F.cross_entropy(tail.fc(tail.drop(e)), yb, weight=weight, label_smoothing=0.1)
+                        + SUPCON_WEIGHT * supcon_loss(e, yb, SUPCON_TEMPERATURE))
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -500,12 +578,12 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     if name is None:
         taken = set(list_feature_sets(project))
         name = next(f"finetuned-{k}" for k in range(1, 10_000) if f"finetuned-{k}" not in taken)
-    torch.save({"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "head": head,
+    torch.save({"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "head": head, "loss": loss_name,
                 "backbone": meta["name"]}, project.models_dir / f"{name}.pt")
     save_feature_set(project, name, feats, {
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
         "train_from": train_from, "class_weight": class_weight, "head": head,
-        "tta": bool(tta), "input_size": bb.input_size, "n_train": int(len(train)), "n_heldout": int(len(held)),
+        "loss": loss_name, "tta": bool(tta), "input_size": bb.input_size, "n_train": int(len(train)), "n_heldout": int(len(held)),
         "heldout_accuracy": acc,
         # The images the network saw with their labels: the suggestion model must not
         # calibrate on them (labeler.assist.model.predict's ``fitted``).
