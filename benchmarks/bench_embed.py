@@ -10,7 +10,8 @@ photos and ELPV solar cells) to a temp dir, then reports, in one run, images/s o
 * the naive way: one image at a time through an eager channels-first model, the
   decoding in the same thread;
 * ``embed_files`` on torch per batch size, and on ONNX Runtime (fp32; int8 with
-  ``--int8``, calibrated on the benchmark's own photos), each with the minimum cosine
+  ``--int8``, calibrated on the benchmark's own photos, held to its own cap: the same
+  convolution quantised as the product quantises, on ONNX Runtime), each with the minimum cosine
   similarity of its features to torch fp32's, for each feature type of ``--features``
   (``global``, ``multistage``, ``multiscale``: labeler.embedding.local_features; each
   has its own ONNX export), and the ratio ONNX Runtime / torch (best batch size) per type.
@@ -82,20 +83,60 @@ def write_photos(dest: Path, n: int, seed: int = 0) -> list[Path]:
     return paths
 
 
+CONV = (8, 256, 56)  # the peak's convolution: batch, channels in = out, height = width (3x3, padding 1)
+
+
+def _rate(fn, seconds: float) -> tuple[float, int]:
+    """(G operations/s, calls) of ``fn`` (one call = the CONV convolution) over ``seconds``."""
+    n, c, hw = CONV
+    fn()
+    t0, k = time.perf_counter(), 0
+    while time.perf_counter() - t0 < seconds:
+        fn()
+        k += 1
+    return 2 * n * c * c * 9 * hw * hw * k / (time.perf_counter() - t0) / 1e9, k
+
+
 def conv_gflops(seconds: float = 2.0) -> tuple[float, str]:
     """Measured fp32 convolution throughput (oneDNN through torch, current threads)."""
-    n, c, hw = 8, 256, 56
+    n, c, hw = CONV
     x = torch.randn(n, c, hw, hw).contiguous(memory_format=torch.channels_last)
     conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).eval().to(memory_format=torch.channels_last)
-    flop = 2 * n * c * c * 9 * hw * hw
     with torch.inference_mode():
-        conv(x)
-        t0, k = time.perf_counter(), 0
-        while time.perf_counter() - t0 < seconds:
-            conv(x)
-            k += 1
-        rate = flop * k / (time.perf_counter() - t0) / 1e9
-    return rate, f"3x3 conv {c}->{c} ch, {n}x{hw}x{hw}, channels_last: {flop / 1e9:.1f} GFLOP x {k} in {seconds:.0f} s"
+        rate, k = _rate(lambda: conv(x), seconds)
+    return rate, (f"3x3 conv {c}->{c} ch, {n}x{hw}x{hw}, channels_last: {2 * n * c * c * 9 * hw * hw / 1e9:.1f} "
+                  f"GFLOP x {k} in {seconds:.0f} s")
+
+
+def int8_conv_gops(dest: Path, seconds: float = 2.0) -> tuple[float, str]:
+    """Measured int8 convolution throughput on ONNX Runtime (the CPU's real int8 limit).
+
+    The same convolution as :func:`conv_gflops`, exported to ONNX and quantised exactly
+    as the product quantises a backbone (:func:`labeler.embedding.runtime.quantize_int8`:
+    QDQ, per-channel int8 weights, uint8 activations), timed on ONNX Runtime's CPU
+    execution provider with the process's threads. Returns (GOP/s, how), one
+    multiply-add = 2 operations.
+    """
+    n, c, hw = CONV
+    conv = torch.nn.Conv2d(c, c, 3, padding=1, bias=False).eval()
+    x = torch.randn(n, c, hw, hw)
+
+    class Net(torch.nn.Module):  # the product's ONNX interface: input -> features, logits
+        def __init__(self):
+            super().__init__()
+            self.conv = conv
+
+        def forward(self, inp):
+            y = self.conv(inp)
+            return y, y
+
+    fp32 = dest / "conv-fp32.onnx"
+    with torch.inference_mode():
+        torch.onnx.export(Net().eval(), (x,), str(fp32), input_names=["input"], output_names=["features", "logits"],
+                          opset_version=17, dynamo=False)
+    engine = OrtEngine(quantize_int8(fp32, x.numpy(), dest / "conv-int8.onnx"), "int8")
+    rate, k = _rate(lambda: engine(x), seconds)
+    return rate, f"the same conv quantised (QDQ u8s8) on ONNX Runtime, {k} calls in {seconds:.0f} s"
 
 
 def run_embed(items, bb, batch_size, num_workers, **kw) -> tuple[float, np.ndarray]:
@@ -150,6 +191,11 @@ def main(argv=None) -> None:
     out = {"cap_img_s": None, "naive_img_s": None, "conv_gflop_s": round(peak, 1), "results": [],
            "ort_over_torch": {}}
     with tempfile.TemporaryDirectory() as d:
+        peak8 = None
+        if args.int8:
+            peak8, how8 = int8_conv_gops(Path(d))
+            out["int8_conv_gop_s"] = round(peak8, 1)
+            print(f"int8 convolution peak: {peak8:.0f} GOP/s measured ({how8}); {peak8 / peak:.2f}x fp32")
         paths = write_photos(Path(d), args.n)
         items = list(enumerate(paths))
         for name in args.backbones.split(","):
@@ -169,9 +215,10 @@ def main(argv=None) -> None:
 
                 def report(runtime, precision, bs, ips, cos):
                     c = "" if cos is None else f", cosine to torch fp32 min {cos:.5f}"
-                    # The cap is the fp32 convolution peak; int8 (VNNI) runs 4 multiply-adds per lane
-                    # and is not held to it (its own peak is not measured here).
-                    of_cap = f"{ips / fcap:.0%} of cap" if precision == "fp32" else "fp32 cap n/a"
+                    # fp32 is held to the fp32 convolution peak, int8 to the measured int8 one.
+                    cap8 = None if peak8 is None else fcap * peak8 / peak
+                    of_cap = (f"{ips / fcap:.0%} of cap" if precision == "fp32" else
+                              f"{ips / cap8:.0%} of the int8 cap {cap8:.0f} img/s, {ips / fcap:.2f}x the fp32 cap")
                     print(f"  {runtime:11s} {precision} batch {bs:3d}: {ips:6.1f} img/s ({of_cap}, "
                           f"{ips / naive:.2f}x naive){c}", flush=True)
                     out["results"].append({"backbone": name, "features": ft, "runtime": runtime,

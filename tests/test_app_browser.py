@@ -119,6 +119,10 @@ def message(driver, contains) -> str:
 def test_label_a_cluster_with_unticked_images(driver, served, project):
     srv, app = served
     open_dashboard(driver, srv.url, app.labeler.n_points)
+    # The map is drawn by plotly.js's gl2d partial bundle in assets/; the full bundle is never fetched.
+    scripts = driver.execute_script("return performance.getEntriesByType('resource').map(r => r.name)")
+    assert any(s.split("?")[0].endswith("/assets/plotly-gl2d.min.js") for s in scripts), scripts
+    assert not any(s.split("?")[0].endswith("/plotly.min.js") for s in scripts), scripts
     wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, ".cluster-card"), what="cluster cards")
     assert "needs review" in driver.page_source or "Cluster 0" in text_of(driver, "#cluster-list")
     driver.find_element(By.CSS_SELECTOR, ".cluster-card[data-cluster='0'] .btn").click()

@@ -15,7 +15,7 @@ from test_app_browser import download_dir, driver  # noqa: E402,F401 (the shared
 from selenium.webdriver.common.by import By  # noqa: E402
 
 from labeler.app import create_app  # noqa: E402
-from labeler.app.map_select import points_in_polygon  # noqa: E402
+from labeler.app.map_select import points_in_box, points_in_polygon  # noqa: E402
 from labeler.app.views import grid_xy  # noqa: E402
 from labeler.config import save_setting  # noqa: E402
 
@@ -85,6 +85,22 @@ def test_raster_map_lasso_click_and_zoom(driver, raster_served, project):
     shown = [int(b.get_attribute("id").split('"id":')[1].split(",")[0].strip(" }"))
              for b in driver.find_elements(By.CSS_SELECTOR, "#selection-grid .thumb-btn")]
     assert shown and set(shown) <= set(actx.point_ids[truth].tolist())
+
+    # Shift + a box over the top-right quarter: Plotly keeps both shapes in layout.selections and
+    # its event carries only the box; the union of the two is selected.
+    bx, by = [float(mid[0]), float(hi[0] + 1)], [float(mid[1]), float(hi[1] + 1)]
+    union = np.union1d(truth, points_in_box(grid, bx, by))
+    assert len(union) > len(truth)
+    path = "M" + "L".join(f"{x},{y}" for x, y in zip(px, py)) + "Z"
+    driver.execute_script(f"""
+        const g = {GRAPH_JS};
+        Plotly.relayout(g, {{selections: [
+            {{type: 'path', xref: 'x', yref: 'y', path: '{path}'}},
+            {{type: 'rect', xref: 'x', yref: 'y', x0: {bx[0]}, x1: {bx[1]}, y0: {by[0]}, y1: {by[1]}}}]}})
+        .then(() => g.emit('plotly_selected', {{points: [], range: {{x: {bx}, y: {by}}}}}));
+    """)
+    wait_until(lambda: f"{len(union)} images selected" in text_of(driver, "#selection-title"),
+               what=f"{len(union)} selected by two shapes (last: {text_of(driver, '#selection-title')!r})")
 
     # A click on a sampled point opens that image (its id from customdata, not its index).
     k = 7

@@ -79,6 +79,23 @@ def test_workers_hand_over_uint8_and_route_by_format(files):
     assert all(plain[i].kind in ("pixels", "failed") for i in range(len(plain)))
 
 
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_cpu_decoded_batch_is_normalised_in_the_asked_layout(files, channels_last):
+    items, _, _, _ = files
+    spec = get_spec("efficientnet-lite0")
+    task = decode.DecodeTask(items, spec, "whole", None, device_jpeg=False)
+    batch = decode.collate([task[i] for i in range(len(task))])
+    assert batch.jpeg_blob is None and batch.pixel_pos == list(range(len(batch.ids)))
+    x, keep, failures = decode.to_device_input(batch, spec, "whole", torch.device("cpu"),
+                                               channels_last=channels_last)
+    mean = torch.tensor(spec.mean).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std).view(1, 3, 1, 1)
+    want = (batch.pixels.permute(0, 3, 1, 2).float() - mean) / std  # the arithmetic of the general path
+    assert torch.equal(x, want) and keep.tolist() == list(range(len(batch.ids))) and failures == []
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert x.is_contiguous(memory_format=layout)
+
+
 @pytest.mark.parametrize("view", ["whole", "crop"])
 def test_device_decode_path_agrees_with_the_cpu_path(lite0, files, tmp_path, view):
     """Same ids, same failures, thumbnails for every good file, features in the same direction."""

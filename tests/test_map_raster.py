@@ -12,6 +12,7 @@ from PIL import Image
 
 from labeler.app import map_raster as mr
 from labeler.app.map_select import points_in_box, points_in_polygon, selected_points
+from labeler.app import map_select as mr_select
 from labeler.config import save_setting
 from labeler.errors import BadInputError
 
@@ -154,9 +155,22 @@ def test_a_lasso_at_scale_matches_a_brute_force_count():
     assert 5_000 < len(got) < 30_000
 
 
+def test_shift_selected_shapes_select_their_union():
+    xy = np.array([[0, 0], [1, 1], [2, 2], [3, 3], [1, 3], [3, 1], [5, 5]], dtype=np.uint16)
+    # Plotly's layout.selections after a lasso and a shift-box: an SVG path and a rect.
+    lasso = {"path": "M0.5,0.5L2.5,0.5L2.5,2.5L0.5,2.5Z"}  # (1, 1) and (2, 2)
+    box = {"range": {"x": [4, 6], "y": [6, 4]}}  # (5, 5)
+    sel = {"lassoPoints": {"x": [4, 6, 6], "y": [4, 4, 6]}, "shapes": [lasso, box]}  # the last shape alone
+    np.testing.assert_array_equal(selected_points(xy, sel), [1, 2, 6])
+    np.testing.assert_array_equal(selected_points(xy, {"shapes": [lasso, lasso]}), [1, 2])  # no duplicates
+    assert mr_select.path_vertices("M 1e1,-2 L3.5,4Z") == ([10.0, 3.5], [-2.0, 4.0])
+
+
 @pytest.mark.parametrize("bad", [{"lassoPoints": {"x": [1, 2], "y": [1, 2]}},
                                  {"lassoPoints": {"x": [1, 2, 3], "y": [1, 2]}},
-                                 {"range": {"x": [1]}}, {"range": {"x": ["a", 2], "y": [0, 1]}}])
+                                 {"range": {"x": [1]}}, {"range": {"x": ["a", 2], "y": [0, 1]}},
+                                 {"shapes": [{"path": "M1,2L3,4L5Z"}]}, {"shapes": [{"path": "M1,2L3,4Z"}]},
+                                 {"shapes": ["M1,2L3,4L5,6Z"]}])
 def test_a_malformed_shape_is_refused(bad):
     with pytest.raises(BadInputError):
         selected_points(np.zeros((3, 2)), bad)
@@ -266,3 +280,17 @@ def test_fit_all_view_covers_every_point(raster_actx):
     grid = views.grid_xy(raster_actx)
     v = mr.view_from(views.fit_all_view(raster_actx, {"x": [0, 1], "y": [0, 1], "w": 640, "h": 480}), None)
     assert v.inside(grid).all() and v.width == v.height == 640
+
+
+def test_the_raster_is_rendered_again_only_when_its_pixels_can_differ(raster_actx):
+    from labeler.app import views
+
+    actx = raster_actx  # create_app rendered the first view already (views.warm_map)
+    first = views.raster_parts(actx, views.COLOR_BY_CLUSTER)["image"]
+    assert views.raster_parts(actx, views.COLOR_BY_CLUSTER)["image"] is first
+    opened = views.raster_parts(actx, views.COLOR_BY_CLUSTER, cluster=0)["image"]  # other points dimmed
+    assert opened["source"] != first["source"]
+    by_label = views.raster_parts(actx, views.COLOR_BY_LABEL)["image"]  # nothing labelled: other colours
+    assert by_label["source"] not in (first["source"], opened["source"])
+    again = views.raster_parts(actx, views.COLOR_BY_CLUSTER)["image"]
+    assert again is not first and again == first

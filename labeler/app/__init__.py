@@ -25,6 +25,7 @@ from . import (callbacks_assist, callbacks_explore, callbacks_label, callbacks_r
 from .layout import serve_layout
 from .routes import Users, install_basic_auth, install_hardening, register_routes, register_search_api
 from .state import AppContext
+from .views import warm_map
 
 ASSETS = Path(__file__).with_name("assets")
 
@@ -74,6 +75,7 @@ def create_app(project: Project | str | Path, *, auth: str | None = None, auth_f
     project = project if isinstance(project, Project) else Project(project)
     actx = AppContext(project, users=users)
     actx.warm()
+    warm_map(actx)
     app = Dash(
         __name__,
         title=f"labeler · {project.root.name}",

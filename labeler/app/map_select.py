@@ -8,6 +8,8 @@ them. Pure functions of numpy arrays.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from ..errors import BadInputError
@@ -65,8 +67,38 @@ def points_in_polygon(xy: np.ndarray, xs, ys) -> np.ndarray:
     return cand[inside]
 
 
+_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+
+
+def path_vertices(path: str) -> tuple[list[float], list[float]]:
+    """The vertices of a lasso kept in Plotly's ``layout.selections`` (``type: 'path'``):
+    an SVG path of straight segments in data units, ``"M x,y L x,y ... Z"``.
+
+    Raises
+    ------
+    BadInputError
+        Not an even number of coordinates.
+    """
+    v = [float(t) for t in _NUMBER.findall(str(path))]
+    if len(v) % 2:
+        raise BadInputError("a lasso path needs an x and a y for every vertex")
+    return v[0::2], v[1::2]
+
+
+def _one_shape(xy: np.ndarray, shape: dict) -> np.ndarray | None:
+    if shape.get("lassoPoints"):
+        lasso = shape["lassoPoints"]
+        return points_in_polygon(xy, lasso["x"], lasso["y"])
+    if shape.get("path"):
+        return points_in_polygon(xy, *path_vertices(shape["path"]))
+    if shape.get("range"):
+        box = shape["range"]
+        return points_in_box(xy, box["x"], box["y"])
+    return None
+
+
 def selected_points(xy: np.ndarray, selected: dict | None) -> np.ndarray | None:
-    """The points a Plotly selection event covers, from its shape.
+    """The points a Plotly selection event covers, from its shape or shapes.
 
     Parameters
     ----------
@@ -74,7 +106,10 @@ def selected_points(xy: np.ndarray, selected: dict | None) -> np.ndarray | None:
         Every point, in the units of the figure's axes.
     selected : dict or None
         Plotly's ``selectedData``: ``{"lassoPoints": {"x": [...], "y": [...]}}`` or
-        ``{"range": {"x": [lo, hi], "y": [lo, hi]}}``.
+        ``{"range": {"x": [lo, hi], "y": [lo, hi]}}``; with ``"shapes"``, a list of
+        such shapes or ``{"path": "M x,y L ... Z"}`` lassos (Plotly's
+        ``layout.selections`` after shift-selecting more: their union is selected,
+        and the single shape is ignored).
 
     Returns
     -------
@@ -90,12 +125,10 @@ def selected_points(xy: np.ndarray, selected: dict | None) -> np.ndarray | None:
     if not selected:
         return None
     try:
-        if selected.get("lassoPoints"):
-            lasso = selected["lassoPoints"]
-            return points_in_polygon(xy, lasso["x"], lasso["y"])
-        if selected.get("range"):
-            box = selected["range"]
-            return points_in_box(xy, box["x"], box["y"])
-    except (KeyError, TypeError, ValueError) as e:
+        if selected.get("shapes"):
+            parts = [_one_shape(xy, shape) for shape in selected["shapes"]]
+            parts = [p for p in parts if p is not None]
+            return np.unique(np.concatenate(parts)).astype(np.int64) if parts else None
+        return _one_shape(xy, selected)
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise BadInputError(f"a malformed map selection: {e}") from e
-    return None

@@ -100,7 +100,8 @@ class AppContext:
             self._searcher: Searcher | None = None
             self._assignments: OrderedDict[int, Assignment] = OrderedDict()
             self._imagenet: tuple | None = None
-            for cached in ("_map_grid_frame", "_map_grid_xy", "_map_grid_range", "_map_view_cache"):  # views
+            for cached in ("_map_grid_frame", "_map_grid_xy", "_map_grid_range", "_map_view_cache",
+                           "_map_image_cache"):  # views
                 self.__dict__.pop(cached, None)
 
     def refresh(self) -> bool:

@@ -95,7 +95,7 @@ def open_mask(ctx: AppContext, cluster) -> np.ndarray | None:
 
 
 def cluster_annotations(ctx: AppContext, mode: str, min_gap: float = 0.06) -> list[dict]:
-    """Cluster-id labels at the cluster medians, largest clusters first, leaving out a
+    """Cluster-id labels just above the cluster medians, largest clusters first, leaving out a
     label that would sit closer than ``min_gap`` (share of the robust view's span) to
     one already placed, so the numbers do not overlap. None when colouring by label;
     every point's cluster is in its hover card."""
@@ -116,8 +116,10 @@ def cluster_annotations(ctx: AppContext, mode: str, min_gap: float = 0.06) -> li
         if any(abs(x - px) < gx and abs(y - py) < gy for px, py in placed):
             continue
         placed.append((x, y))
+        # Just above the median, not on it: a tight cluster (near-identical photos) is a
+        # few pixels across and a label centred there hid it.
         out.append({"x": x, "y": y, "text": ct[j], "showarrow": False, "font": {"size": 11, "color": "#111"},
-                    "bgcolor": "rgba(255,255,255,0.65)", "borderpad": 1})
+                    "bgcolor": "rgba(255,255,255,0.65)", "borderpad": 1, "yanchor": "bottom", "yshift": 4})
     return out
 
 
@@ -385,8 +387,7 @@ def raster_parts(ctx: AppContext, mode: str, col: Coloring | None = None, cluste
     codes, colours = col.state_colors(state, state_alpha(mode))
     size = marker_size(n_inside)
     if n_inside > budget:
-        pixels = render_rgba(grid, codes, rgba_array(colours), v, spread_for(size), pixels=pix)
-        image = layout_image(png_data_uri(pixels), v)
+        image = _raster_image(ctx, grid, codes, colours, v, budget, size, pix)
     else:  # every point of the view is a marker: no raster under them
         image = {**layout_image("", v), "visible": False}
     sx = np.ascontiguousarray(grid[sample])
@@ -398,6 +399,31 @@ def raster_parts(ctx: AppContext, mode: str, col: Coloring | None = None, cluste
                        "colorscale": step_scale([rgba(c, a) for c, a in colours] or [rgba(NOISE_COLOR, 1.0)]),
                        "cmin": -0.5, "cmax": max(len(colours), 1) - 0.5, "size": size},
             "image": image, "sample": sample}
+
+
+def warm_map(ctx: AppContext) -> None:
+    """Render the first page's raster (a raster-drawn map, :func:`raster_mode`) before the
+    server takes requests, so the first page is not kept waiting for it (0.5 s at 1M
+    points, ``bench_dashboard.py``); a map drawn point by point needs nothing."""
+    if raster_mode(ctx):
+        raster_parts(ctx, COLOR_BY_CLUSTER)
+
+
+def _raster_image(ctx: AppContext, grid, codes, colours, v, budget, size, pix) -> dict:
+    """The ``layout.images`` entry of the raster, rendered again only when its pixels can
+    differ: the last one is kept with the view, the colour codes' digest and the colours.
+    Dash asks for the layout twice on a server's first page (``_setup_server`` validates
+    it, then ``/_dash-layout`` serves it): 0.5 s of rendering each at 1M points."""
+    import hashlib
+
+    key = (v, budget, hashlib.blake2b(np.ascontiguousarray(codes).tobytes(), digest_size=16).digest(),
+           tuple(colours))
+    kept = getattr(ctx, "_map_image_cache", None)
+    if kept is None or kept[0] != key:
+        pixels = render_rgba(grid, codes, rgba_array(colours), v, spread_for(size), pixels=pix)
+        kept = (key, layout_image(png_data_uri(pixels), v))
+        ctx._map_image_cache = kept
+    return kept[1]
 
 
 def view_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=None, view=None,

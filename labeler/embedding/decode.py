@@ -286,6 +286,9 @@ def to_device_input(batch: DecodedBatch, spec: BackboneSpec, view: str, device: 
     view : {'whole', 'crop'}
     device : torch.device
         Where decoding (JPEG bytes), resizing and normalisation run.
+    channels_last : bool, default True
+        Memory layout of ``x``: channels_last (torch's convolutions) or contiguous
+        NCHW (what ONNX Runtime takes).
 
     Returns
     -------
@@ -300,6 +303,16 @@ def to_device_input(batch: DecodedBatch, spec: BackboneSpec, view: str, device: 
     s = spec.input_size
     rows: list[torch.Tensor | None] = [None] * n
     failures: list[tuple[int, str]] = []
+    mean = torch.tensor(spec.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
+    std = torch.tensor(spec.std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
+    if batch.jpeg_blob is None and batch.pixels is not None and list(batch.pixel_pos) == list(range(n)):
+        # Every image decoded by the workers (the CPU path): one copy into the wanted layout,
+        # then normalised in place, the same arithmetic as below in a third of the passes.
+        px = batch.pixels.to(device, non_blocking=True).permute(0, 3, 1, 2)
+        x = torch.empty(px.shape, dtype=torch.float32, device=device,
+                        memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        x.copy_(px)
+        return x.sub_(mean).div_(std), np.arange(n, dtype=np.int64), failures
     if batch.pixels is not None:
         px = batch.pixels.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
         for k, pos in enumerate(batch.pixel_pos):
@@ -326,8 +339,6 @@ def to_device_input(batch: DecodedBatch, spec: BackboneSpec, view: str, device: 
     if len(keep) == 0:
         return None, keep, failures
     x = torch.stack([rows[k] for k in keep])
-    mean = torch.tensor(spec.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(spec.std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
     x = (x - mean) / std
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)

@@ -230,7 +230,9 @@ def embed_files(
     pending, parts, n_parts = None, [], 0
     try:
         for i, batch in enumerate(loader):
-            x, keep, lost = to_device_input(batch, backbone.spec, view, dev)
+            # ONNX Runtime takes NCHW; torch's convolutions prefer channels_last (backbones.py).
+            x, keep, lost = to_device_input(batch, backbone.spec, view, dev,
+                                            channels_last=getattr(engine, "runtime", None) != "onnxruntime")
             if engine is None:  # ONNX Runtime, verified on this first batch of real images
                 engine = make_engine(backbone, runtime=runtime, precision=precision, device=str(dev),
                                      probe=x[:8] if x is not None else None, warn=warn)
