@@ -171,6 +171,11 @@ class OrtEngine:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = threads or _cores()
+        # Idle intra-op threads block instead of spinning (ORT session config key
+        # "session.intra_op.allow_spinning"): the decoding workers share these cores.
+        # Same run, 2 cores, 1 worker: ResNet-50 int8 69.8 -> 72.7 img/s (medians),
+        # efficientnet-lite0 fp32 103.7 -> 119.9, ResNet-50 fp32 unchanged (24.4 / 24.3).
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.log_severity_level = 3
         self.session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
         self.path = Path(path)
