@@ -30,6 +30,8 @@ Run (ELPV, ~10 min on 2 quiet cores)::
         --labels-cache /tmp/labels.json --json          # reuse the queue's labels of an earlier run
     python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --labels-cache /tmp/labels.json \
         --head cosine --tta --input-size 300 --train-from s8 --seed 1 --keep ft.npy --json   # the opt-in variants
+    python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --labels-cache /tmp/labels.json \
+        --loss ce+supcon --json                          # + supervised contrastive loss on the search vectors
 """
 
 from __future__ import annotations
@@ -116,6 +118,7 @@ def main(argv=None) -> None:
     ap.add_argument("--train-from", default=None, help="default: finetune_project's (see its docstring)")
     ap.add_argument("--class-weight", default=None, help="default: finetune_project's (see its docstring)")
     ap.add_argument("--head", default=None, help="default: finetune_project's (see its docstring)")
+    ap.add_argument("--loss", default=None, help="default: finetune_project's ('ce'; or 'ce+supcon')")
     ap.add_argument("--tta", action="store_true", default=None, help="average each vector over the 8 symmetries")
     ap.add_argument("--input-size", type=int, default=None, help="default: the backbone's")
     ap.add_argument("--seed", type=int, default=None, help="default: finetune_project's")
@@ -172,7 +175,7 @@ def main(argv=None) -> None:
         before = figures(np.asarray(load_feature_set(project, "embeddings")), rows, labelled, ys)
         kw = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "train_from": args.train_from,
                                 "class_weight": args.class_weight, "head": args.head,
-                                "tta": args.tta, "input_size": args.input_size,
+                                "loss": args.loss, "tta": args.tta, "input_size": args.input_size,
                                 "seed": args.seed}.items() if v is not None}
         print(f"fine-tuning on the CPU, {args.threads} threads ({kw or 'defaults'}) ...", flush=True)
         t0, c0 = time.perf_counter(), time.process_time()

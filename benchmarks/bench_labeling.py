@@ -6,7 +6,10 @@ accept suggestions above a confidence threshold, repeat; nothing picks images by
 their truth) beside a baseline ``random`` (the same suggestions and accepts, but
 random images to label), and with ``--finetune-at N`` a strategy
 ``queue+finetune``: the same flow, in which the annotator presses "fine-tune" once
-after N actions (1 action; :func:`finetune_refit`). Accuracy = labels given + current suggestions for the
+after N actions (1 action; :func:`finetune_refit`). Several values
+(``--finetune-at 150 200 250``) run one such flow each, named ``queue+finetune@N``;
+``--finetune-option KEY=VALUE`` passes a non-default argument to ``finetune_project``
+(e.g. ``loss=ce+supcon``, ``class_weight=balanced``). Accuracy = labels given + current suggestions for the
 rest, over all images (see the module docstring of labeler.assist.simulate);
 ``labelled_accuracy`` counts unlabelled images as wrong, as ``labeler evaluate``.
 
@@ -29,6 +32,8 @@ Reproduce::
     python benchmarks/bench_labeling.py --skip-quality --sizes 10000 100000   # speed only
     python benchmarks/bench_labeling.py --project P --truth T --columns defective --finetune-at 150 \
         --skip-model-choice --sizes --json     # + the flow with one fine-tune (~10 min of CPU per column)
+    python benchmarks/bench_labeling.py --project P --truth T --columns defect_level --finetune-at 200 250 \
+        --finetune-option loss=ce+supcon --skip-model-choice --sizes --json   # one press at 200, one at 250
 
 With ``--json`` the last line is one JSON object:
 ``{"<truth column>": {"<strategy>": {"actions_to_90", "actions_to_95", "accuracy_at_200",
@@ -116,13 +121,14 @@ def search_conditioned(x, y, classes, *, n_train=300, k=10, candidates=1000, see
     return out
 
 
-def finetune_refit(project_dir: Path, truth_rows: np.ndarray, classes: np.ndarray):
+def finetune_refit(project_dir: Path, truth_rows: np.ndarray, classes: np.ndarray, options: dict | None = None):
     """The 'fine-tune' press of the simulated annotator, for :func:`queue_flow`'s ``refit``.
 
     Returns ``fn(rows, codes)``: on a fresh copy of the project (never the original),
     label the images at ``truth_rows[rows]`` with ``classes[codes]`` (annotator
     'simulated'), run :func:`labeler.embedding.finetune.finetune_project` on the CPU
-    with the product's defaults (it holds out 20 % of the labels), and return the
+    with the product's defaults (it holds out 20 % of the labels) except ``options``
+    (keyword arguments of ``finetune_project``), and return the
     fine-tuned vectors of ``truth_rows`` (len(truth_rows), D) float32 and the flow rows
     it trained on (its ``train_image_ids``).
     """
@@ -146,7 +152,7 @@ def finetune_refit(project_dir: Path, truth_rows: np.ndarray, classes: np.ndarra
                 label_images(p, [int(ids[truth_rows[r]]) for r in rows[codes == c]], str(classes[c]),
                              annotator="simulated")
             t0 = time.perf_counter()
-            rep = finetune_project(p, device="cpu", progress=False, say=log)
+            rep = finetune_project(p, device="cpu", progress=False, say=log, **(options or {}))
             log(f"  fine-tuned on {len(rows)} labels in {time.perf_counter() - t0:.0f} s")
             out = np.asarray(load_feature_set(p, rep.name), dtype=np.float32)[truth_rows]
             trained = p.store.row_of(np.asarray(feature_set_info(p, rep.name)["train_image_ids"], dtype=np.int64))
@@ -154,6 +160,19 @@ def finetune_refit(project_dir: Path, truth_rows: np.ndarray, classes: np.ndarra
         return out, np.flatnonzero(np.isin(truth_rows, trained))
 
     return refit
+
+
+def _option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` of ``--finetune-option``: VALUE as int, float, true/false or the string."""
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise SystemExit(f"--finetune-option wants KEY=VALUE, got {text!r}")
+    for cast in (int, float):
+        try:
+            return key, cast(value)
+        except ValueError:
+            pass
+    return key, {"true": True, "false": False}.get(value.lower(), value)
 
 
 def speed(sizes, *, dim=256, n_labels=500, n_classes=4, seed=0) -> dict:
@@ -212,12 +231,17 @@ def main(argv=None) -> dict:
     ap.add_argument("--skip-quality", action="store_true")
     ap.add_argument("--skip-model-choice", action="store_true")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--finetune-at", type=int, default=0,
+    ap.add_argument("--finetune-at", type=int, nargs="*", default=[],
                     help="also run strategy 'queue+finetune': the queue flow, and at this many actions one "
                          "press of fine-tune (finetune_project on a copy of the project, CPU, its defaults) "
-                         "on the hand labels so far; 0 = off (each run costs minutes of CPU)")
+                         "on the hand labels so far; several values: one flow each, 'queue+finetune@N' "
+                         "(each run costs minutes of CPU)")
+    ap.add_argument("--finetune-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a finetune_project argument for the fine-tune presses (repeatable), e.g. "
+                         "loss=ce+supcon, class_weight=balanced, epochs=60")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    ft_options = dict(_option(o) for o in args.finetune_option)
 
     from labeler.evaluate import align_truth, read_truth
 
@@ -250,16 +274,18 @@ def main(argv=None) -> dict:
                 res[pick] = flow.summary()
                 res[pick]["seconds"] = round(time.perf_counter() - t0, 1)
                 log(f"  {pick}: {res[pick]}")
-            if args.finetune_at:
+            for at in args.finetune_at:
+                name_ft = "queue+finetune" if len(args.finetune_at) == 1 else f"queue+finetune@{at}"
                 t0 = time.perf_counter()
-                refit = finetune_refit(args.project, rows, classes)
+                refit = finetune_refit(args.project, rows, classes, ft_options)
                 flow = queue_flow(y, x, graph=g, batch=args.batch, threshold=args.threshold,
                                   max_actions=args.max_actions, method=args.method, seed=args.seed,
-                                  strategy="queue+finetune", clusters=None if cl_rows is None else cl_rows[rows],
-                                  refit=(args.finetune_at, refit))
-                res["queue+finetune"] = flow.summary()
-                res["queue+finetune"]["seconds"] = round(time.perf_counter() - t0, 1)
-                log(f"  queue+finetune: {res['queue+finetune']}")
+                                  strategy=name_ft, clusters=None if cl_rows is None else cl_rows[rows],
+                                  refit=(at, refit))
+                res[name_ft] = flow.summary()
+                res[name_ft]["seconds"] = round(time.perf_counter() - t0, 1)
+                res[name_ft]["finetune_options"] = ft_options
+                log(f"  {name_ft}: {res[name_ft]}")
             if not args.skip_model_choice:
                 res["_model"] = model_choice(x, g, y, seed=args.seed)
                 for b, v in res["_model"].items():

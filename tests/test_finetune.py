@@ -23,7 +23,8 @@ def _label_cell_types(project, per_class: int = 20) -> None:
 
 
 @pytest.mark.parametrize("kw", [{"train_from": "s4"}, {"class_weight": "inverse"}, {"epochs": 0},
-                                {"head": "arcface"}, {"input_size": 32}])
+                                {"head": "arcface"}, {"input_size": 32},
+                                {"loss": "triplet"}])
 def test_bad_options_are_refused_and_change_nothing(project, kw):
     from labeler.embedding import feature_sets as fs
     from labeler.embedding.finetune import finetune_project
@@ -73,7 +74,8 @@ def test_cosine_classifier_depends_on_angles_only():
 
 
 def test_cosine_head_at_another_size_is_recorded_and_its_export_leaves_the_cache(project, monkeypatch, tmp_path):
-    """head='cosine' trains a CosineClassifier; input_size=100 (not a multiple of 16) trains
+    """head='cosine' trains a CosineClassifier (here with the supervised contrastive term
+    too, loss='ce+supcon'); input_size=100 (not a multiple of 16) trains
     and embeds at 100 px, the prefix's export cached under that size; the fine-tuned
     network's ONNX export (new weights every run, used once to re-embed) is removed from
     the cache, the frozen prefix's export (the backbone's weights) is kept."""
@@ -89,9 +91,9 @@ def test_cosine_head_at_another_size_is_recorded_and_its_export_leaves_the_cache
     monkeypatch.setattr(runtime, "onnx_model", lambda bb: exported.append(real(bb)) or exported[-1])
     _label_cell_types(project, per_class=6)
     rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, head="cosine", input_size=100,
-                           progress=False)
+                           loss="ce+supcon", progress=False)
     info = fs.list_feature_sets(project)[rep.name]
-    assert (info["head"], info["input_size"], info["dim"]) == ("cosine", 100, 1280)
+    assert (info["head"], info["input_size"], info["dim"], info["loss"]) == ("cosine", 100, 1280, "ce+supcon")
     x = np.asarray(fs.load_feature_set(project, rep.name))
     assert np.isfinite(x).all() and np.all(np.linalg.norm(x, axis=1) > 0)
     saved = torch.load(project.models_dir / f"{rep.name}.pt", weights_only=False)
@@ -127,3 +129,38 @@ def test_symmetry_averaged_vectors_do_not_depend_on_orientation():
         for k in (1, 5):
             assert torch.allclose(avg(d4(x, k))[0], e, rtol=1e-4, atol=1e-5)
         assert not torch.allclose(one(d4(x, 1))[0], one(x)[0], rtol=1e-4, atol=1e-5)
+
+
+def test_supcon_loss_rewards_same_class_embeddings_close_together():
+    """Khosla et al. 2020's loss on a hand-made batch: each class's vectors identical and the
+    classes orthogonal gives the known minimum; the same vectors with the labels shuffled
+    give more; gradients are finite; a row without positives is left out."""
+    import math
+
+    import torch
+
+    from labeler.embedding.finetune import supcon_loss
+
+    e = torch.eye(4)[:2]  # two orthogonal directions
+    z = torch.stack([e[0], e[0], e[1], e[1]]) * 3.0  # scale does not matter (normalised)
+    y = torch.tensor([0, 0, 1, 1])
+    t = 0.1
+    # anchor: 1 positive at cos 1, 2 negatives at cos 0 -> -log(e^10 / (e^10 + 2))
+    best = -math.log(math.exp(1 / t) / (math.exp(1 / t) + 2))
+    assert abs(float(supcon_loss(z, y, t)) - best) < 1e-5
+    assert float(supcon_loss(z, torch.tensor([0, 1, 0, 1]), t)) > best + 1.0
+    zg = torch.randn(6, 8, requires_grad=True)
+    supcon_loss(zg, torch.tensor([0, 0, 1, 1, 2, 3])).backward()
+    assert torch.isfinite(zg.grad).all() and float(zg.grad[4:].abs().sum()) > 0  # negatives still get a gradient
+    assert float(supcon_loss(z[:2], torch.tensor([0, 1]))) == 0.0  # no anchor has a positive
+
+
+@pytest.mark.parametrize("bad", [{"temperature": 0.0}, {"y": [0, 1]}])
+def test_supcon_loss_refuses_bad_input(bad):
+    import torch
+
+    from labeler.embedding.finetune import supcon_loss
+
+    z, y = torch.randn(4, 3), torch.tensor(bad.get("y", [0, 0, 1, 1]))
+    with pytest.raises(BadInputError):
+        supcon_loss(z, y, bad.get("temperature", 0.1))
