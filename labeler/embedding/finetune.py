@@ -378,7 +378,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         raise BadInputError(f"head must be one of {HEADS}, got {head!r}")
     if loss not in LOSSES:
         raise BadInputError(f"loss must be one of {LOSSES}, got {loss!r}")
-    loss_name = loss
+    supcon = loss == "ce+supcon"
     if input_size is not None and not 64 <= input_size <= 1024:
         raise BadInputError(f"input_size must be in [64, 1024] pixels, got {input_size}")
     store = project.store
@@ -453,16 +453,15 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
             idx = perm[i:i + batch_size]
             yb = y[idx.to(dev)]
             h = maps[sym[idx].to(dev), idx.to(dev)].float()
-            if loss_name == "ce":
-                loss = F.cross_entropy(tail(h), yb, weight=weight, label_smoothing=0.1)
-            else:
+            if supcon:
                 h = torch.cat([h, maps[sym2[idx].to(dev), idx.to(dev)].float()])
                 yb = torch.cat([yb, yb])
-                e = tail.embed(h)
-                loss = (F.cross_entropy(tail.fc(tail.drop(e)), yb, weight=weight, label_smoothing=0.1)
-                        + SUPCON_WEIGHT * supcon_loss(e, yb, SUPCON_TEMPERATURE))
+            e = tail.embed(h)
+            batch_loss = F.cross_entropy(tail.fc(tail.drop(e)), yb, weight=weight, label_smoothing=0.1)
+            if supcon:
+                batch_loss = batch_loss + SUPCON_WEIGHT * supcon_loss(e, yb, SUPCON_TEMPERATURE)
             opt.zero_grad()
-            loss.backward()
+            batch_loss.backward()
             opt.step()
             sched.step()
     tail.eval()
@@ -496,12 +495,12 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     if name is None:
         taken = set(list_feature_sets(project))
         name = next(f"finetuned-{k}" for k in range(1, 10_000) if f"finetuned-{k}" not in taken)
-    torch.save({"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "head": head, "loss": loss_name,
+    torch.save({"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "head": head, "loss": loss,
                 "backbone": meta["name"]}, project.models_dir / f"{name}.pt")
     save_feature_set(project, name, feats, {
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
         "train_from": train_from, "class_weight": class_weight, "head": head,
-        "loss": loss_name, "tta": bool(tta), "input_size": bb.input_size, "n_train": int(len(train)),
+        "loss": loss, "tta": bool(tta), "input_size": bb.input_size, "n_train": int(len(train)),
         "n_heldout": int(len(held)),
         "heldout_accuracy": acc,
         # The images the network saw with their labels: the suggestion model must not
