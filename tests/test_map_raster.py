@@ -294,3 +294,16 @@ def test_the_raster_is_rendered_again_only_when_its_pixels_can_differ(raster_act
     assert by_label["source"] not in (first["source"], opened["source"])
     again = views.raster_parts(actx, views.COLOR_BY_CLUSTER)["image"]
     assert again is not first and again == first
+
+
+def test_a_shape_selects_the_image_ids_of_every_point_inside(raster_actx):
+    from labeler.app import views
+
+    actx = raster_actx
+    grid = views.grid_xy(actx).astype(np.float64)
+    lo, hi = grid.min(axis=0), grid.max(axis=0)
+    everything = {"range": {"x": [float(lo[0]), float(hi[0])], "y": [float(lo[1]), float(hi[1])]}}
+    assert sorted(views.shape_image_ids(actx, everything)) == sorted(actx.point_ids.tolist())
+    assert views.shape_image_ids(actx, None) is None and views.shape_image_ids(actx, {"points": []}) is None
+    with pytest.raises(BadInputError):
+        views.shape_image_ids(actx, {"range": {"x": [1]}})

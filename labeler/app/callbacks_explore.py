@@ -11,10 +11,9 @@ from . import ids
 from .components import legend
 from .routes import thumb_url
 from .state import AppContext
-from .map_select import selected_points
 from .panels import image_facts
-from .views import (coloring, fit_all_patch, fit_all_view, grid_xy, map_figure, point_image_id, raster_mode,
-                    recolor_patch, view_patch)
+from .views import (coloring, fit_all_patch, fit_all_view, map_figure, point_image_id, raster_mode, recolor_patch,
+                    shape_image_ids, view_patch)
 
 
 def hover_card(actx: AppContext, image_id: int) -> list:
@@ -163,12 +162,11 @@ def register(app: Dash, actx: AppContext) -> None:
     )
     def select_shape(shape):
         try:
-            idx = selected_points(grid_xy(actx), shape)
+            chosen = shape_image_ids(actx, shape)
         except BadInputError:  # the store is the page's: a malformed shape selects nothing
             raise PreventUpdate from None
-        if idx is None:
+        if chosen is None:
             raise PreventUpdate
-        chosen = [int(i) for i in actx.point_ids[idx]]
         return chosen, ids.TAB_SELECTION if chosen else no_update
 
     @app.callback(

@@ -8,6 +8,8 @@ call them directly.
 
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from .colors import (  # noqa: F401 (re-exported: callers import the colours from views)
@@ -17,6 +19,7 @@ from .colors import (  # noqa: F401 (re-exported: callers import the colours fro
     rgba_array, sequential_steps, state_codes, step_scale, typed_array)
 from .map_raster import (View, layout_image, padded_view, pixel_index, png_data_uri, render_rgba,
                          sample_points, sample_priority, spread_for, view_from)
+from .map_select import selected_points
 from .state import AppContext
 
 LABELLED_OPACITY = 0.9
@@ -369,7 +372,7 @@ def raster_parts(ctx: AppContext, mode: str, col: Coloring | None = None, cluste
         the view is sent as a point) and ``sample`` (the point indices, int64).
     """
     col = col or coloring(ctx, mode)
-    v = view_from(view, default_view(ctx)) if view is not None else default_view(ctx)
+    v = view_from(view, default_view(ctx))
     grid = grid_xy(ctx)
     _, budget = map_limits(ctx)
     kept = getattr(ctx, "_map_view_cache", None)  # a recolour redraws the view the page shows
@@ -410,8 +413,6 @@ def _raster_image(ctx: AppContext, grid, codes, colours, v, budget, size, pix) -
     differ: the last one is kept with the view, the colour codes' digest and the colours.
     Dash asks for the layout twice on a server's first page (``_setup_server`` validates
     it, then ``/_dash-layout`` serves it): 0.5 s of rendering each at 1M points."""
-    import hashlib
-
     key = (v, budget, hashlib.blake2b(np.ascontiguousarray(codes).tobytes(), digest_size=16).digest(),
            tuple(colours))
     kept = getattr(ctx, "_map_image_cache", None)
@@ -441,13 +442,26 @@ def view_patch(ctx: AppContext, mode: str, col: Coloring | None = None, cluster=
     return p
 
 
+def shape_image_ids(ctx: AppContext, shape: dict | None) -> list[int] | None:
+    """The image ids of every map point a raster-drawn map's lasso or box covers (the
+    page's shape store, :func:`labeler.app.map_select.selected_points`); None when it
+    carries no shape.
+
+    Raises
+    ------
+    BadInputError
+        A malformed shape.
+    """
+    idx = selected_points(grid_xy(ctx), shape)
+    return None if idx is None else [int(i) for i in ctx.point_ids[idx]]
+
+
 def fit_all_view(ctx: AppContext, view=None) -> dict:
     """The view store after 'fit all': a square around every point (:func:`map_range`, not
     robust; Plotly fits the square's axes to the plot), drawn on as many pixels as the
     larger side of ``view`` (the page's last reported view, if any)."""
     xr, yr = grid_range(ctx, robust=False)
-    d = default_view(ctx)
-    v = view_from(view, d) if view is not None else d
+    v = view_from(view, default_view(ctx))
     return padded_view(xr, yr, v.width, v.height, pad=0.1).to_dict()
 
 
