@@ -254,10 +254,6 @@ class ImagesMixin:
         """ImageNet top-1 class of each image, shape (n,), int64; -1 where unknown."""
         return self.imagenet_top1(image_ids)[0]
 
-    def top1_prob_of(self, image_ids: Sequence[int]) -> list[float | None]:
-        """Softmax probability of each image's ImageNet top-1 class (None where unknown)."""
-        return [None if np.isnan(p) else float(p) for p in self.imagenet_top1(image_ids)[1]]
-
     def counts(self) -> dict[str, int]:
         """Number of images per status plus ``skipped`` files and ``labelled`` images."""
         out = {s: 0 for s in ("pending", "embedded", "missing", "skipped")}
