@@ -20,7 +20,7 @@ view and the suggestions:
 With ``refit`` the annotator also presses "fine-tune" once (1 action) when the
 flow reaches a given action count: the features are replaced by what the
 callback returns (in the product: :func:`labeler.embedding.finetune.finetune_project`
-on the labels so far, then re-embedding), the kNN graph is rebuilt and the
+on the labels a person gave so far, accepted suggestions left out, then re-embedding), the kNN graph is rebuilt and the
 suggestion model starts afresh on the new features.
 
 Nothing chooses an image by looking at its truth.
