@@ -31,7 +31,7 @@ Run (ELPV, ~10 min on 2 quiet cores)::
     python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --labels-cache /tmp/labels.json \
         --head cosine --tta --input-size 300 --train-from s8 --seed 1 --keep ft.npy --json   # the opt-in variants
     python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --labels-cache /tmp/labels.json \
-        --loss ce+supcon --json                          # + supervised contrastive loss on the search vectors
+        --loss ce --json                                 # cross-entropy alone (without the supervised contrastive loss)
 """
 
 from __future__ import annotations
@@ -118,7 +118,7 @@ def main(argv=None) -> None:
     ap.add_argument("--train-from", default=None, help="default: finetune_project's (see its docstring)")
     ap.add_argument("--class-weight", default=None, help="default: finetune_project's (see its docstring)")
     ap.add_argument("--head", default=None, help="default: finetune_project's (see its docstring)")
-    ap.add_argument("--loss", default=None, help="default: finetune_project's ('ce'; or 'ce+supcon')")
+    ap.add_argument("--loss", default=None, help="default: finetune_project's ('ce+supcon'; or 'ce')")
     ap.add_argument("--tta", action="store_true", default=None, help="average each vector over the 8 symmetries")
     ap.add_argument("--input-size", type=int, default=None, help="default: the backbone's")
     ap.add_argument("--seed", type=int, default=None, help="default: finetune_project's")

@@ -9,7 +9,7 @@ random images to label), and with ``--finetune-at N`` a strategy
 after N actions (1 action; :func:`finetune_refit`). Several values
 (``--finetune-at 150 200 250``) run one such flow each, named ``queue+finetune@N``;
 ``--finetune-option KEY=VALUE`` passes a non-default argument to ``finetune_project``
-(e.g. ``loss=ce+supcon``, ``class_weight=balanced``). Accuracy = labels given + current suggestions for the
+(e.g. ``loss=ce``, ``class_weight=balanced``). Accuracy = labels given + current suggestions for the
 rest, over all images (see the module docstring of labeler.assist.simulate);
 ``labelled_accuracy`` counts unlabelled images as wrong, as ``labeler evaluate``.
 
@@ -33,7 +33,7 @@ Reproduce::
     python benchmarks/bench_labeling.py --project P --truth T --columns defective --finetune-at 150 \
         --skip-model-choice --sizes --json     # + the flow with one fine-tune (~10 min of CPU per column)
     python benchmarks/bench_labeling.py --project P --truth T --columns defect_level --finetune-at 200 250 \
-        --finetune-option loss=ce+supcon --skip-model-choice --sizes --json   # one press at 200, one at 250
+        --finetune-option loss=ce --skip-model-choice --sizes --json   # one press at 200, one at 250 (cross-entropy alone)
 
 With ``--json`` the last line is one JSON object:
 ``{"<truth column>": {"<strategy>": {"actions_to_90", "actions_to_95", "accuracy_at_200",
@@ -239,7 +239,7 @@ def main(argv=None) -> dict:
                          "(each run costs minutes of CPU)")
     ap.add_argument("--finetune-option", action="append", default=[], metavar="KEY=VALUE",
                     help="a finetune_project argument for the fine-tune presses (repeatable), e.g. "
-                         "loss=ce+supcon, class_weight=balanced, epochs=60")
+                         "loss=ce, class_weight=balanced, epochs=60")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
     ft_options = dict(_option(o) for o in args.finetune_option)

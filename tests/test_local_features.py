@@ -174,6 +174,7 @@ def test_finetune_one_epoch_saves_a_new_set_and_keeps_the_old(project):
     assert np.all(np.isfinite(new)) and np.all(np.linalg.norm(new, axis=1) > 0)
     assert np.array_equal(np.asarray(fs.load_feature_set(project, "embeddings")), before)  # old set kept
     assert (project.models_dir / "finetuned-1.pt").is_file()
+    assert fs.feature_set_info(project, "finetuned-1")["loss"] == "ce+supcon"  # the default loss
     fs.set_active_feature_set(project, "embeddings")  # going back
     assert fs.active_features(project).shape[1] == before.shape[1] == 1432  # the multistage embeddings again
 
@@ -183,6 +184,29 @@ def test_finetune_refuses_too_few_labels(project):
 
     with pytest.raises(BadInputError, match="at least 10 images labelled by a person"):
         finetune_project(project, epochs=1, device="cpu")
+
+
+def test_cli_finetune_with_cross_entropy_alone(project):
+    """`labeler finetune --loss ce`: trains on the hand labels, prints what it did, stores
+    the set without activating it (--no-use)."""
+    from click.testing import CliRunner
+
+    from labeler.cli import main
+    from labeler.embedding import feature_sets as fs
+    from labeler.labels import label_images
+
+    ids = [int(r["id"]) for r in project.store.image_table()]
+    label_images(project, ids[:6], "a")
+    label_images(project, ids[6:12], "b")
+    project.store.close()
+    r = CliRunner().invoke(main, ["finetune", "--project", str(project.root), "--loss", "ce", "--epochs", "1", "--device", "cpu",
+                                  "--holdout", "0", "--no-use", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert "trained on 12 labelled images (a, b), 1 epochs on cpu" in r.output
+    assert fs.active_feature_set(project) == "embeddings"
+    assert fs.feature_set_info(project, "finetuned-1")["loss"] == "ce"
+    r = CliRunner().invoke(main, ["finetune", "--project", str(project.root), "--loss", "triplet"])
+    assert r.exit_code == 2 and "'triplet' is not one of 'ce+supcon', 'ce'" in r.output
 
 
 def test_finetune_does_not_learn_from_accepted_suggestions(project):
