@@ -199,8 +199,8 @@ def test_cli_finetune_with_cross_entropy_alone(project):
     label_images(project, ids[:6], "a")
     label_images(project, ids[6:12], "b")
     project.store.close()
-    r = CliRunner().invoke(main, ["finetune", "--project", str(project.root), "--loss", "ce", "--epochs", "1", "--device", "cpu",
-                                  "--holdout", "0", "--no-use", "--quiet"])
+    r = CliRunner().invoke(main, ["finetune", "--project", str(project.root), "--loss", "ce", "--epochs", "1",
+                                  "--device", "cpu", "--holdout", "0", "--no-use", "--quiet"])
     assert r.exit_code == 0, r.output
     assert "trained on 12 labelled images (a, b), 1 epochs on cpu" in r.output
     assert fs.active_feature_set(project) == "embeddings"
