@@ -90,7 +90,8 @@ def test_vertices_in_polygon_is_even_odd():
     np.testing.assert_array_equal(ms.vertices_in_polygon(pts, star), [True, False, True, False])
 
 
-@pytest.mark.parametrize("path", ["M1,2L3,4Z", "M1,2L3,4L5Z", "M1,2 L3,4 L5,6 ZM1,1L2,2Z", "M1,2H3V4Z", "m1,2l3,4l5,6z"])
+@pytest.mark.parametrize("path", ["M1,2L3,4Z", "M1,2L3,4L5Z", "M1,2 L3,4 L5,6 ZM1,1L2,2Z", "M1,2H3V4Z",
+                                  "m1,2l3,4l5,6z"])
 def test_a_malformed_path_is_refused(path):
     with pytest.raises(BadInputError):
         ms.path_rings(path)
