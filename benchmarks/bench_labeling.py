@@ -37,7 +37,8 @@ Reproduce::
 
 With ``--json`` the last line is one JSON object:
 ``{"<truth column>": {"<strategy>": {"actions_to_90", "actions_to_95", "accuracy_at_200",
-"accuracy_at_400", "macro_f1_at_300", "wrong_accepted_share", ...}}, "_model": ..., "_search": ...,
+"accuracy_at_400", "macro_f1_at_300", "wrong_accepted_share", ..., "search_p1_macro_final"}},
+"_model": ..., "_search": ...,
 "_speed": ...}`` (keys starting with "_" are the extra measurements).
 """
 
@@ -244,6 +245,7 @@ def main(argv=None) -> dict:
     ft_options = dict(_option(o) for o in args.finetune_option)
 
     from labeler.evaluate import align_truth, read_truth
+    from labeler.evaluate.metrics import search_scores
 
     result: dict = {}
     if not args.skip_quality:
@@ -266,6 +268,8 @@ def main(argv=None) -> dict:
             counts = dict(zip(classes.tolist(), np.bincount(y).tolist()))
             log(f"truth {col_name!r}: {len(rows)} images, classes {counts}")
             res = {}
+            res_p1 = round(search_scores(x, y, max_queries=None)["p1_macro"], 4)
+            log(f"  search macro P@1 of the features before any fine-tune: {res_p1}")
             for pick in ("queue", "random"):
                 t0 = time.perf_counter()
                 flow = queue_flow(y, x, graph=g, batch=args.batch, threshold=args.threshold,
@@ -273,6 +277,7 @@ def main(argv=None) -> dict:
                                   clusters=None if cl_rows is None else cl_rows[rows])
                 res[pick] = flow.summary()
                 res[pick]["seconds"] = round(time.perf_counter() - t0, 1)
+                res[pick]["search_p1_macro_final"] = res_p1
                 log(f"  {pick}: {res[pick]}")
             for at in args.finetune_at:
                 name_ft = "queue+finetune" if len(args.finetune_at) == 1 else f"queue+finetune@{at}"
@@ -284,6 +289,9 @@ def main(argv=None) -> dict:
                                   refit=(at, refit))
                 res[name_ft] = flow.summary()
                 res[name_ft]["seconds"] = round(time.perf_counter() - t0, 1)
+                # What search ranks by after the press: leave-one-out macro P@1 of this column.
+                res[name_ft]["search_p1_macro_final"] = round(
+                    search_scores(flow.features, y, max_queries=None)["p1_macro"], 4)
                 res[name_ft]["finetune_options"] = ft_options
                 log(f"  {name_ft}: {res[name_ft]}")
             if not args.skip_model_choice:
@@ -309,8 +317,9 @@ def main(argv=None) -> dict:
 def print_table(result: dict) -> None:
     cols = [c for c in result if not c.startswith("_")]
     if cols:
-        print("| truth | strategy | actions to 90% | to 95% | acc@200 | acc@400 | macro-F1@300 | wrong accepted | accepted |")
-        print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
+        print("| truth | strategy | actions to 90% | to 95% | acc@200 | acc@400 | macro-F1@300 | wrong accepted | accepted "
+              "| search macro P@1 at the end |")
+        print("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for c in cols:
             for s, r in result[c].items():
                 if s.startswith("_"):
@@ -318,7 +327,7 @@ def print_table(result: dict) -> None:
                 w = "-" if r["wrong_accepted_share"] is None else f"{100 * r['wrong_accepted_share']:.1f}%"
                 print(f"| {c} | {s} | {r['actions_to_90'] or '-'} | {r['actions_to_95'] or '-'} | "
                       f"{r['accuracy_at_200']:.3f} | {r['accuracy_at_400']:.3f} | {r['macro_f1_at_300']:.3f} | {w} | "
-                      f"{r['accepted']} |")
+                      f"{r['accepted']} | {r.get('search_p1_macro_final', '-')} |")
     for n, v in result.get("_speed", {}).items():
         print(f"speed n={n}: " + ", ".join(f"{k} {val}" for k, val in v.items()))
 

@@ -71,8 +71,9 @@ def features_cmd(project_dir, feature_type, name, use, device, quiet):
 def finetune(project_dir, epochs, holdout, device, name, no_use, quiet):
     """Fine-tune the backbone's last stages on the labels so far, then re-embed.
 
-    Opt-in. Trains on the project's current labels (with the 8 rotations/mirrors of
-    each image), stores the new vectors as a feature set and makes it active; the
+    Opt-in. Trains on the labels a person gave (with the 8 rotations/mirrors of
+    each image; accepted suggestions are left out, as the suggestion model leaves
+    them out), stores the new vectors as a feature set and makes it active; the
     previous sets stay, so `labeler features --use NAME` goes back.
 
     \b

@@ -264,8 +264,12 @@ def test_flow_refit_replaces_features_once_with_the_labels_so_far():
     assert at is not None and at >= 21 and res.summary()["refit_at"] == at
     before = res.accuracy[res.actions < at][-1]
     assert before < 0.8 and res.accuracy[-1] > 0.95
+    # What search ranks by at the end: the returned features, rows normalised.
+    assert res.features.shape == good.shape
+    np.testing.assert_allclose(res.features, good / np.linalg.norm(good, axis=1, keepdims=True), rtol=1e-6)
     plain = queue_flow(y, noise, max_actions=60, batch=5)
     assert plain.refit_at is None and plain.accuracy[-1] < 0.8
+    np.testing.assert_allclose(plain.features, noise / np.linalg.norm(noise, axis=1, keepdims=True), rtol=1e-6)
 
 
 def test_fitted_rows_are_never_held_out_for_calibration(data):

@@ -181,8 +181,25 @@ def test_finetune_one_epoch_saves_a_new_set_and_keeps_the_old(project):
 def test_finetune_refuses_too_few_labels(project):
     from labeler.embedding.finetune import finetune_project
 
-    with pytest.raises(BadInputError, match="at least 10 labelled"):
+    with pytest.raises(BadInputError, match="at least 10 images labelled by a person"):
         finetune_project(project, epochs=1, device="cpu")
+
+
+def test_finetune_does_not_learn_from_accepted_suggestions(project):
+    """8 labels by hand and 30 accepted suggestions: too few to train on, because the
+    fine-tune (like the suggestion model) learns only from what a person decided."""
+    from labeler.embedding.finetune import finetune_project
+    from labeler.labels import accept_suggestions, label_images
+
+    ids = [int(r["id"]) for r in project.store.image_table()]
+    label_images(project, ids[:4], "a")
+    label_images(project, ids[4:8], "b")
+    rest = ids[8:38]
+    accept_suggestions(project, rest, ["a", "b"] * 15, [0.99] * 30, 0.95)
+    assert len(project.store.labels()) == 38 and len(project.store.decided_labels()) == 8
+    with pytest.raises(BadInputError, match="has 8 in 2 .and 30 accepted suggestions"):
+        finetune_project(project, epochs=1, device="cpu")
+    assert len(project.store.labels()) == 38  # nothing changed
 
 
 def test_patchcore_heatmap_shape_and_png(project, lite0):

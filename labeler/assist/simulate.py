@@ -20,7 +20,7 @@ view and the suggestions:
 With ``refit`` the annotator also presses "fine-tune" once (1 action) when the
 flow reaches a given action count: the features are replaced by what the
 callback returns (in the product: :func:`labeler.embedding.finetune.finetune_project`
-on the labels so far, then re-embedding), the kNN graph is rebuilt and the
+on the labels a person gave so far, accepted suggestions left out, then re-embedding), the kNN graph is rebuilt and the
 suggestion model starts afresh on the new features.
 
 Nothing chooses an image by looking at its truth.
@@ -74,6 +74,8 @@ class FlowResult:
     final : ndarray (n,), int64, class code of every image at the end: its label, else the
         model's suggestion (what ``accuracy[-1]`` scores)
     stopped : str, why the flow ended: 'max_actions', 'all labelled' or 'queue empty'
+    features : ndarray (n, d), float32, L2-normalised rows: the features at the end (the
+        fine-tuned vectors after a ``refit``), i.e. what search then ranks by
     """
 
     strategy: str
@@ -89,6 +91,7 @@ class FlowResult:
     shown: list = field(default_factory=list)
     final: np.ndarray | None = None
     stopped: str = ""
+    features: np.ndarray | None = None
 
     def actions_to(self, target: float, metric: str = "accuracy") -> int | None:
         """First action count whose ``metric`` reaches ``target`` (None: never)."""
@@ -252,6 +255,7 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
         st.record()
     res.stopped = res.stopped or ("all labelled" if (st.given >= 0).all() else "max_actions")
     res.final = np.where(st.given >= 0, st.given, st.suggested)
+    res.features = x
     a, acc, lacc, f1 = (np.array(v) for v in zip(*st.hist))
     res.actions, res.accuracy, res.labelled_accuracy, res.macro_f1 = a.astype(np.int64), acc, lacc, f1
     return res

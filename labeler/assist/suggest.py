@@ -35,13 +35,10 @@ import numpy as np
 
 from ..errors import BadInputError, NotFoundError, NotIngestedError
 from ..project import Project
+from ..store.schema import SUGGESTION_SOURCE  # the model never learns from accepted suggestions
 from . import model as assist_model
 from .graph import KnnGraph, cached_knn_graph, fingerprint
 
-#: Label sources the model learns from (everything a person decided).
-TRAIN_SOURCES = ("manual", "cluster", "search", "propagated")
-#: Source string of an accepted suggestion.
-SUGGESTION_SOURCE = "suggestion"
 #: The feature name that follows the project's active feature set (a fine-tuned set once
 #: chosen with ``labeler features --use NAME``; else the PCA vectors of the ingest).
 ACTIVE = "active"

@@ -209,7 +209,8 @@ class FinetuneReport:
     classes : list of str
         Labels trained on (classifier order).
     n_labelled, n_train, n_heldout : int
-        Labelled images; those trained on; those held out for the check.
+        Images labelled by a person (accepted suggestions are not counted); those
+        trained on; those held out for the check.
     epochs : int
     device : str
     train_seconds, embed_seconds : float
@@ -302,6 +303,11 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
                      say=lambda s: None) -> FinetuneReport:
     """Fine-tune the project's backbone on its current labels and store the new vectors.
 
+    It learns from the labels a person decided (by hand, by cluster, from search or by
+    propagation), not from accepted suggestions, as the suggestion model
+    (:func:`labeler.assist.suggest.suggest`); the simulated flow that measured it
+    (``benchmarks/bench_labeling.py --finetune-at``) trains on the same.
+
     Parameters
     ----------
     project : labeler.project.Project
@@ -356,7 +362,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     ProjectError
         The project has not been ingested.
     BadInputError
-        Fewer than 10 labelled images or fewer than 2 labels, a backbone other than
+        Fewer than 10 images labelled by a person or fewer than 2 labels, a backbone other than
         EfficientNet-Lite, ``epochs < 1``, ``holdout`` outside [0, 0.5], or an unknown
         ``train_from`` / ``class_weight`` / ``head`` / ``loss``, or ``input_size`` outside
         [64, 1024].
@@ -385,13 +391,18 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     meta = store.get_meta("backbone")
     if not meta:
         raise ProjectError("the project has no embeddings yet: run `labeler ingest` first")
-    labels = store.labels()
+    # Labels a person decided only: an accepted suggestion that is wrong would teach the
+    # network the suggestion model's own mistake (the suggestion model leaves them out too).
+    labels = store.decided_labels()
     table = {int(r["id"]): r for r in store.image_table()}
     labelled = [(table[i], lab) for i, lab in sorted(labels.items()) if i in table]
     classes = sorted({lab for _, lab in labelled})
     if len(labelled) < 10 or len(classes) < 2:
-        raise BadInputError(f"fine-tuning needs at least 10 labelled images in at least 2 labels; "
-                            f"this project has {len(labelled)} in {len(classes)}")
+        n_accepted = len(store.labels()) - len(labels)
+        raise BadInputError(f"fine-tuning needs at least 10 images labelled by a person in at least 2 labels; "
+                            f"this project has {len(labelled)} in {len(classes)}"
+                            + (f" (and {n_accepted} accepted suggestions, which it does not learn from)"
+                               if n_accepted else ""))
     dev = torch.device(pick_device(device))
     settings = project.settings()
     bb = load_backbone(meta["name"], weights=settings.weights or None, device=str(dev))

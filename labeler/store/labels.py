@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 from ..errors import NotFoundError, StoreError
-from .schema import LABEL_SOURCES, _chunks
+from .schema import LABEL_SOURCES, SUGGESTION_SOURCE, _chunks
 
 
 class LabelsMixin:
@@ -220,6 +220,13 @@ class LabelsMixin:
     def labels(self) -> dict[int, str]:
         """Current label of every labelled image: {image_id: label}."""
         return {r[0]: r[1] for r in self.con.execute("SELECT image_id, label FROM labels")}
+
+    def decided_labels(self) -> dict[int, str]:
+        """Current labels a person decided: {image_id: label}, accepted suggestions
+        (source :data:`~labeler.store.schema.SUGGESTION_SOURCE`) left out. What the
+        fine-tune learns from, as the suggestion model does."""
+        return {r[0]: r[1] for r in self.con.execute(
+            "SELECT image_id, label FROM labels WHERE source != ?", (SUGGESTION_SOURCE,))}
 
     def labels_for(self, image_ids: Sequence[int]) -> dict[int, str]:
         """Current labels of the given images only: {image_id: label}."""

@@ -7,6 +7,9 @@ from __future__ import annotations
 SCHEMA_VERSION = 2
 
 LABEL_SOURCES = ("manual", "cluster", "search", "propagated", "suggestion", "undo", "redo", "rename")
+#: Source of an accepted suggestion: the model proposed the label and a person only
+#: accepted it in bulk. The suggestion model and the fine-tune never learn from it.
+SUGGESTION_SOURCE = "suggestion"
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (
