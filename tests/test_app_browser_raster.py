@@ -1,8 +1,9 @@
 """End-to-end, in headless Chromium: a map above ``map_raster_threshold`` points (forced
 low on the small real project) is drawn as a raster plus a sample, the raster where
-its data coordinates say; a lasso selects every point inside it, sampled or not; a
-click on a sampled point opens that image and a hover shows its card; zooming in
-until the view holds few points sends them all and hides the raster."""
+its data coordinates say; a lasso selects every point inside it, sampled or not, and
+real Shift+Alt / Alt lasso drags and a lasso path with a hole select what Plotly itself
+selects; a click on a sampled point opens that image and a hover shows its card;
+zooming in until the view holds few points sends them all and hides the raster."""
 
 from __future__ import annotations
 
@@ -12,10 +13,12 @@ import pytest
 pytest.importorskip("selenium")
 from browser_helpers import ServerThread, map_drawn_js, text_of, wait_until  # noqa: E402
 from test_app_browser import download_dir, driver  # noqa: E402,F401 (the shared browser fixtures)
+from selenium.webdriver.common.actions.action_builder import ActionBuilder  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from labeler.app import create_app  # noqa: E402
-from labeler.app.map_select import points_in_box, points_in_polygon  # noqa: E402
+from labeler.app.map_select import path_rings, points_in_box, points_in_polygon  # noqa: E402
 from labeler.app.views import grid_xy  # noqa: E402
 from labeler.config import save_setting  # noqa: E402
 
@@ -102,6 +105,8 @@ def test_raster_map_lasso_click_and_zoom(driver, raster_served, project):
     wait_until(lambda: f"{len(union)} images selected" in text_of(driver, "#selection-title"),
                what=f"{len(union)} selected by two shapes (last: {text_of(driver, '#selection-title')!r})")
 
+    _subtract_and_holes(driver, actx, grid, state["ids"])
+
     # A click on a sampled point opens that image (its id from customdata, not its index).
     k = 7
     clicked = int(state["ids"][k])
@@ -128,3 +133,103 @@ def test_raster_map_lasso_click_and_zoom(driver, raster_served, project):
               & (grid[:, 1] >= got["y"][0]) & (grid[:, 1] <= got["y"][1]))
     assert 10 <= inside.sum() <= SAMPLE
     assert sorted(got["ids"]) == sorted(actx.point_ids[inside].tolist())
+
+
+def _drag(driver, corners, keys=()):
+    """A real lasso drag through ``corners`` (viewport pixels), holding ``keys``."""
+    ab = ActionBuilder(driver, duration=40)
+    for k in keys:
+        ab.key_action.key_down(k)
+    ab.pointer_action.move_to_location(*corners[0])
+    ab.pointer_action.pointer_down()
+    for c in corners[1:] + corners[:1]:
+        ab.pointer_action.move_to_location(*c)
+    ab.pointer_action.pointer_up()
+    for k in reversed(keys):
+        ab.key_action.key_up(k)
+    ab.perform()
+
+
+def _plotly_selected_ids(driver) -> set[int]:
+    """The sampled points Plotly itself marks selected (its own semantics), as image ids."""
+    return set(driver.execute_script(f"""const g = {GRAPH_JS}, sp = g.data[0].selectedpoints || [];
+        return sp.map(i => g.data[0].customdata[i]);"""))
+
+
+def _subtract_and_holes(driver, actx, grid, sample_ids):
+    """Real lasso drags with Shift+Alt and Alt, then a lasso path with a hole set as Plotly
+    stores one: each time the dashboard selects what Plotly's own semantics select (checked
+    on the sampled points against Plotly's selectedpoints) on every point."""
+    lo, hi = grid.min(axis=0), grid.max(axis=0)
+    ids = actx.point_ids
+    sample = set(int(v) for v in sample_ids)
+    to_px = driver.execute_script(f"""const g = {GRAPH_JS}, fl = g._fullLayout, r = g.getBoundingClientRect();
+        return [r.left + fl.xaxis._offset + fl.xaxis.l2p(0), (fl.xaxis.l2p(1e6) - fl.xaxis.l2p(0)) / 1e6,
+                r.top + fl.yaxis._offset + fl.yaxis.l2p(0), (fl.yaxis.l2p(1e6) - fl.yaxis.l2p(0)) / 1e6]""")
+
+    def px(u, v):  # a fraction of the points' extent -> viewport pixels
+        x, y = lo + (hi - lo) * np.array([u, v])
+        return [int(round(to_px[0] + to_px[1] * x)), int(round(to_px[2] + to_px[3] * y))]
+
+    def stored():
+        return driver.execute_script(f"return JSON.parse(JSON.stringify({GRAPH_JS}.layout.selections || []))")
+
+    def inside(sel) -> set[int]:
+        (ring,) = path_rings(sel["path"])
+        return set(points_in_polygon(grid, ring[:, 0], ring[:, 1]).tolist())
+
+    def check(truth: set[int], what: str):
+        wait_until(lambda: f"{len(truth)} images selected" in text_of(driver, "#selection-title"),
+                   what=f"{len(truth)} selected after {what} (last: {text_of(driver, '#selection-title')!r})")
+        want = set(ids[sorted(truth)].tolist()) & sample
+        assert _plotly_selected_ids(driver) == want, what  # Plotly, on the sample, agrees
+
+    # The points lie in four clusters: 1 at the bottom left, 0, 3 and 2 down the right side.
+    # A plain lasso around the top right, starting outside the earlier shapes (a drag starting
+    # inside one moves it): Plotly replaces them with this one path (no Z).
+    before = text_of(driver, "#selection-title")
+    _drag(driver, [px(-0.08, 1.03), px(1.08, 1.03), px(1.08, 0.65), px(0.6, 0.65), px(0.3, 0.9)])
+    wait_until(lambda: len(stored()) == 1 and stored()[0]["type"] == "path", what="one lasso stored")
+    p = inside(stored()[0])
+    assert f"{len(p)} images selected" not in before and 0 < len(p) < actx.n_points
+    check(p, "a lasso")
+    # Shift+Alt + a lasso biting it: with newselection.mode 'immediate' (Plotly's default, the
+    # app's) Plotly appends the raw shape and selects the UNION; Alt does not subtract.
+    _drag(driver, [px(1.08, 0.3), px(0.7, 0.3), px(0.7, 0.8), px(1.08, 0.8)], keys=(Keys.SHIFT, Keys.ALT))
+    wait_until(lambda: len(stored()) == 2, what="the second lasso appended")
+    q = inside(stored()[1])
+    assert p & q and q - p and len(p | q) != len(p)
+    check(p | q, "Shift+Alt + a lasso")
+    # Alt alone starts a new selection: Plotly keeps only the new lasso.
+    _drag(driver, [px(-0.08, 0.3), px(0.1, 0.35), px(0.3, 0.3), px(0.3, -0.03), px(-0.08, -0.03)], keys=(Keys.ALT,))
+    wait_until(lambda: len(stored()) == 1 and stored()[0]["path"] != "", what="Alt + a lasso alone stored")
+    r = inside(stored()[0])
+    assert r and len(r) != len(p | q)
+    check(r, "Alt + a lasso")
+
+    # Set, as Plotly.relayout would: a box, then a lasso path of two rings, the second inside the
+    # first, so a hole (Plotly stores such a path for the merged outline of a selection made with
+    # newselection.mode 'gradual'; a drag in the app's 'immediate' mode never makes one), then a
+    # strip. Plotly merges them in order: the hole takes points from the earlier box too, the
+    # strip adds some back. Plotly emits its own plotly_selected after the relayout (with the
+    # active shape's lassoPoints or range, or none: the page sends layout.selections).
+    def frac(corners):
+        return lo + (hi - lo) * np.array(corners, dtype=np.float64)
+
+    def ring(corners):
+        return "M" + "L".join(f"{x},{y}" for x, y in frac(corners)) + "Z"
+
+    (ax0, ay0), (ax1, ay1) = frac([(0.7, 0.3), (1.0, 1.0)])
+    outer = [(0.6, 0.55), (1.08, 0.55), (1.08, 1.03), (0.6, 1.03)]
+    hole = [(0.75, 0.6), (0.95, 0.6), (0.95, 0.95), (0.75, 0.95)]
+    (bx0, by0), (bx1, by1) = frac([(0.85, 0.4), (0.9, 1.0)])
+    driver.execute_script(f"""Plotly.relayout({GRAPH_JS}, {{selections: [
+        {{type: 'rect', xref: 'x', yref: 'y', x0: {ax0}, x1: {ax1}, y0: {ay0}, y1: {ay1}}},
+        {{type: 'path', xref: 'x', yref: 'y', path: '{ring(outer) + ring(hole)}'}},
+        {{type: 'rect', xref: 'x', yref: 'y', x0: {bx0}, x1: {bx1}, y0: {by0}, y1: {by1}}}]}})""")
+    in_outer, in_hole = (set(points_in_polygon(grid, c[:, 0], c[:, 1]).tolist()) for c in map(frac, (outer, hole)))
+    box1, strip = (set(points_in_box(grid, bx, by).tolist()) for bx, by in (((ax0, ax1), (ay0, ay1)),
+                                                                           ((bx0, bx1), (by0, by1))))
+    truth = ((box1 | in_outer) - in_hole) | strip
+    assert (box1 & in_hole) - strip and len(truth) != len(r)  # the hole takes from the box; a new count
+    check(truth, "a box, a path with a hole, a strip")

@@ -12,7 +12,6 @@ from PIL import Image
 
 from labeler.app import map_raster as mr
 from labeler.app.map_select import points_in_box, points_in_polygon, selected_points
-from labeler.app import map_select as mr_select
 from labeler.config import save_setting
 from labeler.errors import BadInputError
 
@@ -163,7 +162,6 @@ def test_shift_selected_shapes_select_their_union():
     sel = {"lassoPoints": {"x": [4, 6, 6], "y": [4, 4, 6]}, "shapes": [lasso, box]}  # the last shape alone
     np.testing.assert_array_equal(selected_points(xy, sel), [1, 2, 6])
     np.testing.assert_array_equal(selected_points(xy, {"shapes": [lasso, lasso]}), [1, 2])  # no duplicates
-    assert mr_select.path_vertices("M 1e1,-2 L3.5,4Z") == ([10.0, 3.5], [-2.0, 4.0])
 
 
 @pytest.mark.parametrize("bad", [{"lassoPoints": {"x": [1, 2], "y": [1, 2]}},

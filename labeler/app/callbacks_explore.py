@@ -37,14 +37,17 @@ function(sel) {
     const nu = window.dash_clientside.no_update;
     if (!sel || !sel.points) { return [[], nu, nu]; }
     const gd = document.querySelector("#%s .js-plotly-plot");
-    // A raster-drawn map lists only its sampled points: the server tests the shape on every point.
-    // Shift-selecting more keeps every shape in layout.selections (the event carries only the last).
-    if (gd && gd.layout.meta && gd.layout.meta.raster && (sel.lassoPoints || sel.range)) {
-        const shapes = (gd.layout.selections || []).map(s =>
-            s.type === "path" ? {path: s.path} :
-            s.type === "rect" ? {range: {x: [s.x0, s.x1], y: [s.y0, s.y1]}} : null).filter(s => s);
+    // A raster-drawn map lists only its sampled points: the server tests the shapes on every point.
+    // layout.selections holds every shape, in order (Shift-selecting more appends one); Plotly
+    // combines them, and a lasso path's rings, as map_select.selected_points does. The event's own
+    // lassoPoints glue a path's rings together, and an event after a relayout has none.
+    const raster = gd && gd.layout.meta && gd.layout.meta.raster;
+    const shapes = raster ? (gd.layout.selections || []).map(s =>
+        s.type === "path" ? {path: s.path} :
+        s.type === "rect" ? {range: {x: [s.x0, s.x1], y: [s.y0, s.y1]}} : null).filter(s => s) : [];
+    if (raster && (shapes.length || sel.lassoPoints || sel.range)) {
         return [nu, nu, {lassoPoints: sel.lassoPoints || null, range: sel.range || null,
-                         shapes: shapes.length > 1 ? shapes : null, t: Date.now()}];
+                         shapes: shapes.length ? shapes : null, t: Date.now()}];
     }
     // Image id of point i: layout.meta.id_runs (views.id_runs), binary search.
     const runs = (gd && gd.layout.meta && gd.layout.meta.id_runs) || [];

@@ -1,9 +1,9 @@
 """Which map points a lasso or a box selection covers, tested on every point.
 
 When the map is drawn as a raster plus a sample (:mod:`labeler.app.map_raster`),
-Plotly's selection event lists only the sampled points; the shape it reports
-(``selectedData["lassoPoints"]`` or ``["range"]``) is tested here against all of
-them. Pure functions of numpy arrays.
+Plotly's selection event lists only the sampled points; the shapes Plotly keeps
+(``layout.selections``, or the event's ``lassoPoints`` / ``range``) are tested here
+against all of them, combined as Plotly combines them. Pure functions of numpy arrays.
 """
 
 from __future__ import annotations
@@ -68,54 +68,138 @@ def points_in_polygon(xy: np.ndarray, xs, ys) -> np.ndarray:
 
 
 _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
+_NOT_A_LASSO = re.compile(r"[^MLZ\s,]")
 
 
-def path_vertices(path: str) -> tuple[list[float], list[float]]:
-    """The vertices of a lasso kept in Plotly's ``layout.selections`` (``type: 'path'``):
-    an SVG path of straight segments in data units, ``"M x,y L x,y ... Z"``.
+def path_rings(path: str) -> list[np.ndarray]:
+    """The rings (sub-polygons) of a lasso kept in Plotly's ``layout.selections``
+    (``type: 'path'``): an SVG path of straight segments in data units,
+    ``"M x,y L x,y ... [Z] [M x,y L ... Z]"``.
+
+    The path is cut at every ``Z``, as plotly.js 4.1.1 does in ``getLayoutPolygons``
+    (``src/components/selections/select.js``: ``selection.path.split('Z')``); a piece
+    without coordinates is skipped. A single lasso drawn on the map is one ring (Plotly
+    stores it without a ``Z``); several rings come from a merged outline (a selection
+    made with ``newselection.mode = 'gradual'``, or set by ``Plotly.relayout``).
+
+    Parameters
+    ----------
+    path : str
+        Only the commands M, L and Z, absolute; numbers may use exponents.
+
+    Returns
+    -------
+    list of ndarray (k, 2), float64
+        Each ring's vertices in path order, closed implicitly, k >= 3.
 
     Raises
     ------
     BadInputError
-        Not an even number of coordinates.
+        Another SVG command, an x without its y, or a ring of fewer than 3 vertices.
     """
-    v = [float(t) for t in _NUMBER.findall(str(path))]
-    if len(v) % 2:
-        raise BadInputError("a lasso path needs an x and a y for every vertex")
-    return v[0::2], v[1::2]
+    rings = []
+    for piece in str(path).split("Z"):
+        if _NOT_A_LASSO.search(_NUMBER.sub(" ", piece)):
+            raise BadInputError("a lasso path may hold only straight segments (M, L, Z)")
+        v = [float(t) for t in _NUMBER.findall(piece)]
+        if not v:
+            continue
+        if len(v) % 2 or len(v) < 6:
+            raise BadInputError("a lasso path needs an x and a y for each of at least 3 vertices per ring")
+        rings.append(np.asarray(v, dtype=np.float64).reshape(-1, 2))
+    return rings
 
 
-def _one_shape(xy: np.ndarray, shape: dict) -> np.ndarray | None:
+def vertices_in_polygon(vertices: np.ndarray, polygon: np.ndarray) -> np.ndarray:
+    """Which vertices lie inside a polygon, by even-odd ray casting exactly as the
+    ``point-in-polygon`` npm package (W. R. Franklin's PNPOLY) that plotly.js uses to
+    tell a hole from an island.
+
+    Parameters
+    ----------
+    vertices : ndarray (m, 2), float64
+    polygon : ndarray (k, 2), float64
+        Closed implicitly.
+
+    Returns
+    -------
+    ndarray (m,), bool
+    """
+    x, y = vertices[:, 0], vertices[:, 1]
+    inside = np.zeros(len(vertices), dtype=bool)
+    xj, yj = polygon[-1]
+    for xi, yi in polygon:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inside ^= ((yi > y) != (yj > y)) & (x < (xj - xi) * (y - yi) / (yj - yi) + xi)
+        xj, yj = xi, yi
+    return inside
+
+
+def ring_subtracts(rings: list[np.ndarray]) -> np.ndarray:
+    """Which rings of one lasso path take points away (holes) rather than add them.
+
+    plotly.js 4.1.1, ``getSubtract`` in ``src/components/selections/select.js``: a ring
+    subtracts when an odd number of the path's EARLIER rings each hold at least one of
+    its vertices (:func:`vertices_in_polygon`). A path's first ring never subtracts.
+
+    Parameters
+    ----------
+    rings : list of ndarray (k, 2), float64
+        As :func:`path_rings` returns them.
+
+    Returns
+    -------
+    ndarray (len(rings),), bool
+    """
+    out = np.zeros(len(rings), dtype=bool)
+    for i, ring in enumerate(rings):
+        out[i] = sum(bool(vertices_in_polygon(ring, rings[j]).any()) for j in range(i)) % 2 == 1
+    return out
+
+
+def _shape_parts(shape: dict) -> list[tuple[str, object, bool]]:
+    """One shape of the page's store as (kind, geometry, subtract) parts, in order."""
     if shape.get("lassoPoints"):
         lasso = shape["lassoPoints"]
-        return points_in_polygon(xy, lasso["x"], lasso["y"])
+        return [("lasso", (lasso["x"], lasso["y"]), False)]
     if shape.get("path"):
-        return points_in_polygon(xy, *path_vertices(shape["path"]))
+        rings = path_rings(shape["path"])
+        return [("lasso", (r[:, 0], r[:, 1]), bool(s)) for r, s in zip(rings, ring_subtracts(rings))]
     if shape.get("range"):
         box = shape["range"]
-        return points_in_box(xy, box["x"], box["y"])
-    return None
+        return [("box", (box["x"], box["y"]), False)]
+    return []
 
 
 def selected_points(xy: np.ndarray, selected: dict | None) -> np.ndarray | None:
-    """The points a Plotly selection event covers, from its shape or shapes.
+    """The points a Plotly selection covers, from its shape or shapes, with Plotly's
+    own semantics.
+
+    With ``"shapes"`` (Plotly's ``layout.selections``, in order) each shape gives one
+    polygon, a box, or the rings of a lasso path (:func:`path_rings`), some of which
+    subtract (:func:`ring_subtracts`; a box never does). plotly.js 4.1.1 then merges them
+    in order, a union for each adding polygon and a difference for each subtracting one
+    (``addTester`` and ``mergePolygons`` in ``src/components/selections/select.js``,
+    with polybooljs). So a point is selected iff the LAST polygon that holds it adds.
+    Checked against Plotly's own ``plotly_selected`` points by
+    ``tests/test_map_select.py`` and ``tests/test_app_browser_raster.py``.
 
     Parameters
     ----------
     xy : ndarray (n, 2), numeric
         Every point, in the units of the figure's axes.
     selected : dict or None
-        Plotly's ``selectedData``: ``{"lassoPoints": {"x": [...], "y": [...]}}`` or
-        ``{"range": {"x": [lo, hi], "y": [lo, hi]}}``; with ``"shapes"``, a list of
-        such shapes or ``{"path": "M x,y L ... Z"}`` lassos (Plotly's
-        ``layout.selections`` after shift-selecting more: their union is selected,
-        and the single shape is ignored).
+        The page's shape store: Plotly's ``selectedData`` shape,
+        ``{"lassoPoints": {"x": [...], "y": [...]}}`` or
+        ``{"range": {"x": [lo, hi], "y": [lo, hi]}}``, used alone when ``"shapes"`` is
+        empty; ``"shapes"``: ``layout.selections`` as a list of
+        ``{"path": "M x,y L ... Z"}`` and ``{"range": ...}`` (or ``{"lassoPoints": ...}``).
 
     Returns
     -------
     ndarray (m,), int64 or None
-        Point indices, ascending; None when the event carries no shape (a
-        selection made another way: its listed points are the selection).
+        Point indices, ascending; None when the store carries no shape (a selection
+        made another way: its listed points are the selection).
 
     Raises
     ------
@@ -125,10 +209,14 @@ def selected_points(xy: np.ndarray, selected: dict | None) -> np.ndarray | None:
     if not selected:
         return None
     try:
-        if selected.get("shapes"):
-            parts = [_one_shape(xy, shape) for shape in selected["shapes"]]
-            parts = [p for p in parts if p is not None]
-            return np.unique(np.concatenate(parts)).astype(np.int64) if parts else None
-        return _one_shape(xy, selected)
+        shapes = selected.get("shapes") or [selected]
+        parts = [part for shape in shapes for part in _shape_parts(shape)]
+        if not parts:
+            return None
+        chosen = np.zeros(len(xy), dtype=bool)
+        for kind, (xs, ys), subtract in parts:
+            inside = points_in_box(xy, xs, ys) if kind == "box" else points_in_polygon(xy, xs, ys)
+            chosen[inside] = not subtract
+        return np.flatnonzero(chosen).astype(np.int64)
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise BadInputError(f"a malformed map selection: {e}") from e
