@@ -23,7 +23,7 @@ ELPV: the annotator answers ``defect_level`` (4 classes; ``defective`` = level 2
 follows from it), so ``--column defect_level --score defective,defect_level``.
 Issue 9's targets: defect_level macro-F1 at 300 actions >= 0.60; defective macro P@1 >= 0.85.
 
-Run (ELPV, ~10 min on 2 quiet cores)::
+Run (ELPV, ~10-15 min on 2 quiet cores with the default loss; `--loss ce` trains in half the time)::
 
     python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --json
     python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --epochs 60 --lr 1e-3 \\
