@@ -115,11 +115,9 @@ def project_label_probe(project, vectors: np.ndarray, row_ids: np.ndarray, label
         No image has ``label``, or every labelled image has it (nothing to tell it from).
     """
     from ..errors import BadInputError
-    from .suggest import SUGGESTION_SOURCE
 
     pos = {int(i): r for r, i in enumerate(row_ids) if i >= 0}
-    got = [(pos[int(r["image_id"])], r["label"] == label) for r in project.store.label_rows()
-           if r["source"] != SUGGESTION_SOURCE and int(r["image_id"]) in pos]
+    got = [(pos[i], lab == label) for i, lab in project.store.decided_labels().items() if i in pos]
     if not any(is_l for _, is_l in got):
         raise BadInputError(f"no image is labelled {label!r}: label a few first (or check the spelling)")
     if all(is_l for _, is_l in got):

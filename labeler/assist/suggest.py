@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import BadInputError, NotFoundError, NotIngestedError
 from ..project import Project
-from ..store.schema import SUGGESTION_SOURCE  # the model never learns from accepted suggestions
+from ..store.schema import SUGGESTION_SOURCE  # what accept() records as the source
 from . import model as assist_model
 from .graph import KnnGraph, cached_knn_graph, fingerprint
 
@@ -196,14 +196,15 @@ def _named_features(project: Project, name: str) -> tuple[np.ndarray, str]:
 
 
 def _label_state(project: Project):
-    """(image ids, rows) of embedded images, {image id: (label, source)}, version."""
+    """(image ids, rows) of embedded images, {image id: label}, the labels a person decided
+    (:meth:`~labeler.store.Store.decided_labels`, what the model learns from), version."""
     store = project.store
     table = [r for r in store.image_table() if r["status"] == "embedded"]
     ids = np.array([r["id"] for r in table], dtype=np.int64)
     rows = np.array([r["row"] for r in table], dtype=np.int64)
-    labels = {int(r["image_id"]): (r["label"], r["source"]) for r in store.label_rows()}
+    labels, decided = store.labels(), store.decided_labels()
     newest = store.actions(limit=1)
-    return ids, rows, labels, int(newest[0]["id"]) if newest else 0
+    return ids, rows, labels, decided, int(newest[0]["id"]) if newest else 0
 
 
 def clusters_by_row(project: Project, n_rows: int) -> np.ndarray | None:
@@ -263,10 +264,9 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
     if method not in assist_model.METHODS:
         raise BadInputError(f"unknown suggestion method {method!r}; one of {assist_model.METHODS}")
     x, name = load_features(project, features)
-    ids, rows, labels, version = _label_state(project)
-    given = np.array([labels.get(int(i), (None, None))[0] for i in ids], dtype=object)
-    train = [(r, labels[int(i)][0]) for i, r in zip(ids, rows)
-             if int(i) in labels and labels[int(i)][1] != SUGGESTION_SOURCE]
+    ids, rows, labels, decided, version = _label_state(project)
+    given = np.array([labels.get(int(i)) for i in ids], dtype=object)
+    train = [(r, decided[int(i)]) for i, r in zip(ids, rows) if int(i) in decided]
     classes = tuple(sorted({lab for _, lab in train}))
     m = len(ids)
     if not classes:

@@ -223,10 +223,11 @@ class LabelsMixin:
 
     def decided_labels(self) -> dict[int, str]:
         """Current labels a person decided: {image_id: label}, accepted suggestions
-        (source :data:`~labeler.store.schema.SUGGESTION_SOURCE`) left out. What the
-        fine-tune learns from, as the suggestion model does."""
+        (source :data:`~labeler.store.schema.SUGGESTION_SOURCE`) left out, by image id.
+        What the suggestion model, the label-conditioned search and the fine-tune learn
+        from: the one place that rule lives."""
         return {r[0]: r[1] for r in self.con.execute(
-            "SELECT image_id, label FROM labels WHERE source != ?", (SUGGESTION_SOURCE,))}
+            "SELECT image_id, label FROM labels WHERE source != ? ORDER BY image_id", (SUGGESTION_SOURCE,))}
 
     def labels_for(self, image_ids: Sequence[int]) -> dict[int, str]:
         """Current labels of the given images only: {image_id: label}."""
