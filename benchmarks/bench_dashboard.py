@@ -132,7 +132,7 @@ def main(argv=None) -> None:
     from labeler.app import create_app
     from labeler.app.actions import attempt
     from labeler.app.callbacks_label import label_cluster_action, label_ids_action
-    from labeler.app.views import COLOR_BY_CLUSTER, COLOR_BY_LABEL, coloring, recolor_patch
+    from labeler.app.views import COLOR_BY_CLUSTER, COLOR_BY_LABEL, coloring, forget_map_image, recolor_patch
 
     tmp = None
     root = args.keep
@@ -195,17 +195,18 @@ def main(argv=None) -> None:
 
     # A recolour follows a label action, which changes the colour codes: the raster is drawn
     # anew each time (views keeps the last PNG only for the same codes and colours).
+    def anew(recolor, mode):
+        forget_map_image(actx)
+        return recolor(actx, mode)
+
     def recolor_label():
-        actx.__dict__.pop("_map_image_cache", None)
-        return recolor_patch(actx, COLOR_BY_LABEL)
+        return anew(recolor_patch, COLOR_BY_LABEL)
 
     def recolor_label_before():
-        actx.__dict__.pop("_map_image_cache", None)
-        return recolor_patch_strings(actx, COLOR_BY_LABEL)
+        return anew(recolor_patch_strings, COLOR_BY_LABEL)
 
     def recolor_cluster():
-        actx.__dict__.pop("_map_image_cache", None)
-        return recolor_patch(actx, COLOR_BY_CLUSTER)
+        return anew(recolor_patch, COLOR_BY_CLUSTER)
 
     print(f"\nlabel action, server part (median of {args.repeat})")
     figures["label_cluster_ms"] = round(median_ms(label_big, args.repeat), 1)
@@ -287,15 +288,16 @@ def raster_figures(actx, repeat: int) -> dict:
     from dash._utils import to_json
 
     from labeler.app.map_select import selected_points
-    from labeler.app.views import COLOR_BY_CLUSTER, grid_xy, map_limits, raster_parts
+    from labeler.app.views import COLOR_BY_CLUSTER, forget_map_image, grid_xy, map_limits, raster_parts
 
     out = {}
     parts = raster_parts(actx, COLOR_BY_CLUSTER)
     out["raster_png_kb"] = round(len(parts["image"]["source"]) / 1e3, 1)
     out["sample_points"] = len(parts["sample"])
     out["sample_kb"] = round(len(to_json({k: parts[k] for k in ("x", "y", "customdata", "marker")})) / 1e3, 1)
+
     def drawn_anew():
-        actx.__dict__.pop("_map_image_cache", None)  # the PNG of the same codes is kept: time a new one
+        forget_map_image(actx)  # the PNG of the same codes is kept: time a new one
         return raster_parts(actx, COLOR_BY_CLUSTER)
 
     out["raster_parts_ms"] = round(median_ms(drawn_anew, repeat), 1)

@@ -408,6 +408,12 @@ def warm_map(ctx: AppContext) -> None:
         raster_parts(ctx, COLOR_BY_CLUSTER)
 
 
+def forget_map_image(ctx: AppContext) -> None:
+    """Drop the kept raster PNG (:func:`_raster_image`), so the next draw renders it anew,
+    as a label action's new colour codes make it do (benchmarks time that drawing)."""
+    ctx.__dict__.pop("_map_image_cache", None)
+
+
 def _raster_image(ctx: AppContext, grid, codes, colours, v, budget, size, pix) -> dict:
     """The ``layout.images`` entry of the raster, rendered again only when its pixels can
     differ: the last one is kept with the view, the colour codes' digest and the colours.
