@@ -12,7 +12,7 @@ from pathlib import Path
 import click
 
 from .cli_common import PROJECT, _open
-from .embedding.registry import FEATURE_TYPES
+from .embedding.registry import FEATURE_TYPES, LOSSES
 
 
 def _say(quiet: bool):
@@ -65,7 +65,7 @@ def features_cmd(project_dir, feature_type, name, use, device, quiet):
 @click.option("--holdout", type=click.FloatRange(0, 0.5), default=0.2, show_default=True,
               help="Share of each label held out (not trained on) to report an honest accuracy.")
 @click.option("--device", default="auto", help="cpu, cuda ... (default: cuda when present).")
-@click.option("--loss", type=click.Choice(["ce+supcon", "ce"]), default="ce+supcon", show_default=True,
+@click.option("--loss", type=click.Choice(LOSSES), default=LOSSES[0], show_default=True,
               help="Cross-entropy plus a supervised contrastive loss on the search vectors, or "
                    "cross-entropy alone (half the training time).")
 @click.option("--name", default=None, help="Name of the new feature set (default finetuned-<k>).")

@@ -301,7 +301,7 @@ def _drop_export(backbone) -> None:
 
 def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout: float = 0.2,
                      batch_size: int = 32, lr: float = 3e-4, train_from: str = "s16", class_weight: str = "sqrt",
-                     head: str = "linear", tta: bool = False, input_size: int | None = None, loss: str = "ce+supcon",
+                     head: str = "linear", tta: bool = False, input_size: int | None = None, loss: str = LOSSES[0],
                      seed: int = 0,
                      name: str | None = None, activate: bool = True, progress: bool = True,
                      say=lambda s: None) -> FinetuneReport:

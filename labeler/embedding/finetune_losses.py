@@ -11,12 +11,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import BadInputError
+from .registry import LOSSES  # noqa: F401 (re-exported; torch-free there, so the CLI lists them)
 
 __all__ = ["LOSSES", "SUPCON_TEMPERATURE", "SUPCON_WEIGHT", "CosineClassifier", "supcon_loss"]
 
-#: The training loss: cross-entropy alone, or cross-entropy + SUPCON_WEIGHT x the
-#: supervised contrastive loss (:func:`supcon_loss`) on the search vectors.
-LOSSES = ("ce", "ce+supcon")
 #: Temperature of the supervised contrastive loss: Khosla et al. 2020's default (0.1).
 SUPCON_TEMPERATURE = 0.1
 #: Weight of the supervised contrastive term beside the cross-entropy: 1, the two terms

@@ -22,6 +22,7 @@ __all__ = [
     "BackboneSpec",
     "FEATURE_TYPES",
     "HubWeights",
+    "LOSSES",
     "PRECISIONS",
     "PackagedWeights",
     "REGISTRY",
@@ -42,6 +43,11 @@ PRECISIONS: tuple[str, ...] = ("fp32", "bf16", "int8")
 
 #: Where the forward pass runs: ``'auto'`` = ONNX Runtime on the CPU, torch on GPUs.
 RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnxruntime")
+
+#: Training losses of the fine-tune (``labeler.embedding.finetune``), the default first:
+#: cross-entropy + the supervised contrastive loss on the search vectors, or
+#: cross-entropy alone (half the training time).
+LOSSES: tuple[str, ...] = ("ce+supcon", "ce")
 
 #: ImageNet channel statistics of torchvision's ImageNet weights, in 0..1 units.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
