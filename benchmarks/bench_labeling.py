@@ -268,7 +268,11 @@ def main(argv=None) -> dict:
             counts = dict(zip(classes.tolist(), np.bincount(y).tolist()))
             log(f"truth {col_name!r}: {len(rows)} images, classes {counts}")
             res = {}
-            res_p1 = round(search_scores(x, y, max_queries=None)["p1_macro"], 4)
+
+            def p1(features):  # leave-one-out search macro P@1 of this column
+                return round(search_scores(features, y, max_queries=None)["p1_macro"], 4)
+
+            res_p1 = p1(x)
             log(f"  search macro P@1 of the features before any fine-tune: {res_p1}")
             for pick in ("queue", "random"):
                 t0 = time.perf_counter()
@@ -289,9 +293,7 @@ def main(argv=None) -> dict:
                                   refit=(at, refit))
                 res[name_ft] = flow.summary()
                 res[name_ft]["seconds"] = round(time.perf_counter() - t0, 1)
-                # What search ranks by after the press: leave-one-out macro P@1 of this column.
-                res[name_ft]["search_p1_macro_final"] = round(
-                    search_scores(flow.features, y, max_queries=None)["p1_macro"], 4)
+                res[name_ft]["search_p1_macro_final"] = p1(flow.features)  # what search ranks by after the press
                 res[name_ft]["finetune_options"] = ft_options
                 log(f"  {name_ft}: {res[name_ft]}")
             if not args.skip_model_choice:
