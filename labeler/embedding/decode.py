@@ -305,14 +305,18 @@ def to_device_input(batch: DecodedBatch, spec: BackboneSpec, view: str, device: 
     failures: list[tuple[int, str]] = []
     mean = torch.tensor(spec.mean, device=device, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(spec.std, device=device, dtype=torch.float32).view(1, 3, 1, 1)
-    if batch.jpeg_blob is None and batch.pixels is not None and list(batch.pixel_pos) == list(range(n)):
-        # Every image decoded by the workers (the CPU path): one copy into the wanted layout,
-        # then normalised in place, the same arithmetic as below in a third of the passes.
-        px = batch.pixels.to(device, non_blocking=True).permute(0, 3, 1, 2)
+
+    def normalised(px: torch.Tensor) -> torch.Tensor:
+        """(B, 3, H, W) pixels, any dtype and layout -> one copy into the wanted layout,
+        float32, then ``(x - mean) / std`` in place."""
         x = torch.empty(px.shape, dtype=torch.float32, device=device,
                         memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-        x.copy_(px)
-        return x.sub_(mean).div_(std), np.arange(n, dtype=np.int64), failures
+        return x.copy_(px).sub_(mean).div_(std)
+
+    if batch.jpeg_blob is None and batch.pixels is not None and list(batch.pixel_pos) == list(range(n)):
+        # Every image decoded by the workers (the CPU path): their uint8 batch as it is.
+        return normalised(batch.pixels.to(device, non_blocking=True).permute(0, 3, 1, 2)), \
+            np.arange(n, dtype=np.int64), failures
     if batch.pixels is not None:
         px = batch.pixels.to(device, non_blocking=True).permute(0, 3, 1, 2).float()
         for k, pos in enumerate(batch.pixel_pos):
@@ -338,8 +342,4 @@ def to_device_input(batch: DecodedBatch, spec: BackboneSpec, view: str, device: 
     keep = np.array([k for k in range(n) if rows[k] is not None], dtype=np.int64)
     if len(keep) == 0:
         return None, keep, failures
-    x = torch.stack([rows[k] for k in keep])
-    x = (x - mean) / std
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x, keep, failures
+    return normalised(torch.stack([rows[k] for k in keep])), keep, failures
