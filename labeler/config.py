@@ -3,11 +3,17 @@
 One flat dataclass keeps the whole configuration visible in one place. Each
 project writes the settings it used to ``labeler.toml`` so a later run (or a
 colleague) sees how its arrays were made.
+
+Every layer is checked on load (:func:`validate`): an unknown key in
+``labeler.toml``, a value of the wrong type or out of range stops with one line
+naming the file (or variable) and the key, e.g. ``labeler.toml: unknown key
+'pca_dims' (did you mean 'pca_components'?)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import tomllib
 from dataclasses import dataclass, fields
@@ -147,9 +153,142 @@ class Settings:
         return dataclasses.asdict(self)
 
 
+# -- validation -----------------------------------------------------------------------
+# One rule per setting: (check, what the value must be). ``check`` returns the value
+# to keep (an int given for a float setting becomes a float) or None when it fails.
+# The ranges are the ones the pipeline can run with; the CLI's flag ranges agree.
+
+def _int(low: int | None = None, high: int | None = None):
+    def check(v: Any) -> int | None:
+        if isinstance(v, bool) or not isinstance(v, int):
+            return None
+        if (low is not None and v < low) or (high is not None and v > high):
+            return None
+        return v
+    return check
+
+
+def _float(low: float | None = None, high: float | None = None):
+    def check(v: Any) -> float | None:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or v != v:  # v != v: NaN
+            return None
+        v = float(v)
+        if (low is not None and v < low) or (high is not None and v > high):
+            return None
+        return v
+    return check
+
+
+def _choice(*options: str):
+    return lambda v: v if isinstance(v, str) and v in options else None
+
+
+def _str(v: Any) -> str | None:
+    return v if isinstance(v, str) else None
+
+
+def _bool(v: Any) -> bool | None:
+    return v if isinstance(v, bool) else None
+
+
+def _k_range(v: Any) -> list[int] | None:
+    if isinstance(v, (list, tuple)) and len(v) == 2 and all(_int(2)(x) is not None for x in v) and v[0] <= v[1]:
+        return list(v)
+    return None
+
+
+def _rules() -> dict[str, tuple[Any, str]]:
+    """Each setting's check and a phrase saying what it must be (for the error)."""
+    from .embedding.registry import BACKBONES, FEATURE_TYPES, PRECISIONS, RUNTIMES, VIEWS  # torch-free
+
+    def one_of(options) -> str:
+        return "one of " + ", ".join(repr(o) for o in options)
+
+    backbones, features, methods = ("auto", *BACKBONES), ("auto", *FEATURE_TYPES), ("hdbscan", "kmeans")
+    return {
+        "backbone": (_choice(*backbones), one_of(backbones)),
+        "weights": (_str, "a string (a file path, or '' for the registry's weights)"),
+        "view": (_choice(*VIEWS), one_of(VIEWS)),
+        "features": (_choice(*features), one_of(features)),
+        "device": (_str, "a string ('' = cuda when present, 'cpu', 'cuda', 'cuda:1' ...)"),
+        "batch_size": (_int(1), "an integer >= 1"),
+        "num_workers": (_int(0), "an integer >= 0"),
+        "commit_every": (_int(1), "an integer >= 1"),
+        "precision": (_choice(*PRECISIONS), one_of(PRECISIONS)),
+        "runtime": (_choice(*RUNTIMES), one_of(RUNTIMES)),
+        "pca_components": (_int(2), "an integer >= 2"),
+        "umap_neighbors": (_int(2), "an integer >= 2"),
+        # umap-learn refuses a min_dist above its spread (1.0).
+        "umap_min_dist": (_float(0.0, 1.0), "a number in [0, 1]"),
+        "cluster_dims": (_int(2), "an integer >= 2"),
+        "method": (_choice(*methods), one_of(methods)),
+        "min_cluster_size": (_int(2), "an integer >= 2"),
+        "min_samples": (_int(0), "an integer >= 0"),
+        "k": (_int(0), "an integer >= 0"),
+        "k_range": (_k_range, "a list [low, high] of two integers with 2 <= low <= high"),
+        "seed": (_int(0, 2**32 - 1), "an integer in [0, 2**32 - 1]"),
+        "novelty_percentile": (_float(0.0, 100.0), "a number in [0, 100]"),
+        "imagenet_hints": (_bool, "true or false"),
+        # A threshold on a probability: above 1 hides every hint (the tests use 1.01).
+        "imagenet_hint_min_prob": (_float(0.0), "a number >= 0 (a probability; above 1 hides every hint)"),
+        "map_raster_threshold": (_int(0), "an integer >= 0"),
+        "map_sample_points": (_int(1), "an integer >= 1"),
+    }
+
+
+def _unknown_key(where: str, name: str) -> BadInputError:
+    names = [f.name for f in fields(Settings)]
+    # The one setting of the same family ('pca_dims' -> 'pca_components') before
+    # spelling likeness ('umap_neighbours' -> 'umap_neighbors').
+    head = name.split("_")[0]
+    family = [n for n in names if n == head or n.startswith(head + "_")] if "_" in name else []
+    close = family if len(family) == 1 else difflib.get_close_matches(name, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else f" (settings: {', '.join(names)})"
+    return BadInputError(f"{where}: unknown key {name!r}{hint}")
+
+
+def validate(values: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check settings read from ``where`` (a file, an environment variable, a caller).
+
+    Parameters
+    ----------
+    values : dict
+        Setting name -> value, as read (TOML types, or coerced environment strings).
+    where : str
+        Named first in the error (the toml path, ``'LABELER_K'``, ``'settings'``).
+
+    Returns
+    -------
+    dict
+        The same settings; an integer given for a float setting becomes a float.
+
+    Raises
+    ------
+    BadInputError
+        One line naming ``where`` and the first unknown key (with the closest
+        setting name), or the first value of the wrong type or out of range.
+    """
+    rules = _rules()
+    out = {}
+    for name, value in values.items():
+        if name not in rules:
+            raise _unknown_key(where, name)
+        check, must = rules[name]
+        kept = check(value)
+        if kept is None:
+            raise BadInputError(f"{where}: {name!r} must be {must}, got {value!r}")
+        out[name] = kept
+    return out
+
+
 def _coerce(name: str, raw: str, default: Any) -> Any:
     if isinstance(default, bool):
-        return raw.lower() in ("1", "true", "yes")
+        low = raw.strip().lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(f"expected true or false, got {raw!r}")
     if isinstance(default, int):
         return int(raw)
     if isinstance(default, float):
@@ -159,31 +298,43 @@ def _coerce(name: str, raw: str, default: Any) -> Any:
     return raw
 
 
+def _read_toml(toml_path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(Path(toml_path).read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise BadInputError(f"{toml_path}: {e}") from e
+
+
 def load_settings(toml_path: Path | None = None, env: dict[str, str] | None = None, **overrides: Any) -> Settings:
     """Resolve settings: defaults < toml file < ``LABELER_<NAME>`` variables < overrides.
+
+    Every layer is validated (:func:`validate`): types, ranges and, in the toml
+    file, unknown keys.
 
     Raises
     ------
     BadInputError
-        A malformed toml file or an environment value of the wrong type.
+        A malformed toml file, an unknown key in it, or a value of the wrong type
+        or out of range (in the file, an environment variable or ``overrides``).
     """
     s = Settings()
     if toml_path is not None and Path(toml_path).is_file():
-        try:
-            data = tomllib.loads(Path(toml_path).read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise BadInputError(f"{toml_path}: {e}") from e
-        s = s.updated(**{k: v for k, v in data.items() if k in {f.name for f in fields(s)}})
+        s = s.updated(**validate(_read_toml(toml_path), str(toml_path)))
     env = os.environ if env is None else env
     from_env = {}
     for f in fields(s):
         key = f"LABELER_{f.name.upper()}"
         if key in env and env[key] != "":
             try:
-                from_env[f.name] = _coerce(f.name, env[key], getattr(s, f.name))
+                value = _coerce(f.name, env[key], getattr(s, f.name))
             except ValueError as e:
                 raise BadInputError(f"{key}={env[key]!r}: {e}") from e
-    return s.updated(**from_env).updated(**overrides)
+            from_env.update(validate({f.name: value}, key))
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    unknown = set(clean) - {f.name for f in fields(s)}
+    if unknown:  # a caller's mistake, as Settings.updated says it
+        raise TypeError(f"unknown setting(s): {sorted(unknown)}")
+    return s.updated(**from_env).updated(**validate(clean, "settings"))
 
 
 def save_setting(toml_path: Path, name: str, value: Any) -> None:
@@ -193,19 +344,14 @@ def save_setting(toml_path: Path, name: str, value: Any) -> None:
     Raises
     ------
     BadInputError
-        ``name`` is not a setting, or the file is malformed.
+        ``name`` is not a setting, ``value`` does not fit it (:func:`validate`),
+        or the file is malformed.
     """
     import tomli_w
 
-    if name not in {f.name for f in fields(Settings)}:
-        raise BadInputError(f"unknown setting {name!r}")
     toml_path = Path(toml_path)
-    data = {}
-    if toml_path.is_file():
-        try:
-            data = tomllib.loads(toml_path.read_text())
-        except tomllib.TOMLDecodeError as e:
-            raise BadInputError(f"{toml_path}: {e}") from e
+    value = validate({name: value}, str(toml_path))[name]
+    data = _read_toml(toml_path) if toml_path.is_file() else {}
     data[name] = value
     with atomic_write(toml_path) as f:
         f.write(tomli_w.dumps(data).encode())
