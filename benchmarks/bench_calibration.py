@@ -18,7 +18,7 @@ precision of those (target: >= 0.95, or the threshold means nothing), how many o
 them are wrong, and the expected calibration error (ECE, 10 bins) over all
 unlabelled images.
 
-Run:  python benchmarks/bench_calibration.py --project P --truth data/elpv/truth.csv
+Run:  python benchmarks/bench_calibration.py        (the demo's data/projects/elpv and data/elpv/truth.csv)
       python benchmarks/bench_calibration.py --project P --truth T --columns cell_type --json
 """
 
@@ -26,19 +26,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from labeler.assist import model as assist_model
+from labeler.assist.graph import build_knn_graph
+from labeler.assist.suggest import clusters_by_row, load_features
+from labeler.evaluate.truth import align_truth, read_truth
+from labeler.project import Project
 
-from labeler.assist import model as assist_model  # noqa: E402
-from labeler.assist.graph import build_knn_graph  # noqa: E402
-from labeler.assist.suggest import clusters_by_row, load_features  # noqa: E402
-from labeler.evaluate.truth import align_truth, read_truth  # noqa: E402
-from labeler.project import Project  # noqa: E402
+from common import add_project_argument, add_truth_argument, existing
 
 THRESHOLD = 0.95
 
@@ -88,13 +86,14 @@ def run_column(project: Project, truth_path: str, column: str, x, graph, steps: 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--project", required=True)
-    ap.add_argument("--truth", required=True)
+    add_project_argument(ap)
+    add_truth_argument(ap)
     ap.add_argument("--columns", default="cell_type,defective,defect_level")
     ap.add_argument("--steps", default="2,3,5,10,20", help="numbers of clusters labelled")
     ap.add_argument("--json", action="store_true")
     a = ap.parse_args()
-    project = Project(a.project)
+    existing(a.truth, "truth")
+    project = Project(existing(a.project, "project"))
     x, _ = load_features(project, "pca")
     graph = build_knn_graph(x, 10)
     steps = [int(s) for s in a.steps.split(",")]

@@ -44,10 +44,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from labeler.clustering import summarize  # noqa: E402
-from labeler.project import Project  # noqa: E402
+from labeler.clustering import summarize
+from labeler.project import Project
 
 
 def build_synthetic_project(root: Path | str, n: int = 100_000, *, n_clusters: int = 100, dim: int = 64,
@@ -410,8 +408,14 @@ def browser_render(app, n_points: int, timeout: float = 900.0) -> dict:
     time from emitting Plotly's ``plotly_selected`` event until the Selection
     tab lists the points; then the page is loaded again in the same browser.
     """
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the browser helpers
-    from browser_helpers import ServerThread, chrome_driver, map_drawn_js
+    import importlib.util
+
+    # the test suite's browser helpers, loaded from their file (tests/ is not a package)
+    spec = importlib.util.spec_from_file_location(
+        "browser_helpers", Path(__file__).resolve().parents[1] / "tests" / "browser_helpers.py")
+    helpers = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(helpers)
+    ServerThread, chrome_driver, map_drawn_js = helpers.ServerThread, helpers.chrome_driver, helpers.map_drawn_js
 
     from labeler.app.views import grid_xy, raster_mode
 

@@ -20,8 +20,13 @@ originals; only the planted copies are embedded, with the project's backbone,
 and placed with its fitted PCA (the path of a reverse-image-search query), so
 the full 2,624 photos are measured in a few minutes.
 
+The planted copies (and without ``--project`` the ingested project) are written to a
+temporary folder, removed at the end; ``--workdir DIR`` keeps them there instead, and
+``--reuse`` takes an earlier run's ingested project from that folder.
+
 Run:  python benchmarks/bench_duplicates.py                 (N=800, M=200, one full ingest)
-      python benchmarks/bench_duplicates.py --project data/projects/elpv -m 400 --json
+      python benchmarks/bench_duplicates.py --workdir dup-bench --reuse     (kept; a second run skips the ingest)
+      python benchmarks/bench_duplicates.py --project data/projects/elpv -m 400 --json   (after `labeler demo --no-serve`)
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ import os
 import shlex
 import shutil
 import sys
+import tempfile
 import time
 from itertools import combinations
 from pathlib import Path
@@ -40,13 +46,13 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageEnhance
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from labeler.config import Settings
+from labeler.demo import elpv_source, read_elpv_labels
+from labeler.duplicates import duplicate_components, find_duplicates
+from labeler.pipeline import ingest
+from labeler.project import Project
 
-from labeler.config import Settings  # noqa: E402
-from labeler.demo import elpv_source, read_elpv_labels  # noqa: E402
-from labeler.duplicates import duplicate_components, find_duplicates  # noqa: E402
-from labeler.pipeline import ingest  # noqa: E402
-from labeler.project import Project  # noqa: E402
+from common import DEFAULT_PROJECT, existing
 
 THRESHOLDS = [0.80, 0.85, 0.90, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98, 0.99, 0.995]
 KINDS = ["jpeg", "crop", "brightness", "combo"]
@@ -132,20 +138,21 @@ def score(project: Project, planted: dict, threshold: float, placed=None) -> dic
 
 def place_copies(project: Project, table, img: Path, planted: dict):
     """Names, L2-normalised PCA vectors and hashes of the project's images followed by the copies."""
-    import joblib
-
-    from labeler.backbones import load_backbone
-    from labeler.embed import embed_files
+    from labeler.embedding.backbones import load_backbone
+    from labeler.embedding.extract import embed_files
+    from labeler.embedding.local_features import feature_backbone
     from labeler.images import content_hash
     from labeler.reduce import transform_pca
+    from labeler.search import load_pca
 
     meta = project.store.get_meta("backbone")
-    bb = load_backbone(meta["name"], device="cpu")
+    # the project's own backbone and feature type, as a reverse-image-search query gets them
+    bb = feature_backbone(load_backbone(meta["name"], device="cpu"), meta.get("features", "global"))
     copies = sorted(planted)
     feats = np.concatenate([b.features for b in embed_files(list(enumerate(img / c for c in copies)), bb,
                                                              view=meta.get("view", "whole"), batch_size=16,
                                                              num_workers=0, progress=False)])
-    z = transform_pca(joblib.load(project.models_dir / "pca.joblib"), feats)
+    z = transform_pca(load_pca(project.models_dir), feats)
     pca = np.asarray(project.load_array("pca"))
     names = [r["path"] for r in table] + copies
     vectors = np.concatenate([pca[[r["row"] for r in table]], z])
@@ -154,23 +161,33 @@ def place_copies(project: Project, table, img: Path, planted: dict):
 
 
 def main() -> None:
+    with tempfile.TemporaryDirectory(prefix="labeler-bench-duplicates-") as tmp:
+        run(tmp)
+
+
+def run(tmp: str) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-n", type=int, default=800, help="ELPV originals")
     ap.add_argument("-m", type=int, default=200, help="planted near-copies (plus 10 exact copies)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--workdir", type=Path, default=Path("/tmp/labeler-bench-duplicates"))
+    ap.add_argument("--workdir", type=Path, default=None,
+                    help="Keep the planted copies and the ingested project here (default: a temporary folder, removed).")
     ap.add_argument("--reuse", action="store_true", help="Reuse an earlier run's ingested project in --workdir.")
-    ap.add_argument("--project", type=Path, default=None, help="An ingested ELPV project: its photos are the originals.")
+    ap.add_argument("--project", type=Path, default=None,
+                    help=f"An ingested ELPV project (e.g. {DEFAULT_PROJECT}): its photos are the originals.")
     ap.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
     args = ap.parse_args()
+    if args.reuse and args.workdir is None:
+        ap.error("--reuse needs the --workdir of an earlier run")
+    workdir = args.workdir or Path(tmp)
 
-    img, proj = args.workdir / "images", args.workdir / "project"
-    manifest = args.workdir / "planted.json"
+    img, proj = workdir / "images", workdir / "project"
+    manifest = workdir / "planted.json"
     t0 = time.perf_counter()
     placed = None
     if args.project is not None:
-        project = Project(args.project)
-        shutil.rmtree(args.workdir, ignore_errors=True)
+        project = Project(existing(args.project, "project"))
+        shutil.rmtree(workdir, ignore_errors=True)
         img.mkdir(parents=True)
         table = [r for r in project.store.image_table() if r["status"] == "embedded"]
         args.n = len(table)
@@ -179,7 +196,7 @@ def main() -> None:
         n_total = len(placed[0])
     else:
         if not (args.reuse and manifest.is_file() and (proj / "labeler.db").is_file()):
-            shutil.rmtree(args.workdir, ignore_errors=True)
+            shutil.rmtree(workdir, ignore_errors=True)
             img.mkdir(parents=True)
             planted = plant(img, args.n, args.m, args.seed)
             manifest.write_text(json.dumps(planted))

@@ -41,15 +41,13 @@ import numpy as np
 import torch
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from labeler import images  # noqa: E402
-from labeler.embedding import backbones  # noqa: E402
-from labeler.embedding.extract import default_num_workers, embed_files  # noqa: E402
-from labeler.embedding.local_features import feature_backbone  # noqa: E402
-from labeler.embedding.registry import FEATURE_TYPES  # noqa: E402
-from labeler.embedding.registry import get_spec  # noqa: E402
-from labeler.embedding.runtime import OrtEngine, cosine_rows, onnx_model, quantize_int8  # noqa: E402
+from labeler import images
+from labeler.embedding import backbones
+from labeler.embedding.extract import default_num_workers, embed_files
+from labeler.embedding.local_features import feature_backbone
+from labeler.embedding.registry import FEATURE_TYPES
+from labeler.embedding.registry import get_spec
+from labeler.embedding.runtime import OrtEngine, cosine_rows, onnx_model, quantize_int8
 
 
 def write_photos(dest: Path, n: int, seed: int = 0) -> list[Path]:

@@ -25,12 +25,12 @@ Issue 9's targets: defect_level macro-F1 at 300 actions >= 0.60; defective macro
 
 Run (ELPV, ~10-15 min on 2 quiet cores with the default loss; `--loss ce` trains in half the time)::
 
-    python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --json
+    python benchmarks/bench_finetune.py --json     # the demo's data/projects/elpv and data/elpv/truth.csv
     python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --epochs 60 --lr 1e-3 \\
-        --labels-cache /tmp/labels.json --json          # reuse the queue's labels of an earlier run
-    python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --labels-cache /tmp/labels.json \
+        --labels-cache labels300.json --json          # reuse the queue's labels of an earlier run
+    python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --labels-cache labels300.json \
         --head cosine --tta --input-size 300 --train-from s8 --seed 1 --keep ft.npy --json   # the opt-in variants
-    python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --labels-cache /tmp/labels.json \
+    python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --labels-cache labels300.json \
         --loss ce --json                                 # cross-entropy alone (without the supervised contrastive loss)
 """
 
@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from common import add_project_argument, add_truth_argument, existing
 
 
 def probe_scores(x: np.ndarray, train: np.ndarray, test: np.ndarray, y: np.ndarray) -> dict:
@@ -104,8 +104,8 @@ def queue_labels(project, truth_by_row: dict[int, str], n: int, batch: int, log=
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--project", required=True, type=Path, help="an ingested project (copied, never written)")
-    ap.add_argument("--truth", required=True, type=Path)
+    add_project_argument(ap, "an ingested project (copied, never written)")
+    add_truth_argument(ap)
     ap.add_argument("--column", default="defect_level", help="the column the simulated annotator answers")
     ap.add_argument("--score", default="defective,defect_level", help="truth columns scored before/after")
     ap.add_argument("--labels", type=int, default=300, help="label actions (default 300)")
@@ -126,6 +126,8 @@ def main(argv=None) -> None:
                     help="keep the fine-tuned vectors in this .npy (and the trained tail next to it, .pt)")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
+    existing(args.project, "project")
+    existing(args.truth, "truth")
 
     import torch
 

@@ -13,23 +13,22 @@ the dashboard's upload do; nothing is written to the project.
 
 Reproduce::
 
-    python benchmarks/bench_hints.py --project /work/wt/elpv-project --json
+    python benchmarks/bench_hints.py --project data/projects/elpv --json   # the demo's project (default)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import tempfile
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from labeler.project import Project
+from labeler.search import Searcher
 
-from labeler.project import Project  # noqa: E402
-from labeler.search import Searcher  # noqa: E402
+from common import add_project_argument, existing
 
 #: Photos of things ImageNet has classes for, shipped with scikit-image and scikit-learn.
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "china", "flower")
@@ -38,7 +37,7 @@ THRESHOLDS = (0.3, 0.5, 0.7)
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--project", required=True, type=Path)
+    add_project_argument(ap)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -46,7 +45,7 @@ def main() -> None:
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
-    project = Project(args.project)
+    project = Project(existing(args.project, "project"))
     prob = np.array([r["top1_prob"] for r in project.store.image_table() if r["top1_prob"] is not None], float)
     print(f"{args.project}: {len(prob)} images, top-1 probability median {np.median(prob):.3f}, "
           f"95th percentile {np.percentile(prob, 95):.3f}, max {prob.max():.3f}")

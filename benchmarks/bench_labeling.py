@@ -27,6 +27,7 @@ Also measured:
 
 Reproduce::
 
+    python benchmarks/bench_labeling.py        # the demo's data/projects/elpv and data/elpv/truth.csv
     python benchmarks/bench_labeling.py --project data/projects/elpv --truth data/elpv/truth.csv
     python benchmarks/bench_labeling.py --features path/to/features.npy --json
     python benchmarks/bench_labeling.py --skip-quality --sizes 10000 100000   # speed only
@@ -53,13 +54,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from labeler.assist import conditioned, model as assist_model
+from labeler.assist.graph import build_knn_graph
+from labeler.assist.simulate import queue_flow
+from labeler.assist.suggest import clusters_by_row, load_features
+from labeler.project import Project
 
-from labeler.assist import conditioned, model as assist_model  # noqa: E402
-from labeler.assist.graph import build_knn_graph  # noqa: E402
-from labeler.assist.simulate import queue_flow  # noqa: E402
-from labeler.assist.suggest import clusters_by_row, load_features  # noqa: E402
-from labeler.project import Project  # noqa: E402
+from common import DEFAULT_PROJECT, add_truth_argument, existing
 
 COLUMNS = ("cell_type", "defective", "defect_level")
 
@@ -77,6 +78,8 @@ def model_choice(x, graph, y, *, budgets=(50, 200, 400), seed=0) -> dict:
     classes = [str(c) for c in range(int(y.max()) + 1)]
     out = {}
     for b in budgets:
+        if b >= n:  # a small collection: no image would be left to score
+            continue
         rows = rng.choice(n, b, replace=False)
         held = np.setdiff1d(np.arange(n), rows)
         for method in assist_model.METHODS:
@@ -101,6 +104,7 @@ def search_conditioned(x, y, classes, *, n_train=300, k=10, candidates=1000, see
     rng = np.random.default_rng(seed)
     n = len(y)
     train = rng.choice(n, min(n_train, n), replace=False)
+    m = min(candidates, n - 1)  # a collection under candidates + 1 images: every other image
     out = {}
     for c in np.unique(y):
         share = float((y == c).mean())
@@ -112,7 +116,7 @@ def search_conditioned(x, y, classes, *, n_train=300, k=10, candidates=1000, see
         for q in queries:
             s = x @ x[q]
             s[q] = -np.inf
-            top = np.argpartition(-s, candidates)[:candidates]
+            top = np.argpartition(-s, m - 1)[:m]
             top = top[np.argsort(-s[top])]
             res["plain"].append(float(np.mean(y[top[:k]] == c)))
             for mode in conditioned.MODES:
@@ -220,8 +224,10 @@ def speed(sizes, *, dim=256, n_labels=500, n_classes=4, seed=0) -> dict:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--project", type=Path, default=Path(os.environ.get("LABELER_PROJECT", "data/projects/elpv")))
-    ap.add_argument("--truth", type=Path, default=Path("data/elpv/truth.csv"))
+    ap.add_argument("--project", type=Path, default=Path(os.environ.get("LABELER_PROJECT", DEFAULT_PROJECT)),
+                    help=f"an ingested project (default: $LABELER_PROJECT, else {DEFAULT_PROJECT}, "
+                         "written by `labeler demo --no-serve`)")
+    add_truth_argument(ap)
     ap.add_argument("--features", default="pca", help="feature set name (pca, embeddings, ...) or an N x D .npy path")
     ap.add_argument("--columns", nargs="+", default=list(COLUMNS))
     ap.add_argument("--max-actions", type=int, default=400)
@@ -249,7 +255,8 @@ def main(argv=None) -> dict:
 
     result: dict = {}
     if not args.skip_quality:
-        project = Project(args.project)
+        existing(args.truth, "truth")
+        project = Project(existing(args.project, "project"))
         x_all, name = load_features(project, args.features)
         log(f"features {name}: {x_all.shape}")
         cl_rows = clusters_by_row(project, len(x_all))  # the dashboard's clusters, as suggest() uses them

@@ -36,7 +36,7 @@ each truth column with the query's own part left out, beside the plain figures
 
 Reproduce (the figures of the report)::
 
-    python benchmarks/bench_novelty.py --project /work/wt/elpv-project --json
+    python benchmarks/bench_novelty.py --project data/projects/elpv --json   # the demo's project (default)
 """
 
 from __future__ import annotations
@@ -51,12 +51,12 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from labeler import novelty
+from labeler.evaluate import search_scores
+from labeler.index import ExactIndex, nearest_neighbour_similarities
+from labeler.reduce import fit_pca, transform_pca
 
-from labeler import novelty  # noqa: E402
-from labeler.evaluate import search_scores  # noqa: E402
-from labeler.index import ExactIndex, nearest_neighbour_similarities  # noqa: E402
-from labeler.reduce import fit_pca, transform_pca  # noqa: E402
+from common import add_project_argument, existing
 
 SKIMAGE_PHOTOS = ("astronaut", "brick", "camera", "cat", "cell", "chelsea", "clock", "coffee", "coins", "grass",
                   "gravel", "hubble_deep_field", "immunohistochemistry", "microaneurysms", "moon",
@@ -165,8 +165,9 @@ def measure(coll_emb, groups, held_emb, ood_emb, n_whole_ood, *, percentile, com
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--project", type=Path, default=Path("data/projects/elpv"))
-    ap.add_argument("--truth", type=Path, default=None, help="truth CSV (default: beside the image folder)")
+    add_project_argument(ap, "an ingested ELPV project")
+    ap.add_argument("--truth", type=Path, default=None,
+                    help="truth CSV (default: truth.csv beside the image folder; the demo's data/elpv/truth.csv)")
     ap.add_argument("--parts", type=int, default=300)
     ap.add_argument("--shots", type=int, default=3)
     ap.add_argument("--held-out", type=float, default=0.1, help="share of ELPV photos held out")
@@ -181,7 +182,7 @@ def main(argv=None) -> dict:
     from labeler.project import Project
 
     t0 = time.time()
-    project = Project(a.project)
+    project = Project(existing(a.project, "project"))
     s = project.settings()
     pct = Settings().novelty_percentile if a.percentile is None else a.percentile
     emb = np.asarray(project.load_array("embeddings"), dtype=np.float32)

@@ -28,24 +28,22 @@ process always pays.
 
 Reproduce (the figures of the report)::
 
-    python benchmarks/bench_placement.py --project /work/wt/elpv-project --json
+    python benchmarks/bench_placement.py --project data/projects/elpv --json   # the demo's project (default)
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from labeler.clustering import fit_hdbscan, predict_hdbscan
+from labeler.index import ExactIndex
+from labeler.reduce import fit_umap, place_by_neighbours, transform_umap
 
-from labeler.clustering import fit_hdbscan, predict_hdbscan  # noqa: E402
-from labeler.index import ExactIndex  # noqa: E402
-from labeler.reduce import fit_umap, place_by_neighbours, transform_umap  # noqa: E402
+from common import add_project_argument, existing
 
 
 def neighbours_kept(q_vec, q_xy, fit_vec, fit_xy, k=10, exclude=None) -> float:
@@ -60,7 +58,7 @@ def neighbours_kept(q_vec, q_xy, fit_vec, fit_xy, k=10, exclude=None) -> float:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--project", type=Path, default=Path("data/projects/elpv"))
+    add_project_argument(ap)
     ap.add_argument("--holdout", type=float, default=0.1, help="share of the images placed as new")
     ap.add_argument("--ks", type=int, nargs="+", default=[5, 10, 20])
     ap.add_argument("--seed", type=int, default=0)
@@ -69,7 +67,7 @@ def main(argv=None) -> dict:
 
     from labeler.project import Project
 
-    project = Project(a.project)
+    project = Project(existing(a.project, "project"))
     s = project.settings()
     vec = np.asarray(project.load_array("pca"), dtype=np.float32)
     n = len(vec)

@@ -35,15 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from labeler.demo import elpv_source, read_elpv_labels  # noqa: E402
-from labeler.embedding import backbones  # noqa: E402
-from labeler.embedding.extract import embed_files  # noqa: E402
-from labeler.embedding.runtime import OrtEngine, cosine_rows, onnx_model, ort_available, quantize_int8  # noqa: E402
-from labeler.images import load_image  # noqa: E402
-from labeler.index import ExactIndex  # noqa: E402
-from labeler.reduce import fit_pca  # noqa: E402
+from labeler.demo import elpv_source, read_elpv_labels
+from labeler.embedding import backbones
+from labeler.embedding.extract import embed_files
+from labeler.embedding.runtime import OrtEngine, cosine_rows, onnx_model, ort_available, quantize_int8
+from labeler.images import load_image
+from labeler.index import ExactIndex
+from labeler.reduce import fit_pca
 
 
 def precision_at_10(vectors: np.ndarray, truth: np.ndarray) -> float:

@@ -46,13 +46,13 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_search
+from labeler.clustering import run_hdbscan, run_kmeans
+from labeler.index import ExactIndex
+from labeler.novelty import calibrate
+from labeler.reduce import _sample, fit_pca, fit_umap, fit_umaps
 
-from labeler.clustering import run_hdbscan, run_kmeans  # noqa: E402
-from labeler.index import ExactIndex  # noqa: E402
-from labeler.novelty import calibrate  # noqa: E402
-from labeler.reduce import _sample, fit_pca, fit_umap, fit_umaps  # noqa: E402
+from common import (DEFAULT_PROJECT, DEFAULT_TRUTH, existing, project_embeddings, realistic_vectors,
+                    synthetic_embeddings)
 
 
 class PeakRSS:
@@ -78,22 +78,6 @@ class PeakRSS:
         self.peak = max(self.peak, self.proc.memory_info().rss)
         self.peak_mb = (self.peak - self.start) / 2**20
         self.rss_mb = self.peak / 2**20
-
-
-def synthetic_embeddings(n: int, dim: int, n_clusters: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(n, dim) float32 clustered embeddings and (n,) int64 true clusters."""
-    rng = np.random.default_rng(seed)
-    sizes = 1.0 / np.arange(1, n_clusters + 1) ** 0.7
-    y = rng.choice(n_clusters, size=n, p=sizes / sizes.sum())
-    basis = np.linalg.qr(rng.normal(size=(dim, 64)))[0].T.astype(np.float32)  # (64, dim) orthonormal
-    centres = rng.normal(size=(n_clusters, 64)).astype(np.float32) * 1.0
-    x = np.empty((n, dim), np.float32)
-    for i in range(0, n, 50_000):
-        j = slice(i, min(n, i + 50_000))
-        latent = centres[y[j]] + 0.9 * rng.standard_normal((len(y[j]), 64), dtype=np.float32)
-        x[j] = latent @ basis + 0.08 * rng.standard_normal((len(y[j]), dim), dtype=np.float32)
-    np.maximum(x, 0, out=x)  # CNN features after ReLU + pooling are non-negative
-    return x, y.astype(np.int64)
 
 
 def ari_clustered(y, labels) -> tuple[float, float]:
@@ -265,7 +249,8 @@ def vote_predict(model, fitted: np.ndarray, points: np.ndarray, k: int = 10, cor
 def placement_agreement(n: int, args) -> dict:
     """Place the rows outside an HDBSCAN fit sample three ways; compare with approximate_predict.
 
-    Data: ``--data elpv`` = bench_search.realistic_vectors (the ELPV spectrum),
+    Data: ``--data elpv`` = :func:`common.realistic_vectors` of the ``--embeddings-of``
+    project's embeddings (the ELPV spectrum),
     ``isotropic`` = :func:`synthetic_embeddings` + PCA. The clustering space is
     the ingest one (fit_umaps, 10-d); HDBSCAN (mcs 15, ms 5) is fitted on
     ``n * --hdbscan-share`` random rows (ingest: 200k of 1M = 0.2).
@@ -276,9 +261,7 @@ def placement_agreement(n: int, args) -> dict:
     from labeler.clustering import fast_approximate_predict
 
     if args.data == "elpv":
-        from bench_search import ELPV_EMBEDDINGS, realistic_vectors
-
-        v = realistic_vectors(n, np.load(ELPV_EMBEDDINGS), 256)[0]
+        v = realistic_vectors(n, project_embeddings(args.embeddings_of), 256)[0]
     else:
         v = fit_pca(synthetic_embeddings(n, args.dim, args.clusters)[0], args.pca, seed=0).vectors
     t0 = time.perf_counter()
@@ -350,13 +333,16 @@ def main(argv=None):
     ap.add_argument("--json", action="store_true", help="print one JSON object of the figures as the last line")
     ap.add_argument("--umap-seed", default="auto", help="auto: as ingest (fixed seed 0 up to 50k, parallel above); 'none': parallel (not reproducible)")
     ap.add_argument("--n-epochs", type=int, default=None, help="UMAP optimisation epochs (umap-learn default: 200 above 10k rows)")
-    ap.add_argument("--project", type=Path, default=None, help="also measure the quality cost of sample fitting here")
-    ap.add_argument("--truth", type=Path, default=None, help="truth.csv for --project")
+    ap.add_argument("--project", type=Path, default=None,
+                    help=f"also measure the quality cost of sample fitting on this project (e.g. {DEFAULT_PROJECT})")
+    ap.add_argument("--truth", type=Path, default=DEFAULT_TRUTH, help="truth.csv for --project (default: %(default)s)")
     ap.add_argument("--columns", nargs="+", default=["cell_type", "defect_level"])
     ap.add_argument("--samples", type=int, nargs="+", default=[1000, 500])
     ap.add_argument("--placement", action="store_true",
                     help="only compare ways of placing rows outside the HDBSCAN fit sample (placement_agreement)")
     ap.add_argument("--data", choices=["elpv", "isotropic"], default="elpv", help="data of --placement")
+    ap.add_argument("--embeddings-of", type=Path, default=DEFAULT_PROJECT,
+                    help="the project whose embeddings give --placement --data elpv its spectrum (default: %(default)s)")
     ap.add_argument("--no-vote", action="store_true", help="--placement without the neighbour-vote candidates")
     ap.add_argument("--hdbscan-share", type=float, default=0.2, help="HDBSCAN fit sample share for --placement")
     args = ap.parse_args(argv)
@@ -382,7 +368,7 @@ def main(argv=None):
     print(f"warm-up (numba JIT compilation, paid once per process by ingest): {time.perf_counter() - t0:.1f} s")
     runs = [run(n, args) for n in args.sizes if n > 0]
     if args.project is not None:
-        sample_cost(args.project, args.truth, args.columns, args.samples)
+        sample_cost(existing(args.project, "project"), existing(args.truth, "truth"), args.columns, args.samples)
     if args.json:
         print(json.dumps({"runs": runs, "peak_rss_gib": round(process_peak_gib(), 2)}))
 

@@ -16,16 +16,16 @@ Queries are ``--queries`` random rows (each left out of its own answer, as
 
 Data (``--data``):
 
-- ``elpv`` (default): real CNN embeddings (``--embeddings``, default the shared
-  ELPV project's 2,624 x 1280 efficientnet-lite0 vectors) are PCA'd to 256
-  components; each synthetic vector is a random real one plus Gaussian noise
+- ``elpv`` (default): real CNN embeddings (``--embeddings`` FILE.npy, default the
+  embeddings of ``--project``: the demo project's 2,624 ELPV vectors) are PCA'd to 256
+  components (:func:`common.realistic_vectors`); each synthetic vector is a random real one plus Gaussian noise
   drawn in the whitened PCA space and mapped back (the inverse whitening:
   component j scaled by sqrt(variance_j)), so the set keeps the real, decaying
   spectrum (ELPV: the first component 40 % of the variance, participation ratio
   about 5.5). The noise scale is set so a synthetic vector lies from its real
   anchor as far as a real photo lies from its nearest other photo (the median),
   i.e. each anchor becomes a blob of near-duplicates of one photo.
-- ``isotropic``: bench_reduce.py's generator (Gaussian clusters whose centres
+- ``isotropic``: :func:`common.synthetic_embeddings` (Gaussian clusters whose centres
   span a 64-d subspace plus isotropic noise, ReLU), centred and normalised: a
   flat spectrum of intrinsic dimension about 64, the hardest case for a graph
   index (hnswlib's ALGO_PARAMS: high intrinsic dimension needs a larger M) and
@@ -33,7 +33,7 @@ Data (``--data``):
 
 Run::
 
-    python benchmarks/bench_search.py --n 100000
+    python benchmarks/bench_search.py --n 100000                  # after `labeler demo --no-serve`
     python benchmarks/bench_search.py --n 1000000 --json
     python benchmarks/bench_search.py --n 200000 --data isotropic --grid 32:40 48:80 --ef 64 128 256
 """
@@ -49,14 +49,9 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+from labeler import index as ix
 
-from bench_reduce import synthetic_embeddings  # noqa: E402
-
-from labeler import index as ix  # noqa: E402
-
-ELPV_EMBEDDINGS = Path("/work/wt/elpv-project/embeddings.npy")
+from common import add_project_argument, existing, project_embeddings, realistic_vectors, synthetic_embeddings
 
 
 def search_vectors(n: int, dim: int = 256, clusters: int = 30, seed: int = 0) -> np.ndarray:
@@ -65,49 +60,6 @@ def search_vectors(n: int, dim: int = 256, clusters: int = 30, seed: int = 0) ->
     x -= x.mean(axis=0)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     return x
-
-
-def realistic_vectors(n: int, embeddings: np.ndarray, dim: int = 256, *, noise: float | None = None,
-                      seed: int = 0, chunk: int = 100_000) -> tuple[np.ndarray, float]:
-    """(n, dim) float32 unit-norm vectors with the PCA spectrum of real embeddings.
-
-    Each row is a random real embedding's PCA coordinates plus ``noise`` x a
-    standard normal in the whitened space, mapped back by sqrt(variance) per
-    component (the inverse of PCA whitening), then L2-normalised.
-
-    Parameters
-    ----------
-    embeddings : ndarray (m, D) float
-        Real backbone embeddings.
-    noise : float or None
-        Noise standard deviation in whitened units; None: the median nearest-
-        neighbour distance of the real rows over the root of the total variance.
-
-    Returns
-    -------
-    vectors : ndarray (n, dim) float32
-    noise : float
-        The scale used.
-    """
-    from sklearn.decomposition import PCA
-
-    e = np.asarray(embeddings, dtype=np.float32)
-    k = int(min(dim, len(e) - 1, e.shape[1]))
-    pca = PCA(k, random_state=seed).fit(e)
-    z = pca.transform(e).astype(np.float32)
-    scale = np.sqrt(pca.explained_variance_).astype(np.float32)
-    if noise is None:
-        sq = (z * z).sum(1)
-        d2 = sq[:, None] + sq[None, :] - 2 * z @ z.T
-        np.fill_diagonal(d2, np.inf)
-        noise = float(np.sqrt(np.median(np.maximum(d2.min(1), 0)) / pca.explained_variance_.sum()))
-    rng = np.random.default_rng(seed)
-    out = np.zeros((n, dim), np.float32)
-    for i in range(0, n, chunk):
-        m = min(chunk, n - i)
-        part = z[rng.integers(0, len(z), m)] + noise * scale * rng.standard_normal((m, k), dtype=np.float32)
-        out[i : i + m, :k] = part / np.linalg.norm(part, axis=1, keepdims=True)
-    return out, noise
 
 
 def timed_queries(index, x, rows, k=10) -> tuple[float, np.ndarray]:
@@ -143,7 +95,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--n", type=int, default=100_000, help="number of vectors")
     ap.add_argument("--dim", type=int, default=256, help="search dimension (PCA components)")
     ap.add_argument("--data", choices=["elpv", "isotropic"], default="elpv", help="see the module docstring")
-    ap.add_argument("--embeddings", type=Path, default=ELPV_EMBEDDINGS, help="real embeddings for --data elpv")
+    add_project_argument(ap, "the project whose embeddings --data elpv uses")
+    ap.add_argument("--embeddings", type=Path, default=None,
+                    help="an (n, D) .npy of real embeddings for --data elpv instead of the project's")
     ap.add_argument("--clusters", type=int, default=30, help="clusters of --data isotropic")
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--grid", type=_grid, nargs="+", default=None,
@@ -161,8 +115,11 @@ def main(argv=None) -> dict:
     t = time.perf_counter()
     noise = None
     if args.data == "elpv":
-        x, noise = realistic_vectors(args.n, np.load(args.embeddings), args.dim)
-        what = f"ELPV-spectrum vectors ({args.embeddings.name}, noise {noise:.3f} whitened)"
+        real = (np.load(existing(args.embeddings, "embeddings")) if args.embeddings is not None
+                else project_embeddings(args.project))
+        source = args.embeddings or args.project
+        x, noise = realistic_vectors(args.n, real, args.dim)
+        what = f"ELPV-spectrum vectors ({source}, noise {noise:.3f} whitened)"
     else:
         x = search_vectors(args.n, args.dim, args.clusters)
         what = f"isotropic clustered vectors ({args.clusters} clusters)"

@@ -6,17 +6,18 @@ Measures, as subprocesses (import + model load + search, what a shell user waits
   photo: new bytes, so it must be embedded), the median of ``--repeat`` calls;
 * ``hundred``: 100 such photos in one call (``labeler search DIR --json``).
 
-on a copy of an ingested ELPV project (``--project``, copied to a temporary folder
-first, never written). With ``--base DIR`` (a checkout of the code before the
-change, e.g. ``git worktree add /tmp/base-search main``) the same command runs from
+on a copy of an ingested ELPV project (``--project``, default the demo's
+``data/projects/elpv``; copied to a temporary folder first, never written). With
+``--base DIR`` (a checkout of the code before the change, e.g. ``git worktree add
+../base-search main``) the same command runs from
 there too, in the same run, so before/after come from the same machine load. A
 base whose ``search`` takes one query per call gets ``hundred`` = 100 x its
 single-call median, marked ``extrapolated``.
 
 Goals (issue 11): one cold call <= 5 s, 100 queries in one call <= 20 s on 2 cores.
 
-Run:  python benchmarks/bench_search_cli.py --project /work/wt/elpv-project
-      python benchmarks/bench_search_cli.py --project /work/wt/elpv-project --base /tmp/base-search --json
+Run:  python benchmarks/bench_search_cli.py                      (after `labeler demo --no-serve`)
+      python benchmarks/bench_search_cli.py --project data/projects/elpv --base ../base-search --json
 """
 
 from __future__ import annotations
@@ -35,14 +36,15 @@ from pathlib import Path
 
 from PIL import Image, ImageOps
 
-ROOT = Path(__file__).resolve().parents[1]
+from labeler.project import Project
+
+from common import add_project_argument, existing
+
+ROOT = Path(__file__).resolve().parents[1]  # the code measured as "after" (its subprocesses' PYTHONPATH)
 
 
 def _queries(project: Path, dest: Path, n: int) -> list[Path]:
     """``n`` mirrored copies of the project's first photos (new content hashes)."""
-    sys.path.insert(0, str(ROOT))
-    from labeler.project import Project
-
     p = Project(project)
     rows = p.store.image_table()[:n]
     dest.mkdir(parents=True, exist_ok=True)
@@ -90,8 +92,7 @@ def _measure(code_dir: Path, project: Path, one: Path, folder: Path, repeat: int
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--project", type=Path, default=Path("/work/wt/elpv-project"),
-                    help="An ingested ELPV project (copied first, never written).")
+    add_project_argument(ap, "an ingested ELPV project (copied first, never written)")
     ap.add_argument("--base", type=Path, default=None, help="Checkout of the code before the change.")
     ap.add_argument("--repeat", type=int, default=3, help="Single cold calls per code version (median).")
     ap.add_argument("--json", action="store_true", help="Print one JSON object as the last line.")
@@ -100,15 +101,12 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-search-cli-") as tmp:
         tmp = Path(tmp)
         project = tmp / "project"
-        shutil.copytree(args.project, project)
+        shutil.copytree(existing(args.project, "project"), project)
         qs = _queries(project, tmp / "queries", 100)
         one_dir = tmp / "one"
         one_dir.mkdir()
         one = Path(shutil.copy(qs[0], one_dir / qs[0].name))
         out = {"n_images": None, "cores": os.cpu_count(), "load_1min": round(os.getloadavg()[0], 2)}
-        sys.path.insert(0, str(ROOT))
-        from labeler.project import Project
-
         out["n_images"] = len(Project(project).store.image_table())
         out["after"] = _measure(ROOT, project, one, tmp / "queries", args.repeat)
         if args.base:

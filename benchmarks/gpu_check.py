@@ -19,6 +19,8 @@ Imports only ``labeler.embedding`` (torch, torchvision, numpy, Pillow).
 
 Run:  python benchmarks/gpu_check.py                 (GPU: about 3-5 min)
       python benchmarks/gpu_check.py --cpu-smoke     (tiny, on the CPU: checks it runs end to end)
+(``labeler`` installed; where it is not, ``bash benchmarks/gpu_check.sh`` puts the checkout
+on ``PYTHONPATH``.)
 """
 
 from __future__ import annotations
@@ -34,8 +36,6 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _write_one(args) -> int:

@@ -10,6 +10,8 @@
 #   pip install --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The checkout itself is the package there (no pip install on that machine).
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 PY="${PYTHON:-python3}"
 "$PY" - <<'PY'
 # Fail early and clearly if the embedding stage would drag in what that machine lacks.
