@@ -25,17 +25,17 @@ rows changed) the index is rebuilt.
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .errors import BadInputError
+from .errors import BadInputError, CorruptFileError
+from .integrity import replace_tracked, verify
+from .locks import file_lock
 
 if TYPE_CHECKING:
     from .project import Project
@@ -346,16 +346,6 @@ def _fingerprint(vectors: np.ndarray, n: int) -> str:
     return h.hexdigest()
 
 
-@contextmanager
-def _locked(path: Path):
-    with open(path, "a+") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
-
-
 def _load_saved(path: Path, meta: dict, *, mmap: bool) -> HnswIndex:
     """A project's saved index. One saved before the parameters were kept in the file
     (its index.json has no ``ef_search``) holds FAISS's default efSearch of 16, which it
@@ -397,12 +387,12 @@ def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
     if n < HNSW_FROM:
         return "exact"
     project.models_dir.mkdir(parents=True, exist_ok=True)
-    with _locked(project.models_dir / "index.lock"):
-        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    with file_lock(project.models_dir / "index.lock"):
+        meta, sound = _sound_index(project, path, meta_path, say)
         old = int(meta.get("rows", -1))
-        if path.is_file() and old == n and meta.get("fingerprint") == _fingerprint(x, n):
+        if sound and old == n and meta.get("fingerprint") == _fingerprint(x, n):
             return "current"
-        if path.is_file() and 0 < old < n and meta.get("dim") == x.shape[1] \
+        if sound and 0 < old < n and meta.get("dim") == x.shape[1] \
                 and meta.get("fingerprint") == _fingerprint(x, old):
             say(f"adding {n - old:,} vectors to the HNSW index ...")
             index = _load_saved(path, meta, mmap=False)
@@ -412,13 +402,28 @@ def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
             say(f"building the HNSW search index over {n:,} vectors ...")
             index = HnswIndex.build(x)
             what = "built"
-        index.save(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
+        index.save(tmp)
+        replace_tracked(project, tmp, path)  # renamed into place, recorded in the manifest
         meta = {"kind": "hnsw", "rows": n, "dim": int(x.shape[1]), **index.params,
                 "fingerprint": _fingerprint(x, n)}
         tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(meta))
-        os.replace(tmp, meta_path)
+        replace_tracked(project, tmp, meta_path)
         return what
+
+
+def _sound_index(project: Project, path: Path, meta_path: Path, say) -> tuple[dict, bool]:
+    """``(index.json's content, whether the saved index can be reused)``: both files exist
+    and match the manifest (:mod:`labeler.integrity`); a damaged one is rebuilt."""
+    try:
+        for p in (path, meta_path):
+            verify(project, p)
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    except (CorruptFileError, ValueError) as e:
+        say(f"{e}: rebuilding the index")
+        return {}, False
+    return meta, path.is_file()
 
 
 def project_index(project: Project, vectors: np.ndarray | None = None, *,
@@ -437,5 +442,6 @@ def project_index(project: Project, vectors: np.ndarray | None = None, *,
         return ExactIndex(x)
     update_project_index(project, x)
     meta_path = project.models_dir / INDEX_META
+    verify(project, project.models_dir / INDEX_FILE)  # rebuilt above if it was damaged
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
     return _load_saved(project.models_dir / INDEX_FILE, meta, mmap=True)

@@ -21,13 +21,15 @@ from __future__ import annotations
 import os
 import re
 import threading
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import atomic_write
 from .errors import ProjectError, ProjectLockedError
+from .integrity import verify, write_tracked
+from .locks import file_lock
 from .config import Settings, load_settings, save_settings
 from .store import Store
 
@@ -63,11 +65,12 @@ def project_lock(project_dir: Path | str, what: str = "ingest"):
       while a long ingest holds the lock.
     - Readers (the dashboard, ``info``, ``search``, ``export``) never take it.
 
-    An advisory ``flock`` on ``labeler.lock`` in the project directory (created
-    with the directory if missing). ``fcntl.flock`` rather than the ``filelock``
-    package: it is the standard library, ``filelock`` uses the same call on
-    POSIX, and the kernel releases the lock when the process dies (even by
-    kill -9), so there is never a stale lock to clean up. Re-entrant within one
+    An advisory lock on ``labeler.lock`` in the project directory (created
+    with the directory if missing), taken with :func:`labeler.locks.file_lock`
+    (``fcntl.flock`` on POSIX, ``msvcrt.locking`` on Windows) rather than the
+    ``filelock`` package: it is the standard library, ``filelock`` uses the same
+    call on POSIX, and the kernel releases the lock when the process dies (even
+    by kill -9), so there is never a stale lock to clean up. Re-entrant within one
     thread (``labeler ingest`` holds it around :func:`labeler.pipeline.ingest`,
     which takes it too); another thread or process is refused.
 
@@ -76,8 +79,6 @@ def project_lock(project_dir: Path | str, what: str = "ingest"):
     ProjectLockedError
         Another process (or thread) holds the lock (fails at once, never waits).
     """
-    import fcntl
-
     root = Path(project_dir).expanduser()
     root.mkdir(parents=True, exist_ok=True)
     key = str(root.resolve())
@@ -89,17 +90,14 @@ def project_lock(project_dir: Path | str, what: str = "ingest"):
         finally:
             held[key] -= 1
         return
-    f = open(root / LOCK_NAME, "a+")
-    try:
+    with ExitStack() as stack:
         try:
-            fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            f = stack.enter_context(file_lock(root / LOCK_NAME, blocking=False))
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
+            holder = _lock_holder(root / LOCK_NAME) or "another process"
             raise ProjectLockedError(
                 f"{root} is busy: {holder} is writing to it; wait for it to finish "
                 f"before this {what} (the dashboard stays usable meanwhile)") from None
-        f.seek(0)
         f.truncate()
         f.write(f"{what} (pid {os.getpid()})")
         f.flush()
@@ -110,9 +108,14 @@ def project_lock(project_dir: Path | str, what: str = "ingest"):
             held.pop(key, None)
             f.seek(0)
             f.truncate()
-            fcntl.flock(f.fileno(), fcntl.LOCK_UN)
-    finally:
-        f.close()
+
+
+def _lock_holder(path: Path) -> str:
+    """What the holder of a project lock wrote into it ('' when it cannot be read)."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
 
 
 def save_array(path: Path, array: np.ndarray) -> None:
@@ -210,14 +213,19 @@ class Project:
         ------
         ProjectError
             The array does not exist yet (run ingest first).
+        CorruptFileError
+            The file differs from the one labeler wrote (truncated, swapped, altered).
         """
         p = self.array_path(name)
         if not p.is_file():
             raise ProjectError(f"{p.name} does not exist yet: run `labeler ingest` first")
+        verify(self, p)  # size + sampled checksum against the manifest (labeler.integrity)
         return np.load(p, mmap_mode="r" if mmap else None)
 
     def save_array(self, name: str, array: np.ndarray) -> None:
-        save_array(self.array_path(name), array)
+        """Write a named array atomically and record it in the manifest (labeler.integrity)."""
+        with write_tracked(self, self.array_path(name)) as f:
+            np.save(f, np.ascontiguousarray(array))
 
     # -- embedding chunks (resume after an interrupted ingest) ---------------------------
     def write_part(self, rows: np.ndarray, features: np.ndarray) -> Path:
