@@ -16,7 +16,7 @@ import pytest
 import labeler
 
 PACKAGE = Path(labeler.__file__).resolve().parent
-MAX_LINES = 600  # "keep modules small (< ~600 lines)": /work/shared/STYLE.md, issue 8
+MAX_LINES = 600  # "keep modules small (< ~600 lines)": ../shared/STYLE.md, issue 8
 # Modules allowed over MAX_LINES for now, with their cap and why. A module that shrinks
 # under MAX_LINES must leave this list (the test says so).
 OVERSIZE: dict[str, tuple[int, str]] = {}  # module -> (temporary cap, why); empty since the store split
@@ -55,7 +55,7 @@ def import_graph(package: Path = PACKAGE) -> dict[str, set[str]]:
     """Intra-package import graph {module: modules it imports}, counting imports inside
     functions; ``if TYPE_CHECKING:`` blocks and imports of a module's own parent packages
     (``labeler.app.views`` importing ``labeler.app``) do not count. Same rules as
-    /work/shared/tools/import_cycles.py."""
+    ../shared/tools/import_cycles.py (the shared folder beside this checkout)."""
     mods = _modules(package)
     graph = {}
     for name, f in mods.items():
@@ -164,3 +164,90 @@ def test_every_command_help_ends_with_a_runnable_example():
         known = {o for p in cmd.params if isinstance(p, click.Option) for o in p.opts + p.secondary_opts}
         unknown = [a for a in argv[2:] if a.startswith("-") and a.split("=")[0] not in known]
         assert not unknown, f"{name}: example uses unknown options {unknown}"
+
+
+# --- benchmarks/: scripts, not a package. Each runs as ``python benchmarks/bench_x.py`` (so
+# ``benchmarks/`` is first on sys.path) and shares helpers only through ``common.py``.
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+BENCH_SHARED = {"common"}  # the one module the benchmark scripts may import from benchmarks/
+# Scripts allowed to edit sys.path for now, with why. A script that stops must leave this list.
+SYS_PATH_PENDING: dict[str, str] = {
+    "bench_review.py": "owned by another engineer's change in issue 21 (its sys.path edit goes there)",
+}
+
+
+def benchmark_graph(folder: Path = BENCHMARKS) -> dict[str, set[str]]:
+    """{script stem: stems of the other scripts in ``folder`` it imports}, counting imports
+    inside functions and ``importlib.import_module("name")`` / ``__import__("name")``."""
+    scripts = {f.stem: f for f in sorted(folder.glob("*.py"))}
+    graph = {}
+    for name, f in scripts.items():
+        deps = set()
+        for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+            if isinstance(node, ast.Import):
+                deps |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and not node.level and node.module:
+                deps.add(node.module.split(".")[0])
+            elif (isinstance(node, ast.Call) and node.args and isinstance(node.args[0], ast.Constant)
+                  and isinstance(node.args[0].value, str)
+                  and getattr(node.func, "attr", getattr(node.func, "id", None)) in ("import_module", "__import__")):
+                deps.add(node.args[0].value.split(".")[0])
+        graph[name] = (deps & set(scripts)) - {name}
+    return graph
+
+
+def sys_path_edits(folder: Path = BENCHMARKS) -> dict[str, list[int]]:
+    """{script file name: lines} where a script touches ``sys.path`` (``sys.path.insert``,
+    ``from sys import path``, ``site.addsitedir``): a benchmark imports ``labeler`` from the
+    installed package and its helpers as ``import common``."""
+    out: dict[str, list[int]] = {}
+    for f in sorted(folder.glob("*.py")):
+        for node in ast.walk(ast.parse(f.read_text(), filename=str(f))):
+            hit = ((isinstance(node, ast.Attribute) and node.attr == "path"
+                    and isinstance(node.value, ast.Name) and node.value.id == "sys")
+                   or (isinstance(node, ast.ImportFrom) and node.module == "sys"
+                       and any(a.name == "path" for a in node.names))
+                   or (isinstance(node, ast.Attribute) and node.attr == "addsitedir"))
+            if hit:
+                out.setdefault(f.name, []).append(node.lineno)
+    return out
+
+
+def test_the_benchmark_checks_find_violations(tmp_path):
+    files = {
+        "common.py": "import numpy\n",
+        "bench_a.py": "import common\ndef f():\n    from bench_b import x\n",
+        "bench_b.py": "import sys\nimport bench_a\nsys.path.insert(0, 'x')\n",
+        "bench_c.py": "import importlib\nimportlib.import_module('bench_a')\nfrom sys import path\n",
+        "bench_d.py": "'''sys.path is only named in this docstring'''\nimport common\nimport sys\nprint(sys.argv)\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    g = benchmark_graph(tmp_path)
+    assert g == {"common": set(), "bench_a": {"common", "bench_b"}, "bench_b": {"bench_a"},
+                 "bench_c": {"bench_a"}, "bench_d": {"common"}}
+    assert cycles(g) == [["bench_a", "bench_b"]]
+    assert sys_path_edits(tmp_path) == {"bench_b.py": [3], "bench_c.py": [3]}
+
+
+def test_no_benchmark_imports_another_benchmark():
+    graph = benchmark_graph()
+    assert "common" in graph and len(graph) > 5, f"benchmark scripts not found in {BENCHMARKS}"
+    wrong = {name: sorted(deps - BENCH_SHARED) for name, deps in graph.items() if deps - BENCH_SHARED}
+    assert not wrong, (f"benchmark scripts import other scripts (move the shared helper into "
+                       f"benchmarks/common.py): {wrong}")
+    assert not graph["common"], f"benchmarks/common.py imports scripts: {sorted(graph['common'])}"
+
+
+def test_no_import_cycles_between_benchmarks():
+    found = cycles(benchmark_graph())
+    assert found == [], "import cycles between benchmarks: " + "; ".join(" <-> ".join(c) for c in found)
+
+
+def test_benchmarks_edit_no_sys_path():
+    found = sys_path_edits()
+    wrong = {f: lines for f, lines in found.items() if f not in SYS_PATH_PENDING}
+    assert not wrong, (f"benchmarks edit sys.path (labeler comes from `pip install -e .`, shared helpers "
+                       f"from `import common`): {wrong}")
+    healed = [f for f in SYS_PATH_PENDING if f not in found]
+    assert not healed, f"no sys.path edit left: remove from SYS_PATH_PENDING: {healed}"
