@@ -1,0 +1,379 @@
+"""Labels brought in from outside: a CSV (path, label, optional annotator) or a folder tree
+whose subfolder names are the labels (an ImageFolder layout, e.g. what
+``labeler export --format imagefolder`` writes).
+
+Each row (a CSV line, a file of the tree) is matched to a catalogued image:
+
+1. by its path relative to the image root (a CSV's ``path``; a file of a tree inside the
+   image root, as ``labeler ingest DIR --labels-from-folders`` reads it);
+2. by an absolute path inside the image root (a CSV's ``path`` or ``absolute_path``, or
+   the target of a symbolic link: an ImageFolder export without ``--copy``);
+3. by content: the CSV's ``hash`` column (a labeler CSV export has one), or the SHA-256
+   of the file when it is on disk (an exported copy named ``<id>_<name>``; see
+   :func:`labeler.images.content_hash`). Identical files get the same label.
+
+A folder tree's label is the name of each file's own folder, percent-decoded
+(:func:`labeler.export.imagefolder.label_folder` encodes characters a file system
+refuses), so ``OUT/train/cracked/12_a.png`` is labelled ``cracked``.
+
+The whole import is **one undoable action** (``labeler undo``) whose description names
+the file; each label row has the source ``'import'``. Like every bulk action in
+:mod:`labeler.labels`, an import never replaces a label unasked: images that already hold
+another label are reported as skipped, by label and annotator, unless ``relabel``.
+Nothing is written for rows that name no catalogued image (unmatched), have an empty or
+invalid label, or disagree with another row about the same image (conflicts): the report
+lists them.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote
+
+from ..errors import BadInputError, LabelerError
+from ..labels import Held, clean_annotator, clean_label, held_summary
+
+#: Column names accepted for the image path and the label (first found wins, case-insensitive).
+PATH_COLUMNS = ("path", "image", "file", "filename", "image_path", "filepath", "relative_path")
+LABEL_COLUMNS = ("label", "class", "category", "target")
+
+
+@dataclass
+class ImportRow:
+    """One label to import: where it came from and the image it names."""
+
+    where: str          # the path as given (CSV) or the file's path (tree)
+    label: str          # as read, not yet checked
+    annotator: str | None = None
+    absolute: str = ""  # a CSV's absolute_path, or the tree file's absolute path
+    hash: str = ""      # a CSV's hash column
+    file: str = ""      # a file on disk to hash when nothing else matches
+
+
+@dataclass
+class ImportReport:
+    """What an import did (or, with ``dry_run``, would do).
+
+    Attributes
+    ----------
+    source : str
+        The CSV file or folder read.
+    rows : int
+        Rows (CSV lines, image files of the tree) read.
+    matched : int
+        Distinct catalogued images named by a row with a usable label.
+    by_content : int
+        Of those, images matched by content hash (the path did not match).
+    action_id : int or None
+        The action written (None: nothing written, or a dry run).
+    new : list of int
+        Images that had no label and got the imported one.
+    replaced : list of Held
+        Labelled images relabelled (``relabel``), with the label they held.
+    skipped : list of Held
+        Images holding another label, left as they are.
+    unchanged : int
+        Images that already held the imported label.
+    unmatched : list of str
+        Rows naming no catalogued image (their paths).
+    blank : list of str
+        Rows with an empty label (or, in a tree, files with no label folder).
+    bad : list of (str, str)
+        Rows with a label or annotator refused by :func:`labeler.labels.clean_label`, and why.
+    conflicts : list of (str, list of str)
+        Images named by several rows that disagree (path, the labels): not written.
+    """
+
+    source: str
+    rows: int = 0
+    matched: int = 0
+    by_content: int = 0
+    action_id: int | None = None
+    new: list[int] = field(default_factory=list)
+    replaced: list[Held] = field(default_factory=list)
+    skipped: list[Held] = field(default_factory=list)
+    unchanged: int = 0
+    unmatched: list[str] = field(default_factory=list)
+    blank: list[str] = field(default_factory=list)
+    bad: list[tuple[str, str]] = field(default_factory=list)
+    conflicts: list[tuple[str, list[str]]] = field(default_factory=list)
+    dry_run: bool = False
+
+    @property
+    def written(self) -> list[int]:
+        """Image ids written (or, in a dry run, that would be), ascending."""
+        return sorted(self.new + [h.image_id for h in self.replaced])
+
+    def lines(self, limit: int = 10) -> list[str]:
+        """The report as text lines: counts first, then up to ``limit`` examples of each problem."""
+        verb = "would label" if self.dry_run else "labelled"
+        out = [f"read {self.rows:,} row(s) from {self.source}: {self.matched:,} image(s) matched"
+               + (f" ({self.by_content:,} by content)" if self.by_content else ""),
+               f"{verb} {len(self.written):,} image(s): {len(self.new):,} new, {len(self.replaced):,} replaced"
+               + (f" ({held_summary(self.replaced)})" if self.replaced else "")
+               + (f"; action {self.action_id} (`labeler undo` takes it back)" if self.action_id else "")]
+        if self.unchanged:
+            out.append(f"{self.unchanged:,} image(s) already held the imported label")
+        if self.skipped:
+            out.append(f"skipped {len(self.skipped):,} image(s) that hold another label "
+                       f"({held_summary(self.skipped)}): add --relabel to replace them")
+
+        def some(title, items, fmt=str):
+            if items:
+                out.append(f"{title}: {len(items):,}")
+                out.extend(f"  {fmt(x)}" for x in items[:limit])
+                if len(items) > limit:
+                    out.append(f"  ... and {len(items) - limit:,} more (--json lists all)")
+        some("unmatched (no catalogued image with that path or content)", self.unmatched)
+        some("blank label (not written)", self.blank)
+        some("refused label (not written)", self.bad, lambda b: f"{b[0]}: {b[1]}")
+        some("rows that disagree about one image (not written)", self.conflicts,
+             lambda c: f"{c[0]}: {', '.join(repr(x) for x in c[1])}")
+        return out
+
+    def to_dict(self) -> dict:
+        """JSON-ready: every count, and every unmatched, blank, refused and conflicting row."""
+        def by(rows):
+            return [{"label": lab, "annotator": who, "images": n}
+                    for (lab, who), n in Counter((h.label, h.annotator) for h in rows).most_common()]
+        return {"source": self.source, "dry_run": self.dry_run, "rows": self.rows, "matched": self.matched,
+                "by_content": self.by_content, "action_id": self.action_id, "labelled": len(self.written),
+                "new": len(self.new), "replaced": len(self.replaced), "skipped": len(self.skipped),
+                "unchanged": self.unchanged, "replaced_by": by(self.replaced), "skipped_by": by(self.skipped),
+                "unmatched": self.unmatched, "blank": self.blank,
+                "bad": [{"path": p, "reason": r} for p, r in self.bad],
+                "conflicts": [{"path": p, "labels": labs} for p, labs in self.conflicts],
+                "image_ids": self.written}
+
+
+# -- reading ---------------------------------------------------------------------------------
+
+def _column(fields: list[str], names: tuple[str, ...]) -> str | None:
+    lower = {f.strip().lower(): f for f in fields}
+    return next((lower[n] for n in names if n in lower), None)
+
+
+def read_label_csv(path: Path | str) -> list[ImportRow]:
+    """Rows of a label CSV: a path column (``path``, ``file``, ``filename``, ...), a label
+    column (``label``, ``class``, ...), optionally ``annotator``, ``absolute_path`` and ``hash``
+    (a ``labeler export`` CSV has them all). UTF-8, with or without a byte-order mark.
+
+    Raises
+    ------
+    BadInputError
+        The file cannot be read as CSV, or has no path or no label column.
+    """
+    path = Path(path)
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = f.readline()
+            f.seek(0)
+            # The header's separator: a comma (default), else a TAB or a semicolon (spreadsheets).
+            delimiter = next((d for d in ",\t;" if d in header), ",")
+            reader = csv.DictReader(f, delimiter=delimiter)
+            fields = list(reader.fieldnames or [])
+            pcol, lcol = _column(fields, PATH_COLUMNS), _column(fields, LABEL_COLUMNS)
+            if pcol is None or lcol is None:
+                raise BadInputError(f"{path} needs a 'path' and a 'label' column (optional: 'annotator'); "
+                                    f"it has {fields}")
+            acol, abscol, hcol = (_column(fields, (n,)) for n in ("annotator", "absolute_path", "hash"))
+            base = path.resolve().parent
+            rows = []
+            for r in reader:
+                where = (r.get(pcol) or "").strip()
+                if not where and not (r.get(lcol) or "").strip():
+                    continue  # an empty line
+                absolute = (r.get(abscol) or "").strip() if abscol else ""
+                on_disk = absolute or (where if os.path.isabs(where) else str(base / where) if where else "")
+                rows.append(ImportRow(where, r.get(lcol) or "",
+                                      (r.get(acol) or "").strip() or None if acol else None,
+                                      absolute, (r.get(hcol) or "").strip().lower() if hcol else "", on_disk))
+            return rows
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise BadInputError(f"{path} is not a UTF-8 CSV file: {e}") from e
+    except OSError as e:
+        raise BadInputError(f"cannot read {path}: {e.strerror or e}") from e
+
+
+def read_label_folders(root: Path | str) -> list[ImportRow]:
+    """One row per image file under ``root`` (recursively; hidden files and folders left out),
+    labelled with the percent-decoded name of the file's own folder; files directly in
+    ``root`` have no label (blank). Symbolic links to files are read (their target is matched).
+
+    Raises
+    ------
+    BadInputError
+        ``root`` is not a folder.
+    """
+    from ..images import IMAGE_EXTENSIONS
+
+    root = Path(root).expanduser()
+    if not root.is_dir():
+        raise BadInputError(f"not a folder: {root}")
+    top = root.resolve()
+    rows = []
+    for d, dirs, files in os.walk(top):
+        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
+        here = Path(d)
+        label = "" if here == top else unquote(here.name)
+        for name in sorted(files):
+            if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            full = here / name
+            rows.append(ImportRow(full.relative_to(top).as_posix(), label, None, str(full), "", str(full)))
+    return rows
+
+
+# -- matching --------------------------------------------------------------------------------
+
+class _Matcher:
+    """Finds the catalogued image(s) a row names: by path, absolute path, then content."""
+
+    def __init__(self, project, base: Path):
+        self.by_path = {p: r["id"] for p, r in project.store.images_by_path().items()}
+        self.hashes: dict[str, list[int]] = {}
+        for r in project.store.images_by_path().values():
+            self.hashes.setdefault(r["hash"], []).append(r["id"])
+        root = project.image_root
+        self.roots = [] if root is None else list(dict.fromkeys([Path(root), Path(root).resolve()]))
+        self.base = base  # the tree read, or the CSV's folder: its relative paths are tried from there
+
+    def _inside(self, absolute: str) -> int | None:
+        for candidate in (os.path.normpath(absolute), os.path.realpath(absolute)):
+            for root in self.roots:
+                try:
+                    rel = Path(candidate).relative_to(root).as_posix()
+                except ValueError:
+                    continue
+                if rel in self.by_path:
+                    return self.by_path[rel]
+        return None
+
+    def match(self, row: ImportRow) -> tuple[list[int], bool]:
+        """(image ids, matched by content); ([], False) when nothing matches."""
+        p = row.where.replace("\\", "/") if "\\" in row.where and "/" not in row.where else row.where
+        while p.startswith("./"):
+            p = p[2:]
+        if p in self.by_path:
+            return [self.by_path[p]], False
+        for absolute in (row.where if os.path.isabs(row.where) else "", row.absolute,
+                         str(self.base / p) if p else ""):
+            if absolute and (i := self._inside(absolute)) is not None:
+                return [i], False
+        h = row.hash
+        if not h and row.file and os.path.isfile(row.file):
+            from ..images import content_hash
+
+            try:
+                h = content_hash(Path(row.file))
+            except OSError:
+                h = ""
+        return (sorted(self.hashes[h]), True) if h in self.hashes else ([], False)
+
+
+# -- the import ------------------------------------------------------------------------------
+
+def import_labels(project, source: Path | str, *, annotator: str | None = None, relabel: bool = False,
+                  dry_run: bool = False, rows: list[ImportRow] | None = None) -> ImportReport:
+    """Import the labels of a CSV file or a folder tree as one undoable action.
+
+    Parameters
+    ----------
+    project : Project
+    source : path
+        A CSV file (:func:`read_label_csv`) or a folder (:func:`read_label_folders`).
+    annotator : str or None
+        Who imports (the action's author: ``labeler undo --annotator`` takes it back); each
+        label's annotator is the CSV's ``annotator`` column where it has one, else this.
+    relabel : bool
+        Replace the labels images already hold (default: skip them and report them).
+    dry_run : bool
+        Match and report, write nothing.
+    rows : list of ImportRow or None
+        Rows already read (default: read ``source``).
+
+    Returns
+    -------
+    ImportReport
+
+    Raises
+    ------
+    BadInputError
+        ``source`` is missing, unreadable or lacks the columns; a bad annotator name.
+    """
+    source = Path(source).expanduser()
+    who = clean_annotator(annotator)
+    if not source.exists():
+        raise BadInputError(f"not found: {source}")
+    is_tree = source.is_dir()
+    if rows is None:
+        rows = read_label_folders(source) if is_tree else read_label_csv(source)
+    rep = ImportReport(str(source), rows=len(rows), dry_run=dry_run)
+    matcher = _Matcher(project, source.resolve() if is_tree else source.resolve().parent)
+    wanted: dict[int, tuple[str, str | None]] = {}
+    named_by: dict[int, str] = {}
+    disagree: dict[int, set[str]] = {}
+    content: set[int] = set()
+    for row in rows:
+        if not row.label.strip():
+            rep.blank.append(row.where)
+            continue
+        try:
+            label = clean_label(row.label)
+            row_who = clean_annotator(row.annotator) if row.annotator else None
+        except LabelerError as e:
+            rep.bad.append((row.where, str(e)))
+            continue
+        ids, by_content = matcher.match(row)
+        if not ids:
+            rep.unmatched.append(row.where)
+            continue
+        for i in ids:
+            if by_content:
+                content.add(i)
+            if i in wanted and wanted[i][0] != label:
+                disagree.setdefault(i, {wanted[i][0]}).add(label)
+            wanted.setdefault(i, (label, row_who))
+            named_by.setdefault(i, row.where)
+    for i, labs in sorted(disagree.items()):
+        rep.conflicts.append((named_by[i], sorted(labs)))
+        del wanted[i]
+    rep.matched = len(wanted)
+    rep.by_content = len(content & set(wanted))
+    _write(project.store, wanted, rep, who=who, relabel=relabel, dry_run=dry_run,
+           description=f"import {{n}} label(s) from {source.resolve()}")
+    return rep
+
+
+def _write(store, wanted: dict[int, tuple[str, str | None]], rep: ImportReport, *, who: str, relabel: bool,
+           dry_run: bool, description: str) -> None:
+    """One transaction: sort ``wanted`` into new / replaced / skipped / unchanged, write one action."""
+    ids = sorted(wanted)
+    if not ids:
+        return
+    with store.transaction():
+        store.check_images_exist(ids)
+        held = store.current_label_rows(ids)
+        for i in ids:
+            r = held.get(i)
+            if r is None:
+                rep.new.append(i)
+            elif r["label"] == wanted[i][0]:
+                rep.unchanged += 1
+            elif relabel:
+                rep.replaced.append(Held(i, r["label"], r["annotator"]))
+            else:
+                rep.skipped.append(Held(i, r["label"], r["annotator"]))
+        written = rep.written
+        if not written or dry_run:
+            return
+        now = time.time()
+        rep.action_id = store.add_action("label", who, description.format(n=len(written)), at=now)
+        store.write_labels(rep.action_id, [
+            {"image_id": i, "label": wanted[i][0], "source": "import",
+             **({"label_annotator": wanted[i][1]} if wanted[i][1] else {})} for i in written], who, now)
