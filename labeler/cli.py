@@ -111,8 +111,10 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
               help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
 @click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
 @click.option("--verbose", is_flag=True, help="Print warnings in full (e.g. where the weights were looked for).")
+@click.option("--labels-from-folders", is_flag=True,
+              help="Then label each unlabelled image by its folder's name (one undoable import; see import-labels).")
 def ingest(image_dir, project_dir, backbone, weights, view, features, device, batch_size, precision, runtime, force,
-           remap, quiet, engine, address, verbose):
+           remap, quiet, engine, address, verbose, labels_from_folders):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files and places them into the
@@ -142,6 +144,11 @@ def ingest(image_dir, project_dir, backbone, weights, view, features, device, ba
                 _fail(str(e))
             rep = run_ingest(image_dir, project_dir, settings, force=True, **run)
     _print_ingest(rep)
+    if labels_from_folders:
+        from .cli_import import print_import
+        from .export.importing import import_labels
+
+        print_import(import_labels(_open(project_dir), image_dir, annotator="cli"))
 
 
 @main.command("cluster")
@@ -547,6 +554,10 @@ from .cli_features import features_cmd, finetune, heatmap  # noqa: E402
 
 for _command in (features_cmd, finetune, heatmap):
     main.add_command(_command)
+
+from .cli_import import import_labels_cmd  # noqa: E402  (labels from a CSV or a folder tree)
+
+main.add_command(import_labels_cmd)
 
 
 if __name__ == "__main__":
