@@ -13,7 +13,6 @@ import shutil
 from importlib import resources
 from pathlib import Path
 
-DEFECT_LEVELS = {0.0: "0", 0.3333333333333333: "1", 0.6666666666666666: "2", 1.0: "3"}
 
 
 def elpv_source() -> Path:

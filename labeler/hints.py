@@ -112,11 +112,6 @@ def project_cluster_hints(project, clustering_id: int | None = None) -> dict[int
                             float(s.imagenet_hint_min_prob))
 
 
-def hints_shown(project) -> bool:
-    """Whether the project shows ImageNet hints (setting ``imagenet_hints``)."""
-    return bool(project.settings().imagenet_hints)
-
-
 def set_hints_shown(project, shown: bool) -> None:
     """Turn the project's ImageNet hints on or off (writes ``imagenet_hints`` to labeler.toml)."""
     save_setting(project.settings_path, HINTS_SETTING, bool(shown))

@@ -151,10 +151,6 @@ class Project:
 
     # -- paths -------------------------------------------------------------------------
     @property
-    def db_path(self) -> Path:
-        return self.root / DB_NAME
-
-    @property
     def settings_path(self) -> Path:
         return self.root / SETTINGS_NAME
 

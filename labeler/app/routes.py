@@ -120,18 +120,6 @@ def register_routes(server: Flask, project: Project) -> None:
         )
 
 
-def check_basic_auth(header: str | None, expected: str) -> bool:
-    """Does an ``Authorization`` header carry the credentials ``user:password``?
-
-    Compared in constant time (``hmac.compare_digest``).
-    """
-    creds = _basic_credentials(header)
-    if creds is None:
-        return False
-    given = f"{creds[0]}:{creds[1]}"
-    return hmac.compare_digest(given.encode("utf-8"), expected.encode("utf-8"))
-
-
 def _basic_credentials(header: str | None) -> tuple[str, str] | None:
     if not header or not header.startswith("Basic "):
         return None
@@ -253,13 +241,12 @@ LOOPBACK_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 
 #: Dash renders its page with inline <script>s (allowed by their hashes, computed by
 #: ``Dash.csp_hashes``) and sets inline styles on components (hence 'unsafe-inline'
-#: for styles only). No 'unsafe-eval': the browser tests draw, select and hover the
-#: WebGL map without a CSP violation. Everything else is this origin only; no
-#: framing, no plugins, no <base> hijack.
-# 'unsafe-eval': plotly.js draws the map's Scattergl with regl, which compiles its draw
-# commands with `new Function`; without it the map shows "WebGL is not supported" (seen in
-# headless Chromium; tests/test_app_browser_annotators.py checks the map draws). Inline
-# scripts stay restricted to the hashes Dash computes.
+#: for styles only). 'unsafe-eval' is there for the map: plotly.js draws its Scattergl
+#: with regl, which compiles its draw commands with ``new Function``; without it the
+#: map shows "WebGL is not supported" (seen in headless Chromium;
+#: tests/test_app_browser_annotators.py checks that the map draws under this policy).
+#: Inline scripts stay restricted to the hashes Dash computes. Everything else is this
+#: origin only; no framing, no plugins, no <base> hijack.
 CSP = ("default-src 'self'; script-src 'self' 'unsafe-eval' {hashes}; style-src 'self' 'unsafe-inline'; "
        "img-src 'self' data: blob:; font-src 'self' data:; connect-src 'self'; worker-src 'self' blob:; "
        "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'")

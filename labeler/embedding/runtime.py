@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import logging
 import os
 import tempfile
@@ -396,9 +395,3 @@ def make_engine(backbone: Backbone, *, runtime: str = "torch", precision: str = 
              f"(cosine {cos:.5f} < {MIN_COSINE_FP32}): embedding with torch")
         return TorchEngine(backbone, dev, precision)
     return engine
-
-
-def save_record(path: Path, record: dict) -> None:
-    """Write a small JSON sidecar atomically (e.g. the int8 model's calibration record)."""
-    with atomic_write(path) as f:
-        f.write(json.dumps(record, indent=1, sort_keys=True).encode())
