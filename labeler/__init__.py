@@ -23,8 +23,8 @@ _LAZY = {
     "load_backbone": "labeler.embedding.backbones", "create_app": "labeler.app",
     "cluster_project": "labeler.clustering", "export_csv": "labeler.export", "ingest": "labeler.pipeline",
     "recluster": "labeler.pipeline",
-    "label_cluster": "labeler.labels", "label_images": "labeler.labels", "redo": "labeler.labels",
-    "undo": "labeler.labels", "apply_split": "labeler.refine", "merge_clusters": "labeler.refine",
+    "label_cluster": "labeler.labels", "label_images": "labeler.labels", "redo": "labeler.history",
+    "undo": "labeler.history", "apply_split": "labeler.refine", "merge_clusters": "labeler.refine",
     "move_images": "labeler.refine", "split_preview": "labeler.refine",
 }
 

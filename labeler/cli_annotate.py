@@ -15,19 +15,29 @@ from .cli_common import PROJECT, _open, _warn
 @PROJECT
 @click.argument("label")
 @click.option("--cluster", "cluster_id", type=ClusterId(), default=None,
-              help="Label every image of this cluster; -1 or 'noise' = the noise images.")
+              help="Label every unlabelled image of this cluster; -1 or 'noise' = the noise images.")
 @click.option("--clustering", "clustering_id", type=int, default=None,
               help="The clustering id the cluster number refers to (see `labeler info`); refused if "
                    "the project was re-clustered since. Default: the current one (its id is printed).")
 @click.option("--image", "image_ids", type=int, multiple=True, help="Image id (repeatable).")
+@click.option("--relabel", is_flag=True,
+              help="Also replace the labels images already have (anyone's). Default: labelled images "
+                   "are left unchanged and reported as skipped.")
 @click.option("--annotator", default=None, envvar="LABELER_ANNOTATOR", help="Your name (env LABELER_ANNOTATOR).")
-def label(project_dir, label, cluster_id, clustering_id, image_ids, annotator):
-    """Give LABEL to a whole cluster or to images, in one undoable action.
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: action id, labelled, new, replaced and skipped counts by label and annotator.")
+def label(project_dir, label, cluster_id, clustering_id, image_ids, relabel, annotator, as_json):
+    """Give LABEL to a cluster's or the given images' unlabelled images, in one undoable action.
+
+    Images that already hold a label keep it and are reported as skipped, by label and
+    annotator; --relabel replaces them too (and says how many, by label and annotator).
 
     \b
     Example:
       labeler label --project data/projects/elpv --cluster 3 --clustering 1 cracked --annotator ana
     """
+    import json
+
     from . import labels
 
     if (cluster_id is None) == (not image_ids):
@@ -43,14 +53,17 @@ def label(project_dir, label, cluster_id, clustering_id, image_ids, annotator):
             cur = project.store.current_clustering()
             clustering_id = cur["id"] if cur else None
             click.echo(f"cluster {cluster_id} of the current clustering {clustering_id}", err=True)
-        _, ids = labels.label_cluster(project, cluster_id, label, annotator=who, clustering_id=clustering_id)
+        res = labels.label_cluster(project, cluster_id, label, annotator=who, clustering_id=clustering_id,
+                                   relabel=relabel)
     else:
-        labels.label_images(project, image_ids, label, annotator=who, source="manual")
-        ids = list(image_ids)
+        res = labels.label_images(project, image_ids, label, annotator=who, source="manual", relabel=relabel)
     if near:
         _warn(f"'{label.strip()}' is a new label close to {', '.join(repr(n) for n in near[:3])}: "
               "`labeler labels rename` or `merge` if it is a typo")
-    click.echo(f"labelled {len(ids)} image(s) {labels.clean_label(label)!r}")
+    if as_json:
+        click.echo(json.dumps(res.to_dict()))
+    else:
+        click.echo(res.message(relabel_hint="add --relabel to replace them"))
 
 
 def _history_command(verb: str, done_word: str, whose: str, doc: str) -> click.Command:
@@ -61,9 +74,9 @@ def _history_command(verb: str, done_word: str, whose: str, doc: str) -> click.C
     @click.option("--annotator", default="cli", envvar="LABELER_ANNOTATOR", show_default=True,
                   help=f"{whose} (env LABELER_ANNOTATOR).")
     def command(project_dir, annotator):
-        from . import labels
+        from . import history
 
-        done = getattr(labels, verb)(_open(project_dir), annotator)
+        done = getattr(history, verb)(_open(project_dir), annotator)
         click.echo(f"nothing to {verb}" if done is None else f"{done_word}: {done.description}")
         if done is not None and done.note:
             _warn(done.note)

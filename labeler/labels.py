@@ -1,10 +1,17 @@
 """Every action that sets or removes labels: label images, label a cluster, accept
-suggestions, undo, redo.
+suggestions (undo and redo live in :mod:`labeler.history`).
 
 The CLI and the dashboard call these functions, never the store, for labels.
 Each action is one row of the store's ``actions`` table plus one label event
-per image, written in one transaction: it undoes as one, and a refused action
+per image written, in one transaction: it undoes as one, and a refused action
 (bad label, unknown image, stale cluster) writes nothing.
+
+**A bulk action never replaces a label unasked.** Every action writes only the
+images that hold no label yet, unless the caller names the labelled images the
+annotator saw and chose to relabel (``relabel``). The others are *skipped* and
+reported, by their label and annotator, in the :class:`LabelResult`: a person
+who labels a cluster, a selection or search results never overwrites a label
+(another annotator's, or an earlier one of their own) without having seen it.
 
 Functions take a :class:`~labeler.project.Project` or a bare
 :class:`~labeler.store.Store` (anything with a ``store`` attribute, or the store).
@@ -18,8 +25,8 @@ go on while an ingest or re-clustering holds the lock for minutes.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
-from contextlib import contextmanager
+from collections import Counter
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from .errors import BadInputError, StaleStateError, StoreError
@@ -29,37 +36,93 @@ from .store import Store
 MAX_LABEL_LENGTH = 200
 #: Longest annotator name accepted, in characters.
 MAX_ANNOTATOR_LENGTH = 100
+#: Characters a label or annotator name may not hold: line breaks (one line each) and
+#: the TAB, which would break the tab-separated columns of ``labeler labels`` and CSVs
+#: opened as TSV.
+_FORBIDDEN = "\t\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"
+
+@dataclass(frozen=True)
+class Held:
+    """A label an image held when an action looked at it."""
+
+    image_id: int
+    label: str
+    annotator: str
 
 
 @dataclass
-class Undone:
-    """What an undo or redo did.
+class LabelResult:
+    """What one labelling action did.
 
     Attributes
     ----------
-    action_id : int
-        The action undone (or, for a redo, the action re-applied).
+    action_id : int or None
+        The action written; None when nothing was written (every image skipped).
+    label : str or None
+        The label given (None: labels removed).
+    new : list of int
+        Images that had no label and got ``label``.
+    replaced : list of Held
+        Labelled images the annotator chose to relabel, with the label they held.
+    skipped : list of Held
+        Labelled images left as they were (not chosen for relabelling, or their label
+        changed since the annotator saw it), with the label they hold.
     kind : str
-        'label' or 'cluster'.
-    description : str
-        The description of that action.
-    new_action_id : int
-        The undo (or redo) action itself.
-    skipped : list of int
-        Image ids left as they are because a later action of someone else changed them.
-    note : str
-        What the annotator should know about ``skipped`` ('' when nothing to say).
+        'label', 'remove' (labels removed) or 'accept' (suggestions, a label each).
     """
 
-    action_id: int
-    kind: str
-    description: str
-    new_action_id: int
-    skipped: list[int] = field(default_factory=list)
-    note: str = ""
+    action_id: int | None
+    label: str | None
+    new: list[int] = field(default_factory=list)
+    replaced: list[Held] = field(default_factory=list)
+    skipped: list[Held] = field(default_factory=list)
+    kind: str = "label"
 
-    def __getitem__(self, key: str):  # dict-style access, as the store's old undo returned
-        return {"id": self.action_id, "kind": self.kind, "description": self.description}[key]
+    @property
+    def written(self) -> list[int]:
+        """Every image id the action wrote, ascending (new and replaced)."""
+        return sorted(self.new + [h.image_id for h in self.replaced])
+
+    def message(self, what: str = "image(s)", relabel_hint: str = "tick them to relabel") -> str:
+        """One sentence for the annotator: labelled, replaced and skipped, by label and annotator.
+
+        ``relabel_hint`` says how to relabel the skipped ones ('tick them to relabel' in the
+        dashboard, 'add --relabel to replace them' in the shell)."""
+        if not self.written:
+            if not self.skipped:
+                return f"Nothing to do: no {what}."
+            return (f"Nothing labelled: all {len(self.skipped):,} {what} already hold a label "
+                    f"({held_summary(self.skipped)}): {relabel_hint}.")
+        verb = {"remove": "Removed the labels of", "accept": "Accepted the suggestions for"}.get(
+            self.kind, "Labelled")
+        target = f" as '{self.label}'" if self.kind == "label" else ""
+        out = f"{verb} {len(self.written):,} {what}{target}"
+        if self.replaced:
+            out += f"; replaced {len(self.replaced):,} earlier label(s) ({held_summary(self.replaced)})"
+        if self.skipped:
+            out += (f"; {len(self.skipped):,} already labelled left unchanged "
+                    f"({held_summary(self.skipped)}): {relabel_hint}")
+        return out + "."
+
+    def to_dict(self) -> dict:
+        """JSON-ready: action id, label, counts, and per (label, annotator) counts."""
+        def by(rows):
+            return [{"label": lab, "annotator": who, "images": n}
+                    for (lab, who), n in Counter((h.label, h.annotator) for h in rows).most_common()]
+        return {"action_id": self.action_id, "kind": self.kind, "label": self.label,
+                "labelled": len(self.written),
+                "new": len(self.new), "replaced": len(self.replaced), "skipped": len(self.skipped),
+                "replaced_by": by(self.replaced), "skipped_by": by(self.skipped),
+                "image_ids": self.written}
+
+
+def held_summary(rows: Sequence[Held], limit: int = 4) -> str:
+    """'mono 30 by ana, poly 12 by bob' (largest first; the rest as '+N more')."""
+    counts = Counter((h.label, h.annotator) for h in rows).most_common()
+    parts = [f"{lab} {n:,} by {who}" for (lab, who), n in counts[:limit]]
+    if len(counts) > limit:
+        parts.append(f"+{sum(n for _, n in counts[limit:]):,} more")
+    return ", ".join(parts)
 
 
 def _store(target) -> Store:
@@ -67,17 +130,19 @@ def _store(target) -> Store:
 
 
 def clean_label(label) -> str:
-    """The label as stored: stripped, one line, 1..MAX_LABEL_LENGTH characters.
+    """The label as stored: stripped, one line without TABs, 1..MAX_LABEL_LENGTH characters.
 
     Raises
     ------
     BadInputError
-        Empty, more than one line, or longer than :data:`MAX_LABEL_LENGTH`.
+        Empty, more than one line, a TAB, or longer than :data:`MAX_LABEL_LENGTH`.
     """
     text = "" if label is None else str(label).strip()
     if not text:
         raise BadInputError("the label is empty: type a label first")
-    if any(c in text for c in "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"):
+    if "\t" in text:
+        raise BadInputError("a label may not contain a TAB")
+    if any(c in text for c in _FORBIDDEN):
         raise BadInputError("a label must be a single line")
     if len(text) > MAX_LABEL_LENGTH:
         raise BadInputError(f"a label has at most {MAX_LABEL_LENGTH} characters (got {len(text)})")
@@ -85,27 +150,68 @@ def clean_label(label) -> str:
 
 
 def clean_annotator(name) -> str:
-    """The annotator's name as stored: stripped, one line, at most MAX_ANNOTATOR_LENGTH
-    characters; 'anonymous' when empty.
+    """The annotator's name as stored: stripped, one line without TABs, at most
+    MAX_ANNOTATOR_LENGTH characters; 'anonymous' when empty.
 
     Raises
     ------
     BadInputError
-        More than one line or longer than :data:`MAX_ANNOTATOR_LENGTH`.
+        More than one line, a TAB, or longer than :data:`MAX_ANNOTATOR_LENGTH`.
     """
     text = "" if name is None else str(name).strip()
     if not text:
         return "anonymous"
-    if any(c in text for c in "\r\n\v\f\x1c\x1d\x1e\x85\u2028\u2029"):
-        raise BadInputError("an annotator name must be a single line")
+    if any(c in text for c in _FORBIDDEN):
+        raise BadInputError("an annotator name must be a single line without TABs")
     if len(text) > MAX_ANNOTATOR_LENGTH:
         raise BadInputError(f"an annotator name has at most {MAX_ANNOTATOR_LENGTH} characters (got {len(text)})")
     return text
 
 
+def _chosen(relabel, image_id: int, held: str) -> bool:
+    """Whether the annotator chose to relabel ``image_id``, which holds ``held`` now."""
+    if relabel is True:
+        return True
+    if relabel is False or relabel is None:
+        return False
+    if isinstance(relabel, Mapping):
+        return image_id in relabel and relabel[image_id] == held
+    return image_id in relabel
+
+
+def _write_bulk(store: Store, ids: Sequence[int], label: str | None, *, who: str, source: str,
+                description, relabel, confidences: Mapping[int, float] | None = None,
+                labels: Mapping[int, str] | None = None, kind: str = "label") -> LabelResult:
+    """Inside a transaction: sort ``ids`` into new / replaced / skipped, write one action.
+
+    ``labels`` gives a label per image (accepted suggestions); ``description(n)`` the
+    action's description for n written images."""
+    rows = store.current_label_rows(ids)
+    new, replaced, skipped = [], [], []
+    for i in ids:
+        r = rows.get(i)
+        if r is None:
+            new.append(i)
+        elif _chosen(relabel, i, r["label"]):
+            replaced.append(Held(i, r["label"], r["annotator"]))
+        else:
+            skipped.append(Held(i, r["label"], r["annotator"]))
+    written = sorted(new + [h.image_id for h in replaced])
+    if not written:
+        return LabelResult(None, label, [], [], skipped, kind)
+    now = time.time()
+    action = store.add_action("label", who, description(len(written)), at=now)
+    store.write_labels(action, [
+        {"image_id": i, "label": labels[i] if labels is not None else label, "source": source,
+         **({"confidence": confidences[i]} if confidences is not None else {})}
+        for i in written], who, now)
+    return LabelResult(action, label, new, replaced, skipped, kind)
+
+
 def label_images(target, image_ids: Sequence[int], label: str, *, annotator: str | None = None,
-                 source: str = "manual", description: str | None = None) -> int:
-    """Give ``label`` to every image in one undoable action.
+                 source: str = "manual", description: str | None = None,
+                 relabel: bool | Collection[int] | Mapping[int, str | None] = False) -> LabelResult:
+    """Give ``label`` to the images in one undoable action; labelled images only if chosen.
 
     Parameters
     ----------
@@ -113,16 +219,23 @@ def label_images(target, image_ids: Sequence[int], label: str, *, annotator: str
     image_ids : sequence of int
         Image ids (duplicates are ignored).
     label : str
-        Checked by :func:`clean_label`.
+        Checked by :func:`clean_label` (:func:`remove_labels` removes labels).
     annotator : str or None
         Checked by :func:`clean_annotator`.
     source : str
         One of :data:`labeler.store.LABEL_SOURCES` ('manual', 'cluster', 'search', ...).
+    relabel : bool, collection of int, or mapping {int: str or None}
+        Which labelled images to replace. False (default): none, only unlabelled images
+        are written and the labelled ones are reported as skipped. True: all of them
+        (the annotator chose each image, e.g. one image in the large view). A collection:
+        those ids (the ones the annotator ticked). A mapping {image id: label the
+        annotator saw}: those ids, and only while they still hold that label (a label
+        someone changed since the page showed it is skipped).
 
     Returns
     -------
-    int
-        The action id.
+    LabelResult
+        ``action_id`` is None when every image was skipped (nothing written).
 
     Raises
     ------
@@ -131,16 +244,28 @@ def label_images(target, image_ids: Sequence[int], label: str, *, annotator: str
     StoreError
         No image, an unknown image id or an unknown source.
     """
-    text = clean_label(label)
+    return _label_or_remove(target, image_ids, clean_label(label), annotator, source, description, relabel)
+
+
+def _label_or_remove(target, image_ids, text: str | None, annotator, source, description, relabel) -> LabelResult:
     who = clean_annotator(annotator)
     ids = sorted({int(i) for i in image_ids})
-    return _store(target).set_labels(
-        ids, text, source=source, annotator=who,
-        description=description or f"label {len(ids)} image(s) {text!r}")
+    if not ids:
+        raise StoreError("no images given to label")
+    store = _store(target)
+    if text is None:
+        what = lambda n: description or f"remove the labels of {n} image(s)"  # noqa: E731
+    else:
+        what = lambda n: description or f"label {n} image(s) {text!r}"  # noqa: E731
+    with store.transaction():
+        store.check_images_exist(ids)
+        return _write_bulk(store, ids, text, who=who, source=source, description=what,
+                           relabel=True if text is None else relabel,
+                           kind="remove" if text is None else "label")
 
 
-def remove_labels(target, image_ids: Sequence[int], *, annotator: str | None = None) -> int:
-    """Remove the labels of the given images in one undoable action; returns its id.
+def remove_labels(target, image_ids: Sequence[int], *, annotator: str | None = None) -> LabelResult:
+    """Remove the labels of the given images in one undoable action.
 
     Raises
     ------
@@ -149,16 +274,15 @@ def remove_labels(target, image_ids: Sequence[int], *, annotator: str | None = N
     StoreError
         No image or an unknown image id.
     """
-    who = clean_annotator(annotator)
-    ids = sorted({int(i) for i in image_ids})
-    return _store(target).set_labels(ids, None, source="manual", annotator=who,
-                                     description=f"remove the labels of {len(ids)} image(s)")
+    return _label_or_remove(target, image_ids, None, annotator, "manual", None, True)
 
 
 def label_cluster(target, cluster: int, label: str, *, annotator: str | None = None,
                   exclude: Sequence[int] = (), clustering_id: int | None = None,
-                  seen: Sequence[int] | None = None) -> tuple[int, list[int]]:
-    """Label every image of ``cluster`` except ``exclude`` in one action.
+                  seen: Sequence[int] | None = None,
+                  relabel: bool | Collection[int] | Mapping[int, str | None] = False) -> LabelResult:
+    """Label the images of ``cluster`` except ``exclude`` in one action; labelled
+    members only where ``relabel`` chooses them (see :func:`label_images`).
 
     Parameters
     ----------
@@ -168,11 +292,12 @@ def label_cluster(target, cluster: int, label: str, *, annotator: str | None = N
         The clustering the caller looked at; None = the current one.
     seen : sequence of int or None
         The cluster's members as the caller saw them (the dashboard sends them).
+    relabel : bool, collection of int, or mapping {int: str or None}
+        As in :func:`label_images`; default False: labelled members are skipped.
 
     Returns
     -------
-    (int, list of int)
-        The action id and the labelled image ids.
+    LabelResult
 
     Raises
     ------
@@ -204,18 +329,19 @@ def label_cluster(target, cluster: int, label: str, *, annotator: str | None = N
         ids = [i for i in members if i not in skip]
         if not ids:
             raise StoreError(f"every image of cluster {cluster} was excluded: nothing to label")
-        action = store.set_labels(ids, text, source="cluster", annotator=who,
-                                  description=f"label cluster {cluster} ({len(ids)} images) {text!r}")
-    return action, ids
+        return _write_bulk(store, ids, text, who=who, source="cluster", relabel=relabel,
+                           description=lambda n: f"label cluster {cluster} ({n} images) {text!r}")
 
 
 def accept_suggestions(target, image_ids: Sequence[int], labels: Sequence[str],
                        confidences: Sequence[float], threshold: float, *,
-                       source: str = "suggestion", annotator: str | None = None) -> tuple[int | None, list[int]]:
+                       source: str = "suggestion", annotator: str | None = None,
+                       relabel: bool | Collection[int] | Mapping[int, str | None] = False) -> LabelResult:
     """Accept the suggested labels whose confidence is at least ``threshold``, as one action.
 
     Each accepted image's label event records ``source`` and its confidence, so an
-    audit can tell a suggestion accepted in bulk from a label a person chose.
+    audit can tell a suggestion accepted in bulk from a label a person chose. An image
+    labelled since the suggestion was made is skipped (unless ``relabel`` chooses it).
 
     Parameters
     ----------
@@ -228,12 +354,14 @@ def accept_suggestions(target, image_ids: Sequence[int], labels: Sequence[str],
         Suggestions below it are left out.
     source : str
         Recorded as the label's and the events' source (default 'suggestion').
+    relabel : bool, collection of int, or mapping {int: str or None}
+        As in :func:`label_images`; default False.
 
     Returns
     -------
-    (int or None, list of int)
-        The action id (None when no suggestion reaches the threshold) and the
-        labelled image ids.
+    LabelResult
+        ``action_id`` None when no suggestion reaches the threshold or every one was skipped;
+        ``label`` is None (each image has its own).
 
     Raises
     ------
@@ -253,150 +381,16 @@ def accept_suggestions(target, image_ids: Sequence[int], labels: Sequence[str],
         if conf >= threshold:
             chosen[int(i)] = (clean_label(lab), conf)
     if not chosen:
-        return None, []
+        return LabelResult(None, None, kind="accept")
     store = _store(target)
-    now = time.time()
+    ids = sorted(chosen)
     with store.transaction():
-        store.check_images_exist(list(chosen))
-        action = store.add_action(
-            "label", who, f"accept {len(chosen)} suggestion(s) at confidence >= {threshold:g}", at=now)
-        store.write_labels(action, [{"image_id": i, "label": lab, "source": source, "confidence": c}
-                                    for i, (lab, c) in sorted(chosen.items())], who, now)
-    return action, sorted(chosen)
-
-
-@contextmanager
-def _history_step(target, annotator: str | None):
-    """(annotator, store, time) inside one write transaction: an undo or redo finds its
-    action, checks and writes atomically. Raises BadInputError for a bad annotator name."""
-    who = clean_annotator(annotator)
-    store = _store(target)
-    with store.transaction():
-        yield who, store, time.time()
-
-
-def undo(target, annotator: str | None = None) -> Undone | None:
-    """Undo ``annotator``'s newest action not yet undone (a bulk action undoes as one).
-
-    Only the annotator's own actions are undone, never someone else's. A label
-    action gives each image back its previous label (with that label's author and
-    source), except images a later action of someone else changed: those keep
-    their current label and are listed in ``Undone.skipped``. A cluster edit makes
-    the previous clustering current again (if someone else's edit came later, it
-    stays current and ``Undone.note`` says so). The undo is itself an action,
-    logged with events of source 'undo'.
-
-    Returns
-    -------
-    Undone or None
-        None when the annotator has nothing to undo.
-
-    Raises
-    ------
-    BadInputError
-        A bad annotator name.
-    """
-    with _history_step(target, annotator) as (who, store, now):
-        act = store.newest_undoable_action(who)
-        if act is None:
-            return None
-        store.mark_action_undone(act["id"], now)
-        undo_id = store.add_action("undo", who, f"undo: {act['description']}", at=now, undoes=act["id"])
-        if act["kind"] == "cluster":
-            return _undo_cluster_edit(store, act, undo_id)
-        events = store.action_events(act["id"])
-        skipped = _not_own(store, [ev["image_id"] for ev in events],
-                           max((ev["id"] for ev in events), default=0), who, act["id"])
-        changes = []
-        for ev in events:
-            if ev["image_id"] in skipped:
-                continue
-            change = {"image_id": ev["image_id"], "label": ev["old_label"],
-                      "source": ev["old_source"] or "manual", "event_source": "undo"}
-            if ev["old_label"] is not None:
-                # The previous label's own author, action and time come back too.
-                prev = store.label_event_before(ev["image_id"], ev["old_label"], ev["id"])
-                if prev is not None:
-                    change.update(label_annotator=prev["annotator"], label_action_id=prev["action_id"],
-                                  labelled_at=prev["at"])
-            changes.append(change)
-        store.write_labels(undo_id, changes, who, now)
-    return Undone(int(act["id"]), act["kind"], act["description"], int(undo_id), skipped,
-                  _skipped_note(skipped, "restored"))
-
-
-def _not_own(store: Store, image_ids: list[int], after_event: int, who: str, action_id) -> list[int]:
-    """Images someone else labelled after ``after_event`` (unless their label is back
-    to the one ``action_id`` gave, e.g. the other annotator undid their change)."""
-    touched = store.images_touched_by_others(image_ids, after_event, who)
-    if action_id is not None and touched:
-        rows = store.current_label_rows(sorted(touched))
-        touched -= {i for i, r in rows.items() if r["action_id"] == action_id}
-    return sorted(touched)
-
-
-def _undo_cluster_edit(store: Store, act, undo_id: int) -> Undone:
-    root = act["redoes"] or act["id"]
-    current = store.current_clustering()
-    store.set_clustering_undone(root, True)
-    note = ""
-    if current is not None and current.get("action_id") not in (root, act["id"]):
-        note = (f"a later clustering ({current['id']}) is current and stays so; "
-                "your edit is marked undone")
-    return Undone(int(act["id"]), act["kind"], act["description"], int(undo_id), [], note)
-
-
-def _skipped_note(skipped: list[int], verb: str) -> str:
-    if not skipped:
-        return ""
-    shown = ", ".join(f"#{i}" for i in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
-    return (f"{len(skipped)} image(s) not {verb}: someone else changed them since ({shown}); "
-            "they keep their current label")
-
-
-def redo(target, annotator: str | None = None) -> Undone | None:
-    """Re-apply the action ``annotator``'s newest undo reverted, unless the annotator
-    did a fresh action since (as in every editor).
-
-    Images someone else changed after the undo keep their current label and are
-    listed in ``Undone.skipped``.
-
-    Returns
-    -------
-    Undone or None
-        What was re-applied; None when there is nothing to redo.
-
-    Raises
-    ------
-    BadInputError
-        A bad annotator name.
-    """
-    with _history_step(target, annotator) as (who, store, now):
-        u = store.newest_redoable_undo(who)
-        if u is None:
-            return None
-        orig = store.get_action(u["undoes"])
-        root = orig["redoes"] or orig["id"]
-        store.mark_undo_redone(u["id"], now)
-        redo_id = store.add_action(orig["kind"], who, f"redo: {store.get_action(root)['description']}",
-                                   at=now, redoes=root)
-        skipped: list[int] = []
-        if orig["kind"] == "cluster":
-            store.set_clustering_undone(root, False)
-        else:
-            # Only what the undo reverted comes back (it skipped images others had changed),
-            # and not where someone else changed the image after the undo.
-            undo_events = store.action_events(u["id"])
-            reverted = {ev["image_id"] for ev in undo_events}
-            events = [ev for ev in store.action_events(root) if ev["image_id"] in reverted]
-            after = max((ev["id"] for ev in undo_events), default=0)
-            skipped = _not_own(store, [ev["image_id"] for ev in events], after, who, None)
-            changes = [{"image_id": ev["image_id"], "label": ev["new_label"], "source": ev["source"],
-                        "event_source": "redo", "confidence": ev["confidence"]}
-                       for ev in events if ev["image_id"] not in skipped]
-            store.write_labels(redo_id, changes, who, now)
-    return Undone(int(orig["id"]), orig["kind"], orig["description"], int(redo_id), skipped,
-                  _skipped_note(skipped, "re-labelled"))
+        store.check_images_exist(ids)
+        res = _write_bulk(store, ids, None, who=who, source=source, relabel=relabel,
+                          description=lambda n: f"accept {n} suggestion(s) at confidence >= {threshold:g}",
+                          confidences={i: c for i, (_, c) in chosen.items()},
+                          labels={i: lab for i, (lab, _) in chosen.items()}, kind="accept")
+    return res
 
 
 # -- the label vocabulary ------------------------------------------------------------------

@@ -1,4 +1,5 @@
 """The map's per-point label codes follow every label change, from any connection."""
+from labeler import history
 
 import numpy as np
 
@@ -28,8 +29,8 @@ def test_codes_follow_labels_undo_rename_and_other_writers(store, tmp_path):
     labels.label_images(store, ids[2:4], "clean")  # relabels ids[2]
     labels.label_images(store, [ids[0]], "crack")  # the same label again
     np.testing.assert_array_equal(codes.names_of(store), truth(store, point_ids))
-    labels.undo(store)
-    labels.undo(store)
+    history.undo(store)
+    history.undo(store)
     np.testing.assert_array_equal(codes.names_of(store), truth(store, point_ids))
     other = Store(tmp_path / "labeler.db")  # another worker process's connection
     labels.label_images(other, [ids[4]], "finger")

@@ -4,6 +4,7 @@ Undo, redo and label validation are in test_labels.py."""
 
 from __future__ import annotations
 
+from labeler import history
 import sqlite3
 import threading
 
@@ -236,9 +237,9 @@ def test_a_version_1_project_is_migrated_and_keeps_its_labels(tmp_path):
     s = Store(tmp_path / "labeler.db")
     assert s.get_meta("schema_version") == SCHEMA_VERSION == 2
     assert s.labels() == {1: "mono"} and s.label_rows()[0]["stale"] == 0
-    labels.undo(s, "ana")  # the old action undoes, and redo (new columns) works on it
+    history.undo(s, "ana")  # the old action undoes, and redo (new columns) works on it
     assert s.labels() == {}
-    labels.redo(s, "ana")
+    history.redo(s, "ana")
     assert s.labels() == {1: "mono"}
     s.close()
     assert Store(tmp_path / "labeler.db").get_meta("schema_version") == 2  # opening again: no-op

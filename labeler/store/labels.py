@@ -76,6 +76,38 @@ class LabelsMixin:
         with self.transaction() as con:
             con.execute("UPDATE actions SET redone_at=? WHERE id=?", (at, int(undo_id)))
 
+    def mark_action_active(self, action_id: int) -> None:
+        """Clear ``undone_at`` of an action a redo re-applies (see :mod:`labeler.history`)."""
+        with self.transaction() as con:
+            con.execute("UPDATE actions SET undone_at=NULL WHERE id=?", (int(action_id),))
+
+    def labels_in_force(self, image_ids: Sequence[int]) -> dict[int, sqlite3.Row]:
+        """The write in force for each image: the label event of the newest *active* fresh
+        action that wrote it (kind 'label', not a redo, not undone), by event order.
+
+        Returns
+        -------
+        dict {image_id: sqlite3.Row}
+            Rows with ``image_id, label`` (None: that action removed the label), ``source``
+            (the label row's source: a rename keeps the source of the label it renamed),
+            ``annotator, action_id, at, confidence``. Images no active action wrote are absent.
+
+        The rule is :mod:`labeler.history`'s model of undo for several annotators.
+        """
+        ids = [int(i) for i in image_ids]
+        out: dict[int, sqlite3.Row] = {}
+        for chunk in _chunks(ids):
+            q = ",".join("?" * len(chunk))
+            for r in self.con.execute(
+                    "SELECT e.image_id, e.new_label AS label, "
+                    "CASE WHEN e.source = 'rename' THEN COALESCE(e.old_source, 'manual') ELSE e.source END "
+                    "AS source, e.annotator, e.action_id, e.at, e.confidence FROM label_events e "
+                    "JOIN actions a ON a.id = e.action_id "
+                    "WHERE a.kind = 'label' AND a.redoes IS NULL AND a.undone_at IS NULL "
+                    f"AND e.image_id IN ({q}) ORDER BY e.id", chunk):
+                out[r["image_id"]] = r  # later events overwrite earlier ones
+        return out
+
     def set_clustering_undone(self, action_id: int, undone: bool) -> None:
         """Hide (``undone``) or restore the clustering a cluster-edit action stored."""
         with self.transaction() as con:
@@ -86,13 +118,6 @@ class LabelsMixin:
         """The label events of one action, in order."""
         return self.con.execute(
             "SELECT * FROM label_events WHERE action_id=? ORDER BY id", (int(action_id),)).fetchall()
-
-    def label_event_before(self, image_id: int, label: str, before_event: int) -> sqlite3.Row | None:
-        """The newest event before ``before_event`` that gave ``image_id`` the label ``label``."""
-        return self.con.execute(
-            "SELECT action_id, annotator, at, source FROM label_events WHERE image_id=? "
-            "AND new_label IS ? AND id<? ORDER BY id DESC LIMIT 1",
-            (int(image_id), label, int(before_event))).fetchone()
 
     def current_label_rows(self, image_ids: Sequence[int]) -> dict[int, sqlite3.Row]:
         """The ``labels`` rows of the given images that have one: {image_id: row}."""
@@ -178,19 +203,6 @@ class LabelsMixin:
             self.write_labels(action_id, [{"image_id": i, "label": label, "source": source} for i in ids],
                               annotator, now)
         return action_id
-
-    def images_touched_by_others(self, image_ids: Sequence[int], after_event: int,
-                                 annotator: str) -> set[int]:
-        """Images among ``image_ids`` with a label event newer than ``after_event``
-        written by someone other than ``annotator``."""
-        ids = [int(i) for i in image_ids]
-        out: set[int] = set()
-        for chunk in _chunks(ids):
-            q = ",".join("?" * len(chunk))
-            out.update(r[0] for r in self.con.execute(
-                f"SELECT DISTINCT image_id FROM label_events WHERE id>? AND annotator!=? "
-                f"AND image_id IN ({q})", [int(after_event), annotator, *chunk]))
-        return out
 
     def images_with_label(self, label: str) -> list[int]:
         """Ids of the images whose current label is exactly ``label``."""
