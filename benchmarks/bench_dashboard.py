@@ -85,7 +85,7 @@ def build_synthetic_project(root: Path | str, n: int = 100_000, *, n_clusters: i
     xy[labels < 0] *= 12
     p.save_array("pca", vec)
     p.save_array("map", xy)
-    summaries = summarize(vec, ids, labels, top1=top1, categories=p.store.get_meta("categories"))
+    summaries = summarize(vec, ids, labels)
     p.store.add_clustering("kmeans", {"k": n_clusters, "synthetic": True}, ids, labels, None, summaries)
     if thumbs:
         # Symbolic links, not hard links: a file system caps the hard links of one

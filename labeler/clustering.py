@@ -279,17 +279,6 @@ def choose_k(
     return best, scores
 
 
-def suggested_name(top1: np.ndarray, categories: Sequence[str] | None, n: int = 2) -> str | None:
-    """'class a 40%, class b 21%' from the most frequent ImageNet top-1 classes. A hint only."""
-    if categories is None or len(top1) == 0:
-        return None
-    valid = [int(t) for t in top1 if t is not None and 0 <= int(t) < len(categories)]
-    if not valid:
-        return None
-    counts = Counter(valid).most_common(n)
-    return ", ".join(f"{categories[c]} {100 * m / len(valid):.0f}%" for c, m in counts)
-
-
 def medoid_order(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Members of one cluster ordered by their sum of cosine distances to the others.
 
@@ -327,8 +316,6 @@ def summarize(
     image_ids: np.ndarray,
     labels: np.ndarray,
     *,
-    top1: np.ndarray | None = None,
-    categories: Sequence[str] | None = None,
     n_representatives: int = 12,
 ) -> list[dict]:
     """Per-cluster summaries.
@@ -339,10 +326,6 @@ def summarize(
         PCA vectors (normalised here if they are not).
     image_ids, labels : ndarray of shape (n,), int64
         Image id and cluster id (-1 = noise) of each row.
-    top1 : ndarray of shape (n,), int, or None
-        ImageNet top-1 class of each image, for the suggested name.
-    categories : sequence of str or None
-        The backbone's class names, indexed by ``top1``.
     n_representatives : int
         How many representatives each summary lists.
 
@@ -351,8 +334,9 @@ def summarize(
     list of dict
         cluster, size, medoid_id (the cosine medoid, :func:`medoid_order`),
         representatives (ids of the most central members, medoid first),
-        cohesion (mean cosine similarity to the normalised centroid, in [-1, 1]),
-        suggested_name. Noise gets a summary too (cluster -1) with cohesion None.
+        cohesion (mean cosine similarity to the normalised centroid, in [-1, 1]).
+        Noise gets a summary too (cluster -1) with cohesion None. A cluster's
+        ImageNet hint is computed when shown (:func:`labeler.hints.project_cluster_hints`).
     """
     x = np.asarray(vectors, dtype=np.float32)
     labels = np.asarray(labels)
@@ -368,7 +352,6 @@ def summarize(
                 "medoid_id": int(image_ids[central[0]]),
                 "representatives": [int(i) for i in image_ids[central[:n_representatives]]],
                 "cohesion": None if c == NOISE else float(sims.mean()),
-                "suggested_name": suggested_name(top1[idx], categories) if top1 is not None else None,
             }
         )
     return out
@@ -532,7 +515,7 @@ def _load(project: "Project", name: str) -> np.ndarray:
 
 def summarize_clusters(project: "Project", image_ids: np.ndarray, labels: np.ndarray,
                        vectors: np.ndarray) -> list[dict]:
-    """Per-cluster summaries (:func:`summarize`) with the project's ImageNet hint.
+    """Per-cluster summaries (:func:`summarize`) of a project's clustering.
 
     Parameters
     ----------
@@ -540,7 +523,4 @@ def summarize_clusters(project: "Project", image_ids: np.ndarray, labels: np.nda
     vectors : ndarray of shape (n, k), float32
         The normalised PCA vectors of ``image_ids``, in the same order.
     """
-    return summarize(
-        vectors, image_ids, labels, top1=project.store.top1_of(image_ids),
-        categories=project.store.get_meta("categories"),
-    )
+    return summarize(vectors, image_ids, labels)

@@ -30,7 +30,7 @@ def cluster_rows(ctx: AppContext) -> list[dict]:
     list of dict
         cluster, size, labelled, unlabelled, share (labelled / size), majority
         (label or None), majority_share (among labelled), counts ({label: n}),
-        cohesion, suggested_name, hint (the ImageNet hint where the backbone is
+        cohesion, hint (the ImageNet hint where the backbone is
         confident, else None: :func:`cluster_hints`), representatives (ids,
         nearest to the centroid first), needs_review (bool) and review_reason (str).
     """
@@ -59,7 +59,7 @@ def cluster_rows(ctx: AppContext) -> list[dict]:
             "cluster": c, "size": int(s["size"]), "labelled": n_lab, "unlabelled": int(s["size"]) - n_lab,
             "share": n_lab / s["size"] if s["size"] else 0.0, "majority": maj, "majority_share": maj_share,
             "counts": dict(counts.most_common()), "cohesion": s["cohesion"],
-            "suggested_name": s.get("suggested_name"), "hint": hints.get(c),
+            "hint": hints.get(c),
             "representatives": list(s["representatives"]),
             "needs_review": bool(reasons), "review_reason": ", ".join(reasons),
         })

@@ -38,7 +38,7 @@ class ClusteringsMixin:
             Membership strength in [0, 1] where the method gives one.
         summaries : list of dict
             Per cluster: cluster, size, medoid_id, representatives (list of ids),
-            cohesion, suggested_name.
+            cohesion.
         parent_id, annotator, description
             For an edit of an existing clustering (split, merge, move): the edit is
             recorded as an undoable action by ``annotator``.
@@ -81,7 +81,7 @@ class ClusteringsMixin:
             )
             con.executemany(
                 "INSERT INTO clusters(clustering_id, cluster, size, medoid_id, "
-                "representatives, cohesion, suggested_name) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "representatives, cohesion) VALUES (?, ?, ?, ?, ?, ?)",
                 [
                     (
                         cid,
@@ -90,7 +90,6 @@ class ClusteringsMixin:
                         None if s.get("medoid_id") is None else int(s["medoid_id"]),
                         json.dumps([int(x) for x in s.get("representatives", [])]),
                         None if s.get("cohesion") is None else float(s["cohesion"]),
-                        s.get("suggested_name"),
                     )
                     for s in summaries
                 ],
@@ -157,11 +156,13 @@ class ClusteringsMixin:
         return ids
 
     def cluster_summaries(self, clustering_id: int | None = None) -> list[dict]:
-        """Per-cluster summaries of a clustering (default: current), largest first."""
+        """Per-cluster summaries of a clustering (default: current), largest first: dicts of
+        clustering_id, cluster, size, medoid_id, representatives (list of ids), cohesion."""
         cid = self._clustering_id(clustering_id)
         out = []
         for r in self.con.execute(
-            "SELECT * FROM clusters WHERE clustering_id=? ORDER BY size DESC, cluster",
+            "SELECT clustering_id, cluster, size, medoid_id, representatives, cohesion "
+            "FROM clusters WHERE clustering_id=? ORDER BY size DESC, cluster",
             (cid,),
         ):
             d = dict(r)

@@ -250,10 +250,6 @@ class ImagesMixin:
         prob[hit] = table[at[hit], 2]
         return top1, prob
 
-    def top1_of(self, image_ids: Sequence[int]) -> np.ndarray:
-        """ImageNet top-1 class of each image, shape (n,), int64; -1 where unknown."""
-        return self.imagenet_top1(image_ids)[0]
-
     def counts(self) -> dict[str, int]:
         """Number of images per status plus ``skipped`` files and ``labelled`` images."""
         out = {s: 0 for s in ("pending", "embedded", "missing", "skipped")}

@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS clusters (
     medoid_id       INTEGER,
     representatives TEXT NOT NULL,
     cohesion        REAL,
+    -- Unused since the ImageNet hint is computed when shown (labeler.hints): nothing writes
+    -- or reads it. Kept so that no migration has to rebuild the table of older projects.
     suggested_name  TEXT,
     PRIMARY KEY (clustering_id, cluster)
 );
