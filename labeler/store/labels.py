@@ -258,9 +258,12 @@ class LabelsMixin:
         out: dict[int, int] = {}
         for chunk in _chunks(ids):
             q = ",".join("?" * len(chunk))
+            # INDEXED BY the primary key (clustering_id, image_id): without it SQLite's plan
+            # walks the covering (clustering_id, cluster, image_id) index over the whole
+            # clustering (11 ms for 10 ids at 50k rows against 0.016 ms; issue 23).
             out.update(self.con.execute(
-                f"SELECT image_id, cluster FROM assignments WHERE clustering_id=? "
-                f"AND image_id IN ({q})", [cid, *chunk]).fetchall())
+                f"SELECT image_id, cluster FROM assignments INDEXED BY sqlite_autoindex_assignments_1 "
+                f"WHERE clustering_id=? AND image_id IN ({q})", [cid, *chunk]).fetchall())
         return out
 
     def label_rows(self) -> list[sqlite3.Row]:
