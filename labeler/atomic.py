@@ -6,13 +6,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Callable
 
 __all__ = ["atomic_write"]
 
 
 @contextmanager
-def atomic_write(path: Path | str, *, durable: bool = True) -> Iterator[BinaryIO]:
+def atomic_write(path: Path | str, *, durable: bool = True,
+                 before_replace: Callable[[Path], None] | None = None) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path`` for binary writing; on success, rename it over ``path``.
 
     The temporary file (``.<name>.<pid>.tmp`` in the same directory, so the rename
@@ -26,6 +27,10 @@ def atomic_write(path: Path | str, *, durable: bool = True) -> Iterator[BinaryIO
     durable : bool, default True
         ``fsync`` the data before the rename, so a power cut cannot leave an empty
         file under the final name (costs a disk flush: off for thumbnails).
+    before_replace : callable(Path) or None
+        Called with the complete temporary file just before the rename (the
+        file manifest records its checksum there: :mod:`labeler.integrity`); if it
+        raises, nothing is renamed.
 
     Yields
     ------
@@ -45,6 +50,8 @@ def atomic_write(path: Path | str, *, durable: bool = True) -> Iterator[BinaryIO
             if durable:
                 f.flush()
                 os.fsync(f.fileno())
+        if before_replace is not None:
+            before_replace(tmp)
         os.replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -559,6 +559,12 @@ from .cli_import import import_labels_cmd  # noqa: E402  (labels from a CSV or a
 
 main.add_command(import_labels_cmd)
 
+# -- integrity and backups: check, backup, restore (labeler.integrity, labeler.backup) --------
+from .cli_integrity import COMMANDS as _INTEGRITY_COMMANDS  # noqa: E402
+
+for _command in _INTEGRITY_COMMANDS:
+    main.add_command(_command)
+
 
 if __name__ == "__main__":
     main()

@@ -412,14 +412,9 @@ def cluster_project(project: "Project", settings: "Settings") -> int:
 
 
 def _save_model(project: "Project", bundle: dict) -> None:
-    import os
+    from .integrity import dump_model
 
-    import joblib
-
-    path = project.models_dir / CLUSTER_MODEL
-    tmp = path.with_name(path.name + ".tmp")
-    joblib.dump(bundle, tmp)
-    os.replace(tmp, path)
+    dump_model(project, bundle, project.models_dir / CLUSTER_MODEL)  # atomic, in the manifest
 
 
 def can_place(project: "Project") -> bool:
@@ -463,13 +458,13 @@ def place_images(project: "Project", rows: np.ndarray) -> int:
     NotIngestedError
         No clustering yet, or no saved clustering model (run ``labeler cluster --remap``).
     """
-    import joblib
+    from .integrity import load_model
 
     store = project.store
     cur = store.current_clustering()
     if cur is None or not can_place(project):
         raise NotIngestedError("no saved clustering to place new images in: run `labeler cluster --remap`")
-    bundle = joblib.load(project.models_dir / CLUSTER_MODEL)
+    bundle = load_model(project, project.models_dir / CLUSTER_MODEL)
     rows = np.asarray(rows, dtype=np.int64)
     row_ids = store.row_image_ids()
     cur_ids, cur_cl, cur_st = store.assignments()

@@ -21,6 +21,7 @@ __all__ = [
     "NotFoundError",
     "ProjectError",
     "NotIngestedError",
+    "CorruptFileError",
     "BackboneMismatchError",
     "StaleStateError",
     "ProjectLockedError",
@@ -49,6 +50,11 @@ class ProjectError(LabelerError, RuntimeError):
 
 class NotIngestedError(ProjectError):
     """The project exists but lacks what the request needs (no embeddings, maps or clusters yet)."""
+
+
+class CorruptFileError(ProjectError):
+    """An array, index or model file differs from what labeler wrote (truncated, swapped or
+    altered on disk); the message names the file and the command that rebuilds it."""
 
 
 class BackboneMismatchError(ProjectError):

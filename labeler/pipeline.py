@@ -17,7 +17,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import joblib
 import numpy as np
 
 from . import images, novelty
@@ -25,6 +24,7 @@ from .clustering import CLUSTER_MODEL, can_place, cluster_project, clustering_up
 from .config import Settings
 from .embedding.stage import backbone_change, embed_pending, resolve_project_backbone
 from .index import update_project_index
+from .integrity import dump_model, load_model, repair_embeddings
 from .errors import BackboneMismatchError, BadInputError, ProjectError
 from .project import DB_NAME, Project, project_lock
 from .reduce import fit_pca, fit_umaps, place_by_neighbours, transform_pca, transform_umap
@@ -147,9 +147,9 @@ def rebuild_maps(project: Project, settings: Settings, *, say: Callable[[str], N
     )
     project.save_array("map", xy)
     project.save_array("cluster_space", space)
-    joblib.dump(pca.model, project.models_dir / "pca.joblib")
-    joblib.dump(map_reducer, project.models_dir / "umap_map.joblib")
-    joblib.dump(space_reducer, project.models_dir / "umap_cluster.joblib")
+    for model, name in ((pca.model, "pca.joblib"), (map_reducer, "umap_map.joblib"),
+                        (space_reducer, "umap_cluster.joblib")):
+        dump_model(project, model, project.models_dir / name)  # atomic, in the manifest
     project.store.set_meta(
         pca_explained_variance=float(pca.explained_variance_ratio.sum()),
         pca_components=int(pca.vectors.shape[1]),
@@ -199,7 +199,7 @@ def place_in_maps(project: Project, rows: np.ndarray, settings: Settings, *, pla
     rows = np.asarray(sorted(set(int(r) for r in rows)), dtype=np.int64)
     emb = project.load_array("embeddings")
     n = len(emb)
-    new = transform_pca(joblib.load(project.models_dir / "pca.joblib"), np.asarray(emb[rows]))
+    new = transform_pca(load_model(project, project.models_dir / "pca.joblib"), np.asarray(emb[rows]))
     pca = _grown(project.load_array("pca", mmap=False), n)
     old = np.setdiff1d(np.arange(min(len(pca), int(project.store.get_meta("maps_rows")))), rows)
     say(f"placing {len(rows)} image(s) on the existing map ({placement}; `--remap` refits it) ...")
@@ -210,7 +210,7 @@ def place_in_maps(project: Project, rows: np.ndarray, settings: Settings, *, pla
         positions = place_by_neighbours(pca[old], [placed[name][old] for name, _ in spaces], new,
                                         k=PLACEMENT_NEIGHBOURS)
     else:
-        positions = [transform_umap(joblib.load(project.models_dir / model), new) for _, model in spaces]
+        positions = [transform_umap(load_model(project, project.models_dir / model), new) for _, model in spaces]
     for (name, _), pos in zip(spaces, positions):
         placed[name][rows] = pos
     pca[rows] = new
@@ -353,6 +353,8 @@ def _ingest(image_dir: Path, project_dir, settings, *, force, remap, progress, w
     change = backbone_change(project, settings)
     if change and not force:
         raise BackboneMismatchError(change)
+    if force and not change:
+        repair_embeddings(project)  # a damaged embeddings.npy is embedded again (labeler.integrity)
     cat = catalogue(project, image_dir)
     project.consolidate_parts()  # a previous run may have been interrupted
     store = project.store

@@ -11,6 +11,7 @@ clusters        per-cluster summary of a clustering (size, medoid, representativ
 actions         one row per user action (a bulk label is one action); undo/redo work on these
 labels          the current label of each image (``stale``: its file changed since)
 label_events    append-only log: who, when, old -> new, source, confidence, action
+manifest        size and checksums of the array, index and model files (labeler.integrity)
 
 The store offers SQL primitives only; what a labelling action means (validation,
 undo, redo, accepting suggestions) lives in :mod:`labeler.labels`, which composes
@@ -34,12 +35,13 @@ from ..errors import ProjectError, StoreError
 from .clusterings import ClusteringsMixin
 from .images import ImagesMixin
 from .labels import LabelsMixin
+from .manifest import MANIFEST_SCHEMA, ManifestMixin
 from .schema import _MIGRATIONS, _SCHEMA, LABEL_SOURCES, SCHEMA_VERSION
 
 __all__ = ["Store", "StoreError", "LABEL_SOURCES", "SCHEMA_VERSION"]
 
 
-class Store(ImagesMixin, ClusteringsMixin, LabelsMixin):
+class Store(ImagesMixin, ClusteringsMixin, LabelsMixin, ManifestMixin):
     """Thread-safe access to one project database.
 
     Parameters
@@ -53,7 +55,7 @@ class Store(ImagesMixin, ClusteringsMixin, LabelsMixin):
         self._local = threading.local()
         self._migrate()
         # executescript commits on its own: the DDL is idempotent (IF NOT EXISTS).
-        self.con.executescript(_SCHEMA)
+        self.con.executescript(_SCHEMA + MANIFEST_SCHEMA)
         with self.transaction() as con:
             con.execute(
                 "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
