@@ -6,9 +6,18 @@ The public API::
     report = ingest("photos/", "my-project")
     result = search(Project("my-project"), "new_photo.jpg", k=10)
 
-torch (``load_backbone``) and Dash (``create_app``) load only when first used.
+and, for the labelling aids and the training set: ``suggest`` (labels the model
+proposes), ``next_to_label`` (which images to label next), ``review_labels``
+(labels that look wrong), ``find_duplicates`` (near-copies) and ``export`` (csv,
+imagefolder, parquet or hf, with leakage-safe splits).
+
+Everything but the settings, ``Project`` and ``search`` loads when first used, so
+that ``import labeler`` stays light: torch (``load_backbone``) and Dash
+(``create_app``) among them.
 """
 
+import sys
+import types
 from importlib import import_module
 
 from .config import Settings, load_settings
@@ -26,6 +35,8 @@ _LAZY = {
     "label_cluster": "labeler.labels", "label_images": "labeler.labels", "redo": "labeler.history",
     "undo": "labeler.history", "apply_split": "labeler.refine", "merge_clusters": "labeler.refine",
     "move_images": "labeler.refine", "split_preview": "labeler.refine",
+    "export": "labeler.export", "suggest": "labeler.assist.suggest", "next_to_label": "labeler.assist.next",
+    "find_duplicates": "labeler.duplicates", "review_labels": "labeler.review",
 }
 
 __all__ = sorted(["Project", "Settings", "load_settings", "search", "Searcher", *_LAZY])
@@ -35,3 +46,23 @@ def __getattr__(name):
     if name in _LAZY:
         return getattr(import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'labeler' has no attribute {name!r}")
+
+
+#: Façade functions named like a subpackage of labeler.
+_FUNCTIONS_NAMED_LIKE_MODULES = frozenset({"export", "search"})
+
+
+class _Facade(types.ModuleType):
+    """``labeler`` itself. Importing a subpackage binds it on its parent (``import
+    labeler.export`` sets ``labeler.export`` to the package), which would hide the
+    function of the same name, or not, depending on what was imported first. The
+    function wins: ``labeler.export`` is always :func:`labeler.export.export`;
+    import the package's contents with ``from labeler.export import ...``."""
+
+    def __setattr__(self, name, value):
+        if name in _FUNCTIONS_NAMED_LIKE_MODULES and isinstance(value, types.ModuleType):
+            return
+        super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Facade
