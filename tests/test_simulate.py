@@ -115,3 +115,26 @@ def test_simulate_runs_all_strategies_and_serialises():
         assert d["actions_to_accuracy"]["0.9"] == c.actions_to_accuracy(0.9)
     # Labelling the true partition cluster by cluster costs one action per class.
     assert curves["cluster_majority"].actions_to_accuracy(1.0) == 3
+
+
+def test_propagation_runs_the_products_label_spreading(monkeypatch):
+    """`labeler evaluate`'s propagation strategy calls the suggestions' own graph and
+    spreading (issue 21: a second implementation with other settings measured another model)."""
+    import labeler.assist.model as product
+    from labeler.evaluate import simulate
+
+    calls = []
+    real = product.spread
+
+    def counted(*a, **kw):
+        calls.append(kw)
+        return real(*a, **kw)
+
+    monkeypatch.setattr(product, "spread", counted)
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 8))
+    x = np.vstack([c + 0.05 * rng.normal(size=(40, 8)) for c in centres]).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.repeat(np.arange(3), 40)
+    pred = simulate.spread_labels(x, np.array([0, 40, 80]), np.array([0, 1, 2]))
+    assert calls and (pred == y).mean() > 0.95

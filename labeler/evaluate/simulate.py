@@ -23,8 +23,8 @@ cluster_split
 propagation
     (c) Label the medoids of a KMeans clustering (s seed images), then spread
     the labels over the kNN graph of the PCA vectors (label spreading, Zhou et
-    al. 2004, ``sklearn.semi_supervised.LabelSpreading``). Tried for a ladder of
-    seed counts s.
+    al. 2004, with the product's own graph and spreading: :func:`spread_labels`).
+    Tried for a ladder of seed counts s.
 one_by_one
     (d) The baseline: label images one at a time in random order.
 queue
@@ -294,23 +294,40 @@ def medoids(vectors: np.ndarray, k: int, *, seed: int = 0) -> np.ndarray:
 
 
 def spread_labels(vectors: np.ndarray, seeds: np.ndarray, seed_labels: np.ndarray, *,
-                  n_neighbors: int = 10, alpha: float = 0.2) -> np.ndarray:
-    """kNN label spreading (Zhou et al. 2004) from labelled seed rows to every row.
+                  n_neighbors: int = 10) -> np.ndarray:
+    """kNN label spreading from labelled seed rows to every row, with the product's code.
 
-    Returns (n,) int64 class codes. Uses ``sklearn.semi_supervised.LabelSpreading``
-    with the kNN kernel on the vectors (Euclidean on unit vectors = cosine order).
+    The same computation the suggestions run: the k-NN graph of
+    :func:`labeler.assist.graph.build_knn_graph` (cosine, ``n_neighbors``) and
+    :func:`labeler.assist.model.spread` (Zhou et al. 2004, the product's ``alpha`` and
+    iterations), then the arg-max class of each row. So ``labeler evaluate``'s propagation
+    strategy measures the model labeler ships, not a second one with other settings.
+
+    Parameters
+    ----------
+    vectors : ndarray (n, d), float32, L2-normalised
+    seeds : ndarray (s,), int, row indices of the labelled seeds
+    seed_labels : ndarray (s,), int, their class codes (0..C-1)
+    n_neighbors : int, the graph's k
+
+    Returns
+    -------
+    ndarray (n,), int64, class codes (a row no seed reaches gets the most common seed class)
     """
-    from sklearn.semi_supervised import LabelSpreading
+    from ..assist.graph import build_knn_graph
+    from ..assist.model import spread
 
     x = np.asarray(vectors, dtype=np.float32)
-    given = np.full(len(x), -1, dtype=np.int64)
-    given[seeds] = seed_labels
+    seed_labels = np.asarray(seed_labels, dtype=np.int64)
     if len(np.unique(seed_labels)) == 1:
         return np.full(len(x), int(seed_labels[0]), dtype=np.int64)
-    model = LabelSpreading(kernel="knn", n_neighbors=int(min(n_neighbors, len(x) - 1)), alpha=alpha, max_iter=50)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        model.fit(x, given)
-    return np.asarray(model.transduction_, dtype=np.int64)
+    n_classes = int(seed_labels.max()) + 1
+    y = np.zeros((len(x), n_classes), dtype=np.float32)
+    y[np.asarray(seeds), seed_labels] = 1.0
+    f = spread(build_knn_graph(x, k=int(min(n_neighbors, len(x) - 1))), y, n_classes)
+    pred = f.argmax(axis=1).astype(np.int64)
+    pred[f.max(axis=1) <= 0] = int(np.bincount(seed_labels).argmax())
+    return pred
 
 
 def seed_ladder(n: int, n_classes: int, cap: int = 1000) -> list[int]:
