@@ -28,60 +28,95 @@ FEATURES = click.option("--features", default="active", show_default=True,
 @PROJECT
 @FEATURES
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
-def suggest_cmd(project_dir, features, as_json):
-    """Suggest a label with a calibrated confidence for every unlabelled image.
+@click.option("--per-image", is_flag=True, help="With --json: every unlabelled image's suggestion as well.")
+def suggest_cmd(project_dir, features, as_json, per_image):
+    """Suggest a label for every unlabelled image, with two numbers.
 
-    Prints, per label, how many unlabelled images it is suggested for in each
-    confidence band. Suggestions are not labels: accept them with `labeler accept`.
+    Each suggestion has a calibrated *probability* that it is right, and the
+    held-out *evidence* for it: whether held-out labels vouch for it ("vouched
+    >= 0.95 by 60 held-out labels") or how many more it would take. The
+    *vouched confidence* (the probability capped by that evidence) is what
+    `labeler accept --min-confidence` compares with. Prints, per label, how many
+    unlabelled images fall in each band of both. Suggestions are not labels:
+    accept them with `labeler accept`.
 
     \b
     Example:
       labeler suggest --project data/projects/elpv
     """
+    from .assist.evidence import VOUCH_LEVEL
     from .assist.suggest import suggest
 
     sug = suggest(Project(project_dir), features=features)
-    bands = sug.bands()
     if as_json:
-        click.echo(json.dumps({"labels": bands, "unlabelled": int(sug.unlabelled.sum()),
-                               "temperature": round(sug.temperature, 4), "held_out": sug.n_calibration,
-                               "features": sug.features}))
+        click.echo(json.dumps(sug.to_dict(per_image=per_image)))
         return
     if not sug.classes:
         click.echo("no labels yet: label a few images first (`labeler next` says which)")
         return
-    names = list(next(iter(bands.values())))
-    click.echo(f"{int(sug.unlabelled.sum())} unlabelled image(s); confidence calibrated on "
+    click.echo(f"{int(sug.unlabelled.sum())} unlabelled image(s); probabilities calibrated on "
                f"{sug.n_calibration} held-out label(s) (temperature {sug.temperature:.2f})")
-    click.echo(f"{'label':<20}" + "".join(f"{n:>10}" for n in names))
-    for lab, counts in bands.items():
-        click.echo(f"{lab:<20}" + "".join(f"{counts[n]:>10}" for n in names))
+    for by, title in (("probability", "probability that the suggestion is right"),
+                      ("confidence", "vouched confidence (probability capped by the held-out evidence; "
+                                     "what --min-confidence compares with)")):
+        bands = sug.bands(by)
+        names = list(next(iter(bands.values())))
+        click.echo(f"\n{title}:")
+        click.echo(f"{'label':<20}" + "".join(f"{n:>10}" for n in names))
+        for lab, counts in bands.items():
+            click.echo(f"{lab:<20}" + "".join(f"{counts[n]:>10}" for n in names))
+    click.echo(f"\nevidence (vouched: held-out labels back the probability, up to {VOUCH_LEVEL:g}):")
+    for lab, e in sug.evidence_summary().items():
+        line = f"{lab:<20}{e['vouched']:,} of {e['suggested']:,} vouched"
+        if e["fewest_more_to_vouch"] is not None:
+            line += f"; not enough labels yet to vouch for the rest: {e['fewest_more_to_vouch']:,} more at the least"
+        click.echo(line)
 
 
 @click.command("accept")
 @PROJECT
 @click.option("--label", required=True, help="The suggested label to accept.")
-@click.option("--min-confidence", type=click.FloatRange(0, 1), required=True,
-              help="Accept suggestions with at least this calibrated confidence.")
+@click.option("--min-confidence", type=click.FloatRange(0, 1), default=None,
+              help="Accept suggestions whose vouched confidence (probability capped by the held-out evidence, "
+                   "see `labeler suggest`) is at least this.")
+@click.option("--max-expected-error", type=click.FloatRange(0, 1), default=None,
+              help="Expected-error budget: accept the largest set, most probable first, whose expected wrong "
+                   "count sum(1 - probability) is at most this share of it (e.g. 0.05). With --min-confidence "
+                   "both hold.")
 @click.option("--image", "image_ids", type=int, multiple=True, help="Only these image ids (repeatable).")
+@click.option("--yes", "allow_low", is_flag=True,
+              help="Accept even below probability 0.5 (a threshold, or a suggestion, more likely wrong than right).")
 @click.option("--annotator", default=None, envvar="LABELER_ANNOTATOR", help="Your name (env LABELER_ANNOTATOR).")
 @FEATURES
-def accept_cmd(project_dir, label, min_confidence, image_ids, annotator, features):
+@click.option("--json", "as_json", is_flag=True, help="Print what was accepted as JSON.")
+def accept_cmd(project_dir, label, min_confidence, max_expected_error, image_ids, allow_low, annotator, features,
+               as_json):
     """Accept suggestions of one label as labels, in one undoable action.
 
-    Only unlabelled images are touched; the audit log records the threshold and
-    each image's confidence (source 'suggestion').
+    Choose them by a threshold (--min-confidence), an expected-error budget
+    (--max-expected-error) or both. Prints the expected wrong count and an upper
+    bound of it from the held-out evidence. Below probability 0.5 it asks for
+    --yes. Only unlabelled images are touched; the audit log records the threshold
+    and each image's vouched confidence (source 'suggestion').
 
     \b
-    Example:
+    Examples:
       labeler accept --project data/projects/elpv --label mono --min-confidence 0.95
+      labeler accept --project data/projects/elpv --label mono --max-expected-error 0.05
     """
-    from .assist.suggest import accept
+    from .assist.suggest import LowProbabilityError, accept
+    from .errors import BadInputError
 
-    _, ids = accept(Project(project_dir), label, min_confidence, annotator=annotator or "cli",
-                    image_ids=list(image_ids) or None, features=features)
-    click.echo(f"accepted {len(ids)} suggestion(s) of {label!r} at confidence >= {min_confidence:g} "
-               "(`labeler undo` reverts them)")
+    try:
+        res = accept(Project(project_dir), label, min_confidence, max_expected_error=max_expected_error,
+                     allow_low=allow_low, annotator=annotator or "cli", image_ids=list(image_ids) or None,
+                     features=features)
+    except LowProbabilityError as e:
+        raise BadInputError(f"{e.what}; add --yes to accept anyway; nothing changed") from None
+    if as_json:
+        click.echo(json.dumps(res.to_dict()))
+        return
+    click.echo(f"{res.message()} (`labeler undo` reverts them)")
 
 
 @click.command("next")
@@ -105,5 +140,5 @@ def next_cmd(project_dir, n, features, as_json):
     if not items:
         click.echo("every image is labelled")
     for it in items:
-        sug = f" (suggested {it.suggestion!r} {it.confidence:.2f})" if it.suggestion else ""
+        sug = f" (suggested {it.suggestion!r}: {it.evidence_text})" if it.suggestion else ""
         click.echo(f"id {it.image_id:>6}  {it.path}{sug}: {it.reason}")

@@ -3,6 +3,7 @@ and one-by-one accept, labelling a queue image (real 80-photo ELPV project, no b
 
 from __future__ import annotations
 
+from labeler import history
 import pytest
 
 from labeler import labels
@@ -54,8 +55,8 @@ def test_accept_and_label_from_the_next_tab_are_undoable_actions(actx, elpv_dir)
     other = int(sug.image_ids[sug.unlabelled][1])
     assert attempt(ca.label_one_action, actx, other, "odd", "ana").ok
     assert project.store.labels()[other] == "odd"
-    labels.undo(project, "ana")
-    labels.undo(project, "ana")
+    history.undo(project, "ana")
+    history.undo(project, "ana")
     assert project.store.labels() == before
 
 

@@ -3,6 +3,7 @@ library and the CLI."""
 
 from __future__ import annotations
 
+from labeler import history
 import csv
 import json
 
@@ -65,7 +66,8 @@ def test_accept_bulk_is_one_undoable_action_and_spares_labels(project, elpv_dir)
     ids, conf = sug.suggested(lab)
     thr = float(np.floor(conf[min(5, len(conf) - 1)] * 1000) / 1000)
     before = project.store.labels()
-    action, done = accept(project, lab, thr, annotator="bo")
+    res = accept(project, lab, thr, annotator="bo", allow_low=True)
+    action, done = res.action_id, res.written
     after = project.store.labels()
     assert done and all(after[i] == lab for i in done)
     assert all(after[i] == before[i] for i in before)  # no label was overwritten
@@ -74,10 +76,10 @@ def test_accept_bulk_is_one_undoable_action_and_spares_labels(project, elpv_dir)
     assert {e["source"] for e in events} == {SUGGESTION_SOURCE}
     assert all(e["confidence"] is not None and e["confidence"] >= thr for e in events)
     assert f"{thr:g}" in project.store.get_action(action)["description"]
-    labels.undo(project, annotator="bo")
+    history.undo(project, annotator="bo")
     assert project.store.labels() == before
     # accepted suggestions are not training data: suggestions after an accept match those before
-    accept(project, lab, thr, annotator="bo")
+    accept(project, lab, thr, annotator="bo", allow_low=True)
     later = suggest(project)
     assert later.classes == sug.classes
 

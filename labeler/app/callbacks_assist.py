@@ -1,5 +1,9 @@
-"""The Next tab: suggestions with calibrated confidence, bulk and one-by-one accept, and the
-"label next" queue (:mod:`labeler.assist`).
+"""The Next tab: suggestions with their two numbers (the calibrated probability, and what
+held-out labels vouch for), bulk and one-by-one accept, and the "label next" queue
+(:mod:`labeler.assist`).
+
+A bulk accept below probability 0.5 (a threshold, or a suggestion the budget takes)
+shows a warning and runs only on a second click of the same request.
 
 Writes go through :func:`labeler.app.actions.run` like every other write: accepting
 calls :func:`labeler.assist.suggest.accept` (which calls
@@ -11,45 +15,80 @@ action (they are cached by the newest action id).
 from __future__ import annotations
 
 import numpy as np
-from dash import ALL, Dash, Input, Output, State, dcc, html
+from dash import ALL, Dash, Input, Output, State, dcc, html, no_update
 from dash.exceptions import PreventUpdate
 
 from .. import labels
 from ..assist.next import next_to_label
-from ..assist.suggest import accept, suggest
-from ..errors import BadInputError
+from ..assist.evidence import VOUCH_LEVEL, probability_text, vouch_text
+from ..assist.suggest import LOW_PROBABILITY, LowProbabilityError, accept, low_probability, plan_accept, suggest
+from ..errors import BadInputError, LabelerError
 from . import ids
-from .actions import run, write_on_click
+from .actions import run
 from .common import annotator_name
-from .components import thumb
+from .components import message, thumb
 from .state import AppContext
 
 NEXT_N = 8
 #: Suggestions at least this confident colour the map in the "suggestion" mode.
 MAP_MIN_CONFIDENCE = 0.8
+# Component ids of the bulk accept's budget and confirmation (this tab's own).
+NEXT_ACCEPT_BUDGET = "next-accept-budget"  # expected-error budget, in %
+NEXT_ACCEPT_WARN = "next-accept-warn"  # live warning below 0.5
+NEXT_ACCEPT_PENDING = "next-accept-pending"  # the low accept awaiting a second click
 
 
 def next_tab() -> dcc.Tab:
     """The tab's static part; the lists are filled by the callbacks."""
     return dcc.Tab(label="Next", value=ids.TAB_NEXT, children=[
-        html.H4("Suggestions (calibrated confidence)"),
+        html.H4("Suggestions: probability, and what held-out labels vouch for"),
         html.Div(id=ids.NEXT_BANDS),
         html.Div([
-            html.Span("accept every suggestion of ", className="muted"),
+            html.Span("accept suggestions of ", className="muted"),
             dcc.Dropdown(id=ids.NEXT_ACCEPT_LABEL, placeholder="label", className="dropdown"),
-            html.Span(" with confidence ≥ ", className="muted"),
+            html.Span(" with vouched confidence ≥ ", className="muted",
+                      title="the probability capped by what held-out labels back; leave empty to use the budget alone"),
             dcc.Input(id=ids.NEXT_ACCEPT_MIN, type="number", min=0, max=1, step=0.01, value=0.95,
                       className="page-input"),
+            html.Span(" and/or the largest set expected ≤ ", className="muted",
+                      title="expected wrong count sum(1 - probability), as a share of the set"),
+            dcc.Input(id=NEXT_ACCEPT_BUDGET, type="number", min=0, max=100, step=0.5, value=None,
+                      placeholder="%", className="page-input"),
+            html.Span("% wrong ", className="muted"),
             html.Button("Accept", id=ids.NEXT_ACCEPT_BUTTON, className="btn btn-primary", n_clicks=0),
+            html.Span(id=NEXT_ACCEPT_WARN, className="small", style={"color": "var(--warn)"}),
+            dcc.Store(id=NEXT_ACCEPT_PENDING, data=None),
         ], className="action-row wrap"),
         html.H4("Label next: the images that teach the model most"),
         html.Div(id=ids.NEXT_LIST),
-        html.P("Suggestions are never labels until accepted; each accept is one undoable action.",
-               className="muted small"),
+        html.P("Suggestions are never labels until accepted; each accept is one undoable action. "
+               "Probability: how likely a suggestion is right. Vouched: whether enough held-out labels "
+               "back it (else how many more it takes).", className="muted small"),
     ])
 
 
 # -- plain functions (tested directly) ------------------------------------------------------
+def _point_arrays(actx: AppContext) -> dict:
+    """Per map point: code (int64, -1 = labelled or none), confidence (vouched), probability,
+    evidence, to_vouch, by_cluster (NaN / 0 / False where code is -1); and classes."""
+    n = actx.n_points
+    out = {"code": np.full(n, -1, np.int64), "confidence": np.full(n, np.nan, np.float32),
+           "probability": np.full(n, np.nan, np.float32), "evidence": np.zeros(n, np.float32),
+           "to_vouch": np.zeros(n, np.int64), "by_cluster": np.zeros(n, bool), "classes": ()}
+    if not actx.store.label_counts():  # nothing to learn from: no suggestion model to fit
+        return out
+    sug = suggest(actx.project)
+    out["classes"] = tuple(sug.classes)
+    if not sug.classes or not n:
+        return out
+    ok = sug.unlabelled
+    pos, hit = actx.id_index.locate(sug.image_ids[ok])
+    out["code"][pos] = sug.label[ok][hit]
+    for key in ("confidence", "probability", "evidence", "to_vouch", "by_cluster"):
+        out[key][pos] = getattr(sug, key)[ok][hit]
+    return out
+
+
 def point_suggestions(actx: AppContext) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """The suggestion of every map point.
 
@@ -59,22 +98,12 @@ def point_suggestions(actx: AppContext) -> tuple[np.ndarray, np.ndarray, tuple[s
         Suggested class (index into ``classes``); -1 for a labelled point, or when
         there is no suggestion (no labels yet).
     confidence : ndarray (n_points,), float32
-        Its calibrated confidence in [0, 1] (NaN where ``code`` is -1).
+        Its vouched confidence in [0, 1]: the calibrated probability capped by what
+        held-out labels back (NaN where ``code`` is -1).
     classes : tuple of str
     """
-    code = np.full(actx.n_points, -1, dtype=np.int64)
-    conf = np.full(actx.n_points, np.nan, dtype=np.float32)
-    if not actx.store.label_counts():  # nothing to learn from: no suggestion model to fit
-        return code, conf, ()
-    sug = suggest(actx.project)
-    if not sug.classes or not actx.n_points:
-        return code, conf, tuple(sug.classes)
-    ok = sug.unlabelled
-    sug_ids = sug.image_ids[ok]
-    pos, hit = actx.id_index.locate(sug_ids)
-    code[pos] = sug.label[ok][hit]
-    conf[pos] = sug.confidence[ok][hit]
-    return code, conf, tuple(sug.classes)
+    a = _point_arrays(actx)
+    return a["code"], a["confidence"], a["classes"]
 
 
 def suggested_point_labels(actx: AppContext, min_confidence: float = MAP_MIN_CONFIDENCE):
@@ -94,10 +123,14 @@ def cluster_suggestions(actx: AppContext) -> dict[int, dict]:
     -------
     dict
         cluster -> {label, share (of the cluster's suggested unlabelled images that
-        lead with it), n (suggested unlabelled images), confidence (their mean
-        calibrated confidence for it)}; empty when there are no suggestions.
+        lead with it), n (suggested unlabelled images), confidence (their mean vouched
+        confidence), probability (their median calibrated probability), vouched (share
+        of them the held-out evidence vouches for), evidence (the evidence of the
+        median member, in words: 'vouched ≥ 0.95 by 60 held-out labels' or 'not enough
+        labels yet to vouch: 12 more')}; empty when there are no suggestions.
     """
-    code, conf, classes = point_suggestions(actx)
+    a = _point_arrays(actx)
+    code, classes = a["code"], a["classes"]
     if not classes:
         return {}
     clusters = actx.assignment().clusters
@@ -108,79 +141,156 @@ def cluster_suggestions(actx: AppContext) -> dict[int, dict]:
     for c, group in zip(uniq, np.split(order, starts[1:])):
         counts = np.bincount(code[group], minlength=len(classes))
         best = int(counts.argmax())
+        lead = group[code[group] == best]
+        mid = lead[np.argsort(a["probability"][lead], kind="stable")[len(lead) // 2]]
+        vouched = (a["to_vouch"][lead] == 0) & (a["evidence"][lead] > 0)
         out[int(c)] = {"label": classes[best], "share": float(counts[best] / len(group)), "n": int(len(group)),
-                       "confidence": float(conf[group][code[group] == best].mean())}
+                       "confidence": float(a["confidence"][lead].mean()),
+                       "probability": float(a["probability"][mid]), "vouched": float(vouched.mean()),
+                       "evidence": vouch_text(a["probability"][mid], a["confidence"][mid], a["evidence"][mid],
+                                              a["to_vouch"][mid], a["by_cluster"][mid])}
     return out
 
 
 def suggestion_text(s: dict | None) -> str | None:
-    """'suggested: mono for 85% of 120 unlabelled (mean confidence 0.91)' (None when none)."""
+    """'suggested: mono for 85% of 120 unlabelled: probability 0.97 it is right (median);
+    vouched ≥ 0.95 by 60 held-out labels' (None when none). Both numbers, in words."""
     if not s:
         return None
-    return (f"suggested: {s['label']} for {100 * s['share']:.0f}% of {s['n']:,} unlabelled "
-            f"(mean confidence {s['confidence']:.2f})")
+    head = f"suggested: {s['label']} for {100 * s['share']:.0f}% of {s['n']:,} unlabelled"
+    if "probability" not in s:  # an older dict: say what the number is
+        return f"{head} (mean vouched confidence {s['confidence']:.2f})"
+    return f"{head}: {probability_text(s['probability'])} (median); {s['evidence']}"
 
 
 def bands_view(actx: AppContext) -> tuple[list, list]:
-    """(the band table, the accept dropdown's options) for the current labels."""
+    """(the band tables, the accept dropdown's options) for the current labels: per label,
+    suggestions by probability and by vouched confidence, and how many are vouched."""
     sug = suggest(actx.project)
     if not sug.classes:
         return [html.P("No labels yet: label the images below first.", className="muted")], []
-    bands = sug.bands()
-    names = list(next(iter(bands.values())))
-    head = html.Tr([html.Th("label")] + [html.Th(n) for n in names])
-    rows = [html.Tr([html.Td(lab)] + [html.Td(f"{c[n]:,}") for n in names]) for lab, c in bands.items()]
-    note = html.P(f"{int(sug.unlabelled.sum()):,} unlabelled; calibrated on {sug.n_calibration} held-out "
-                  f"label(s)", className="muted small")
+    names = list(next(iter(sug.bands().values())))
+    head = html.Tr([html.Th("label"), html.Th("number")] + [html.Th(n) for n in names] + [html.Th("vouched")])
+    rows = []
+    by_p, by_v, ev = sug.bands("probability"), sug.bands("confidence"), sug.evidence_summary()
+    for lab in sug.classes:
+        e = ev[lab]
+        more = "" if e["fewest_more_to_vouch"] is None else \
+            f" (not enough labels yet for the rest: {e['fewest_more_to_vouch']:,} more at the least)"
+        rows.append(html.Tr([html.Td(lab), html.Td("probability", title="how likely the suggestion is right")]
+                            + [html.Td(f"{by_p[lab][n]:,}") for n in names]
+                            + [html.Td(f"{e['vouched']:,} of {e['suggested']:,}{more}", rowSpan=2)]))
+        rows.append(html.Tr([html.Td(""), html.Td("vouched confidence",
+                                                  title="the probability capped by what held-out labels back")]
+                            + [html.Td(f"{by_v[lab][n]:,}") for n in names]))
+    note = html.P(f"{int(sug.unlabelled.sum()):,} unlabelled; probabilities calibrated on {sug.n_calibration} "
+                  f"held-out label(s). Vouched: held-out labels back the probability (up to {VOUCH_LEVEL:g}).",
+                  className="muted small")
     return [html.Table([head, *rows], className="bands"), note], [{"label": c, "value": c} for c in sug.classes]
 
 
 def next_view(actx: AppContext, n: int = NEXT_N) -> list:
-    """Cards of the next images: thumbnail, suggestion, why chosen, accept / label controls."""
+    """Cards of the next images: thumbnail, suggestion with both numbers in words, why
+    chosen, accept / label controls."""
     items = next_to_label(actx.project, n)
     if not items:
         return [html.P("Every image is labelled.", className="muted")]
     cards = []
     for it in items:
-        badge = f"{it.suggestion} {it.confidence:.2f}" if it.suggestion else None
+        badge = f"suggested {it.suggestion}" if it.suggestion else None
         controls = [dcc.Input(id=ids.next_button(ids.NEXT_LABEL_INPUT, it.image_id), type="text",
                               placeholder="label", list=ids.LABEL_OPTIONS, className="label-input"),
                     html.Button("Label", id=ids.next_button(ids.NEXT_LABEL_ONE, it.image_id), className="btn",
                                 n_clicks=0)]
         if it.suggestion:
-            controls.append(html.Button(f"✓ {it.suggestion}", id=ids.next_button(ids.NEXT_ACCEPT_ONE, it.image_id),
-                                        className="btn", n_clicks=0, title="Accept the suggestion for this image"))
-        cards.append(html.Div([
-            thumb(ids.GRID_NEXT, it.image_id, f"#{it.image_id}", badge=badge, title=it.path),
+            low = it.probability is not None and it.probability < LOW_PROBABILITY
+            controls.append(html.Button(
+                f"✓ {it.suggestion}" + (" (unlikely)" if low else ""),
+                id=ids.next_button(ids.NEXT_ACCEPT_ONE, it.image_id), className="btn", n_clicks=0,
+                title=("More likely wrong than right: accept only if the image shows it. " if low else "")
+                + "Accept the suggestion for this image"))
+        body = [thumb(ids.GRID_NEXT, it.image_id, f"#{it.image_id}", badge=badge, title=it.path)]
+        if it.suggestion:
+            body.append(html.Div(f"{it.suggestion}: {it.evidence_text}", className="small"))
+        cards.append(html.Div(body + [
             html.Div(it.reason, className="muted small"),
             html.Div(controls, className="action-row wrap"),
         ], className="next-card"))
     return cards
 
 
-def accept_bulk_action(actx: AppContext, label, min_confidence, annotator) -> str:
-    """Accept every suggestion of ``label`` at ``min_confidence`` or more (one action)."""
+def _budget(percent) -> float | None:
+    """The dashboard's budget (a percentage, None = not given) as a share in [0, 1]."""
+    if percent in (None, ""):
+        return None
+    v = float(percent)
+    if not 0 <= v <= 100:
+        raise BadInputError("The expected-error budget is a percentage from 0 to 100.")
+    return v / 100.0
+
+
+def threshold_warning(min_confidence, budget_percent=None) -> str:
+    """The live warning beside the accept controls ('' when none)."""
+    if min_confidence not in (None, "") and float(min_confidence) < LOW_PROBABILITY:
+        return (f"Below {LOW_PROBABILITY:g}: this may accept suggestions more likely wrong than right "
+                "(you will be asked to confirm).")
+    if budget_percent not in (None, "") and float(budget_percent) > 50:
+        return "A budget above 50 % may accept suggestions more likely wrong than right (you will be asked to confirm)."
+    return ""
+
+
+def bulk_accept_warning(actx: AppContext, label, min_confidence, budget_percent=None) -> str | None:
+    """The confirmation a bulk accept needs before it runs (a threshold below 0.5, or a
+    suggestion it would take below probability 0.5), or None; None too when the request
+    is invalid (the accept itself then says why)."""
+    if not label:
+        return None
+    try:
+        thr = None if min_confidence in (None, "") else float(min_confidence)
+        sug = suggest(actx.project)
+        pos = plan_accept(sug, label, thr, max_expected_error=_budget(budget_percent))
+    except LabelerError:
+        return None
+    err = low_probability(sug, pos, label, thr)
+    return None if err is None else f"{err.what}: {len(pos):,} image(s). Click Accept again to accept anyway."
+
+
+def accept_bulk_action(actx: AppContext, label, min_confidence, annotator, *, budget_percent=None,
+                       confirmed: bool = False) -> str:
+    """Accept suggestions of ``label`` at vouched confidence ``min_confidence`` or more and/or
+    the largest set within ``budget_percent`` % expected wrong (one action). Below
+    probability 0.5 it needs ``confirmed``."""
     if not label:
         raise BadInputError("Choose the label whose suggestions to accept.")
-    if min_confidence is None:
-        raise BadInputError("Give the minimum confidence (0 to 1).")
-    _, done = accept(actx.project, label, float(min_confidence), annotator=annotator_name(annotator))
-    return f"Accepted {len(done):,} suggestion(s) of '{label}' at confidence ≥ {float(min_confidence):g}."
+    thr = None if min_confidence in (None, "") else float(min_confidence)
+    budget = _budget(budget_percent)
+    if thr is None and budget is None:
+        raise BadInputError("Give the minimum confidence (0 to 1) or an expected-error budget (%).")
+    try:
+        res = accept(actx.project, label, thr, max_expected_error=budget, allow_low=confirmed,
+                     annotator=annotator_name(annotator))
+    except LowProbabilityError as e:
+        raise BadInputError(f"{e.what}; nothing changed. Click Accept again to accept anyway.") from None
+    text = res.message()
+    return text[0].upper() + text[1:] + "."
 
 
 def accept_one_action(actx: AppContext, image_id, annotator) -> str:
-    """Accept the suggestion of one image (one action)."""
-    sug = suggest(actx.project).for_image(int(image_id))
-    if sug is None:
+    """Accept the suggestion of one image (one action): the annotator saw the image and the
+    card's numbers, so a suggestion below probability 0.5 is accepted too."""
+    d = suggest(actx.project).detail(int(image_id))
+    if d is None:
         raise BadInputError(f"Image {image_id} has no suggestion (it is labelled, or no longer exists).")
-    accept(actx.project, sug[0], 0.0, annotator=annotator_name(annotator), image_ids=[int(image_id)])
-    return f"Accepted '{sug[0]}' for image {image_id} (confidence {sug[1]:.2f})."
+    accept(actx.project, d["label"], None, annotator=annotator_name(annotator), image_ids=[int(image_id)],
+           allow_low=True)
+    return f"Accepted '{d['label']}' for image {image_id} ({d['text']})."
 
 
 def label_one_action(actx: AppContext, image_id, label, annotator) -> str:
     """Label one queue image by hand (one action)."""
     text = labels.clean_label(label)
-    labels.label_images(actx.project, [int(image_id)], text, annotator=annotator_name(annotator))
+    # One image the annotator looked at and chose: relabelling it is what they asked for.
+    labels.label_images(actx.project, [int(image_id)], text, annotator=annotator_name(annotator), relabel=True)
     return f"Labelled image {image_id} as '{text}'."
 
 
@@ -200,8 +310,39 @@ def register(app: Dash, actx: AppContext) -> None:
         bands, options = bands_view(actx)
         return bands, options, next_view(actx)
 
-    write_on_click(app, actx, ids.NEXT_ACCEPT_BUTTON, accept_bulk_action,
-                   State(ids.NEXT_ACCEPT_LABEL, "value"), State(ids.NEXT_ACCEPT_MIN, "value"))
+    @app.callback(Output(NEXT_ACCEPT_WARN, "children"), Input(ids.NEXT_ACCEPT_MIN, "value"),
+                  Input(NEXT_ACCEPT_BUDGET, "value"))
+    def warn(min_confidence, budget):
+        try:
+            return threshold_warning(min_confidence, budget)
+        except (TypeError, ValueError):
+            return ""
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(NEXT_ACCEPT_PENDING, "data"),
+        Input(ids.NEXT_ACCEPT_BUTTON, "n_clicks"),
+        State(ids.NEXT_ACCEPT_LABEL, "value"),
+        State(ids.NEXT_ACCEPT_MIN, "value"),
+        State(NEXT_ACCEPT_BUDGET, "value"),
+        State(NEXT_ACCEPT_PENDING, "data"),
+        State(ids.ANNOTATOR, "data"),
+        State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def accept_bulk(n, label, min_confidence, budget, pending, annotator, version):
+        if not n:
+            raise PreventUpdate
+        request = {"label": label, "min": min_confidence, "budget": budget, "version": version}
+        confirmed = pending == request  # the second click on the same request, nothing changed between
+        if not confirmed:
+            warning = bulk_accept_warning(actx, label, min_confidence, budget)
+            if warning:
+                return message(warning, "warn"), no_update, request
+        r = run(accept_bulk_action, actx, label, min_confidence, annotator, budget_percent=budget,
+                confirmed=confirmed, version=version)
+        return r.message, r.version, None
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),

@@ -16,13 +16,15 @@ Method (chosen by measurement on ELPV, ``benchmarks/bench_labeling.py``):
 - **calibration** by temperature scaling (Guo et al. 2017, "On calibration of
   modern neural networks", ICML): one temperature fitted by minimising the
   negative log-likelihood of out-of-fold predictions of the labelled images
-  (k folds by image), with a prior on T for small samples; then no confidence
-  is claimed above what held-out predictions at least that confident showed
-  (:func:`evidence_bound`, Laplace's rule of succession): a handful of labels
-  cannot vouch for 99 %. With the clustering given, the held-out evidence for an
-  image in a cluster nobody labelled comes from folds of whole clusters (grouped
-  cross-validation), each held-out cluster counting as one observation: labels
-  of a few whole clusters vouch only for what other clusters confirm
+  (k folds by image), with a prior on T for small samples: the suggestion's
+  **probability**. Apart from it, the **evidence**: what held-out predictions at
+  least that confident showed (:mod:`labeler.assist.evidence`, one-sided
+  Clopper-Pearson bounds): a handful of labels cannot vouch for 99 %. The
+  *vouched confidence* is the probability capped by that bound. With the
+  clustering given, the held-out evidence for an image in a cluster nobody
+  labelled comes from folds of whole clusters (grouped cross-validation), each
+  held-out cluster counting as one observation: labels of a few whole clusters
+  vouch only for what other clusters confirm
   (``benchmarks/bench_calibration.py``).
 
 The spreading of every fold runs in the same sparse products as the main one
@@ -37,17 +39,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .evidence import (EVIDENCE_ALPHA, VOUCH_LEVEL, Evidence, evidence_bound, evidence_detail,  # noqa: F401
+                       more_to_vouch, vouch_target)
 from .graph import KnnGraph
 
 METHODS = ("combined", "probe", "spreading")
-#: One-sided level of the Clopper-Pearson lower bound in :func:`evidence_bound` (the
-#: conventional 95 % bound). At 0.2 (an 80 % bound) the label-next flow on ELPV accepted
-#: "no defect" suggestions of confidence >= 0.95 that were 17 % wrong, and at >= 0.9
-#: 27.5 % wrong (defect level; ``benchmarks/bench_labeling.py --threshold 0.9``): the
-#: held-out images are the ones the queue chose, easier at the top than the rest.
-EVIDENCE_ALPHA = 0.05
-
-
 @dataclass
 class ModelState:
     """What one refresh hands to the next (warm starts), tied to one class list.
@@ -89,12 +85,22 @@ class Prediction:
     classes : tuple[str, ...], C labels (codes index into it)
     proba : ndarray (n, C), float32, rows sum to 1
     label : ndarray (n,), int64, argmax of ``proba``
-    confidence : ndarray (n,), float32, the calibrated probability of ``label``,
-        capped by :func:`evidence_bound`
+    confidence : ndarray (n,), float32, the *vouched* confidence: the calibrated
+        probability of ``label`` capped by what held-out labels back
+        (:func:`evidence_detail`; 0 without held-out evidence)
     margin : ndarray (n,), float32, top-1 minus top-2 probability (uncertainty
         sampling's margin, Scheffer et al. 2001)
     temperature : float
     n_calibration : int
+    probability : ndarray (n,), float32, the calibrated probability of ``label``
+        (temperature scaling, not capped): how likely the suggestion is right
+    evidence : ndarray (n,), float32, held-out predictions behind ``confidence``
+        (:attr:`Evidence.count`; held-out clusters where ``by_cluster``)
+    to_vouch : ndarray (n,), int64, more held-out labels (clusters where
+        ``by_cluster``), all right, needed to vouch for the probability (at most
+        :data:`VOUCH_LEVEL`); 0 = vouched
+    by_cluster : ndarray (n,), bool, the evidence counts held-out clusters: the
+        image's cluster has no labelled member
     """
 
     classes: tuple[str, ...]
@@ -105,6 +111,22 @@ class Prediction:
     temperature: float = 1.0
     n_calibration: int = 0
     extra: dict = field(default_factory=dict)
+    probability: np.ndarray | None = None
+    evidence: np.ndarray | None = None
+    to_vouch: np.ndarray | None = None
+    by_cluster: np.ndarray | None = None
+
+    def __post_init__(self):
+        n = len(self.label)
+        if self.probability is None:
+            self.probability = self.proba[np.arange(n), self.label].astype(np.float32) if n else \
+                np.zeros(0, np.float32)
+        if self.evidence is None:
+            self.evidence = np.zeros(n, np.float32)
+        if self.to_vouch is None:
+            self.to_vouch = more_to_vouch(np.zeros(n), np.zeros(n), vouch_target(self.probability))
+        if self.by_cluster is None:
+            self.by_cluster = np.zeros(n, bool)
 
 
 # -- label spreading ----------------------------------------------------------------------
@@ -240,55 +262,6 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
         m = bins == b
         ece += m.mean() * abs(correct[m].mean() - confidence[m].mean())
     return float(ece)
-
-
-def evidence_bound(p: np.ndarray, oof_confidence: np.ndarray, oof_correct: np.ndarray,
-                   oof_count: np.ndarray | None = None) -> np.ndarray:
-    """Cap each confidence by what held-out labels at that confidence have shown.
-
-    An image with calibrated probability ``p`` belongs to every population
-    "predictions at least t confident" with t <= p. For each such t seen among
-    the out-of-fold (held-out) predictions, with k of them at least t confident
-    and c of those right, the accuracy of that population is at least the
-    one-sided Clopper-Pearson lower bound (level :data:`EVIDENCE_ALPHA`) of c/k.
-    The returned confidence is ``min(p, best such bound)``: 95 % is claimed only
-    after ~59 held-out predictions that confident were all right (more when some
-    were wrong), in the spirit of selective classification with a guaranteed risk
-    (Geifman & El-Yaniv 2017, "Selective classification for deep neural
-    networks", NeurIPS). Non-decreasing in ``p``.
-
-    Parameters
-    ----------
-    p : ndarray (n,), float, calibrated probability of the suggested label
-    oof_confidence : ndarray (m,), float, held-out confidences, descending
-    oof_correct : ndarray (m,), cumulative count of right ones in that order
-    oof_count : ndarray (m,), float, or None
-        Cumulative count of held-out predictions in that order (default 1, 2, ..., m).
-        Weighted counts give correlated predictions their effective sample size: a
-        held-out cluster counts once, however many members it has.
-
-    Returns
-    -------
-    ndarray (n,), float32
-    """
-    from scipy.stats import beta
-
-    p = np.asarray(p, dtype=np.float64)
-    m = len(oof_confidence)
-    if m == 0:
-        return np.minimum(p, 0.5).astype(np.float32)
-    k = np.arange(1, m + 1, dtype=np.float64) if oof_count is None else np.asarray(oof_count, dtype=np.float64)
-    c = np.asarray(oof_correct, dtype=np.float64)
-    lower = np.where(c > 0, beta.ppf(EVIDENCE_ALPHA, np.maximum(c, 1e-9), np.maximum(k - c, 0) + 1), 0.0)
-    # Tied confidences form one population: only the last index of a run of ties counts.
-    conf = np.asarray(oof_confidence, dtype=np.float64)
-    last = np.r_[conf[1:] != conf[:-1], True]
-    lower = np.where(last, lower, 0.0)
-    best_from = np.maximum.accumulate(lower[::-1])[::-1]  # best bound over prefixes j >= i
-    # Populations open to p: "at least t confident" for t <= p, i.e. the prefixes
-    # at least as long as the count of held-out predictions with confidence >= p.
-    j0 = np.maximum(np.searchsorted(-conf, -p, side="right") - 1, 0)
-    return np.minimum(p, best_from[j0]).astype(np.float32)
 
 
 def _folds(rows: np.ndarray, y: np.ndarray, n_folds: int, groups: np.ndarray | None = None) -> np.ndarray:
@@ -492,12 +465,15 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
     top2 = np.partition(proba, -2, axis=1)[:, -2:] if k >= 2 else np.c_[np.zeros(n), proba]
     label = np.argmax(proba, axis=1).astype(np.int64)
     p_top = proba[np.arange(n), label]
-    conf = evidence_bound(p_top, state.oof_confidence, state.oof_correct)
+    ev = evidence_detail(p_top, state.oof_confidence, state.oof_correct)
+    conf, count, more = ev.vouched, ev.count, ev.to_vouch
+    unseen = np.zeros(n, bool)
     if clusters is not None:
         # An image in a cluster with no labelled member is held to what held-out clusters showed.
         lab = clusters[rows]
         unseen = ~np.isin(clusters, lab[lab >= 0])
-        conf[unseen] = evidence_bound(p_top[unseen], state.cross_confidence, state.cross_correct,
-                                      state.cross_count)
+        cross = evidence_detail(p_top[unseen], state.cross_confidence, state.cross_correct, state.cross_count)
+        conf[unseen], count[unseen], more[unseen] = cross.vouched, cross.count, cross.to_vouch
     margin = (top2[:, 1] - top2[:, 0]).astype(np.float32)
-    return Prediction(classes, proba, label, conf, margin, state.temperature, state.n_calibration), state
+    return Prediction(classes, proba, label, conf, margin, state.temperature, state.n_calibration,
+                      probability=p_top.astype(np.float32), evidence=count, to_vouch=more, by_cluster=unseen), state

@@ -30,8 +30,13 @@ class NextImage:
     path : str, relative to the image root
     reason : str, why it was chosen
     suggestion : str or None, the current suggestion for it
-    confidence : float or None, its calibrated confidence
+    confidence : float or None, its vouched confidence (the probability capped by the
+        held-out evidence; :class:`labeler.assist.suggest.Suggestions`)
     group : list[int], near-identical unlabelled image ids shown with it (``image_id`` first)
+    probability : float or None, the calibrated probability that the suggestion is right
+    vouched : bool or None, whether the held-out evidence vouches for it
+    evidence_text : str or None, both numbers in words ('probability 0.97 it is right;
+        vouched ≥ 0.95 by 60 held-out labels'), never a bare number
     """
 
     image_id: int
@@ -40,6 +45,9 @@ class NextImage:
     suggestion: str | None
     confidence: float | None
     group: list[int]
+    probability: float | None = None
+    vouched: bool | None = None
+    evidence_text: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -88,9 +96,10 @@ def next_to_label(project: Project | Path | str, n: int = 10, *,
     paths = {r["id"]: r["path"] for r in project.store.get_images(ids)} if ids else {}
     out = []
     for it, i in zip(items, ids):
-        s = sug.for_image(i) if warm else None
-        out.append(NextImage(i, paths[i], it.reason, s[0] if s else None, s[1] if s else None,
-                             [int(sug.image_ids[r]) for r in it.group]))
+        s = sug.detail(i) if warm else None
+        out.append(NextImage(i, paths[i], it.reason, s["label"] if s else None, s["confidence"] if s else None,
+                             [int(sug.image_ids[r]) for r in it.group], s["probability"] if s else None,
+                             s["vouched"] if s else None, s["text"] if s else None))
     return out
 
 

@@ -1,4 +1,10 @@
-"""Suggestions for a project: a label and a calibrated confidence for every unlabelled image.
+"""Suggestions for a project: a label and two numbers for every unlabelled image.
+
+The two numbers (:mod:`labeler.assist.evidence`): the calibrated **probability** that
+the suggested label is right, and the held-out **evidence** for it: whether held-out
+labels vouch for it ("vouched >= 0.95 by 60 held-out labels") or how many more it
+would take; the *vouched confidence* (probability capped by that evidence) is what
+``--min-confidence`` compares with.
 
 This is the project-facing layer over :mod:`labeler.assist.model`: it reads the
 labels given so far and a feature matrix, computes (or reloads) the suggestions,
@@ -12,12 +18,14 @@ Label sources (``labels.source`` / ``label_events.source``; exports show them as
 provenance): ``manual`` (a person chose the label for the image), ``cluster`` (a
 person labelled a whole cluster), ``search`` (labelled from a search result),
 ``propagated`` (older bulk propagation), ``suggestion`` (an accepted suggestion;
-its event records the calibrated confidence at acceptance). The model trains on
+its event records the vouched confidence at acceptance). The model trains on
 every label except ``suggestion``: accepted suggestions are its own guesses.
 
 Suggestions are never labels: :func:`accept` turns them into labels through
 :func:`labeler.labels.accept_suggestions` (one undoable action) and never
-touches an image that already has a label.
+touches an image that already has a label. It takes a threshold, an expected-error
+budget or both, and refuses below probability 0.5 unless asked
+(:mod:`labeler.assist.acceptance`).
 
 Feature sets: ``pca`` (default, ``pca.npy``), ``embeddings`` (``embeddings.npy``,
 L2-normalised here), any other ``<name>.npy`` array of the project (e.g. features
@@ -36,6 +44,8 @@ import numpy as np
 from ..errors import BadInputError, NotFoundError, NotIngestedError
 from ..project import Project
 from ..store.schema import SUGGESTION_SOURCE  # what accept() records as the source
+from . import evidence
+from .acceptance import LOW_PROBABILITY, AcceptResult, LowProbabilityError, budget_size  # noqa: F401
 from . import model as assist_model
 from .graph import KnnGraph, cached_knn_graph, fingerprint
 
@@ -44,6 +54,8 @@ from .graph import KnnGraph, cached_knn_graph, fingerprint
 ACTIVE = "active"
 #: Confidence bands of ``labeler suggest`` (lower edges).
 BANDS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
+#: Version of the cached suggestions' layout (2: both numbers); an older cache is recomputed.
+CACHE_FORMAT = 2
 
 
 def load_features(project: Project, features: str | os.PathLike | np.ndarray = "active") -> tuple[np.ndarray, str]:
@@ -91,18 +103,36 @@ def load_features(project: Project, features: str | os.PathLike | np.ndarray = "
 class Suggestions:
     """The suggestions of a project at one moment.
 
+    Each suggestion carries **two numbers** (:mod:`labeler.assist.evidence`):
+    ``probability``, how likely the suggested label is right, and the held-out
+    evidence for it (``confidence``, ``evidence``, ``to_vouch``, ``by_cluster``): what
+    held-out labels vouch for, or how many more it would take.
+
     Attributes
     ----------
     classes : tuple[str, ...], the labels in use (codes index into it)
     image_ids : ndarray (m,), int64, every embedded image
     rows : ndarray (m,), int64, their array rows
     label : ndarray (m,), int64, suggested class code
-    confidence : ndarray (m,), float32, calibrated confidence in [0, 1]
+    confidence : ndarray (m,), float32, the *vouched* confidence in [0, 1]:
+        ``min(probability, lower bound)``, the lower bound being the one-sided 95 %
+        Clopper-Pearson bound of the held-out accuracy of predictions at least this
+        confident (0 without held-out evidence). ``accept --min-confidence`` and
+        :meth:`bands` use it.
     margin : ndarray (m,), float32, top-1 minus top-2 probability
     given : ndarray (m,), object, the current label (None = unlabelled)
     version : int, the newest action id the suggestions reflect
     temperature : float, n_calibration : int (see :mod:`labeler.assist.model`)
     features : str, method : str
+    probability : ndarray (m,), float32, the calibrated probability in [0, 1] that the
+        suggested label is right (temperature scaling; not capped by the evidence)
+    evidence : ndarray (m,), float32, held-out labels behind ``confidence`` (held-out
+        clusters where ``by_cluster``; a weighted count, so it may be fractional)
+    to_vouch : ndarray (m,), int64, more held-out labels (clusters where
+        ``by_cluster``), all right and at least this probable, needed before the
+        evidence vouches for the probability (at most 0.95); 0 = vouched
+    by_cluster : ndarray (m,), bool, the image's cluster has no labelled member: its
+        evidence counts held-out clusters, each once
     """
 
     classes: tuple[str, ...]
@@ -117,6 +147,32 @@ class Suggestions:
     n_calibration: int
     features: str
     method: str
+    probability: np.ndarray | None = None
+    evidence: np.ndarray | None = None
+    to_vouch: np.ndarray | None = None
+    by_cluster: np.ndarray | None = None
+
+    def __post_init__(self):
+        m = len(self.image_ids)
+        if self.probability is None:
+            self.probability = np.asarray(self.confidence, np.float32).copy()
+        if self.evidence is None:
+            self.evidence = np.zeros(m, np.float32)
+        if self.to_vouch is None:
+            self.to_vouch = np.zeros(m, np.int64)
+        if self.by_cluster is None:
+            self.by_cluster = np.zeros(m, bool)
+
+    @property
+    def vouched(self) -> np.ndarray:
+        """(m,) bool: the held-out evidence vouches for the suggestion (``to_vouch`` == 0)."""
+        return (self.to_vouch == 0) & (self.evidence > 0)
+
+    def text(self, i: int) -> str:
+        """Both numbers of suggestion ``i`` (an index into the arrays) in words:
+        'probability 0.97 · vouched ≥ 0.95 by 60 held-out labels'."""
+        return evidence.suggestion_text(self.probability[i], self.confidence[i], self.evidence[i],
+                                        self.to_vouch[i], self.by_cluster[i])
 
     @property
     def unlabelled(self) -> np.ndarray:
@@ -137,28 +193,69 @@ class Suggestions:
         idx = idx[np.argsort(-self.confidence[idx], kind="stable")]
         return self.image_ids[idx], self.confidence[idx]
 
-    def bands(self) -> dict[str, dict[str, int]]:
-        """{label: {band: unlabelled images suggested it with a confidence in that band}}.
+    def bands(self, by: str = "confidence") -> dict[str, dict[str, int]]:
+        """{label: {band: unlabelled images suggested it with ``by`` in that band}}.
 
-        Bands are half-open ``[lo, hi)`` over :data:`BANDS`; the last is ``[0.99, 1]``.
+        ``by``: 'confidence' (the vouched confidence, what ``accept --min-confidence``
+        compares with) or 'probability'. Bands are half-open ``[lo, hi)`` over
+        :data:`BANDS`; the last is ``[0.99, 1]``.
         """
+        if by not in ("confidence", "probability"):
+            raise BadInputError(f"bands by {by!r}: one of 'confidence', 'probability'")
+        values = self.confidence if by == "confidence" else self.probability
         edges = list(BANDS) + [1.0 + 1e-9]
         names = [f"{lo:g}-{hi:g}" if hi <= 1 else f"{lo:g}-1" for lo, hi in zip(edges, edges[1:])]
         un = self.unlabelled
         out = {}
         for c, lab in enumerate(self.classes):
-            conf = self.confidence[un & (self.label == c)]
-            counts = np.histogram(conf, bins=edges)[0]
+            counts = np.histogram(values[un & (self.label == c)], bins=edges)[0]
             out[lab] = {nm: int(v) for nm, v in zip(names, counts)}
         return out
 
     def for_image(self, image_id: int) -> tuple[str, float] | None:
-        """(suggested label, confidence) of an unlabelled image; None when labelled or unknown."""
+        """(suggested label, vouched confidence) of an unlabelled image; None when labelled
+        or unknown. :meth:`detail` has both numbers."""
+        d = self.detail(image_id)
+        return None if d is None else (d["label"], d["confidence"])
+
+    def detail(self, image_id: int) -> dict | None:
+        """The suggestion of an unlabelled image, both numbers: {label, probability,
+        confidence (vouched), evidence, to_vouch, by_cluster, vouched, text}; None when
+        labelled or unknown."""
         hit = np.flatnonzero(self.image_ids == int(image_id))
-        if not len(hit) or self.given[hit[0]] is not None:
+        if not len(hit) or self.given[hit[0]] is not None or not self.classes:
             return None
-        i = hit[0]
-        return self.classes[int(self.label[i])], float(self.confidence[i])
+        return self._row(int(hit[0]))
+
+    def _row(self, i: int) -> dict:
+        return {"image_id": int(self.image_ids[i]), "label": self.classes[int(self.label[i])],
+                "probability": round(float(self.probability[i]), 4),
+                "confidence": round(float(self.confidence[i]), 4),
+                "evidence": round(float(self.evidence[i]), 2), "to_vouch": int(self.to_vouch[i]),
+                "by_cluster": bool(self.by_cluster[i]), "vouched": bool(self.vouched[i]), "text": self.text(i)}
+
+    def evidence_summary(self) -> dict[str, dict]:
+        """{label: {suggested, vouched (how many the evidence vouches for), median
+        probability, fewest more labels any unvouched one needs (None: all vouched)}}."""
+        un, out = self.unlabelled, {}
+        for c, lab in enumerate(self.classes):
+            m = un & (self.label == c)
+            more = self.to_vouch[m & ~self.vouched]
+            out[lab] = {"suggested": int(m.sum()), "vouched": int((m & self.vouched).sum()),
+                        "median_probability": round(float(np.median(self.probability[m])), 4) if m.any() else None,
+                        "fewest_more_to_vouch": int(more.min()) if len(more) else None}
+        return out
+
+    def to_dict(self, per_image: bool = False) -> dict:
+        """JSON-ready: bands of both numbers, the evidence per label, the calibration;
+        with ``per_image`` every unlabelled image's suggestion (:meth:`detail`)."""
+        out = {"labels": self.bands(), "probability_bands": self.bands("probability"),
+               "evidence": self.evidence_summary(), "unlabelled": int(self.unlabelled.sum()),
+               "temperature": round(self.temperature, 4), "held_out": self.n_calibration,
+               "features": self.features, "vouch_level": evidence.VOUCH_LEVEL}
+        if per_image:
+            out["suggestions"] = [self._row(int(i)) for i in np.flatnonzero(self.unlabelled)] if self.classes else []
+        return out
 
 
 def fitted_rows(project: Project, features: str, n_rows: int) -> np.ndarray | None:
@@ -271,7 +368,8 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
     m = len(ids)
     if not classes:
         z = np.zeros(m, np.float32)
-        return Suggestions((), ids, rows, np.zeros(m, np.int64), z, z.copy(), given, version, 1.0, 0, name, method)
+        return Suggestions((), ids, rows, np.zeros(m, np.int64), z, z.copy(), given, version, 1.0, 0, name, method,
+                           probability=z.copy())
     cache = _cache_dir(project) / f"state-{name}-{method}.joblib" if use_cache else None
     cached = None
     if cache is not None and cache.is_file():
@@ -279,7 +377,7 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
             cached = joblib.load(cache)
         except Exception:  # a torn or foreign cache file is only a lost warm start
             cached = None
-    if cached and cached.get("version") == version and cached.get("fingerprint") == fingerprint(x) \
+    if cached and cached.get("format") == CACHE_FORMAT and cached.get("version") == version and cached.get("fingerprint") == fingerprint(x) \
             and np.array_equal(cached["suggestions"].image_ids, ids):
         return cached["suggestions"]
     graph = knn_graph(project, x, name) if use_cache else cached_knn_graph(x, None)
@@ -290,78 +388,152 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
     pred, state = assist_model.predict(x, graph, t_rows, t_codes, classes, method=method, state=state,
                                        clusters=clusters, fitted=fitted_rows(project, name, len(x)))
     out = Suggestions(classes, ids, rows, pred.label[rows], pred.confidence[rows], pred.margin[rows], given,
-                      version, pred.temperature, pred.n_calibration, name, method)
+                      version, pred.temperature, pred.n_calibration, name, method,
+                      probability=pred.probability[rows], evidence=pred.evidence[rows],
+                      to_vouch=pred.to_vouch[rows], by_cluster=pred.by_cluster[rows])
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp")
-            joblib.dump({"version": version, "fingerprint": fingerprint(x), "suggestions": out, "state": state}, tmp)
+            joblib.dump({"format": CACHE_FORMAT, "version": version, "fingerprint": fingerprint(x), "suggestions": out, "state": state}, tmp)
             os.replace(tmp, cache)
         except OSError:
             pass
     return out
 
 
-def accept(project: Project | Path | str, label: str, min_confidence: float, *, annotator: str | None = None,
-           image_ids=None, features: str | os.PathLike | np.ndarray = "active", method: str = "combined"):
-    """Accept the suggestions of ``label`` at ``min_confidence`` or more as one undoable action.
+def plan_accept(sug: Suggestions, label: str, min_confidence: float | None = None, *,
+                max_expected_error: float | None = None, image_ids=None) -> np.ndarray:
+    """Which suggestions :func:`accept` would take: positions into ``sug``'s arrays, (k,)
+    int64, most probable first (ties: higher vouched confidence first).
 
-    Goes through :func:`labeler.labels.accept_suggestions` (source ``suggestion``,
-    each image's confidence recorded in its label event, the threshold in the
-    action's description). Images that already have a label are never touched.
+    Unlabelled images suggested ``label`` with vouched confidence >= ``min_confidence``
+    (0 when None), only ``image_ids`` when given, then the largest prefix within the
+    expected-error budget ``max_expected_error`` (:func:`budget_size`) when given.
+
+    Raises
+    ------
+    BadInputError
+        Nothing meets the criteria.
+    NotFoundError
+        An image id that does not exist (any more) or has no embedding.
+    """
+    thr = 0.0 if min_confidence is None else float(min_confidence)
+    ids, _ = sug.suggested(label, thr)
+    if image_ids is not None:
+        want = {int(i) for i in image_ids}
+        unknown = want - set(sug.image_ids.tolist())
+        if unknown:
+            raise NotFoundError(f"image id(s) {sorted(unknown)[:10]} do not exist (any more); nothing changed")
+        ids = ids[np.isin(ids, list(want))]
+    if len(ids) == 0:
+        best = sug.suggested(label)[1]
+        top = f"the highest is {best[0]:.3f}" if len(best) else f"no unlabelled image is suggested {label!r}"
+        raise BadInputError(f"no suggestion of {label!r} reaches confidence {thr:g} ({top}); nothing changed")
+    order = np.argsort(sug.image_ids, kind="stable")
+    pos = order[np.searchsorted(sug.image_ids[order], ids)]
+    pos = pos[np.lexsort((-sug.confidence[pos], -sug.probability[pos]))]
+    if max_expected_error is not None:
+        k = budget_size(sug.probability[pos], float(max_expected_error))
+        if k == 0:
+            raise BadInputError(f"no suggestion of {label!r} fits an expected error of {float(max_expected_error):g} "
+                                f"(the most probable is {sug.probability[pos[0]]:.3f}); nothing changed")
+        pos = pos[:k]
+    return pos.astype(np.int64)
+
+
+def low_probability(sug: Suggestions | None, pos: np.ndarray, label: str,
+                    min_confidence: float | None = None) -> LowProbabilityError | None:
+    """The refusal an accept of ``pos`` (:func:`plan_accept`) needs confirming for, or None:
+    a threshold below :data:`LOW_PROBABILITY`, or an accepted probability below it."""
+    if min_confidence is not None and float(min_confidence) < LOW_PROBABILITY:
+        return LowProbabilityError(f"a threshold below {LOW_PROBABILITY:g} ({float(min_confidence):g}) accepts "
+                                   "suggestions that may be more likely wrong than right", float(min_confidence),
+                                   len(pos))
+    if sug is None or not len(pos):
+        return None
+    p = sug.probability[pos]
+    if float(p.min()) >= LOW_PROBABILITY:
+        return None
+    n_low = int((p < LOW_PROBABILITY).sum())
+    return LowProbabilityError(f"{n_low:,} of the {len(pos):,} suggestion(s) of {label!r} have probability below "
+                               f"{LOW_PROBABILITY:g} (lowest {float(p.min()):.2f}: more likely wrong than right)",
+                               float(p.min()), len(pos))
+
+
+def accept(project: Project | Path | str, label: str, min_confidence: float | None = None, *,
+           max_expected_error: float | None = None, allow_low: bool = False, annotator: str | None = None,
+           image_ids=None, features: str | os.PathLike | np.ndarray = "active",
+           method: str = "combined") -> AcceptResult:
+    """Accept suggestions of ``label`` as labels, in one undoable action.
+
+    Two ways to choose them, alone or together (then both hold):
+
+    - ``min_confidence``: every suggestion whose *vouched* confidence
+      (:attr:`Suggestions.confidence`) is at least this;
+    - ``max_expected_error``: an expected-error budget: of those, the largest set,
+      most probable first, whose expected wrong count ``sum(1 - probability)`` is at
+      most this share of the set (:func:`budget_size`).
+
+    The result reports the expected wrong count and an upper bound of it from the
+    held-out evidence (:class:`AcceptResult`). Goes through
+    :func:`labeler.labels.accept_suggestions` (source ``suggestion``, each image's
+    vouched confidence in its label event, the threshold in the action's description):
+    an image labelled meanwhile is skipped, never relabelled.
 
     Parameters
     ----------
     project : Project or path
     label : str, the suggested label to accept
-    min_confidence : float in [0, 1]
+    min_confidence : float in [0, 1] or None
+    max_expected_error : float in [0, 1] or None
+    allow_low : bool
+        Accept even when ``min_confidence`` or an accepted probability is below
+        :data:`LOW_PROBABILITY` (more likely wrong than right); else that is refused.
     annotator : str or None
     image_ids : sequence of int or None
-        Accept only these images (one by one from the dashboard); None = every
-        unlabelled image suggested ``label``.
+        Only these images (one by one from the dashboard); None = every unlabelled
+        image suggested ``label``. With ``image_ids``, neither criterion is needed.
     features, method : as in :func:`suggest`
 
     Returns
     -------
-    (action id, accepted image ids)
+    AcceptResult
 
     Raises
     ------
+    LowProbabilityError
+        Below 0.5 without ``allow_low`` (nothing changed).
     BadInputError
-        ``min_confidence`` outside [0, 1], or no suggestion of ``label`` reaches it
-        (nothing changed).
+        A criterion outside [0, 1] or none given, nothing meets them, or every chosen
+        image was labelled meanwhile (nothing changed).
     NotFoundError
         An image id that does not exist (any more) or has no embedding.
     """
     from .. import labels as label_actions
 
     project = project if isinstance(project, Project) else Project(project)
-    if not 0.0 <= float(min_confidence) <= 1.0:
-        raise BadInputError(f"--min-confidence {min_confidence} is outside [0, 1]")
+    for name, v in (("--min-confidence", min_confidence), ("--max-expected-error", max_expected_error)):
+        if v is not None and not 0.0 <= float(v) <= 1.0:
+            raise BadInputError(f"{name} {v} is outside [0, 1]")
+    if min_confidence is None and max_expected_error is None and image_ids is None:
+        raise BadInputError("give a minimum confidence (--min-confidence) or an expected-error budget "
+                            "(--max-expected-error); nothing changed")
     sug = suggest(project, features=features, method=method)
-    ids, conf = sug.suggested(label, float(min_confidence))
-    if image_ids is not None:
-        want = {int(i) for i in image_ids}
-        unknown = want - set(sug.image_ids.tolist())
-        if unknown:
-            raise NotFoundError(f"image id(s) {sorted(unknown)[:10]} do not exist (any more); nothing changed")
-        keep = np.isin(ids, list(want))
-        ids, conf = ids[keep], conf[keep]
-    if len(ids) == 0:
-        best = sug.suggested(label)[1]
-        top = f"the highest is {best[0]:.3f}" if len(best) else f"no unlabelled image is suggested {label!r}"
-        raise BadInputError(f"no suggestion of {label!r} reaches confidence {min_confidence:g} ({top}); "
-                            "nothing changed")
-    store = project.store
-    with store.transaction():  # re-entrant: the check and the accept are one atomic step
-        # A label given since the suggestions were computed (another annotator) is never overwritten.
-        taken = store.current_label_rows(ids.tolist())
-        keep = np.array([int(i) not in taken for i in ids], dtype=bool)
-        ids, conf = ids[keep], conf[keep]
-        if len(ids) == 0:
-            raise BadInputError(f"every suggestion of {label!r} above {min_confidence:g} was labelled "
-                                "meanwhile; nothing changed")
-        action, done = label_actions.accept_suggestions(
-            project, ids.tolist(), [label] * len(ids), np.minimum(conf, 1.0).astype(float).tolist(),
-            float(min_confidence), source=SUGGESTION_SOURCE, annotator=annotator)
-    return action, done
+    pos = plan_accept(sug, label, min_confidence, max_expected_error=max_expected_error, image_ids=image_ids)
+    err = low_probability(sug, pos, label, min_confidence)
+    if err is not None and not allow_low:
+        raise err
+    thr = 0.0 if min_confidence is None else float(min_confidence)
+    conf = np.minimum(sug.confidence[pos], 1.0).astype(float)
+    recorded = thr if min_confidence is not None else float(np.floor(conf.min() * 1000) / 1000)
+    res = label_actions.accept_suggestions(
+        project, sug.image_ids[pos].tolist(), [label] * len(pos), conf.tolist(), recorded,
+        source=SUGGESTION_SOURCE, annotator=annotator)
+    if res.action_id is None or not res.written:
+        raise BadInputError(f"every chosen suggestion of {label!r} was labelled meanwhile; nothing changed")
+    done = np.isin(sug.image_ids[pos], res.written)
+    p, v = sug.probability[pos][done], sug.confidence[pos][done]
+    return AcceptResult(res, label, None if min_confidence is None else float(min_confidence),
+                        None if max_expected_error is None else float(max_expected_error), p.astype(np.float32),
+                        float(np.sum(1.0 - p)), float(np.sum(1.0 - v)))
