@@ -113,8 +113,13 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--verbose", is_flag=True, help="Print warnings in full (e.g. where the weights were looked for).")
 @click.option("--labels-from-folders", is_flag=True,
               help="Then label each unlabelled image by its folder's name (one undoable import; see import-labels).")
+@click.option("--embeddings", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Vectors from a file instead of a backbone: .npy with its paths list (v.npy reads v.txt) "
+                   "or Parquet (a path and an embedding column). Search by new photos then needs a backbone.")
+@click.option("--embedding-paths", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="The paths list of an --embeddings .npy: one image path per line, in the array's order.")
 def ingest(image_dir, project_dir, backbone, weights, view, features, device, batch_size, precision, runtime, force,
-           remap, quiet, engine, address, verbose, labels_from_folders):
+           remap, quiet, engine, address, verbose, labels_from_folders, embeddings, embedding_paths):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files and places them into the
@@ -134,7 +139,8 @@ def ingest(image_dir, project_dir, backbone, weights, view, features, device, ba
     settings = _settings_from(project_dir, backbone=backbone, weights=str(weights) if weights else None,
                               view=view, features=features, device=device, batch_size=batch_size, precision=precision,
                               runtime=runtime)
-    run = dict(progress=not quiet, warn=_warner(verbose), say=_say(quiet), remap=remap, engine=engine, address=address)
+    run = dict(progress=not quiet, warn=_warner(verbose), say=_say(quiet), remap=remap, engine=engine, address=address,
+               embeddings=embeddings, embedding_paths=embedding_paths)
     with project_lock(project_dir, "ingest"):
         try:
             rep = run_ingest(image_dir, project_dir, settings, force=force, **run)

@@ -22,6 +22,7 @@ import numpy as np
 from . import images, novelty
 from .clustering import CLUSTER_MODEL, can_place, cluster_project, clustering_up_to_date, place_images
 from .config import Settings
+from .embedding.given import GIVEN, embed_given, is_given
 from .embedding.stage import backbone_change, embed_pending, resolve_project_backbone
 from .index import update_project_index
 from .integrity import dump_model, load_model, repair_embeddings
@@ -294,6 +295,8 @@ def ingest(
     say: Callable[[str], None] = log.info,
     engine: str = "local",
     address: str | None = None,
+    embeddings: Path | str | None = None,
+    embedding_paths: Path | str | None = None,
 ) -> IngestReport:
     """Catalogue, embed, reduce and cluster a folder of images into a project.
 
@@ -318,6 +321,9 @@ def ingest(
         Where decoding and embedding run; "ray" uses Ray Data (``pip install 'labeler[ray]'``).
     address : str or None
         The Ray cluster for ``engine="ray"`` (None: a local instance).
+    embeddings, embedding_paths : path or None
+        Take the vectors from this file instead of a backbone (``.npy`` with its paths
+        list ``embedding_paths``, or Parquet): :mod:`labeler.embedding.given`.
 
     Raises
     ------
@@ -343,11 +349,11 @@ def ingest(
     image_dir = check_ingest_input(image_dir, project_dir)
     with project_lock(project_dir, "ingest"):  # the policy: labeler.project.project_lock
         return _ingest(image_dir, project_dir, settings, force=force, remap=remap, progress=progress, warn=warn,
-                       say=say, engine=engine, address=address, t0=t0)
+                       say=say, engine=engine, address=address, t0=t0, given=(embeddings, embedding_paths))
 
 
 def _ingest(image_dir: Path, project_dir, settings, *, force, remap, progress, warn, say, engine, address,
-            t0) -> IngestReport:
+            t0, given=(None, None)) -> IngestReport:
     project = Project(project_dir, create=True)
     settings = settings or project.settings()
     change = backbone_change(project, settings)
@@ -365,7 +371,11 @@ def _ingest(image_dir: Path, project_dir, settings, *, force, remap, progress, w
         store.set_meta(rows_to_place=sorted(set(store.get_meta("rows_to_place") or []) | set(changed)))
     backbone_name = None
     embedded, skipped = 0, list(cat.skipped)
-    if change or store.pending_images() or not store.get_meta("backbone"):
+    if given[0] is not None or (is_given(store.get_meta("backbone")) and not change):
+        backbone_name = GIVEN  # vectors from a file, no model (labeler.embedding.given)
+        embedded, failed = embed_given(project, given[0], paths=given[1], force=force, say=say)
+        skipped += failed
+    elif change or store.pending_images() or not store.get_meta("backbone"):
         bb = resolve_project_backbone(project, settings, force=force, warn=warn)
         backbone_name = bb.name
         embedded, failed = embed_pending(project, bb, settings, progress=progress, engine=engine, address=address,

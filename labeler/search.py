@@ -346,6 +346,10 @@ class Searcher:
             meta = self.project.store.get_meta("backbone")
             if not meta:
                 raise ProjectError("the project has no embeddings yet: run `labeler ingest` first")
+            from .embedding.given import NEEDS_A_MODEL, is_given
+
+            if is_given(meta):
+                raise ProjectError(NEEDS_A_MODEL)
             s = self.project.settings()
             from .embedding.local_features import feature_backbone
 

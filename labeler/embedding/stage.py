@@ -49,6 +49,8 @@ def wanted_features(recorded: dict | None, settings: Settings) -> str:
     :data:`DEFAULT_FEATURES`."""
     if settings.features != "auto":
         return settings.features
+    if recorded and recorded.get("name") == "file" and settings.backbone != "auto":
+        return DEFAULT_FEATURES  # from vectors read from a file (embedding.given) to a backbone
     return recorded.get("features", "global") if recorded else DEFAULT_FEATURES
 
 
