@@ -159,13 +159,20 @@ def ingest(image_dir, project_dir, backbone, weights, view, features, device, ba
 
 @main.command("cluster")
 @PROJECT
-@click.option("--method", type=click.Choice(["hdbscan", "kmeans"]), default=None)
-@click.option("--k", type=click.IntRange(0), default=None, help="KMeans k (0: choose by silhouette).")
-@click.option("--min-cluster-size", type=click.IntRange(2), default=None, help="HDBSCAN min_cluster_size.")
-@click.option("--min-samples", type=click.IntRange(0), default=None, help="HDBSCAN min_samples.")
+@click.option("--method", type=click.Choice(["hdbscan", "kmeans"]), default=None,
+              help="Default: the project's setting in labeler.toml (hdbscan in a new project).")
+@click.option("--k", type=click.IntRange(0), default=None,
+              help="KMeans k (0: choose by silhouette). Default: the project's setting.")
+@click.option("--min-cluster-size", type=click.IntRange(2), default=None,
+              help="HDBSCAN min_cluster_size. Default: the project's setting.")
+@click.option("--min-samples", type=click.IntRange(0), default=None,
+              help="HDBSCAN min_samples. Default: the project's setting.")
 @click.option("--remap", is_flag=True, help="Refit PCA and the UMAP map and clustering space first (points move).")
 def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap):
     """Re-cluster the project; the new clustering becomes current.
+
+    Options not given keep the project's settings (labeler.toml: what the last ingest
+    or cluster used); the settings used are printed first and saved.
 
     \b
     Example:
@@ -176,6 +183,12 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap):
 
     project = _open(project_dir)
     s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
+    given = {"method": method, "k": k, "min_cluster_size": min_cluster_size, "min_samples": min_samples}
+    used = ({"method": s.method, "k": s.k} if s.method == "kmeans" else
+            {"method": s.method, "min_cluster_size": s.min_cluster_size, "min_samples": s.min_samples})
+    kept = [f"{name} {value}" for name, value in used.items() if given.get(name) is None]
+    click.echo(f"clustering with {', '.join(f'{n} {v}' for n, v in used.items())}"
+               + (f" ({', '.join(kept)} from the project's labeler.toml)" if kept else ""), err=True)
     cid = recluster(project, s, remap=remap, say=_say(False))
     click.echo(f"clustering {cid} is now current")
     _print_clusters(project, cid)
@@ -267,8 +280,8 @@ def _print_search(res, settings) -> None:
               help="A file (csv, parquet) or a new folder (imagefolder, hf).")
 @click.option("--format", "fmt", type=click.Choice(["csv", "imagefolder", "parquet", "hf"]), default="csv",
               show_default=True, help="csv; imagefolder: split/label/file; parquet (pyarrow); hf: datasets on disk.")
-@click.option("--split", default=None, help="Fractions train[,validation[,test]], e.g. 0.8,0.1,0.1: stratified "
-              "by label, near-duplicate groups kept in one split.")
+@click.option("--split", default=None, help="Fractions: train (1.0), train,test (0.8,0.2) or "
+              "train,validation,test (0.8,0.1,0.1); stratified by label, near-duplicate groups kept in one split.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split.")
 @click.option("--groups", "groups_csv", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="CSV with a path column and --group-column: groups to keep whole instead of near-duplicates.")
@@ -388,13 +401,16 @@ def info(project_dir, as_json):
 @click.option("--vectors", type=click.Choice(["pca", "embeddings"]), default="pca", show_default=True,
               help="Features of the linear probe.")
 @click.option("--folds", type=click.IntRange(2, 50), default=5, show_default=True, help="Cross-validation folds.")
-@click.option("--limit", type=click.IntRange(0), default=30, show_default=True, help="Images to list (text output).")
-@click.option("--json", "as_json", is_flag=True, help="Print every flagged image as JSON.")
+@click.option("--limit", type=click.IntRange(0), default=30, show_default=True,
+              help="Images and groups to list (text output).")
+@click.option("--json", "as_json", is_flag=True, help="Print every flagged image and group as JSON.")
 def review_cmd(project_dir, vectors, folds, limit, as_json):
-    """Likely label errors: labelled images whose label the evidence disagrees with.
+    """Likely label errors: labelled images, and whole groups, whose label the evidence disagrees with.
 
     A linear probe on the embeddings gives out-of-fold probabilities; cleanlab
-    flags and ranks the unlikely labels, each with a suggested label.
+    flags and ranks the unlikely labels, each with a suggested label. Then whole
+    clusters and groups of near neighbours are held out: a group whose shared label
+    a model trained without it disagrees with is listed as a group (JSON: `groups`).
 
     \b
     Example:
@@ -415,6 +431,14 @@ def review_cmd(project_dir, vectors, folds, limit, as_json):
                    f"({it.source} by {it.annotator})  {it.path}")
     if len(rep.issues) > limit:
         click.echo(f"  ... {len(rep.issues) - limit} more (--limit, --json)")
+    click.echo(f"{len(rep.groups)} group(s) labelled wrong as a whole, of {rep.groups_checked} checked "
+               f"(whole {rep.group_folds} held out; accuracy then {rep.group_accuracy:.1%})")
+    for g in rep.groups[:limit]:
+        ids = " ".join(str(i) for i in g.image_ids[:12]) + (" ..." if g.size > 12 else "")
+        click.echo(f"  {g.score:.3f}  {g.group_id}: {g.size} image(s) {g.label!r} -> suggested "
+                   f"{g.suggested_label!r}  ids {ids}")
+    if len(rep.groups) > limit:
+        click.echo(f"  ... {len(rep.groups) - limit} more (--limit, --json)")
 
 
 @main.command("agreement")

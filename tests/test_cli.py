@@ -37,7 +37,7 @@ def test_label_search_undo_export_info(project, tmp_path, elpv_dir):
     p = project.root
     members = project.store.cluster_members(1)
     out = run("label", "--project", p, "--cluster", 1, "poly", "--annotator", "ana").output
-    assert f"labelled {len(members)}" in out
+    assert f"Labelled {len(members)}" in out
     assert set(project.store.labels()) == set(members)
 
     res = run("label", "--project", p, "--cluster", 999, "x", ok=False)
@@ -249,9 +249,9 @@ def test_label_the_noise_cluster_as_minus_one_or_noise(project):
     noise = sorted(int(i) for i, c in zip(ids, assigned) if c == -1)
     if noise:  # HDBSCAN on these 80 photos: the noise cluster as shown on the map
         out = run("label", "--project", project.root, "--cluster", -1, "odd").output
-        assert f"labelled {len(noise)}" in out and sorted(project.store.labels()) == noise
+        assert f"Labelled {len(noise)}" in out and sorted(project.store.labels()) == noise
         run("undo", "--project", project.root)
-        assert f"labelled {len(noise)}" in run("label", "--project", project.root, "--cluster", "noise", "odd").output
+        assert f"Labelled {len(noise)}" in run("label", "--project", project.root, "--cluster", "noise", "odd").output
     res = run("label", "--project", project.root, "--cluster", "nois", "odd", ok=False)
     assert res.exit_code == 2 and "'noise' / -1" in res.output
     run("cluster", "--project", project.root, "--method", "kmeans", "--k", 3)
@@ -274,3 +274,12 @@ def test_label_vocabulary_commands(project):
     assert project.store.labels()[b] == "mono-crystalline"
     res = run("labels", "--project", p, "rename", "nothing", "x", ok=False)
     assert res.exit_code == 1 and "no image has the label 'nothing'" in res.output
+
+
+def test_cluster_says_which_settings_it_reuses_and_split_help_names_the_splits(project):
+    out = run("cluster", "--project", project.root)
+    assert "clustering with method hdbscan" in out.output
+    assert "from the project's labeler.toml" in out.output
+    out = run("cluster", "--project", project.root, "--method", "kmeans", "--k", 3)
+    assert "clustering with method kmeans, k 3" in out.output and "labeler.toml" not in out.output.splitlines()[0]
+    assert "train,test (0.8,0.2)" in " ".join(run("export", "--help").output.split())
