@@ -277,3 +277,25 @@ def test_a_label_with_a_tab_is_refused(store, bad):
 
     with pytest.raises(BadInputError, match="TAB"):
         labels.label_images(store, [1], bad)
+
+
+def test_a_version_2_redo_is_migrated_to_an_active_action(store, tmp_path):
+    """Before schema 3 a redo left the action it redid marked undone; the migration makes
+    it active again so that later undos see it in force (and an undone redo stays undone)."""
+    labels.label_images(store, [1], "a", annotator="ana")
+    labels.label_images(store, [2], "b", annotator="ana")
+    con = store.con
+    with store.transaction():  # what a version-2 labeler left: 2 undone + redone, 3 undone + redo undone
+        con.execute("UPDATE actions SET undone_at=1 WHERE id IN (1, 2)")
+        con.execute("INSERT INTO actions(id, kind, annotator, at, description, redoes) "
+                    "VALUES (3, 'label', 'ana', 2, 'redo: 1', 1)")
+        con.execute("INSERT INTO actions(id, kind, annotator, at, description, redoes, undone_at) "
+                    "VALUES (4, 'label', 'ana', 3, 'redo: 2', 2, 4)")
+        con.execute("UPDATE meta SET value='2' WHERE key='schema_version'")
+    path = store.path
+    store.close()
+    again = Store(path)
+    undone = {r["id"]: r["undone_at"] for r in again.con.execute("SELECT id, undone_at FROM actions")}
+    assert undone[1] is None and undone[2] is not None
+    assert again.con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    again.close()

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 #: Version 2 added actions.redoes / redone_at (redo), label_events.confidence
 #: (accepted suggestions) and labels.stale (the file changed since it was labelled).
-SCHEMA_VERSION = 2
+#: Version 3: a redo re-activates the action it redoes (``undone_at`` cleared), the
+#: model of :mod:`labeler.history`; the migration re-activates the actions redone before.
+SCHEMA_VERSION = 3
 
-LABEL_SOURCES = ("manual", "cluster", "search", "propagated", "suggestion", "undo", "redo", "rename")
+#: 'import': labels read from a file (a CSV, a folder tree) by ``labeler import-labels``.
+LABEL_SOURCES = ("manual", "cluster", "search", "propagated", "suggestion", "undo", "redo", "rename",
+                 "import")
 #: Source of an accepted suggestion: the model proposed the label and a person only
 #: accepted it in bulk. The suggestion model and the fine-tune never learn from it.
 SUGGESTION_SOURCE = "suggestion"
@@ -114,6 +118,12 @@ _MIGRATIONS = {
         "ALTER TABLE actions ADD COLUMN redone_at REAL",
         "ALTER TABLE label_events ADD COLUMN confidence REAL",
         "ALTER TABLE labels ADD COLUMN stale INTEGER NOT NULL DEFAULT 0",
+    ),
+    2: (
+        # Before version 3 a redo left the redone action marked undone and copied its
+        # writes into the redo action; now the redone action itself is active again.
+        "UPDATE actions SET undone_at = NULL WHERE id IN (SELECT redoes FROM actions "
+        "WHERE redoes IS NOT NULL AND undone_at IS NULL)",
     ),
 }
 
