@@ -136,7 +136,7 @@ def duplicate_components(vectors: np.ndarray, hashes: list[str] | None = None, *
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from .index import build_index
+    from .index import self_neighbours
 
     if not 0.0 < threshold <= 1.0:
         raise BadInputError(f"the duplicate threshold is a cosine similarity in (0, 1], got {threshold}")
@@ -144,9 +144,9 @@ def duplicate_components(vectors: np.ndarray, hashes: list[str] | None = None, *
         raise BadInputError(f"k must be at least 1, got {k}")
     x = np.ascontiguousarray(vectors, dtype=np.float32)
     n = len(x)
-    if n == 0:
-        return np.zeros(0, np.int64), np.zeros(0, np.float32)
-    sims, nbrs = build_index(x).search(x, k, exclude=np.arange(n))
+    if n < 2:
+        return np.arange(n, dtype=np.int64), np.ones(n, np.float32)
+    sims, nbrs = self_neighbours(x, k)
     # float rounding puts identical vectors at 0.9999999: compare with a small slack.
     keep = sims >= threshold - 1e-6
     src = np.repeat(np.arange(n), sims.shape[1])[keep.ravel()]

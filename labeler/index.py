@@ -310,6 +310,50 @@ def build_index(vectors: np.ndarray, *, exact: bool = False) -> ExactIndex | Hns
     return HnswIndex.build(vectors)
 
 
+def self_neighbours(vectors: np.ndarray, k: int, *, rows: np.ndarray | None = None, index=None,
+                    block: int = 4096) -> tuple[np.ndarray, np.ndarray]:
+    """The ``k`` nearest *other* rows of each of ``rows``, by cosine similarity: the one
+    k-NN search of a collection against itself (the suggestions' graph, near-duplicate
+    groups, novelty statistics and the nearest-neighbour similarity all call it).
+
+    Parameters
+    ----------
+    vectors : ndarray (n, d), float32, L2-normalised rows
+    k : int
+        Neighbours per row, capped at n - 1.
+    rows : ndarray (m,) of int or None
+        The rows to query (default: all n).
+    index : ExactIndex, HnswIndex or None
+        An index over ``vectors`` (default :func:`build_index`: exact below
+        :data:`HNSW_FROM` rows, HNSW above).
+    block : int
+        Queries per search call: memory stays at ``block`` x n similarities for exact search.
+
+    Returns
+    -------
+    (similarities, neighbours) : ndarray (m, k) float32, ndarray (m, k) int64
+        Most similar first; a query never finds itself.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 2 rows or ``k`` < 1.
+    """
+    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    n = len(x)
+    if n < 2 or k < 1:
+        raise ValueError(f"a k-NN search needs at least 2 rows and k >= 1 (got {n} rows, k={k})")
+    k = int(min(k, n - 1))
+    rows = np.arange(n) if rows is None else np.asarray(rows, dtype=np.int64)
+    index = build_index(x) if index is None else index
+    sims = np.empty((len(rows), k), np.float32)
+    nbrs = np.empty((len(rows), k), np.int64)
+    for i in range(0, len(rows), block):
+        part = rows[i : i + block]
+        sims[i : i + len(part)], nbrs[i : i + len(part)] = index.search(x[part], k, exclude=part)
+    return sims, nbrs
+
+
 def nearest_neighbour_similarities(vectors: np.ndarray, *, sample: int | None = 5000, seed: int = 0) -> np.ndarray:
     """Cosine similarity of (a sample of) rows to their nearest other row (exact search).
 
@@ -326,12 +370,7 @@ def nearest_neighbour_similarities(vectors: np.ndarray, *, sample: int | None = 
     if n < 2:
         return np.ones(n, np.float32)
     rows = np.arange(n) if sample is None or n <= sample else np.random.default_rng(seed).choice(n, sample, replace=False)
-    sims = np.empty(len(rows), np.float32)
-    index = ExactIndex(x)
-    for i in range(0, len(rows), 4096):
-        part = rows[i : i + 4096]
-        sims[i : i + 4096] = index.search(x[part], 1, exclude=part)[0][:, 0]
-    return sims
+    return self_neighbours(x, 1, rows=rows, index=ExactIndex(x))[0][:, 0]
 
 
 # -- the project's saved index ---------------------------------------------------------

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import BadInputError
-from .index import ExactIndex, build_index
+from .index import ExactIndex, build_index, self_neighbours
 
 # Bursts of up to 5 shots of one part are left out of the statistic.
 NOVELTY_RANK = 5
@@ -113,12 +113,12 @@ def held_out_similarities(vectors: np.ndarray, *, sample: int | None = SAMPLE, s
         # a graph index would first cost a build over all n rows (minutes at 1M).
         index = build_index(x) if len(rows) == n else ExactIndex(x)
     if groups is None:
-        sims, _ = index.search(x[rows], int(min(rank, n - 1)), exclude=rows)
+        sims, _ = self_neighbours(x, rank, rows=rows, index=index)
         return sims[:, -1].astype(np.float32)
     groups = np.asarray(groups)
     _, counts = np.unique(groups, return_counts=True)
     # One more neighbour than the largest group always reaches another group (if any).
-    sims, found = index.search(x[rows], int(min(counts.max(), n - 1)), exclude=rows)
+    sims, found = self_neighbours(x, int(counts.max()), rows=rows, index=index)
     other = groups[found] != groups[rows][:, None]
     first = np.argmax(other, axis=1)
     return np.where(other.any(1), sims[np.arange(len(rows)), first], -1.0).astype(np.float32)

@@ -2,8 +2,9 @@
 
 The graph depends only on the feature matrix, never on the labels, so it is
 built once per feature set and reused by every refresh of the suggestions.
-Neighbours come from :func:`labeler.index.build_index` (exact cosine similarity
-below 50k rows, FAISS float16 above), the same search the dashboard uses.
+Neighbours come from :func:`labeler.index.self_neighbours`, the one k-NN search of a
+collection against itself (exact cosine similarity below 50k rows, HNSW above: the same
+search the dashboard uses), or a FAISS inverted file above ``IVF_FROM`` rows.
 
 The edge weights follow Zhou et al. (2004), "Learning with local and global
 consistency" (NIPS): a symmetric affinity ``W`` (here the cosine similarity of
@@ -21,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from ..index import build_index
+from ..index import self_neighbours
 
 #: From this many rows the graph is approximate (FAISS IVF), below it exact.
 IVF_FROM = 50_000
@@ -105,14 +106,7 @@ def build_knn_graph(x: np.ndarray, k: int = 10) -> KnnGraph:
     k = int(min(k, n - 1))
     if n >= IVF_FROM:
         return _ivf_graph(x, k)
-    index = build_index(x)
-    sims = np.empty((n, k), np.float32)
-    nbrs = np.empty((n, k), np.int64)
-    step = 4096
-    for i in range(0, n, step):
-        q = np.arange(i, min(n, i + step))
-        s, r = index.search(x[q], k, exclude=q)
-        sims[q], nbrs[q] = s, r
+    sims, nbrs = self_neighbours(x, k)
     return KnnGraph(nbrs, sims, fingerprint(x))
 
 
