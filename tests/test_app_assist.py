@@ -81,3 +81,61 @@ def test_map_colours_by_suggestion_and_search_for_label(actx, elpv_dir):
     assert len(stored["neighbours"]) == 5
     with pytest.raises(BadInputError):
         search_by_id(actx, next(iter(given)), 5, for_label="no-such-label")
+
+
+# -- the two numbers on cards, the budget and the confirmation below 0.5 (issue 20, part 6) --
+def _three_clusters_two_labels(actx):
+    """Re-cluster into 10 (the fixture has 2 clusters), then label the 3 largest with 2 labels."""
+    from labeler.app import panels
+    from labeler.config import Settings
+    from labeler.pipeline import recluster
+
+    recluster(actx.project, Settings(method="kmeans", k=10))
+    actx.refresh()
+    real = sorted((r["size"], r["cluster"]) for r in panels.cluster_rows(actx) if r["cluster"] >= 0)
+    for (_, c), lab in zip(real[-3:], ("mono", "mono", "poly")):
+        labels.label_cluster(actx.project, c, lab, annotator="ana")
+
+
+def test_cluster_cards_say_what_each_number_means(actx):
+    """The issue's case: after three clusters with two labels every card read
+    'suggested … (mean confidence 0.02)'. Now: the probability, and the evidence in words."""
+    _three_clusters_two_labels(actx)
+    per = ca.cluster_suggestions(actx)
+    assert per
+    for s in per.values():
+        assert 0 <= s["probability"] <= 1 and 0 <= s["vouched"] <= 1 and 0 <= s["confidence"] <= s["probability"] + 1e-6
+        text = ca.suggestion_text(s)
+        assert text.startswith("suggested: ") and "probability " in text and "it is right" in text
+        assert "mean confidence" not in text
+        assert "vouched ≥" in text or "not enough" in text
+    # Unlabelled clusters with three labelled ones: held-out clusters are too few to vouch.
+    assert any("not enough labelled clusters yet to vouch" in ca.suggestion_text(s) for s in per.values())
+
+
+def test_next_cards_and_bands_show_both_numbers(actx, elpv_dir):
+    label_some(actx.project, truth_by_id(actx.project, elpv_dir), n_per_class=6)
+    text = _texts(ca.next_view(actx, 3))
+    assert "probability" in text and ("vouched" in text or "not enough" in text)
+    bands, _ = ca.bands_view(actx)
+    assert "vouched confidence" in _texts(bands) and "probability" in _texts(bands)
+
+
+def test_bulk_accept_below_one_half_asks_first_and_takes_a_budget(actx, elpv_dir):
+    project = actx.project
+    label_some(project, truth_by_id(project, elpv_dir), n_per_class=6)
+    lab = suggest(project).classes[0]
+    assert ca.threshold_warning(0.3) and not ca.threshold_warning(0.95) and not ca.threshold_warning(None, 5)
+    warning = ca.bulk_accept_warning(actx, lab, 0.3)
+    assert warning and "Click Accept again" in warning
+    assert ca.bulk_accept_warning(actx, lab, None, 5) is None  # the budget keeps to probable suggestions
+    before = project.store.labels()
+    out = attempt(ca.accept_bulk_action, actx, lab, 0.3, "ana")  # not confirmed: refused
+    assert not out.ok and "Click Accept again" in out.text and project.store.labels() == before
+    out = attempt(ca.accept_bulk_action, actx, lab, None, "ana", budget_percent=5)
+    assert out.ok and "expected wrong" in out.text and "at most" in out.text
+    assert len(project.store.labels()) > len(before)
+    out = attempt(ca.accept_bulk_action, actx, suggest(project).classes[-1], 0.3, "ana", confirmed=True)
+    assert out.ok, out.text
+    assert not attempt(ca.accept_bulk_action, actx, lab, None, "ana").ok  # neither criterion
+    assert not attempt(ca.accept_bulk_action, actx, lab, None, "ana", budget_percent=120).ok

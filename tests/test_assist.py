@@ -288,3 +288,65 @@ def test_fitted_rows_are_never_held_out_for_calibration(data):
     half[rows[:60]] = False  # the labels the fine-tune held out calibrate
     some, _ = model.predict(x, g, rows, y[rows], classes, fitted=half)
     assert 0 < some.n_calibration <= 60 and some.confidence.max() > 0.5
+
+
+# -- the two numbers: probability and the held-out evidence (issue 20, part 6) -------------
+def test_evidence_says_how_many_labels_vouch_and_how_many_more_it_takes():
+    from labeler.assist import evidence
+
+    p = np.array([0.999, 0.96, 0.7])
+    conf = np.linspace(1.0, 0.9, 12)
+    few = evidence.evidence_detail(p, conf, np.arange(1, 13))  # 12 held-out, all right
+    assert np.allclose(few.count, 12) and abs(few.lower[0] - 0.05 ** (1 / 12)) < 1e-5  # Clopper-Pearson, 0 wrong
+    assert few.vouched[0] < 0.8 < p[0]  # the evidence caps what it vouches for, not the probability
+    assert few.to_vouch[0] == 47 and few.to_vouch[2] == 0  # 59 all right vouch for 0.95; 12 do for 0.7
+    # n more right ones reach the target (0.96 capped at VOUCH_LEVEL 0.95), n - 1 do not
+    n = int(few.to_vouch[1])
+    assert evidence.vouch_target([0.96])[0] == evidence.VOUCH_LEVEL == 0.95
+    assert evidence._lower_bound(12 + n, 12 + n) >= 0.95 > evidence._lower_bound(11 + n, 11 + n)
+    many = evidence.evidence_detail(p, np.linspace(1.0, 0.9, 60), np.arange(1, 61))
+    assert (many.to_vouch[:2] == 0).all() and many.vouched[0] >= 0.95
+    none = evidence.evidence_detail(p, None, None)  # no held-out evidence vouches for nothing
+    assert (none.vouched == 0).all() and (none.count == 0).all() and none.to_vouch[0] == 59
+
+
+def test_evidence_in_words_is_never_a_bare_number():
+    from labeler.assist import evidence
+
+    assert evidence.vouch_text(0.99, 0.96, 60, 0) == "vouched ≥ 0.96 by 60 held-out labels"
+    assert evidence.vouch_text(0.99, 0.02, 0.4, 58, True) == "not enough labelled clusters yet to vouch: 58 more"
+    partly = evidence.vouch_text(0.999, 0.78, 12, 47)
+    assert partly.startswith("vouched only ≥ 0.78 by 12 held-out labels") and "47 more" in partly
+    low = evidence.suggestion_text(0.31, 0.0, 0, 2)
+    assert low.startswith("probability 0.31 it is right (more likely wrong than right)")
+    assert evidence.probability_text(0.9996) == "probability 0.99 it is right"  # never rounds up to 1
+
+
+def test_probability_is_not_capped_by_the_evidence(data):
+    """12 labels on well separated classes: the probability says 'right', the evidence
+    says 'not yet vouched', and the vouched confidence never exceeds the probability."""
+    x, y, g = data
+    rows = np.r_[np.flatnonzero(y == 0)[:6], np.flatnonzero(y == 1)[:6]]
+    pred, _ = model.predict(x, g, rows, y[rows], ["a", "b", "c"])
+    two = np.isin(y, [0, 1])
+    assert np.median(pred.probability[two]) > 0.95 and pred.confidence.max() < 0.95
+    assert (pred.confidence <= pred.probability + 1e-6).all()
+    assert (pred.to_vouch[pred.probability >= 0.95] > 0).all()
+    assert pred.evidence.max() <= 12 and pred.probability.dtype == np.float32
+    assert pred.to_vouch.dtype == np.int64 and pred.by_cluster.dtype == bool and not pred.by_cluster.any()
+
+
+def test_budget_takes_the_largest_set_within_the_expected_error():
+    from labeler.assist.acceptance import budget_size
+
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        p = np.sort(rng.beta(5, 1, rng.integers(1, 40)))[::-1]
+        budget = float(rng.choice([0.0, 0.01, 0.05, 0.1, 0.3]))
+        k = budget_size(p, budget)
+        assert k == 0 or np.sum(1 - p[:k]) <= budget * k + 1e-9  # within the budget
+        # the prefix has the least expected wrong count of any set of its size: k + 1 cannot fit
+        assert k == len(p) or np.sum(1 - p[:k + 1]) > budget * (k + 1)
+    assert budget_size(np.array([0.99, 0.97, 0.9, 0.6]), 0.05) == 3  # 0.14 <= 0.15; 0.54 > 0.2
+    with pytest.raises(ValueError):
+        budget_size(np.array([0.5, 0.9]), 0.05)

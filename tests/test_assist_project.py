@@ -173,3 +173,100 @@ def test_a_finetuned_sets_training_images_are_its_fitted_rows(project, elpv_dir)
     save_feature_set(project, "frozen", x, {"kind": "frozen"})
     assert np.flatnonzero(fitted_rows(project, "tuned", n)).tolist() == [2, 5]
     assert fitted_rows(project, "frozen", n) is None and fitted_rows(project, "pca", n) is None
+
+
+# -- the two numbers, the expected-error budget, the refusal below 0.5 (issue 20, part 6) ---
+def test_suggestions_carry_the_probability_and_the_evidence_apart(project, elpv_dir):
+    truth = truth_by_id(project, elpv_dir)
+    label_some(project, truth, n_per_class=6)
+    sug = suggest(project)
+    m = len(sug.image_ids)
+    for name, dtype in (("probability", np.float32), ("confidence", np.float32), ("evidence", np.float32),
+                        ("to_vouch", np.int64), ("by_cluster", np.bool_)):
+        arr = getattr(sug, name)
+        assert arr.shape == (m,) and arr.dtype == dtype, name
+    un = sug.unlabelled
+    assert (sug.confidence <= sug.probability + 1e-6).all()
+    # Cell type is easy: the model is sure, but 12 labels cannot vouch for 0.95.
+    assert np.median(sug.probability[un]) > 0.95 and sug.confidence[un].max() < 0.95
+    assert (sug.to_vouch[un & (sug.probability >= 0.95)] > 0).all() and not sug.vouched[un].any()
+    i = int(sug.image_ids[un][0])
+    d = sug.detail(i)
+    assert d["label"] == sug.for_image(i)[0] and d["confidence"] == pytest.approx(sug.for_image(i)[1], abs=1e-4)
+    assert d["text"].startswith("probability ") and ("vouched" in d["text"] or "not enough" in d["text"])
+    out = json.loads(json.dumps(sug.to_dict(per_image=True)))
+    assert set(out["labels"]) == set(out["probability_bands"]) == set(out["evidence"]) == set(sug.classes)
+    assert len(out["suggestions"]) == int(un.sum())
+    assert {"probability", "confidence", "evidence", "to_vouch", "vouched", "text"} <= set(out["suggestions"][0])
+
+
+def test_accept_with_an_expected_error_budget(project, elpv_dir):
+    from labeler.assist.suggest import budget_size
+
+    truth = truth_by_id(project, elpv_dir)
+    label_some(project, truth, n_per_class=6)
+    sug = suggest(project)
+    lab = max(sug.classes, key=lambda c: len(sug.suggested(c)[0]))
+    with pytest.raises(BadInputError, match="nothing changed"):  # the evidence vouches for no 0.95 yet
+        accept(project, lab, 0.95)
+    ids, _ = sug.suggested(lab)
+    p = np.sort(sug.probability[np.isin(sug.image_ids, ids)])[::-1]
+    res = accept(project, lab, max_expected_error=0.05, annotator="bo")
+    n = len(res.written)
+    assert n == budget_size(p, 0.05) > 0  # the largest set within the budget
+    assert res.expected_wrong <= 0.05 * n + 1e-6
+    assert res.expected_wrong == pytest.approx(float(np.sum(1 - p[:n])), rel=1e-4)
+    assert res.expected_wrong <= res.wrong_bound <= n  # the held-out bound is the pessimistic side
+    assert sum(truth[i] != lab for i in res.written) <= max(1, round(res.wrong_bound))
+    d = res.to_dict()
+    assert d["action_id"] == res.action_id and d["labelled"] == n and d["skipped"] == 0
+    assert d["expected_wrong"] <= d["wrong_bound"] and d["max_expected_error"] == 0.05
+    msg = res.message()
+    assert msg.startswith(f"accepted {n} suggestion(s)") and "expected wrong" in msg and "at most" in msg
+    events = [e for e in project.store.label_events() if e["action_id"] == res.action_id]
+    assert len(events) == n and {e["source"] for e in events} == {SUGGESTION_SOURCE}
+
+
+def test_accept_below_one_half_needs_confirming(project, elpv_dir):
+    from labeler.assist.suggest import LowProbabilityError, Suggestions, low_probability, plan_accept
+
+    label_some(project, truth_by_id(project, elpv_dir), n_per_class=6)
+    lab = suggest(project).classes[0]
+    before, n_actions = project.store.labels(), len(project.store.actions(1000))
+    with pytest.raises(LowProbabilityError, match="below 0.5"):
+        accept(project, lab, 0.3)
+    assert project.store.labels() == before and len(project.store.actions(1000)) == n_actions
+    assert accept(project, lab, 0.3, allow_low=True).written
+    # A budget can take a suggestion below 0.5 too: that needs confirming as well.
+    k = 5
+    z = np.zeros(k, np.float32)
+    sug = Suggestions(("a", "b"), np.arange(k), np.arange(k), np.zeros(k, np.int64), z, z, np.full(k, None),
+                      1, 1.0, 0, "x", "combined", probability=np.array([0.99] * 4 + [0.4], np.float32))
+    pos = plan_accept(sug, "a", max_expected_error=0.15)  # (0.04 + 0.6) / 5 <= 0.15
+    assert len(pos) == 5
+    err = low_probability(sug, pos, "a")
+    assert err is not None and err.lowest == pytest.approx(0.4) and "1 of the 5" in err.what
+    assert low_probability(sug, plan_accept(sug, "a", max_expected_error=0.05), "a") is None
+
+
+def test_cli_suggest_shows_both_numbers_and_accept_takes_a_budget(project, elpv_dir):
+    label_some(project, truth_by_id(project, elpv_dir), n_per_class=6)
+    run, p = CliRunner(), str(project.root)
+    res = run.invoke(main, ["suggest", "-p", p])
+    assert res.exit_code == 0, res.output
+    assert "probability that the suggestion is right" in res.output and "vouched" in res.output
+    res = run.invoke(main, ["suggest", "-p", p, "--json", "--per-image"])
+    out = json.loads(res.output)
+    assert out["suggestions"] and "probability" in out["suggestions"][0]
+    lab = max(out["evidence"], key=lambda k: out["evidence"][k]["suggested"])
+    res = run.invoke(main, ["accept", "-p", p, "--label", lab, "--min-confidence", "0.3"])
+    assert res.exit_code == 1 and len(res.output.strip().splitlines()) == 1 and "--yes" in res.output
+    res = run.invoke(main, ["accept", "-p", p, "--label", lab])
+    assert res.exit_code == 1 and "--max-expected-error" in res.output
+    res = run.invoke(main, ["accept", "-p", p, "--label", lab, "--max-expected-error", "0.05", "--json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output)
+    assert out["labelled"] > 0 and out["expected_wrong"] <= 0.05 * out["labelled"] <= out["labelled"]
+    assert out["wrong_bound"] >= out["expected_wrong"]
+    res = run.invoke(main, ["next", "-p", p, "-n", "2"])
+    assert res.exit_code == 0 and "probability" in res.output
