@@ -29,6 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .embedding.given import NEEDS_A_MODEL, is_given
 from .errors import ProjectError, QueryImageError, StoreError
 from .images import content_hash
 from .index import ExactIndex, project_index
@@ -225,6 +226,10 @@ class Searcher:
                 out[i] = res
             else:
                 todo.append((i, paths[i]))
+        if todo and is_given(self.project.store.get_meta("backbone")):  # no model to embed a new photo
+            for i, p in todo:
+                out[i] = QueryFailure(p.name, f"{p.name}: {NEEDS_A_MODEL}")
+            todo = []
         if todo:
             for i, z, top1, err, prob in self._embed(todo, batch_size):
                 if err is not None:
@@ -346,8 +351,6 @@ class Searcher:
             meta = self.project.store.get_meta("backbone")
             if not meta:
                 raise ProjectError("the project has no embeddings yet: run `labeler ingest` first")
-            from .embedding.given import NEEDS_A_MODEL, is_given
-
             if is_given(meta):
                 raise ProjectError(NEEDS_A_MODEL)
             s = self.project.settings()

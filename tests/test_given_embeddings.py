@@ -17,8 +17,9 @@ import fixtures_images as fx  # noqa: E402
 
 from labeler.cli import main  # noqa: E402
 from labeler.embedding.given import NEEDS_A_MODEL, read_embeddings  # noqa: E402
-from labeler.errors import BadInputError  # noqa: E402
+from labeler.errors import BadInputError, QueryImageError  # noqa: E402
 from labeler.project import Project  # noqa: E402
+from labeler.search import Searcher  # noqa: E402
 
 N = 16
 
@@ -72,6 +73,8 @@ def test_npy_embeddings_drive_map_clusters_search_queue_and_suggestions(photos, 
     new = fx.make_photo(tmp_path, "coffee")
     res = run("search", new, "--project", proj, ok=False)
     assert res.exit_code == 1 and NEEDS_A_MODEL.split(":")[0] in res.output and "image id" in res.output
+    with pytest.raises(QueryImageError, match="came from a file"):  # the dashboard and the HTTP API show it
+        Searcher(p).by_file(new)
 
     # labels, the queue and suggestions run on the given vectors
     ids = [by_path[n]["id"] for n in names]
