@@ -81,8 +81,11 @@ def _history_step(target, annotator: str | None):
         yield who, store, time.time()
 
 
-def _root_ids(store: Store, root: int) -> list[int]:
-    return sorted({int(ev["image_id"]) for ev in store.action_events(root)})
+def _root_and_force(store: Store, act) -> tuple[int, list[int], dict]:
+    """(the fresh action ``act`` is or redoes, the images it wrote, their writes in force now)."""
+    root = int(act["redoes"] or act["id"])
+    ids = [] if act["kind"] == "cluster" else sorted({int(ev["image_id"]) for ev in store.action_events(root)})
+    return root, ids, store.labels_in_force(ids)
 
 
 def _apply(store: Store, root: int, ids: list[int], before: dict, step_id: int, who: str,
@@ -143,9 +146,7 @@ def undo(target, annotator: str | None = None) -> Undone | None:
         act = store.newest_undoable_action(who)
         if act is None:
             return None
-        root = int(act["redoes"] or act["id"])
-        ids = [] if act["kind"] == "cluster" else _root_ids(store, root)
-        before = store.labels_in_force(ids)
+        root, ids, before = _root_and_force(store, act)
         store.mark_action_undone(act["id"], now)
         store.mark_action_undone(root, now)
         undo_id = store.add_action("undo", who, f"undo: {act['description']}", at=now, undoes=act["id"])
@@ -198,9 +199,7 @@ def redo(target, annotator: str | None = None) -> Undone | None:
         if u is None:
             return None
         orig = store.get_action(u["undoes"])
-        root = int(orig["redoes"] or orig["id"])
-        ids = [] if orig["kind"] == "cluster" else _root_ids(store, root)
-        before = store.labels_in_force(ids)
+        root, ids, before = _root_and_force(store, orig)
         store.mark_undo_redone(u["id"], now)
         store.mark_action_active(root)
         redo_id = store.add_action(orig["kind"], who, f"redo: {store.get_action(root)['description']}",
