@@ -15,13 +15,13 @@ k-nearest neighbours, clipped at 0, symmetrised by the maximum) normalised as
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from scipy import sparse
 
+from ..atomic import atomic_write
 from ..index import self_neighbours
 
 #: From this many rows the graph is approximate (FAISS IVF), below it exact.
@@ -158,10 +158,8 @@ def cached_knn_graph(x: np.ndarray, cache: Path | None, k: int = 10) -> KnnGraph
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as f:
+            with atomic_write(cache, durable=False) as f:  # a cache: rebuilt if lost
                 np.savez(f, neighbours=g.neighbours, similarities=g.similarities, fingerprint=np.array(fp))
-            os.replace(tmp, cache)
         except OSError:
             pass
     return g
