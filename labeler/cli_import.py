@@ -39,7 +39,7 @@ def import_labels_cmd(project_dir, source, relabel, annotator, dry_run, limit, a
     """Import labels from a CSV (path,label[,annotator]) or a folder tree of class subfolders.
 
     SOURCE is a CSV file (a path column relative to the image root or absolute, a label
-    column, optionally annotator; a `labeler export` CSV works) or a folder whose
+    column, optionally annotator; a `labeler export` CSV or Parquet works) or a folder whose
     subfolder names are the labels (an ImageFolder tree, e.g. from `labeler export
     --format imagefolder`, links or copies). Rows are matched by path, then by file
     content. The import is one undoable action with label source 'import'; images that

@@ -154,14 +154,15 @@ def test_imagefolder_export_round_trips_into_a_fresh_project(tree, tmp_path, cop
     assert rep.by_content == (len(given) if copy else 0) and not rep.unmatched and not rep.blank
 
 
-def test_csv_export_round_trips_into_a_fresh_project(tree, tmp_path):
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_csv_and_parquet_exports_round_trip_into_a_fresh_project(tree, tmp_path, fmt):
     root, layout = tree
     src = catalogued(root, tmp_path / "src")
     ids = {path: r["id"] for path, r in src.store.images_by_path().items()}
     for path, folder in layout.items():
         labels.label_images(src, [ids[path]], folder or "-1", annotator="ana")
-    out = tmp_path / "labels.csv"
-    run("export", "--project", src.root, "-o", out, "--include-unlabelled")
+    out = tmp_path / f"labels.{fmt}"
+    run("export", "--project", src.root, "--format", fmt, "-o", out, "--include-unlabelled")
     fresh = catalogued(root, tmp_path / "fresh")
     rep = json.loads(run("import-labels", "--project", fresh.root, out, "--json").output)
     assert current(fresh) == current(src) and rep["new"] == len(layout)

@@ -1,5 +1,5 @@
-"""Labels brought in from outside: a CSV (path, label, optional annotator) or a folder tree
-whose subfolder names are the labels (an ImageFolder layout, e.g. what
+"""Labels brought in from outside: a CSV (path, label, optional annotator; or a Parquet file
+with those columns) or a folder tree whose subfolder names are the labels (an ImageFolder layout, e.g. what
 ``labeler export --format imagefolder`` writes).
 
 Each row (a CSV line, a file of the tree) is matched to a catalogued image:
@@ -158,17 +158,51 @@ def _column(fields: list[str], names: tuple[str, ...]) -> str | None:
     return next((lower[n] for n in names if n in lower), None)
 
 
+def _table_rows(path: Path, fields: list[str], records) -> list[ImportRow]:
+    """ImportRows from dict records of a table with a path and a label column."""
+    pcol, lcol = _column(fields, PATH_COLUMNS), _column(fields, LABEL_COLUMNS)
+    if pcol is None or lcol is None:
+        raise BadInputError(f"{path} needs a 'path' and a 'label' column (optional: 'annotator'); it has {fields}")
+    acol, abscol, hcol = (_column(fields, (n,)) for n in ("annotator", "absolute_path", "hash"))
+
+    def cell(r, col) -> str:
+        v = r.get(col) if col else None
+        return "" if v is None else str(v)
+
+    base = path.resolve().parent
+    rows = []
+    for r in records:
+        where, label = cell(r, pcol).strip(), cell(r, lcol)
+        if not where and not label.strip():
+            continue  # an empty line
+        absolute = cell(r, abscol).strip()
+        on_disk = absolute or (where if os.path.isabs(where) else str(base / where) if where else "")
+        rows.append(ImportRow(where, label, cell(r, acol).strip() or None, absolute,
+                              cell(r, hcol).strip().lower(), on_disk))
+    return rows
+
+
 def read_label_csv(path: Path | str) -> list[ImportRow]:
     """Rows of a label CSV: a path column (``path``, ``file``, ``filename``, ...), a label
     column (``label``, ``class``, ...), optionally ``annotator``, ``absolute_path`` and ``hash``
-    (a ``labeler export`` CSV has them all). UTF-8, with or without a byte-order mark.
+    (a ``labeler export`` CSV has them all). Comma, TAB or semicolon separated; UTF-8, with or
+    without a byte-order mark. A ``.parquet`` file with the same columns is read too
+    (a ``labeler export --format parquet`` file).
 
     Raises
     ------
     BadInputError
-        The file cannot be read as CSV, or has no path or no label column.
+        The file cannot be read as CSV (or Parquet), or has no path or no label column.
     """
     path = Path(path)
+    if path.suffix.lower() == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            table = pq.read_table(path)
+        except Exception as e:  # pyarrow raises its own error types for a bad file
+            raise BadInputError(f"cannot read {path} as Parquet: {e}") from e
+        return _table_rows(path, table.column_names, table.to_pylist())
     try:
         with open(path, newline="", encoding="utf-8-sig") as f:
             header = f.readline()
@@ -176,24 +210,7 @@ def read_label_csv(path: Path | str) -> list[ImportRow]:
             # The header's separator: a comma (default), else a TAB or a semicolon (spreadsheets).
             delimiter = next((d for d in ",\t;" if d in header), ",")
             reader = csv.DictReader(f, delimiter=delimiter)
-            fields = list(reader.fieldnames or [])
-            pcol, lcol = _column(fields, PATH_COLUMNS), _column(fields, LABEL_COLUMNS)
-            if pcol is None or lcol is None:
-                raise BadInputError(f"{path} needs a 'path' and a 'label' column (optional: 'annotator'); "
-                                    f"it has {fields}")
-            acol, abscol, hcol = (_column(fields, (n,)) for n in ("annotator", "absolute_path", "hash"))
-            base = path.resolve().parent
-            rows = []
-            for r in reader:
-                where = (r.get(pcol) or "").strip()
-                if not where and not (r.get(lcol) or "").strip():
-                    continue  # an empty line
-                absolute = (r.get(abscol) or "").strip() if abscol else ""
-                on_disk = absolute or (where if os.path.isabs(where) else str(base / where) if where else "")
-                rows.append(ImportRow(where, r.get(lcol) or "",
-                                      (r.get(acol) or "").strip() or None if acol else None,
-                                      absolute, (r.get(hcol) or "").strip().lower() if hcol else "", on_disk))
-            return rows
+            return _table_rows(path, list(reader.fieldnames or []), reader)
     except (UnicodeDecodeError, csv.Error) as e:
         raise BadInputError(f"{path} is not a UTF-8 CSV file: {e}") from e
     except OSError as e:
@@ -235,9 +252,10 @@ class _Matcher:
     """Finds the catalogued image(s) a row names: by path, absolute path, then content."""
 
     def __init__(self, project, base: Path):
-        self.by_path = {p: r["id"] for p, r in project.store.images_by_path().items()}
+        catalogue = project.store.images_by_path()
+        self.by_path = {p: r["id"] for p, r in catalogue.items()}
         self.hashes: dict[str, list[int]] = {}
-        for r in project.store.images_by_path().values():
+        for r in catalogue.values():
             self.hashes.setdefault(r["hash"], []).append(r["id"])
         root = project.image_root
         self.roots = [] if root is None else list(dict.fromkeys([Path(root), Path(root).resolve()]))
@@ -286,7 +304,7 @@ def import_labels(project, source: Path | str, *, annotator: str | None = None, 
     ----------
     project : Project
     source : path
-        A CSV file (:func:`read_label_csv`) or a folder (:func:`read_label_folders`).
+        A CSV or Parquet file (:func:`read_label_csv`) or a folder (:func:`read_label_folders`).
     annotator : str or None
         Who imports (the action's author: ``labeler undo --annotator`` takes it back); each
         label's annotator is the CSV's ``annotator`` column where it has one, else this.
