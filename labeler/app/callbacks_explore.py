@@ -1,4 +1,4 @@
-"""The map: recolour (a Patch), hover tooltip, lasso selection, the undo/redo keys, and
+"""The map: recolour (a Patch), hover tooltip, lasso selection, and
 the redraw of a raster-drawn map when it is zoomed or panned."""
 
 from __future__ import annotations
@@ -83,30 +83,8 @@ function(relayout, current) {
 }
 """ % ids.MAP
 
-# u or Ctrl+Z (Cmd+Z) clicks Undo; r, Ctrl+Shift+Z or Ctrl+Y clicks Redo. Never
-# while typing in a text box (the browser's own text undo is wanted there, and
-# 'u' / 'r' are letters of a label).
-_KEYS_JS = """
-function(installed) {
-    if (window._labelerKeys) { return true; }
-    window._labelerKeys = true;
-    document.addEventListener("keydown", function(e) {
-        const t = e.target, tag = (t && t.tagName || "").toLowerCase();
-        if (tag === "input" || tag === "textarea" || tag === "select" || (t && t.isContentEditable)) { return; }
-        if (e.altKey || e.repeat) { return; }
-        const k = (e.key || "").toLowerCase(), mod = e.ctrlKey || e.metaKey;
-        let id = null;
-        if (!mod && !e.shiftKey && k === "u") { id = "%(undo)s"; }
-        else if (!mod && !e.shiftKey && k === "r") { id = "%(redo)s"; }
-        else if (mod && !e.shiftKey && k === "z") { id = "%(undo)s"; }
-        else if (mod && ((e.shiftKey && k === "z") || (!e.shiftKey && k === "y"))) { id = "%(redo)s"; }
-        if (id === null) { return; }
-        const b = document.getElementById(id);
-        if (b) { e.preventDefault(); b.click(); }
-    });
-    return true;
-}
-""" % {"undo": ids.UNDO, "redo": ids.REDO}
+# u / Ctrl+Z (Undo) and r / Ctrl+Shift+Z / Ctrl+Y (Redo) are in assets/keys.js: they wait, in
+# order, behind the shortcuts sent before them.
 
 
 def register(app: Dash, actx: AppContext) -> None:
@@ -196,7 +174,6 @@ def register(app: Dash, actx: AppContext) -> None:
         Input(ids.MAP, "selectedData"),
         prevent_initial_call=True,
     )
-    app.clientside_callback(_KEYS_JS, Output(ids.KEYS, "data"), Input(ids.KEYS, "id"))
 
     @app.callback(
         Output(ids.SELECTION, "data", allow_duplicate=True),

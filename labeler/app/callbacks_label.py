@@ -12,13 +12,14 @@ from __future__ import annotations
 from dash import ALL, Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from .. import labels
+from .. import history, labels
 from ..errors import BadInputError, StoreError
 from ..hints import set_hints_shown
 from . import ids
 from .actions import Outcome, run, write_on_click
 from .callbacks_assist import cluster_suggestions, suggestion_text
-from .common import annotator_name, authenticated_user, track_ticks, triggered_value
+from .common import (annotator_name, authenticated_user, is_ticked, relabel_map, shown_labels, track_ticks,
+                     triggered_value)
 from .components import HINT_TITLE, caption, cluster_card, grid, thumb
 from .layout import CARDS_PER_PAGE, PER_PAGE
 from .state import AppContext
@@ -34,12 +35,14 @@ def _checked_label(actx: AppContext, label, confirmed) -> str:
 
 
 def label_cluster_action(actx: AppContext, cluster, label, annotator, excluded=(), *,
-                         clustering_id=None, seen=None, confirmed=None) -> str:
+                         clustering_id=None, seen=None, confirmed=None, relabel=False) -> str | Outcome:
     """Label a whole cluster but the unticked images; returns the message.
 
     ``clustering_id`` and ``seen`` (the member ids on the annotator's page) make a
     stale page fail instead of labelling images the annotator never saw.
     ``confirmed``: the new label the annotator already confirmed once.
+    ``relabel``: the labelled images the annotator ticked to relabel (see
+    :func:`labeler.labels.label_images`); other labelled members are skipped and reported.
 
     Raises
     ------
@@ -52,17 +55,19 @@ def label_cluster_action(actx: AppContext, cluster, label, annotator, excluded=(
         raise BadInputError("Open a cluster first.")
     text = _checked_label(actx, label, confirmed)
     excluded = [int(i) for i in excluded or []]
-    _, done = labels.label_cluster(actx.project, int(cluster), text, annotator=annotator_name(annotator),
-                                   exclude=excluded, clustering_id=clustering_id, seen=seen)
-    text = f"Labelled {len(done):,} image(s) of cluster {cluster} as '{text}'."
-    left = [i for i in excluded if i not in set(done)]
+    res = labels.label_cluster(actx.project, int(cluster), text, annotator=annotator_name(annotator),
+                               exclude=excluded, clustering_id=clustering_id, seen=seen, relabel=relabel)
+    if res.action_id is None:
+        return Outcome(res.message(f"image(s) of cluster {cluster}"), "warn")
+    msg = res.message(f"image(s) of cluster {cluster}")
+    left = [i for i in excluded if i not in set(res.written)]
     if left:
-        text += f" {len(left)} unticked image(s) stay unlabelled."
-    return text
+        msg += f" {len(left)} unticked image(s) left as they are."
+    return msg
 
 
 def label_ids_action(actx: AppContext, image_ids, label, annotator, *, source="manual",
-                     what="image(s)", confirmed=None) -> str:
+                     what="image(s)", confirmed=None, relabel=False) -> str | Outcome:
     """Label the given images in one action; returns the message.
 
     Raises
@@ -75,19 +80,21 @@ def label_ids_action(actx: AppContext, image_ids, label, annotator, *, source="m
     if not image_ids:
         raise BadInputError(f"No {what} to label.")
     text = _checked_label(actx, label, confirmed)
-    labels.label_images(actx.project, image_ids, text, source=source, annotator=annotator_name(annotator),
-                        description=f"label {len(image_ids)} {what} {text!r}")
-    return f"Labelled {len(image_ids):,} {what} as '{text}'."
+    res = labels.label_images(actx.project, image_ids, text, source=source, annotator=annotator_name(annotator),
+                              description=f"label {len(image_ids)} {what} {text!r}", relabel=relabel)
+    if res.action_id is None:
+        return Outcome(res.message(what), "warn")
+    return res.message(what)
 
 
 def undo_action(actx: AppContext, annotator) -> str | Outcome:
     """Undo the newest action (a bulk label or a cluster edit undoes as one)."""
-    return _history_message(labels.undo(actx.project, annotator_name(annotator)), "undo", "Undone")
+    return _history_message(history.undo(actx.project, annotator_name(annotator)), "undo", "Undone")
 
 
 def redo_action(actx: AppContext, annotator) -> str | Outcome:
     """Re-apply the action the newest undo reverted."""
-    return _history_message(labels.redo(actx.project, annotator_name(annotator)), "redo", "Redone")
+    return _history_message(history.redo(actx.project, annotator_name(annotator)), "redo", "Redone")
 
 
 def _history_message(done, verb: str, past: str) -> str | Outcome:
@@ -133,12 +140,16 @@ def cluster_seen(actx: AppContext, cluster) -> dict:
     return {"cluster": int(cluster), "clustering_id": cid, "members": members}
 
 
-def cluster_detail_view(actx: AppContext, cluster, excluded, page) -> tuple:
-    """(title, grid items, 'of N' text, clamped page) for the open cluster."""
+def cluster_detail_view(actx: AppContext, cluster, excluded, page, relabel=None) -> tuple:
+    """(title, grid items, 'of N' text, clamped page, shown labels) for the open cluster.
+
+    Labelled images are unticked unless ``relabel`` (the page's relabel store) holds
+    them with the label they hold; shown labels: {str(id): label} of the page's
+    labelled images (for :func:`~labeler.app.common.update_ticks`)."""
     try:
         members = cluster_members_ordered(actx, int(cluster))
     except StoreError:
-        return "This cluster no longer exists (the clustering was edited).", [], "", 1
+        return "This cluster no longer exists (the clustering was edited).", [], "", 1, {}
     row = next((r for r in cluster_rows(actx) if r["cluster"] == int(cluster)), None)
     items, page, n_pages = page_of(members, page, PER_PAGE)
     facts = image_facts(actx, items)
@@ -151,8 +162,26 @@ def cluster_detail_view(actx: AppContext, cluster, excluded, page) -> tuple:
                                className="card-stats"))
         if row.get("hint"):
             title.append(html.Div(row["hint"], className="hint", title=HINT_TITLE))
-    thumbs = [thumb(ids.GRID_CLUSTER, i, caption(i, facts.get(i)), checked=i not in ex) for i in items]
-    return title, grid(thumbs), f" of {n_pages} ({len(members):,} images)", page
+    shown = shown_labels(items, facts)
+    thumbs = [thumb(ids.GRID_CLUSTER, i, caption(i, facts.get(i)), checked=is_ticked(i, shown.get(str(i)), ex, relabel))
+              for i in items]
+    return title, grid(thumbs), f" of {n_pages} ({len(members):,} images)", page, shown
+
+
+def labelled_note(actx: AppContext, image_ids, relabel=None) -> str:
+    """'50 already labelled (mono 30 by ana, poly 12 by bob): tick to relabel' for the
+    labelled images among ``image_ids`` not ticked to relabel ('' when none), and how
+    many are ticked to relabel."""
+    rows = actx.store.current_label_rows([int(i) for i in image_ids or []])
+    rel = relabel_map(relabel)
+    held = [labels.Held(i, r["label"], r["annotator"]) for i, r in rows.items() if rel.get(i) != r["label"]]
+    chosen = len(rows) - len(held)
+    parts = []
+    if held:
+        parts.append(f"{len(held):,} already labelled ({labels.held_summary(held)}): tick to relabel")
+    if chosen:
+        parts.append(f"{chosen:,} labelled image(s) ticked: they will be relabelled")
+    return " · ".join(parts)
 
 
 def excluded_note(excluded) -> str:
@@ -237,6 +266,7 @@ def register(app: Dash, actx: AppContext) -> None:
     @app.callback(
         Output(ids.CLUSTER_OPEN, "data"),
         Output(ids.CLUSTER_EXCLUDED, "data"),
+        Output(ids.CLUSTER_RELABEL, "data"),
         Output(ids.CLUSTER_PAGE, "value"),
         Output(ids.SPLIT_CLUSTER, "value"),
         Input({"type": ids.CLUSTER_OPEN_BUTTON, "cluster": ALL}, "n_clicks"),
@@ -248,8 +278,8 @@ def register(app: Dash, actx: AppContext) -> None:
             raise PreventUpdate
         tid = _trigger_id()
         if tid == ids.CLUSTER_CLOSE:
-            return None, [], 1, no_update
-        return tid["cluster"], [], 1, tid["cluster"] if tid["cluster"] >= 0 else no_update
+            return None, [], {}, 1, no_update
+        return tid["cluster"], [], {}, 1, tid["cluster"] if tid["cluster"] >= 0 else no_update
 
     @app.callback(
         Output(ids.CLUSTER_DETAIL, "style"),
@@ -257,19 +287,30 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.CLUSTER_GRID, "children"),
         Output(ids.CLUSTER_PAGES, "children"),
         Output(ids.CLUSTER_SEEN, "data"),
+        Output(ids.CLUSTER_SHOWN, "data"),
         Input(ids.CLUSTER_OPEN, "data"),
         Input(ids.VERSION, "data"),
         Input(ids.CLUSTER_PAGE, "value"),
         State(ids.CLUSTER_EXCLUDED, "data"),
+        State(ids.CLUSTER_RELABEL, "data"),
     )
-    def cluster_detail(cluster, _version, page, excluded):
+    def cluster_detail(cluster, _version, page, excluded, relabel):
         if cluster is None:
-            return {"display": "none"}, [], [], "", None
+            return {"display": "none"}, [], [], "", None, {}
         seen = cluster_seen(actx, cluster)
-        title, items, pages, _ = cluster_detail_view(actx, cluster, excluded, page)
-        return {"display": "block"}, title, items, pages, seen
+        title, items, pages, _, shown = cluster_detail_view(actx, cluster, excluded, page, relabel)
+        return {"display": "block"}, title, items, pages, seen, shown
 
-    track_ticks(app, ids.GRID_CLUSTER, ids.CLUSTER_EXCLUDED, note=(ids.CLUSTER_EXCLUDED_NOTE, excluded_note))
+    track_ticks(app, ids.GRID_CLUSTER, ids.CLUSTER_EXCLUDED, note=(ids.CLUSTER_EXCLUDED_NOTE, excluded_note),
+                relabel=(ids.CLUSTER_RELABEL, ids.CLUSTER_SHOWN))
+
+    @app.callback(
+        Output(ids.CLUSTER_LABELLED_NOTE, "children"),
+        Input(ids.CLUSTER_SEEN, "data"),
+        Input(ids.CLUSTER_RELABEL, "data"),
+    )
+    def cluster_labelled_note(seen, relabel):
+        return labelled_note(actx, (seen or {}).get("members") or [], relabel)
 
     # Labelling the open cluster (button, Enter) is callbacks_viewer.on_key: it also
     # opens the next cluster with unlabelled images.
@@ -279,64 +320,88 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.SELECTION_GRID, "children"),
         Output(ids.SELECTION_PAGES, "children"),
         Output(ids.SELECTION_N_PAGES, "data"),
+        Output(ids.SELECTION_SHOWN, "data"),
         Input(ids.SELECTION, "data"),
         Input(ids.VERSION, "data"),
         Input(ids.SELECTION_PAGE, "value"),
         State(ids.SELECTION_EXCLUDED, "data"),
+        State(ids.SELECTION_RELABEL, "data"),
     )
-    def selection_view(selection, _version, page, excluded):
+    def selection_view(selection, _version, page, excluded, relabel):
         selection = selection or []
         if not selection:
-            return "Nothing selected: lasso or box-select points on the map.", [], "", 1
+            return "Nothing selected: lasso or box-select points on the map.", [], "", 1, {}
         items, page, n_pages = page_of(selection, page, PER_PAGE)
         facts = image_facts(actx, items)
         ex = {int(i) for i in excluded or []}
-        n_in = len(selection) - len(ex & set(selection))
-        n_lab = len(actx.store.labels_for([int(i) for i in selection]))
+        held = actx.store.labels_for([int(i) for i in selection])
+        rel = relabel_map(relabel)
+        n_in = sum(1 for i in selection if (rel.get(int(i)) == held[int(i)] if int(i) in held else int(i) not in ex))
         title = (f"{len(selection):,} images selected on the map ({n_in:,} ticked) · "
-                 f"{n_lab:,} labelled, {len(selection) - n_lab:,} unlabelled")
-        thumbs = [thumb(ids.GRID_SELECTION, i, caption(i, facts.get(i)), checked=i not in ex) for i in items]
-        return title, grid(thumbs), f" of {n_pages}", n_pages
+                 f"{len(held):,} labelled, {len(selection) - len(held):,} unlabelled")
+        shown = shown_labels(items, facts)
+        thumbs = [thumb(ids.GRID_SELECTION, i, caption(i, facts.get(i)), checked=is_ticked(i, shown.get(str(i)), ex, relabel))
+                  for i in items]
+        return title, grid(thumbs), f" of {n_pages}", n_pages, shown
 
     @app.callback(
         Output(ids.SELECTION_EXCLUDED, "data"),
+        Output(ids.SELECTION_RELABEL, "data"),
         Output(ids.SELECTION_PAGE, "value"),
         Input(ids.SELECTION, "data"),
         prevent_initial_call=True,
     )
     def new_selection(_selection):
-        return [], 1
+        return [], {}, 1
 
-    track_ticks(app, ids.GRID_SELECTION, ids.SELECTION_EXCLUDED)
+    track_ticks(app, ids.GRID_SELECTION, ids.SELECTION_EXCLUDED, relabel=(ids.SELECTION_RELABEL, ids.SELECTION_SHOWN))
+    labelled_note_on(app, actx, ids.SELECTION_LABELLED_NOTE, lambda selection: selection or [],
+                     Input(ids.SELECTION, "data"), relabel=ids.SELECTION_RELABEL)
     label_on_submit(app, actx, ids.SELECTION_LABEL_BUTTON, ids.SELECTION_LABEL_INPUT, ticked,
                     State(ids.SELECTION, "data"), State(ids.SELECTION_EXCLUDED, "data"),
+                    State(ids.SELECTION_RELABEL, "data"), relabel_store=ids.SELECTION_RELABEL,
                     what="selected image(s)")
     write_on_click(app, actx, ids.UNDO, undo_action)
     write_on_click(app, actx, ids.REDO, redo_action)
 
 
-def ticked(image_ids, excluded) -> tuple[list[int], dict]:
-    """The ids of a grid's images that are still ticked (for :func:`label_on_submit`)."""
+def ticked(image_ids, excluded, relabel=None) -> tuple[list[int], dict]:
+    """The ids of a grid's images but the unticked unlabelled ones, and ``relabel``: the
+    labelled ones ticked, with the label shown (for :func:`label_on_submit`; labelled
+    images not ticked are skipped and reported by the action)."""
     ex = {int(i) for i in excluded or []}
-    return [int(i) for i in image_ids or [] if int(i) not in ex], {}
+    return [int(i) for i in image_ids or [] if int(i) not in ex], {"relabel": relabel_map(relabel)}
+
+
+def labelled_note_on(app: Dash, actx: AppContext, note: str, image_ids, *inputs: Input, relabel: str) -> None:
+    """Register the callback of a grid's 'N already labelled (...): tick to relabel' line
+    (:func:`labelled_note`): ``image_ids(*values of inputs)`` are the grid's images."""
+
+    @app.callback(Output(note, "children"), *inputs, Input(ids.VERSION, "data"), Input(relabel, "data"))
+    def show_note(*values):
+        *values, _version, rel = values
+        return labelled_note(actx, image_ids(*values), rel)
 
 
 def label_on_submit(app: Dash, actx: AppContext, button: str, box: str, choose, *states: State,
-                    **label_kwargs) -> None:
-    """Register a 'label these images' callback on ``app``: the ``button`` or Enter in
-    the label ``box`` labels ``ids`` with the box's label in one action
-    (:func:`label_ids_action`), where ``ids, kwargs = choose(*values of states)``
-    (``choose`` raises PreventUpdate when there is nothing to label); a new label
-    close to existing ones asks for a second click (the label-confirm store).
-    ``label_kwargs`` (``what``, ``source``) go to :func:`label_ids_action`.
+                    relabel_store: str | None = None, **label_kwargs) -> None:
+    """Register a 'label these images' callback on ``app``: the ``button`` (Enter in
+    the label ``box`` clicks it: assets/keys.js) labels ``ids`` with the box's label in
+    one action (:func:`label_ids_action`), where ``ids, kwargs = choose(*values of
+    states)`` (``choose`` raises PreventUpdate when there is nothing to label); a new
+    label close to existing ones asks for a second click (the label-confirm store).
+    On success the box is cleared and ``relabel_store`` (the grid's ticked labelled
+    images) emptied. ``label_kwargs`` (``what``, ``source``) go to :func:`label_ids_action`.
     """
+    extra = [Output(relabel_store, "data", allow_duplicate=True)] if relabel_store else []
 
     @app.callback(
         Output(ids.MESSAGE, "children", allow_duplicate=True),
         Output(ids.VERSION, "data", allow_duplicate=True),
         Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
+        Output(box, "value", allow_duplicate=True),
+        *extra,
         Input(button, "n_clicks"),
-        Input(box, "n_submit"),
         *states,
         State(box, "value"),
         State(ids.ANNOTATOR, "data"),
@@ -344,12 +409,16 @@ def label_on_submit(app: Dash, actx: AppContext, button: str, box: str, choose, 
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
     )
-    def label_them(_n, _s, *values):
+    def label_them(n, *values):
+        if not n:
+            raise PreventUpdate
         *values, label, annotator, confirm, version = values
         chosen, kwargs = choose(*values)
         r = run(label_ids_action, actx, chosen, label, annotator, confirmed=confirm, version=version,
                 **{**label_kwargs, **kwargs})
-        return r.message, r.version, r.confirm
+        done = r.ok and r.version is not no_update
+        out = (r.message, r.version, r.confirm, "" if done else no_update)
+        return out + ((({} if done else no_update),) if relabel_store else ())
 
 
 def _trigger_id():

@@ -10,8 +10,8 @@ from ..errors import BadInputError, StoreError
 from ..hints import hint_text
 from ..search import QueryImageError, SearchResult
 from . import ids
-from .callbacks_label import label_on_submit, ticked
-from .common import result, track_ticks, triggered_value
+from .callbacks_label import label_on_submit, labelled_note_on, ticked
+from .common import is_ticked, result, shown_labels, track_ticks, triggered_value
 from .components import caption, full_image_link, grid, thumb
 from .routes import thumb_url
 from .state import AppContext
@@ -76,10 +76,11 @@ def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12
     return result_to_store(res, name)
 
 
-def result_view(actx: AppContext, stored: dict, excluded=(), page=1) -> dict:
+def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=None) -> dict:
     """Page pieces of a stored result: query, novel, vote, grid (one page of
     :data:`~labeler.app.layout.PER_PAGE` neighbours), pages ('of N' text), n_pages,
-    image_row_style."""
+    image_row_style, shown (labels of the page's labelled neighbours). Labelled
+    neighbours start unticked (ticked when ``relabel`` holds them)."""
     nb = stored["neighbours"]
     qid = stored.get("query_image_id")
     facts = image_facts(actx, [i for i, _ in nb] + ([qid] if qid is not None else []))
@@ -116,17 +117,20 @@ def result_view(actx: AppContext, stored: dict, excluded=(), page=1) -> dict:
         vote = [html.Span(f"None of the {len(nb)} neighbours is labelled yet.", className="muted")]
     ex = {int(i) for i in excluded or []}
     shown, page, n_pages = page_of(nb, page, PER_PAGE)
-    thumbs = [thumb(ids.GRID_SEARCH, i, caption(i, facts.get(i), s), checked=i not in ex) for i, s in shown]
+    labels_shown = shown_labels([i for i, _ in shown], facts)
+    thumbs = [thumb(ids.GRID_SEARCH, i, caption(i, facts.get(i), s),
+                    checked=is_ticked(i, labels_shown.get(str(i)), ex, relabel)) for i, s in shown]
     return {"query": query, "novel": novel, "vote": vote, "grid": grid(thumbs),
             "pages": f" of {n_pages} ({len(nb)} neighbours)", "n_pages": n_pages,
-            "image_row_style": {"display": "flex" if qid is not None else "none"}}
+            "image_row_style": {"display": "flex" if qid is not None else "none"}, "shown": labels_shown}
 
 
 def register(app: Dash, actx: AppContext) -> None:
     """Register the search callbacks on ``app``."""
 
     app.clientside_callback(
-        """function(c) { return (c && c.startsWith("data:image/")) ? c : ""; }""",
+        # The upload's contents are cleared once searched: keep the preview then (no src="").
+        """function(c) { return (c && c.startsWith("data:image/")) ? c : window.dash_clientside.no_update; }""",
         Output(ids.SEARCH_PREVIEW, "src"),
         Input(ids.UPLOAD, "contents"),
         prevent_initial_call=True,
@@ -135,6 +139,7 @@ def register(app: Dash, actx: AppContext) -> None:
     @app.callback(
         Output(ids.SEARCH_RESULT, "data"),
         Output(ids.SEARCH_EXCLUDED, "data"),
+        Output(ids.SEARCH_RELABEL, "data"),
         Output(ids.SEARCH_ERROR, "children"),
         Output(ids.TABS, "value", allow_duplicate=True),
         Output(ids.MAP, "figure", allow_duplicate=True),
@@ -174,10 +179,10 @@ def register(app: Dash, actx: AppContext) -> None:
                 preview = {"display": "none"}
         except (UploadError, StoreError, BadInputError) as e:
             err = result(f"Search failed: {e}", "error")
-            return no_update, no_update, err, no_update, no_update, {"display": "none"}, None, no_update
+            return no_update, no_update, no_update, err, no_update, no_update, {"display": "none"}, None, no_update
         # The upload's contents are cleared once used, so the same file dropped again
         # is a change (and searched again) rather than an identical value.
-        return stored, [], [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), preview, None, 1
+        return stored, [], {}, [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), preview, None, 1
 
     @app.callback(
         Output(ids.SEARCH_QUERY, "children"),
@@ -187,31 +192,42 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.IMAGE_LABEL_ROW, "style"),
         Output(ids.SEARCH_PAGES, "children"),
         Output(ids.SEARCH_N_PAGES, "data"),
+        Output(ids.SEARCH_SHOWN, "data"),
         Input(ids.SEARCH_RESULT, "data"),
         Input(ids.VERSION, "data"),
         Input(ids.SEARCH_PAGE, "value"),
         State(ids.SEARCH_EXCLUDED, "data"),
+        State(ids.SEARCH_RELABEL, "data"),
     )
-    def show_result(stored, _version, page, excluded):
+    def show_result(stored, _version, page, excluded, relabel):
         if not stored:
             hint = html.Div("Upload a photo, click a point on the map or any thumbnail to see "
                             "its nearest neighbours.", className="muted")
-            return hint, [], [], [], {"display": "none"}, "", 1
-        v = result_view(actx, stored, excluded, page)
-        return v["query"], v["novel"], v["vote"], v["grid"], v["image_row_style"], v["pages"], v["n_pages"]
+            return hint, [], [], [], {"display": "none"}, "", 1, {}
+        v = result_view(actx, stored, excluded, page, relabel)
+        return (v["query"], v["novel"], v["vote"], v["grid"], v["image_row_style"], v["pages"], v["n_pages"],
+                v["shown"])
 
-    track_ticks(app, ids.GRID_SEARCH, ids.SEARCH_EXCLUDED)
+    track_ticks(app, ids.GRID_SEARCH, ids.SEARCH_EXCLUDED, relabel=(ids.SEARCH_RELABEL, ids.SEARCH_SHOWN))
+    labelled_note_on(app, actx, ids.SEARCH_LABELLED_NOTE, _neighbour_ids, Input(ids.SEARCH_RESULT, "data"),
+                     relabel=ids.SEARCH_RELABEL)
     label_on_submit(app, actx, ids.SEARCH_LABEL_BUTTON, ids.SEARCH_LABEL_INPUT,
-                    lambda stored, excluded: ticked([i for i, _ in (stored or {}).get("neighbours", [])], excluded),
+                    lambda stored, excluded, relabel: ticked(_neighbour_ids(stored), excluded, relabel),
                     State(ids.SEARCH_RESULT, "data"), State(ids.SEARCH_EXCLUDED, "data"),
+                    State(ids.SEARCH_RELABEL, "data"), relabel_store=ids.SEARCH_RELABEL,
                     source="search", what="neighbour(s)")
     label_on_submit(app, actx, ids.IMAGE_LABEL_BUTTON, ids.IMAGE_LABEL_INPUT, _query_image,
                     State(ids.SEARCH_RESULT, "data"))
 
 
+def _neighbour_ids(stored) -> list[int]:
+    return [int(i) for i, _ in (stored or {}).get("neighbours", [])]
+
+
 def _query_image(stored) -> tuple[list[int], dict]:
-    """The search's query image, when it is one of the collection (relabel it)."""
+    """The search's query image, when it is one of the collection: 'relabel this image'
+    is an explicit choice of one image the annotator sees, so it replaces its label."""
     qid = (stored or {}).get("query_image_id")
     if qid is None:
         raise PreventUpdate
-    return [int(qid)], {"what": f"image #{qid}"}
+    return [int(qid)], {"what": f"image #{qid}", "relabel": True}

@@ -21,7 +21,9 @@ from ..errors import StoreError
 from ..hints import hint_text
 from . import ids
 from .actions import run
+from .callbacks_follow import clustering_change, reload_step
 from .callbacks_label import label_cluster_action
+from .common import relabel_map
 from .components import caption, message
 from .layout import PER_PAGE
 from .routes import thumb_url, view_url
@@ -161,23 +163,37 @@ def next_cluster(actx: AppContext, current, step: int = 1, sort: str = "size", *
     return order[min(max(order.index(current) + step, 0), len(order) - 1)]
 
 
+#: Keys that act on the clustering: refused while the page shows an older one.
+CLUSTERING_KEYS = {"next": "n", "prev": "p", "enter": "Enter", "label": "Label cluster"}
+
+
 def keyboard_step(actx: AppContext, key: str, state: dict) -> dict:
     """What one shortcut does: the changed values among cluster, page, label, excluded,
-    message, version, selection_page, search_page (absent = unchanged).
+    relabel, message, version, clustering, selection_page, search_page (absent = unchanged).
 
-    ``state``: cluster (open or None), label (the label box), excluded, annotator,
+    ``state``: cluster (open or None), label (the label box), excluded, relabel (the
+    labelled images ticked to relabel, {str(id): label shown}), annotator,
     version, sort, page, seen ({cluster, clustering_id, members} the page showed:
-    a stale page is refused), confirm (a new label confirmed once), tab (the
+    a stale page is refused), clustering (the clustering id the page's map and
+    cluster list show: n / p / Enter on an older one reload the page instead of
+    acting), confirm (a new label confirmed once), tab (the
     open tab: PageDown / PageUp turn the page of its image grid), selection_page,
     selection_pages, search_page and search_pages (the Selection and Search
     grids' page and number of pages).
+
+    Enter that labels the cluster clears the label box (``label`` = ''), so a second
+    Enter cannot give the same label to the next cluster unseen.
     """
     cluster = state.get("cluster")
     out: dict = {}
+    if key in CLUSTERING_KEYS and state.get("clustering") is not None:
+        change = clustering_change(actx, state["clustering"])
+        if change is not None:
+            return reload_step(actx, change, state, refused=CLUSTERING_KEYS[key])
     if key in ("next", "prev"):
         c = next_cluster(actx, cluster, 1 if key == "next" else -1, state.get("sort"))
         if c is not None and c != cluster:
-            out.update(cluster=c, page=1, excluded=[])
+            out.update(cluster=c, page=1, excluded=[], relabel={})
     elif key.startswith("label:"):
         n = int(key.split(":", 1)[1])
         choices = label_choices(actx)
@@ -194,8 +210,10 @@ def keyboard_step(actx: AppContext, key: str, state: dict) -> dict:
         r = run(label_cluster_action, actx, cluster, state.get("label"), state.get("annotator"),
                 state.get("excluded"), clustering_id=seen["clustering_id"] if seen else None,
                 seen=seen["members"] if seen else None, confirmed=state.get("confirm"),
-                version=state.get("version"))
+                relabel=relabel_map(state.get("relabel")), version=state.get("version"))
         out.update(message=r.message, version=r.version, confirm=r.confirm)
+        if r.ok:
+            out.update(label="", relabel={})
         if r.ok and key == "enter":
             c = next_cluster(actx, cluster, sort=state.get("sort"), unlabelled_only=True)
             out.update(cluster=c, page=1, excluded=[])
@@ -294,8 +312,10 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
         Output(ids.SELECTION_PAGE, "value", allow_duplicate=True),
         Output(ids.SEARCH_PAGE, "value", allow_duplicate=True),
+        Output(ids.CLUSTER_RELABEL, "data", allow_duplicate=True),
+        Output(ids.CLUSTERING_SHOWN, "data", allow_duplicate=True),
+        Output(ids.KB_ACK, "children"),
         Input(ids.KB_EVENT, "data"),
-        Input(ids.CLUSTER_LABEL_INPUT, "n_submit"),
         Input(ids.CLUSTER_LABEL_BUTTON, "n_clicks"),
         State(ids.CLUSTER_OPEN, "data"),
         State(ids.CLUSTER_LABEL_INPUT, "value"),
@@ -311,30 +331,32 @@ def register(app: Dash, actx: AppContext) -> None:
         State(ids.SELECTION_N_PAGES, "data"),
         State(ids.SEARCH_PAGE, "value"),
         State(ids.SEARCH_N_PAGES, "data"),
+        State(ids.CLUSTER_RELABEL, "data"),
+        State(ids.CLUSTERING_SHOWN, "data"),
         prevent_initial_call=True,
     )
-    def on_key(event, _submit, _click, cluster, label, excluded, annotator, version, sort, page, seen, confirm,
-               tab, selection_page, selection_pages, search_page, search_pages):
+    def on_key(event, _click, cluster, label, excluded, annotator, version, sort, page, seen, confirm,
+               tab, selection_page, selection_pages, search_page, search_pages, relabel, clustering):
+        # Enter (in the label box too: assets/keys.js sends it here) labels and goes to the
+        # next cluster; the button labels and stays (e.g. to relabel after a confirmation
+        # question). keys.js sends no key before the server answered the last (the ack).
         tid = ctx.triggered_id
+        ack = str((event or {}).get("n", 0)) if tid == ids.KB_EVENT else no_update
         if tid == ids.KB_EVENT:
             key = (event or {}).get("key")
-        elif ctx.triggered and ctx.triggered[0]["value"]:
-            # Enter in the label box labels and goes to the next cluster; the button
-            # labels and stays (e.g. to relabel after a confirmation question).
-            key = "enter" if tid == ids.CLUSTER_LABEL_INPUT else "label"
         else:
-            key = None
-        if not key:
+            key = "label" if ctx.triggered and ctx.triggered[0]["value"] else None
+        out = keyboard_step(actx, key, {
+            "cluster": cluster, "label": label, "excluded": excluded, "relabel": relabel,
+            "annotator": annotator, "version": version, "sort": sort, "page": page, "seen": seen,
+            "clustering": clustering, "confirm": confirm, "tab": tab,
+            "selection_page": selection_page, "selection_pages": selection_pages,
+            "search_page": search_page, "search_pages": search_pages}) if key else {}
+        if not out and ack is no_update:
             raise PreventUpdate
-        out = keyboard_step(actx, key, {"cluster": cluster, "label": label, "excluded": excluded,
-                                        "annotator": annotator, "version": version, "sort": sort,
-                                        "page": page, "seen": seen, "confirm": confirm, "tab": tab,
-                                        "selection_page": selection_page, "selection_pages": selection_pages,
-                                        "search_page": search_page, "search_pages": search_pages})
-        if not out:
-            raise PreventUpdate
-        moved = "cluster" in out and out["cluster"] != cluster
+        moved = out.get("cluster") is not None and out["cluster"] != cluster
         return (out.get("cluster", no_update), out.get("excluded", no_update), out.get("page", no_update),
                 out.get("label", no_update), out.get("message", no_update), out.get("version", no_update),
                 ids.TAB_CLUSTERS if moved else no_update, out.get("confirm", no_update),
-                out.get("selection_page", no_update), out.get("search_page", no_update))
+                out.get("selection_page", no_update), out.get("search_page", no_update),
+                out.get("relabel", no_update), out.get("clustering", no_update), ack)

@@ -58,20 +58,79 @@ def result(text: str, kind: str = "ok"):
     return message(text, kind)
 
 
-def track_ticks(app, grid: str, store: str, note: tuple[str, object] | None = None) -> None:
+def update_ticks(excluded, relabel, visible_ids, ticked_values, shown) -> tuple[list[int], dict]:
+    """(excluded, relabel) after the tick boxes of the visible grid page changed.
+
+    An unlabelled image is ticked unless the annotator unticked it (``excluded``); a
+    labelled one is unticked unless the annotator ticked it to relabel it (``relabel``,
+    {str(image id): the label the page showed}, what :func:`labeler.labels.label_images`
+    takes as ``relabel``: a label someone changed since is then left alone).
+
+    Parameters
+    ----------
+    shown : dict
+        {str(image id): label} of the labelled images on the visible page, as rendered.
+    """
+    shown = shown or {}
+    visible = {int(i) for i in visible_ids}
+    ex = {int(i) for i in excluded or [] if int(i) not in visible}
+    rel = {str(k): v for k, v in (relabel or {}).items() if int(k) not in visible}
+    for i, v in zip(visible_ids, ticked_values):
+        lab = shown.get(str(int(i)))
+        if lab is None:
+            if not v:
+                ex.add(int(i))
+        elif v:
+            rel[str(int(i))] = lab
+    return sorted(ex), rel
+
+
+def is_ticked(image_id: int, label: str | None, excluded, relabel) -> bool:
+    """Whether a grid shows ``image_id`` (holding ``label``, None = unlabelled) ticked."""
+    if label:
+        return (relabel or {}).get(str(int(image_id))) == label
+    return int(image_id) not in {int(i) for i in excluded or []}
+
+
+def relabel_map(relabel) -> dict[int, str]:
+    """The page's relabel store as :func:`labeler.labels.label_images` takes it."""
+    return {int(k): v for k, v in (relabel or {}).items()}
+
+
+def shown_labels(image_ids, facts: dict) -> dict[str, str]:
+    """{str(id): label} of the labelled images among ``image_ids`` (``facts``: image_facts)."""
+    return {str(int(i)): facts[i]["label"] for i in image_ids if (facts.get(i) or {}).get("label")}
+
+
+def track_ticks(app, grid: str, store: str, note: tuple[str, object] | None = None,
+                relabel: tuple[str, str] | None = None) -> None:
     """Register the callback that keeps ``store`` (the ids unticked in ``grid``, on any
     page) in step with the tick boxes of the grid's visible page
     (:func:`update_exclusions`). ``note``: (component id, function of the excluded
-    ids) for a line that lists them."""
-    outputs = [Output(store, "data", allow_duplicate=True)] + ([Output(note[0], "children")] if note else [])
+    ids) for a line that lists them. ``relabel``: (relabel store, shown-labels store):
+    labelled images start unticked and a tick chooses to relabel one (:func:`update_ticks`)."""
+    outputs = [Output(store, "data", allow_duplicate=True)]
+    if relabel:
+        outputs.append(Output(relabel[0], "data", allow_duplicate=True))
+    if note:
+        outputs.append(Output(note[0], "children"))
+    states = [State(relabel[0], "data"), State(relabel[1], "data")] if relabel else []
 
     @app.callback(
         *outputs,
         Input({"type": ids.THUMB_CHECK, "grid": grid, "id": ALL}, "value"),
         State({"type": ids.THUMB_CHECK, "grid": grid, "id": ALL}, "id"),
         State(store, "data"),
+        *states,
         prevent_initial_call=True,
     )
-    def track(values, comp_ids, excluded):
-        out = update_exclusions(excluded, [c["id"] for c in comp_ids], values)
-        return (out, note[1](out)) if note else out
+    def track(values, comp_ids, excluded, *more):
+        visible = [c["id"] for c in comp_ids]
+        if relabel:
+            out, rel = update_ticks(excluded, more[0], visible, values, more[1])
+            res = [out, rel]
+        else:
+            res = [update_exclusions(excluded, visible, values)]
+        if note:
+            res.append(note[1](res[0]))
+        return tuple(res) if len(res) > 1 else res[0]

@@ -14,7 +14,6 @@ CLUSTER_EXCLUDED = "cluster-excluded-store"  # unticked members of the open clus
 SEARCH_RESULT = "search-result-store"  # the last search: ids, similarities, vote, ...
 SEARCH_EXCLUDED = "search-excluded-store"
 SPLIT_PREVIEW = "split-preview-store"  # {cluster, groups: {sub: [ids]}} awaiting apply
-KEYS = "keys-store"  # set once the keyboard shortcut listener is installed
 # What the annotator saw, sent with every action that names a cluster, so that a
 # re-clustering by someone else in between makes the action fail instead of
 # labelling images nobody looked at.
@@ -22,6 +21,19 @@ CLUSTER_SEEN = "cluster-seen-store"  # {cluster, clustering_id, members} of the 
 CLUSTERING_SEEN = "clustering-seen-store"  # clustering id the Refine tab's choices come from
 LABEL_CONFIRM = "label-confirm-store"  # a new label close to existing ones, awaiting a second click
 KB_EVENT = "kb-event-store"  # {key, n}: a keyboard shortcut, written by assets/keys.js
+KB_ACK = "kb-ack"  # hidden div: the n of the last kb event the server answered (keys.js waits for it)
+# The clustering the page's map, legend and cluster list show; polled (CLUSTERING_POLL) and
+# checked on every n / p / Enter against the project's current one (callbacks_follow.py).
+CLUSTERING_SHOWN = "clustering-shown-store"
+CLUSTERING_POLL = "clustering-poll"
+# Ticks of labelled images: a labelled image starts unticked; ticking it chooses to relabel it.
+# {str(image id): label shown} per grid; the *_SHOWN stores hold the labels of the grid page shown.
+CLUSTER_RELABEL = "cluster-relabel-store"
+CLUSTER_SHOWN = "cluster-shown-store"
+SELECTION_RELABEL = "selection-relabel-store"
+SELECTION_SHOWN = "selection-shown-store"
+SEARCH_RELABEL = "search-relabel-store"
+SEARCH_SHOWN = "search-shown-store"
 LV_IMAGE = "large-view-store"  # the image id shown in the large view (None = closed)
 LV_QUEUE = "large-view-queue-store"  # ids ← / → step through (the Next tab's queue), None = the cluster
 
@@ -89,6 +101,7 @@ CLUSTER_LABEL_INPUT = "cluster-label-input"
 CLUSTER_LABEL_BUTTON = "cluster-label-button"
 CLUSTER_CLOSE = "cluster-close"
 CLUSTER_EXCLUDED_NOTE = "cluster-excluded-note"
+CLUSTER_LABELLED_NOTE = "cluster-labelled-note"  # 'N already labelled (mono 30 by ana): tick to relabel'
 HINTS_TOGGLE = "hints-toggle"  # show / hide ImageNet hints (project setting imagenet_hints)
 
 # Selection tab
@@ -100,6 +113,7 @@ SELECTION_N_PAGES = "selection-n-pages-store"  # number of grid pages (for PageD
 SELECTION_LABEL_INPUT = "selection-label-input"
 SELECTION_LABEL_BUTTON = "selection-label-button"
 SELECTION_CLEAR = "selection-clear"
+SELECTION_LABELLED_NOTE = "selection-labelled-note"
 
 # Search tab
 UPLOAD = "upload"
@@ -114,6 +128,7 @@ SEARCH_GRID = "search-grid"
 SEARCH_PAGE = "search-page"
 SEARCH_PAGES = "search-pages"
 SEARCH_N_PAGES = "search-n-pages-store"
+SEARCH_LABELLED_NOTE = "search-labelled-note"
 SEARCH_LABEL_INPUT = "search-label-input"
 SEARCH_LABEL_BUTTON = "search-label-button"
 IMAGE_LABEL_INPUT = "image-label-input"  # relabel the single query image

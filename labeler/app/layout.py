@@ -20,10 +20,11 @@ from .uploads import MAX_UPLOAD_BYTES
 from .views import COLOR_BY_CLUSTER, COLOR_MODES, coloring, map_figure
 
 PER_PAGE = 40  # thumbnails per grid page
+POLL_MS = 3000  # how often the page asks whether the project's clustering changed (callbacks_follow.py)
 CARDS_PER_PAGE = 8
 
 
-def _stores(ctx: AppContext) -> list:
+def _stores(ctx: AppContext, clustering_id: int) -> list:
     return [
         dcc.Store(id=ids.ANNOTATOR, storage_type="local"),
         dcc.Store(id=ids.VERSION, data=0),
@@ -34,9 +35,17 @@ def _stores(ctx: AppContext) -> list:
         dcc.Store(id=ids.SEARCH_RESULT, data=None),
         dcc.Store(id=ids.SEARCH_EXCLUDED, data=[]),
         dcc.Store(id=ids.SPLIT_PREVIEW, data=None),
-        dcc.Store(id=ids.KEYS, data=False),
         dcc.Store(id=ids.CLUSTER_SEEN, data=None),
         dcc.Store(id=ids.CLUSTERING_SEEN, data=None),
+        dcc.Store(id=ids.CLUSTERING_SHOWN, data=clustering_id),
+        dcc.Interval(id=ids.CLUSTERING_POLL, interval=POLL_MS),
+        dcc.Store(id=ids.CLUSTER_RELABEL, data={}),
+        dcc.Store(id=ids.CLUSTER_SHOWN, data={}),
+        dcc.Store(id=ids.SELECTION_RELABEL, data={}),
+        dcc.Store(id=ids.SELECTION_SHOWN, data={}),
+        dcc.Store(id=ids.SEARCH_RELABEL, data={}),
+        dcc.Store(id=ids.SEARCH_SHOWN, data={}),
+        html.Div("0", id=ids.KB_ACK, style={"display": "none"}),
         dcc.Store(id=ids.LABEL_CONFIRM, data=None),
         dcc.Store(id=ids.KB_EVENT, data=None),
         dcc.Store(id=ids.LV_IMAGE, data=None),
@@ -112,7 +121,9 @@ def _clusters_tab(ctx: AppContext) -> dcc.Tab:
                   html.Button("Label cluster", id=ids.CLUSTER_LABEL_BUTTON, className="btn btn-primary", n_clicks=0,
                               title="Label the ticked images (Enter in the box, or the Enter key: label and open the next cluster)")],
                  className="action-row"),
-        html.Div("Untick the images that do not belong: they stay unlabelled.", className="muted small"),
+        html.Div("Untick the images that do not belong: they stay unlabelled. Labelled images start "
+                 "unticked: tick one to relabel it.", className="muted small"),
+        html.Div(id=ids.CLUSTER_LABELLED_NOTE, className="small labelled-note"),
         html.Div(id=ids.CLUSTER_EXCLUDED_NOTE, className="small"),
         _pager(ids.CLUSTER_PAGE, ids.CLUSTER_PAGES),
         html.Div(id=ids.CLUSTER_GRID),
@@ -143,6 +154,7 @@ def _selection_tab() -> dcc.Tab:
                   html.Button("Label selection", id=ids.SELECTION_LABEL_BUTTON, className="btn btn-primary", n_clicks=0),
                   html.Button("clear", id=ids.SELECTION_CLEAR, className="btn-link", n_clicks=0)],
                  className="action-row"),
+        html.Div(id=ids.SELECTION_LABELLED_NOTE, className="small labelled-note"),
         _pager(ids.SELECTION_PAGE, ids.SELECTION_PAGES),
         html.Div(id=ids.SELECTION_GRID),
     ])
@@ -175,6 +187,7 @@ def _search_tab() -> dcc.Tab:
         html.Div([label_input(ids.SEARCH_LABEL_INPUT, "label for the ticked neighbours"),
                   html.Button("Label neighbours", id=ids.SEARCH_LABEL_BUTTON, className="btn btn-primary", n_clicks=0)],
                  className="action-row"),
+        html.Div(id=ids.SEARCH_LABELLED_NOTE, className="small labelled-note"),
         _pager(ids.SEARCH_PAGE, ids.SEARCH_PAGES),
         html.Div(id=ids.SEARCH_GRID),
     ])
@@ -241,15 +254,17 @@ def _large_view() -> html.Div:
 
 def _help() -> html.Div:
     return html.Div(html.Div([html.H3("Keyboard"), help_table(),
-                              html.P("Keys are ignored while typing in a text box.", className="muted small")],
+                              html.P("Keys are ignored while typing in a text box: Esc (or Enter, which "
+                                     "submits) leaves it.", className="muted small")],
                              className="help-box"),
                     id=ids.HELP_OVERLAY, className="help-overlay", style={"display": "none"})
 
 
 def serve_layout(ctx: AppContext):
     """The whole page (called per page load)."""
+    clustering_id = int(ctx.store.current_clustering()["id"])  # before the map is drawn from it
     return html.Div([
-        *_stores(ctx),
+        *_stores(ctx, clustering_id),
         html.Datalist(id=ids.LABEL_OPTIONS),
         _topbar(ctx),
         html.Div(id=ids.MESSAGE, className="message-bar"),
