@@ -121,3 +121,10 @@ def test_unreadable_or_misaligned_files_are_refused(tmp_path):
     (tmp_path / "v.csv").write_text("x")
     with pytest.raises(BadInputError, match=".npy"):
         read_embeddings(tmp_path / "v.csv")
+
+
+def test_what_needs_a_model_says_so():
+    from labeler.embedding.backbones import load_backbone
+
+    with pytest.raises(BadInputError, match="came from a file and this needs a model"):
+        load_backbone("file")  # fine-tuning, feature sets and heat maps load the project's backbone

@@ -323,6 +323,9 @@ def load_backbone(name: str = "auto", *, weights: str | Path | None = None, devi
         Unknown name or device, an unavailable device, or a weights file that is
         unreadable or does not fit the model.
     """
+    if name == "file":  # a project whose vectors came from a file (labeler.embedding.given) has no model
+        raise BadInputError("this project's embeddings came from a file and this needs a model: ingest with a "
+                            "backbone (`labeler ingest DIR --backbone NAME --force`)")
     device = pick_device(device)
     warn = warn or log.warning
     if name != "auto":
