@@ -97,11 +97,11 @@ def accept_cmd(project_dir, label, min_confidence, max_expected_error, image_ids
     (--max-expected-error) or both. Prints the expected wrong count and an upper
     bound of it from the held-out evidence. Below probability 0.5 it asks for
     --yes. Only unlabelled images are touched; the audit log records the threshold
-    and each image's vouched confidence (source 'suggestion').
+    and each image's vouched confidence (source 'suggestion'). By threshold:
+    `--min-confidence 0.95`; by budget, as below.
 
     \b
-    Examples:
-      labeler accept --project data/projects/elpv --label mono --min-confidence 0.95
+    Example:
       labeler accept --project data/projects/elpv --label mono --max-expected-error 0.05
     """
     from .assist.suggest import LowProbabilityError, accept

@@ -139,3 +139,22 @@ def test_bulk_accept_below_one_half_asks_first_and_takes_a_budget(actx, elpv_dir
     assert out.ok, out.text
     assert not attempt(ca.accept_bulk_action, actx, lab, None, "ana").ok  # neither criterion
     assert not attempt(ca.accept_bulk_action, actx, lab, None, "ana", budget_percent=120).ok
+
+
+def test_the_accept_button_warns_first_and_accepts_on_a_second_click(project, elpv_dir):
+    """The registered callback: below 0.5 the first click only warns (nothing written, the
+    page's version unchanged), a second click on the same request accepts."""
+    from dash import no_update
+
+    app = create_app(project)
+    label_some(project, truth_by_id(project, elpv_dir), n_per_class=6)
+    key = next(k for k in app.callback_map if f"{ca.NEXT_ACCEPT_PENDING}.data" in k)
+    click = app.callback_map[key]["callback"].__wrapped__
+    lab = suggest(project).classes[0]
+    before = project.store.labels()
+    msg, version, pending = click(1, lab, 0.3, None, None, "ana", 5)
+    assert "Click Accept again" in _texts(msg) and version is no_update and pending
+    assert project.store.labels() == before
+    msg, version, pending = click(2, lab, 0.3, None, pending, "ana", 5)
+    assert "Accepted" in _texts(msg) and version == 6 and pending is None
+    assert len(project.store.labels()) > len(before)

@@ -426,10 +426,15 @@ def plan_accept(sug: Suggestions, label: str, min_confidence: float | None = Non
         if unknown:
             raise NotFoundError(f"image id(s) {sorted(unknown)[:10]} do not exist (any more); nothing changed")
         ids = ids[np.isin(ids, list(want))]
+        if len(ids) == 0 and len(sug.suggested(label, thr)[0]):
+            raise BadInputError(f"image(s) {sorted(want)[:10]} carry no suggestion of {label!r} at vouched confidence "
+                                f"{thr:g} (labelled, or suggested another label); nothing changed")
     if len(ids) == 0:
         best = sug.suggested(label)[1]
         top = f"the highest is {best[0]:.3f}" if len(best) else f"no unlabelled image is suggested {label!r}"
-        raise BadInputError(f"no suggestion of {label!r} reaches confidence {thr:g} ({top}); nothing changed")
+        if len(best) and float(sug.probability[sug.unlabelled & (sug.label == sug.classes.index(label))].max()) >= thr:
+            top += ": the held-out labels are too few to vouch for more; label more, or accept by an expected-error budget"
+        raise BadInputError(f"no suggestion of {label!r} reaches vouched confidence {thr:g} ({top}); nothing changed")
     order = np.argsort(sug.image_ids, kind="stable")
     pos = order[np.searchsorted(sug.image_ids[order], ids)]
     pos = pos[np.lexsort((-sug.confidence[pos], -sug.probability[pos]))]
