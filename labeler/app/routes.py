@@ -16,11 +16,11 @@ import io
 import os
 from pathlib import Path
 
-from flask import Flask, Response, abort, g, jsonify, request, send_file
+from flask import Flask, Response, abort, current_app, g, jsonify, request, send_file
 
 from ..export import export_csv_text
 from ..project import Project, ProjectError
-from ..errors import BadImageError, BadInputError, StoreError
+from ..errors import BadImageError, BadInputError, LabelerError, StoreError
 from ..images import load_image
 
 THUMB_URL = "/thumb/{}"
@@ -292,6 +292,61 @@ def install_hardening(server: Flask, *, allowed_hosts=(), max_content_length: in
         resp.headers.setdefault("Content-Security-Policy", csp)
         resp.headers.setdefault("X-Frame-Options", "DENY")
         return resp
+
+    server.register_error_handler(Exception, _unhandled_error)
+
+
+#: Dash's own code: an error raised there while it parses a callback request means the
+#: request was malformed (hand-made, fuzzed), not that the server failed.
+_DASH_DIR = None
+
+
+def _raised_by_dash(e: BaseException) -> bool:
+    global _DASH_DIR
+    import dash
+    import dash.exceptions
+
+    if isinstance(e, dash.exceptions.DashException):
+        return True
+    if _DASH_DIR is None:
+        _DASH_DIR = str(Path(dash.__file__).parent)
+    tb = e.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_code.co_filename.startswith(_DASH_DIR)
+
+
+#: Errors a callback raises when a value has the wrong type or shape (a string where the
+#: page sends a number, a store's data that is not what the app wrote into it).
+_VALUE_ERRORS = (TypeError, ValueError, AttributeError, KeyError, IndexError, OverflowError, LabelerError)
+
+
+def _unhandled_error(e: Exception):
+    """Any error a view did not handle: the traceback goes to the server's log, never into
+    the response (issue 25, part 6).
+
+    On Dash's callback endpoint, a request Dash cannot parse (not a JSON object, an
+    unknown callback, outputs or inputs that do not match its definition) and a value
+    a callback cannot use (a wrong type or shape: only a hand-made request sends those,
+    the page's components do not) are the client's: 400, one plain line. The second
+    kind is logged with its traceback at ERROR level, so that a real bug the page
+    triggers still shows in the log. Anything else (a disk, the database) is the
+    server's: 500, one plain line."""
+    from werkzeug.exceptions import HTTPException
+
+    if isinstance(e, HTTPException):
+        return e
+    text = {"Content-Type": "text/plain; charset=utf-8"}
+    if request.path.endswith("/_dash-update-component"):
+        if not isinstance(request.get_json(silent=True), dict) or _raised_by_dash(e):
+            current_app.logger.info("malformed callback request (%s: %s)", type(e).__name__, str(e)[:200])
+            return Response("bad callback request: the body does not match any callback of this page", 400, text)
+        if isinstance(e, _VALUE_ERRORS):
+            current_app.logger.error("a callback could not use the values sent (a bug if the page sent them)",
+                                     exc_info=e)
+            return Response("bad callback request: a value has the wrong type or shape", 400, text)
+    current_app.logger.error("error on %s %s", request.method, request.path, exc_info=e)
+    return Response("internal error: the server's log has the details", 500, text)
 
 
 # -- search over HTTP ---------------------------------------------------------------------
