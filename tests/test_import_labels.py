@@ -126,6 +126,22 @@ def test_csv_with_unknown_paths_blank_labels_and_disagreements_writes_nothing_wr
     assert "unmatched" in text and "nowhere/x.png" in text and "blank label" in text and "would label 0" in text
 
 
+def test_a_tree_elsewhere_matches_by_content_not_by_a_path_that_looks_alike(tree, tmp_path):
+    root, layout = tree
+    p = catalogued(root, tmp_path / "proj")
+    same, other = sorted(path for path, f in layout.items() if f == "mono")[:2]
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "good").mkdir(parents=True)
+    shutil.copyfile(root / same, elsewhere / "good" / "renamed.png")       # same content, another name
+    (elsewhere / "mono").mkdir()
+    shutil.copyfile(root / "poly" / Path(next(x for x, f in layout.items() if f == "poly")).name,
+                    elsewhere / other)                                         # other's path, other content
+    rep = import_labels(p, elsewhere)
+    by_path = p.store.images_by_path()
+    assert current(p) == {same: "good", next(x for x, f in layout.items() if f == "poly"): "mono"}
+    assert rep.by_content == 2 and by_path[other]["id"] not in rep.written
+
+
 def test_csv_without_the_columns_is_refused_in_one_line(tree, tmp_path):
     root, _ = tree
     p = catalogued(root, tmp_path / "proj")

@@ -53,6 +53,7 @@ class ImportRow:
     absolute: str = ""  # a CSV's absolute_path, or the tree file's absolute path
     hash: str = ""      # a CSV's hash column
     file: str = ""      # a file on disk to hash when nothing else matches
+    relative: bool = True  # ``where`` is relative to the image root (a CSV), not to a tree read
 
 
 @dataclass
@@ -242,7 +243,8 @@ def read_label_folders(root: Path | str) -> list[ImportRow]:
             if name.startswith(".") or Path(name).suffix.lower() not in IMAGE_EXTENSIONS:
                 continue
             full = here / name
-            rows.append(ImportRow(full.relative_to(top).as_posix(), label, None, str(full), "", str(full)))
+            rows.append(ImportRow(full.relative_to(top).as_posix(), label, None, str(full), "", str(full),
+                                  relative=False))
     return rows
 
 
@@ -274,15 +276,18 @@ class _Matcher:
 
     def match(self, row: ImportRow) -> tuple[list[int], bool]:
         """(image ids, matched by content); ([], False) when nothing matches."""
+        # A file of a tree (or a CSV's absolute path) first: a tree in a subfolder of the image
+        # root must not match another file by its path relative to the tree.
+        for absolute in (row.absolute, row.where if os.path.isabs(row.where) else ""):
+            if absolute and (i := self._inside(absolute)) is not None:
+                return [i], False
         p = row.where.replace("\\", "/") if "\\" in row.where and "/" not in row.where else row.where
         while p.startswith("./"):
             p = p[2:]
-        if p in self.by_path:
+        if row.relative and p in self.by_path:
             return [self.by_path[p]], False
-        for absolute in (row.where if os.path.isabs(row.where) else "", row.absolute,
-                         str(self.base / p) if p else ""):
-            if absolute and (i := self._inside(absolute)) is not None:
-                return [i], False
+        if row.relative and p and (i := self._inside(str(self.base / p))) is not None:  # from the CSV's folder
+            return [i], False
         h = row.hash
         if not h and row.file and os.path.isfile(row.file):
             from ..images import content_hash
