@@ -77,23 +77,29 @@ def _lower_bound(right, count) -> np.ndarray:
     from ``right`` of ``count`` (floats: weighted counts); 0 when nothing was right."""
     from scipy.stats import beta
 
-    c = np.asarray(right, dtype=np.float64)
-    k = np.asarray(count, dtype=np.float64)
-    return np.where(c > 0, beta.ppf(EVIDENCE_ALPHA, np.maximum(c, 1e-9), np.maximum(k - c, 0) + 1), 0.0)
+    c, k = np.broadcast_arrays(np.asarray(right, dtype=np.float64), np.asarray(count, dtype=np.float64))
+    out = np.zeros(c.shape, np.float64)
+    pos = c > 0
+    out[pos] = beta.ppf(EVIDENCE_ALPHA, c[pos], np.maximum(k[pos] - c[pos], 0) + 1)
+    return out
 
 
-def more_to_vouch(right, count, target, cap: int = 100_000) -> np.ndarray:
+def more_to_vouch(right, count, target, cap: int = 100_000, lower=None) -> np.ndarray:
     """The least n >= 0 such that ``right + n`` right of ``count + n`` held-out
     predictions give a lower bound (:func:`_lower_bound`) of at least ``target``:
-    how many more labels, all right, the evidence needs. Capped at ``cap``. (n,) int64."""
+    how many more labels, all right, the evidence needs. Capped at ``cap``. (n,) int64.
+    ``lower``: the bound of ``right`` of ``count`` when already known (saves its computation)."""
     c, k, t = (np.asarray(v, dtype=np.float64).ravel() for v in (right, count, target))
     out = np.zeros(len(t), np.int64)
-    todo = _lower_bound(c, k) < t - 1e-9
+    low = _lower_bound(c, k) if lower is None else np.asarray(lower, dtype=np.float64).ravel()
+    todo = low < t - 1e-9
     if not todo.any():
         return out
-    # Few distinct (population, target) pairs: bisect each once.
-    key = np.c_[c[todo], k[todo], t[todo]]
-    uniq, inv = np.unique(key, axis=0, return_inverse=True)
+    # Few distinct (population, target) pairs: bisect each once (rows deduplicated by their bytes).
+    key = np.ascontiguousarray(np.c_[c[todo], k[todo], t[todo]])
+    _, first, inv = np.unique(key.view(np.dtype((np.void, key.itemsize * 3))).ravel(),
+                              return_index=True, return_inverse=True)
+    uniq = key[first]
     lo, hi = np.zeros(len(uniq)), np.full(len(uniq), float(cap))
     for _ in range(int(np.ceil(np.log2(cap))) + 1):  # invariant: lo fails, hi passes (or is the cap)
         mid = np.floor((lo + hi) / 2)
@@ -157,7 +163,7 @@ def evidence_detail(p: np.ndarray, oof_confidence: np.ndarray | None, oof_correc
     j = best_at[j0]
     low = best_from[j0]
     return Evidence(np.minimum(p, low).astype(np.float32), low.astype(np.float32), k[j].astype(np.float32),
-                    more_to_vouch(c[j], k[j], vouch_target(p)))
+                    more_to_vouch(c[j], k[j], vouch_target(p), lower=low))
 
 
 def _floor2(v: float) -> float:
