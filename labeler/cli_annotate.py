@@ -67,7 +67,7 @@ def label(project_dir, label, cluster_id, clustering_id, image_ids, relabel, ann
 
 
 def _history_command(verb: str, done_word: str, whose: str, doc: str) -> click.Command:
-    """``labeler undo`` / ``labeler redo``: the same command around :func:`labeler.labels.undo` / ``redo``."""
+    """``labeler undo`` / ``labeler redo``: the same command around :func:`labeler.history.undo` / ``redo``."""
 
     @click.command(verb, help=doc)
     @PROJECT

@@ -3,13 +3,14 @@
 import pytest
 
 from labeler.errors import StoreError
-from labeler.labels import label_cluster, undo
+from labeler.history import undo
+from labeler.labels import label_cluster
 from labeler.refine import apply_split, merge_clusters, move_images, split_preview
 
 
 def test_label_cluster_with_exclusions(project):
     members = project.store.cluster_members(0)
-    action, ids = label_cluster(project, 0, "mono", annotator="ana", exclude=members[:2])
+    ids = label_cluster(project, 0, "mono", annotator="ana", exclude=members[:2]).written
     assert set(ids) == set(members[2:])
     labels = project.store.labels()
     assert all(labels[i] == "mono" for i in ids) and not set(members[:2]) & set(labels)
