@@ -189,23 +189,32 @@ def verify(project, path: Path | str) -> None:
         the command that rebuilds it.
     """
     path = Path(path)
-    try:
-        st = path.stat()
-    except FileNotFoundError:
+    if not path.exists():
         return
     name = _name(project, path)
-    entry = project.store.manifest_entry(name)
-    if entry is None or entry["digest"] is None:
-        return  # never recorded (an older project): recorded on its next write
-    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, entry["digest"], entry["next_digest"])
-    if key in _VERIFIED:
-        return
-    accepted = _accepted(entry)
-    if st.st_size not in {a[0] for a in accepted}:
-        raise _damaged(project, name, f"{st.st_size:,} bytes, labeler wrote {accepted[0][0]:,}")
-    if sample_digest(path, st.st_size) not in {a[1] for a in accepted if a[0] == st.st_size}:
-        raise _damaged(project, name, "its content changed since labeler wrote it")
-    _VERIFIED.add(key)
+    why = ""
+    # Entry first, then the file: a write that lands in between (stage, rename, commit)
+    # shows a file the entry read before does not know; the second pass sees both anew.
+    for _ in range(2):
+        entry = project.store.manifest_entry(name)
+        if entry is None or entry["digest"] is None:
+            return  # never recorded (an older project): recorded on its next write
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return
+        key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino, entry["digest"], entry["next_digest"])
+        if key in _VERIFIED:
+            return
+        accepted = _accepted(entry)
+        if st.st_size not in {a[0] for a in accepted}:
+            why = f"{st.st_size:,} bytes, labeler wrote {accepted[0][0]:,}"
+        elif sample_digest(path, st.st_size) not in {a[1] for a in accepted if a[0] == st.st_size}:
+            why = "its content changed since labeler wrote it"
+        else:
+            _VERIFIED.add(key)
+            return
+    raise _damaged(project, name, why)
 
 
 def verify_full(project, name: str) -> str | None:

@@ -220,3 +220,37 @@ def test_verify_passes_missing_and_unrecorded_files(project):
     verify(project, project.root / "nothing.npy")
     (project.root / "notes.npy").write_bytes(b"anything")
     verify(project, project.root / "notes.npy")
+
+
+def test_reads_racing_rewrites_never_see_damage(project):
+    """A dashboard worker loads map.npy while an ingest rewrites it again and again: each
+    load gets the old or the new file, never a false 'damaged'."""
+    import threading
+
+    xy = np.array(project.load_array("map"))
+    done, errors, loads = threading.Event(), [], [0]
+
+    def reader():
+        p = Project(project.root)
+        try:
+            while not done.is_set():
+                a = np.asarray(p.load_array("map"))
+                assert a.shape == xy.shape
+                loads[0] += 1
+        except Exception as e:  # reported below
+            errors.append(e)
+        finally:
+            p.store.close()
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(40):
+            project.save_array("map", xy + i)
+    finally:
+        done.set()
+        for t in threads:
+            t.join(30)
+    assert errors == [] and loads[0] > 40
+    assert check_project(project.root) == []
