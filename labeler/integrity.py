@@ -11,13 +11,13 @@ accepted, so a crash never makes a sound project look damaged. The manifest live
 the database rather than in a ``manifest.json`` so that it is written in the same
 transactions, backed up by the same online backup, and seen by every dashboard worker.
 
-Two checksums, both BLAKE2b (standard library, ~1 GB/s on one core):
+Two checksums, both BLAKE2b (standard library; a full pass over a 293 MiB
+``embeddings.npy`` took 1.4 s on the shared 2-core machine, the sampled one 2.7 ms):
 
 - on every open (:func:`verify`, called by :meth:`labeler.project.Project.load_array`
   and before a model or the index is read): the size and a *sampled* checksum of the
   first and last 64 KiB and 64 blocks of 4 KiB spread over the file, about 0.4 MiB
-  read whatever the file's size (well under a millisecond from the page cache, a few
-  ms cold; then cached per process until the file changes). A truncated or extended
+  read whatever the file's size (then cached per process until the file changes). A truncated or extended
   file, a file swapped for another (another project's array of the same shape, an
   older copy) or a region overwritten anywhere the samples fall is refused.
 - in ``labeler check`` (:func:`labeler.check.check_project`) and ``labeler backup``: the full
