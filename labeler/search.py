@@ -363,6 +363,9 @@ class Searcher:
 
     def _pca_model(self):
         if self._pca is None:
+            from .integrity import verify
+
+            verify(self.project, self.project.models_dir / "pca.joblib")  # damaged: one line, never a wrong map
             self._pca = load_pca(self.project.models_dir)
         return self._pca
 
