@@ -270,3 +270,21 @@ def test_cli_suggest_shows_both_numbers_and_accept_takes_a_budget(project, elpv_
     assert out["wrong_bound"] >= out["expected_wrong"]
     res = run.invoke(main, ["next", "-p", p, "-n", "2"])
     assert res.exit_code == 0 and "probability" in res.output
+
+
+def test_accept_skips_and_reports_an_image_labelled_meanwhile(project, elpv_dir, monkeypatch):
+    """Suggestions computed, then another annotator labels one of them: the accept leaves
+    that label alone and says so (the LabelResult's skipped images)."""
+    import labeler.assist.suggest as suggest_module
+
+    label_some(project, truth_by_id(project, elpv_dir), n_per_class=6)
+    stale = suggest(project)
+    lab = max(stale.classes, key=lambda c: len(stale.suggested(c)[0]))
+    taken = int(stale.suggested(lab)[0][0])
+    labels.label_images(project, [taken], "other", annotator="cy")
+    monkeypatch.setattr(suggest_module, "suggest", lambda *a, **k: stale)
+    res = accept(project, lab, max_expected_error=0.05, annotator="bo")
+    assert taken not in res.written and [h.image_id for h in res.skipped] == [taken]
+    assert project.store.labels()[taken] == "other"
+    assert "1 labelled meanwhile left unchanged (other 1 by cy)" in res.message()
+    assert res.to_dict()["skipped"] == 1
