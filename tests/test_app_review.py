@@ -1,5 +1,6 @@
 """The dashboard's Review tab as plain functions: label a near-duplicate group in one
-action, walk the likely label errors, refuse a stale suggestion."""
+action, walk the likely label errors, refuse a stale suggestion, relabel a group labelled
+wrong as a whole in one undoable action."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import numpy as np
 from labeler.app import callbacks_review as rv
 from labeler.app import create_app
 from labeler.app.actions import attempt
-from labeler.labels import label_images, undo
+from labeler.history import undo
+from labeler.labels import label_images
 
 
 def test_review_tab_in_layout(project):
@@ -45,9 +47,9 @@ def test_walk_likely_errors(project, elpv_dir):
         label_images(project, [ids[p] for p, t in truth.items() if t == lab], lab, annotator="ana")
     flipped = sorted(np.random.default_rng(1).choice(sorted(ids), size=3, replace=False))
     for p in flipped:
-        label_images(project, [ids[p]], "poly" if truth[p] == "mono" else "mono", annotator="bob")
-    issues, summary = rv.find_issues(actx)
-    assert "likely label error(s)" in summary
+        label_images(project, [ids[p]], "poly" if truth[p] == "mono" else "mono", annotator="bob", relabel=True)
+    issues, groups, summary = rv.find_issues(actx)
+    assert "likely label error(s)" in summary and "group(s) labelled wrong as a whole" in summary
     flipped_ids = {ids[p] for p in flipped}
     first = issues[0]
     assert first["image_id"] in flipped_ids
@@ -63,3 +65,53 @@ def test_walk_likely_errors(project, elpv_dir):
     if len(issues) > 1:
         out = attempt(rv.relabel_issue_action, actx, issues, 2, "carl", "checked")
         assert out.ok and project.store.labels()[issues[1]["image_id"]] == "checked"
+
+
+def test_relabel_a_group_labelled_wrong_in_one_action(project, elpv_dir):
+    from labeler.reduce import l2_normalize
+
+    actx = create_app(project).labeler
+    truth = {r["path"]: r["cell_type"] for r in csv.DictReader(open(elpv_dir / "truth.csv"))}
+    ids = {r["path"]: r["id"] for r in project.store.image_table()}
+    true = {ids[p]: t for p, t in truth.items()}
+    for lab in ("mono", "poly"):
+        label_images(project, [i for i, t in true.items() if t == lab], lab, annotator="ana")
+    # a poly cell and its five nearest poly neighbours, labelled mono together
+    order = sorted(true)
+    x = l2_normalize(np.asarray(project.load_array("pca"))[project.store.row_of(np.array(order))])
+    seed = next(j for j, i in enumerate(order) if true[i] == "poly")
+    members = [order[j] for j in np.argsort(-(x @ x[seed])) if true[order[j]] == "poly"][:6]
+    label_images(project, members, "mono", annotator="bob", relabel=True)
+
+    issues, groups, summary = rv.find_issues(actx)
+    assert summary.startswith("1 group(s) labelled wrong as a whole")
+    assert len(groups) == 1 and sorted(groups[0]["image_ids"]) == sorted(members)
+    g = groups[0]
+    assert g["label"] == "mono" and g["suggested_label"] == "poly" and g["score"] <= 0.3
+    content, pages, page = rv.wrong_group_view(actx, groups, 1)
+    text = str(content)
+    assert pages == " of 1" and page == 1 and f"{len(members)} images labelled 'mono'" in text
+    assert "suggested 'poly'" in text and text.count("thumb-btn") == len(members)
+    assert "now hold another label" not in text
+
+    # someone relabels one member meanwhile: the card says so, the group action skips it
+    moved = members[0]
+    label_images(project, [moved], "checked", annotator="carl", relabel=True)
+    assert "1 of them now hold another label" in str(rv.wrong_group_view(actx, groups, 1)[0])
+    n_actions = len(project.store.actions(100))
+    out = attempt(rv.relabel_group_action, actx, groups, 1, "dora")
+    assert out.ok, out.text
+    assert f"{len(members) - 1} image(s) of {g['group_id']} as 'poly'" in out.text and "left unchanged" in out.text
+    labels = project.store.labels()
+    assert labels[moved] == "checked" and {labels[i] for i in members[1:]} == {"poly"}
+    assert len(project.store.actions(100)) == n_actions + 1  # one action
+    assert {r["annotator"] for r in project.store.label_rows() if r["image_id"] in members[1:]} == {"dora"}
+    undo(project, "dora")  # one undo restores the whole group
+    labels = project.store.labels()
+    assert {labels[i] for i in members[1:]} == {"mono"} and labels[moved] == "checked"
+
+    # another label from the text box
+    out = attempt(rv.relabel_group_action, actx, groups, 1, "dora", "poly-cell")
+    assert out.ok and {project.store.labels()[i] for i in members[1:]} == {"poly-cell"}
+    assert not attempt(rv.relabel_group_action, actx, [], 1, "dora").ok
+    assert rv.wrong_group_view(actx, [], 1) == ([], "", 1)

@@ -1,12 +1,15 @@
-"""The Review tab: near-duplicate groups labelled in one action, and the list of
-likely label errors walked one image at a time.
+"""The Review tab: near-duplicate groups labelled in one action, and the likely label
+errors: whole groups labelled wrong (relabelled in one undoable action) and single
+images, walked one at a time.
 
-Both lists are computed on a button press (review takes seconds: a
-cross-validated probe) and kept in the browser as ids only. Each write is a
-plain function calling :mod:`labeler.labels`, run through
+The lists are computed on a button press (review takes seconds: cross-validated
+probes, :func:`labeler.review.review_labels`) and kept in the browser as ids only.
+Each write is a plain function calling :mod:`labeler.labels`, run through
 :func:`labeler.app.actions.run`. Accepting a suggestion checks that the image
 still has the label the list was made with, so a label another annotator changed
-meanwhile is not overwritten (:class:`~labeler.errors.StaleStateError`).
+meanwhile is not overwritten (:class:`~labeler.errors.StaleStateError`); relabelling
+a group passes each member's shown label (``relabel={id: label}``), so members
+relabelled since are skipped and reported.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ GROUP_THUMBS = 40
 # -- component ids (this tab only) ------------------------------------------------------
 DUP_STORE = "review-dup-store"  # [[image ids], ...] largest group first
 ISSUE_STORE = "review-issue-store"  # [{image_id, label, suggested_label, score}, ...]
+WGROUP_STORE = "review-wgroup-store"  # [{group_id, kind, image_ids, label, suggested_label, score}, ...]
 DUP_THRESHOLD = "review-dup-threshold"
 DUP_FIND = "review-dup-find"
 DUP_SUMMARY = "review-dup-summary"
@@ -44,11 +48,18 @@ ISSUE_VIEW = "review-issue-view"
 ISSUE_ACCEPT = "review-issue-accept"
 ISSUE_LABEL_INPUT = "review-issue-label-input"
 ISSUE_LABEL_BUTTON = "review-issue-label-button"
+WGROUP_PAGE = "review-wgroup-page"
+WGROUP_PAGES = "review-wgroup-pages"
+WGROUP_VIEW = "review-wgroup-view"
+WGROUP_ACCEPT = "review-wgroup-accept"
+WGROUP_LABEL_INPUT = "review-wgroup-label-input"
+WGROUP_LABEL_BUTTON = "review-wgroup-label-button"
+GRID_WRONG_GROUP = "review-group"  # thumbnails of a group labelled wrong (apart from the image's)
 
 
 def stores() -> list:
     """The tab's browser stores (placed at the page's top level, so they outlive tab switches)."""
-    return [dcc.Store(id=DUP_STORE, data=[]), dcc.Store(id=ISSUE_STORE, data=[])]
+    return [dcc.Store(id=DUP_STORE, data=[]), dcc.Store(id=ISSUE_STORE, data=[]), dcc.Store(id=WGROUP_STORE, data=[])]
 
 
 def _pager(input_id: str, text_id: str, what: str) -> html.Div:
@@ -74,9 +85,19 @@ def review_tab() -> dcc.Tab:
                  className="action-row"),
         html.H4("Likely label errors"),
         html.Div([html.Button("Find likely label errors", id=ISSUE_FIND, className="btn", n_clicks=0),
-                  html.Span(" a linear probe on the embeddings + cleanlab; takes a few seconds",
-                            className="muted small")], className="action-row"),
+                  html.Span(" linear probes on the embeddings + cleanlab, whole clusters and groups of near "
+                            "neighbours held out; takes a few seconds", className="muted small")],
+                 className="action-row"),
         dcc.Loading(html.Div(id=ISSUE_SUMMARY, className="muted small"), type="dot", delay_show=300),
+        html.H5("Groups labelled wrong as a whole"),
+        _pager(WGROUP_PAGE, WGROUP_PAGES, "group"),
+        html.Div(id=WGROUP_VIEW),
+        html.Div([html.Button("Relabel group as suggested", id=WGROUP_ACCEPT, className="btn btn-primary",
+                              n_clicks=0),
+                  label_input(WGROUP_LABEL_INPUT, "or another label for the group"),
+                  html.Button("Set group label", id=WGROUP_LABEL_BUTTON, className="btn", n_clicks=0)],
+                 className="action-row"),
+        html.H5("Single images"),
         _pager(ISSUE_PAGE, ISSUE_PAGES, "image"),
         html.Div(id=ISSUE_VIEW),
         html.Div([html.Button("Accept suggestion", id=ISSUE_ACCEPT, className="btn btn-primary", n_clicks=0),
@@ -133,13 +154,14 @@ def label_group_action(actx: AppContext, groups, page, label, annotator) -> str:
     items, page, _ = page_of(groups, page, 1)
     members = [int(i) for i in items[0]]
     text = labels.clean_label(label)
-    labels.label_images(actx.project, members, text, annotator=annotator_name(annotator),
-                        description=f"label near-duplicate group of {len(members)} image(s) {text!r}")
-    return f"Labelled the {len(members)} images of group {page} as '{text}'."
+    res = labels.label_images(actx.project, members, text, annotator=annotator_name(annotator),
+                              description=f"label near-duplicate group of {len(members)} image(s) {text!r}")
+    return res.message(f"image(s) of group {page}", relabel_hint="label them one by one to relabel")
 
 
-def find_issues(actx: AppContext) -> tuple[list[dict], str]:
-    """Likely label errors (most likely first) and a one-line summary.
+def find_issues(actx: AppContext) -> tuple[list[dict], list[dict], str]:
+    """Likely label errors: single images and whole groups (most likely first each), and a
+    one-line summary.
 
     Raises
     ------
@@ -151,8 +173,58 @@ def find_issues(actx: AppContext) -> tuple[list[dict], str]:
     rep = review_labels(actx.project)
     issues = [{"image_id": it.image_id, "label": it.label, "suggested_label": it.suggested_label,
                "score": it.score} for it in rep.issues]
-    return issues, (f"{len(issues)} likely label error(s) among {rep.n_labelled} labelled image(s); "
-                    f"probe accuracy {rep.probe_accuracy:.1%}")
+    groups = [{"group_id": g.group_id, "kind": g.kind, "image_ids": g.image_ids, "label": g.label,
+               "suggested_label": g.suggested_label, "score": g.score} for g in rep.groups]
+    return issues, groups, (f"{len(groups)} group(s) labelled wrong as a whole (of {rep.groups_checked} checked) "
+                            f"and {len(issues)} likely label error(s) among {rep.n_labelled} labelled image(s); "
+                            f"probe accuracy {rep.probe_accuracy:.1%}")
+
+
+def wrong_group_view(actx: AppContext, groups, page) -> tuple[list, str, int]:
+    """(content, 'of N' text, clamped page) for one group labelled wrong as a whole."""
+    if not groups:
+        return [], "", 1
+    items, page, n = page_of(groups, page, 1)
+    g = items[0]
+    members = [int(i) for i in g["image_ids"]]
+    facts = image_facts(actx, members)
+    moved = [i for i in members if facts.get(i, {}).get("label") != g["label"]]
+    title = html.Div([html.Span(f"{g['group_id']}: {len(members)} images labelled '{g['label']}'",
+                                className="card-title"),
+                      html.Span(f" → suggested '{g['suggested_label']}'", className="card-stats")])
+    lines = [title, html.Div(f"A model trained without these images gives '{g['label']}' a mean probability of "
+                             f"{g['score']:.2f}; it predicts '{g['suggested_label']}'.", className="muted small")]
+    if moved:
+        lines.append(html.Div(f"{len(moved)} of them now hold another label: relabelling skips them",
+                              className="badge badge-warn"))
+    thumbs = [thumb(GRID_WRONG_GROUP, i, caption(i, facts.get(i))) for i in members[:GROUP_THUMBS]]
+    if len(members) > GROUP_THUMBS:
+        thumbs.append(html.Span(f"… {len(members) - GROUP_THUMBS} more", className="muted small"))
+    return [*lines, grid(thumbs)], f" of {n}", page
+
+
+def relabel_group_action(actx: AppContext, groups, page, annotator, label=None) -> str:
+    """Give every member of the shown group the suggested label (``label`` None) or
+    ``label``, in one undoable action. A member whose label changed since the list was
+    made is skipped (and counted in the message).
+
+    Raises
+    ------
+    LabelerError
+        No list, or a bad label.
+    """
+    if not groups:
+        raise BadInputError("Find the likely label errors first.")
+    items, page, _ = page_of(groups, page, 1)
+    g = items[0]
+    members = [int(i) for i in g["image_ids"]]
+    text = labels.clean_label(g["suggested_label"] if label is None else label)
+    res = labels.label_images(actx.project, members, text, annotator=annotator_name(annotator),
+                              description=f"review: {g['group_id']}, {len(members)} image(s) "
+                                          f"{g['label']!r} -> {text!r}",
+                              relabel={i: g["label"] for i in members})
+    return res.message(f"image(s) of {g['group_id']}",
+                       relabel_hint="their label changed since the list was made; find the likely label errors again")
 
 
 def issue_view(actx: AppContext, issues, page) -> tuple[list, str, int]:
@@ -195,7 +267,8 @@ def relabel_issue_action(actx: AppContext, issues, page, annotator, label=None) 
                               "find the likely label errors again")
     text = labels.clean_label(it["suggested_label"] if label is None else label)
     labels.label_images(actx.project, [i], text, annotator=annotator_name(annotator),
-                        description=f"review: image {i} {it['label']!r} -> {text!r}")
+                        description=f"review: image {i} {it['label']!r} -> {text!r}",
+                        relabel={i: it["label"]})
     return f"Image #{i}: '{it['label']}' → '{text}'."
 
 
@@ -206,8 +279,7 @@ def _paged_list(app: Dash, actx: AppContext, button: str, store: str, summary: s
                 pages: str, find, show, *states: State) -> None:
     """Register the two callbacks of a list computed on a button press and shown one
     item per page: ``find(actx, *values of states) -> (items, summary text)`` fills
-    ``store`` (its LabelerError goes to ``summary``); ``show(actx, items, page) ->
-    (content, 'of N' text, page)`` renders the page (again after every write)."""
+    ``store`` (its LabelerError goes to ``summary``); ``show`` as in :func:`_show_list`."""
 
     @app.callback(
         Output(store, "data"), Output(summary, "children"), Output(page, "value"),
@@ -223,6 +295,13 @@ def _paged_list(app: Dash, actx: AppContext, button: str, store: str, summary: s
             return no_update, result(str(e), "error"), no_update
         return items, text, 1
 
+    _show_list(app, actx, store, page, view, pages, show)
+
+
+def _show_list(app: Dash, actx: AppContext, store: str, page: str, view: str, pages: str, show) -> None:
+    """Register the callback that renders one item of the list in ``store``:
+    ``show(actx, items, page) -> (content, 'of N' text, page)`` (again after every write)."""
+
     @app.callback(
         Output(view, "children"), Output(pages, "children"),
         Input(store, "data"), Input(page, "value"), Input(ids.VERSION, "data"),
@@ -230,6 +309,33 @@ def _paged_list(app: Dash, actx: AppContext, button: str, store: str, summary: s
     def show_page(items, n, _version):
         content, text, _ = show(actx, items, n)
         return content, text
+
+
+def _relabel_on_click(app: Dash, actx: AppContext, accept: str, set_button: str, store: str, page: str,
+                      label_input_id: str, action) -> None:
+    """Register the write callback of a list of likely errors: ``accept`` runs
+    ``action(actx, items, page, annotator)`` (the suggested label), ``set_button``
+    ``action(..., label)`` with the text box's label; on success the list walks on."""
+
+    @app.callback(
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Output(ids.VERSION, "data", allow_duplicate=True),
+        Output(page, "value", allow_duplicate=True),
+        Input(accept, "n_clicks"), Input(set_button, "n_clicks"),
+        State(store, "data"), State(page, "value"), State(label_input_id, "value"),
+        State(ids.ANNOTATOR, "data"), State(ids.VERSION, "data"),
+        prevent_initial_call=True,
+    )
+    def relabel(n_accept, n_set, items, n, label, annotator, version):
+        from dash import ctx as dash_ctx
+
+        if not (n_accept or n_set):
+            raise PreventUpdate
+        chosen = None if dash_ctx.triggered_id == accept else label
+        r = run(action, actx, items, n, annotator, chosen, version=version)
+        # on success walk on to the next item of the list
+        return r.message, r.version, (int(n or 1) + 1 if r.ok and items and int(n or 1) < len(items)
+                                      else no_update)
 
 
 def register(app: Dash, actx: AppContext) -> None:
@@ -240,25 +346,25 @@ def register(app: Dash, actx: AppContext) -> None:
     write_on_click(app, actx, DUP_LABEL_BUTTON, label_group_action,
                    State(DUP_STORE, "data"), State(DUP_PAGE, "value"), State(DUP_LABEL_INPUT, "value"))
 
-    _paged_list(app, actx, ISSUE_FIND, ISSUE_STORE, ISSUE_SUMMARY, ISSUE_PAGE, ISSUE_VIEW, ISSUE_PAGES, find_issues,
-                issue_view)
-
     @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(ISSUE_PAGE, "value", allow_duplicate=True),
-        Input(ISSUE_ACCEPT, "n_clicks"), Input(ISSUE_LABEL_BUTTON, "n_clicks"),
-        State(ISSUE_STORE, "data"), State(ISSUE_PAGE, "value"), State(ISSUE_LABEL_INPUT, "value"),
-        State(ids.ANNOTATOR, "data"), State(ids.VERSION, "data"),
+        Output(ISSUE_STORE, "data"), Output(WGROUP_STORE, "data"), Output(ISSUE_SUMMARY, "children"),
+        Output(ISSUE_PAGE, "value"), Output(WGROUP_PAGE, "value"),
+        Input(ISSUE_FIND, "n_clicks"),
         prevent_initial_call=True,
     )
-    def relabel(accept, set_label, issues, page, label, annotator, version):
-        from dash import ctx as dash_ctx
-
-        if not (accept or set_label):
+    def find_errors(n):
+        if not n:
             raise PreventUpdate
-        chosen = None if dash_ctx.triggered_id == ISSUE_ACCEPT else label
-        r = run(relabel_issue_action, actx, issues, page, annotator, chosen, version=version)
-        # on success walk on to the next image of the list
-        return r.message, r.version, (int(page or 1) + 1 if r.ok and issues and int(page or 1) < len(issues)
-                                      else no_update)
+        try:
+            issues, groups, text = find_issues(actx)
+        except LabelerError as e:
+            return no_update, no_update, result(str(e), "error"), no_update, no_update
+        return issues, groups, text, 1, 1
+
+    _show_list(app, actx, ISSUE_STORE, ISSUE_PAGE, ISSUE_VIEW, ISSUE_PAGES, issue_view)
+    _show_list(app, actx, WGROUP_STORE, WGROUP_PAGE, WGROUP_VIEW, WGROUP_PAGES, wrong_group_view)
+    _relabel_on_click(app, actx, WGROUP_ACCEPT, WGROUP_LABEL_BUTTON, WGROUP_STORE, WGROUP_PAGE, WGROUP_LABEL_INPUT,
+                      relabel_group_action)
+
+    _relabel_on_click(app, actx, ISSUE_ACCEPT, ISSUE_LABEL_BUTTON, ISSUE_STORE, ISSUE_PAGE, ISSUE_LABEL_INPUT,
+                      relabel_issue_action)
