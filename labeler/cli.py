@@ -16,6 +16,7 @@ from .config import Settings
 from .embedding.registry import BACKBONES, FEATURE_TYPES, PRECISIONS, RUNTIMES, VIEWS
 
 from .cli_common import PROJECT, _open, _warn
+from .cli_import import BRING_YOUR_OWN, import_after_ingest, import_labels_cmd
 
 
 def _fail(msg: str, code: int = 1):
@@ -111,13 +112,7 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
               help="ray: decode and embed on a Ray cluster (pip install 'labeler[ray]').")
 @click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
 @click.option("--verbose", is_flag=True, help="Print warnings in full (e.g. where the weights were looked for).")
-@click.option("--labels-from-folders", is_flag=True,
-              help="Then label each unlabelled image by its folder's name (one undoable import; see import-labels).")
-@click.option("--embeddings", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="Vectors from a file instead of a backbone: .npy with its paths list (v.npy reads v.txt) "
-                   "or Parquet (a path and an embedding column). Search by new photos then needs a backbone.")
-@click.option("--embedding-paths", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
-              help="The paths list of an --embeddings .npy: one image path per line, in the array's order.")
+@BRING_YOUR_OWN  # --labels-from-folders, --embeddings, --embedding-paths (labeler.cli_import)
 def ingest(image_dir, project_dir, backbone, weights, view, features, device, batch_size, precision, runtime, force,
            remap, quiet, engine, address, verbose, labels_from_folders, embeddings, embedding_paths):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
@@ -151,10 +146,7 @@ def ingest(image_dir, project_dir, backbone, weights, view, features, device, ba
             rep = run_ingest(image_dir, project_dir, settings, force=True, **run)
     _print_ingest(rep)
     if labels_from_folders:
-        from .cli_import import print_import
-        from .export.importing import import_labels
-
-        print_import(import_labels(_open(project_dir), image_dir, annotator="cli"))
+        import_after_ingest(project_dir, image_dir)
 
 
 @main.command("cluster")
@@ -585,9 +577,7 @@ from .cli_features import features_cmd, finetune, heatmap  # noqa: E402
 for _command in (features_cmd, finetune, heatmap):
     main.add_command(_command)
 
-from .cli_import import import_labels_cmd  # noqa: E402  (labels from a CSV or a folder tree)
-
-main.add_command(import_labels_cmd)
+main.add_command(import_labels_cmd)  # labels from a CSV or a folder tree (labeler.cli_import)
 
 # -- integrity and backups: check, backup, restore (labeler.integrity, labeler.backup) --------
 from .cli_integrity import COMMANDS as _INTEGRITY_COMMANDS  # noqa: E402

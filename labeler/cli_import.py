@@ -1,6 +1,6 @@
 """``labeler import-labels``: labels from a CSV or a folder tree (:mod:`labeler.export.importing`).
-Registered on :func:`labeler.cli.main`; ``labeler ingest --labels-from-folders`` uses
-:func:`print_import` too."""
+Registered on :func:`labeler.cli.main`, which also takes ingest's
+--labels-from-folders / --embeddings options (:func:`BRING_YOUR_OWN`) from here."""
 
 from __future__ import annotations
 
@@ -10,6 +10,28 @@ from pathlib import Path
 import click
 
 from .cli_common import PROJECT, _open
+
+
+def BRING_YOUR_OWN(f):  # noqa: N802  (used as a decorator, like the option constants)
+    """``labeler ingest``'s options for what a user brings along: labels in folder names
+    (--labels-from-folders) and vectors in a file (--embeddings, --embedding-paths)."""
+    f = click.option("--embedding-paths", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+                     default=None, help="The paths list of an --embeddings .npy: one image path per line, "
+                                        "in the array's order.")(f)
+    f = click.option("--embeddings", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+                     help="Vectors from a file instead of a backbone: .npy with its paths list (v.npy reads "
+                          "v.txt) or Parquet (a path and an embedding column). Search by new photos then "
+                          "needs a backbone.")(f)
+    return click.option("--labels-from-folders", is_flag=True,
+                        help="Then label each unlabelled image by its folder's name (one undoable import; "
+                             "see import-labels).")(f)
+
+
+def import_after_ingest(project_dir: Path, image_dir: Path) -> None:
+    """``ingest --labels-from-folders``: each image labelled by its folder's name, one action by 'cli'."""
+    from .export.importing import import_labels
+
+    print_import(import_labels(_open(project_dir), image_dir, annotator="cli"))
 
 
 def print_import(rep, as_json: bool = False, limit: int = 10) -> None:
