@@ -84,6 +84,14 @@ def test_npy_embeddings_drive_map_clusters_search_queue_and_suggestions(photos, 
     sugg = run("suggest", "--project", proj, "--json").output
     assert "even" in sugg and "odd" in sugg
 
+    # a Parquet export with the embeddings brings the same vectors into a fresh project
+    run("export", "--project", proj, "--format", "parquet", "--with-embeddings", "--include-unlabelled",
+        "-o", tmp_path / "out.parquet")
+    run("ingest", d, "--project", tmp_path / "again", "--embeddings", tmp_path / "out.parquet", "--quiet")
+    again = Project(tmp_path / "again")
+    rows = {path: r["row"] for path, r in again.store.images_by_path().items()}
+    assert np.array_equal(again.load_array("embeddings")[[rows[n] for n in names]], vectors)
+
 
 def test_parquet_embeddings_and_images_without_a_vector(photos, tmp_path):
     import pyarrow as pa
