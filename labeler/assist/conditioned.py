@@ -28,7 +28,8 @@ MODES = ("reweight", "rerank")
 
 
 def label_probe(x_train: np.ndarray, is_label: np.ndarray, *, c: float = 1.0):
-    """One-vs-rest logistic regression for one label.
+    """One-vs-rest logistic regression for one label (the product's probe,
+    :func:`labeler.probe.fit_probe`, class-balanced).
 
     Parameters
     ----------
@@ -44,12 +45,12 @@ def label_probe(x_train: np.ndarray, is_label: np.ndarray, *, c: float = 1.0):
     ValueError
         Fewer than one labelled example on either side.
     """
-    from sklearn.linear_model import LogisticRegression
+    from ..probe import fit_probe
 
     is_label = np.asarray(is_label, dtype=bool)
     if is_label.all() or not is_label.any():
         raise ValueError("a label probe needs images with and without the label")
-    m = LogisticRegression(C=c, max_iter=300, class_weight="balanced").fit(x_train, is_label)
+    m, _ = fit_probe(x_train, is_label.astype(np.int64), 2, c=c, balanced=True)
     return m.coef_[0].astype(np.float32), float(m.intercept_[0])
 
 

@@ -34,13 +34,13 @@ spreading pass, not k.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from .evidence import (EVIDENCE_ALPHA, VOUCH_LEVEL, Evidence, evidence_bound, evidence_detail,  # noqa: F401
                        more_to_vouch, vouch_target)
+from ..probe import fit_probe, log_softmax, probe_logits  # noqa: F401 (re-exported: one probe)
 from .graph import KnnGraph
 
 METHODS = ("combined", "probe", "spreading")
@@ -169,43 +169,6 @@ def _normalise_rows(f: np.ndarray, eps: float = 1e-12) -> np.ndarray:
     return np.where(tot > eps, f / np.maximum(tot, eps), 1.0 / c).astype(np.float32)
 
 
-# -- linear probe -------------------------------------------------------------------------
-def _probe(x_train, y_train, n_classes, *, c: float, init=None, balanced: bool = False):
-    from sklearn.linear_model import LogisticRegression
-
-    present = np.unique(y_train)
-    model = LogisticRegression(C=c, max_iter=300, class_weight="balanced" if balanced else None,
-                               warm_start=init is not None)
-    if init is not None:
-        coef, intercept = init
-        if coef is not None and coef.shape[0] == (1 if len(present) == 2 else len(present)) \
-                and coef.shape[1] == x_train.shape[1]:
-            model.coef_, model.intercept_ = coef.copy(), intercept.copy()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ConvergenceWarning on tiny sets: the warm start continues next time
-        model.fit(x_train, y_train)
-    return model, present
-
-
-def _probe_logits(model, present, x, n_classes) -> np.ndarray:
-    """Logits (n, C) with -inf for classes the probe never saw."""
-    out = np.full((len(x), n_classes), -np.inf, dtype=np.float64)
-    z = x @ model.coef_.T.astype(np.float32) + model.intercept_.astype(np.float32)
-    if len(present) == 2:
-        out[:, present[0]] = 0.0
-        out[:, present[1]] = z[:, 0]
-    else:
-        out[:, present] = z
-    return out
-
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    m = np.max(z, axis=1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    e = np.exp(z - m)
-    return z - m - np.log(e.sum(axis=1, keepdims=True))
-
-
 # -- calibration --------------------------------------------------------------------------
 def fit_temperature(logp: np.ndarray, y: np.ndarray, *, prior_sd: float = 0.5) -> float:
     """Temperature T of ``softmax(logp / T)`` (Guo et al. 2017), a MAP estimate.
@@ -233,7 +196,7 @@ def fit_temperature(logp: np.ndarray, y: np.ndarray, *, prior_sd: float = 0.5) -
     m = max(len(y), 1)
 
     def loss(log_t):
-        lp = _log_softmax(logp / np.exp(log_t))
+        lp = log_softmax(logp / np.exp(log_t))
         return -float(np.mean(lp[np.arange(len(y)), y])) + log_t**2 / (2 * prior_sd**2 * m)
 
     r = minimize_scalar(loss, bounds=(np.log(0.05), np.log(20.0)), method="bounded")
@@ -298,7 +261,7 @@ def _held_out_evidence(oof: np.ndarray, codes: np.ndarray, held: np.ndarray, tem
     if held.sum() < 2:
         return np.zeros(0, np.float32), np.zeros(0, np.float64), np.zeros(0, np.float64)
     lp = np.where(np.isfinite(oof[held]), oof[held], -1e4)
-    p_oof = np.exp(_log_softmax(lp / temperature))
+    p_oof = np.exp(log_softmax(lp / temperature))
     order = np.argsort(-p_oof.max(axis=1), kind="stable")
     w = np.ones(int(held.sum()))
     if groups is not None:
@@ -438,9 +401,9 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
             p = _normalise_rows(f_all[rows[held], (j + 1) * k:(j + 2) * k])
             oof[s, held] += np.log(np.maximum(p, 1e-6))
     if method in ("combined", "probe"):
-        model, present = _probe(x[rows], codes, k, c=c, init=(state.coef, state.intercept), balanced=balanced)
+        model, present = fit_probe(x[rows], codes, k, c=c, init=(state.coef, state.intercept), balanced=balanced)
         state.coef, state.intercept = model.coef_, model.intercept_
-        logp += _log_softmax(_probe_logits(model, present, x, k))
+        logp += log_softmax(probe_logits(model, present, x, k))
         for s, f in splits:
             held, tr = fold_sets[s] == f, fold_sets[s] != f
             if not held.any():
@@ -448,8 +411,8 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
             if len(np.unique(codes[tr])) < 2:
                 oof[s, held] += np.log(1.0 / k)
                 continue
-            m, pr = _probe(x[rows[tr]], codes[tr], k, c=c, init=(model.coef_, model.intercept_), balanced=balanced)
-            oof[s, held] += _log_softmax(_probe_logits(m, pr, x[rows[held]], k))
+            m, pr = fit_probe(x[rows[tr]], codes[tr], k, c=c, init=(model.coef_, model.intercept_), balanced=balanced)
+            oof[s, held] += log_softmax(probe_logits(m, pr, x[rows[held]], k))
     if calibrate:
         held = fold_sets[0] >= 0
         if held.sum() >= 2:
@@ -461,7 +424,7 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
                 oof[1], codes, fold_sets[1] >= 0, state.temperature, groups=clusters[rows])
         state.n_calibration = int(held.sum())
         state.n_labelled_at_calibration = len(rows)
-    proba = np.exp(_log_softmax(np.where(np.isfinite(logp), logp, -1e4) / state.temperature)).astype(np.float32)
+    proba = np.exp(log_softmax(np.where(np.isfinite(logp), logp, -1e4) / state.temperature)).astype(np.float32)
     top2 = np.partition(proba, -2, axis=1)[:, -2:] if k >= 2 else np.c_[np.zeros(n), proba]
     label = np.argmax(proba, axis=1).astype(np.int64)
     p_top = proba[np.arange(n), label]

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import io
 import time
 from dataclasses import dataclass
 
@@ -56,6 +57,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import images
+from ..atomic import atomic_write
 from ..errors import BadInputError, LabelerError, ProjectError
 from .finetune_losses import LOSSES, SUPCON_TEMPERATURE, SUPCON_WEIGHT, CosineClassifier, supcon_loss
 from .networks import EfficientNetFeatures
@@ -269,8 +271,7 @@ def _inputs(project, backbone, rows, view: str) -> tuple[torch.Tensor | None, li
 
 
 def _frozen_check(project, feature_set: str, row_train, y_train, row_held, y_held) -> float | None:
-    from sklearn.linear_model import LogisticRegression
-
+    from ..probe import fit_probe, probe_logits
     from .feature_sets import load_feature_set
 
     try:
@@ -278,8 +279,10 @@ def _frozen_check(project, feature_set: str, row_train, y_train, row_held, y_hel
     except LabelerError:
         return None
     x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-    clf = LogisticRegression(max_iter=2000).fit(x[row_train], y_train)
-    return float(np.mean(clf.predict(x[row_held]) == y_held))
+    codes, y_codes = np.unique(np.concatenate([y_train, y_held]), return_inverse=True)
+    tr, he = y_codes[: len(y_train)], y_codes[len(y_train):]
+    clf, present = fit_probe(x[row_train], tr, len(codes), max_iter=2000)
+    return float(np.mean(probe_logits(clf, present, x[row_held], len(codes)).argmax(axis=1) == he))
 
 
 def _drop_export(backbone) -> None:
@@ -511,8 +514,14 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     if name is None:
         taken = set(list_feature_sets(project))
         name = next(f"finetuned-{k}" for k in range(1, 10_000) if f"finetuned-{k}" not in taken)
+    # Serialised in memory, then written atomically: a full disk raises the OSError itself
+    # (torch's own writer would wrap it) and leaves no half model behind.
+    buf = io.BytesIO()
     torch.save({"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "head": head, "loss": loss,
-                "backbone": meta["name"]}, project.models_dir / f"{name}.pt")
+                "backbone": meta["name"]}, buf)
+    project.models_dir.mkdir(parents=True, exist_ok=True)
+    with atomic_write(project.models_dir / f"{name}.pt") as f:
+        f.write(buf.getbuffer())
     save_feature_set(project, name, feats, {
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
         "train_from": train_from, "class_weight": class_weight, "head": head,
