@@ -168,6 +168,10 @@ def test_selection_count_and_same_upload_twice_stay_in_step(driver, served, proj
         ImageOps.mirror(im).save(photo)
     driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]").send_keys(str(photo))
     wait_until(lambda: "Query: " + photo.name in text_of(driver, "#search-query"), 90, "first search")
+    # A new photo is shown by a small preview (an image that loaded, never a broken one).
+    wait_until(lambda: driver.execute_script(
+        "const i = document.getElementById('search-preview'); return !!i && i.offsetParent !== null"
+        " && i.src.startsWith('data:image/jpeg') && i.complete && i.naturalWidth > 0"), T, "the photo's preview")
     other = int(app.labeler.point_ids[3])
     driver.execute_script(f"{GRAPH_JS}.emit('plotly_click', {{points: [{{curveNumber: 0, pointNumber: 3}}]}})")
     wait_until(lambda: f"#{other} ·" in text_of(driver, "#search-query"), T, "map click search")

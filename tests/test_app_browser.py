@@ -152,7 +152,7 @@ def test_label_a_cluster_with_unticked_images(driver, served, project):
     wait_until(lambda: text_of(driver, "#progress-text").startswith(f"{n} / {app.labeler.n_points}"),
                what="progress")
     assert f"mono {n}" in text_of(driver, "#label-counts")
-    assert "2 unticked image(s) stay unlabelled" in text_of(driver, "#message")
+    assert "2 unticked image(s) left as they are" in text_of(driver, "#message")
 
 
 def test_lasso_selection_label_and_undo_with_ctrl_z(driver, served, project):
@@ -171,10 +171,9 @@ def test_lasso_selection_label_and_undo_with_ctrl_z(driver, served, project):
     wait_until(lambda: len(thumb_ids(driver, "#selection-grid .thumb-btn")) == 6, what="selection grid")
     assert sorted(thumb_ids(driver, "#selection-grid .thumb-btn")) == sorted(chosen)
     assert "6 images selected" in text_of(driver, "#selection-title")
-    driver.find_element(By.ID, "selection-label-input").send_keys("poly")
-    callbacks_idle(driver)
-    driver.find_element(By.ID, "selection-label-button").click()
+    driver.find_element(By.ID, "selection-label-input").send_keys("poly", Keys.ENTER)  # Enter submits the box
     message(driver, "Labelled 6")
+    assert driver.execute_script("return document.activeElement.id") != "selection-label-input"  # and leaves it
     assert project.store.labels() == {i: "poly" for i in chosen}
 
     driver.find_element(By.CSS_SELECTOR, "#color-mode input[value='label']").click()
@@ -193,6 +192,8 @@ def test_upload_a_photo_see_neighbours_and_label_them(driver, served, project, t
     srv, app = served
     open_dashboard(driver, srv.url, app.labeler.n_points)
     driver.find_element(By.XPATH, "//*[contains(@class,'tab') and normalize-space()='Search']").click()
+    preview = driver.find_element(By.ID, "search-preview")
+    assert not preview.is_displayed()  # no broken image before there is a photo
     image_id = int(app.labeler.point_ids[10])
     photo = project.image_path(project.store.get_image(image_id)["path"])
     upload = driver.find_element(By.CSS_SELECTOR, "#upload input[type=file]")
@@ -202,6 +203,10 @@ def test_upload_a_photo_see_neighbours_and_label_them(driver, served, project, t
     assert image_id not in shown  # the photo is in the collection: recognised, not its own neighbour
     assert f"#{image_id} · {photo.name}" in text_of(driver, "#search-query")  # shown as that image
     assert driver.execute_script(f"return {GRAPH_JS}.data[1].x.length") == 1  # the query star
+    # A photo of the collection is shown by its thumbnail: no preview, and never a broken image.
+    assert not driver.find_element(By.ID, "search-preview").is_displayed()
+    assert driver.execute_script("return Array.from(document.querySelectorAll('#search-query img'))"
+                                 ".every(i => i.complete && i.naturalWidth > 0)")
 
     driver.find_elements(By.CSS_SELECTOR, "#search-grid .thumb-check input")[0].click()
     callbacks_idle(driver)  # the untick is stored before the label button reads it

@@ -1,6 +1,7 @@
 """End-to-end, in headless Chromium: the page renders under the Content-Security-Policy;
 a cluster re-clustered by someone else after the annotator opened it is refused in the
-page; u / r undo and redo (not while typing); a near-duplicate label is asked once."""
+page; u / r undo and redo (not while typing); a near-duplicate label is asked once; a
+labelled cluster is not relabelled unasked."""
 
 from __future__ import annotations
 
@@ -76,8 +77,9 @@ def test_page_renders_under_the_csp_and_a_stale_cluster_is_refused(driver, serve
     other.store.close()
     driver.find_element(By.ID, "cluster-label-input").send_keys("mono")
     driver.find_element(By.ID, "cluster-label-button").click()
-    text = _message(driver, "Conflict")
-    assert "nothing was labelled" in text
+    # Refused before it acts: the page reloads the clustering it shows, and names the change.
+    text = _message(driver, "The clustering changed (merge")
+    assert "by bob" in text and "Nothing was done" in text
     assert project.store.labels() == {}
     # hovering and selecting on the WebGL map work under the policy too
     driver.execute_script(f"""
@@ -112,15 +114,17 @@ def test_u_and_r_keys_undo_and_redo_and_near_duplicates_are_asked(driver, served
     driver.find_element(By.TAG_NAME, "body").send_keys("r")
     _message(driver, "Redone")
     assert set(project.store.labels()) == set(members)
-    # 'Mono' beside 'mono' is asked about once, then created on the second click
+    # 'Mono' beside 'mono' is asked about once; on the second click the labelled images,
+    # all unticked, are left as they are and reported
     box = driver.find_element(By.ID, "cluster-label-input")
     _retype(box, "Mono")
     driver.find_element(By.ID, "cluster-label-button").click()
     _message(driver, "close to 'mono'")
     assert set(project.store.labels().values()) == {"mono"}
     driver.find_element(By.ID, "cluster-label-button").click()
-    _message(driver, "Labelled")
-    assert set(project.store.labels().values()) == {"Mono"}
-    wait_until(lambda: "Mono" in json.loads(driver.execute_script(
+    text = _message(driver, "Nothing labelled")
+    assert f"all {len(members)} image(s) of cluster 0 already hold a label (mono {len(members)} by ana)" in text
+    assert set(project.store.labels().values()) == {"mono"}
+    wait_until(lambda: "mono" in json.loads(driver.execute_script(
         "return JSON.stringify(Array.from(document.querySelectorAll('#label-options option')).map(o => o.value))")),
         what="label offered for autocompletion")

@@ -42,6 +42,16 @@ def press(drv, *keys):
     ActionChains(drv).send_keys(*keys).perform()
 
 
+def shot(drv, name: str) -> None:
+    """Save a screenshot to $LABELER_SCREENSHOTS/<name>.png when that is set (to look at)."""
+    import os
+
+    where = os.environ.get("LABELER_SCREENSHOTS")
+    if where:
+        os.makedirs(where, exist_ok=True)
+        drv.save_screenshot(os.path.join(where, f"{name}.png"))
+
+
 def focused(drv) -> str:
     return drv.execute_script("return document.activeElement ? (document.activeElement.id || "
                               "document.activeElement.tagName.toLowerCase()) : ''")
@@ -67,6 +77,7 @@ def start(drv, url: str, name: str, n_points: int) -> None:
     """Load the page and answer the name dialog with the keyboard only."""
     drv.get(url)
     wait_until(lambda: focused(drv) == "name-input", T, "the name dialog's box has the focus")
+    shot(drv, "name-dialog")
     press(drv, Keys.TAB)
     assert focused(drv) == "name-save"  # Tab stays in the dialog ...
     press(drv, Keys.TAB)
@@ -135,6 +146,7 @@ def test_enter_twice_labels_one_cluster_and_n_after_enter_opens_the_next(driver,
     labels = project.store.labels()
     assert set(labels) == set(members) and set(labels.values()) == {"mono"}  # one cluster only
     assert box_value(driver) == "" and focused(driver) != "cluster-label-input"  # cleared, and left
+    shot(driver, "enter-enter-n")
     press(driver, "p")  # shortcut keys work at once
     wait_until(lambda: open_cluster_id(driver) == second, T, "p: back to the cluster Enter opened")
     assert box_value(driver) == ""
@@ -157,6 +169,7 @@ def test_labelled_images_start_unticked_and_a_tick_relabels_one(driver, app_at, 
     driver.find_element(By.CSS_SELECTOR, f"#cluster-grid .thumb-check[id*='\"id\":{held[0]},'] input").click()
     wait_until(lambda: "1 labelled image(s) ticked" in text_of(driver, "#cluster-labelled-note"), T, "tick noted")
     assert "2 already labelled (poly 2 by bob)" in text_of(driver, "#cluster-labelled-note")
+    shot(driver, "labelled-unticked")
     driver.find_element(By.ID, "cluster-label-input").click()
     press(driver, "mono")
     driver.find_element(By.ID, "cluster-label-button").click()
@@ -168,6 +181,7 @@ def test_labelled_images_start_unticked_and_a_tick_relabels_one(driver, app_at, 
     assert rows[held[0]]["label"] == "mono" and rows[held[0]]["annotator"] == "ana"
     assert all(rows[i]["label"] == "poly" and rows[i]["annotator"] == "bob" for i in held[1:])
     assert all(rows[i]["label"] == "mono" for i in members if i not in held[1:])
+    shot(driver, "relabel-message")
 
 
 def _cluster_list_shows(drv, actx) -> bool:
@@ -210,6 +224,7 @@ def test_a_recluster_in_the_middle_of_the_keyboard_loop(driver, project, monkeyp
         press(driver, "l", "poly", Keys.ENTER)  # Enter on a cluster of the old clustering
         text = message(driver, "The clustering changed (re-clustered: kmeans")
         assert "the map and clusters were reloaded" in text and "Nothing was done" in text
+        shot(driver, "recluster-refused")
         assert project.store.labels() == before  # nothing acted on the unseen clustering
         wait_until(lambda: _cluster_list_shows(driver, actx), T, "cluster list and legend reloaded")
 
@@ -283,3 +298,20 @@ def test_two_annotators_undo_in_turn_and_bobs_images_end_unlabelled(driver, app_
         assert not any(i in now for i in members), {i: now.get(i) for i in members}
     finally:
         bob.quit()
+
+
+def test_enter_submits_the_next_cards_label_box_and_leaves_it(driver, app_at, project):
+    url, app = app_at
+    start(driver, url, "ana", app.labeler.n_points)
+    driver.find_element(By.XPATH, "//*[contains(@class,'tab') and normalize-space()='Next']").click()
+    box = wait_until(lambda: driver.find_element(By.CSS_SELECTOR, "#next-list .next-card input[type=text]"), T,
+                     "a Next card's label box")
+    import json
+
+    box_id = box.get_attribute("id")
+    image_id = json.loads(box_id)["id"]
+    box.click()
+    press(driver, "crack", Keys.ENTER)
+    message(driver, f"Labelled image {image_id} as 'crack'")
+    assert project.store.labels() == {image_id: "crack"}
+    assert focused(driver) != box_id  # Enter left the box

@@ -322,6 +322,16 @@ def test_search_by_upload_of_a_collection_photo(actx, project):
     assert stored["query_image_id"] == image_id  # recognised by content hash
     assert image_id not in [i for i, _ in stored["neighbours"]]
     assert not stored["is_novel"] and len(stored["map_xy"]) == 2
+    assert stored["preview"] is None  # shown by its thumbnail
+    # a photo new to the collection gets a small preview (the Search tab's <img>)
+    import io
+
+    buf = io.BytesIO()
+    Image.open(io.BytesIO(data)).transpose(Image.FLIP_LEFT_RIGHT).save(buf, format="PNG")
+    new = search_by_upload(actx, _data_uri(buf.getvalue()), "new.png", k=3)
+    assert new["query_image_id"] is None and new["preview"].startswith("data:image/jpeg;base64,")
+    with Image.open(io.BytesIO(base64.b64decode(new["preview"].split(",", 1)[1]))) as im:
+        assert max(im.size) <= 240
 
 
 def test_bad_uploads_are_refused_before_use(actx, project):
@@ -448,3 +458,72 @@ def test_label_cluster_action_refuses_a_page_older_than_the_clustering(actx, pro
     text, kind = label_cluster_action(actx, 0, "mono", "ana", clustering_id=cid, seen=seen)
     assert kind == "error" and text.startswith("Conflict:") and project.store.labels() == {}
     assert merge_action(actx, [0, 2], "ana", clustering_id=cid)[1] == "error"
+
+
+# -- issue 20: labelled images start unticked, the page follows the clustering ----------------
+
+
+def test_labelled_images_start_unticked_and_a_tick_chooses_to_relabel(actx, project):
+    from labeler import labels as lab
+    from labeler.app.callbacks_label import labelled_note, ticked
+    from labeler.app.common import is_ticked, update_ticks
+
+    members = project.store.cluster_members(0)
+    lab.label_images(project, members[:2], "poly", annotator="bob")
+    lab.label_images(project, members[2:3], "mono", annotator="ana")
+    *_, shown = cluster_detail_view(actx, 0, [], 1)
+    assert shown == {str(members[0]): "poly", str(members[1]): "poly", str(members[2]): "mono"}
+    assert not is_ticked(members[0], "poly", [], {}) and is_ticked(members[3], None, [], {})
+    note = labelled_note(actx, members, {})
+    assert note == "3 already labelled (poly 2 by bob, mono 1 by ana): tick to relabel"
+    # tick members[0] (labelled) and untick members[3] (unlabelled), on the visible page
+    vis = members[:4]
+    ex, rel = update_ticks([], {}, vis, [[vis[0]], [], [], []], shown)
+    assert ex == [members[3]] and rel == {str(members[0]): "poly"}
+    assert is_ticked(members[0], "poly", ex, rel) and not is_ticked(members[3], None, ex, rel)
+    assert is_ticked(members[0], "mono", ex, rel) is False  # its label changed: no longer chosen
+    assert "1 labelled image(s) ticked" in labelled_note(actx, members, rel)
+    # the cluster action: ticked labelled image replaced, the others skipped and reported
+    text, kind = label_cluster_action(actx, 0, "mono", "kim", excluded=ex, relabel={int(k): v for k, v in rel.items()})
+    assert kind == "ok" and "replaced 1 earlier label(s) (poly 1 by bob)" in text
+    assert "2 already labelled left unchanged (poly 1 by bob, mono 1 by ana): tick them to relabel" in text
+    labels = project.store.labels()
+    assert labels[members[0]] == "mono" and labels[members[1]] == "poly" and members[3] not in labels
+    # a label someone changed after the page showed it is left alone (the mapping holds the label shown)
+    lab.label_images(project, [members[1]], "crack", annotator="bob", relabel=True)
+    chosen, kwargs = ticked(members[:2], [], {str(members[1]): "poly"})
+    text, kind = label_ids_action(actx, chosen, "mono", "kim", **kwargs)
+    assert kind == "warn" and "Nothing labelled" in text and project.store.labels()[members[1]] == "crack"
+
+
+def test_a_label_with_a_tab_is_refused_with_a_message(actx, project):
+    text, kind = label_ids_action(actx, project.store.cluster_members(0)[:2], "mono\tpoly", "ana")
+    assert kind == "error" and "TAB" in text and project.store.labels() == {}
+
+
+def test_keys_on_an_older_clustering_reload_the_page_instead_of_acting(actx, project):
+    from labeler.app.callbacks_follow import clustering_change
+    from labeler.app.callbacks_viewer import keyboard_step
+
+    from labeler.app.callbacks_label import cluster_seen
+
+    cid = int(project.store.current_clustering()["id"])
+    assert clustering_change(actx, cid) is None and clustering_change(actx, None) is None
+    seen = cluster_seen(actx, 0)
+    assert merge_action(actx, [0, 1], "bob")[1] == "ok"  # someone else merges while the page is open
+    new, what, who = clustering_change(actx, cid)
+    assert new != cid and who == "bob" and what.startswith("merge") and what.endswith("by bob")
+    state = {"cluster": 0, "label": "mono", "annotator": "ana", "version": 5, "seen": seen, "clustering": cid}
+    for key in ("enter", "next", "prev", "label"):
+        out = keyboard_step(actx, key, state)
+        text = out["message"].children
+        assert out["clustering"] == new and out["version"] == 6 and "Nothing was done" in text
+        assert text.startswith("The clustering changed (merge") and out["cluster"] is None  # cluster 0 grew
+    assert project.store.labels() == {}
+    # on the clustering it shows, Enter labels and clears the box (a second Enter has no label)
+    out = keyboard_step(actx, "enter", dict(state, clustering=new, seen=cluster_seen(actx, 0)))
+    assert out["label"] == "" and out["relabel"] == {} and set(project.store.labels()) == set(
+        project.store.cluster_members(0))
+    undo_action(actx, "bob")  # an undo of the merge: the older clustering is current again
+    back, what, who = clustering_change(actx, new)
+    assert back == cid and what.startswith("undo of 'merge") and who == "bob"

@@ -106,8 +106,9 @@ def register(app: Dash, actx: AppContext) -> None:
         if change is None:
             raise PreventUpdate
         after_write = ctx.triggered_id == ids.VERSION  # every view is re-rendering from the store already
-        if after_write and (change[2] == annotator_name(annotator) or change[2] is None and "ingest" in change[1]):
-            return change[0], no_update, no_update, no_update  # this page's own edit (or its ingest reload)
+        own = change[2] == annotator_name(annotator)  # this annotator's edit: their own message said it
+        if after_write and (own or change[2] is None and "ingest" in change[1]):
+            return change[0], no_update, no_update, no_update
         out = reload_step(actx, change, {"version": version, "cluster": cluster, "seen": seen})
-        return (out["clustering"], no_update if after_write else out["version"], out["message"],
-                out.get("cluster", no_update))
+        return (out["clustering"], no_update if after_write else out["version"],
+                no_update if own else out["message"], out.get("cluster", no_update))

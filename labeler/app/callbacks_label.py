@@ -335,8 +335,7 @@ def register(app: Dash, actx: AppContext) -> None:
         facts = image_facts(actx, items)
         ex = {int(i) for i in excluded or []}
         held = actx.store.labels_for([int(i) for i in selection])
-        rel = relabel_map(relabel)
-        n_in = sum(1 for i in selection if (rel.get(int(i)) == held[int(i)] if int(i) in held else int(i) not in ex))
+        n_in = sum(1 for i in selection if is_ticked(int(i), held.get(int(i)), ex, relabel))
         title = (f"{len(selection):,} images selected on the map ({n_in:,} ticked) · "
                  f"{len(held):,} labelled, {len(selection) - len(held):,} unlabelled")
         shown = shown_labels(items, facts)

@@ -13,7 +13,7 @@ from .. import refine
 from ..errors import BadInputError, LabelerError
 from . import ids
 from .actions import run, write_on_click
-from .common import annotator_name, result
+from .common import annotator_name, result, ticked_ids
 from .components import thumb
 from .state import AppContext
 from .views import cluster_color
@@ -174,18 +174,21 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.MOVE_NOTE, "children"),
         Input(ids.SELECTION, "data"),
         Input(ids.SELECTION_EXCLUDED, "data"),
+        Input(ids.SELECTION_RELABEL, "data"),
+        Input(ids.VERSION, "data"),
     )
-    def move_note(selection, excluded):
-        n = len(set(selection or []) - set(excluded or []))
-        return f"{n:,} ticked image(s) in the Selection tab."
+    def move_note(selection, excluded, relabel, _version):
+        n = len(ticked_ids(actx.store, selection, excluded, relabel))
+        return f"{n:,} ticked image(s) in the Selection tab (labelled ones start unticked)."
 
-    def move_args(selection, excluded, target, seen_clustering):
-        ex = {int(i) for i in excluded or []}
-        chosen = [int(i) for i in selection or [] if int(i) not in ex]
+    def move_args(selection, excluded, relabel, target, seen_clustering):
+        # What the Selection tab shows ticked: labelled images only where ticked (as for labelling).
+        chosen = ticked_ids(actx.store, selection, excluded, relabel)
         # A move to 'new' or noise names no cluster: only a numbered target depends on the clustering.
         cid = seen_clustering if target not in (None, "", "new", -1) else None
         return (chosen, target), {"clustering_id": cid}
 
     write_on_click(app, actx, ids.MOVE_BUTTON, move_action,
                    State(ids.SELECTION, "data"), State(ids.SELECTION_EXCLUDED, "data"),
-                   State(ids.MOVE_TARGET, "value"), State(ids.CLUSTERING_SEEN, "data"), prepare=move_args)
+                   State(ids.SELECTION_RELABEL, "data"), State(ids.MOVE_TARGET, "value"),
+                   State(ids.CLUSTERING_SEEN, "data"), prepare=move_args)

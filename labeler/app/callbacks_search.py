@@ -15,7 +15,7 @@ from .common import is_ticked, result, shown_labels, track_ticks, triggered_valu
 from .components import caption, full_image_link, grid, thumb
 from .routes import thumb_url
 from .state import AppContext
-from .uploads import UploadError, uploaded_image
+from .uploads import UploadError, preview_data_uri, uploaded_image
 from .layout import PER_PAGE
 from .panels import image_facts, page_of
 from .views import point_image_id, query_marker_patch
@@ -72,8 +72,10 @@ def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12
             res = actx.searcher().by_file(path, _k(k), for_label=for_label or None)
         except QueryImageError as e:
             raise UploadError(f"the image could not be used: {e}") from e
+        # A photo of the collection is shown by its thumbnail; a new one by a small preview.
+        preview = preview_data_uri(path) if res.query_image_id is None else None
     name = (filename or "uploaded photo").replace("/", "_")[-120:]
-    return result_to_store(res, name)
+    return {**result_to_store(res, name), "preview": preview}
 
 
 def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=None) -> dict:
@@ -128,14 +130,6 @@ def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=Non
 def register(app: Dash, actx: AppContext) -> None:
     """Register the search callbacks on ``app``."""
 
-    app.clientside_callback(
-        # The upload's contents are cleared once searched: keep the preview then (no src="").
-        """function(c) { return (c && c.startsWith("data:image/")) ? c : window.dash_clientside.no_update; }""",
-        Output(ids.SEARCH_PREVIEW, "src"),
-        Input(ids.UPLOAD, "contents"),
-        prevent_initial_call=True,
-    )
-
     @app.callback(
         Output(ids.SEARCH_RESULT, "data"),
         Output(ids.SEARCH_EXCLUDED, "data"),
@@ -144,6 +138,7 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.TABS, "value", allow_duplicate=True),
         Output(ids.MAP, "figure", allow_duplicate=True),
         Output(ids.SEARCH_PREVIEW, "style"),
+        Output(ids.SEARCH_PREVIEW, "src"),
         Output(ids.UPLOAD, "contents"),
         Output(ids.SEARCH_PAGE, "value"),
         Input(ids.MAP, "clickData"),
@@ -164,7 +159,6 @@ def register(app: Dash, actx: AppContext) -> None:
                 if not contents:
                     raise PreventUpdate
                 stored = search_by_upload(actx, contents, filename, k, for_label)
-                preview = {"display": "block"}
             else:
                 if tid == ids.MAP:
                     pts = (click or {}).get("points") or []
@@ -176,13 +170,17 @@ def register(app: Dash, actx: AppContext) -> None:
                 else:
                     raise PreventUpdate
                 stored = search_by_id(actx, int(image_id), k, for_label)
-                preview = {"display": "none"}
         except (UploadError, StoreError, BadInputError) as e:
             err = result(f"Search failed: {e}", "error")
-            return no_update, no_update, no_update, err, no_update, no_update, {"display": "none"}, None, no_update
+            return (no_update, no_update, no_update, err, no_update, no_update, {"display": "none"}, no_update, None,
+                    no_update)
         # The upload's contents are cleared once used, so the same file dropped again
         # is a change (and searched again) rather than an identical value.
-        return stored, [], {}, [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), preview, None, 1
+        # The preview is shown only with a picture in it (an <img> without one is a broken image).
+        src = stored.pop("preview", None)
+        style = {"display": "block" if src else "none"}
+        return (stored, [], {}, [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), style,
+                src or no_update, None, 1)
 
     @app.callback(
         Output(ids.SEARCH_QUERY, "children"),

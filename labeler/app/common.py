@@ -92,6 +92,13 @@ def is_ticked(image_id: int, label: str | None, excluded, relabel) -> bool:
     return int(image_id) not in {int(i) for i in excluded or []}
 
 
+def ticked_ids(store, image_ids, excluded, relabel) -> list[int]:
+    """The ids among ``image_ids`` a grid shows ticked, by their labels now (:func:`is_ticked`)."""
+    ids_ = [int(i) for i in image_ids or []]
+    held = store.labels_for(ids_)
+    return [i for i in ids_ if is_ticked(i, held.get(i), excluded, relabel)]
+
+
 def relabel_map(relabel) -> dict[int, str]:
     """The page's relabel store as :func:`labeler.labels.label_images` takes it."""
     return {int(k): v for k, v in (relabel or {}).items()}

@@ -132,7 +132,11 @@ KEYS = [
     ("p  k  ←", "open the previous cluster"),
     ("1 … 9", "put the annotator's 1st … 9th label (existing labels, by name) in the label box"),
     ("l", "focus the label box (type a new label; Enter there = label and next)"),
-    ("Enter", "label the open cluster (ticked images) and open the next cluster with unlabelled images"),
+    ("Enter", "label the open cluster (ticked images) and open the next cluster with unlabelled images; "
+              "the label box is emptied, so a second Enter labels nothing"),
+    ("Enter (in a label box)", "submit it (label the cluster, the selection, the search results, a Next "
+                               "card, a Review group) and leave the box"),
+    ("Esc (in a text box)", "leave the box: the keys are shortcuts again"),
     ("PageDown  PageUp", "next / previous page of the image grid (open cluster, Selection, Search)"),
     ("click a thumbnail", "large view: wheel = zoom, drag = pan, double-click = reset"),
     ("←  →  (large view)", "previous / next image of the same cluster (of the label-next queue "

@@ -123,3 +123,19 @@ def checked_temp_file(data: bytes):
         yield Path(name)
     finally:
         Path(name).unlink(missing_ok=True)
+
+
+def preview_data_uri(path, size: int = 240) -> str:
+    """A small JPEG of a checked image file as a data URI: the Search tab's preview of an
+    uploaded photo (a few kB, whatever the upload's size)."""
+    import base64
+    import io
+
+    from PIL import Image, ImageOps
+
+    with Image.open(path) as im:
+        im = ImageOps.exif_transpose(im).convert("RGB")
+        im.thumbnail((size, size))
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=85)
+    return "data:image/jpeg;base64," + base64.b64encode(buf.getvalue()).decode()
