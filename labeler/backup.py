@@ -33,6 +33,7 @@ from pathlib import Path
 from .errors import BadInputError, CorruptFileError, ProjectError
 from .check import check_project
 from .integrity import _CHUNK, TRACKED, sample_digest
+from .locks import file_lock
 from .project import DB_NAME, LOCK_NAME, Project, project_lock
 from .store import Store
 
@@ -135,7 +136,9 @@ def backup_project(project_dir: Path | str, dest: Path | str, *, thumbs: bool = 
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     try:
-        with project_lock(project.root, "backup"):
+        # The project lock keeps ingests and re-clusterings out; the index lock the
+        # dashboard workers that build or extend the search index.
+        with project_lock(project.root, "backup"), file_lock(project.models_dir / "index.lock"):
             _snapshot_db(project.store, tmp / DB_NAME)
             copy = Store(tmp / DB_NAME)
             try:

@@ -7,13 +7,15 @@ sampled ones on every open); the database checks are SQLite's own.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .integrity import ROW_ARRAYS, rebuild_command, verify_full
-from .project import Project
+from .errors import ProjectLockedError
+from .project import LOCK_NAME, Project, project_lock
 
 __all__ = ["Problem", "check_project"]
 
@@ -46,17 +48,28 @@ def check_project(project_dir: Path | str) -> list[Problem]:
     except Exception as e:  # a database SQLite cannot open is itself the finding
         return [Problem("labeler.db", f"cannot be opened: {str(e).splitlines()[0] if str(e) else type(e).__name__}")]
     try:
-        return _check(project)
+        with ExitStack() as stack:
+            try:  # no ingest starts while the files are read
+                stack.enter_context(project_lock(project.root, "check"))
+            except ProjectLockedError as e:
+                # Arrays and manifest change while an ingest runs: check the database alone.
+                busy = Problem(LOCK_NAME, f"{str(e).split(';')[0]}; run `labeler check` again when it is done")
+                return [busy] + _check(project, files=False)
+            except OSError:
+                pass  # a read-only copy (a backup on read-only media): nothing writes it either
+            return _check(project)
     finally:
         project.store.close()
 
 
-def _check(project) -> list[Problem]:
+def _check(project, *, files: bool = True) -> list[Problem]:
     store = project.store
     try:
         out = [Problem("labeler.db", p) for p in store.integrity_problems()]
     except sqlite3.DatabaseError as e:
         return [Problem("labeler.db", f"integrity check failed: {e}")]
+    if not files:
+        return out + _label_problems(store)
     for entry in store.manifest_entries():
         problem = verify_full(project, entry["name"])
         if problem:
@@ -65,6 +78,8 @@ def _check(project) -> list[Problem]:
     fix = f"`labeler ingest {project.image_root or 'IMAGE_DIR'} --project {project.root}` finishes an interrupted run"
     for name in ROW_ARRAYS:
         path = project.array_path(name)
+        if any(p.file == path.name for p in out):
+            continue  # damaged: its row count says nothing more
         if not path.is_file():
             if n_rows and store.get_meta("maps_rows") is not None:
                 out.append(Problem(path.name, f"missing; {fix}"))
@@ -76,6 +91,11 @@ def _check(project) -> list[Problem]:
             continue
         if rows != n_rows:
             out.append(Problem(path.name, f"{rows:,} rows, the images table gives {n_rows:,} rows; {fix}"))
+    return out + _label_problems(store)
+
+
+def _label_problems(store) -> list[Problem]:
+    out = []
     holes = store.rows_without_image()
     if holes:
         out.append(Problem("labeler.db", f"{len(holes)} array row(s) held by no image (first {holes[0]})"))

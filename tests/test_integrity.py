@@ -254,3 +254,28 @@ def test_reads_racing_rewrites_never_see_damage(project):
             t.join(30)
     assert errors == [] and loads[0] > 40
     assert check_project(project.root) == []
+
+
+def test_check_during_an_ingest_says_so_and_checks_the_database_alone(project):
+    import threading
+
+    from labeler.project import project_lock
+
+    held, release = threading.Event(), threading.Event()
+
+    def ingest_like():
+        with project_lock(project.root, "ingest"):
+            held.set()
+            release.wait(30)
+
+    t = threading.Thread(target=ingest_like)
+    t.start()
+    try:
+        held.wait(30)
+        _truncate(project.array_path("map"))  # not looked at while the ingest runs
+        problems = check_project(project.root)
+    finally:
+        release.set()
+        t.join(30)
+    assert [p.file for p in problems] == ["labeler.lock"] and "is busy: ingest" in problems[0].problem
+    assert [p.file for p in check_project(project.root)] == ["map.npy"]
