@@ -235,14 +235,14 @@ def test_a_version_1_project_is_migrated_and_keeps_its_labels(tmp_path):
 
     _v1_project_db(tmp_path / "labeler.db")
     s = Store(tmp_path / "labeler.db")
-    assert s.get_meta("schema_version") == SCHEMA_VERSION == 3
+    assert s.get_meta("schema_version") == SCHEMA_VERSION == 4
     assert s.labels() == {1: "mono"} and s.label_rows()[0]["stale"] == 0
     history.undo(s, "ana")  # the old action undoes, and redo (new columns) works on it
     assert s.labels() == {}
     history.redo(s, "ana")
     assert s.labels() == {1: "mono"}
     s.close()
-    assert Store(tmp_path / "labeler.db").get_meta("schema_version") == 3  # opening again: no-op
+    assert Store(tmp_path / "labeler.db").get_meta("schema_version") == 4  # opening again: no-op
 
 
 def test_a_newer_project_is_refused_unchanged(tmp_path):

@@ -297,5 +297,5 @@ def test_a_version_2_redo_is_migrated_to_an_active_action(store, tmp_path):
     again = Store(path)
     undone = {r["id"]: r["undone_at"] for r in again.con.execute("SELECT id, undone_at FROM actions")}
     assert undone[1] is None and undone[2] is not None
-    assert again.con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "3"
+    assert again.con.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] == "4"
     again.close()

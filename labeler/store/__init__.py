@@ -12,6 +12,7 @@ actions         one row per user action (a bulk label is one action); undo/redo 
 labels          the current label of each image (``stale``: its file changed since)
 label_events    append-only log: who, when, old -> new, source, confidence, action
 manifest        size and checksums of the array, index and model files (labeler.integrity)
+predictions     imported model predictions: source, image, label, score (labeler.assist.experts)
 
 The store offers SQL primitives only; what a labelling action means (validation,
 undo, redo, accepting suggestions) lives in :mod:`labeler.labels`, which composes
@@ -36,12 +37,13 @@ from .clusterings import ClusteringsMixin
 from .images import ImagesMixin
 from .labels import LabelsMixin
 from .manifest import MANIFEST_SCHEMA, ManifestMixin
+from .predictions import PredictionsMixin
 from .schema import _MIGRATIONS, _SCHEMA, LABEL_SOURCES, SCHEMA_VERSION
 
 __all__ = ["Store", "StoreError", "LABEL_SOURCES", "SCHEMA_VERSION"]
 
 
-class Store(ImagesMixin, ClusteringsMixin, LabelsMixin, ManifestMixin):
+class Store(ImagesMixin, ClusteringsMixin, LabelsMixin, ManifestMixin, PredictionsMixin):
     """Thread-safe access to one project database.
 
     Parameters

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from .predictions import PREDICTIONS_DDL, PREDICTIONS_SCHEMA
+
 #: Version 2 added actions.redoes / redone_at (redo), label_events.confidence
 #: (accepted suggestions) and labels.stale (the file changed since it was labelled).
 #: Version 3: a redo re-activates the action it redoes (``undone_at`` cleared), the
 #: model of :mod:`labeler.history`; the migration re-activates the actions redone before.
-SCHEMA_VERSION = 3
+#: Version 4: the predictions table (imported model predictions, :mod:`labeler.store.predictions`).
+SCHEMA_VERSION = 4
 
 #: 'import': labels read from a file (a CSV, a folder tree) by ``labeler import-labels``.
 LABEL_SOURCES = ("manual", "cluster", "search", "propagated", "suggestion", "undo", "redo", "rename",
@@ -109,7 +112,7 @@ CREATE TABLE IF NOT EXISTS label_events (
 );
 CREATE INDEX IF NOT EXISTS label_events_image ON label_events(image_id);
 CREATE INDEX IF NOT EXISTS label_events_action ON label_events(action_id);
-"""
+""" + PREDICTIONS_SCHEMA
 
 # Each step brings a database from version n to n + 1 (run in one transaction).
 _MIGRATIONS = {
@@ -125,6 +128,7 @@ _MIGRATIONS = {
         "UPDATE actions SET undone_at = NULL WHERE id IN (SELECT redoes FROM actions "
         "WHERE redoes IS NOT NULL AND undone_at IS NULL)",
     ),
+    3: PREDICTIONS_DDL,
 }
 
 
