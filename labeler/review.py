@@ -163,6 +163,27 @@ class ReviewReport:
     group_folds: str = ""
     folds: int = 0
 
+    def text(self, limit: int = 30) -> list[str]:
+        """The report as lines for a terminal: a summary, then up to ``limit`` flagged images
+        and up to ``limit`` flagged groups, most likely wrong first."""
+        out = [f"{len(self.issues)} likely label error(s) among {self.n_labelled} labelled image(s); probe "
+               f"accuracy {self.probe_accuracy:.1%} ({self.folds}-fold, classes: {', '.join(self.classes)})"]
+        if self.left_out:
+            out.append(f"  {self.left_out} image(s) of labels with a single image were not examined")
+        out += [f"  {it.score:.3f}  id {it.image_id:>6}  {it.label!r} -> suggested {it.suggested_label!r}  "
+                f"({it.source} by {it.annotator})  {it.path}" for it in self.issues[:limit]]
+        if len(self.issues) > limit:
+            out.append(f"  ... {len(self.issues) - limit} more (--limit, --json)")
+        out.append(f"{len(self.groups)} group(s) labelled wrong as a whole, of {self.groups_checked} checked "
+                   f"(whole {self.group_folds} held out; accuracy then {self.group_accuracy:.1%})")
+        for g in self.groups[:limit]:
+            ids = " ".join(str(i) for i in g.image_ids[:12]) + (" ..." if g.size > 12 else "")
+            out.append(f"  {g.score:.3f}  {g.group_id}: {g.size} image(s) {g.label!r} -> suggested "
+                       f"{g.suggested_label!r}  ids {ids}")
+        if len(self.groups) > limit:
+            out.append(f"  ... {len(self.groups) - limit} more (--limit, --json)")
+        return out
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["n_issues"] = len(self.issues)
@@ -191,7 +212,7 @@ def held_out_probabilities(x: np.ndarray, y: np.ndarray, fold: np.ndarray, n_cla
     ndarray (n, n_classes) float64
         A class absent from a fold's training rows gets probability 0 there.
     """
-    from .assist.model import _log_softmax, _probe, _probe_logits
+    from .probe import fit_probe, log_softmax, probe_logits
     from .index import one_blas_thread
 
     out = np.full((len(y), n_classes), 1.0 / n_classes)
@@ -202,8 +223,8 @@ def held_out_probabilities(x: np.ndarray, y: np.ndarray, fold: np.ndarray, n_cla
                 train &= ~exclude
             if len(np.unique(y[train])) < 2:
                 continue
-            model, present = _probe(x[train], y[train], n_classes, c=1.0)
-            out[held] = np.exp(_log_softmax(_probe_logits(model, present, x[held], n_classes)))
+            model, present = fit_probe(x[train], y[train], n_classes, c=1.0)
+            out[held] = np.exp(log_softmax(probe_logits(model, present, x[held], n_classes)))
     return out
 
 
