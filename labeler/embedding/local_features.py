@@ -14,7 +14,8 @@ wrapper around the same pretrained network, so the batched extraction loop
     backbone's input size and at twice that size, each L2-normalised, concatenated
     (2 x 1280-d). About 5x the cost of global (1 + 4 pixels).
 
-Measured on the 2,624 ELPV cells (``study/device_study.py``, docs/features.md): both
+Measured on the 2,624 ELPV cells with a research script no longer in the repository (docs/features.md
+records it; ``labeler evaluate`` re-checks a project's feature set): both
 beat global on every truth column; multiscale is best on most figures at 5x the cost.
 
 The ImageNet logits every wrapper returns come from the average-pooled final layer at
