@@ -578,6 +578,8 @@ for _command in (features_cmd, finetune, heatmap):
     main.add_command(_command)
 
 main.add_command(import_labels_cmd)  # labels from a CSV or a folder tree (labeler.cli_import)
+from .cli_predictions import import_predictions_cmd  # noqa: E402
+main.add_command(import_predictions_cmd)  # predictions as a suggestion expert (labeler.cli_predictions)
 
 # -- integrity and backups: check, backup, restore (labeler.integrity, labeler.backup) --------
 from .cli_integrity import COMMANDS as _INTEGRITY_COMMANDS  # noqa: E402

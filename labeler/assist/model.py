@@ -25,7 +25,11 @@ Method (chosen by measurement on ELPV, ``benchmarks/bench_labeling.py``):
   labelled comes from folds of whole clusters (grouped cross-validation), each
   held-out cluster counting as one observation: labels of a few whole clusters
   vouch only for what other clusters confirm
-  (``benchmarks/bench_calibration.py``).
+  (``benchmarks/bench_calibration.py``);
+- **more experts** (imported predictions, a zero-shot model): a weighted
+  logarithmic opinion pool whose weights are fitted with the temperature on the
+  same out-of-fold predictions (stacking; :mod:`labeler.assist.experts`), so an
+  expert's say is what the held-out labels measured, never trusted blindly.
 
 The spreading of every fold runs in the same sparse products as the main one
 (its seed matrices are stacked as extra columns), so calibration costs one
@@ -41,6 +45,7 @@ import numpy as np
 from .evidence import (EVIDENCE_ALPHA, VOUCH_LEVEL, Evidence, evidence_bound, evidence_detail,  # noqa: F401
                        more_to_vouch, vouch_target)
 from ..probe import fit_probe, log_softmax, probe_logits  # noqa: F401 (re-exported: one probe)
+from .experts import deciding, fit_pool
 from .graph import KnnGraph
 
 METHODS = ("combined", "probe", "spreading")
@@ -74,6 +79,8 @@ class ModelState:
     cross_confidence: np.ndarray | None = None
     cross_correct: np.ndarray | None = None
     cross_count: np.ndarray | None = None
+    expert_key: tuple = ()
+    expert_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -101,6 +108,10 @@ class Prediction:
         :data:`VOUCH_LEVEL`); 0 = vouched
     by_cluster : ndarray (n,), bool, the evidence counts held-out clusters: the
         image's cluster has no labelled member
+    source : ndarray (n,), int64, the expert (index into ``experts``) that decided the
+        suggestion, -1 = the model's own (:func:`labeler.assist.experts.deciding`)
+    experts : dict, per expert name: {weight (fitted on held-out labels), accuracy (of its
+        top label on the labelled images it scored), checked (how many)}
     """
 
     classes: tuple[str, ...]
@@ -115,9 +126,13 @@ class Prediction:
     evidence: np.ndarray | None = None
     to_vouch: np.ndarray | None = None
     by_cluster: np.ndarray | None = None
+    source: np.ndarray | None = None
+    experts: dict = field(default_factory=dict)
 
     def __post_init__(self):
         n = len(self.label)
+        if self.source is None:
+            self.source = np.full(n, -1, np.int64)
         if self.probability is None:
             self.probability = self.proba[np.arange(n), self.label].astype(np.float32) if n else \
                 np.zeros(0, np.float32)
@@ -290,7 +305,7 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
             method: str = "combined", state: ModelState | None = None, c: float = 10.0,
             alpha: float = 0.9, n_iter: int = 20, n_iter_warm: int = 5, n_folds: int = 5, recalibrate: float = 0.1,
             balanced: bool = False, seed: int = 0, clusters: np.ndarray | None = None,
-            fitted: np.ndarray | None = None) -> tuple[Prediction, ModelState]:
+            fitted: np.ndarray | None = None, experts=None) -> tuple[Prediction, ModelState]:
     """Calibrated suggestions for every row from the labelled rows.
 
     Parameters
@@ -329,6 +344,10 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
         held-out prediction says nothing about unseen images (in the flow on ELPV
         this let 9.9 % of accepted suggestions be wrong after one fine-tune). The
         labels the fine-tune held out, and those given since, calibrate.
+    experts : list of (name, ndarray (n, C)) or None
+        More experts: each one's log-probabilities of ``classes`` for every row (0 rows
+        where it has no opinion; :meth:`labeler.assist.experts.Expert.log_proba`). Pooled
+        with weights fitted on the held-out labels (:func:`labeler.assist.experts.fit_pool`).
 
     Returns
     -------
@@ -360,9 +379,12 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
         zero = np.zeros(n, np.float32)
         return Prediction(classes, proba, np.full(n, codes[0], np.int64), zero, zero.copy()), state
 
+    experts = list(experts or [])
+    e_key = tuple((name, _digest(lp)) for name, lp in experts)
     grow = len(rows) - state.n_labelled_at_calibration
     calibrate = state.n_calibration == 0 or grow >= max(1, recalibrate * state.n_labelled_at_calibration) \
-        or (clusters is not None and state.cross_confidence is None)
+        or (clusters is not None and state.cross_confidence is None) \
+        or getattr(state, "expert_key", ()) != e_key
     # Fold sets of the calibration: by image (what an image of an already labelled
     # cluster can expect) and, with the clusters given, by cluster (what an image of a
     # cluster nobody labelled can expect).
@@ -413,18 +435,29 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
                 continue
             m, pr = fit_probe(x[rows[tr]], codes[tr], k, c=c, init=(model.coef_, model.intercept_), balanced=balanced)
             oof[s, held] += log_softmax(probe_logits(m, pr, x[rows[held]], k))
+    e_rows = [lp[rows] for _, lp in experts]
     if calibrate:
         held = fold_sets[0] >= 0
+        state.expert_key, state.expert_weights = e_key, np.zeros(len(experts))
         if held.sum() >= 2:
             state.temperature = fit_temperature(oof[0][held], codes[held])
-        state.oof_confidence, state.oof_correct, _ = _held_out_evidence(oof[0], codes, held, state.temperature)
+            if experts:
+                state.temperature, state.expert_weights = fit_pool(
+                    oof[0][held], [e[held] for e in e_rows], codes[held], t0=state.temperature)
+
+        def pooled(o):  # held-out log-probabilities of the pool, at temperature 1
+            return np.where(np.isfinite(o), o, -1e4) / state.temperature + sum(
+                (w * e for w, e in zip(state.expert_weights, e_rows)), np.zeros_like(o))
+        state.oof_confidence, state.oof_correct, _ = _held_out_evidence(pooled(oof[0]), codes, held, 1.0)
         state.cross_confidence = state.cross_correct = state.cross_count = None
         if len(fold_sets) > 1:
             state.cross_confidence, state.cross_correct, state.cross_count = _held_out_evidence(
-                oof[1], codes, fold_sets[1] >= 0, state.temperature, groups=clusters[rows])
+                pooled(oof[1]), codes, fold_sets[1] >= 0, 1.0, groups=clusters[rows])
         state.n_calibration = int(held.sum())
         state.n_labelled_at_calibration = len(rows)
-    proba = np.exp(log_softmax(np.where(np.isfinite(logp), logp, -1e4) / state.temperature)).astype(np.float32)
+    base = np.where(np.isfinite(logp), logp, -1e4) / state.temperature
+    parts = [w * lp for w, (_, lp) in zip(state.expert_weights, experts)]
+    proba = np.exp(log_softmax(base + sum(parts, np.zeros_like(base)))).astype(np.float32)
     top2 = np.partition(proba, -2, axis=1)[:, -2:] if k >= 2 else np.c_[np.zeros(n), proba]
     label = np.argmax(proba, axis=1).astype(np.int64)
     p_top = proba[np.arange(n), label]
@@ -438,5 +471,18 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
         cross = evidence_detail(p_top[unseen], state.cross_confidence, state.cross_correct, state.cross_count)
         conf[unseen], count[unseen], more[unseen] = cross.vouched, cross.count, cross.to_vouch
     margin = (top2[:, 1] - top2[:, 0]).astype(np.float32)
+    report = {}
+    for (name, lp), w, e in zip(experts, state.expert_weights, e_rows):
+        has = np.any(e != 0, axis=1)
+        report[name] = {"weight": round(float(w), 4), "checked": int(has.sum()),
+                        "accuracy": round(float(np.mean(np.argmax(e[has], axis=1) == codes[has])), 4)
+                        if has.any() else None}
     return Prediction(classes, proba, label, conf, margin, state.temperature, state.n_calibration,
-                      probability=p_top.astype(np.float32), evidence=count, to_vouch=more, by_cluster=unseen), state
+                      probability=p_top.astype(np.float32), evidence=count, to_vouch=more, by_cluster=unseen,
+                      source=deciding(base, parts), experts=report), state
+
+
+def _digest(a: np.ndarray) -> str:
+    import hashlib
+
+    return hashlib.sha1(np.ascontiguousarray(a, dtype=np.float64).tobytes()).hexdigest()[:16]

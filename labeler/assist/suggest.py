@@ -54,8 +54,9 @@ from .graph import KnnGraph, cached_knn_graph, fingerprint
 ACTIVE = "active"
 #: Confidence bands of ``labeler suggest`` (lower edges).
 BANDS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
-#: Version of the cached suggestions' layout (2: both numbers); an older cache is recomputed.
-CACHE_FORMAT = 2
+#: Version of the cached suggestions' layout (2: both numbers; 3: the deciding expert); an
+#: older cache is recomputed.
+CACHE_FORMAT = 3
 
 
 def load_features(project: Project, features: str | os.PathLike | np.ndarray = "active") -> tuple[np.ndarray, str]:
@@ -133,6 +134,9 @@ class Suggestions:
         evidence vouches for the probability (at most 0.95); 0 = vouched
     by_cluster : ndarray (m,), bool, the image's cluster has no labelled member: its
         evidence counts held-out clusters, each once
+    source : ndarray (m,), object, the expert that decided the suggestion ('model:
+        my-classifier', :mod:`labeler.assist.experts`), None = labeler's own model
+    experts : dict, per expert: {weight, accuracy, checked} measured on the hand labels
     """
 
     classes: tuple[str, ...]
@@ -151,9 +155,15 @@ class Suggestions:
     evidence: np.ndarray | None = None
     to_vouch: np.ndarray | None = None
     by_cluster: np.ndarray | None = None
+    source: np.ndarray | None = None
+    experts: dict | None = None
 
     def __post_init__(self):
         m = len(self.image_ids)
+        if self.source is None:
+            self.source = np.full(m, None, dtype=object)
+        if self.experts is None:
+            self.experts = {}
         if self.probability is None:
             self.probability = np.asarray(self.confidence, np.float32).copy()
         if self.evidence is None:
@@ -170,9 +180,11 @@ class Suggestions:
 
     def text(self, i: int) -> str:
         """Both numbers of suggestion ``i`` (an index into the arrays) in words:
-        'probability 0.97 · vouched ≥ 0.95 by 60 held-out labels'."""
-        return evidence.suggestion_text(self.probability[i], self.confidence[i], self.evidence[i],
+        'probability 0.97 · vouched ≥ 0.95 by 60 held-out labels'; the expert that decided it
+        first ('model: my-classifier; probability ...')."""
+        text = evidence.suggestion_text(self.probability[i], self.confidence[i], self.evidence[i],
                                         self.to_vouch[i], self.by_cluster[i])
+        return text if self.source[i] is None else f"{self.source[i]}; {text}"
 
     @property
     def unlabelled(self) -> np.ndarray:
@@ -232,7 +244,8 @@ class Suggestions:
                 "probability": round(float(self.probability[i]), 4),
                 "confidence": round(float(self.confidence[i]), 4),
                 "evidence": round(float(self.evidence[i]), 2), "to_vouch": int(self.to_vouch[i]),
-                "by_cluster": bool(self.by_cluster[i]), "vouched": bool(self.vouched[i]), "text": self.text(i)}
+                "by_cluster": bool(self.by_cluster[i]), "vouched": bool(self.vouched[i]), "text": self.text(i),
+                "source": self.source[i]}
 
     def evidence_summary(self) -> dict[str, dict]:
         """{label: {suggested, vouched (how many the evidence vouches for), median
@@ -252,7 +265,9 @@ class Suggestions:
         out = {"labels": self.bands(), "probability_bands": self.bands("probability"),
                "evidence": self.evidence_summary(), "unlabelled": int(self.unlabelled.sum()),
                "temperature": round(self.temperature, 4), "held_out": self.n_calibration,
-               "features": self.features, "vouch_level": evidence.VOUCH_LEVEL}
+               "features": self.features, "vouch_level": evidence.VOUCH_LEVEL,
+               "experts": [{"source": name, **e, "decides": int((self.unlabelled & (self.source == name)).sum())}
+                           for name, e in self.experts.items()]}
         if per_image:
             out["suggestions"] = [self._row(int(i)) for i in np.flatnonzero(self.unlabelled)] if self.classes else []
         return out
@@ -361,7 +376,10 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
     if method not in assist_model.METHODS:
         raise BadInputError(f"unknown suggestion method {method!r}; one of {assist_model.METHODS}")
     x, name = load_features(project, features)
+    from .experts import project_experts
+
     ids, rows, labels, decided, version = _label_state(project)
+    experts = project_experts(project, len(x))
     given = np.array([labels.get(int(i)) for i in ids], dtype=object)
     train = [(r, decided[int(i)]) for i, r in zip(ids, rows) if int(i) in decided]
     classes = tuple(sorted({lab for _, lab in train}))
@@ -377,8 +395,11 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
             cached = joblib.load(cache)
         except Exception:  # a torn or foreign cache file is only a lost warm start
             cached = None
-    if cached and cached.get("format") == CACHE_FORMAT and cached.get("version") == version and cached.get("fingerprint") == fingerprint(x) \
-            and np.array_equal(cached["suggestions"].image_ids, ids):
+    if cached and cached.get("format") != CACHE_FORMAT:
+        cached = None
+    e_key = [e.key for e in experts]
+    if cached and cached.get("version") == version and cached.get("fingerprint") == fingerprint(x) \
+            and cached.get("experts", []) == e_key and np.array_equal(cached["suggestions"].image_ids, ids):
         return cached["suggestions"]
     graph = knn_graph(project, x, name) if use_cache else cached_knn_graph(x, None)
     t_rows = np.array([r for r, _ in train], dtype=np.int64)
@@ -386,16 +407,20 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
     clusters = clusters_by_row(project, len(x))
     state = cached.get("state") if cached and cached.get("fingerprint") == fingerprint(x) else None
     pred, state = assist_model.predict(x, graph, t_rows, t_codes, classes, method=method, state=state,
-                                       clusters=clusters, fitted=fitted_rows(project, name, len(x)))
+                                       clusters=clusters, fitted=fitted_rows(project, name, len(x)),
+                                       experts=[(e.name, e.log_proba(classes)) for e in experts])
+    names = np.array([None] + [e.name for e in experts], dtype=object)
     out = Suggestions(classes, ids, rows, pred.label[rows], pred.confidence[rows], pred.margin[rows], given,
                       version, pred.temperature, pred.n_calibration, name, method,
                       probability=pred.probability[rows], evidence=pred.evidence[rows],
-                      to_vouch=pred.to_vouch[rows], by_cluster=pred.by_cluster[rows])
+                      to_vouch=pred.to_vouch[rows], by_cluster=pred.by_cluster[rows],
+                      source=names[pred.source[rows] + 1], experts=pred.experts)
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp")
-            joblib.dump({"format": CACHE_FORMAT, "version": version, "fingerprint": fingerprint(x), "suggestions": out, "state": state}, tmp)
+            joblib.dump({"format": CACHE_FORMAT, "version": version, "fingerprint": fingerprint(x), "suggestions": out,
+                         "state": state, "experts": e_key}, tmp)
             os.replace(tmp, cache)
         except OSError:
             pass

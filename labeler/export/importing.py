@@ -54,6 +54,7 @@ class ImportRow:
     hash: str = ""      # a CSV's hash column
     file: str = ""      # a file on disk to hash when nothing else matches
     relative: bool = True  # ``where`` is relative to the image root (a CSV), not to a tree read
+    score: str = ""     # a CSV's score column (predictions: labeler.assist.predictions)
 
 
 @dataclass
@@ -164,7 +165,7 @@ def _table_rows(path: Path, fields: list[str], records) -> list[ImportRow]:
     pcol, lcol = _column(fields, PATH_COLUMNS), _column(fields, LABEL_COLUMNS)
     if pcol is None or lcol is None:
         raise BadInputError(f"{path} needs a 'path' and a 'label' column (optional: 'annotator'); it has {fields}")
-    acol, abscol, hcol = (_column(fields, (n,)) for n in ("annotator", "absolute_path", "hash"))
+    acol, abscol, hcol, scol = (_column(fields, (n,)) for n in ("annotator", "absolute_path", "hash", "score"))
 
     def cell(r, col) -> str:
         v = r.get(col) if col else None
@@ -179,7 +180,7 @@ def _table_rows(path: Path, fields: list[str], records) -> list[ImportRow]:
         absolute = cell(r, abscol).strip()
         on_disk = absolute or (where if os.path.isabs(where) else str(base / where) if where else "")
         rows.append(ImportRow(where, label, cell(r, acol).strip() or None, absolute,
-                              cell(r, hcol).strip().lower(), on_disk))
+                              cell(r, hcol).strip().lower(), on_disk, score=cell(r, scol).strip()))
     return rows
 
 
