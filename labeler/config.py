@@ -33,7 +33,9 @@ class Settings:
     backbone : str
         'auto' (resnet50 where its weights can be had, else efficientnet-lite0) or a
         name in ``labeler.embedding.registry.REGISTRY`` ('resnet50',
-        'efficientnet-lite0', 'efficientnet-lite1', 'efficientnet-lite2').
+        'efficientnet-lite0', 'efficientnet-lite1', 'efficientnet-lite2'), or a model
+        of the user's own: 'onnx:FILE', 'torchscript:FILE', 'timm:NAME'
+        (:mod:`labeler.embedding.byo`).
     weights : str
         Path of a state_dict for the chosen backbone ('' = the registry's source:
         bundled package, hub cache or download).
@@ -199,14 +201,15 @@ def _k_range(v: Any) -> list[int] | None:
 
 def _rules() -> dict[str, tuple[Any, str]]:
     """Each setting's check and a phrase saying what it must be (for the error)."""
-    from .embedding.registry import BACKBONES, FEATURE_TYPES, PRECISIONS, RUNTIMES, VIEWS  # torch-free
+    from .embedding.registry import BACKBONES, FEATURE_TYPES, PRECISIONS, RUNTIMES, VIEWS, is_backbone_name  # torch-free
 
     def one_of(options) -> str:
         return "one of " + ", ".join(repr(o) for o in options)
 
     backbones, features, methods = ("auto", *BACKBONES), ("auto", *FEATURE_TYPES), ("hdbscan", "kmeans")
     return {
-        "backbone": (_choice(*backbones), one_of(backbones)),
+        "backbone": (lambda v: v if is_backbone_name(v) else None,
+                     one_of(backbones) + ", or onnx:FILE, torchscript:FILE, timm:NAME (labeler.embedding.byo)"),
         "weights": (_str, "a string (a file path, or '' for the registry's weights)"),
         "view": (_choice(*VIEWS), one_of(VIEWS)),
         "features": (_choice(*features), one_of(features)),

@@ -30,7 +30,8 @@ from torch import nn
 from ..errors import BadInputError, NotFoundError, WeightsNotFoundError
 from .decode import resize_pil
 from .device import pick_device
-from .registry import AUTO_ORDER, BACKBONES, REGISTRY, VIEWS, BackboneSpec, HubWeights, PackagedWeights, get_spec
+from .registry import (AUTO_ORDER, BACKBONES, REGISTRY, VIEWS, BackboneSpec, HubWeights, PackagedWeights, get_spec,
+                       is_byo)
 
 __all__ = ["BACKBONES", "Backbone", "WeightsFileNotFoundError", "WeightsNotFoundError", "load_backbone"]
 
@@ -292,7 +293,8 @@ def load_backbone(name: str = "auto", *, weights: str | Path | None = None, devi
     ----------
     name : str
         A name in :data:`labeler.embedding.registry.REGISTRY` (``'resnet50'``,
-        ``'efficientnet-lite0'``, ...), or ``'auto'``: the first of
+        ``'efficientnet-lite0'``, ...), a model of the user's own (``'onnx:FILE'``,
+        ``'torchscript:FILE'``, ``'timm:ARCH'``: :mod:`labeler.embedding.byo`), or ``'auto'``: the first of
         :data:`~labeler.embedding.registry.AUTO_ORDER` whose weights resolve (resnet50,
         else efficientnet-lite0 with one warning line through ``warn``).
     weights : str or Path, optional
@@ -328,6 +330,10 @@ def load_backbone(name: str = "auto", *, weights: str | Path | None = None, devi
                             "backbone (`labeler ingest DIR --backbone NAME --force`)")
     device = pick_device(device)
     warn = warn or log.warning
+    if is_byo(name):  # onnx:FILE, torchscript:FILE, timm:ARCH (labeler.embedding.byo)
+        from .byo import load_byo
+
+        return load_byo(name, weights=weights, device=device, download=download)
     if name != "auto":
         get_spec(name)  # unknown names fail before any file is read
     user = _user_weights(weights)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 __all__ = [
     "AUTO_ORDER",
     "BACKBONES",
+    "BYO_KINDS",
     "VIEWS",
     "BackboneSpec",
     "FEATURE_TYPES",
@@ -28,6 +29,10 @@ __all__ = [
     "REGISTRY",
     "RUNTIMES",
     "get_spec",
+    "is_backbone_name",
+    "is_byo",
+    "normalise_backbone_name",
+    "parse_byo",
 ]
 
 #: The two geometric views an image can be prepared with (see ``Backbone.preprocess``).
@@ -267,4 +272,85 @@ def get_spec(name: str) -> BackboneSpec:
     except KeyError:
         from ..errors import BadInputError
 
-        raise BadInputError(f"unknown backbone {name!r}; expected one of {BACKBONES} or 'auto'") from None
+        raise BadInputError(f"unknown backbone {name!r}; expected one of {BACKBONES} or 'auto', or "
+                            "onnx:FILE, torchscript:FILE, timm:NAME") from None
+
+
+# ---------------------------------------------------------------------------
+# bring your own backbone (labeler.embedding.byo): ``KIND:TARGET`` names beside the registry's
+
+#: ``--backbone onnx:model.onnx``, ``torchscript:model.pt``, ``timm:resnet18``.
+BYO_KINDS: tuple[str, ...] = ("onnx", "torchscript", "timm")
+#: Options a BYO name may carry after its target, ``:size=224:mean=0.5,0.5,0.5:std=0.5,0.5,0.5``.
+BYO_OPTIONS: tuple[str, ...] = ("size", "mean", "std")
+
+
+def is_byo(name: str) -> bool:
+    """Whether ``name`` is a bring-your-own backbone (``onnx:``, ``torchscript:``, ``timm:``)."""
+    return isinstance(name, str) and name.split(":", 1)[0] in BYO_KINDS and ":" in name
+
+
+def parse_byo(name: str) -> tuple[str, str, dict[str, str]]:
+    """``'onnx:m.onnx:size=224'`` -> ``('onnx', 'm.onnx', {'size': '224'})``.
+
+    Options are the trailing ``:key=value`` parts whose key is in :data:`BYO_OPTIONS`
+    (a Windows drive letter in the path is no option).
+
+    Raises
+    ------
+    BadInputError
+        Not a BYO name, an empty target, or an option value that is not numbers.
+    """
+    from ..errors import BadInputError
+
+    if not is_byo(name):
+        raise BadInputError(f"not a bring-your-own backbone: {name!r}; expected one of "
+                            + ", ".join(f"'{k}:...'" for k in BYO_KINDS))
+    kind, rest = name.split(":", 1)
+    options: dict[str, str] = {}
+    while True:
+        head, sep, tail = rest.rpartition(":")
+        key, eq, value = tail.partition("=")
+        if not sep or not eq or key not in BYO_OPTIONS:
+            break
+        options[key] = value
+        rest = head
+    if not rest:
+        raise BadInputError(f"backbone {name!r} names no {'architecture' if kind == 'timm' else 'file'}")
+    for key, value in options.items():
+        parts = value.split(",")
+        try:
+            nums = [float(v) for v in parts]
+        except ValueError:
+            nums = []
+        if not nums or (key == "size" and (len(nums) != 1 or nums[0] < 8 or nums[0] != int(nums[0]))) \
+                or (key != "size" and len(nums) not in (1, 3)) or (key == "std" and min(nums) <= 0):
+            raise BadInputError(f"backbone {name!r}: {key}={value!r} must be "
+                                + ("an integer >= 8" if key == "size" else "one or three numbers (0..1 units)"))
+    return kind, rest, options
+
+
+def normalise_backbone_name(name: str) -> str:
+    """``name`` with a BYO file made absolute (the project then finds it from any folder);
+    other names unchanged."""
+    if not is_byo(name):
+        return name
+    kind, target, options = parse_byo(name)
+    if kind != "timm":
+        import os
+
+        target = os.path.abspath(os.path.expanduser(target))
+    return ":".join([kind, target, *(f"{k}={options[k]}" for k in BYO_OPTIONS if k in options)])
+
+
+def is_backbone_name(name) -> bool:
+    """Whether ``name`` is a valid ``backbone`` setting: 'auto', a registry name or a BYO name."""
+    if not isinstance(name, str):
+        return False
+    if name == "auto" or name in REGISTRY:
+        return True
+    try:
+        parse_byo(name)
+    except Exception:
+        return False
+    return True

@@ -105,9 +105,10 @@ def weights_digest(backbone: Backbone) -> str:
     file name adds the type); a model with weights of its own (a fine-tuned tail)
     gets another.
     """
-    from .registry import get_spec
+    from .registry import REGISTRY
 
-    h = hashlib.sha256(f"{backbone.name}:{get_spec(backbone.name).input_size}".encode())
+    size = REGISTRY[backbone.name].input_size if backbone.name in REGISTRY else backbone.spec.input_size
+    h = hashlib.sha256(f"{backbone.name}:{size}".encode())
     for name, t in sorted((_unwrapped(k), v) for k, v in backbone.model.state_dict().items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{name}:{tuple(t.shape)}:{t.dtype}".encode())
@@ -205,7 +206,8 @@ def onnx_path(backbone: Backbone) -> Path:
     file per backbone, weights and feature type (``backbone.features``).
     """
     digest = weights_digest(backbone)
-    return cache_dir() / "onnx" / f"{backbone.name}-{backbone.features}-{digest[:16]}-fp32.onnx"
+    stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in backbone.name.split(":size=")[0])[-80:]
+    return cache_dir() / "onnx" / f"{stem}-{backbone.features}-{digest[:16]}-fp32.onnx"
 
 
 def onnx_model(backbone: Backbone) -> Path:
@@ -364,6 +366,14 @@ def make_engine(backbone: Backbone, *, runtime: str = "torch", precision: str = 
     """
     warn = warn or log.warning
     dev = torch.device(device)
+    native = getattr(backbone.model, "native_runtime", None)
+    if native is not None:  # a user's ONNX / TorchScript file runs as it is (labeler.embedding.byo)
+        if precision == "int8" or (native == "onnxruntime" and precision != "fp32"):
+            raise BadInputError(f"{backbone.name} runs on {native} in fp32" + ("" if native != "torch" else
+                                                                              " or bf16"))
+        engine = TorchEngine(backbone, dev, precision)
+        engine.runtime = native
+        return engine
     chosen = resolve_runtime(runtime, precision, device)
     if chosen == "torch":
         return TorchEngine(backbone, dev, precision)

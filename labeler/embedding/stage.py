@@ -20,6 +20,7 @@ import numpy as np
 from ..config import Settings
 from ..errors import BackboneMismatchError
 from ..project import Project
+from .registry import is_byo, normalise_backbone_name
 
 __all__ = ["DEFAULT_FEATURES", "backbone_change", "embed_pending", "make_project_engine", "query_engine",
            "resolve_project_backbone", "wanted_features"]
@@ -49,6 +50,8 @@ def wanted_features(recorded: dict | None, settings: Settings) -> str:
     :data:`DEFAULT_FEATURES`."""
     if settings.features != "auto":
         return settings.features
+    if is_byo(recorded["name"] if recorded and settings.backbone == "auto" else settings.backbone):
+        return "global"  # a user's model gives its own output (labeler.embedding.byo)
     if recorded and recorded.get("name") == "file" and settings.backbone != "auto":
         return DEFAULT_FEATURES  # from vectors read from a file (embedding.given) to a backbone
     return recorded.get("features", "global") if recorded else DEFAULT_FEATURES
@@ -65,7 +68,7 @@ def backbone_change(project: Project, settings: Settings) -> str | None:
     if not recorded:
         return None
     was_runtime = recorded.get("runtime", "torch")
-    wanted = recorded["name"] if settings.backbone == "auto" else settings.backbone
+    wanted = recorded["name"] if settings.backbone == "auto" else normalise_backbone_name(settings.backbone)
     features = wanted_features(recorded, settings)
     runtime = was_runtime if settings.runtime == "auto" else settings.runtime
     was = (recorded["name"], recorded.get("view"), recorded.get("precision", "fp32"), was_runtime,
@@ -109,7 +112,11 @@ def resolve_project_backbone(project: Project, settings: Settings, *, force: boo
     if change and not force:
         raise BackboneMismatchError(change)
     recorded = _recorded(project)
-    wanted = recorded["name"] if recorded and settings.backbone == "auto" else settings.backbone
+    wanted = recorded["name"] if recorded and settings.backbone == "auto" else normalise_backbone_name(settings.backbone)
+    if is_byo(wanted) and settings.precision == "int8":
+        from ..errors import BadInputError
+
+        raise BadInputError(f"precision int8 is for the registry's backbones; {wanted} runs in fp32 or bf16")
     notes: list[str] = []
 
     def noted(message: str) -> None:
