@@ -17,6 +17,7 @@ from .embedding.registry import BACKBONES, FEATURE_TYPES, PRECISIONS, RUNTIMES, 
 
 from .cli_common import PROJECT, _open, _warn
 from .cli_import import BRING_YOUR_OWN, import_after_ingest, import_labels_cmd
+from .cli_models import BACKBONE, BACKBONE_HELP, TEXT_MODEL, TEXT_QUERY, add_text_model, text_search_cli
 
 
 def _fail(msg: str, code: int = 1):
@@ -87,10 +88,9 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @main.command()
 @click.argument("image_dir", type=click.Path(path_type=Path))
 @PROJECT
-@click.option("--backbone", type=click.Choice(["auto", *BACKBONES]), default=None,
-              help="CNN for embeddings (default auto: resnet50 when its weights can be had).")
-@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), default=None, envvar="LABELER_WEIGHTS",
-              help="State dict file for the chosen backbone (env LABELER_WEIGHTS).")
+@click.option("--backbone", type=BACKBONE, default=None, help=BACKBONE_HELP)
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path, resolve_path=True), default=None,
+              envvar="LABELER_WEIGHTS", help="State dict file for the chosen backbone (env LABELER_WEIGHTS).")
 @click.option("--view", type=click.Choice(VIEWS), default=None,
               help="whole: resize the full frame (default); crop: ImageNet resize + centre crop.")
 @click.option("--features", type=click.Choice(["auto", *FEATURE_TYPES]), default=None,
@@ -113,8 +113,9 @@ def _settings_from(project_dir: Path, **flags) -> Settings:
 @click.option("--address", default=None, help="Ray cluster address for --engine ray (default: a local instance).")
 @click.option("--verbose", is_flag=True, help="Print warnings in full (e.g. where the weights were looked for).")
 @BRING_YOUR_OWN  # --labels-from-folders, --embeddings, --embedding-paths (labeler.cli_import)
+@TEXT_MODEL
 def ingest(image_dir, project_dir, backbone, weights, view, features, device, batch_size, precision, runtime, force,
-           remap, quiet, engine, address, verbose, labels_from_folders, embeddings, embedding_paths):
+           remap, quiet, engine, address, verbose, labels_from_folders, embeddings, embedding_paths, text_model):
     """Catalogue, embed, reduce and cluster IMAGE_DIR into a project.
 
     Re-running embeds only new or changed files and places them into the
@@ -147,6 +148,8 @@ def ingest(image_dir, project_dir, backbone, weights, view, features, device, ba
     _print_ingest(rep)
     if labels_from_folders:
         import_after_ingest(project_dir, image_dir)
+    if text_model:
+        add_text_model(_open(project_dir), text_model, quiet=quiet, device=device or "auto")
 
 
 @main.command("cluster")
@@ -205,7 +208,7 @@ def _print_clusters(project, clustering_id=None, limit: int = 30, count: bool = 
 
 
 @main.command("search")
-@click.argument("queries", nargs=-1, required=True)
+@click.argument("queries", nargs=-1)
 @PROJECT
 @click.option("-k", type=click.IntRange(1, 1000), default=10, show_default=True, help="Neighbours to return.")
 @click.option("--json", "as_json", is_flag=True,
@@ -216,7 +219,8 @@ def _print_clusters(project, clustering_id=None, limit: int = 30, count: bool = 
               help="More like this, for LABEL: re-rank the neighbours by that label's linear probe.")
 @click.option("--exact", is_flag=True,
               help="Exact (brute-force) cosine search even where the project has an HNSW index.")
-def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact):
+@TEXT_QUERY  # --text (labeler.cli_models)
+def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact, texts):
     """Reverse image search: nearest neighbours of each QUERY (image files, folders of
     images, or image ids). The model loads once for all queries; a file already in
     the collection is recognised by its content and uses its stored embedding.
@@ -228,8 +232,12 @@ def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact):
       labeler search new_photos/ 17 --project data/projects/elpv --json > answers.jsonl
       labeler search 12 --project data/projects/elpv --for-label cracked
       labeler search 12 --project data/projects/elpv --exact
+      labeler search --text "a cracked cell" --project data/projects/elpv
     """
     from .search import QueryFailure, Searcher, expand_queries
+
+    if texts or not queries:  # by a sentence (labeler.embedding.text)
+        return text_search_cli(_open(project_dir), texts, queries, k, as_json)
 
     searcher = Searcher(_open(project_dir))
     settings = searcher.project.settings()

@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from .cli_common import PROJECT, _open
+from .cli_models import TEXT_MODEL, add_text_model
 from .embedding.registry import FEATURE_TYPES, LOSSES
 
 
@@ -27,7 +28,8 @@ def _say(quiet: bool):
 @click.option("--use", "use", default=None, help="Make this stored feature set the active one.")
 @click.option("--device", default="auto", help="cpu, cuda ... (default: cuda when present).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def features_cmd(project_dir, feature_type, name, use, device, quiet):
+@TEXT_MODEL
+def features_cmd(project_dir, feature_type, name, use, device, quiet, text_model):
     """List, compute or choose the project's feature sets (features/<name>.npy).
 
     Suggestions and the "label next" queue read the active set; the ingest
@@ -36,6 +38,7 @@ def features_cmd(project_dir, feature_type, name, use, device, quiet):
     \b
     Example:
       labeler features --project data/projects/elpv --compute multiscale --use multiscale
+      labeler features --project data/projects/elpv --text-model ViT-B-32:laion2b_s34b_b79k
     """
     from .embedding.feature_sets import list_feature_sets, set_active_feature_set
 
@@ -48,6 +51,8 @@ def features_cmd(project_dir, feature_type, name, use, device, quiet):
             rep = compute_feature_set(project, feature_type, name=name, device=device, progress=not quiet)
         click.echo(f"stored feature set {rep['name']}: {rep['rows']} x {rep['dim']} in {rep['seconds']:.1f} s"
                    + (f"; {len(rep['failures'])} unreadable images (zero rows)" if rep["failures"] else ""))
+    if text_model:
+        add_text_model(project, text_model, quiet=quiet, device=device)
     if use:
         set_active_feature_set(project, use)
         click.echo(f"active feature set: {use}")
