@@ -108,5 +108,9 @@ def export_csv(project: Project, dest: Path | str, *, include_unlabelled: bool =
 
     if rows is None:
         rows = label_table(project, include_unlabelled=include_unlabelled)
-    Path(dest).write_text(write_csv_rows(rows, excel_safe=excel_safe), encoding="utf-8", newline="")
+    from ..atomic import atomic_write
+
+    # Atomic: a full disk or a kill leaves the previous file (or none), never half a CSV.
+    with atomic_write(dest) as f:
+        f.write(write_csv_rows(rows, excel_safe=excel_safe).encode("utf-8"))
     return len(rows)

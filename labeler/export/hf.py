@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import BadInputError
-from .imagefolder import exportable, prepare_output_dir
+from .imagefolder import exportable, staged_output_dir
 
 
 def _datasets():
@@ -50,7 +50,7 @@ def export_hf(rows: list[dict], out: Path | str, *,
 
     The images are streamed, never all in memory. ``Dataset.from_generator``
     reads one file at a time and writes record batches of about ``shard_bytes``
-    of images to a scratch folder inside ``out``; ``save_to_disk`` copies them
+    of images to a scratch folder inside the staging folder of ``out``; ``save_to_disk`` copies them
     into shards of the same size (``data-0000i-of-0000k.arrow``), one at a time,
     and the scratch folder is removed. Left to itself, ``save_to_disk`` copies up
     to 1,000 rows or 100 MB at once (``datasets.config.DEFAULT_MAX_BATCH_SIZE``,
@@ -88,7 +88,6 @@ def export_hf(rows: list[dict], out: Path | str, *,
     ds = _datasets()
     out = Path(out)
     ok, missing = exportable(rows)
-    prepare_output_dir(out)
     names = sorted({r["label"] for r in ok})
     feats = {
         "image": ds.Image(),
@@ -108,19 +107,22 @@ def export_hf(rows: list[dict], out: Path | str, *,
     index = {n: i for i, n in enumerate(names)}
     mean_bytes = sum(os.path.getsize(r["absolute_path"]) for r in ok) / max(len(ok), 1)
     per_shard = int(min(1000, max(1, shard_bytes // max(mean_bytes, 1))))
-    scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=out))
-    try:
-        dd = {}
-        for split, rs in splits.items():
-            # A fresh scratch cache and a given fingerprint: nothing is reused from, or
-            # written to, the user's Hugging Face cache, and the rows are not hashed.
-            dd[split] = ds.Dataset.from_generator(
-                _examples, features=features, cache_dir=str(scratch / split),
-                gen_kwargs={"rows": rs, "index": index, "grouped": grouped},
-                fingerprint=uuid.uuid4().hex, split=split, writer_batch_size=per_shard)
-        ds.DatasetDict(dd).save_to_disk(str(out), num_shards={k: math.ceil(len(v) / per_shard)
-                                                              for k, v in splits.items()})
-        del dd
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+    # Written into a staging folder renamed to out when complete: a full disk or a kill
+    # leaves no half dataset at out, and the export runs again as it is.
+    with staged_output_dir(out) as stage:
+        scratch = Path(tempfile.mkdtemp(prefix=".scratch-", dir=stage))
+        try:
+            dd = {}
+            for split, rs in splits.items():
+                # A fresh scratch cache and a given fingerprint: nothing is reused from, or
+                # written to, the user's Hugging Face cache, and the rows are not hashed.
+                dd[split] = ds.Dataset.from_generator(
+                    _examples, features=features, cache_dir=str(scratch / split),
+                    gen_kwargs={"rows": rs, "index": index, "grouped": grouped},
+                    fingerprint=uuid.uuid4().hex, split=split, writer_batch_size=per_shard)
+            ds.DatasetDict(dd).save_to_disk(str(stage), num_shards={k: math.ceil(len(v) / per_shard)
+                                                                    for k, v in splits.items()})
+            del dd
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return {k: len(v) for k, v in splits.items()}, missing

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import BadInputError
@@ -43,6 +45,53 @@ def prepare_output_dir(out: Path) -> None:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise BadInputError(f"{out} exists and is not an empty folder; choose a new output folder")
     out.mkdir(parents=True, exist_ok=True)
+
+
+@contextmanager
+def staged_output_dir(out: Path) -> Iterator[Path]:
+    """Refuse a non-empty ``out``, yield a hidden sibling folder to write the export
+    into, and rename it to ``out`` once complete: ``out`` never holds half an export.
+
+    A failed export (disk full, an unreadable file ...) removes the staging folder,
+    leaving ``out`` as it was (absent or empty), so the same command can simply run
+    again; the staging folder of a killed export (``.<name>.<pid>.export``) is
+    removed by the next export to ``out``.
+
+    Raises
+    ------
+    BadInputError
+        ``out`` exists and is a file or a non-empty folder.
+    """
+    out = Path(out).absolute()
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise BadInputError(f"{out} exists and is not an empty folder; choose a new output folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    for old in out.parent.iterdir():
+        pid = old.name[len(out.name) + 2:-len(".export")]
+        if old.name.startswith(f".{out.name}.") and old.name.endswith(".export") and pid.isdigit() \
+                and not _alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    stage = out.parent / f".{out.name}.{os.getpid()}.export"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    try:
+        yield stage
+        os.replace(stage, out)  # onto an absent or empty folder
+    except BaseException:
+        shutil.rmtree(stage, ignore_errors=True)
+        raise
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # our own leftover: a previous export of this process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def exportable(rows: list[dict]) -> tuple[list[dict], list[dict]]:
@@ -89,13 +138,13 @@ def export_imagefolder(rows: list[dict], out: Path | str, *, copy: bool = False)
         if other != r["label"]:
             raise BadInputError(f"labels {other!r} and {r['label']!r} differ only by case; "
                                 "rename one (`labeler labels rename`) before an imagefolder export")
-    prepare_output_dir(out)
-    for r in ok:
-        d = out / r["split"] / label_folder(r["label"])
-        d.mkdir(parents=True, exist_ok=True)
-        dest = d / f"{r['image_id']}_{Path(r['path']).name}"
-        if copy:
-            shutil.copy2(r["absolute_path"], dest)
-        else:
-            os.symlink(os.path.abspath(r["absolute_path"]), dest)
+    with staged_output_dir(out) as stage:  # out appears whole, or not at all
+        for r in ok:
+            d = stage / r["split"] / label_folder(r["label"])
+            d.mkdir(parents=True, exist_ok=True)
+            dest = d / f"{r['image_id']}_{Path(r['path']).name}"
+            if copy:
+                shutil.copy2(r["absolute_path"], dest)
+            else:
+                os.symlink(os.path.abspath(r["absolute_path"]), dest)
     return len(ok), missing

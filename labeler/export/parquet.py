@@ -74,5 +74,9 @@ def export_parquet(project: Project, rows: list[dict], dest: Path | str, *, with
         emb = pa.FixedSizeListArray.from_arrays(values, dim, mask=pa.array(~valid))
         cols["embedding"] = emb
     table = pa.table(cols)
-    pq.write_table(table, str(dest))
+    from ..atomic import atomic_write
+
+    # Atomic: a full disk or a kill leaves the previous file (or none), never half a file.
+    with atomic_write(dest) as f:
+        pq.write_table(table, f)
     return table.num_rows
