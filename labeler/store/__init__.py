@@ -127,7 +127,10 @@ class Store(ImagesMixin, ClusteringsMixin, LabelsMixin, ManifestMixin, Predictio
             yield con
         except BaseException:
             self._local.depth = 0
-            con.execute("ROLLBACK")
+            # SQLite may have rolled back already (SQLITE_FULL, "database or disk is full",
+            # does): a second ROLLBACK would raise and hide the error that matters.
+            if con.in_transaction:
+                con.execute("ROLLBACK")
             raise
         else:
             self._local.depth = 0
