@@ -333,7 +333,7 @@ def load_backbone(name: str = "auto", *, weights: str | Path | None = None, devi
     if is_byo(name):  # onnx:FILE, torchscript:FILE, timm:ARCH (labeler.embedding.byo)
         from .byo import load_byo
 
-        return load_byo(name, weights=weights, device=device, download=download)
+        return Backbone(**load_byo(name, weights=weights, device=device, download=download))
     if name != "auto":
         get_spec(name)  # unknown names fail before any file is read
     user = _user_weights(weights)

@@ -36,6 +36,7 @@ line naming ``pip install 'labeler[models]'``.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import os
@@ -47,7 +48,6 @@ import torch
 from torch import nn
 
 from ..errors import BadInputError, WeightsNotFoundError
-from .backbones import Backbone, _read_state_dict, file_sha256
 from .registry import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, normalise_backbone_name, parse_byo
 
 __all__ = ["MODELS_EXTRA", "EmbeddingModel", "OrtModule", "load_byo", "pooled", "require"]
@@ -170,6 +170,30 @@ def _spec(name: str, size: int, mean, std, dim: int, crop_pct: float, source: st
         gmacs=0.0, source=source, requires=requires, pip_extra=MODELS_EXTRA)
 
 
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def _state_dict(path: Path) -> dict:
+    """A state dict from a file: bare, or held under 'state_dict' / 'model' / 'model_state_dict'
+    (as labeler.embedding.backbones reads one; this module may not import that one)."""
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:
+        raise BadInputError(f"cannot read weights file {path}: {e}") from None
+    if isinstance(obj, dict):
+        for key in ("state_dict", "model", "model_state_dict"):
+            if isinstance(obj.get(key), dict):
+                obj = obj[key]
+                break
+    if not isinstance(obj, dict) or not obj:
+        raise BadInputError(f"weights file {path} does not hold a state dict")
+    if all(k.startswith("module.") for k in obj):
+        obj = {k[len("module."):]: v for k, v in obj.items()}
+    return obj
+
+
 def _no_build():
     raise BadInputError("a bring-your-own backbone is loaded by labeler.embedding.byo.load_byo")
 
@@ -182,7 +206,7 @@ def _file(kind: str, target: str) -> Path:
 
 
 def _finish(name: str, net: nn.Module, size: int, mean, std, origin: str, *, weights_id: str, weights_source: str,
-            source: str, requires: tuple[str, ...], device: str, crop_pct: float = 0.875) -> Backbone:
+            source: str, requires: tuple[str, ...], device: str, crop_pct: float = 0.875) -> dict:
     net = net.eval()
     for p in net.parameters():
         p.requires_grad_(False)
@@ -198,11 +222,11 @@ def _finish(name: str, net: nn.Module, size: int, mean, std, origin: str, *, wei
         raise BadInputError(f"backbone {name} does not run on a (2, 3, {size}, {size}) input: "
                             f"{type(e).__name__}: {str(e)[:300]}") from None
     spec = _spec(name, size, mean, std, dim, crop_pct, source, origin, requires)
-    return Backbone(name=name, dim=dim, input_size=size, weights_id=weights_id, weights_source=weights_source,
-                    model=model, categories=[], spec=spec)
+    return dict(name=name, dim=dim, input_size=size, weights_id=weights_id, weights_source=weights_source,
+                model=model, categories=[], spec=spec)
 
 
-def _load_onnx(name: str, target: str, options: dict, device: str) -> Backbone:
+def _load_onnx(name: str, target: str, options: dict, device: str) -> dict:
     require("onnxruntime", "an ONNX backbone")
     path = _file("onnx", target)
     try:
@@ -218,13 +242,13 @@ def _load_onnx(name: str, target: str, options: dict, device: str) -> Backbone:
     if static is not None and h != w:
         raise BadInputError(f"{path}: labeler feeds square images; the model's input is {h}x{w}")
     size, mean, std, origin = _preprocessing(name, options, said, static)
-    digest = file_sha256(path)
+    digest = _sha256(path)
     return _finish(name, net, size, mean, std, origin, weights_id=f"{path.name} sha256:{digest[:12]}",
                    weights_source=str(path), source=f"ONNX file {path.name}", requires=("onnxruntime",),
                    device=device)
 
 
-def _load_torchscript(name: str, target: str, options: dict, device: str) -> Backbone:
+def _load_torchscript(name: str, target: str, options: dict, device: str) -> dict:
     path = _file("torchscript", target)
     extra = {"labeler.json": ""}
     try:
@@ -239,12 +263,12 @@ def _load_torchscript(name: str, target: str, options: dict, device: str) -> Bac
         except (ValueError, TypeError):
             raise BadInputError(f"{path}: its labeler.json extra file is not a JSON object") from None
     size, mean, std, origin = _preprocessing(name, options, said, None)
-    digest = file_sha256(path)
+    digest = _sha256(path)
     return _finish(name, net, size, mean, std, origin, weights_id=f"{path.name} sha256:{digest[:12]}",
                    weights_source=str(path), source=f"TorchScript file {path.name}", requires=(), device=device)
 
 
-def _load_timm(name: str, arch: str, options: dict, weights: Path | None, device: str, download: bool) -> Backbone:
+def _load_timm(name: str, arch: str, options: dict, weights: Path | None, device: str, download: bool) -> dict:
     require("timm", "a timm backbone")
     import timm
 
@@ -253,14 +277,14 @@ def _load_timm(name: str, arch: str, options: dict, weights: Path | None, device
     except RuntimeError as e:  # timm: "Unknown model (...)"
         raise BadInputError(f"timm has no architecture {arch!r} ({e}); `timm.list_models()` lists them") from None
     if weights is not None:
-        sd = _read_state_dict(weights)
+        sd = _state_dict(weights)
         missing, unexpected = net.load_state_dict(sd, strict=False)
         head = str(net.pretrained_cfg.get("classifier") or "fc")
         unexpected = [k for k in unexpected if not k.startswith(head + ".")]
         if missing or unexpected:
             raise BadInputError(f"weights {weights} do not fit timm {arch}: missing {missing[:5]}, "
                                 f"unexpected {unexpected[:5]}")
-        wid, src = f"user weights {weights.name} sha256:{file_sha256(weights)[:12]}", str(weights)
+        wid, src = f"user weights {weights.name} sha256:{_sha256(weights)[:12]}", str(weights)
     else:
         if not download:
             raise WeightsNotFoundError(f"timm {arch}: give its weights with --weights FILE (downloads disabled)")
@@ -288,7 +312,7 @@ def _load_timm(name: str, arch: str, options: dict, weights: Path | None, device
                    crop_pct=float(cfg.get("crop_pct") or 0.875))
 
 
-def load_byo(name: str, *, weights: str | Path | None = None, device: str = "cpu", download: bool = True) -> Backbone:
+def load_byo(name: str, *, weights: str | Path | None = None, device: str = "cpu", download: bool = True) -> dict:
     """Load a backbone of the user's own by its name (see the module docstring).
 
     Parameters
@@ -305,8 +329,10 @@ def load_byo(name: str, *, weights: str | Path | None = None, device: str = "cpu
 
     Returns
     -------
-    Backbone
-        ``name`` normalised (files absolute), ``categories`` empty, ``features`` 'global'.
+    dict
+        The fields of a :class:`~labeler.embedding.backbones.Backbone` (which
+        :func:`~labeler.embedding.backbones.load_backbone` makes of them): ``name`` normalised
+        (files absolute), ``categories`` empty; its feature type is 'global'.
 
     Raises
     ------
