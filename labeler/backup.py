@@ -32,7 +32,7 @@ from pathlib import Path
 
 from .errors import BadInputError, CorruptFileError, ProjectError
 from .check import check_project
-from .integrity import _CHUNK, TRACKED, sample_digest
+from .integrity import _CHUNK, is_tracked, sample_digest
 from .locks import file_lock
 from .project import DB_NAME, LOCK_NAME, Project, project_lock
 from .store import Store
@@ -168,7 +168,7 @@ def _copy_files(root: Path, dest: Path, copy: Store, *, thumbs: bool, say) -> tu
             if digest not in (entry["digest"], entry["next_digest"]):
                 raise CorruptFileError(f"{rel} of {root} does not match its recorded checksum: no backup made; "
                                        f"`labeler check --project {root}` tells how to rebuild it")
-        if entry is not None or rel in TRACKED:
+        if entry is not None or is_tracked(rel):
             copy.manifest_record(rel, size, sample_digest(out, size), digest)
         n += 1
         total += size

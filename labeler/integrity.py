@@ -1,6 +1,7 @@
 """Integrity of the files on disk: a manifest of sizes and checksums, checked on open.
 
-Every array (``embeddings.npy``, ``pca.npy``, ``map.npy``, ``cluster_space.npy``), the
+Every array (``embeddings.npy``, ``pca.npy``, ``map.npy``, ``cluster_space.npy``,
+the feature sets ``features/*.npy``), the
 search index (``models/index.faiss``, ``models/index.json``) and the fitted models
 (``models/*.joblib``) are written through :func:`write_tracked` or :func:`replace_tracked`:
 the temporary file is hashed, its entry is *staged* in the database's ``manifest``
@@ -41,7 +42,7 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import CorruptFileError
 
-__all__ = ["digests", "dump_model", "file_digest", "load_model", "rebuild_command", "repair_embeddings",
+__all__ = ["digests", "dump_model", "file_digest", "is_tracked", "load_model", "rebuild_command", "repair_embeddings",
            "replace_tracked", "sample_digest", "verify", "verify_full", "write_tracked"]
 
 #: The sampled checksum reads the first and last EDGE bytes and BLOCKS blocks of BLOCK bytes.
@@ -106,11 +107,28 @@ def _name(project, path: Path | str) -> str:
 def rebuild_command(project, name: str) -> str:
     """The command that writes ``name`` again from what the project still has."""
     root = project.root
+    if name.startswith("features/"):
+        return _feature_set_command(project, name[len("features/"):].removesuffix(".npy"))
     if name == "embeddings.npy":
         return f"labeler ingest {project.image_root or 'IMAGE_DIR'} --project {root} --force"
     if name == "models/clusterer.joblib":
         return f"labeler cluster --project {root}"
     return f"labeler cluster --project {root} --remap"
+
+
+def _feature_set_command(project, name: str) -> str:
+    info = (project.store.get_meta("feature_sets") or {}).get(name, {})
+    root = project.root
+    if info.get("kind") == "finetuned":
+        return f"labeler finetune --project {root}"
+    if info.get("text_model"):
+        return f"labeler features --project {root} --text-model {info['text_model']}"
+    return f"labeler features --project {root} --compute {info.get('feature_type', name)} --name {name}"
+
+
+def is_tracked(name: str) -> bool:
+    """Whether labeler writes the file ``name`` (relative to the project root) through this module."""
+    return name in TRACKED or (name.startswith("features/") and name.endswith(".npy"))
 
 
 # -- writing ---------------------------------------------------------------------------

@@ -279,3 +279,21 @@ def test_check_during_an_ingest_says_so_and_checks_the_database_alone(project):
         t.join(30)
     assert [p.file for p in problems] == ["labeler.lock"] and "is busy: ingest" in problems[0].problem
     assert [p.file for p in check_project(project.root)] == ["map.npy"]
+
+
+def test_feature_sets_are_recorded_and_a_damaged_one_names_its_command(project):
+    from labeler.embedding.feature_sets import load_feature_set, save_feature_set
+
+    n = project.store.next_row()
+    a = np.random.default_rng(1).standard_normal((n, 8)).astype(np.float32)
+    save_feature_set(project, "ms", a, info={"kind": "frozen", "feature_type": "multiscale"})
+    save_feature_set(project, "tuned", a + 1, info={"kind": "finetuned"})
+    assert np.array_equal(load_feature_set(project, "ms"), a)
+    assert {"features/ms.npy", "features/tuned.npy"} <= {e["name"] for e in project.store.manifest_entries()}
+    _swap(project.root / "features/ms.npy")
+    _truncate(project.root / "features/tuned.npy")
+    with pytest.raises(CorruptFileError, match="--compute multiscale --name ms"):
+        load_feature_set(project, "ms")
+    with pytest.raises(CorruptFileError, match="labeler finetune"):
+        load_feature_set(project, "tuned")
+    assert {p.file for p in check_project(project.root)} == {"features/ms.npy", "features/tuned.npy"}

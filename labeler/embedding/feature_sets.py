@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 from ..errors import BadInputError, NotFoundError, ProjectError
-from ..project import Project, save_array
+from ..integrity import verify, write_tracked
+from ..project import Project
 
 __all__ = ["EMBEDDINGS", "active_feature_set", "active_features", "feature_set_path", "list_feature_sets",
            "load_feature_set", "save_feature_set", "set_active_feature_set"]
@@ -109,7 +110,8 @@ def save_feature_set(project: Project, name: str, features: np.ndarray, info: di
     if a.ndim != 2 or a.shape[0] != n_rows:
         raise BadInputError(f"feature set {name!r} has shape {a.shape}; expected ({n_rows}, D)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_array(path, a)
+    with write_tracked(project, path) as f:  # atomic, size and checksums in the manifest
+        np.save(f, a)
     sets = dict(project.store.get_meta("feature_sets") or {})
     sets[name] = {"created": time.time(), **(info or {})}
     project.store.set_meta(feature_sets=sets)
@@ -159,6 +161,7 @@ def load_feature_set(project: Project, name: str, *, mmap: bool = True) -> np.nd
         if name == EMBEDDINGS:
             raise ProjectError("the project has no embeddings yet: run `labeler ingest` first")
         raise NotFoundError(f"no feature set {name!r} in this project")
+    verify(project, p)  # a damaged file: one line naming the command that remakes it
     return np.load(p, mmap_mode="r" if mmap else None)
 
 
