@@ -74,7 +74,8 @@ def _point_arrays(actx: AppContext) -> dict:
     n = actx.n_points
     out = {"code": np.full(n, -1, np.int64), "confidence": np.full(n, np.nan, np.float32),
            "probability": np.full(n, np.nan, np.float32), "evidence": np.zeros(n, np.float32),
-           "to_vouch": np.zeros(n, np.int64), "by_cluster": np.zeros(n, bool), "classes": ()}
+           "to_vouch": np.zeros(n, np.int64), "by_cluster": np.zeros(n, bool), "classes": (),
+           "source": np.full(n, None, object)}
     if not actx.store.label_counts():  # nothing to learn from: no suggestion model to fit
         return out
     sug = suggest(actx.project)
@@ -84,7 +85,7 @@ def _point_arrays(actx: AppContext) -> dict:
     ok = sug.unlabelled
     pos, hit = actx.id_index.locate(sug.image_ids[ok])
     out["code"][pos] = sug.label[ok][hit]
-    for key in ("confidence", "probability", "evidence", "to_vouch", "by_cluster"):
+    for key in ("confidence", "probability", "evidence", "to_vouch", "by_cluster", "source"):
         out[key][pos] = getattr(sug, key)[ok][hit]
     return out
 
@@ -144,9 +145,12 @@ def cluster_suggestions(actx: AppContext) -> dict[int, dict]:
         lead = group[code[group] == best]
         mid = lead[np.argsort(a["probability"][lead], kind="stable")[len(lead) // 2]]
         vouched = (a["to_vouch"][lead] == 0) & (a["evidence"][lead] > 0)
+        srcs = [v for v in a["source"][lead] if v is not None]  # an expert decided most of them
+        source = max(set(srcs), key=srcs.count) if 2 * len(srcs) > len(lead) else None
         out[int(c)] = {"label": classes[best], "share": float(counts[best] / len(group)), "n": int(len(group)),
                        "confidence": float(a["confidence"][lead].mean()),
                        "probability": float(a["probability"][mid]), "vouched": float(vouched.mean()),
+                       "source": source,
                        "evidence": vouch_text(a["probability"][mid], a["confidence"][mid], a["evidence"][mid],
                                               a["to_vouch"][mid], a["by_cluster"][mid])}
     return out
@@ -157,7 +161,8 @@ def suggestion_text(s: dict | None) -> str | None:
     vouched ≥ 0.95 by 60 held-out labels' (None when none). Both numbers, in words."""
     if not s:
         return None
-    head = f"suggested: {s['label']} for {100 * s['share']:.0f}% of {s['n']:,} unlabelled"
+    head = f"suggested: {s['label']} for {100 * s['share']:.0f}% of {s['n']:,} unlabelled" \
+        + (f" ({s['source']})" if s.get("source") else "")
     if "probability" not in s:  # an older dict: say what the number is
         return f"{head} (mean vouched confidence {s['confidence']:.2f})"
     return f"{head}: {probability_text(s['probability'])} (median); {s['evidence']}"
@@ -210,8 +215,11 @@ def next_view(actx: AppContext, n: int = NEXT_N) -> list:
                 title=("More likely wrong than right: accept only if the image shows it. " if low else "")
                 + "Accept the suggestion for this image"))
         body = [thumb(ids.GRID_NEXT, it.image_id, f"#{it.image_id}", badge=badge, title=it.path)]
-        if it.suggestion:
-            body.append(html.Div(f"{it.suggestion}: {it.evidence_text}", className="small"))
+        if it.suggestion:  # 'mono (model: my-classifier): probability ...' when an expert decided it
+            text = it.evidence_text or ""
+            head = f"{it.suggestion} ({it.source})" if it.source else it.suggestion
+            text = text[len(it.source) + 2:] if it.source and text.startswith(f"{it.source}; ") else text
+            body.append(html.Div(f"{head}: {text}", className="small"))
         cards.append(html.Div(body + [
             html.Div(it.reason, className="muted small"),
             html.Div(controls, className="action-row wrap"),

@@ -36,7 +36,9 @@ class NextImage:
     probability : float or None, the calibrated probability that the suggestion is right
     vouched : bool or None, whether the held-out evidence vouches for it
     evidence_text : str or None, both numbers in words ('probability 0.97 it is right;
-        vouched ≥ 0.95 by 60 held-out labels'), never a bare number
+        vouched ≥ 0.95 by 60 held-out labels'), never a bare number; the expert that decided
+        the suggestion first ('model: my-classifier; probability ...')
+    source : str or None, that expert (:mod:`labeler.assist.experts`); None = labeler's model
     """
 
     image_id: int
@@ -48,6 +50,7 @@ class NextImage:
     probability: float | None = None
     vouched: bool | None = None
     evidence_text: str | None = None
+    source: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -99,7 +102,7 @@ def next_to_label(project: Project | Path | str, n: int = 10, *,
         s = sug.detail(i) if warm else None
         out.append(NextImage(i, paths[i], it.reason, s["label"] if s else None, s["confidence"] if s else None,
                              [int(sug.image_ids[r]) for r in it.group], s["probability"] if s else None,
-                             s["vouched"] if s else None, s["text"] if s else None))
+                             s["vouched"] if s else None, s["text"] if s else None, s["source"] if s else None))
     return out
 
 

@@ -151,7 +151,7 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
                explore: float = 0.2, seed: int = 0, strategy: str | None = None,
                clusters: np.ndarray | None = None,
                refit: tuple[int, Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]] | None = None,
-               ) -> FlowResult:
+               experts=None) -> FlowResult:
     """Simulate the annotator working through the queue and accepting suggestions.
 
     Parameters
@@ -181,6 +181,9 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
         rows (e.g. fine-tuned vectors), used from then on, and the rows (int array)
         whose labels shaped them, which the suggestion model then never holds out
         for calibration (its ``fitted``), as in the product.
+    experts : list of (name, ndarray (n, C)) or None
+        More experts (imported predictions, a zero-shot model): their log-probabilities of
+        the class codes, pooled as in the product (:mod:`labeler.assist.experts`).
 
     Returns
     -------
@@ -241,7 +244,7 @@ def queue_flow(y: np.ndarray, x: np.ndarray, *, graph: KnnGraph | None = None, b
             st.record()
         t0 = time.perf_counter()
         pred, mstate = assist_model.predict(x, graph, rows, y[rows], classes, method=method, state=mstate, seed=seed,
-                                            clusters=clusters, fitted=fitted)
+                                            clusters=clusters, fitted=fitted, experts=experts)
         res.refresh_seconds.append(time.perf_counter() - t0)
         st.suggested = pred.label
         if len(np.unique(y[rows])) >= 2:
