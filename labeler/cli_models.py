@@ -8,6 +8,7 @@ done by :mod:`labeler.embedding.byo` and :mod:`labeler.embedding.text`.
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -26,7 +27,16 @@ class BackboneName(click.ParamType):
 
     def convert(self, value, param, ctx):
         if value is None or is_backbone_name(value):
-            return None if value is None else normalise_backbone_name(value)
+            if value is None:
+                return None
+            name = normalise_backbone_name(value)
+            from .embedding.registry import is_byo, parse_byo
+
+            if is_byo(name) and not name.startswith("timm:"):  # a missing file fails before any work
+                kind, target, _ = parse_byo(name)
+                if not os.path.isfile(target):
+                    self.fail(f"{kind} file not found: {target}", param, ctx)
+            return name
         try:
             from .embedding.registry import parse_byo
 

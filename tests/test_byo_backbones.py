@@ -148,15 +148,17 @@ def test_timm_architecture_with_a_local_checkpoint(photos, tmp_path, monkeypatch
     assert meta["dim"] == net.num_features
 
 
-def test_names_options_and_polite_failures(tmp_path, monkeypatch):
+def test_names_options_and_polite_failures(photos, tmp_path, monkeypatch):
     assert parse_byo("onnx:C:\\m.onnx:size=224:std=0.5") == ("onnx", "C:\\m.onnx", {"size": "224", "std": "0.5"})
     assert parse_byo("timm:resnet18.a1_in1k") == ("timm", "resnet18.a1_in1k", {})
     for bad in ("onnx:", "timm:x:size=abc", "onnx:m.onnx:std=0"):
         with pytest.raises(BadInputError):
             parse_byo(bad)
-    res = run("ingest", tmp_path, "--project", tmp_path / "p", "--backbone", "onnx:missing.onnx", ok=False)
-    assert res.exit_code == 1 and "onnx backbone file not found" in res.output
-    res = run("ingest", tmp_path, "--backbone", "nonsense", ok=False)
+    res = run("ingest", photos, "--project", tmp_path / "p", "--backbone", "onnx:missing.onnx", ok=False)
+    assert res.exit_code == 2 and "onnx file not found" in res.output and not (tmp_path / "p").exists()
+    with pytest.raises(BadInputError, match="torchscript backbone file not found"):
+        load_backbone(f"torchscript:{tmp_path / 'missing.pt'}")
+    res = run("ingest", photos, "--backbone", "nonsense", ok=False)
     assert res.exit_code == 2 and "onnx:FILE, torchscript:FILE, timm:ARCH" in res.output
     real = byo.importlib.util.find_spec
     monkeypatch.setattr(byo.importlib.util, "find_spec", lambda m, *a: None if m == "timm" else real(m, *a))
