@@ -297,3 +297,21 @@ def test_feature_sets_are_recorded_and_a_damaged_one_names_its_command(project):
     with pytest.raises(CorruptFileError, match="labeler finetune"):
         load_feature_set(project, "tuned")
     assert {p.file for p in check_project(project.root)} == {"features/ms.npy", "features/tuned.npy"}
+
+
+@pytest.mark.parametrize("where", ["header", "middle"])
+def test_a_damaged_database_is_one_line_of_check_not_a_traceback(project, where):
+    import sqlite3
+
+    project.store.close()
+    db = project.root / "labeler.db"
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    with open(db, "r+b") as f:
+        f.seek(0 if where == "header" else db.stat().st_size // 2)
+        f.write(np.random.default_rng(0).bytes(4096))
+    problems = check_project(project.root)
+    assert problems and problems[0].file == "labeler.db"
+    r = CliRunner().invoke(main, ["check", "--project", str(project.root)])
+    assert r.exit_code == 1 and r.output.startswith("labeler.db: ") and "Traceback" not in r.output
