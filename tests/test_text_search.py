@@ -112,6 +112,12 @@ def test_zero_shot_gives_label_probabilities_per_image(clip_project):
     assert set(zs.top()) == set(zs.image_ids.tolist())
     with pytest.raises(BadInputError, match="class names"):
         text.zero_shot(clip_project)  # no labels given and none in use
+    # As one more suggestion expert: stored like imported predictions, top 1 per image here.
+    rep = text.zero_shot_predictions(clip_project, ["cracked", "intact_cell"], top=1)
+    assert rep["source"] == "zero-shot clip-tinyclip" and rep["rows"] == N
+    stored = clip_project.store.predictions(rep["source"])
+    top = zs.top()
+    assert {(i, lab): round(s, 5) for i, lab, s in stored} == {(i, lab): round(p, 5) for i, (lab, p) in top.items()}
 
 
 def test_features_adds_a_text_set_later_and_failures_are_one_line(clip_project, tiny_clip, tmp_path, monkeypatch):

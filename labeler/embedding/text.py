@@ -37,7 +37,7 @@ from ..errors import BadInputError, NotFoundError, ProjectError
 from .byo import EmbeddingModel, require
 
 __all__ = ["CLIP_KIND", "PROMPT", "ClipModel", "ZeroShot", "add_text_features", "clip_feature_set",
-           "load_clip", "parse_text_model", "text_scores", "zero_shot"]
+           "load_clip", "parse_text_model", "text_scores", "zero_shot", "zero_shot_predictions"]
 
 log = logging.getLogger(__name__)
 
@@ -326,3 +326,37 @@ def zero_shot(project, labels: list[str] | None = None, *, template: str = PROMP
     p /= p.sum(axis=1, keepdims=True)
     return ZeroShot(image_ids=row_ids[keep].astype(np.int64), labels=labels, probs=p.astype(np.float32),
                     prompts=prompts)
+
+
+def zero_shot_predictions(project, labels: list[str] | None = None, *, template: str = PROMPT,
+                          feature_set: str | None = None, source: str | None = None, top: int = 3,
+                          device: str = "auto") -> dict:
+    """Store zero-shot label probabilities as a source of predictions: one more suggestion expert.
+
+    The ``top`` most probable labels of each image, with their probabilities as scores, are
+    written as the predictions of ``source`` (default ``'zero-shot <feature set>'``), replacing
+    that source's earlier ones, exactly as ``labeler import-predictions`` stores a classifier's:
+    the suggestion model weighs the source by how often it is right on the held-out hand
+    labels (:mod:`labeler.assist.experts`), so prompts that do not fit the photos get no say.
+
+    Returns
+    -------
+    dict
+        ``source``, ``rows`` written, ``images``, ``labels``.
+
+    Raises
+    ------
+    BadInputError
+        As :func:`zero_shot`; a label that is not a valid label name.
+    """
+    from ..labels import clean_label
+
+    name, _ = clip_feature_set(project, feature_set)
+    zs = zero_shot(project, [clean_label(lab) for lab in labels] if labels is not None else None,
+                   template=template, feature_set=name, device=device)
+    source = (source or f"zero-shot {name}").strip()[:80]
+    k = max(1, min(int(top), len(zs.labels)))
+    order = np.argsort(-zs.probs, axis=1, kind="stable")[:, :k]
+    rows = [(int(i), zs.labels[j], float(zs.probs[n, j])) for n, i in enumerate(zs.image_ids) for j in order[n]]
+    written = project.store.replace_predictions(source, rows)
+    return {"source": source, "rows": written, "images": len(zs.image_ids), "labels": zs.labels}
