@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from labeler.app import create_app
 from labeler.project import Project
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True,
+FUZZ = settings(max_examples=120, deadline=None, derandomize=True,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 #: Requests each test sent (reported by the last test, for the issue's counts).
 SENT: dict[str, int] = {}
