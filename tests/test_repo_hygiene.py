@@ -24,9 +24,7 @@ ALLOWED: dict[str, str] = {}
 # A benchmark argument defaulting to a scratch folder in the system temporary directory.
 TMP_DEFAULT = re.compile(r"""default\s*=\s*(?:Path\(\s*)?["']/tmp\b""")
 # Benchmarks allowed such a default for now, with why. A file that is fixed must leave this list.
-TMP_DEFAULT_PENDING: dict[str, str] = {
-    "benchmarks/bench_review.py": "owned by another engineer's change in issue 21 (--workdir default)",
-}
+TMP_DEFAULT_PENDING: dict[str, str] = {}
 
 
 def tracked_files(root: Path = ROOT) -> list[str]:
