@@ -452,26 +452,7 @@ def review_cmd(project_dir, vectors, folds, limit, as_json):
     from .review import review_labels
 
     rep = review_labels(_open(project_dir), vectors=vectors, folds=folds)
-    if as_json:
-        click.echo(json.dumps(rep.to_dict(), indent=2))
-        return
-    click.echo(f"{len(rep.issues)} likely label error(s) among {rep.n_labelled} labelled image(s); "
-               f"probe accuracy {rep.probe_accuracy:.1%} ({rep.folds}-fold, classes: {', '.join(rep.classes)})")
-    if rep.left_out:
-        click.echo(f"  {rep.left_out} image(s) of labels with a single image were not examined")
-    for it in rep.issues[:limit]:
-        click.echo(f"  {it.score:.3f}  id {it.image_id:>6}  {it.label!r} -> suggested {it.suggested_label!r}  "
-                   f"({it.source} by {it.annotator})  {it.path}")
-    if len(rep.issues) > limit:
-        click.echo(f"  ... {len(rep.issues) - limit} more (--limit, --json)")
-    click.echo(f"{len(rep.groups)} group(s) labelled wrong as a whole, of {rep.groups_checked} checked "
-               f"(whole {rep.group_folds} held out; accuracy then {rep.group_accuracy:.1%})")
-    for g in rep.groups[:limit]:
-        ids = " ".join(str(i) for i in g.image_ids[:12]) + (" ..." if g.size > 12 else "")
-        click.echo(f"  {g.score:.3f}  {g.group_id}: {g.size} image(s) {g.label!r} -> suggested "
-                   f"{g.suggested_label!r}  ids {ids}")
-    if len(rep.groups) > limit:
-        click.echo(f"  ... {len(rep.groups) - limit} more (--limit, --json)")
+    click.echo(json.dumps(rep.to_dict(), indent=2) if as_json else "\n".join(rep.text(limit)))
 
 
 @main.command("agreement")
