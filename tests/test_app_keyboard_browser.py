@@ -181,6 +181,9 @@ def test_labelled_images_start_unticked_and_a_tick_relabels_one(driver, app_at, 
     assert rows[held[0]]["label"] == "mono" and rows[held[0]]["annotator"] == "ana"
     assert all(rows[i]["label"] == "poly" and rows[i]["annotator"] == "bob" for i in held[1:])
     assert all(rows[i]["label"] == "mono" for i in members if i not in held[1:])
+    wait_until(lambda: text_of(driver, "#cluster-labelled-note") ==
+               f"{len(members)} already labelled (mono {n} by ana, poly 2 by bob): tick to relabel", T, "note after")
+    assert not any(ticks(driver).values())  # all labelled now: all unticked, nothing left chosen
     shot(driver, "relabel-message")
 
 

@@ -308,8 +308,9 @@ def register(app: Dash, actx: AppContext) -> None:
         Output(ids.CLUSTER_LABELLED_NOTE, "children"),
         Input(ids.CLUSTER_SEEN, "data"),
         Input(ids.CLUSTER_RELABEL, "data"),
+        Input(ids.VERSION, "data"),
     )
-    def cluster_labelled_note(seen, relabel):
+    def cluster_labelled_note(seen, relabel, _version):
         return labelled_note(actx, (seen or {}).get("members") or [], relabel)
 
     # Labelling the open cluster (button, Enter) is callbacks_viewer.on_key: it also
