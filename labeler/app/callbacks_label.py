@@ -163,8 +163,8 @@ def cluster_detail_view(actx: AppContext, cluster, excluded, page, relabel=None)
         if row.get("hint"):
             title.append(html.Div(row["hint"], className="hint", title=HINT_TITLE))
     shown = shown_labels(items, facts)
-    thumbs = [thumb(ids.GRID_CLUSTER, i, caption(i, facts.get(i)), checked=is_ticked(i, shown.get(str(i)), ex, relabel))
-              for i in items]
+    thumbs = [thumb(ids.GRID_CLUSTER, i, caption(i, facts.get(i)), held=str(i) in shown,
+                    checked=is_ticked(i, shown.get(str(i)), ex, relabel)) for i in items]
     return title, grid(thumbs), f" of {n_pages} ({len(members):,} images)", page, shown
 
 
@@ -340,8 +340,8 @@ def register(app: Dash, actx: AppContext) -> None:
         title = (f"{len(selection):,} images selected on the map ({n_in:,} ticked) · "
                  f"{len(held):,} labelled, {len(selection) - len(held):,} unlabelled")
         shown = shown_labels(items, facts)
-        thumbs = [thumb(ids.GRID_SELECTION, i, caption(i, facts.get(i)), checked=is_ticked(i, shown.get(str(i)), ex, relabel))
-                  for i in items]
+        thumbs = [thumb(ids.GRID_SELECTION, i, caption(i, facts.get(i)), held=str(i) in shown,
+                        checked=is_ticked(i, shown.get(str(i)), ex, relabel)) for i in items]
         return title, grid(thumbs), f" of {n_pages}", n_pages, shown
 
     @app.callback(

@@ -120,7 +120,7 @@ def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=Non
     ex = {int(i) for i in excluded or []}
     shown, page, n_pages = page_of(nb, page, PER_PAGE)
     labels_shown = shown_labels([i for i, _ in shown], facts)
-    thumbs = [thumb(ids.GRID_SEARCH, i, caption(i, facts.get(i), s),
+    thumbs = [thumb(ids.GRID_SEARCH, i, caption(i, facts.get(i), s), held=str(i) in labels_shown,
                     checked=is_ticked(i, labels_shown.get(str(i)), ex, relabel)) for i, s in shown]
     return {"query": query, "novel": novel, "vote": vote, "grid": grid(thumbs),
             "pages": f" of {n_pages} ({len(nb)} neighbours)", "n_pages": n_pages,

@@ -26,10 +26,11 @@ def label_input(id_: str, placeholder: str = "label") -> dcc.Input:
 
 
 def thumb(grid: str, image_id: int, caption: str = "", *, checked: bool | None = None,
-          title: str | None = None, badge: str | None = None) -> html.Div:
+          title: str | None = None, badge: str | None = None, held: bool = False) -> html.Div:
     """One thumbnail: clicking it opens the large view (full resolution, neighbours).
 
-    ``checked`` None = no tick box; True/False = ticked/unticked tick box.
+    ``checked`` None = no tick box; True/False = ticked/unticked tick box. ``held``: the
+    image holds a label (unticked: left as it is; ticked: to be relabelled).
     """
     children = [
         html.Button(
@@ -47,7 +48,7 @@ def thumb(grid: str, image_id: int, caption: str = "", *, checked: bool | None =
             value=[int(image_id)] if checked else [], className="thumb-check",
         ))
     children.append(html.Div(caption, className="thumb-caption"))
-    cls = "thumb" + ("" if checked is None or checked else " thumb-excluded")
+    cls = "thumb" + ("" if checked is None or checked else " thumb-excluded") + (" thumb-held" if held else "")
     return html.Div(children, className=cls)
 
 
