@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import PROJECT, _open
+from .options import PROJECT, open_project
 
 
 @click.command("import-predictions")
@@ -38,11 +38,14 @@ def import_predictions_cmd(project_dir, file, source, dry_run, limit, as_json):
     Example:
       labeler import-predictions --project data/projects/elpv preds.csv --source my-classifier
     """
-    from .assist.predictions import import_predictions
+    from ..assist.predictions import import_predictions
 
-    rep = import_predictions(_open(project_dir), file, source, dry_run=dry_run)
+    rep = import_predictions(open_project(project_dir), file, source, dry_run=dry_run)
     if as_json:
         click.echo(json.dumps(rep.to_dict()))
         return
     for line in rep.lines(limit=limit):
         click.echo(line)
+
+
+COMMANDS = (import_predictions_cmd,)

@@ -1,32 +1,25 @@
-"""CLI commands of labeler.assist: ``labeler suggest``, ``labeler accept``, ``labeler next``.
-
-Kept apart from :mod:`labeler.cli` (which adds them to its group) so each file stays small;
-each command parses its options and calls the library.
-"""
+"""Commands of the suggestions (labeler.assist): ``labeler suggest``, ``labeler accept``,
+``labeler next``; each parses its options and calls the library."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import click
 
-from .project import Project
+from ..project import Project
+from .options import ANNOTATOR, PROJECT
 
-PROJECT = click.option(
-    "--project", "-p", "project_dir", type=click.Path(file_okay=False, path_type=Path),
-    required=True, envvar="LABELER_PROJECT", help="Project directory (env LABELER_PROJECT).",
-)
-
-
-FEATURES = click.option("--features", default="active", show_default=True,
+#: A feature *set* (the vectors suggestions are computed on); ``labeler ingest --feature-type``
+#: names a feature *type* (how a backbone's activations are pooled) instead.
+FEATURE_SET = click.option("--feature-set", "features", default="active", show_default=True,
                         help="Feature set: active (the one `labeler features --use` chose, e.g. a fine-tuned set; "
                              "else pca), pca, embeddings, a stored feature set's name, or an N x D .npy path.")
 
 
 @click.command("suggest")
 @PROJECT
-@FEATURES
+@FEATURE_SET
 @click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
 @click.option("--per-image", is_flag=True, help="With --json: every unlabelled image's suggestion as well.")
 def suggest_cmd(project_dir, features, as_json, per_image):
@@ -44,8 +37,8 @@ def suggest_cmd(project_dir, features, as_json, per_image):
     Example:
       labeler suggest --project data/projects/elpv
     """
-    from .assist.evidence import VOUCH_LEVEL
-    from .assist.suggest import suggest
+    from ..assist.evidence import VOUCH_LEVEL
+    from ..assist.suggest import suggest
 
     sug = suggest(Project(project_dir), features=features)
     if as_json:
@@ -86,8 +79,8 @@ def suggest_cmd(project_dir, features, as_json, per_image):
 @click.option("--image", "image_ids", type=int, multiple=True, help="Only these image ids (repeatable).")
 @click.option("--yes", "allow_low", is_flag=True,
               help="Accept even below probability 0.5 (a threshold, or a suggestion, more likely wrong than right).")
-@click.option("--annotator", default=None, envvar="LABELER_ANNOTATOR", help="Your name (env LABELER_ANNOTATOR).")
-@FEATURES
+@ANNOTATOR
+@FEATURE_SET
 @click.option("--json", "as_json", is_flag=True, help="Print what was accepted as JSON.")
 def accept_cmd(project_dir, label, min_confidence, max_expected_error, image_ids, allow_low, annotator, features,
                as_json):
@@ -104,12 +97,12 @@ def accept_cmd(project_dir, label, min_confidence, max_expected_error, image_ids
     Example:
       labeler accept --project data/projects/elpv --label mono --max-expected-error 0.05
     """
-    from .assist.suggest import LowProbabilityError, accept
-    from .errors import BadInputError
+    from ..assist.suggest import LowProbabilityError, accept
+    from ..errors import BadInputError
 
     try:
         res = accept(Project(project_dir), label, min_confidence, max_expected_error=max_expected_error,
-                     allow_low=allow_low, annotator=annotator or "cli", image_ids=list(image_ids) or None,
+                     allow_low=allow_low, annotator=annotator, image_ids=list(image_ids) or None,
                      features=features)
     except LowProbabilityError as e:
         raise BadInputError(f"{e.what}; add --yes to accept anyway; nothing changed") from None
@@ -122,7 +115,7 @@ def accept_cmd(project_dir, label, min_confidence, max_expected_error, image_ids
 @click.command("next")
 @PROJECT
 @click.option("-n", "n", type=click.IntRange(1, 1000), default=10, show_default=True, help="Images to return.")
-@FEATURES
+@FEATURE_SET
 @click.option("--json", "as_json", is_flag=True, help="Print image ids, paths and reasons as JSON.")
 def next_cmd(project_dir, n, features, as_json):
     """The images to label next: those whose labels should teach the model most.
@@ -131,7 +124,7 @@ def next_cmd(project_dir, n, features, as_json):
     Example:
       labeler next --project data/projects/elpv -n 10
     """
-    from .assist.next import next_to_label
+    from ..assist.next import next_to_label
 
     items = next_to_label(Project(project_dir), n, features=features)
     if as_json:
@@ -142,3 +135,6 @@ def next_cmd(project_dir, n, features, as_json):
     for it in items:
         sug = f" (suggested {it.suggestion!r}: {it.evidence_text})" if it.suggestion else ""
         click.echo(f"id {it.image_id:>6}  {it.path}{sug}: {it.reason}")
+
+
+COMMANDS = (suggest_cmd, accept_cmd, next_cmd)

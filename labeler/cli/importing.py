@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import PROJECT, _open
+from .options import ANNOTATOR, PROJECT, open_project
 
 
 def BRING_YOUR_OWN(f):  # noqa: N802  (used as a decorator, like the option constants)
@@ -29,9 +29,9 @@ def BRING_YOUR_OWN(f):  # noqa: N802  (used as a decorator, like the option cons
 
 def import_after_ingest(project_dir: Path, image_dir: Path) -> None:
     """``ingest --labels-from-folders``: each image labelled by its folder's name, one action by 'cli'."""
-    from .export.importing import import_labels
+    from ..export.importing import import_labels
 
-    print_import(import_labels(_open(project_dir), image_dir, annotator="cli"))
+    print_import(import_labels(open_project(project_dir), image_dir, annotator="cli"))
 
 
 def print_import(rep, as_json: bool = False, limit: int = 10) -> None:
@@ -49,9 +49,7 @@ def print_import(rep, as_json: bool = False, limit: int = 10) -> None:
 @click.option("--relabel", is_flag=True,
               help="Replace the labels images already hold (anyone's). Default: they are left unchanged and "
                    "reported as skipped.")
-@click.option("--annotator", default=None, envvar="LABELER_ANNOTATOR",
-              help="Who imports (env LABELER_ANNOTATOR; default cli): `labeler undo` with this name takes the "
-                   "import back. A CSV's annotator column, where present, names each label's annotator.")
+@ANNOTATOR
 @click.option("--dry-run", is_flag=True, help="Match and report; write nothing.")
 @click.option("--limit", type=click.IntRange(0), default=10, show_default=True,
               help="Unmatched, blank and conflicting rows listed (text output).")
@@ -59,6 +57,9 @@ def print_import(rep, as_json: bool = False, limit: int = 10) -> None:
               help="Print one JSON object: counts, and every unmatched, blank, refused and conflicting row.")
 def import_labels_cmd(project_dir, source, relabel, annotator, dry_run, limit, as_json):
     """Import labels from a CSV (path,label[,annotator]) or a folder tree of class subfolders.
+
+    The import is one action of --annotator: `labeler undo` with that name takes it back.
+    A CSV's annotator column, where present, names each label's annotator.
 
     SOURCE is a CSV file (a path column relative to the image root or absolute, a label
     column, optionally annotator; a `labeler export` CSV or Parquet works) or a folder whose
@@ -72,8 +73,11 @@ def import_labels_cmd(project_dir, source, relabel, annotator, dry_run, limit, a
     Example:
       labeler import-labels --project data/projects/elpv labels.csv --dry-run
     """
-    from .export.importing import import_labels
+    from ..export.importing import import_labels
 
-    rep = import_labels(_open(project_dir), source, annotator=annotator or "cli", relabel=relabel,
+    rep = import_labels(open_project(project_dir), source, annotator=annotator, relabel=relabel,
                         dry_run=dry_run)
     print_import(rep, as_json, limit)
+
+
+COMMANDS = (import_labels_cmd,)

@@ -13,7 +13,7 @@ import sys
 
 import click
 
-from .embedding.registry import BACKBONES, is_backbone_name, normalise_backbone_name
+from ..embedding.registry import BACKBONES, is_backbone_name, normalise_backbone_name
 
 
 class BackboneName(click.ParamType):
@@ -30,7 +30,7 @@ class BackboneName(click.ParamType):
             if value is None:
                 return None
             name = normalise_backbone_name(value)
-            from .embedding.registry import is_byo, parse_byo
+            from ..embedding.registry import is_byo, parse_byo
 
             if is_byo(name) and not name.startswith("timm:"):  # a missing file fails before any work
                 kind, target, _ = parse_byo(name)
@@ -38,7 +38,7 @@ class BackboneName(click.ParamType):
                     self.fail(f"{kind} file not found: {target}", param, ctx)
             return name
         try:
-            from .embedding.registry import parse_byo
+            from ..embedding.registry import parse_byo
 
             parse_byo(value)
         except Exception as e:  # noqa: BLE001 - the parser's own message is the clearest
@@ -67,8 +67,8 @@ TEXT_QUERY = click.option(
 
 def add_text_model(project, spec: str, *, quiet: bool = False, device: str = "auto") -> None:
     """Compute and store the CLIP feature set of ``spec``; print one line."""
-    from .embedding.text import add_text_features
-    from .project import project_lock
+    from ..embedding.text import add_text_features
+    from ..project import project_lock
 
     if not quiet:
         click.echo(f"embedding the images with open_clip {spec} for text search ...", err=True)
@@ -86,8 +86,8 @@ def text_search_cli(project, texts, queries, k: int, as_json: bool, feature_set:
     BadInputError
         No text, or image queries as well.
     """
-    from .errors import BadInputError
-    from .search import search_text
+    from ..errors import BadInputError
+    from ..search import search_text
 
     if not texts or queries:
         raise BadInputError("give image QUERIES or --text TEXT (not both)")

@@ -1,7 +1,6 @@
 """CLI commands for feature sets, fine-tuning on labels and anomaly heat maps.
 
-Registered on the ``labeler`` group by :mod:`labeler.cli`; each command parses its
-options and calls :mod:`labeler.embedding` (feature_sets, local_features, finetune,
+Each command parses its options and calls :mod:`labeler.embedding` (feature_sets, local_features, finetune,
 patchcore).
 """
 
@@ -11,13 +10,9 @@ from pathlib import Path
 
 import click
 
-from .cli_common import PROJECT, _open
-from .cli_models import TEXT_MODEL, add_text_model
-from .embedding.registry import FEATURE_TYPES, LOSSES
-
-
-def _say(quiet: bool):
-    return (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
+from .options import PROJECT, open_project, say
+from .models import TEXT_MODEL, add_text_model
+from ..embedding.registry import FEATURE_TYPES, LOSSES
 
 
 @click.command("features")
@@ -40,12 +35,12 @@ def features_cmd(project_dir, feature_type, name, use, device, quiet, text_model
       labeler features --project data/projects/elpv --compute multiscale --use multiscale
       labeler features --project data/projects/elpv --text-model ViT-B-32:laion2b_s34b_b79k
     """
-    from .embedding.feature_sets import list_feature_sets, set_active_feature_set
+    from ..embedding.feature_sets import list_feature_sets, set_active_feature_set
 
-    project = _open(project_dir)
+    project = open_project(project_dir)
     if feature_type:
-        from .embedding.local_features import compute_feature_set
-        from .project import project_lock
+        from ..embedding.local_features import compute_feature_set
+        from ..project import project_lock
 
         with project_lock(project.root, "feature set computation"):
             rep = compute_feature_set(project, feature_type, name=name, device=device, progress=not quiet)
@@ -88,13 +83,13 @@ def finetune(project_dir, epochs, holdout, device, loss, name, no_use, quiet):
     Example:
       labeler finetune --project data/projects/elpv --epochs 30
     """
-    from .embedding.finetune import finetune_project
-    from .project import project_lock
+    from ..embedding.finetune import finetune_project
+    from ..project import project_lock
 
-    project = _open(project_dir)
+    project = open_project(project_dir)
     with project_lock(project.root, "fine-tuning"):
         rep = finetune_project(project, epochs=epochs, holdout=holdout, device=device, loss=loss, name=name,
-                               activate=not no_use, progress=not quiet, say=_say(quiet))
+                               activate=not no_use, progress=not quiet, say=say(quiet))
     click.echo(f"trained on {rep.n_train} labelled images ({', '.join(rep.classes)}), {rep.epochs} epochs on "
                f"{rep.device}: {rep.train_seconds:.1f} s; re-embedded in {rep.embed_seconds:.1f} s")
     if rep.heldout_accuracy is not None:
@@ -123,12 +118,15 @@ def heatmap(image_id, project_dir, output, normal_label, device):
     Example:
       labeler heatmap 17 --project data/projects/elpv --normal-label no -o heat.png
     """
-    from .embedding.patchcore import anomaly_map, fit_patchcore, heatmap_png
+    from ..embedding.patchcore import anomaly_map, fit_patchcore, heatmap_png
 
-    project = _open(project_dir)
+    project = open_project(project_dir)
     if normal_label is not None:
         info = fit_patchcore(project, normal_label, device=device)
         click.echo(f"memory bank: {info['patches']} patches from {info['images']} images labelled {normal_label!r}")
     heat, score = anomaly_map(project, image_id, device=device)
     output.write_bytes(heatmap_png(project, image_id, device=device, heat=heat))
     click.echo(f"image {image_id}: anomaly score {score:.3f}; wrote {output}")
+
+
+COMMANDS = (features_cmd, finetune, heatmap)

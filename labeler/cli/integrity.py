@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-from .cli_common import PROJECT
+from .options import PROJECT
 
 
 @click.command("check")
@@ -27,7 +27,7 @@ def check_cmd(project_dir, as_json):
     Example:
       labeler check --project data/projects/elpv
     """
-    from .check import check_project
+    from ..check import check_project
 
     problems = check_project(project_dir)
     if as_json:
@@ -57,7 +57,7 @@ def backup_cmd(dest, project_dir, no_thumbs, quiet):
     Example:
       labeler backup backups/elpv-monday --project data/projects/elpv
     """
-    from .backup import backup_project
+    from ..backup import backup_project
 
     say = (lambda m: None) if quiet else (lambda m: click.echo(m, err=True))
     rep = backup_project(project_dir, dest, thumbs=not no_thumbs, say=say)
@@ -75,7 +75,7 @@ def restore_cmd(backup, project):
     Example:
       labeler restore backups/elpv-monday data/projects/elpv-restored
     """
-    from .backup import restore_project
+    from ..backup import restore_project
 
     rep = restore_project(backup, project)
     click.echo(f"restored {rep.labels} labelled image(s), {rep.files} file(s) to {rep.dest}")

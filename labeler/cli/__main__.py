@@ -1,0 +1,5 @@
+"""``python -m labeler.cli``: the command line."""
+
+from . import main
+
+main()
