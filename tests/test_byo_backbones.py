@@ -116,7 +116,8 @@ def test_onnx_file_with_metadata(photos, tmp_path, monkeypatch):
     meta = p.store.get_meta("backbone")
     assert meta["dim"] == 24 and meta["runtime_used"] == "onnxruntime"
     assert "mean (0.5, 0.5, 0.5) std (0.25, 0.25, 0.25)" in meta["preprocessing"]
-    assert "64x64" in meta["preprocessing"]  # the input's static size
+    assert "64x64" in meta["preprocessing"] and "size from its input shape, mean/std from the model" in meta[
+        "preprocessing"]
     assert meta["weights_id"].startswith("tiny.onnx sha256:")
 
 
@@ -144,7 +145,8 @@ def test_timm_architecture_with_a_local_checkpoint(photos, tmp_path, monkeypatch
                            "--weights", "test_resnet.pth", "--runtime", "torch")
     meta = p.store.get_meta("backbone")
     assert meta["weights_id"].startswith("user weights test_resnet.pth sha256:")
-    assert "mean (0.5, 0.5, 0.5)" in meta["preprocessing"]  # timm's pretrained config
+    assert "mean (0.5, 0.5, 0.5)" in meta["preprocessing"]
+    assert "size from the name, mean/std from timm's pretrained config" in meta["preprocessing"]
     assert meta["dim"] == net.num_features
 
 

@@ -155,8 +155,11 @@ def _preprocessing(name: str, options: dict, said: dict, shape_size: int | None)
     std = _numbers(options.get("std") or said.get("std") or IMAGENET_STD, f"{name} std", 3)
     if min(std) <= 0:
         raise BadInputError(f"backbone {name}: std must be positive, got {std}")
-    origin = "the backbone name" if options else ("the model's metadata" if said else "defaults")
-    return size, mean, std, origin
+    size_from = ("the name" if options.get("size") else "the model" if said.get("input_size") else
+                 "its input shape" if shape_size else "the default")
+    norm_from = ("the name" if options.get("mean") or options.get("std") else
+                 "the model" if said.get("mean") or said.get("std") else "ImageNet's defaults")
+    return size, mean, std, f"size from {size_from}, mean/std from {norm_from}"
 
 
 def _spec(name: str, size: int, mean, std, dim: int, crop_pct: float, source: str, origin: str,
@@ -304,8 +307,7 @@ def _load_timm(name: str, arch: str, options: dict, weights: Path | None, device
     cfg = timm.data.resolve_model_data_config(net)
     said = {"input_size": cfg["input_size"][-1], "mean": cfg["mean"], "std": cfg["std"]}
     size, mean, std, origin = _preprocessing(name, options, said, None)
-    if not options:
-        origin = "timm's pretrained config"
+    origin = origin.replace("the model", "timm's pretrained config")
     net = net.to(memory_format=torch.channels_last)
     return _finish(name, net, size, mean, std, origin, weights_id=wid, weights_source=src,
                    source=f"timm {arch} (timm {timm.__version__})", requires=("timm",), device=device,
