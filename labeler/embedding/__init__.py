@@ -7,6 +7,10 @@ registry
     preprocessing, cost). No torch.
 backbones
     :func:`load_backbone`: build a registered network and load real weights.
+byo
+    Backbones of the user's own: ``onnx:FILE``, ``torchscript:FILE``, ``timm:ARCH``.
+text
+    open_clip image embeddings as a feature set; text search and zero-shot label probabilities.
 device
     :func:`pick_device`.
 decode
