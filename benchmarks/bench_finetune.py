@@ -15,8 +15,11 @@ On a copy of an ingested project with truth (ELPV: ``truth.csv``):
    (:func:`labeler.evaluate.metrics.search_scores`; also over the held-out images only).
 3. **Fine-tune** with :func:`labeler.embedding.finetune.finetune_project` on those labels
    (every label trained on: ``holdout=0``; the held-out check is step 4), on the CPU with
-   ``--threads`` threads: wall time of training (stage maps included) and of
-   re-embedding every image.
+   ``--threads`` threads: wall time of bringing the prefix cache up to date, of training
+   (the labelled images' symmetry maps included) and of re-embedding every image.
+   ``--compare`` presses three times on the same labels in one run: without the prefix
+   cache (the whole network over every image, as before the cache), with it on an empty
+   cache (the first press fills it), and again (a later press, reusing it).
 4. **After.** The same figures on the fine-tuned vectors.
 
 ELPV: the annotator answers ``defect_level`` (4 classes; ``defective`` = level 2 or 3
@@ -32,6 +35,7 @@ Run (ELPV, ~10-15 min on 2 quiet cores with the default loss; `--loss ce` trains
         --head cosine --tta --input-size 300 --train-from s8 --seed 1 --keep ft.npy --json   # the opt-in variants
     python benchmarks/bench_finetune.py --project PROJECT --truth truth.csv --labels-cache labels300.json \
         --loss ce --json                                 # cross-entropy alone (without the supervised contrastive loss)
+    python benchmarks/bench_finetune.py --labels-cache labels300.json --compare --json   # press time, cache or not
 """
 
 from __future__ import annotations
@@ -124,6 +128,11 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=None, help="default: finetune_project's")
     ap.add_argument("--keep", type=Path, default=None,
                     help="keep the fine-tuned vectors in this .npy (and the trained tail next to it, .pt)")
+    ap.add_argument("--no-prefix-cache", action="store_true",
+                    help="press without the prefix cache (the whole network over every image, as before)")
+    ap.add_argument("--compare", action="store_true",
+                    help="three presses on the same labels in one run: without the prefix cache, with it "
+                         "(the first, filling it) and again (reusing it); figures of the first and the last")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
     existing(args.project, "project")
@@ -143,7 +152,7 @@ def main(argv=None) -> None:
                  "load_average_before": os.getloadavg()[0]}
     with tempfile.TemporaryDirectory() as d:
         root = Path(d) / "project"
-        shutil.copytree(args.project, root, ignore=shutil.ignore_patterns("thumbs", "parts", "evaluation",
+        shutil.copytree(args.project, root, ignore=shutil.ignore_patterns("thumbs", "parts", "evaluation", "cache",
                                                                           "features", "*.db-shm", "*.db-wal"))
         project = Project(root)
         truths, answer = {}, None
@@ -179,28 +188,51 @@ def main(argv=None) -> None:
                                 "class_weight": args.class_weight, "head": args.head,
                                 "loss": args.loss, "tta": args.tta, "input_size": args.input_size,
                                 "seed": args.seed}.items() if v is not None}
-        print(f"fine-tuning on the CPU, {args.threads} threads ({kw or 'defaults'}) ...", flush=True)
-        t0, c0 = time.perf_counter(), time.process_time()
-        rep = finetune_project(project, device="cpu", holdout=0.0, progress=False, say=print, **kw)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
-        after_x = np.asarray(load_feature_set(project, rep.name))
+        modes = ([("no cache", False), ("cache, first press", True), ("cache, later press", True)]
+                 if args.compare else [("no cache", False)] if args.no_prefix_cache else [("cache", True)])
+        presses, afters = [], {}
+        for mode, cached in modes:
+            print(f"fine-tuning on the CPU, {args.threads} threads ({kw or 'defaults'}; {mode}) ...", flush=True)
+            t0, c0 = time.perf_counter(), time.process_time()
+            rep = finetune_project(project, device="cpu", holdout=0.0, progress=False, say=print,
+                                   prefix_cache=cached, **kw)
+            wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+            presses.append({"mode": mode, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
+                            "cache_seconds": round(rep.cache_seconds, 1), "train_seconds": round(rep.train_seconds, 1),
+                            "embed_seconds": round(rep.embed_seconds, 1), "prefix_images": rep.prefix_images,
+                            "load_average": os.getloadavg()[0]})
+            print(f"  {mode}: {wall:.1f} s (cache {rep.cache_seconds:.1f} s, training {rep.train_seconds:.1f} s, "
+                  f"re-embedding {rep.embed_seconds:.1f} s; prefix run on {rep.prefix_images} images)", flush=True)
+            after_x = np.asarray(load_feature_set(project, rep.name))
+            if mode != "cache, first press":
+                afters[mode] = figures(after_x, rows, labelled, ys)
         if args.keep:
             np.save(args.keep, after_x)
             shutil.copyfile(project.models_dir / f"{rep.name}.pt", args.keep.with_suffix(".pt"))
-        after = figures(after_x, rows, labelled, ys)
+        after = afters[modes[-1][0]]
         project.store.close()
+    if args.compare:
+        base = presses[0]["wall_seconds"]
+        out["speedup_first_press"] = round(base / presses[1]["wall_seconds"], 2)
+        out["speedup_later_press"] = round(base / presses[2]["wall_seconds"], 2)
+        out["after_no_cache"] = afters["no cache"]
+        print(f"\npress without the cache {base:.0f} s; with it {presses[1]['wall_seconds']:.0f} s on the first "
+              f"press ({out['speedup_first_press']}x), {presses[2]['wall_seconds']:.0f} s later "
+              f"({out['speedup_later_press']}x)")
+    out["presses"] = presses
     out.update({"finetune": {**kw, "epochs": rep.epochs}, "train_seconds": round(rep.train_seconds, 1),
                 "embed_seconds": round(rep.embed_seconds, 1), "wall_seconds": round(wall, 1),
                 "cpu_seconds": round(cpu, 1),
                 "load_average_after": os.getloadavg()[0], "before": before, "after": after})
-    print(f"\nwall time {wall:.0f} s: training {rep.train_seconds:.0f} s (stage maps included), re-embedding "
+    print(f"\nwall time of the last press {wall:.0f} s: prefix cache {rep.cache_seconds:.0f} s, training "
+          f"{rep.train_seconds:.0f} s (labelled images' symmetry maps included), re-embedding "
           f"{rep.embed_seconds:.0f} s; CPU time of this process {cpu:.0f} s (on {args.threads} uncontended cores "
           f"the wall time is at least {cpu / args.threads:.0f} s); load average "
           f"{out['load_average_before']:.1f} before, {out['load_average_after']:.1f} after")
     print("\n| column | features | probe accuracy | probe macro-F1 | macro P@1 (all) | macro P@1 (held out) |")
     print("|---|---|---:|---:|---:|---:|")
     for col in ys:
-        for name, fig in (("ingest embeddings", before), ("fine-tuned", after)):
+        for name, fig in (("ingest embeddings", before), *((f"fine-tuned ({m})", f) for m, f in afters.items())):
             f = fig[col]
             print(f"| {col} | {name} | {f['accuracy']:.3f} | {f['macro_f1']:.3f} | {f['p1_macro']:.3f} | "
                   f"{f['p1_macro_heldout']:.3f} |")

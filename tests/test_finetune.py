@@ -164,3 +164,105 @@ def test_supcon_loss_refuses_bad_input(bad):
     z, y = torch.randn(4, 3), torch.tensor(bad.get("y", [0, 0, 1, 1]))
     with pytest.raises(BadInputError):
         supcon_loss(z, y, bad.get("temperature", 0.1))
+
+
+
+def _count_prefix_runs(monkeypatch) -> list[int]:
+    """Batch sizes of every run of the frozen prefix (each engine built for it, ONNX or torch)."""
+    from labeler.embedding import extract, runtime
+
+    seen: list[int] = []
+    real = runtime.make_engine
+
+    def counted(bb, **kw):
+        engine = real(bb, **kw)
+        if not bb.features.startswith("prefix"):
+            return engine
+
+        def run(x):
+            seen.append(int(x.shape[0]))
+            return engine(x)
+
+        run.device, run.runtime = engine.device, getattr(engine, "runtime", None)
+        return run
+
+    monkeypatch.setattr(runtime, "make_engine", counted)
+    monkeypatch.setattr(extract, "make_engine", counted)
+    return seen
+
+
+def test_prefix_cache_is_filled_once_and_reused(project, monkeypatch):
+    """The first press computes the prefix maps of every image (and of the 7 other
+    symmetries of the labelled ones) into cache/; a second press on the same labels runs
+    no prefix at all and gives the same vectors; one new label computes only its own 7
+    symmetries; a new image only its own maps."""
+    from labeler.embedding import feature_sets as fs
+    from labeler.embedding.finetune import finetune_project
+    from labeler.labels import label_images
+
+    seen = _count_prefix_runs(monkeypatch)
+    _label_cell_types(project, per_class=6)
+    table = project.store.image_table()
+    n = len(table)
+    rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, progress=False)
+    assert rep.prefix_images == n + 12 and sum(seen) == n + 12 * 7  # symmetry 0 comes from the cache
+    cache = project.root / "cache"
+    assert len(list(cache.glob("prefix-*.npy"))) == 4  # maps, symmetries, and the signatures of each
+    maps = np.load(next(p for p in cache.glob("prefix-*.npy") if not p.name.endswith(("-d4.npy", ".sig.npy"))),
+                   mmap_mode="r")
+    assert maps.dtype == np.float16 and maps.shape == (project.store.next_row(), 112, 14, 14)
+    seen.clear()
+    rep2 = finetune_project(project, epochs=1, device="cpu", holdout=0.0, progress=False)
+    assert rep2.prefix_images == 0 and seen == [] and rep2.failures == []
+    x1, x2 = (np.asarray(fs.load_feature_set(project, r.name)) for r in (rep, rep2))
+    assert np.allclose(x1, x2, atol=1e-4)  # same labels, same seed, same maps
+    labelled = project.store.labels()
+    label_images(project, [int(r["id"]) for r in table if int(r["id"]) not in labelled][:1], "mono")
+    rep3 = finetune_project(project, epochs=1, device="cpu", holdout=0.0, progress=False)
+    assert rep3.prefix_images == 1 and sum(seen) == 7
+
+
+def test_vectors_from_the_cache_equal_the_full_network(project):
+    """Re-embedding = the trained tail on the cached float16 prefix maps: the same vectors
+    as the whole fine-tuned network run on each image (cosine >= 0.999)."""
+    import dataclasses
+
+    import torch
+
+    from labeler.embedding import feature_sets as fs
+    from labeler.embedding.backbones import load_backbone
+    from labeler.embedding.finetune import FinetunedFeatures, _Tail, finetune_project
+    from labeler.embedding.local_features import embed_project
+
+    _label_cell_types(project, per_class=6)
+    rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, progress=False)
+    saved = torch.load(project.models_dir / f"{rep.name}.pt", weights_only=False)
+    bb = load_backbone("efficientnet-lite0", device="cpu")
+    tail = _Tail(bb.model.net, saved["prefix_end"], len(saved["classes"]))
+    tail.load_state_dict(saved["tail"])
+    full = FinetunedFeatures(bb.model, tail.eval(), saved["prefix_end"]).eval()
+    ref, _ = embed_project(project, dataclasses.replace(bb, model=full, dim=1280, features="ft-test"),
+                           device="cpu", progress=False, runtime="torch", num_workers=0)
+    x = np.asarray(fs.load_feature_set(project, rep.name))
+    cos = np.sum(x * ref, axis=1) / (np.linalg.norm(x, axis=1) * np.linalg.norm(ref, axis=1))
+    assert cos.min() >= 0.999, cos.min()
+
+
+def test_a_cache_over_its_disk_budget_is_refused_in_one_line(project, monkeypatch):
+    """The size is estimated before anything is computed: too small a budget (argument or
+    $LABELER_PREFIX_CACHE_GB) stops the press with one line and writes nothing;
+    prefix_cache=False presses without the cache."""
+    from labeler.embedding import feature_sets as fs
+    from labeler.embedding.finetune import finetune_project
+
+    _label_cell_types(project, per_class=6)
+    with pytest.raises(BadInputError) as e:
+        finetune_project(project, epochs=1, device="cpu", holdout=0.0, progress=False, cache_budget_gb=0.001)
+    msg = str(e.value)
+    assert "\n" not in msg and "prefix cache needs" in msg and "budget is 0.00 GiB" in msg and "112x14x14" in msg
+    assert not list(project.root.glob("cache/prefix-*")) and list(fs.list_feature_sets(project)) == ["embeddings"]
+    monkeypatch.setenv("LABELER_PREFIX_CACHE_GB", "0.001")
+    with pytest.raises(BadInputError):
+        finetune_project(project, epochs=1, device="cpu", holdout=0.0, progress=False)
+    rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, progress=False, prefix_cache=False)
+    assert rep.cache_seconds == 0.0 and not list(project.root.glob("cache/prefix-*"))

@@ -9,9 +9,12 @@ label sets, evaluated on the images not labelled; ``study/device_study.py``).
 
 Recipe (chosen by measurement on ELPV, see docs/features.md):
 
-* the frozen prefix (stem .. last stride-16 block) runs once per labelled image and
-  each of the 8 symmetries of the square (rotations by 90 degrees and mirror images);
-  those maps are cached, so every epoch only runs the trained stages. The symmetries
+* the frozen prefix (stem .. last stride-16 block) runs once per image, and once per
+  labelled image for each of the 7 other symmetries of the square (rotations by 90
+  degrees and mirror images); those maps are kept on disk across presses
+  (:mod:`labeler.embedding.prefix_cache`), so the epochs and the re-embedding of every
+  image only run the trained stages, and a later press runs the prefix only on the
+  images and labels new since. The symmetries
   are label-preserving for inspection photos of square parts seen from above (a crack
   or a dark cell is one whatever the orientation; solar cells, wafers, tiles); they
   were measured better than no augmentation and than transforming the cached maps.
@@ -38,9 +41,11 @@ a cosine classifier (``head='cosine'``, :class:`CosineClassifier`), averaging ea
 vector over the 8 symmetries (``tta=True``), training from the stride-8 stages
 (``train_from='s8'``) and a larger input (``input_size``, e.g. the images' own 300 px).
 
-On the CPU the frozen prefix (the stage maps) and the re-embedding run on ONNX Runtime
-(exported and checked against torch like any backbone, :mod:`labeler.embedding.runtime`;
-torch when that fails); training runs on torch.
+On the CPU the frozen prefix (the stage maps) runs on ONNX Runtime (exported and checked
+against torch like any backbone, :mod:`labeler.embedding.runtime`; torch when that
+fails); training and the trained stages' re-embedding run on torch. Without the cache
+(``prefix_cache=False``, and with ``tta``) the re-embedding runs the whole fine-tuned
+network on ONNX Runtime.
 """
 
 from __future__ import annotations
@@ -61,25 +66,12 @@ from ..atomic import atomic_write
 from ..errors import BadInputError, LabelerError, ProjectError
 from .finetune_losses import LOSSES, SUPCON_TEMPERATURE, SUPCON_WEIGHT, CosineClassifier, supcon_loss
 from .networks import EfficientNetFeatures
+from .prefix_cache import d4, open_prefix_cache, prefix_engine as _prefix_engine
+from .prefix_cache import prefix_end as _prefix_end
+from .prefix_cache import run_prefix as _prefix
 
 __all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "LOSSES",
            "SUPCON_TEMPERATURE", "SUPCON_WEIGHT", "TRAIN_FROM", "d4", "finetune_project", "supcon_loss"]
-
-
-def d4(x: torch.Tensor, k: int) -> torch.Tensor:
-    """One of the 8 symmetries of the square applied to (..., H, W): rotate by ``k % 4``
-    quarter turns, then mirror left-right when ``k >= 4``.
-
-    Same result as ``torch.rot90(x, k % 4, dims=(-2, -1))`` (then ``flip``), written with
-    flips and transposes so that it exports to ONNX (``aten::rot90`` does not)."""
-    r = k % 4
-    if r == 1:
-        x = x.flip(-1).transpose(-2, -1)
-    elif r == 2:
-        x = x.flip(-2).flip(-1)
-    elif r == 3:
-        x = x.flip(-2).transpose(-2, -1)
-    return x.flip(-1) if k >= 4 else x
 
 
 #: Where the trained part starts: after the last block at this stride (the frozen prefix
@@ -91,46 +83,6 @@ CLASS_WEIGHTS = ("sqrt", "balanced", "none")
 HEADS = ("linear", "cosine")
 
 
-def _prefix_end(net: nn.Module, stride_end: int = 16) -> int:
-    stride, last = 2, None
-    for i, block in enumerate(net._blocks):
-        s = block._block_args.stride
-        stride *= int(s[0] if isinstance(s, (list, tuple)) else s)
-        if stride == stride_end:
-            last = i
-    return last
-
-
-def _prefix(net: nn.Module, x: torch.Tensor, end: int) -> torch.Tensor:
-    h = net._swish(net._bn0(net._conv_stem(x)))
-    for block in net._blocks[: end + 1]:
-        h = block(h)
-    return h
-
-
-class _PrefixMaps(nn.Module):
-    """The frozen prefix as an engine model: ``forward(x) -> (maps (B, C*h*w), pooled (B, C))``.
-
-    In the ``(features, logits)`` shape of :mod:`labeler.embedding.runtime`'s engines, so
-    the prefix runs on ONNX Runtime on the CPU (exported, checked against torch to cosine
-    >= 0.999 like any backbone, torch otherwise): it is most of the stage-map work.
-    """
-
-    def __init__(self, net: nn.Module, end: int):
-        super().__init__()
-        self.net, self.end = net, end
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = _prefix(self.net, x.contiguous(memory_format=torch.channels_last), self.end)
-        return h.flatten(1), h.mean(dim=(2, 3))
-
-
-def _spec_size(bb) -> int:
-    from .registry import get_spec
-
-    return get_spec(bb.name).input_size
-
-
 def _at_size(bb, input_size: int):
     """``bb`` reading images at ``input_size`` square (the network is fully convolutional)."""
     if input_size == bb.input_size:
@@ -138,22 +90,6 @@ def _at_size(bb, input_size: int):
     crop = round(bb.spec.crop_short_side * input_size / bb.spec.input_size)
     spec = dataclasses.replace(bb.spec, input_size=input_size, crop_short_side=crop)
     return dataclasses.replace(bb, input_size=input_size, spec=spec)
-
-
-def _prefix_engine(bb, net: nn.Module, end: int, probe: torch.Tensor, dev: torch.device, say):
-    """The engine computing the prefix's maps, and their (C, h, w)."""
-    from .runtime import make_engine
-
-    # Measured, not ceil(size / stride): the convolutions' padding is fixed for the
-    # backbone's own size (TF "same" padding of efficientnet-lite-pytorch), so another
-    # size can come out one smaller (300 px -> 18 at stride 16, not 19).
-    with torch.inference_mode():
-        c, side = _prefix(net, probe[:1].to(next(net.parameters()).device), end).shape[1:3]
-    size = "" if bb.input_size == _spec_size(bb) else f"-{bb.input_size}px"  # exports are cached by name
-    prefix_bb = dataclasses.replace(bb, model=_PrefixMaps(net, end).eval(), dim=c * side * side,
-                                    features=f"prefix{end}{size}")
-    engine = make_engine(prefix_bb, runtime="auto", device=str(dev), probe=probe, warn=say)
-    return engine, (c, side, side)
 
 
 class _Tail(nn.Module):
@@ -220,7 +156,14 @@ class FinetuneReport:
     epochs : int
     device : str
     train_seconds, embed_seconds : float
-        Wall time of training (prefix maps included) and of re-embedding every image.
+        Wall time of training (the labelled images' symmetry maps included) and of
+        re-embedding every image.
+    cache_seconds : float
+        Wall time of bringing the prefix cache up to date (:mod:`.prefix_cache`): the
+        prefix over every image on the first press, over new images only later.
+    prefix_images : int
+        Images the frozen prefix ran on in this press (0 when everything was cached;
+        with ``prefix_cache=False``, the labelled images and every image re-embedded).
     heldout_accuracy : float or None
         Accuracy of the fine-tuned classifier on the held-out labels.
     heldout_frozen_accuracy : float or None
@@ -243,6 +186,8 @@ class FinetuneReport:
     heldout_accuracy: float | None
     heldout_frozen_accuracy: float | None
     failures: list = dataclasses.field(default_factory=list)
+    cache_seconds: float = 0.0
+    prefix_images: int = 0
 
 
 def _split(y: np.ndarray, holdout: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -268,6 +213,37 @@ def _inputs(project, backbone, rows, view: str) -> tuple[torch.Tensor | None, li
         xs.append(backbone.preprocess(img, view))
         ok.append(i)
     return (torch.stack(xs) if xs else None), ok
+
+
+def _symmetry_maps(project, bb, net, end, rows, view, dev, say) -> tuple[torch.Tensor, list[int]]:
+    """Without the prefix cache: the prefix on the 8 symmetries of each readable image of
+    ``rows``, (8, b, C, h, w) float16 on ``dev``, and the positions of those b images."""
+    say(f"stage maps of {len(rows)} labelled images x 8 symmetries ...")
+    chunks, kept, engine = [], [], None
+    for c in range(0, len(rows), 64):
+        x, ok = _inputs(project, bb, rows[c:c + 64], view)
+        kept += [c + j for j in ok]
+        if x is None:
+            continue
+        if engine is None:
+            engine, shape = _prefix_engine(bb, net, end, x[:8], dev, say)
+        with torch.inference_mode():  # (8, b, C, h, w) float16
+            chunks.append(torch.stack([engine(d4(x, k).contiguous())[0].to(dev).view(-1, *shape).half()
+                                       for k in range(8)]))
+    return (torch.cat(chunks, dim=1).clone() if chunks else None), kept  # clone: out of inference mode
+
+
+def _embed_cached(cache, tail: "_Tail", dev: torch.device, chunk: int = 256) -> np.ndarray:
+    """The fine-tuned vectors of every image: the tail on the cached prefix maps (zero rows
+    where the image could not be read)."""
+    out = np.zeros((len(cache.valid), tail.conv_head.out_channels), np.float32)
+    with torch.inference_mode():
+        for i in range(0, len(out), chunk):
+            ok = np.flatnonzero(cache.valid[i:i + chunk])
+            if len(ok):
+                h = torch.from_numpy(np.asarray(cache.maps[i:i + chunk])[ok]).to(dev).float()
+                out[i + ok] = tail.embed(h.contiguous(memory_format=torch.channels_last)).cpu().numpy()
+    return out
 
 
 def _frozen_check(project, feature_set: str, row_train, y_train, row_held, y_held) -> float | None:
@@ -305,7 +281,7 @@ def _drop_export(backbone) -> None:
 def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout: float = 0.2,
                      batch_size: int = 32, lr: float = 3e-4, train_from: str = "s16", class_weight: str = "sqrt",
                      head: str = "linear", tta: bool = False, input_size: int | None = None, loss: str = LOSSES[0],
-                     seed: int = 0,
+                     seed: int = 0, prefix_cache: bool = True, cache_budget_gb: float | None = None,
                      name: str | None = None, activate: bool = True, progress: bool = True,
                      say=lambda s: None) -> FinetuneReport:
     """Fine-tune the project's backbone on its current labels and store the new vectors.
@@ -352,6 +328,16 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         cross-entropy alone, at half the training cost (see the module docstring for
         what each measured).
     seed : int, default 0
+    prefix_cache : bool, default True
+        Keep the frozen prefix's maps of every image (and the symmetries of the labelled
+        ones) in ``cache/`` of the project (:mod:`labeler.embedding.prefix_cache`): the
+        first press fills it, later presses compute only new images and labels, and the
+        re-embedding runs only the trained stages. False runs the whole network over
+        every image, as before (``tta`` does that anyway).
+    cache_budget_gb : float, optional
+        Disk the prefix caches may take (default ``$LABELER_PREFIX_CACHE_GB`` or
+        :data:`labeler.embedding.prefix_cache.DEFAULT_BUDGET_GB`); a press whose cache
+        would not fit stops with a one-line :class:`BadInputError` before computing.
     name : str, optional
         Name of the new feature set (default ``finetuned-<k>``, k = 1, 2, ...).
     activate : bool, default True
@@ -425,24 +411,20 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     net, end = bb.model.net, _prefix_end(bb.model.net, TRAIN_FROM[train_from])
 
     t0 = time.perf_counter()
-    say(f"caching stage maps of {len(train)} labelled images x 8 symmetries ...")
-    chunks, kept, engine = [], [], None
-    for c in range(0, len(train), 64):
-        x, ok = _inputs(project, bb, [labelled[i][0] for i in train[c:c + 64]], view)
-        kept += [c + j for j in ok]
-        if x is None:
-            continue
-        if engine is None:
-            engine, shape = _prefix_engine(bb, net, end, x[:8], dev, say)
-        with torch.inference_mode():  # (8, b, C, h, w) float16
-            chunks.append(torch.stack([engine(d4(x, k).contiguous())[0].to(dev).view(-1, *shape).half()
-                                       for k in range(8)]))
+    cache, cache_seconds, fill_failures = None, 0.0, []
+    if prefix_cache and not tta:  # tta re-embeds 8 symmetries of every image: the full network
+        cache = open_prefix_cache(project, bb, net, end, view, dev, budget_gb=cache_budget_gb, say=say)
+        fill_failures = cache.fill(progress=progress)
+        cache_seconds = time.perf_counter() - t0
+        maps, kept = cache.symmetries([labelled[i][0] for i in train],
+                                      lambda rows: _inputs(project, bb, rows, view))
+        maps = maps.to(dev)
+    else:
+        maps, kept = _symmetry_maps(project, bb, net, end, [labelled[i][0] for i in train], view, dev, say)
     if not kept:
         raise BadInputError("none of the labelled images could be read")
     train = train[kept]
     y = torch.as_tensor(y_all[train], device=dev)
-    maps = torch.cat(chunks, dim=1).clone()  # clone: a normal tensor outside inference mode
-    del chunks
     tail = _Tail(net, end, len(classes), head).to(dev)
     for p in tail.parameters():
         p.requires_grad_(True)
@@ -484,18 +466,26 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
             opt.step()
             sched.step()
     tail.eval()
-    train_seconds = time.perf_counter() - t0
+    train_seconds = time.perf_counter() - t0 - cache_seconds
     del maps
 
     acc = frozen_acc = None
     previous = active_feature_set(project)
-    if len(held):
+    if len(held) and cache is not None:
+        held = held[[bool(cache.valid[labelled[i][0]["row"]]) for i in held]]
+        if len(held):
+            with torch.inference_mode():
+                h = torch.from_numpy(cache.maps[[labelled[i][0]["row"] for i in held]])
+                pred = torch.cat([tail(h[i:i + 64].to(dev).float()).argmax(1).cpu()
+                                  for i in range(0, len(h), 64)]).numpy()
+    elif len(held):
         x_held, ok_h = _inputs(project, bb, [labelled[i][0] for i in held], view)
         held = held[ok_h]
+        if len(held):
+            with torch.inference_mode():
+                pred = torch.cat([tail(_prefix(net, x_held[i:i + 64].to(dev), end)).argmax(1).cpu()
+                                  for i in range(0, len(x_held), 64)]).numpy()
     if len(held):
-        with torch.inference_mode():
-            pred = torch.cat([tail(_prefix(net, x_held[i:i + 64].to(dev), end)).argmax(1).cpu()
-                              for i in range(0, len(x_held), 64)]).numpy()
         acc = float(np.mean(pred == y_all[held]))
         rows_t = np.array([labelled[i][0]["row"] for i in train])
         rows_h = np.array([labelled[i][0]["row"] for i in held])
@@ -503,13 +493,16 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
 
     say("re-embedding every image with the fine-tuned network ...")
     t1 = time.perf_counter()
-    model = FinetunedFeatures(bb.model, tail, end, symmetries=8 if tta else 1).eval()
-    ft_bb = dataclasses.replace(bb, model=model, dim=tail.conv_head.out_channels, categories=list(classes),
-                                features="finetuned")
-    feats, failures = embed_project(project, ft_bb, view=view, device=str(dev), batch_size=8 if tta else 64,
-                                    progress=progress)
+    if cache is not None:  # only the tail, on the cached maps
+        feats, failures = _embed_cached(cache, tail, dev), fill_failures
+    else:
+        model = FinetunedFeatures(bb.model, tail, end, symmetries=8 if tta else 1).eval()
+        ft_bb = dataclasses.replace(bb, model=model, dim=tail.conv_head.out_channels, categories=list(classes),
+                                    features="finetuned")
+        feats, failures = embed_project(project, ft_bb, view=view, device=str(dev), batch_size=8 if tta else 64,
+                                        progress=progress)
+        _drop_export(ft_bb)
     embed_seconds = time.perf_counter() - t1
-    _drop_export(ft_bb)
 
     if name is None:
         taken = set(list_feature_sets(project))
@@ -532,10 +525,12 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         # calibrate on them (labeler.assist.model.predict's ``fitted``).
         "train_image_ids": sorted(int(labelled[i][0]["id"]) for i in train),
         "heldout_frozen_accuracy": frozen_acc, "trained_from": previous,
-        "train_seconds": round(train_seconds, 1), "device": str(dev)})
+        "train_seconds": round(train_seconds, 1), "device": str(dev),
+        "prefix_cache": cache.key if cache is not None else None})
     if activate:
         set_active_feature_set(project, name)
     return FinetuneReport(name=name, previous=previous, classes=classes, n_labelled=len(labelled),
                           n_train=int(len(train)), n_heldout=int(len(held)), epochs=epochs, device=str(dev),
                           train_seconds=train_seconds, embed_seconds=embed_seconds, heldout_accuracy=acc,
-                          heldout_frozen_accuracy=frozen_acc, failures=failures)
+                          heldout_frozen_accuracy=frozen_acc, failures=failures, cache_seconds=cache_seconds,
+                          prefix_images=cache.computed if cache is not None else 8 * len(train) + len(feats))
