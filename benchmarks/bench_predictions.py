@@ -13,7 +13,7 @@ more wrong? (issue 22, "Done when": predictions from a classifier trained on 50 
 
    - **flow**: the product's labelling flow (:func:`labeler.assist.simulate.queue_flow`:
      label the queue's next 5 items, refresh, bulk-accept each class's suggestions at
-     vouched confidence >= threshold; ``--max-actions`` actions) without and with the
+     vouched confidence >= threshold; ``--max-actions`` actions; ``--flow-seeds`` queue seeds) without and with the
      predictions, at each ``--thresholds``;
    - **fixed**: ``--seeds`` random labelled subsets of ``--budgets`` images: the
      suggestions at vouched confidence >= threshold, and the largest set per class
@@ -130,6 +130,7 @@ def main() -> None:
     ap.add_argument("--max-actions", type=int, default=400, help="actions per flow (default 400; 0: no flow)")
     ap.add_argument("--budgets", type=int, nargs="+", default=[100, 200], help="fixed labelled subset sizes")
     ap.add_argument("--seeds", type=int, default=3, help="random subsets per budget (default 3)")
+    ap.add_argument("--flow-seeds", type=int, default=3, help="flows per arm and threshold (queue seeds; default 3)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", action="store_true", help="print one JSON object last")
     args = ap.parse_args()
@@ -195,14 +196,16 @@ def main() -> None:
                 res = {}
                 for arm, ex in (("without", None), ("with", experts)):
                     t0 = time.perf_counter()
-                    r = queue_flow(y, x, graph=graph, threshold=thr, max_actions=args.max_actions,
-                                   clusters=clusters, seed=args.seed, experts=ex)
-                    res[arm] = {"accepted": r.accepted, "accepted_wrong": r.accepted_wrong,
-                                "wrong_accepted_share": None if r.wrong_accepted_share is None
-                                else round(r.wrong_accepted_share, 4),
-                                "accuracy_final": round(float(r.accuracy[-1]), 4),
-                                "macro_f1_final": round(float(r.macro_f1[-1]), 4),
-                                "actions": int(r.actions[-1]), "seconds": round(time.perf_counter() - t0, 1)}
+                    runs = [queue_flow(y, x, graph=graph, threshold=thr, max_actions=args.max_actions,
+                                       clusters=clusters, seed=args.seed + s, experts=ex)
+                            for s in range(args.flow_seeds)]
+                    acc, wrong = sum(r.accepted for r in runs), sum(r.accepted_wrong for r in runs)
+                    res[arm] = {"accepted": acc, "accepted_wrong": wrong,
+                                "wrong_accepted_share": round(wrong / acc, 4) if acc else None,
+                                "per_seed": [[r.accepted, r.accepted_wrong] for r in runs],
+                                "accuracy_final": round(float(np.mean([r.accuracy[-1] for r in runs])), 4),
+                                "macro_f1_final": round(float(np.mean([r.macro_f1[-1] for r in runs])), 4),
+                                "seconds": round(time.perf_counter() - t0, 1)}
                     log(f"flow at {thr:g} {arm}: {res[arm]}")
                 out["flow"][str(thr)] = res
         out["seconds"] = round(time.perf_counter() - t_start, 1)
@@ -234,8 +237,8 @@ def print_table(out: dict, args) -> None:
         def fl(d):
             s = "none accepted" if d["wrong_accepted_share"] is None else \
                 f"{100 * d['wrong_accepted_share']:.1f} % of {d['accepted']:,}"
-            return f"{s} (accuracy {d['accuracy_final']:.3f})"
-        print(f"  flow, {args.max_actions} actions, threshold {thr}: {fl(w)} -> {fl(x)}")
+            return f"{s} (mean final accuracy {d['accuracy_final']:.3f})"
+        print(f"  flow x {args.flow_seeds} seeds, {args.max_actions} actions, threshold {thr}: {fl(w)} -> {fl(x)}")
 
 
 if __name__ == "__main__":

@@ -15,12 +15,22 @@ Breiman 1996, "Stacked regressions"): the suggestion's log-probabilities are
 with T and every w_e minimising the negative log-likelihood of the *out-of-fold*
 predictions of the labelled images (the model's held-out log-probabilities that the
 temperature scaling already uses, plus each expert's scores of those images), with the
-same log-normal prior on T as :func:`labeler.assist.model.fit_temperature` and a normal
-prior on each w_e (standard deviation 1 at one held-out label, shrinking as 1/sqrt(m)).
-An expert that is often wrong gets w_e = 0 and changes nothing; one that is right where
-the model is unsure gets a weight that the held-out labels support. The held-out evidence
-(:mod:`labeler.assist.evidence`) is then measured on the pooled held-out predictions, so
-the vouched confidence of a suggestion an expert decided is backed by held-out labels too.
+same log-normal prior on T as :func:`labeler.assist.model.fit_temperature` and a
+standard normal prior on each w_e. An expert that is often wrong gets w_e = 0 and changes
+nothing; one that is right where the model is unsure gets a weight that the held-out
+labels support. The pooled probability is the suggestion's label and probability.
+
+The *vouched* confidence stays the model's own: the held-out evidence
+(:mod:`labeler.assist.evidence`) of the model's probability of the suggested label, capped
+by the pooled probability. An expert can lower it (by disagreeing), never raise it: the
+held-out labels are the images the queue chose, typical ones, on which an outside
+classifier looks better than on the rest; measured with the evidence taken on the pooled
+predictions instead, a weak classifier's predictions let 27 % of the defect-level
+suggestions accepted at 0.9 be wrong (10 % without them; ``benchmarks/bench_predictions.py``).
+So a suggestion an expert turned to another label is never bulk-accepted by a threshold;
+it is shown with the expert's name, and accepted one by one or by an expected-error budget
+(which uses the pooled probability). For the same reason the label-next queue ranks by the
+model's own margin.
 
 An image an expert gave no score contributes nothing (a uniform vote). Scores become
 probabilities over the labels in use (:meth:`Expert.log_proba`): a listed label's score is

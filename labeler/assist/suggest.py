@@ -54,9 +54,9 @@ from .graph import KnnGraph, cached_knn_graph, fingerprint
 ACTIVE = "active"
 #: Confidence bands of ``labeler suggest`` (lower edges).
 BANDS = (0.0, 0.5, 0.8, 0.9, 0.95, 0.99)
-#: Version of the cached suggestions' layout (2: both numbers; 3: the deciding expert); an
+#: Version of the cached suggestions' layout (2: both numbers; 3-4: the deciding expert); an
 #: older cache is recomputed.
-CACHE_FORMAT = 3
+CACHE_FORMAT = 4
 
 
 def load_features(project: Project, features: str | os.PathLike | np.ndarray = "active") -> tuple[np.ndarray, str]:
