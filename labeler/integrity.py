@@ -212,11 +212,18 @@ def verify(project, path: Path | str) -> None:
     name = _name(project, path)
     why = ""
     # Entry first, then the file: a write that lands in between (stage, rename, commit)
-    # shows a file the entry read before does not know; the second pass sees both anew.
-    for _ in range(2):
+    # shows a file the entry read before does not know, so a mismatch is read again while
+    # the entry keeps changing (writes in a row); damage is a mismatch under an entry that
+    # stood still between two reads.
+    last = None
+    for _ in range(50):
         entry = project.store.manifest_entry(name)
         if entry is None or entry["digest"] is None:
             return  # never recorded (an older project): recorded on its next write
+        state = (entry["digest"], entry["next_digest"])
+        if state == last:
+            break
+        last = state
         try:
             st = path.stat()
         except FileNotFoundError:
