@@ -23,7 +23,7 @@ from .options import PROJECT, open_project
               help="More like this, for LABEL: re-rank the neighbours by that label's linear probe.")
 @click.option("--exact", is_flag=True,
               help="Exact (brute-force) cosine search even where the project has an HNSW index.")
-@TEXT_QUERY  # --text (labeler.cli_models)
+@TEXT_QUERY  # --text (labeler.cli.models)
 def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact, texts):
     """Reverse image search: nearest neighbours of each QUERY (image files, folders of
     images, or image ids). The model loads once for all queries; a file already in
