@@ -1,7 +1,7 @@
 """CLI pieces for models of the user's own: the ``--backbone`` value (registry names and
 ``onnx:FILE``, ``torchscript:FILE``, ``timm:ARCH``), ``--text-model`` and ``search --text``.
 
-Used by :mod:`labeler.cli` (ingest, search) and :mod:`labeler.cli_features`; the work is
+Used by :mod:`labeler.cli.ingest`, :mod:`labeler.cli.search` and :mod:`labeler.cli.features`; the work is
 done by :mod:`labeler.embedding.byo` and :mod:`labeler.embedding.text`.
 """
 
