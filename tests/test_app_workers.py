@@ -21,7 +21,8 @@ WORKER = textwrap.dedent("""
     root, name, ids = sys.argv[1], sys.argv[2], [int(i) for i in sys.argv[3].split(",")]
     app = create_app(root)  # each gunicorn worker builds its own app like this
     for i in ids:
-        text, kind = attempt(label_ids_action, app.labeler, [i, ids[0]], f"by-{name}", name)
+        # ids[0] again each time, chosen to relabel: every action rewrites that one row
+        text, kind = attempt(label_ids_action, app.labeler, [i, ids[0]], f"by-{name}", name, relabel=[ids[0]])
         assert kind == "ok", text
 """)
 
