@@ -3,9 +3,9 @@ and one-by-one accept, labelling a queue image (real 80-photo ELPV project, no b
 
 from __future__ import annotations
 
-from labeler import history
 import pytest
 
+from labeler import history
 from labeler import labels
 from labeler.app import create_app
 from labeler.app import callbacks_assist as ca

@@ -3,7 +3,6 @@ library and the CLI."""
 
 from __future__ import annotations
 
-from labeler import history
 import csv
 import json
 
@@ -11,6 +10,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from labeler import history
 from labeler import labels
 from labeler.assist.next import next_to_label
 from labeler.assist.suggest import SUGGESTION_SOURCE, accept, suggest

@@ -3,10 +3,10 @@ undo and redo, stale cluster requests. On a bare store (6 images, clusters 0, 1,
 
 from __future__ import annotations
 
-from labeler import history
 import numpy as np
 import pytest
 
+from labeler import history
 from labeler import labels
 from labeler.errors import BadInputError, StaleStateError, StoreError
 

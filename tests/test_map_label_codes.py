@@ -1,8 +1,8 @@
 """The map's per-point label codes follow every label change, from any connection."""
-from labeler import history
 
 import numpy as np
 
+from labeler import history
 from labeler import labels
 from labeler.app import views
 from labeler.app.label_codes import PointLabelCodes

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from labeler import history
 from labeler import labels
 from labeler.errors import ProjectLockedError
 from labeler.pipeline import ingest, recluster
@@ -68,7 +69,7 @@ def test_ingest_and_recluster_exclude_each_other_across_processes_but_labels_do_
         t0 = time.perf_counter()
         labels.label_images(project, ids, "mono", annotator="ana")
         assert time.perf_counter() - t0 < 5.0  # did not wait for the child (it waits up to 120 s)
-        assert labels.undo(project, "ana") is not None and labels.redo(project, "ana") is not None
+        assert history.undo(project, "ana") is not None and history.redo(project, "ana") is not None
         go.write_text("go")
         out, err = child.communicate(timeout=120)
     finally:

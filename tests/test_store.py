@@ -4,13 +4,13 @@ Undo, redo and label validation are in test_labels.py."""
 
 from __future__ import annotations
 
-from labeler import history
 import sqlite3
 import threading
 
 import numpy as np
 import pytest
 
+from labeler import history
 from labeler.store import Store, StoreError
 
 
