@@ -24,9 +24,10 @@ The *vouched* confidence stays the model's own: the held-out evidence
 (:mod:`labeler.assist.evidence`) of the model's probability of the suggested label, capped
 by the pooled probability. An expert can lower it (by disagreeing), never raise it: the
 held-out labels are the images the queue chose, typical ones, on which an outside
-classifier looks better than on the rest; measured with the evidence taken on the pooled
-predictions instead, a weak classifier's predictions let 27 % of the defect-level
-suggestions accepted at 0.9 be wrong (10 % without them; ``benchmarks/bench_predictions.py``).
+classifier looks better than on the rest; with the evidence taken on the pooled
+predictions instead (and the queue ranking by the pooled margin), a weak classifier's
+predictions let 27 % of the defect-level suggestions accepted at 0.9 in one flow be wrong
+(10 % without them; ``benchmarks/bench_predictions.py``).
 So a suggestion an expert turned to another label is never bulk-accepted by a threshold;
 it is shown with the expert's name, and accepted one by one or by an expected-error budget
 (which uses the pooled probability). For the same reason the label-next queue ranks by the
