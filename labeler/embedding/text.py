@@ -146,6 +146,10 @@ def load_clip(spec: str, *, device: str = "cpu") -> ClipModel:
         model = open_clip.create_model(name, pretrained=ckpt, device=device)
     except RuntimeError as e:
         msg = str(e).splitlines()[0][:300]
+        if "download" in msg.lower():  # open_clip wraps the hub's error: no network, no such file
+            raise WeightsNotFoundError(f"open_clip {name}: weights {ckpt} could not be downloaded ({msg[:160]}); give "
+                                       f"a local checkpoint file as --text-model {name}:FILE, or run once with a "
+                                       "network") from None
         if "Model config" in msg:
             raise BadInputError(f"open_clip has no model {name!r} ({msg}); open_clip.list_models() lists them") from None
         raise BadInputError(f"cannot load open_clip {name} from {ckpt}: {msg}") from None
