@@ -69,6 +69,9 @@ class LabelResult:
         changed since the annotator saw it), with the label they hold.
     kind : str
         'label', 'remove' (labels removed) or 'accept' (suggestions, a label each).
+    unchanged : list of int
+        Images that already held the label they were to get (only where the action asks
+        to count them, e.g. an import).
     """
 
     action_id: int | None
@@ -77,6 +80,7 @@ class LabelResult:
     replaced: list[Held] = field(default_factory=list)
     skipped: list[Held] = field(default_factory=list)
     kind: str = "label"
+    unchanged: list[int] = field(default_factory=list)
 
     @property
     def written(self) -> list[int]:
@@ -182,30 +186,65 @@ def _chosen(relabel, image_id: int, held: str) -> bool:
 def _write_bulk(store: Store, ids: Sequence[int], label: str | None, *, who: str, source: str,
                 description, relabel, confidences: Mapping[int, float] | None = None,
                 labels: Mapping[int, str] | None = None, kind: str = "label") -> LabelResult:
-    """Inside a transaction: sort ``ids`` into new / replaced / skipped, write one action.
+    """:func:`write_action` for one label (or per-image ``labels``) over ``ids``."""
+    wanted = {int(i): (labels[i] if labels is not None else label) for i in ids}
+    return write_action(store, wanted, who=who, source=source, description=description, relabel=relabel,
+                        confidences=confidences, label=label, kind=kind)
 
-    ``labels`` gives a label per image (accepted suggestions); ``description(n)`` the
-    action's description for n written images."""
+
+def write_action(store: Store, wanted: Mapping[int, str | None], *, who: str, source: str, description,
+                 relabel=False, confidences: Mapping[int, float] | None = None,
+                 annotators: Mapping[int, str] | None = None, keep_same: bool = False, dry_run: bool = False,
+                 label: str | None = None, kind: str = "label") -> LabelResult:
+    """The one rule every labelling action writes by, inside the caller's transaction: sort the
+    images into new / replaced / skipped (/ unchanged) and write one action.
+
+    Parameters
+    ----------
+    store : Store
+    wanted : mapping {image id: label (None removes it)}
+    who : str, the action's author (already cleaned)
+    source : str, the label rows' source (one of :data:`labeler.store.LABEL_SOURCES`)
+    description : callable(int) -> str, the action's description for n written images
+    relabel : bool, collection of int, or mapping {int: str or None}
+        Which labelled images to replace (see :func:`label_images`); the rest are skipped.
+    confidences : mapping {image id: float} or None, recorded in the label events
+    annotators : mapping {image id: str} or None
+        Each label's own annotator where it differs from ``who`` (labels imported with theirs).
+    keep_same : bool
+        An image that already holds its wanted label is left as it is and counted as
+        ``unchanged`` instead of being skipped or rewritten.
+    dry_run : bool
+        Sort, report, write nothing.
+
+    Returns
+    -------
+    LabelResult
+    """
+    ids = sorted(int(i) for i in wanted)
     rows = store.current_label_rows(ids)
-    new, replaced, skipped = [], [], []
+    new, replaced, skipped, unchanged = [], [], [], []
     for i in ids:
         r = rows.get(i)
         if r is None:
             new.append(i)
+        elif keep_same and r["label"] == wanted[i]:
+            unchanged.append(i)
         elif _chosen(relabel, i, r["label"]):
             replaced.append(Held(i, r["label"], r["annotator"]))
         else:
             skipped.append(Held(i, r["label"], r["annotator"]))
-    written = sorted(new + [h.image_id for h in replaced])
-    if not written:
-        return LabelResult(None, label, [], [], skipped, kind)
+    res = LabelResult(None, label, new, replaced, skipped, kind, unchanged)
+    if not res.written or dry_run:
+        return res
     now = time.time()
-    action = store.add_action("label", who, description(len(written)), at=now)
-    store.write_labels(action, [
-        {"image_id": i, "label": labels[i] if labels is not None else label, "source": source,
-         **({"confidence": confidences[i]} if confidences is not None else {})}
-        for i in written], who, now)
-    return LabelResult(action, label, new, replaced, skipped, kind)
+    res.action_id = store.add_action("label", who, description(len(res.written)), at=now)
+    store.write_labels(res.action_id, [
+        {"image_id": i, "label": wanted[i], "source": source,
+         **({"confidence": confidences[i]} if confidences is not None else {}),
+         **({"label_annotator": annotators[i]} if annotators and annotators.get(i) else {})}
+        for i in res.written], who, now)
+    return res
 
 
 def label_images(target, image_ids: Sequence[int], label: str, *, annotator: str | None = None,

@@ -29,14 +29,13 @@ from __future__ import annotations
 
 import csv
 import os
-import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import unquote
 
 from ..errors import BadInputError, LabelerError
-from ..labels import Held, clean_annotator, clean_label, held_summary
+from ..labels import Held, clean_annotator, clean_label, held_summary, write_action
 
 #: Column names accepted for the image path and the label (first found wins, case-insensitive).
 PATH_COLUMNS = ("path", "image", "file", "filename", "image_path", "filepath", "relative_path")
@@ -382,22 +381,8 @@ def _write(store, wanted: dict[int, tuple[str, str | None]], rep: ImportReport, 
         return
     with store.transaction():
         store.check_images_exist(ids)
-        held = store.current_label_rows(ids)
-        for i in ids:
-            r = held.get(i)
-            if r is None:
-                rep.new.append(i)
-            elif r["label"] == wanted[i][0]:
-                rep.unchanged += 1
-            elif relabel:
-                rep.replaced.append(Held(i, r["label"], r["annotator"]))
-            else:
-                rep.skipped.append(Held(i, r["label"], r["annotator"]))
-        written = rep.written
-        if not written or dry_run:
-            return
-        now = time.time()
-        rep.action_id = store.add_action("label", who, description.format(n=len(written)), at=now)
-        store.write_labels(rep.action_id, [
-            {"image_id": i, "label": wanted[i][0], "source": "import",
-             **({"label_annotator": wanted[i][1]} if wanted[i][1] else {})} for i in written], who, now)
+        res = write_action(store, {i: wanted[i][0] for i in ids}, who=who, source="import", relabel=relabel,
+                           description=lambda n: description.format(n=n), keep_same=True, dry_run=dry_run,
+                           annotators={i: wanted[i][1] for i in ids if wanted[i][1]})
+    rep.new, rep.replaced, rep.skipped = res.new, res.replaced, res.skipped
+    rep.unchanged, rep.action_id = len(res.unchanged), res.action_id
