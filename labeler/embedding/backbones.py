@@ -13,7 +13,6 @@ hub cache; a download by torchvision into that cache (ResNet-50; 98 MB).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import socket
@@ -28,6 +27,7 @@ from PIL import Image
 from torch import nn
 
 from ..errors import BadInputError, NotFoundError, WeightsNotFoundError
+from .weights_file import file_sha256, read_state_dict
 from .decode import resize_pil
 from .device import pick_device
 from .registry import (AUTO_ORDER, BACKBONES, REGISTRY, VIEWS, BackboneSpec, HubWeights, PackagedWeights, get_spec,
@@ -186,33 +186,6 @@ def _build(name: str, state_dict: dict | None, *, weights_id: str = "random init
                     weights_source=weights_source, model=model, categories=_categories(), spec=spec)
 
 
-def _read_state_dict(path: Path) -> dict:
-    """A state dict from a file: a bare state dict, or a checkpoint dict holding one."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise BadInputError(
-            f"cannot read weights file {path}: {e}. Expected a file written by "
-            "torch.save(model.state_dict(), path)."
-        ) from None
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj:
-        raise BadInputError(f"weights file {path} does not hold a state dict")
-    if all(k.startswith("module.") for k in obj):  # saved from DataParallel
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
-
-
-def file_sha256(path: Path) -> str:
-    """SHA-256 of a file, 64 hex digits (``hashlib.file_digest``)."""
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
 def _user_weights(weights: str | Path | None) -> Path | None:
     value = weights if weights is not None else os.environ.get("LABELER_WEIGHTS") or None
     if value is None:
@@ -251,12 +224,12 @@ def _resolve_weights(spec: BackboneSpec, user: Path | None, download: bool) -> t
             filename = os.path.basename(_torchvision_weights(src).url)  # name-<sha256 prefix>.pth
             if digest.startswith(filename.rsplit("-", 1)[-1].split(".")[0]):
                 wid = src.weights_id
-        return _read_state_dict(user), wid, str(user)
+        return read_state_dict(user), wid, str(user)
     looked = ["--weights FILE / LABELER_WEIGHTS: not set"]
     if isinstance(src, PackagedWeights):
         if src.installed:
             path = Path(getattr(import_module(src.module), src.locator).get_model_file_path())
-            return _read_state_dict(path), f"{path.name} ({src.distribution})", str(path)
+            return read_state_dict(path), f"{path.name} ({src.distribution})", str(path)
         pkg = src.distribution.split()[0]
         raise WeightsNotFoundError(
             f"{spec.name} needs the package {pkg}, which ships its ImageNet weights: "
@@ -266,7 +239,7 @@ def _resolve_weights(spec: BackboneSpec, user: Path | None, download: bool) -> t
     filename = os.path.basename(url)
     cached = Path(torch.hub.get_dir()) / "checkpoints" / filename
     if cached.is_file():
-        return _read_state_dict(cached), src.weights_id, f"hub cache: {cached}"
+        return read_state_dict(cached), src.weights_id, f"hub cache: {cached}"
     looked.append(f"torch hub cache: {cached} (missing)")
     if download:
         try:

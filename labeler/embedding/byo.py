@@ -36,7 +36,6 @@ line naming ``pip install 'labeler[models]'``.
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import os
@@ -48,6 +47,7 @@ import torch
 from torch import nn
 
 from ..errors import BadInputError, WeightsNotFoundError
+from .weights_file import file_sha256, read_state_dict
 from .registry import IMAGENET_MEAN, IMAGENET_STD, BackboneSpec, normalise_backbone_name, parse_byo
 
 __all__ = ["MODELS_EXTRA", "EmbeddingModel", "OrtModule", "load_byo", "pooled", "require"]
@@ -173,30 +173,6 @@ def _spec(name: str, size: int, mean, std, dim: int, crop_pct: float, source: st
         gmacs=0.0, source=source, requires=requires, pip_extra=MODELS_EXTRA)
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as f:
-        return hashlib.file_digest(f, "sha256").hexdigest()
-
-
-def _state_dict(path: Path) -> dict:
-    """A state dict from a file: bare, or held under 'state_dict' / 'model' / 'model_state_dict'
-    (as labeler.embedding.backbones reads one; this module may not import that one)."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise BadInputError(f"cannot read weights file {path}: {e}") from None
-    if isinstance(obj, dict):
-        for key in ("state_dict", "model", "model_state_dict"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not obj:
-        raise BadInputError(f"weights file {path} does not hold a state dict")
-    if all(k.startswith("module.") for k in obj):
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
-
-
 def _no_build():
     raise BadInputError("a bring-your-own backbone is loaded by labeler.embedding.byo.load_byo")
 
@@ -245,7 +221,7 @@ def _load_onnx(name: str, target: str, options: dict, device: str) -> dict:
     if static is not None and h != w:
         raise BadInputError(f"{path}: labeler feeds square images; the model's input is {h}x{w}")
     size, mean, std, origin = _preprocessing(name, options, said, static)
-    digest = _sha256(path)
+    digest = file_sha256(path)
     return _finish(name, net, size, mean, std, origin, weights_id=f"{path.name} sha256:{digest[:12]}",
                    weights_source=str(path), source=f"ONNX file {path.name}", requires=("onnxruntime",),
                    device=device)
@@ -266,7 +242,7 @@ def _load_torchscript(name: str, target: str, options: dict, device: str) -> dic
         except (ValueError, TypeError):
             raise BadInputError(f"{path}: its labeler.json extra file is not a JSON object") from None
     size, mean, std, origin = _preprocessing(name, options, said, None)
-    digest = _sha256(path)
+    digest = file_sha256(path)
     return _finish(name, net, size, mean, std, origin, weights_id=f"{path.name} sha256:{digest[:12]}",
                    weights_source=str(path), source=f"TorchScript file {path.name}", requires=(), device=device)
 
@@ -280,14 +256,14 @@ def _load_timm(name: str, arch: str, options: dict, weights: Path | None, device
     except RuntimeError as e:  # timm: "Unknown model (...)"
         raise BadInputError(f"timm has no architecture {arch!r} ({e}); `timm.list_models()` lists them") from None
     if weights is not None:
-        sd = _state_dict(weights)
+        sd = read_state_dict(weights)
         missing, unexpected = net.load_state_dict(sd, strict=False)
         head = str(net.pretrained_cfg.get("classifier") or "fc")
         unexpected = [k for k in unexpected if not k.startswith(head + ".")]
         if missing or unexpected:
             raise BadInputError(f"weights {weights} do not fit timm {arch}: missing {missing[:5]}, "
                                 f"unexpected {unexpected[:5]}")
-        wid, src = f"user weights {weights.name} sha256:{_sha256(weights)[:12]}", str(weights)
+        wid, src = f"user weights {weights.name} sha256:{file_sha256(weights)[:12]}", str(weights)
     else:
         if not download:
             raise WeightsNotFoundError(f"timm {arch}: give its weights with --weights FILE (downloads disabled)")
