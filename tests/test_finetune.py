@@ -195,7 +195,8 @@ def test_prefix_cache_is_filled_once_and_reused(project, monkeypatch):
     """The first press computes the prefix maps of every image (and of the 7 other
     symmetries of the labelled ones) into cache/; a second press on the same labels runs
     no prefix at all and gives the same vectors; one new label computes only its own 7
-    symmetries; a new image only its own maps."""
+    symmetries; images ingested since the cache was made only their own maps; another
+    input size has a cache of its own."""
     from labeler.embedding import feature_sets as fs
     from labeler.embedding.finetune import finetune_project
     from labeler.labels import label_images
@@ -220,6 +221,25 @@ def test_prefix_cache_is_filled_once_and_reused(project, monkeypatch):
     label_images(project, [int(r["id"]) for r in table if int(r["id"]) not in labelled][:1], "mono")
     rep3 = finetune_project(project, epochs=1, device="cpu", holdout=0.0, progress=False)
     assert rep3.prefix_images == 1 and sum(seen) == 7
+
+    import torch
+
+    from labeler.embedding.backbones import load_backbone
+    from labeler.embedding.finetune import _at_size
+    from labeler.embedding.prefix_cache import open_prefix_cache, prefix_end
+
+    bb = load_backbone("efficientnet-lite0", device="cpu")
+    end = prefix_end(bb.model.net, 16)
+    c = open_prefix_cache(project, bb, bb.model.net, end, "whole", torch.device("cpu"))
+    sig_path = c.path.with_suffix(".sig.npy")
+    full, sig = np.array(np.load(c.path)), np.load(sig_path)
+    np.save(c.path, full[:-5])  # as if made before the last 5 images were ingested
+    np.save(sig_path, sig[:-5])
+    seen.clear()
+    assert c.fill() == [] and sum(seen) == 5 and c.valid.all()
+    assert np.allclose(np.asarray(c.maps, np.float32), full.astype(np.float32), atol=1e-2)
+    other = open_prefix_cache(project, _at_size(bb, 100), bb.model.net, end, "whole", torch.device("cpu"))
+    assert other.key != c.key and other.shape[0] == 112 and other.shape[1] < 14  # another size, another file
 
 
 def test_vectors_from_the_cache_equal_the_full_network(project):
