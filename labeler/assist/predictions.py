@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import BadInputError, LabelerError
-from ..export.importing import _Matcher, read_label_csv
+from ..export.importing import _Matcher, listing, read_label_csv
 from ..labels import clean_label
 
 #: Longest source name accepted.
@@ -84,11 +84,7 @@ class PredictionReport:
                + (f", replacing its {self.replaced:,} earlier one(s)" if self.replaced else "")]
 
         def some(title, items, fmt=str):
-            if items:
-                out.append(f"{title}: {len(items):,}")
-                out.extend(f"  {fmt(x)}" for x in items[:limit])
-                if len(items) > limit:
-                    out.append(f"  ... and {len(items) - limit:,} more (--json lists all)")
+            out.extend(listing(title, items, limit, fmt))
         some("unmatched (no catalogued image with that path or content)", self.unmatched)
         some("blank label (not stored)", self.blank)
         some("refused row (not stored)", self.bad, lambda b: f"{b[0]}: {b[1]}")

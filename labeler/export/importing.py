@@ -125,11 +125,7 @@ class ImportReport:
                        f"({held_summary(self.skipped)}): add --relabel to replace them")
 
         def some(title, items, fmt=str):
-            if items:
-                out.append(f"{title}: {len(items):,}")
-                out.extend(f"  {fmt(x)}" for x in items[:limit])
-                if len(items) > limit:
-                    out.append(f"  ... and {len(items) - limit:,} more (--json lists all)")
+            out.extend(listing(title, items, limit, fmt))
         some("unmatched (no catalogued image with that path or content)", self.unmatched)
         some("blank label (not written)", self.blank)
         some("refused label (not written)", self.bad, lambda b: f"{b[0]}: {b[1]}")
@@ -153,6 +149,16 @@ class ImportReport:
 
 
 # -- reading ---------------------------------------------------------------------------------
+
+def listing(title: str, items, limit: int, fmt=str) -> list[str]:
+    """Report lines for one kind of problem: 'title: N', up to ``limit`` examples, then how many more."""
+    if not items:
+        return []
+    out = [f"{title}: {len(items):,}"] + [f"  {fmt(x)}" for x in items[:limit]]
+    if len(items) > limit:
+        out.append(f"  ... and {len(items) - limit:,} more (--json lists all)")
+    return out
+
 
 def _column(fields: list[str], names: tuple[str, ...]) -> str | None:
     lower = {f.strip().lower(): f for f in fields}
