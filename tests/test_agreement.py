@@ -13,7 +13,7 @@ from sklearn.metrics import cohen_kappa_score
 from labeler.agreement import agreement, consensus_labels
 from labeler.cli import main
 from labeler.export import export
-from labeler.labels import undo
+from labeler.history import undo
 
 
 def test_agreement_conflicts_and_consensus(project, tmp_path):
