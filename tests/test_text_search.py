@@ -144,3 +144,25 @@ def test_a_project_without_clip_vectors_says_how_to_make_them(clip_project, monk
         search_text(clip_project, "a cracked cell")
     res = run("search", "--text", "a cracked cell", "--project", clip_project.root, ok=False)
     assert res.exit_code == 1 and "--text-model" in res.output
+
+
+def test_the_search_tab_searches_by_text(clip_project):
+    """The Search tab's text box: the same neighbours as `labeler search --text`, shown like an
+    image search's (labelled neighbours' vote, no map marker); a project without CLIP vectors
+    answers with one line."""
+    from labeler.app import create_app
+    from labeler.app.callbacks_search import result_view, search_by_text
+    from labeler.labels import label_images
+    from labeler.search import search_text
+
+    p = clip_project
+    actx = create_app(p).labeler
+    want = [n.image_id for n in search_text(p, "a cracked cell", 5)[0].neighbours]
+    label_images(p, want[:2], "cracked", annotator="ana")
+    stored = search_by_text(actx, "a cracked cell", 5)
+    assert [i for i, _ in stored["neighbours"]] == want and stored["map_xy"] is None
+    assert stored["vote"] == {"cracked": 1.0} and "a cracked cell" in stored["query"]
+    view = result_view(actx, stored)
+    assert "most of its neighbours" in str(view["query"]) and view["n_pages"] == 1
+    with pytest.raises(BadInputError):
+        search_by_text(actx, "   ", 5)

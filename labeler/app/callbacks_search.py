@@ -6,7 +6,7 @@ from __future__ import annotations
 from dash import Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from ..errors import BadInputError, StoreError
+from ..errors import BadInputError, LabelerError, StoreError
 from ..hints import hint_text
 from ..search import QueryImageError, SearchResult
 from . import ids
@@ -78,6 +78,34 @@ def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12
     return {**result_to_store(res, name), "preview": preview}
 
 
+def search_by_text(actx: AppContext, text: str, k=12) -> dict:
+    """The images nearest to a sentence (:func:`labeler.search.search_text`), stored like an
+    image search's result: no query image, no map position (the marker stays where it was),
+    the labelled neighbours' vote, the neighbours' most common cluster.
+
+    Raises
+    ------
+    LabelerError
+        An empty text, no CLIP feature set in the project, open_clip missing.
+    """
+    from collections import Counter
+
+    from ..search import search_text
+
+    (res,) = search_text(actx.project, [str(text or "")], _k(k))
+    nb = res.neighbours
+    labelled = Counter(n.label for n in nb if n.label)
+    total = sum(labelled.values())
+    clusters = Counter(n.cluster for n in nb)
+    return {"query": f"text: \u201c{res.query}\u201d ({res.feature_set})", "query_image_id": None,
+            "neighbours": [[n.image_id, round(float(n.similarity), 4)] for n in nb],
+            "vote": {lab: round(c / total, 4) for lab, c in labelled.most_common()} if total else {},
+            "predicted_label": labelled.most_common(1)[0][0] if total else None,
+            "likely_cluster": int(clusters.most_common(1)[0][0]) if nb else -1, "map_xy": None,
+            "best_similarity": float(nb[0].similarity) if nb else 0.0, "novelty_threshold": 0.0,
+            "is_novel": False, "top1_class": None, "top1_prob": None}
+
+
 def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=None) -> dict:
     """Page pieces of a stored result: query, novel, vote, grid (one page of
     :data:`~labeler.app.layout.PER_PAGE` neighbours), pages ('of N' text), n_pages,
@@ -87,8 +115,8 @@ def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=Non
     qid = stored.get("query_image_id")
     facts = image_facts(actx, [i for i, _ in nb] + ([qid] if qid is not None else []))
     lc = stored["likely_cluster"]
-    where = [html.Div(f"likely cluster: {lc if lc >= 0 else 'noise'} · the ★ on the map is its position",
-                      className="muted small")]
+    star = " · the ★ on the map is its position" if stored.get("map_xy") is not None else " (most of its neighbours)"
+    where = [html.Div(f"likely cluster: {lc if lc >= 0 else 'noise'}{star}", className="muted small")]
     if qid is not None:
         f = facts.get(qid, {})
         cl = f.get("cluster", -1)
@@ -144,18 +172,25 @@ def register(app: Dash, actx: AppContext) -> None:
         Input(ids.MAP, "clickData"),
         Input(ids.LV_SEARCH, "n_clicks"),
         Input(ids.UPLOAD, "contents"),
+        Input(ids.SEARCH_TEXT_BUTTON, "n_clicks"),
+        Input(ids.SEARCH_TEXT, "n_submit"),
+        State(ids.SEARCH_TEXT, "value"),
         State(ids.UPLOAD, "filename"),
         State(ids.SEARCH_K, "value"),
         State(ids.SEARCH_FOR_LABEL, "value"),
         State(ids.LV_IMAGE, "data"),
         prevent_initial_call=True,
     )
-    def run_search(click, _similar, contents, filename, k, for_label, lv_image):
+    def run_search(click, _similar, contents, _text_click, _text_submit, text, filename, k, for_label, lv_image):
         from dash import ctx
 
         tid = ctx.triggered_id
         try:
-            if tid == ids.UPLOAD:
+            if tid in (ids.SEARCH_TEXT_BUTTON, ids.SEARCH_TEXT):
+                if not triggered_value():
+                    raise PreventUpdate
+                stored = search_by_text(actx, text, k)
+            elif tid == ids.UPLOAD:
                 if not contents:
                     raise PreventUpdate
                 stored = search_by_upload(actx, contents, filename, k, for_label)
@@ -170,7 +205,7 @@ def register(app: Dash, actx: AppContext) -> None:
                 else:
                     raise PreventUpdate
                 stored = search_by_id(actx, int(image_id), k, for_label)
-        except (UploadError, StoreError, BadInputError) as e:
+        except (UploadError, StoreError, BadInputError, LabelerError) as e:
             err = result(f"Search failed: {e}", "error")
             return (no_update, no_update, no_update, err, no_update, no_update, {"display": "none"}, no_update, None,
                     no_update)
@@ -179,7 +214,8 @@ def register(app: Dash, actx: AppContext) -> None:
         # The preview is shown only with a picture in it (an <img> without one is a broken image).
         src = stored.pop("preview", None)
         style = {"display": "block" if src else "none"}
-        return (stored, [], {}, [], ids.TAB_SEARCH, query_marker_patch(actx, stored["map_xy"]), style,
+        marker = no_update if stored["map_xy"] is None else query_marker_patch(actx, stored["map_xy"])
+        return (stored, [], {}, [], ids.TAB_SEARCH, marker, style,
                 src or no_update, None, 1)
 
     @app.callback(

@@ -118,6 +118,8 @@ SELECTION_LABELLED_NOTE = "selection-labelled-note"
 # Search tab
 UPLOAD = "upload"
 SEARCH_K = "search-k"
+SEARCH_TEXT = "search-text"  # a sentence to search by (CLIP feature set: labeler features --text-model)
+SEARCH_TEXT_BUTTON = "search-text-button"
 SEARCH_FOR_LABEL = "search-for-label"  # optional: "more like this, for LABEL" (labeler.assist)
 SEARCH_ERROR = "search-error"
 SEARCH_QUERY = "search-query"  # the query image and its facts
