@@ -77,8 +77,9 @@ def test_cosine_head_at_another_size_is_recorded_and_its_export_leaves_the_cache
     """head='cosine' trains a CosineClassifier (here with the supervised contrastive term
     too, loss='ce+supcon'); input_size=100 (not a multiple of 16) trains
     and embeds at 100 px, the prefix's export cached under that size; the fine-tuned
-    network's ONNX export (new weights every run, used once to re-embed) is removed from
-    the cache, the frozen prefix's export (the backbone's weights) is kept."""
+    network's ONNX export (new weights every run, used once to re-embed without the
+    prefix cache) is removed from the cache, the frozen prefix's export (the backbone's
+    weights) is kept."""
     import torch
 
     from labeler.embedding import feature_sets as fs
@@ -91,7 +92,7 @@ def test_cosine_head_at_another_size_is_recorded_and_its_export_leaves_the_cache
     monkeypatch.setattr(runtime, "onnx_model", lambda bb: exported.append(real(bb)) or exported[-1])
     _label_cell_types(project, per_class=6)
     rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, head="cosine", input_size=100,
-                           loss="ce+supcon", progress=False)
+                           loss="ce+supcon", progress=False, prefix_cache=False)  # the path that exports it
     info = fs.list_feature_sets(project)[rep.name]
     assert (info["head"], info["input_size"], info["dim"], info["loss"]) == ("cosine", 100, 1280, "ce+supcon")
     x = np.asarray(fs.load_feature_set(project, rep.name))

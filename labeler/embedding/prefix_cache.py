@@ -333,8 +333,8 @@ class PrefixCache:
         pos = [i for i, k in enumerate(key) if k in slot and self.valid[k[0]]]
         out = torch.empty((8, len(pos), *self.shape), dtype=torch.float16)
         for j, i in enumerate(pos):
-            out[0, j] = torch.from_numpy(np.asarray(self.maps[key[i][0]]))
-            out[1:, j] = torch.from_numpy(np.asarray(old[slot[key[i]]]))
+            out[0, j] = torch.from_numpy(np.array(self.maps[key[i][0]]))  # copies: the memmap is read-only
+            out[1:, j] = torch.from_numpy(np.array(old[slot[key[i]]]))
         return out, pos
 
 
