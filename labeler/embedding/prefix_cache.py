@@ -224,7 +224,7 @@ class PrefixCache:
         if need + others > self.budget:
             raise BadInputError(f"{what} but its budget is {self.budget / 2**30:.2f} GiB"
                                 + (f" ({others / 2**30:.2f} GiB taken by other caches)" if others else "")
-                                + ": raise it (budget_gb / $LABELER_PREFIX_CACHE_GB) or fine-tune without the "
+                                + ": raise it (cache_budget_gb or $LABELER_PREFIX_CACHE_GB) or fine-tune without the "
                                   "cache (prefix_cache=False)")
         if need > free:
             raise BadInputError(f"{what} but only {free / 2**30:.2f} GiB are free on the disk of {self.dir}")
