@@ -197,7 +197,7 @@ def test_prefix_cache_is_filled_once_and_reused(project, monkeypatch):
     symmetries of the labelled ones) into cache/; a second press on the same labels runs
     no prefix at all and gives the same vectors; one new label computes only its own 7
     symmetries; images ingested since the cache was made only their own maps; another
-    input size has a cache of its own."""
+    input size has a cache of its own; a file removed since is a failure, not a vector."""
     from labeler.embedding import feature_sets as fs
     from labeler.embedding.finetune import finetune_project
     from labeler.labels import label_images
@@ -241,6 +241,10 @@ def test_prefix_cache_is_filled_once_and_reused(project, monkeypatch):
     assert np.allclose(np.asarray(c.maps, np.float32), full.astype(np.float32), atol=1e-2)
     other = open_prefix_cache(project, _at_size(bb, 100), bb.model.net, end, "whole", torch.device("cpu"))
     assert other.key != c.key and other.shape[0] == 112 and other.shape[1] < 14  # another size, another file
+    real = project.image_path
+    monkeypatch.setattr(project, "image_path", lambda p: real(p).with_name("removed.png") if p == table[0]["path"]
+                        else real(p))  # a file removed since it was cached: a failure and a zero row, as without
+    assert c.fill() == [(int(table[0]["id"]), "file not found")] and not c.valid[int(table[0]["row"])]
 
 
 def test_vectors_from_the_cache_equal_the_full_network(project):

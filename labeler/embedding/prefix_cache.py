@@ -250,9 +250,15 @@ class PrefixCache:
         have[:m] = old_sig[:m]
         ok = np.all(have == want, axis=1) & (want[:, 0] >= 0)
         missing = rows[~ok[rows]]
+        # A file removed since its maps were cached gets no vector (a zero row and a
+        # failure, as the full network's re-embedding gives); its row stays cached.
+        gone = [(int(r["id"]), int(r["row"])) for r in table
+                if ok[int(r["row"])] and not self.project.image_path(r["path"]).is_file()]
+        lost = [(i, "file not found") for i, _ in gone]
         if not len(missing) and old is not None and len(old) == n:
-            self.maps, self.valid = old, ok
-            return []
+            self.maps, self.valid = old, ok.copy()
+            self.valid[[r for _, r in gone]] = False
+            return lost
         n_sym = self.sym_path.stat().st_size // (7 * self.bytes_per_image) if self.sym_path.is_file() else 0
         self._check_budget(n, n_sym)
         by_row = {int(r["row"]): r for r in table}
@@ -283,7 +289,8 @@ class PrefixCache:
         sig = np.where(valid[:, None], want, -1)
         _save_sig(self.path.with_suffix(".sig.npy"), sig)
         self.maps, self.valid = np.load(self.path, mmap_mode="r"), valid
-        return failures
+        self.valid[[r for _, r in gone]] = False
+        return failures + lost
 
     def symmetries(self, table_rows, inputs) -> tuple[torch.Tensor, list[int]]:
         """The 8 symmetries' maps of the images ``table_rows`` (rows of ``image_table``),
