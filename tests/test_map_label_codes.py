@@ -26,8 +26,8 @@ def test_codes_follow_labels_undo_rename_and_other_writers(store, tmp_path):
     labels.label_images(store, [ids[5]], "off-map")  # before the first look: read from the labels table
     labels.label_images(store, ids[:3], "crack")
     np.testing.assert_array_equal(codes.names_of(store), truth(store, point_ids))
-    labels.label_images(store, ids[2:4], "clean")  # relabels ids[2]
-    labels.label_images(store, [ids[0]], "crack")  # the same label again
+    labels.label_images(store, ids[2:4], "clean", relabel=True)  # relabels ids[2]
+    labels.label_images(store, [ids[0]], "crack", relabel=True)  # the same label again
     np.testing.assert_array_equal(codes.names_of(store), truth(store, point_ids))
     history.undo(store)
     history.undo(store)
