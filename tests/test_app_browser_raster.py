@@ -184,7 +184,34 @@ def _subtract_and_holes(driver, actx, grid, sample_ids):
         want = set(ids[sorted(truth)].tolist()) & sample
         assert _plotly_selected_ids(driver) == want, what  # Plotly, on the sample, agrees
 
-    # The points lie in four clusters: 1 at the bottom left, 0, 3 and 2 down the right side.
+    # Shapes are placed from the points themselves (each point's fraction of the extent), so the
+    # test holds whatever layout UMAP gives the 80 photos.
+    f = (grid - lo) / (hi - lo)
+
+    def around(rows, pad=0.03):
+        """The corners (fractions) of a box round the points ``rows``."""
+        (u0, v0), (u1, v1) = f[list(rows)].min(axis=0) - pad, f[list(rows)].max(axis=0) + pad
+        return [(u0, v0), (u1, v0), (u1, v1), (u0, v1)]
+
+    def bite(chosen):
+        """A point of ``chosen`` and the nearest point outside it: a box round both bites the
+        selection and adds to it."""
+        inn, out = sorted(chosen), [i for i in range(len(f)) if i not in chosen]
+        d = np.linalg.norm(f[inn][:, None] - f[out][None], axis=2)
+        a, b = np.unravel_index(np.argmin(d), d.shape)
+        return [inn[a], out[b]]
+
+    def outside(corners, *shapes):
+        """The corners turned so that the drag starts outside every stored shape (a drag that
+        starts inside one moves it instead of drawing)."""
+        for k in range(len(corners)):
+            x, y = lo + (hi - lo) * np.array(corners[k])
+            if not any(len(points_in_polygon(np.array([[x, y]]), r[:, 0], r[:, 1]))
+                       for sh in shapes for r in path_rings(sh["path"])):
+                return corners[k:] + corners[:k]
+        raise AssertionError("every corner lies inside a stored shape")
+
+    # A plain lasso around the top right (whatever points lie there), starting outside the earlier shapes.
     # A plain lasso around the top right, starting outside the earlier shapes (a drag starting
     # inside one moves it): Plotly replaces them with this one path (no Z).
     before = text_of(driver, "#selection-title")
@@ -195,13 +222,14 @@ def _subtract_and_holes(driver, actx, grid, sample_ids):
     check(p, "a lasso")
     # Shift+Alt + a lasso biting it: with newselection.mode 'immediate' (Plotly's default, the
     # app's) Plotly appends the raw shape and selects the UNION; Alt does not subtract.
-    _drag(driver, [px(1.08, 0.3), px(0.7, 0.3), px(0.7, 0.8), px(1.08, 0.8)], keys=(Keys.SHIFT, Keys.ALT))
+    _drag(driver, [px(*c) for c in outside(around(bite(p)), stored()[0])], keys=(Keys.SHIFT, Keys.ALT))
     wait_until(lambda: len(stored()) == 2, what="the second lasso appended")
     q = inside(stored()[1])
     assert p & q and q - p and len(p | q) != len(p)
     check(p | q, "Shift+Alt + a lasso")
     # Alt alone starts a new selection: Plotly keeps only the new lasso.
-    _drag(driver, [px(-0.08, 0.3), px(0.1, 0.35), px(0.3, 0.3), px(0.3, -0.03), px(-0.08, -0.03)], keys=(Keys.ALT,))
+    far = int(np.argmax(np.linalg.norm(f - f[sorted(p | q)].mean(axis=0), axis=1)))
+    _drag(driver, [px(*c) for c in outside(around([far]), *stored())], keys=(Keys.ALT,))
     wait_until(lambda: len(stored()) == 1 and stored()[0]["path"] != "", what="Alt + a lasso alone stored")
     r = inside(stored()[0])
     assert r and len(r) != len(p | q)
@@ -219,10 +247,14 @@ def _subtract_and_holes(driver, actx, grid, sample_ids):
     def ring(corners):
         return "M" + "L".join(f"{x},{y}" for x, y in frac(corners)) + "Z"
 
-    (ax0, ay0), (ax1, ay1) = frac([(0.7, 0.3), (1.0, 1.0)])
-    outer = [(0.6, 0.55), (1.08, 0.55), (1.08, 1.03), (0.6, 1.03)]
-    hole = [(0.75, 0.6), (0.95, 0.6), (0.95, 0.95), (0.75, 0.95)]
-    (bx0, by0), (bx1, by1) = frac([(0.85, 0.4), (0.9, 1.0)])
+    # The box round the first lasso's points; the ring round them with a hole round one of them
+    # (h); the strip round the point farthest from h.
+    pts = sorted(p)
+    h = pts[0]
+    far_h = pts[int(np.argmax(np.linalg.norm(f[pts] - f[h], axis=1)))]
+    (ax0, ay0), _, (ax1, ay1), _ = frac(around(pts, 0.01))
+    outer, hole = around(pts, 0.05), around([h], 0.004)
+    (bx0, by0), _, (bx1, by1), _ = frac(around([far_h], 0.004))
     driver.execute_script(f"""Plotly.relayout({GRAPH_JS}, {{selections: [
         {{type: 'rect', xref: 'x', yref: 'y', x0: {ax0}, x1: {ax1}, y0: {ay0}, y1: {ay1}}},
         {{type: 'path', xref: 'x', yref: 'y', path: '{ring(outer) + ring(hole)}'}},
