@@ -7,7 +7,7 @@
 #
 # It imports only labeler.embedding (torch, torchvision, numpy, Pillow): no wheels to carry.
 # Were a pure-Python package missing there, carry .whl/ and prepend:
-#   pip install --no-index --no-deps --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+#   pip install --no-index --no-deps --target .site .whl/*.whl && export PYTHONPATH="$PWD/.site"
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # The checkout itself is the package there (no pip install on that machine).

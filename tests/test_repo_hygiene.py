@@ -67,7 +67,7 @@ def test_the_scan_finds_machine_paths(tmp_path):
         "b.md": f"python x.py --project {machine[1]}data\n",
         "c.txt": f"see {machine[2]}someone/notes and {machine[3]}someone/notes\n",
         "clean.md": "network/ image_root/ https://example.org/home/x ../shared/STYLE.md ~/.cache/labeler\n",
-        "bench_x.py": 'ap.add_argument("--workdir", type=Path, default=Path("/tmp/scratch"))\n',
+        "bench_x.py": 'ap.add_argument("--workdir", type=Path, default=Path("/' + 'tmp/scratch"))\n',
         "image.png": "\0PNG /" + "work/ binary\n",
     }
     for name, text in files.items():
