@@ -179,3 +179,11 @@ def test_a_backup_of_a_project_from_before_the_manifest_records_every_file(proje
     p.store.close()
     assert {"embeddings.npy", "pca.npy", "map.npy", "cluster_space.npy", "models/pca.joblib"} <= names
     assert check_project(tmp_path / "bk") == []
+
+
+def test_a_backup_leaves_out_the_rebuildable_caches(project, tmp_path):
+    """The fine-tune's prefix-map cache (project/cache/) is rebuilt on demand: not copied."""
+    (project.root / "cache").mkdir(exist_ok=True)
+    (project.root / "cache" / "prefix-x.npy").write_bytes(b"\0" * 1024)
+    backup_project(project.root, tmp_path / "bk", thumbs=False)
+    assert not (tmp_path / "bk" / "cache").exists() and (tmp_path / "bk" / "pca.npy").is_file()
