@@ -41,9 +41,15 @@
         if (el) { el.click(); }
     }
 
+    // Inputs that take no typed text: a shortcut pressed while one has the focus (a thumbnail's
+    // tick box just clicked) is a shortcut, not text.
+    const NOT_TEXT = {checkbox: true, radio: true, button: true, submit: true, reset: true, range: true,
+                      color: true, file: true, image: true};
+
     function typing(t) {
         const tag = (t && t.tagName || "").toLowerCase();
-        return tag === "input" || tag === "textarea" || tag === "select" || (t && t.isContentEditable);
+        if (tag === "input") { return !NOT_TEXT[(t.type || "text").toLowerCase()]; }
+        return tag === "textarea" || tag === "select" || (t && t.isContentEditable);
     }
 
     function answered() {
