@@ -142,38 +142,7 @@ def undo(target, annotator: str | None = None) -> Undone | None:
     BadInputError
         A bad annotator name.
     """
-    with _history_step(target, annotator) as (who, store, now):
-        act = store.newest_undoable_action(who)
-        if act is None:
-            return None
-        root, ids, before = _root_and_force(store, act)
-        store.mark_action_undone(act["id"], now)
-        store.mark_action_undone(root, now)
-        undo_id = store.add_action("undo", who, f"undo: {act['description']}", at=now, undoes=act["id"])
-        if act["kind"] == "cluster":
-            return _undo_cluster_edit(store, act, undo_id)
-        changed, skipped = _apply(store, root, ids, before, undo_id, who, now, "undo")
-    return Undone(int(act["id"]), act["kind"], act["description"], int(undo_id), changed, skipped,
-                  _skipped_note(skipped, "restored"))
-
-
-def _undo_cluster_edit(store: Store, act, undo_id: int) -> Undone:
-    root = act["redoes"] or act["id"]
-    current = store.current_clustering()
-    store.set_clustering_undone(root, True)
-    note = ""
-    if current is not None and current.get("action_id") not in (root, act["id"]):
-        note = (f"a later clustering ({current['id']}) is current and stays so; "
-                "your edit is marked undone")
-    return Undone(int(act["id"]), act["kind"], act["description"], int(undo_id), [], [], note)
-
-
-def _skipped_note(skipped: list[int], verb: str) -> str:
-    if not skipped:
-        return ""
-    shown = ", ".join(f"#{i}" for i in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
-    return (f"{len(skipped)} image(s) not {verb}: a later label by someone else is in force "
-            f"({shown}); they keep it")
+    return _switch(target, annotator, on=False)
 
 
 def redo(target, annotator: str | None = None) -> Undone | None:
@@ -194,21 +163,54 @@ def redo(target, annotator: str | None = None) -> Undone | None:
     BadInputError
         A bad annotator name.
     """
+    return _switch(target, annotator, on=True)
+
+
+def _switch(target, annotator: str | None, *, on: bool) -> Undone | None:
+    """Switch one of ``annotator``'s actions off (``on=False``: undo their newest action not
+    yet undone) or back on (``on=True``: redo the action their newest redoable undo switched
+    off), then give each image it wrote the label now in force: the one body of
+    :func:`undo` and :func:`redo`. None when there is nothing to switch."""
     with _history_step(target, annotator) as (who, store, now):
-        u = store.newest_redoable_undo(who)
-        if u is None:
-            return None
-        orig = store.get_action(u["undoes"])
-        root, ids, before = _root_and_force(store, orig)
-        store.mark_undo_redone(u["id"], now)
-        store.mark_action_active(root)
-        redo_id = store.add_action(orig["kind"], who, f"redo: {store.get_action(root)['description']}",
-                                   at=now, redoes=root)
-        changed: list[int] = []
-        skipped: list[int] = []
-        if orig["kind"] == "cluster":
-            store.set_clustering_undone(root, False)
+        if on:
+            reverted = store.newest_redoable_undo(who)
+            act = None if reverted is None else store.get_action(reverted["undoes"])
         else:
-            changed, skipped = _apply(store, root, ids, before, redo_id, who, now, "redo")
-    return Undone(int(orig["id"]), orig["kind"], orig["description"], int(redo_id), changed, skipped,
-                  _skipped_note(skipped, "re-labelled"))
+            act = store.newest_undoable_action(who)
+        if act is None:
+            return None
+        root, ids, before = _root_and_force(store, act)
+        if on:
+            store.mark_undo_redone(reverted["id"], now)
+            store.mark_action_active(root)
+            step_id = store.add_action(act["kind"], who, f"redo: {store.get_action(root)['description']}",
+                                       at=now, redoes=root)
+        else:
+            store.mark_action_undone(act["id"], now)
+            store.mark_action_undone(root, now)
+            step_id = store.add_action("undo", who, f"undo: {act['description']}", at=now, undoes=act["id"])
+        if act["kind"] == "cluster":
+            changed, skipped, note = [], [], _switch_clustering(store, act, root, on)
+        else:
+            changed, skipped = _apply(store, root, ids, before, step_id, who, now, "redo" if on else "undo")
+            note = _skipped_note(skipped, "re-labelled" if on else "restored")
+    return Undone(int(act["id"]), act["kind"], act["description"], int(step_id), changed, skipped, note)
+
+
+def _switch_clustering(store: Store, act, root: int, on: bool) -> str:
+    """Make the clustering a cluster edit stored current again (redo) or hide it (undo): the
+    note says when a later clustering of someone else is current and stays so ('' else)."""
+    current = store.current_clustering()
+    store.set_clustering_undone(root, not on)
+    if on or current is None or current.get("action_id") in (root, act["id"]):
+        return ""
+    return (f"a later clustering ({current['id']}) is current and stays so; "
+            "your edit is marked undone")
+
+
+def _skipped_note(skipped: list[int], verb: str) -> str:
+    if not skipped:
+        return ""
+    shown = ", ".join(f"#{i}" for i in skipped[:10]) + (" ..." if len(skipped) > 10 else "")
+    return (f"{len(skipped)} image(s) not {verb}: a later label by someone else is in force "
+            f"({shown}); they keep it")
