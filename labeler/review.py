@@ -16,7 +16,7 @@ probable class.
 **Whole groups.** Twelve close neighbours labelled wrong together are invisible to
 image folds: the probe learns their label from the group's own members. So a second
 pass holds out whole groups (the folds of the suggestion calibration,
-:func:`labeler.assist.model._folds` with groups: scikit-learn's ``GroupKFold`` idea),
+:func:`labeler.assist.model.stable_folds` with groups: scikit-learn's ``GroupKFold`` idea),
 where a group is a cluster of the current clustering, or for images outside any
 cluster a group of near neighbours: a connected component of the k-NN graph over
 the labelled images of one label, cosine similarity at least
@@ -241,7 +241,7 @@ def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, *, folds: int = 5, k
     folds : int
     keys : ndarray (n,) int64 or None
         Stable key of each row (its array row) that places it in a fold
-        (:func:`labeler.assist.model._folds`); default 0..n-1.
+        (:func:`labeler.assist.model.stable_folds`); default 0..n-1.
     groups : ndarray (n,) int64 or None
         Group of each row (-1: a group of its own); a group is held out whole.
 
@@ -249,10 +249,10 @@ def out_of_fold_probabilities(x: np.ndarray, y: np.ndarray, *, folds: int = 5, k
     -------
     ndarray (n, K) float64
     """
-    from .assist.model import _folds
+    from .assist.model import stable_folds
 
     keys = np.arange(len(y)) if keys is None else np.asarray(keys, dtype=np.int64)
-    fold = _folds(keys, y, folds, groups)
+    fold = stable_folds(keys, y, folds, groups)
     return held_out_probabilities(x, y, fold, int(y.max()) + 1)
 
 
@@ -399,7 +399,7 @@ def review_labels(project: Project, *, vectors: str = "pca", folds: int = 5,
     ProjectError
         The project has no vectors yet.
     """
-    from .assist.model import _folds
+    from .assist.model import stable_folds
     from .assist.suggest import clusters_by_row
     from .reduce import l2_normalize
 
@@ -423,8 +423,8 @@ def review_labels(project: Project, *, vectors: str = "pca", folds: int = 5,
     k = max(2, min(folds, min(counts[c] for c in classes)))
 
     # single images: folds by image, same-label near-duplicates held out together
-    probs = held_out_probabilities(x, y, _folds(keys, y, k, neighbour_groups(x, y, threshold=DUPLICATE_THRESHOLD)),
-                                   len(classes))
+    fold = stable_folds(keys, y, k, neighbour_groups(x, y, threshold=DUPLICATE_THRESHOLD))
+    probs = held_out_probabilities(x, y, fold, len(classes))
     flagged, quality = rank_label_issues(probs, y)
     rep = ReviewReport(n_labelled=len(rows), classes=classes, left_out=len(rows) - len(kept),
                        probe_accuracy=float((probs.argmax(1) == y).mean()), folds=k)
@@ -450,7 +450,7 @@ def review_labels(project: Project, *, vectors: str = "pca", folds: int = 5,
     rep.group_folds = " and ".join(f"{kind}s" if kind == "cluster" else kind for kind, *_ in passes)
     found = []
     for kind, hold, members, names in passes:
-        fold = _folds(keys, y, k, hold)
+        fold = stable_folds(keys, y, k, hold)
         gprobs = held_out_probabilities(x, y, fold, len(classes))
         if np.isnan(rep.group_accuracy):
             rep.group_accuracy = float((gprobs.argmax(1) == y).mean())

@@ -205,12 +205,12 @@ def test_calibration_folds_keep_a_cluster_together():
     rows = np.arange(200)
     y = np.repeat([0, 1], 100)
     groups = np.repeat(np.arange(10), 20)  # 10 clusters of 20 images
-    fold = model._folds(rows, y, 5, groups)
+    fold = model.stable_folds(rows, y, 5, groups)
     for g in range(10):
         assert len(set(fold[groups == g])) == 1
-    assert len(set(model._folds(rows, y, 5)[groups == 0])) > 1  # by image: a cluster is split
-    noise = model._folds(rows, y, 5, np.full(200, -1))  # noise: every image is its own group
-    assert np.array_equal(noise, model._folds(rows, y, 5))
+    assert len(set(model.stable_folds(rows, y, 5)[groups == 0])) > 1  # by image: a cluster is split
+    noise = model.stable_folds(rows, y, 5, np.full(200, -1))  # noise: every image is its own group
+    assert np.array_equal(noise, model.stable_folds(rows, y, 5))
 
 
 def _labelled_clusters_and_a_look_alike(seed=0):

@@ -244,18 +244,35 @@ def expected_calibration_error(confidence: np.ndarray, correct: np.ndarray, n_bi
     return float(ece)
 
 
-def _folds(rows: np.ndarray, y: np.ndarray, n_folds: int, groups: np.ndarray | None = None) -> np.ndarray:
-    """Fold id per labelled row, -1 = always trained on (its class has a single example).
+def stable_folds(rows: np.ndarray, y: np.ndarray, n_folds: int,
+                 groups: np.ndarray | None = None) -> np.ndarray:
+    """Cross-validation fold of each labelled row, whole groups held out together.
 
     The fold of an image depends only on its row (a multiplicative hash, Knuth's
     2654435761), so an image stays in its fold as labels are added and the folds'
-    label spreading can be warm-started from the previous calibration.
+    label spreading can be warm-started from the previous calibration. Rows of one
+    group share a fold (grouped cross-validation, as scikit-learn's ``GroupKFold``):
+    an annotator labels whole clusters, and near-identical members of one cluster on
+    both sides of a fold make the held-out predictions, hence the confidence, look
+    better than they are on clusters nobody has labelled. The suggestions' calibration
+    and :mod:`labeler.review` (likely label errors) use these folds.
 
-    ``groups``: (m,) int64, the cluster of each labelled row (-1 = noise: a group of its
-    own). Rows of one group share a fold (grouped cross-validation, as scikit-learn's
-    ``GroupKFold``): an annotator labels whole clusters, and near-identical members of
-    one cluster on both sides of a fold make the held-out predictions, hence the
-    confidence, look better than they are on clusters nobody has labelled.
+    Parameters
+    ----------
+    rows : ndarray (m,) int64
+        Stable key of each labelled row (its array row).
+    y : ndarray (m,) int64
+        Class index of each labelled row.
+    n_folds : int
+        Number of folds.
+    groups : ndarray (m,) int64 or None
+        Group of each labelled row (e.g. its cluster; -1 = a group of its own); None:
+        every row is its own group.
+
+    Returns
+    -------
+    ndarray (m,) int64
+        Fold id 0..n_folds-1 per row; -1 = always trained on (its class has a single example).
     """
     key = np.asarray(rows, dtype=np.int64)
     if groups is not None:
@@ -333,7 +350,7 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
         since the last fit (the folds' spreading is kept warm meanwhile).
     clusters : ndarray (n,), int64, or None
         The cluster of every row (-1 = noise). Then the calibration also holds out
-        whole clusters (:func:`_folds` with groups), and an image in a cluster with
+        whole clusters (:func:`stable_folds` with groups), and an image in a cluster with
         no labelled member gets no more confidence than held-out *clusters*
         support: labels of a few whole clusters (near-identical members on both
         sides of an image fold) cannot vouch for the clusters nobody looked at.
@@ -392,9 +409,9 @@ def _predict(x: np.ndarray, graph: KnnGraph, rows: np.ndarray, codes: np.ndarray
     # cluster nobody labelled can expect).
     fold_sets = []
     if calibrate:
-        fold_sets.append(_folds(rows, codes, n_folds))
+        fold_sets.append(stable_folds(rows, codes, n_folds))
         if clusters is not None:
-            fold_sets.append(_folds(rows, codes, n_folds, clusters[rows]))
+            fold_sets.append(stable_folds(rows, codes, n_folds, clusters[rows]))
         if fitted is not None:
             seen = np.asarray(fitted, dtype=bool)[rows]
             for f in fold_sets:
