@@ -203,6 +203,15 @@ def wrong_group_view(actx: AppContext, groups, page) -> tuple[list, str, int]:
     return [*lines, grid(thumbs)], f" of {n}", page
 
 
+def _shown_item(items, page) -> dict:
+    """The item of a review list (one per page) the annotator sees on ``page``, which a
+    relabel button acts on. Raises BadInputError when there is no list yet."""
+    if not items:
+        raise BadInputError("Find the likely label errors first.")
+    shown, _, _ = page_of(items, page, 1)
+    return shown[0]
+
+
 def relabel_group_action(actx: AppContext, groups, page, annotator, label=None) -> str:
     """Give every member of the shown group the suggested label (``label`` None) or
     ``label``, in one undoable action. A member whose label changed since the list was
@@ -213,10 +222,7 @@ def relabel_group_action(actx: AppContext, groups, page, annotator, label=None) 
     LabelerError
         No list, or a bad label.
     """
-    if not groups:
-        raise BadInputError("Find the likely label errors first.")
-    items, page, _ = page_of(groups, page, 1)
-    g = items[0]
+    g = _shown_item(groups, page)
     members = [int(i) for i in g["image_ids"]]
     text = labels.clean_label(g["suggested_label"] if label is None else label)
     res = labels.label_images(actx.project, members, text, annotator=annotator_name(annotator),
@@ -256,10 +262,7 @@ def relabel_issue_action(actx: AppContext, issues, page, annotator, label=None) 
     LabelerError
         No list, or a bad label.
     """
-    if not issues:
-        raise BadInputError("Find the likely label errors first.")
-    items, page, _ = page_of(issues, page, 1)
-    it = items[0]
+    it = _shown_item(issues, page)
     i = int(it["image_id"])
     now = actx.store.labels_for([i]).get(i)
     if now != it["label"]:
