@@ -9,9 +9,10 @@ drawn uniformly from [0, T) (seeded). After each kill:
 
 - *opened*: the project opens (:class:`labeler.project.Project`) and its labels read;
 - *check passed*: :func:`labeler.check.check_project` (``labeler check``) finds nothing;
-  else whether it reported only an interrupted run's state with the command that
-  finishes it (rows embedded but not yet in the arrays; the clustering model removed by
-  a re-mapping), which the re-run then does;
+  else whether it reported only an interrupted run's state, each finding "interrupted:
+  ...; run `<command>` to finish it" (``labeler check`` exit status 2: images catalogued
+  but not embedded, rows embedded but not yet in the arrays or on the map, the clustering
+  model removed by a re-mapping), which the re-run then does;
 - *labels lost*: labels committed before the run that are gone or changed (must be 0);
 - *re-run ok*: the same command run again completes (exit 0), and the project then
   passes the check with the new state in place (the new images embedded and on the
@@ -50,11 +51,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-#: What ``labeler check`` reports for an interrupted run, naming the command that finishes
-#: it: an ingest with rows committed but not yet in the arrays; a re-mapping that removed
-#: the clustering model of the old space.
-RESUMABLE = ("finishes an interrupted run", "clusterer.joblib is missing; rebuild it with `labeler cluster")
 
 CLI = [sys.executable, "-c", "from labeler.cli import main; main()"]
 FORMATS = ("csv", "parquet", "imagefolder", "hf")
@@ -221,7 +217,7 @@ def reference_time(op: str, i: int, base: Path, work: Path, full_dir: Path, a, t
 
 def kill_point(op: str, i: int, t_kill: float, base: Path, work: Path, full_dir: Path, before: dict,
                state: dict, a) -> dict:
-    from labeler.check import check_project
+    from labeler.check import check_project, exit_status
     from labeler.project import Project
 
     trial = work / "trial"
@@ -240,10 +236,12 @@ def kill_point(op: str, i: int, t_kill: float, base: Path, work: Path, full_dir:
         rec["open_error"] = str(e).splitlines()[0] if str(e) else type(e).__name__
     after = label_rows(root)
     rec["labels_lost"] = sum(1 for k, v in before.items() if after.get(k) != v)
-    problems = [str(x) for x in check_project(root)]
+    found = check_project(root)
+    problems = [str(x) for x in found]
     rec["check_passed"] = not problems
-    # An interrupted run's state, reported with the command that finishes it (the re-run).
-    rec["check_resumable"] = bool(problems) and all(any(r in p for r in RESUMABLE) for p in problems)
+    # Only an interrupted run's state ("interrupted: ...; run `<command>` to finish it",
+    # `labeler check` exit status 2), which the re-run finishes.
+    rec["check_resumable"] = exit_status(found) == 2
     if problems:
         rec["problems"] = [p.replace(str(work), "<work>") for p in problems[:5]]
     if out is not None:

@@ -14,31 +14,42 @@ from .options import PROJECT
 
 @click.command("check")
 @PROJECT
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object: ok and the problems.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print one JSON object: ok, status (ok, interrupted or damaged) and the problems.")
 def check_cmd(project_dir, as_json):
-    """Verify a whole project, like fsck: exit status 1 on any problem.
+    """Verify a whole project, like fsck.
 
     Checks the database (PRAGMA integrity_check, foreign keys), every array, index
     and model file against the size and full checksum recorded when it was written,
     that each array has one row per image, and that every label names an existing
-    image. Prints one line per problem with the command that fixes it.
+    image. Prints one line per problem with the command that fixes it. An ingest or
+    re-clustering that was stopped part-way is not damage: it is reported as
+    "interrupted: ...; run `COMMAND` to finish it".
+
+    \b
+    Exit status:
+      0  no problem
+      1  damage (a file or the database is not what labeler wrote)
+      2  no damage, but an interrupted run to finish (or another command is running)
 
     \b
     Example:
       labeler check --project data/projects/elpv
     """
-    from ..check import check_project
+    from ..check import check_project, exit_status
 
     problems = check_project(project_dir)
+    status = exit_status(problems)
     if as_json:
         click.echo(json.dumps({"project": str(project_dir), "ok": not problems,
-                               "problems": [p.to_dict() for p in problems]}, indent=2))
+                               "status": ("ok", "damaged", "interrupted")[status],
+                               "problems": [{**p.to_dict(), "text": str(p)} for p in problems]}, indent=2))
     else:
         for p in problems:
             click.echo(str(p))
         if not problems:
             click.echo(f"{project_dir}: ok")
-    sys.exit(1 if problems else 0)
+    sys.exit(status)
 
 
 @click.command("backup")
