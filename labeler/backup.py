@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import BadInputError, CorruptFileError, ProjectError
-from .check import check_project
+from .check import DAMAGE, check_project
 from .integrity import _CHUNK, is_tracked, sample_digest
 from .locks import file_lock
 from .project import DB_NAME, LOCK_NAME, Project, project_lock
@@ -190,11 +190,14 @@ def restore_project(backup_dir: Path | str, project_dir: Path | str, *,
     Raises
     ------
     ProjectError
-        The backup fails ``labeler check`` (its first problem is named).
+        The backup fails ``labeler check`` with damage (its first problem is named; an
+        interrupted run is restored as it is, for the same command to finish).
     BadInputError
         ``project_dir`` is not empty.
     """
-    problems = check_project(backup_dir)
+    # An interrupted ingest or re-clustering in the backup is restored as it is (the same
+    # command finishes it in the restored project); damage is refused.
+    problems = [p for p in check_project(backup_dir) if p.kind == DAMAGE]
     if problems:
         raise ProjectError(f"the backup at {backup_dir} is damaged: {problems[0]} "
                            f"({len(problems)} problem(s); `labeler check --project {backup_dir}` lists them)")

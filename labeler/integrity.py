@@ -1,9 +1,10 @@
 """Integrity of the files on disk: a manifest of sizes and checksums, checked on open.
 
 Every array (``embeddings.npy``, ``pca.npy``, ``map.npy``, ``cluster_space.npy``,
-the feature sets ``features/*.npy``), the
-search index (``models/index.faiss``, ``models/index.json``) and the fitted models
-(``models/*.joblib``) are written through :func:`write_tracked` or :func:`replace_tracked`:
+the feature sets ``features/*.npy``), the search index (``models/index.faiss``,
+``models/index.json``), the fitted models (``models/*.joblib``), the fine-tuned
+networks (``models/<feature set>.pt``) and the int8-quantised model
+(``models/*-int8-*.onnx``) are written through :func:`write_tracked` or :func:`replace_tracked`:
 the temporary file is hashed, its entry is *staged* in the database's ``manifest``
 table, the file is renamed into place and the entry *committed*
 (:mod:`labeler.store.manifest`). A process killed between two steps leaves the old
@@ -113,6 +114,11 @@ def rebuild_command(project, name: str) -> str:
         return f"labeler ingest {project.image_root or 'IMAGE_DIR'} --project {root} --force"
     if name == "models/clusterer.joblib":
         return f"labeler cluster --project {root}"
+    if name.startswith("models/") and name.endswith(".pt"):  # a fine-tuned network (labeler.embedding.finetune)
+        return f"labeler finetune --project {root} --name {name[len('models/'):-len('.pt')]}"
+    if name.startswith("models/") and name.endswith(".onnx"):  # the int8 model (labeler.embedding.stage)
+        # Ingest quantises it again when the file is missing.
+        return f"rm {root / name} && labeler ingest {project.image_root or 'IMAGE_DIR'} --project {root} --precision int8"
     return f"labeler cluster --project {root} --remap"
 
 
@@ -128,7 +134,8 @@ def _feature_set_command(project, name: str) -> str:
 
 def is_tracked(name: str) -> bool:
     """Whether labeler writes the file ``name`` (relative to the project root) through this module."""
-    return name in TRACKED or (name.startswith("features/") and name.endswith(".npy"))
+    return (name in TRACKED or (name.startswith("features/") and name.endswith(".npy"))
+            or (name.startswith("models/") and name.count("/") == 1 and name.endswith((".pt", ".onnx"))))
 
 
 # -- writing ---------------------------------------------------------------------------

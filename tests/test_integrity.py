@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import warnings
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 from labeler import integrity
 from labeler.cli import main
 from labeler.errors import CorruptFileError
-from labeler.check import check_project
+from labeler.check import DAMAGE, INTERRUPTED, check_project, exit_status
 from labeler.integrity import load_model, verify
 from labeler.project import Project
 
@@ -126,6 +127,64 @@ def test_check_finds_arrays_that_disagree_with_the_images_table(project):
     project.save_array("map", xy[:-3])  # written by labeler (so in the manifest), but short
     problems = check_project(project.root)
     assert [p.file for p in problems] == ["map.npy"] and "rows" in problems[0].problem
+    # Not the rows an interrupted run leaves (the database recorded them all on the map).
+    assert problems[0].kind == DAMAGE and exit_status(problems) == 1
+
+
+def _catalogue_new(project, n: int = 2, *, embed: bool = False) -> None:
+    """What an ingest killed part-way leaves: ``n`` new images catalogued (and, ``embed``,
+    their rows committed), the arrays not yet written."""
+    entries = [{"path": f"new/{i}.png", "size": 10, "mtime": 0.0, "hash": f"{i:016x}"} for i in range(n)]
+    project.store.add_or_update_images(entries)
+    if embed:
+        by_path = project.store.images_by_path()
+        row = project.store.next_row()
+        project.store.commit_embedded([{"id": int(by_path[e["path"]]["id"]), "row": row + k, "width": 8,
+                                        "height": 8, "top1": 0, "top1_prob": 0.5} for k, e in enumerate(entries)])
+
+
+def test_an_ingest_stopped_while_embedding_is_interrupted_not_damage(project):
+    _catalogue_new(project)
+    project.store.close()
+    problems = check_project(project.root)
+    assert [(p.file, p.kind) for p in problems] == [("labeler.db", INTERRUPTED)]
+    line = str(problems[0])
+    assert line.startswith("labeler.db: interrupted: 2 image(s) catalogued but not embedded; run `labeler ingest ")
+    assert line.endswith(f"--project {project.root}` to finish it")
+    r = CliRunner().invoke(main, ["check", "--project", str(project.root), "--json"])
+    out = json.loads(r.output)
+    assert r.exit_code == 2 and out["status"] == "interrupted" and out["problems"][0]["kind"] == INTERRUPTED
+    r = CliRunner().invoke(main, ["check", "--project", str(project.root)])
+    assert r.exit_code == 2 and r.output.count("interrupted: ") == 1
+
+
+def test_rows_embedded_but_not_yet_in_the_arrays_are_interrupted(project):
+    _catalogue_new(project, embed=True)
+    project.store.close()
+    problems = check_project(project.root)
+    assert sorted(p.file for p in problems) == sorted(f"{a}.npy" for a in ARRAYS)
+    assert {p.kind for p in problems} == {INTERRUPTED} and exit_status(problems) == 2
+    assert all("labeler ingest" in p.command for p in problems)
+    # The same state next to a damaged file: damage decides the exit status.
+    _alter(project.root / "models/umap_map.joblib")
+    problems = check_project(project.root)
+    assert [p.file for p in problems if p.kind == DAMAGE] == ["models/umap_map.joblib"]
+    assert CliRunner().invoke(main, ["check", "--project", str(project.root)]).exit_code == 1
+
+
+def test_a_remapping_stopped_after_removing_the_clustering_model_is_interrupted(project):
+    project.store.set_meta(clustering_stale=True)  # what rebuild_maps does first
+    (project.root / "models/clusterer.joblib").unlink()
+    project.store.close()
+    problems = check_project(project.root)
+    assert [(p.file, p.kind) for p in problems] == [("models/clusterer.joblib", INTERRUPTED)]
+    assert f"run `labeler cluster --project {project.root}` to finish it" in str(problems[0])
+    # Without the record of a re-mapping, a missing model is damage.
+    p = Project(project.root)
+    p.store.set_meta(clustering_stale=False)
+    p.store.close()
+    problems = check_project(project.root)
+    assert [(p.file, p.kind) for p in problems] == [("models/clusterer.joblib", DAMAGE)]
 
 
 def test_a_flipped_byte_outside_the_samples_is_found_by_check(project):
@@ -315,3 +374,60 @@ def test_a_damaged_database_is_one_line_of_check_not_a_traceback(project, where)
     assert problems and problems[0].file == "labeler.db"
     r = CliRunner().invoke(main, ["check", "--project", str(project.root)])
     assert r.exit_code == 1 and r.output.startswith("labeler.db: ") and "Traceback" not in r.output
+
+
+def test_a_finetuned_model_is_recorded_and_a_damaged_one_names_finetune(project):
+    import torch
+
+    from labeler.embedding.finetune import load_finetuned, save_finetuned
+
+    model = {"tail": {"w": torch.arange(6.0).reshape(3, 2)}, "classes": ["a", "b"], "prefix_end": 7,
+             "head": "linear", "loss": "ce", "backbone": "efficientnet-lite0"}
+    save_finetuned(project, "finetuned-1", model)
+    assert project.store.manifest_entry("models/finetuned-1.pt")["digest"]
+    got = load_finetuned(project, "finetuned-1")
+    assert torch.equal(got["tail"]["w"], model["tail"]["w"]) and got["classes"] == ["a", "b"]
+    assert check_project(project.root) == []
+    _alter(project.models_dir / "finetuned-1.pt")
+    with pytest.raises(CorruptFileError) as e:
+        load_finetuned(project, "finetuned-1")
+    msg = str(e.value)
+    assert msg.startswith("models/finetuned-1.pt is damaged") and "\n" not in msg
+    assert f"`labeler finetune --project {project.root} --name finetuned-1`" in msg
+    assert [(p.file, p.kind) for p in check_project(project.root)] == [("models/finetuned-1.pt", DAMAGE)]
+
+
+def test_the_int8_model_is_recorded_and_checked_before_use(project, tmp_path):
+    pytest.importorskip("onnxruntime")
+    import torch
+
+    from labeler.embedding import runtime
+
+    class Tiny(torch.nn.Module):  # the exported graph's interface: input -> (features, logits)
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            y = self.conv(x).mean(dim=(2, 3))
+            return y, y
+
+    fp32 = tmp_path / "tiny.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notes
+        torch.onnx.export(Tiny().eval(), (torch.zeros(2, 3, 16, 16),), str(fp32), input_names=["input"],
+                          output_names=["features", "logits"], dynamic_axes={"input": {0: "batch"}},
+                          opset_version=runtime._OPSET, dynamo=False)
+    dest = project.models_dir / "tiny-global-int8-0123.onnx"
+    calibration = np.random.default_rng(0).random((8, 3, 16, 16), dtype=np.float32)
+    runtime.quantize_int8(fp32, calibration, dest, project)
+    assert project.store.manifest_entry("models/tiny-global-int8-0123.onnx")["digest"]
+    engine = runtime.int8_engine(project, dest)
+    assert engine(torch.from_numpy(calibration[:2]))[0].shape == (2, 4)
+    assert check_project(project.root) == []
+    _alter(dest)
+    with pytest.raises(CorruptFileError) as e:
+        runtime.int8_engine(project, dest)
+    msg = str(e.value)
+    assert msg.startswith("models/tiny-global-int8-0123.onnx is damaged") and "--precision int8" in msg
+    assert [(p.file, p.kind) for p in check_project(project.root)] == [("models/tiny-global-int8-0123.onnx", DAMAGE)]

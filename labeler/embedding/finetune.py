@@ -55,6 +55,7 @@ import dataclasses
 import io
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -62,7 +63,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import images
-from ..atomic import atomic_write
 from ..errors import BadInputError, LabelerError, ProjectError
 from .finetune_losses import LOSSES, SUPCON_TEMPERATURE, SUPCON_WEIGHT, CosineClassifier, supcon_loss
 from .networks import EfficientNetFeatures
@@ -71,7 +71,8 @@ from .prefix_cache import prefix_end as _prefix_end
 from .prefix_cache import run_prefix as _prefix
 
 __all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "LOSSES",
-           "SUPCON_TEMPERATURE", "SUPCON_WEIGHT", "TRAIN_FROM", "d4", "finetune_project", "supcon_loss"]
+           "SUPCON_TEMPERATURE", "SUPCON_WEIGHT", "TRAIN_FROM", "d4", "finetune_project", "load_finetuned",
+           "save_finetuned", "supcon_loss"]
 
 
 #: Where the trained part starts: after the last block at this stride (the frozen prefix
@@ -259,6 +260,58 @@ def _frozen_check(project, feature_set: str, row_train, y_train, row_held, y_hel
     tr, he = y_codes[: len(y_train)], y_codes[len(y_train):]
     clf, present = fit_probe(x[row_train], tr, len(codes), max_iter=2000)
     return float(np.mean(probe_logits(clf, present, x[row_held], len(codes)).argmax(axis=1) == he))
+
+
+def save_finetuned(project, name: str, model: dict) -> Path:
+    """Write a fine-tuned network's trained part to ``models/<name>.pt``, recorded in the
+    integrity manifest (:func:`labeler.integrity.write_tracked`).
+
+    Serialised in memory, then written atomically: a full disk raises the OSError itself
+    (torch's own writer would wrap it) and leaves no half model behind.
+
+    Parameters
+    ----------
+    name : str
+        The feature set's name (``finetuned-1`` ...).
+    model : dict
+        ``tail`` (the trained blocks' state dict of tensors), ``classes`` (list of str),
+        ``prefix_end`` (int), ``head``, ``loss``, ``backbone`` (str).
+
+    Returns
+    -------
+    Path
+        The file written.
+    """
+    from ..integrity import write_tracked
+
+    buf = io.BytesIO()
+    torch.save(model, buf)
+    path = project.models_dir / f"{name}.pt"
+    project.models_dir.mkdir(parents=True, exist_ok=True)
+    with write_tracked(project, path) as f:
+        f.write(buf.getbuffer())
+    return path
+
+
+def load_finetuned(project, name: str) -> dict:
+    """The trained part of fine-tuned feature set ``name`` (what :func:`save_finetuned`
+    wrote), after checking the file against the manifest; tensors on the CPU.
+
+    Raises
+    ------
+    CorruptFileError
+        ``models/<name>.pt`` is truncated, altered or swapped: one line naming it and
+        ``labeler finetune``, which trains it again.
+    ProjectError
+        No such file.
+    """
+    from ..integrity import verify
+
+    path = project.models_dir / f"{name}.pt"
+    if not path.is_file():
+        raise ProjectError(f"no fine-tuned model {path.name} in {project.models_dir}")
+    verify(project, path)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _drop_export(backbone) -> None:
@@ -507,14 +560,8 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     if name is None:
         taken = set(list_feature_sets(project))
         name = next(f"finetuned-{k}" for k in range(1, 10_000) if f"finetuned-{k}" not in taken)
-    # Serialised in memory, then written atomically: a full disk raises the OSError itself
-    # (torch's own writer would wrap it) and leaves no half model behind.
-    buf = io.BytesIO()
-    torch.save({"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "head": head, "loss": loss,
-                "backbone": meta["name"]}, buf)
-    project.models_dir.mkdir(parents=True, exist_ok=True)
-    with atomic_write(project.models_dir / f"{name}.pt") as f:
-        f.write(buf.getbuffer())
+    save_finetuned(project, name, {"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "head": head,
+                                   "loss": loss, "backbone": meta["name"]})
     save_feature_set(project, name, feats, {
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
         "train_from": train_from, "class_weight": class_weight, "head": head,

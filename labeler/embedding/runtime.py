@@ -44,6 +44,7 @@ __all__ = [
     "TorchEngine",
     "cache_dir",
     "cosine_rows",
+    "int8_engine",
     "make_engine",
     "onnx_model",
     "onnx_path",
@@ -258,13 +259,15 @@ def verify(engine: OrtEngine, backbone: Backbone, probe: torch.Tensor, min_cosin
     return cos
 
 
-def quantize_int8(fp32_path: Path, calibration: np.ndarray, dest: Path) -> Path:
+def quantize_int8(fp32_path: Path, calibration: np.ndarray, dest: Path, project=None) -> Path:
     """ONNX Runtime static quantisation of an exported model, calibrated on ``calibration``.
 
     QDQ format, per-channel symmetric int8 weights, uint8 activations with MinMax
     calibration (onnxruntime.quantization.quantize_static; ORT docs, "Quantize ONNX
     models"). ``calibration``: (N, 3, S, S) float32 network inputs from the
-    collection's own images.
+    collection's own images. ``project``: the project ``dest`` belongs to; the file is
+    then recorded in its integrity manifest (:func:`labeler.integrity.write_tracked`)
+    and :func:`int8_engine` checks it before use.
 
     Raises
     ------
@@ -292,9 +295,31 @@ def quantize_int8(fp32_path: Path, calibration: np.ndarray, dest: Path) -> Path:
         out = Path(tmp) / "int8.onnx"
         quantize_static(str(pre), str(out), Reader(), quant_format=QuantFormat.QDQ, per_channel=True,
                         weight_type=QuantType.QInt8, activation_type=QuantType.QUInt8)
-        with atomic_write(dest) as f:
+        if project is None:
+            writer = atomic_write(dest)
+        else:
+            from ..integrity import write_tracked
+
+            writer = write_tracked(project, dest)
+        with writer as f:
             f.write(out.read_bytes())
     return dest
+
+
+def int8_engine(project, path: Path | str) -> "OrtEngine":
+    """The project's int8 model (:func:`quantize_int8`) on ONNX Runtime, after checking
+    the file against the project's integrity manifest.
+
+    Raises
+    ------
+    CorruptFileError
+        The file is truncated, altered or swapped: one line naming it and the command
+        that quantises it again.
+    """
+    from ..integrity import verify
+
+    verify(project, path)
+    return OrtEngine(Path(path), "int8")
 
 
 def resolve_runtime(runtime: str, precision: str, device: str) -> str:
@@ -335,7 +360,7 @@ def resolve_runtime(runtime: str, precision: str, device: str) -> str:
 
 def make_engine(backbone: Backbone, *, runtime: str = "torch", precision: str = "fp32", device: str = "cpu",
                 probe: torch.Tensor | None = None, int8_model: Path | None = None,
-                warn: Callable[[str], None] | None = None):
+                warn: Callable[[str], None] | None = None, project=None):
     """The engine that runs ``backbone``'s forward pass.
 
     Parameters
@@ -352,6 +377,9 @@ def make_engine(backbone: Backbone, *, runtime: str = "torch", precision: str = 
         A quantised model from :func:`quantize_int8` (required for int8).
     warn : callable, optional
         Receives the one-line fallback message (default ``logging.warning``).
+    project : Project, optional
+        The project ``int8_model`` belongs to: the file is checked against its
+        integrity manifest first (:func:`int8_engine`).
 
     Returns
     -------
@@ -363,6 +391,8 @@ def make_engine(backbone: Backbone, *, runtime: str = "torch", precision: str = 
     BadInputError
         A combination :func:`resolve_runtime` refuses, int8 without ``int8_model``,
         or an int8 model below :data:`MIN_COSINE_INT8` on the probe.
+    CorruptFileError
+        ``int8_model`` differs from what labeler wrote (with ``project``).
     """
     warn = warn or log.warning
     dev = torch.device(device)
@@ -387,7 +417,7 @@ def make_engine(backbone: Backbone, *, runtime: str = "torch", precision: str = 
     if precision == "int8":
         if int8_model is None:
             raise BadInputError("precision int8 needs a model quantised on the collection (int8_model)")
-        engine = OrtEngine(int8_model, "int8")
+        engine = OrtEngine(int8_model, "int8") if project is None else int8_engine(project, int8_model)
         cos = verify(engine, backbone, probe, MIN_COSINE_INT8)
         if cos < MIN_COSINE_INT8:
             raise BadInputError(f"int8 model of {backbone.name} keeps cosine {cos:.4f} < {MIN_COSINE_INT8} "

@@ -223,7 +223,7 @@ def build_int8_model(project: Project, backbone, settings: Settings, paths: list
         held_out = x
     digest = hashlib.sha256(fit.tobytes()).hexdigest()[:16]
     path = project.models_dir / f"{backbone.name}-{backbone.features}-int8-{digest}.onnx"
-    quantize_int8(onnx_model(backbone), fit, path)
+    quantize_int8(onnx_model(backbone), fit, path, project)  # recorded in the integrity manifest
     ref = TorchEngine(backbone, torch.device("cpu"))(held_out)[0].numpy()
     cos = float(cosine_rows(OrtEngine(path, "int8")(held_out)[0].numpy(), ref).min())
     if cos < MIN_COSINE_INT8:
@@ -258,7 +258,7 @@ def make_project_engine(project: Project, backbone, settings: Settings, paths: l
             project.store.set_meta(backbone=meta)
         int8_model = project.root / meta["int8_model"]
     return make_engine(backbone, runtime=settings.runtime, precision=settings.precision, device=device,
-                       probe=probe, int8_model=int8_model, warn=warn)
+                       probe=probe, int8_model=int8_model, warn=warn, project=project)
 
 
 def query_engine(project: Project, backbone):
@@ -267,12 +267,12 @@ def query_engine(project: Project, backbone):
     fp32 and bf16 queries run on torch (one image: no session to build); int8 on
     the project's quantised model.
     """
-    from .runtime import OrtEngine, TorchEngine
+    from .runtime import TorchEngine, int8_engine
 
     meta = _recorded(project) or {}
     precision = meta.get("precision", "fp32")
     if precision == "int8" and meta.get("int8_model"):
-        return OrtEngine(project.root / meta["int8_model"], "int8")
+        return int8_engine(project, project.root / meta["int8_model"])  # checked against the manifest
     device = next(backbone.model.parameters()).device
     return TorchEngine(backbone, device, "bf16" if precision == "bf16" else "fp32")
 
