@@ -352,13 +352,8 @@ def label_cluster(target, cluster: int, label: str, *, annotator: str | None = N
     who = clean_annotator(annotator)
     store = _store(target)
     with store.transaction():  # the check and the write see the same clustering
-        current = store.current_clustering()
-        if current is None:
-            raise StoreError("the project has no clustering yet: run `labeler ingest` first")
-        if clustering_id is not None and int(clustering_id) != int(current["id"]):
-            raise StaleStateError(
-                f"the clustering changed (you saw {clustering_id}, it is now {current['id']}): "
-                "reload and check the cluster before labelling it; nothing was labelled")
+        current = store.checked_clustering(
+            clustering_id, advice="reload and check the cluster before labelling it; nothing was labelled")
         members = store.cluster_members(cluster, current["id"])
         if seen is not None and set(int(i) for i in seen) != set(members):
             raise StaleStateError(

@@ -16,18 +16,13 @@ import numpy as np
 from . import clustering
 from .clustering import summarize_clusters
 from .project import Project
-from .errors import BadInputError, StaleStateError, StoreError
+from .errors import BadInputError, StoreError
 from .labels import clean_annotator
 
 
 def _current(project: Project, clustering_id: int | None = None):
-    cur = project.store.current_clustering()
-    if cur is None:
-        raise StoreError("the project has no clustering yet: run `labeler ingest` first")
-    if clustering_id is not None and int(clustering_id) != int(cur["id"]):
-        raise StaleStateError(
-            f"the clustering changed (you saw {clustering_id}, it is now {cur['id']}): "
-            "reload and check before editing it; nothing was changed")
+    cur = project.store.checked_clustering(clustering_id,
+                                           advice="reload and check before editing it; nothing was changed")
     ids, labels, strengths = project.store.assignments(cur["id"])
     return ids, labels, strengths, cur
 

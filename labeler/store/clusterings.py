@@ -105,6 +105,32 @@ class ClusteringsMixin:
             return None
         return {**dict(r), "params": json.loads(r["params"])}
 
+    def checked_clustering(self, seen_id: int | None, *, advice: str) -> dict:
+        """The current clustering (as :meth:`current_clustering`), checked against the one
+        the annotator's page showed: the one check of every write that acts on clusters.
+
+        Parameters
+        ----------
+        seen_id : int or None
+            The clustering the page showed; None: not checked.
+        advice : str
+            The end of the message of a stale page: what to do, and that nothing was
+            written (e.g. "reload and check before editing it; nothing was changed").
+
+        Raises
+        ------
+        StoreError
+            The project has no clustering yet.
+        StaleStateError
+            ``seen_id`` is no longer the current clustering.
+        """
+        current = self.current_clustering()
+        if current is None:
+            raise StoreError("the project has no clustering yet: run `labeler ingest` first")
+        if seen_id is not None and int(seen_id) != int(current["id"]):
+            raise StaleStateError(f"the clustering changed (you saw {seen_id}, it is now {current['id']}): {advice}")
+        return current
+
     def get_clustering(self, clustering_id: int) -> dict | None:
         """One clustering: dict(id, method, params, parent_id, created_at, undone), or None."""
         r = self.con.execute("SELECT * FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
