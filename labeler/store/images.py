@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import StoreError
-from .schema import _chunks
+from .schema import _chunks, _rows_by_id
 
 
 class ImagesMixin:
@@ -136,11 +136,7 @@ class ImagesMixin:
     def get_images(self, image_ids: Sequence[int]) -> list[sqlite3.Row]:
         """Image rows in the order of ``image_ids`` (unknown ids raise StoreError)."""
         ids = [int(i) for i in image_ids]
-        found: dict[int, sqlite3.Row] = {}
-        for chunk in _chunks(ids):
-            q = ",".join("?" * len(chunk))
-            for r in self.con.execute(f"SELECT * FROM images WHERE id IN ({q})", chunk):
-                found[r["id"]] = r
+        found = _rows_by_id(self.con, "images", "id", ids)
         missing = [i for i in ids if i not in found]
         if missing:
             raise StoreError(f"unknown image id(s): {missing[:10]}")

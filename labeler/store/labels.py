@@ -10,7 +10,7 @@ import time
 from collections.abc import Sequence
 
 from ..errors import NotFoundError, StoreError
-from .schema import LABEL_SOURCES, SUGGESTION_SOURCE, _chunks
+from .schema import LABEL_SOURCES, SUGGESTION_SOURCE, _chunks, _rows_by_id
 
 
 class LabelsMixin:
@@ -121,13 +121,7 @@ class LabelsMixin:
 
     def current_label_rows(self, image_ids: Sequence[int]) -> dict[int, sqlite3.Row]:
         """The ``labels`` rows of the given images that have one: {image_id: row}."""
-        ids = [int(i) for i in image_ids]
-        out: dict[int, sqlite3.Row] = {}
-        for chunk in _chunks(ids):
-            q = ",".join("?" * len(chunk))
-            for r in self.con.execute(f"SELECT * FROM labels WHERE image_id IN ({q})", chunk):
-                out[r["image_id"]] = r
-        return out
+        return _rows_by_id(self.con, "labels", "image_id", [int(i) for i in image_ids])
 
     def write_labels(self, action_id: int, changes: Sequence[dict], annotator: str, at: float) -> None:
         """Apply label changes of one action: an event each, then the ``labels`` rows.

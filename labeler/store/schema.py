@@ -136,3 +136,14 @@ def _chunks(seq, n: int = 900):
     # SQLite caps host parameters per statement (999 on old builds).
     for i in range(0, len(seq), n):
         yield seq[i : i + n]
+
+
+def _rows_by_id(con, table: str, column: str, ids: list[int]) -> dict:
+    """{id: row} of the rows of ``table`` whose ``column`` is one of ``ids`` (absent ids
+    are absent), queried in chunks under SQLite's cap on host parameters."""
+    out = {}
+    for chunk in _chunks(ids):
+        q = ",".join("?" * len(chunk))
+        for r in con.execute(f"SELECT * FROM {table} WHERE {column} IN ({q})", chunk):
+            out[r[column]] = r
+    return out
