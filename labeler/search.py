@@ -33,6 +33,7 @@ from .embedding.given import NEEDS_A_MODEL, is_given
 from .errors import ProjectError, QueryImageError, StoreError
 from .images import content_hash
 from .index import ExactIndex, project_index
+from .patch_index import RegionSearchResult
 from .project import Project
 from .reduce import place_from_neighbours
 
@@ -260,7 +261,51 @@ class Searcher:
                 out.append(answers[i])
         return out
 
+    def by_region(self, query: int | Path | str, box, k: int = 10) -> RegionSearchResult:
+        """Images whose best-matching region is nearest to a box of the query image
+        (:mod:`labeler.patch_index`; the query image itself left out).
+
+        Parameters
+        ----------
+        query : int, Path or str
+            An image id of the collection, or an image file (a file whose bytes are an
+            embedded image's uses that image's stored map; others are run through the
+            backbone and the maps' PCA, :func:`~labeler.embedding.patch_maps.patch_map_of_image`).
+        box : (x, y, w, h) or "x,y,w,h"
+            Pixels of the original (EXIF-oriented) image.
+        k : int
+            Images returned.
+
+        Raises
+        ------
+        NotFoundError
+            The project has no patch maps (the message names the command).
+        BadInputError
+            A malformed box, or one outside the image.
+        StoreError
+            Unknown image id.
+        QueryImageError
+            The file is missing or not a decodable image.
+        """
+        from .patch_index import query_region
+
+        maps, info, index = self._patch_index()
+        return query_region(self.project, self.id_to_row, maps, info, index, query, box, k)
+
     # -- internals ---------------------------------------------------------------------
+    def _patch_index(self):
+        """(maps, info, patch index or None) of the project, reloaded when the maps changed;
+        None below :data:`labeler.patch_index.RERANK_ALL` images (every image is re-ranked)."""
+        from .embedding.patch_maps import patch_maps_info
+        from .patch_index import RERANK_ALL, project_patch_index, require_maps
+
+        cached = getattr(self, "_patches", None)
+        if cached is None or cached[1].get("created") != patch_maps_info(self.project).get("created"):
+            maps, info = require_maps(self.project)
+            index = project_patch_index(self.project, maps, info) if len(maps) > RERANK_ALL else None
+            self._patches = cached = (maps, info, index)
+        return cached
+
     def _index(self, exact: bool):
         if not exact:
             return self.index
@@ -475,6 +520,15 @@ def expand_queries(queries: Sequence[str | int | Path]) -> list[int | Path]:
         else:
             out.append(p)
     return out
+
+
+def search_region(project: Project | Path | str, query: str | int | Path, box, k: int = 10) -> RegionSearchResult:
+    """Search by a region: ``query`` an image id (int or digits) or an image file, ``box``
+    x, y, w, h in its pixels (or "x,y,w,h"); see :meth:`Searcher.by_region`."""
+    project = project if isinstance(project, Project) else Project(project)
+    if isinstance(query, str) and query.isdigit() and not Path(query).exists():
+        query = int(query)
+    return Searcher(project).by_region(query, box, k)
 
 
 def search(project: Project | Path | str, query: str | int | Path, k: int = 10, *,

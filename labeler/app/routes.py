@@ -28,6 +28,8 @@ IMAGE_URL = "/image/{}"
 EXPORT_URL = "/export/labels.csv"
 VIEW_URL = "/view/{}"
 VIEW_MAX_SIDE = 2048  # px: the large view's long side; bigger photos are downscaled
+ANOMALY_URL = "/anomaly/{}.png"
+HEAT_SIDE = 512  # px: the heat map image's long side (the image's aspect ratio)
 
 
 def thumb_url(image_id: int) -> str:
@@ -45,6 +47,52 @@ _MAX_ID = 2**63 - 1
 def view_url(image_id: int) -> str:
     """The large view's copy of an image: full resolution up to VIEW_MAX_SIDE px."""
     return VIEW_URL.format(int(image_id))
+
+
+def anomaly_url(image_id: int) -> str:
+    """The anomaly heat map of an image: a transparent PNG of the image's aspect ratio."""
+    return ANOMALY_URL.format(int(image_id))
+
+
+def heat_png(grid, width: int, height: int, info: dict, side: int = HEAT_SIDE) -> bytes:
+    """A heat map as a transparent PNG laid over an image of ``width`` × ``height`` pixels.
+
+    Parameters
+    ----------
+    grid : ndarray (g, g) float
+        Position-normalised patch anomaly (1 = typical at that position;
+        :func:`labeler.embedding.defect_features.anomaly_grid`).
+    width, height : int
+        The image's size: the PNG has its aspect ratio, ``side`` px on its long side.
+    info : dict
+        The patch maps' description (where the cells lie: :func:`~labeler.embedding.patch_maps.cell_boxes`).
+
+    Returns
+    -------
+    bytes
+        PNG, RGBA: transparent where the anomaly is typical (≤ 1), from yellow to red and
+        more opaque up to the image's largest anomaly (or 2, if that is below 2).
+    """
+    import numpy as np
+    from PIL import Image
+
+    from ..embedding.patch_maps import cell_boxes
+
+    a = np.nan_to_num(np.asarray(grid, dtype=np.float32), nan=1.0)
+    v = np.clip((a - 1.0) / (max(float(a.max()), 2.0) - 1.0), 0.0, 1.0)
+    rgba = np.stack([np.full_like(v, 255), 255 * (1 - v), np.zeros_like(v), 200 * np.sqrt(v)], axis=-1)
+    small = Image.fromarray(rgba.round().astype(np.uint8), "RGBA")
+    scale = side / max(width, height)
+    pw, ph = max(1, round(width * scale)), max(1, round(height * scale))
+    boxes = cell_boxes(width, height, info) * scale
+    x0, y0 = boxes[:, 0].min(), boxes[:, 1].min()
+    x1, y1 = (boxes[:, 0] + boxes[:, 2]).max(), (boxes[:, 1] + boxes[:, 3]).max()
+    frame = small.resize((max(1, round(x1 - x0)), max(1, round(y1 - y0))), Image.Resampling.BILINEAR)
+    out = Image.new("RGBA", (pw, ph), (0, 0, 0, 0))
+    out.paste(frame, (round(x0), round(y0)))
+    buf = io.BytesIO()
+    out.save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def view_jpeg(path, max_side: int = VIEW_MAX_SIDE) -> bytes:
@@ -87,7 +135,8 @@ def _image_file(project: Project, image_id: int) -> Path:
 
 
 def register_routes(server: Flask, project: Project) -> None:
-    """Add /thumb/<id>, /image/<id>, /view/<id> (size-capped) and the CSV download to ``server``."""
+    """Add /thumb/<id>, /image/<id>, /view/<id> (size-capped), /anomaly/<id>.png (the heat
+    map) and the CSV download to ``server``."""
 
     @server.route("/thumb/<int:image_id>")
     def thumb(image_id: int):
@@ -110,6 +159,24 @@ def register_routes(server: Flask, project: Project) -> None:
             abort(404)
         # Private: behind basic auth a shared cache must not keep it.
         return Response(data, mimetype="image/jpeg", headers={"Cache-Control": "private, max-age=600"})
+
+    @server.route("/anomaly/<int:image_id>.png")
+    def anomaly(image_id: int):
+        # 404 (one line) while there is no anomaly bank or patch map for the image.
+        from ..embedding.patch_maps import patch_maps_info
+        from ..patch_index import stored_image_size
+
+        row = _image_row(project, image_id)
+        try:
+            from ..embedding.defect_features import anomaly_grid
+
+            grid = anomaly_grid(project, image_id)
+            w, h = stored_image_size(project, image_id)
+        except (ImportError, LabelerError, OSError) as e:
+            return Response(f"no heat map for image {int(row['id'])}: {e}", 404,
+                            {"Content-Type": "text/plain; charset=utf-8"})
+        return Response(heat_png(grid, w, h, patch_maps_info(project)), mimetype="image/png",
+                        headers={"Cache-Control": "private, no-cache"})
 
     @server.route(EXPORT_URL)
     def export_labels():
@@ -363,11 +430,19 @@ def register_search_api(server: Flask, actx) -> None:
     :data:`~labeler.app.uploads.MAX_UPLOAD_BYTES` —, not an accepted image, bad
     ``k``) gets ``{"error": "..."}`` with status 400.
 
+    Search by a region: a ``box`` field ``x,y,w,h`` (pixels of the original image) with
+    the photo, or with ``id`` (an image of the collection) instead of the photo, answers
+    :meth:`labeler.patch_index.RegionSearchResult.to_dict`: ``hits`` best first, each with
+    its matched ``box`` in its own image. ``id`` without a box is a whole-image search of
+    that image. A malformed box, one outside the image, an unknown id: 400; no patch maps
+    in the project: 409 (the error names the command that computes them).
+
     Example::
 
         curl -F image=@photo.jpg -F k=5 http://127.0.0.1:8050/api/search
+        curl -F id=12 -F box=40,30,64,64 http://127.0.0.1:8050/api/search
     """
-    from ..errors import QueryImageError
+    from ..errors import NotFoundError, QueryImageError
     from .uploads import MAX_UPLOAD_BYTES, UploadError, checked_temp_file
 
     def bad(msg: str):
@@ -385,15 +460,33 @@ def register_search_api(server: Flask, actx) -> None:
         if not 1 <= k <= 1000:
             return bad("k must be between 1 and 1000")
         upload = request.files.get("image")
-        if upload is None:
-            return bad("send the photo as multipart/form-data in the field 'image'")
-        data = upload.stream.read(MAX_UPLOAD_BYTES + 1)
-        if len(data) > MAX_UPLOAD_BYTES:
-            return bad(f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+        box, raw_id = request.values.get("box"), request.values.get("id")
+        image_id = None
+        if raw_id is not None:
+            if upload is not None:
+                return bad("send either the photo ('image') or an image 'id', not both")
+            if not raw_id.strip().isdigit() or int(raw_id) > _MAX_ID:
+                return bad(f"id must be an image id (a non-negative integer), got {raw_id[:20]!r}")
+            image_id = int(raw_id)
+        elif upload is None:
+            return bad("send the photo as multipart/form-data in the field 'image' (or an image 'id')")
         try:
+            if image_id is not None:
+                if box is None:
+                    res = actx.searcher().by_id(image_id, k)
+                    return jsonify({**res.to_dict(), "vote_summary": res.vote_summary})
+                return jsonify(actx.searcher().by_region(image_id, box, k).to_dict())
+            data = upload.stream.read(MAX_UPLOAD_BYTES + 1)
+            if len(data) > MAX_UPLOAD_BYTES:
+                return bad(f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB")
+            name = (upload.filename or "uploaded photo").replace("/", "_")[-120:]
             with checked_temp_file(data) as path:
-                res = actx.searcher().by_file(path, k)
-        except (UploadError, QueryImageError) as e:
+                res = actx.searcher().by_file(path, k) if box is None else actx.searcher().by_region(path, box, k)
+        except NotFoundError as e:
+            return jsonify({"error": str(e)}), 409
+        except (UploadError, QueryImageError, BadInputError, StoreError) as e:
             return bad(str(e))
-        res.query = (upload.filename or "uploaded photo").replace("/", "_")[-120:]
+        res.query = name
+        if box is not None:
+            return jsonify(res.to_dict())
         return jsonify({**res.to_dict(), "vote_summary": res.vote_summary})

@@ -23,8 +23,11 @@ from .options import PROJECT, open_project
               help="More like this, for LABEL: re-rank the neighbours by that label's linear probe.")
 @click.option("--exact", is_flag=True,
               help="Exact (brute-force) cosine search even where the project has an HNSW index.")
+@click.option("--box", default=None, metavar="X,Y,W,H",
+              help="Search by a region: the box (pixels of the original image) of the one QUERY; "
+                   "finds the images whose best-matching region is nearest (needs patch maps).")
 @TEXT_QUERY  # --text (labeler.cli.models)
-def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact, texts):
+def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact, box, texts):
     """Reverse image search: nearest neighbours of each QUERY (image files, folders of
     images, or image ids). The model loads once for all queries; a file already in
     the collection is recognised by its content and uses its stored embedding.
@@ -37,11 +40,15 @@ def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact, t
       labeler search 12 --project data/projects/elpv --for-label cracked
       labeler search 12 --project data/projects/elpv --exact
       labeler search --text "a cracked cell" --project data/projects/elpv
+      labeler search 12 --box 40,30,64,64 --project data/projects/elpv --json
     """
     from ..search import QueryFailure, Searcher, expand_queries
 
     if texts or not queries:  # by a sentence (labeler.embedding.text)
         return text_search_cli(open_project(project_dir), texts, queries, k, as_json)
+
+    if box is not None:  # by a region (labeler.patch_index)
+        return region_search_cli(open_project(project_dir), queries, box, k, as_json)
 
     searcher = Searcher(open_project(project_dir))
     settings = searcher.project.settings()
@@ -57,6 +64,24 @@ def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact, t
             print_search(res, settings)
     if failed:
         sys.exit(1)
+
+
+def region_search_cli(project, queries, box: str, k: int, as_json: bool) -> None:
+    """Print the images found by a box of the one query (JSON: :meth:`RegionSearchResult.to_dict`)."""
+    from ..errors import BadInputError
+    from ..search import search_region
+
+    if len(queries) != 1:
+        raise BadInputError(f"--box searches one image (an id or a file), not {len(queries)}")
+    res = search_region(project, queries[0], box, k)
+    if as_json:
+        click.echo(json.dumps(res.to_dict()))
+        return
+    b = ",".join(f"{v:g}" for v in res.query_cells_box)
+    click.echo(f"query {res.query}, box {box} (read as the cells {b} of {res.width} x {res.height} px):")
+    for h in res.hits:
+        click.echo(f"  {h.similarity:.3f}  id {h.image_id:>6}  at {','.join(f'{v:g}' for v in h.box):<24} "
+                   f"label {h.label or '-':<12} {h.path}")
 
 
 def print_clusters(project, clustering_id=None, limit: int = 30, count: bool = True) -> None:
