@@ -3,7 +3,7 @@
 A CSV or Parquet file with the columns ``path``, ``label`` and ``score`` (a score in
 [0, 1]; several rows per image give several labels) from a classifier named by the user
 (``--source my-classifier``). Rows are matched to catalogued images exactly as
-``labeler import-labels`` matches them (:class:`labeler.export.importing._Matcher`: path
+``labeler import-labels`` matches them (:func:`labeler.export.importing.matched_rows`: path
 relative to the image root, absolute path inside it, then file content), and stored in the
 ``predictions`` table (:mod:`labeler.store.predictions`): importing a source again
 replaces all of its predictions in one transaction; a file with no usable row removes it.
@@ -19,8 +19,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BadInputError, LabelerError
-from ..export.importing import _Matcher, listing, read_label_csv
+from ..errors import BadInputError
+from ..export.importing import listing, matched_rows, read_label_csv
 from ..labels import clean_label
 
 #: Longest source name accepted.
@@ -141,21 +141,9 @@ def import_predictions(project, file: Path | str, source: str, *, dry_run: bool 
     if rows and not any(r.score for r in rows) and not _has_score_column(file):
         raise BadInputError(f"{file} needs a 'score' column (a number in [0, 1] per row) beside path and label")
     rep = PredictionReport(str(file), source, rows=len(rows), dry_run=dry_run)
-    matcher = _Matcher(project, file.resolve().parent)
     kept: dict[tuple[int, str], float] = {}
-    for row in rows:
-        if not row.label.strip():
-            rep.blank.append(row.where)
-            continue
-        try:
-            label, score = clean_label(row.label), _score(row.score)
-        except LabelerError as e:
-            rep.bad.append((row.where, str(e)))
-            continue
-        ids, _ = matcher.match(row)
-        if not ids:
-            rep.unmatched.append(row.where)
-            continue
+    for row, (label, score), ids, _ in matched_rows(project, rows, file.resolve().parent, rep,
+                                                    lambda r: (clean_label(r.label), _score(r.score))):
         for i in ids:
             if (i, label) in kept:
                 rep.duplicates.append((row.where, label))

@@ -305,6 +305,49 @@ class _Matcher:
         return (sorted(self.hashes[h]), True) if h in self.hashes else ([], False)
 
 
+def matched_rows(project, rows: list[ImportRow], base: Path, report, parse):
+    """The rows of a label file that name catalogued images, with what ``parse`` read
+    from them: the one row loop of ``labeler import-labels`` and ``import-predictions``.
+
+    A row with an empty label goes to ``report.blank``, one ``parse`` refuses to
+    ``report.bad`` (with the reason) and one that names no catalogued image to
+    ``report.unmatched``; each is skipped.
+
+    Parameters
+    ----------
+    project : Project
+    rows : list of ImportRow
+        From :func:`read_label_csv` or :func:`read_label_folders`.
+    base : Path
+        The tree read, or the CSV's folder: relative paths are also tried from there.
+    report : ImportReport or PredictionReport
+        Has the lists ``blank``, ``bad`` and ``unmatched``.
+    parse : callable
+        ``parse(row)`` -> the row's cleaned values; raises LabelerError for a bad value.
+
+    Yields
+    ------
+    (ImportRow, object, list of int, bool)
+        The row, ``parse(row)``, the ids of the images it names and whether they were
+        matched by content (the path matched none).
+    """
+    matcher = _Matcher(project, base)
+    for row in rows:
+        if not row.label.strip():
+            report.blank.append(row.where)
+            continue
+        try:
+            parsed = parse(row)
+        except LabelerError as e:
+            report.bad.append((row.where, str(e)))
+            continue
+        ids, by_content = matcher.match(row)
+        if not ids:
+            report.unmatched.append(row.where)
+            continue
+        yield row, parsed, ids, by_content
+
+
 # -- the import ------------------------------------------------------------------------------
 
 def import_labels(project, source: Path | str, *, annotator: str | None = None, relabel: bool = False,
@@ -343,25 +386,13 @@ def import_labels(project, source: Path | str, *, annotator: str | None = None, 
     if rows is None:
         rows = read_label_folders(source) if is_tree else read_label_csv(source)
     rep = ImportReport(str(source), rows=len(rows), dry_run=dry_run)
-    matcher = _Matcher(project, source.resolve() if is_tree else source.resolve().parent)
     wanted: dict[int, tuple[str, str | None]] = {}
     named_by: dict[int, str] = {}
     disagree: dict[int, set[str]] = {}
     content: set[int] = set()
-    for row in rows:
-        if not row.label.strip():
-            rep.blank.append(row.where)
-            continue
-        try:
-            label = clean_label(row.label)
-            row_who = clean_annotator(row.annotator) if row.annotator else None
-        except LabelerError as e:
-            rep.bad.append((row.where, str(e)))
-            continue
-        ids, by_content = matcher.match(row)
-        if not ids:
-            rep.unmatched.append(row.where)
-            continue
+    for row, (label, row_who), ids, by_content in matched_rows(
+            project, rows, source.resolve() if is_tree else source.resolve().parent, rep,
+            lambda r: (clean_label(r.label), clean_annotator(r.annotator) if r.annotator else None)):
         for i in ids:
             if by_content:
                 content.add(i)
