@@ -263,16 +263,14 @@ def recluster(project: Project, settings: Settings, *, remap: bool = False,
     Returns
     -------
     int
-        The id of the new clustering.
+        The id of the clustering :func:`labeler.clustering.cluster_project` stored.
 
     Raises
     ------
     ProjectLockedError
         Another process is writing to the project: nothing was changed.
-    BadInputError
-        Unknown method, or a k the collection cannot take.
-    NotIngestedError
-        The project has no PCA vectors or clustering space yet.
+    BadInputError, NotIngestedError
+        Raised by :func:`labeler.clustering.cluster_project` (see there).
     """
     with project_lock(project.root, "cluster run"):
         if remap:

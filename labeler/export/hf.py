@@ -59,10 +59,8 @@ def export_hf(rows: list[dict], out: Path | str, *,
 
     Parameters
     ----------
-    rows : list of dict
-        From :func:`labeler.export.table.training_table`.
-    out : path
-        A new or empty folder.
+    rows, out
+        As for :func:`labeler.export.imagefolder.export_imagefolder`.
     shard_bytes : int
         Image bytes per batch and shard (rows per shard = ``shard_bytes`` / the mean
         file size, 1 to 1,000).
