@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.fixtures_images import photo_array
+from fixtures_images import photo_array
 
 W, H = 320, 240  # not square: the boxes go through the squash to 224 × 224 and back
 SIDE = 72  # the pasted patch, pixels

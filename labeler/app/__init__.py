@@ -21,7 +21,7 @@ from dash import Dash
 from ..errors import BadInputError
 from ..project import Project
 from . import (callbacks_assist, callbacks_explore, callbacks_follow, callbacks_label, callbacks_refine,
-               callbacks_review, callbacks_search, callbacks_viewer)
+               callbacks_region, callbacks_review, callbacks_search, callbacks_viewer)
 from .layout import serve_layout
 from .routes import Users, install_basic_auth, install_hardening, register_routes, register_search_api
 from .state import AppContext
@@ -89,7 +89,7 @@ def create_app(project: Project | str | Path, *, auth: str | None = None, auth_f
     register_search_api(app.server, actx)
     app.layout = lambda: serve_layout(actx)
     for module in (callbacks_explore, callbacks_label, callbacks_search, callbacks_refine, callbacks_review,
-                   callbacks_assist, callbacks_viewer, callbacks_follow):
+                   callbacks_assist, callbacks_viewer, callbacks_follow, callbacks_region):
         module.register(app, actx)
     # After every clientside callback is registered: their inline scripts are hashed.
     install_hardening(app.server, allowed_hosts=allowed_hosts, max_content_length=max_content_length,

@@ -12,7 +12,7 @@ from ..search import QueryImageError, SearchResult
 from . import ids
 from .callbacks_label import label_on_submit, labelled_note_on, ticked
 from .common import is_ticked, result, shown_labels, track_ticks, triggered_value
-from .components import caption, full_image_link, grid, thumb
+from .components import caption, full_image_link, grid, outline_style, thumb
 from .routes import thumb_url
 from .state import AppContext
 from .uploads import UploadError, preview_data_uri, uploaded_image
@@ -117,10 +117,18 @@ def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=Non
     lc = stored["likely_cluster"]
     star = " · the ★ on the map is its position" if stored.get("map_xy") is not None else " (most of its neighbours)"
     where = [html.Div(f"likely cluster: {lc if lc >= 0 else 'noise'}{star}", className="muted small")]
+    if stored.get("query_box"):
+        where.insert(0, html.Div(f"Search by a region: {stored['query']} (outlined); each result's "
+                                 "best-matching region is outlined", className="small", id="region-query"))
     if qid is not None:
         f = facts.get(qid, {})
         cl = f.get("cluster", -1)
-        query = [html.Img(src=thumb_url(qid), className="query-img"), html.Div([
+        qimg = html.Img(src=thumb_url(qid), className="query-img")
+        if stored.get("query_box"):  # a region search: the box asked for, outlined on the query
+            b = stored["query_box"]
+            qimg = html.Div([qimg, html.Div(className="region-box", style=outline_style(b[:4], b[4], b[5]))],
+                            className="query-region")
+        query = [qimg, html.Div([
             html.Div(f"#{qid} · {f.get('path', '').rsplit('/', 1)[-1]}", className="detail-title"),
             html.Div(f"cluster {cl}" if cl >= 0 else "noise"),
             html.Div(f"label: {f.get('label') or '—'}", id="query-label"),
@@ -148,8 +156,10 @@ def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=Non
     ex = {int(i) for i in excluded or []}
     shown, page, n_pages = page_of(nb, page, PER_PAGE)
     labels_shown = shown_labels([i for i, _ in shown], facts)
+    boxes = stored.get("boxes") or {}  # a region search: where each image matched
     thumbs = [thumb(ids.GRID_SEARCH, i, caption(i, facts.get(i), s), held=str(i) in labels_shown,
-                    checked=is_ticked(i, labels_shown.get(str(i)), ex, relabel)) for i, s in shown]
+                    checked=is_ticked(i, labels_shown.get(str(i)), ex, relabel),
+                    outline=_outline(boxes.get(str(i)))) for i, s in shown]
     return {"query": query, "novel": novel, "vote": vote, "grid": grid(thumbs),
             "pages": f" of {n_pages} ({len(nb)} neighbours)", "n_pages": n_pages,
             "image_row_style": {"display": "flex" if qid is not None else "none"}, "shown": labels_shown}
@@ -252,6 +262,11 @@ def register(app: Dash, actx: AppContext) -> None:
                     source="search", what="neighbour(s)")
     label_on_submit(app, actx, ids.IMAGE_LABEL_BUTTON, ids.IMAGE_LABEL_INPUT, _query_image,
                     State(ids.SEARCH_RESULT, "data"))
+
+
+def _outline(b) -> tuple | None:
+    """``thumb``'s outline from a stored ``[x, y, w, h, width, height]`` (None: no box)."""
+    return None if not b or len(b) != 6 else (b[:4], b[4], b[5])
 
 
 def _neighbour_ids(stored) -> list[int]:

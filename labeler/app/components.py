@@ -6,7 +6,7 @@ from dash import dcc, html
 
 from ..labels import MAX_LABEL_LENGTH
 from . import ids
-from .routes import image_url, thumb_url
+from .routes import anomaly_url, image_url, thumb_url
 
 
 HINT_TITLE = ("the backbone's most frequent ImageNet top-1 class here and its mean probability: "
@@ -25,18 +25,38 @@ def label_input(id_: str, placeholder: str = "label") -> dcc.Input:
                      maxLength=MAX_LABEL_LENGTH)
 
 
+def outline_style(box, width: int, height: int) -> dict:
+    """CSS position of a pixel box (x, y, w, h of a ``width`` × ``height`` image) over its
+    thumbnail shown whole in a square (``object-fit: contain``), in percent of the square."""
+    side = float(max(width, height)) or 1.0
+    x, y, w, h = (float(v) for v in box)
+    return {"left": f"{50 + 100 * (x - width / 2) / side:.2f}%", "top": f"{50 + 100 * (y - height / 2) / side:.2f}%",
+            "width": f"{100 * w / side:.2f}%", "height": f"{100 * h / side:.2f}%"}
+
+
 def thumb(grid: str, image_id: int, caption: str = "", *, checked: bool | None = None,
-          title: str | None = None, badge: str | None = None, held: bool = False) -> html.Div:
+          title: str | None = None, badge: str | None = None, held: bool = False,
+          outline: tuple | None = None) -> html.Div:
     """One thumbnail: clicking it opens the large view (full resolution, neighbours).
 
     ``checked`` None = no tick box; True/False = ticked/unticked tick box. ``held``: the
-    image holds a label (unticked: left as it is; ticked: to be relabelled).
+    image holds a label (unticked: left as it is; ticked: to be relabelled). ``outline``:
+    ``(box, width, height)``, a region (pixels of the image) outlined on the thumbnail,
+    which is then shown whole (a region search's match). Thumbnails of the Next tab carry
+    the anomaly heat map, shown while the page has the class ``heat-on`` (its ``src`` is
+    set then by ``assets/region.js``, so nothing loads while it is off).
     """
+    inner = [html.Img(src=thumb_url(image_id), alt=f"image {image_id}")]
+    cls = "thumb-btn"
+    if outline is not None:
+        inner.append(html.Div(className="region-box", style=outline_style(*outline)))
+        cls += " thumb-contain"
+    if grid == ids.GRID_NEXT:
+        inner.append(html.Img(className="heat-overlay", alt="", **{"data-src": anomaly_url(image_id)}))
     children = [
         html.Button(
-            [html.Img(src=thumb_url(image_id), alt=f"image {image_id}"),
-             html.Span("view", className="thumb-hint")],
-            id=ids.thumb_similar(grid, image_id), className="thumb-btn", n_clicks=0,
+            inner + [html.Span("view", className="thumb-hint")],
+            id=ids.thumb_similar(grid, image_id), className=cls, n_clicks=0,
             title=title or f"image {image_id}: open the large view",
         )
     ]

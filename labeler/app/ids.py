@@ -76,6 +76,17 @@ LV_NEXT = "lv-next"
 LV_CLOSE = "lv-close"
 LV_SEARCH = "lv-search"  # open this image's neighbours in the Search tab
 LV_NEIGHBOUR = "lv-neighbour"  # pattern type: a neighbour thumbnail in the large view
+# Search by a region and the anomaly overlay (callbacks_region.py, assets/region.js)
+LV_BOX = "lv-box-store"  # {src, fx, fy, fw, fh}: the box drawn on the large image, fractions of the image (region.js)
+LV_BOX_RECT = "lv-box"  # the drawn box's outline over the large image (positioned by region.js)
+LV_BOX_MODE = "lv-box-mode"  # button: drag draws a box instead of panning (Shift+drag always draws)
+LV_REGION_SEARCH = "lv-region-search"  # button: 'Search this region' -> the Search tab
+LV_REGION_NOTE = "lv-region-note"  # one line: the box drawn, or what command is missing
+LV_HEAT = "lv-heat"  # checklist: show the anomaly heat map over the large image
+LV_HEAT_IMG = "lv-heat-img"  # the heat map image over the large image
+LV_HEAT_NOTE = "lv-heat-note"
+HEAT_TOGGLE = "heat-toggle"  # top bar checklist: the heat map on the Next cards (and the large view)
+APP_ROOT = "app-root"  # the page's root div: class 'heat-on' shows the heat overlays
 HELP_OVERLAY = "help-overlay"  # the keyboard table, toggled by '?'
 HELP_BUTTON = "help-button"
 
@@ -120,6 +131,7 @@ UPLOAD = "upload"
 SEARCH_K = "search-k"
 SEARCH_TEXT = "search-text"  # a sentence to search by (CLIP feature set: labeler features --text-model)
 SEARCH_TEXT_BUTTON = "search-text-button"
+SEARCH_ANOMALOUS = "search-anomalous"  # button: the unlabelled images, most anomalous first
 SEARCH_FOR_LABEL = "search-for-label"  # optional: "more like this, for LABEL" (labeler.assist)
 SEARCH_ERROR = "search-error"
 SEARCH_QUERY = "search-query"  # the query image and its facts

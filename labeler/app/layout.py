@@ -50,6 +50,7 @@ def _stores(ctx: AppContext, clustering_id: int) -> list:
         dcc.Store(id=ids.KB_EVENT, data=None),
         dcc.Store(id=ids.LV_IMAGE, data=None),
         dcc.Store(id=ids.LV_QUEUE, data=None),
+        dcc.Store(id=ids.LV_BOX, data=None),
         dcc.Store(id=ids.MAP_POINTS, data=ctx.n_points),
         dcc.Store(id=ids.MAP_VIEW, data=None),
         dcc.Store(id=ids.MAP_SHAPE, data=None),
@@ -81,6 +82,10 @@ def _topbar(ctx: AppContext) -> html.Header:
             html.Span(id=ids.ANNOTATOR_NAME, className="annotator"),
             html.Button("change", id=ids.ANNOTATOR_CHANGE, className="btn-link", n_clicks=0,
                         style={"display": "none"} if ctx.users is not None else {}),
+            html.Span(dcc.Checklist(id=ids.HEAT_TOGGLE, inline=True, value=[],
+                                    options=[{"label": " heat map", "value": "on"}]),
+                      title="Anomaly heat map over the Next cards and the large view "
+                            "(needs: labeler features --compute defect)"),
             html.Button("?", id=ids.HELP_BUTTON, className="btn", n_clicks=0, title="Keyboard shortcuts (?)"),
             html.Button("↶ Undo", id=ids.UNDO, className="btn", n_clicks=0,
                         title="Undo your last action (u or Ctrl+Z); a bulk label undoes as one"),
@@ -177,8 +182,12 @@ def _search_tab() -> dcc.Tab:
         ], className="toolbar"),
         html.Div([dcc.Input(id=ids.SEARCH_TEXT, type="text", placeholder="or describe it: a cracked cell",
                             className="label-input", maxLength=300),
-                  html.Button("Search by text", id=ids.SEARCH_TEXT_BUTTON, className="btn", n_clicks=0)],
-                 className="action-row", title="Needs a CLIP feature set: labeler features --text-model NAME"),
+                  html.Button("Search by text", id=ids.SEARCH_TEXT_BUTTON, className="btn", n_clicks=0,
+                              title="Needs a CLIP feature set: labeler features --text-model NAME"),
+                  html.Button("Unlabelled, most anomalous first", id=ids.SEARCH_ANOMALOUS, className="btn",
+                              n_clicks=0, title="The unlabelled images by their anomaly score, highest first "
+                                                "(needs: labeler features --compute defect)")],
+                 className="action-row"),
         html.Div(id=ids.SEARCH_ERROR),
         dcc.Loading(html.Div([html.Img(id=ids.SEARCH_PREVIEW, className="query-img", style={"display": "none"}),
                               html.Div(id=ids.SEARCH_QUERY)], className="query-row"),
@@ -248,11 +257,24 @@ def _large_view() -> html.Div:
         html.Div(id=ids.LV_FACTS),
         html.Div(id=ids.LV_EXTRA),
         html.Div("wheel = zoom · drag = pan · double-click = reset", className="muted small"),
+        html.Div([html.Button("▭ draw a box", id=ids.LV_BOX_MODE, className="btn btn-small", n_clicks=0,
+                              title="Then drag over the image (Shift+drag draws a box in any mode)"),
+                  html.Button("Search this region", id=ids.LV_REGION_SEARCH, className="btn btn-small btn-primary",
+                              n_clicks=0, title="The images whose best-matching region is nearest to the box: "
+                                                "the Search tab, each with its match outlined")],
+                 className="lv-region-row"),
+        html.Div("Shift+drag (or ▭ then drag) draws a box over the image.", id=ids.LV_REGION_NOTE,
+                 className="muted small"),
+        dcc.Checklist(id=ids.LV_HEAT, inline=True, value=[], className="lv-heat-toggle",
+                      options=[{"label": " anomaly heat map", "value": "on"}]),
+        html.Div(id=ids.LV_HEAT_NOTE, className="muted small"),
         html.Div("nearest neighbours", className="muted small", style={"marginTop": "10px"}),
         html.Div(id=ids.LV_NEIGHBOURS, className="lv-neighbours"),
     ], className="lv-side")
-    stage = html.Div(html.Div(html.Img(id=ids.LV_IMG, alt="large view"), id=ids.LV_IMG_WRAP,
-                              className="lv-img-wrap"), className="lv-stage")
+    stage = html.Div(html.Div([html.Img(id=ids.LV_IMG, alt="large view"),
+                               html.Img(id=ids.LV_HEAT_IMG, alt="", className="lv-heat", style={"display": "none"}),
+                               html.Div(id=ids.LV_BOX_RECT, className="lv-box", style={"display": "none"})],
+                              id=ids.LV_IMG_WRAP, className="lv-img-wrap"), className="lv-stage")
     return html.Div([stage, side], id=ids.LV_OVERLAY, className="lv-overlay", style={"display": "none"})
 
 
@@ -281,4 +303,4 @@ def serve_layout(ctx: AppContext):
         _name_dialog(),
         _large_view(),
         _help(),
-    ], className="app")
+    ], className="app", id=ids.APP_ROOT)

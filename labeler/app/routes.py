@@ -80,7 +80,7 @@ def heat_png(grid, width: int, height: int, info: dict, side: int = HEAT_SIDE) -
 
     a = np.nan_to_num(np.asarray(grid, dtype=np.float32), nan=1.0)
     v = np.clip((a - 1.0) / (max(float(a.max()), 2.0) - 1.0), 0.0, 1.0)
-    rgba = np.stack([np.full_like(v, 255), 255 * (1 - v), np.zeros_like(v), 200 * np.sqrt(v)], axis=-1)
+    rgba = np.stack([np.full_like(v, 255), 255 * (1 - v), np.zeros_like(v), 210 * v], axis=-1)
     small = Image.fromarray(rgba.round().astype(np.uint8), "RGBA")
     scale = side / max(width, height)
     pw, ph = max(1, round(width * scale)), max(1, round(height * scale))

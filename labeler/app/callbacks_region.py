@@ -1,0 +1,207 @@
+"""Search by a region drawn on the large view, the anomaly heat map overlay, and the
+unlabelled images sorted most anomalous first (issue 24, items 3 and 4).
+
+The box is drawn with the mouse by ``assets/region.js`` (Shift+drag, or drag after
+"▭ draw a box"), which writes it into :data:`~labeler.app.ids.LV_BOX` as fractions of
+the image shown; "Search this region" turns it into pixels of the original image and
+asks :meth:`labeler.search.Searcher.by_region`. The answer goes to the Search tab's grid
+(label, tick and page through it as any search), each thumbnail with its matched region
+outlined. Without patch maps or anomaly scores the controls say in one line which
+command makes them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+from dash import Dash, Input, Output, State, ctx, no_update
+from dash.exceptions import PreventUpdate
+
+from ..errors import LabelerError
+from . import ids
+from .common import result, triggered_value
+from .routes import anomaly_url
+from .state import AppContext
+
+#: Most images the "most anomalous first" list holds (pages of the Search grid).
+ANOMALOUS_MAX = 400
+BOX_HINT = "Draw a box first: Shift+drag over the image (or ▭ draw a box, then drag)."
+
+
+def _k(k) -> int:
+    try:
+        return int(min(max(int(k or 12), 1), 100))
+    except (TypeError, ValueError):
+        return 12
+
+
+def box_pixels(box: dict, width: int, height: int) -> tuple[float, float, float, float]:
+    """A box of fractions ``{fx, fy, fw, fh}`` (of the image shown) in pixels of a
+    ``width`` × ``height`` image, clipped to it.
+
+    Raises
+    ------
+    BadInputError
+        Missing or non-numeric fractions.
+    """
+    from ..errors import BadInputError
+
+    try:
+        fx, fy, fw, fh = (float(box[k]) for k in ("fx", "fy", "fw", "fh"))
+    except (KeyError, TypeError, ValueError):
+        raise BadInputError(BOX_HINT) from None
+    x0, y0 = min(max(fx, 0.0), 1.0), min(max(fy, 0.0), 1.0)
+    x1, y1 = min(max(fx + fw, 0.0), 1.0), min(max(fy + fh, 0.0), 1.0)
+    return (round(x0 * width, 1), round(y0 * height, 1), round((x1 - x0) * width, 1), round((y1 - y0) * height, 1))
+
+
+def _vote_fields(neighbours, labels: dict, clusters: dict) -> dict:
+    """The vote-related fields of a stored search result from plain neighbour lists."""
+    labelled = Counter()
+    for i, s in neighbours:
+        if labels.get(i):
+            labelled[labels[i]] += max(float(s), 0.0)
+    total = sum(labelled.values())
+    cl = Counter(int(clusters.get(i, -1)) for i, _ in neighbours)
+    return {"vote": {lab: round(v / total, 4) for lab, v in labelled.most_common()} if total else {},
+            "predicted_label": labelled.most_common(1)[0][0] if total else None,
+            "likely_cluster": int(cl.most_common(1)[0][0]) if cl else -1}
+
+
+def region_search_store(actx: AppContext, image_id: int, box: dict, k=12) -> dict:
+    """The Search tab's stored result for a box drawn on image ``image_id``: the hits as
+    neighbours (similarity = mean cosine of the matched cells), ``boxes`` {id: [x, y, w, h,
+    width, height]} of their matched regions and ``query_box`` likewise for the query.
+
+    Raises
+    ------
+    LabelerError
+        No patch maps (names the command), a box outside the image, an unknown image.
+    """
+    from ..patch_index import stored_image_size
+
+    w, h = stored_image_size(actx.project, int(image_id))
+    px = box_pixels(box, w, h)
+    res = actx.searcher().by_region(int(image_id), px, _k(k))
+    nb = [[hit.image_id, round(float(hit.similarity), 4)] for hit in res.hits]
+    facts = {hit.image_id: hit for hit in res.hits}
+    return {"query": f"region {','.join(f'{v:g}' for v in px)} of image {image_id}",
+            "query_image_id": int(image_id), "neighbours": nb,
+            **_vote_fields(nb, {i: f.label for i, f in facts.items()}, {i: f.cluster for i, f in facts.items()}),
+            "map_xy": None, "best_similarity": float(nb[0][1]) if nb else 0.0, "novelty_threshold": 0.0,
+            "is_novel": False, "top1_class": None, "top1_prob": None,
+            "boxes": {str(hit.image_id): [*hit.box, hit.width, hit.height] for hit in res.hits},
+            "query_box": [*res.query_cells_box, res.width, res.height], "region": True}
+
+
+def anomalous_store(actx: AppContext, n: int = ANOMALOUS_MAX) -> dict:
+    """The Search tab's stored result listing the unlabelled images by anomaly score,
+    highest first (at most ``n``; "similarity" holds the score: 1 = typical).
+
+    Raises
+    ------
+    NotFoundError
+        No anomaly scores yet (names the command).
+    """
+    from ..embedding.defect_features import anomaly_scores
+
+    scores = anomaly_scores(actx.project)
+    row_ids = actx.store.row_image_ids()
+    m = min(len(scores), len(row_ids))
+    scores, row_ids = scores[:m], np.asarray(row_ids[:m])
+    labelled = np.array(sorted(actx.store.labels()), dtype=np.int64)
+    keep = (row_ids >= 0) & np.isfinite(scores) & ~np.isin(row_ids, labelled)
+    rows = np.flatnonzero(keep)
+    top = rows[np.argsort(-scores[rows], kind="stable")[:n]]
+    nb = [[int(row_ids[r]), round(float(scores[r]), 4)] for r in top]
+    clusters = actx.store.clusters_for([i for i, _ in nb])
+    cl = Counter(int(clusters.get(i, -1)) for i, _ in nb)
+    return {"query": f"unlabelled images, most anomalous first ({int(keep.sum()):,} with a score; "
+                     "the number is the score, 1 = typical)", "query_image_id": None, "neighbours": nb,
+            "vote": {}, "predicted_label": None, "likely_cluster": int(cl.most_common(1)[0][0]) if cl else -1,
+            "map_xy": None, "best_similarity": float(nb[0][1]) if nb else 0.0, "novelty_threshold": 0.0,
+            "is_novel": False, "top1_class": None, "top1_prob": None}
+
+
+def heat_available(actx: AppContext) -> str | None:
+    """None when anomaly heat maps can be drawn, else the one line saying which command makes them."""
+    try:
+        from ..embedding.defect_features import anomaly_scores
+
+        anomaly_scores(actx.project)
+    except ImportError:
+        return "anomaly heat maps are not available in this version of labeler"
+    except LabelerError as e:
+        return f"No heat map: {e}"
+    return None
+
+
+def register(app: Dash, actx: AppContext) -> None:
+    """Register the region search, heat map and anomaly sort callbacks on ``app``."""
+
+    @app.callback(
+        Output(ids.SEARCH_RESULT, "data", allow_duplicate=True),
+        Output(ids.SEARCH_EXCLUDED, "data", allow_duplicate=True),
+        Output(ids.SEARCH_RELABEL, "data", allow_duplicate=True),
+        Output(ids.SEARCH_PAGE, "value", allow_duplicate=True),
+        Output(ids.TABS, "value", allow_duplicate=True),
+        Output(ids.SEARCH_PREVIEW, "style", allow_duplicate=True),
+        Output(ids.SEARCH_ERROR, "children", allow_duplicate=True),
+        Output(ids.LV_IMAGE, "data", allow_duplicate=True),
+        Output(ids.LV_REGION_NOTE, "children"),
+        Input(ids.LV_REGION_SEARCH, "n_clicks"),
+        Input(ids.SEARCH_ANOMALOUS, "n_clicks"),
+        State(ids.LV_BOX, "data"),
+        State(ids.LV_IMAGE, "data"),
+        State(ids.SEARCH_K, "value"),
+        prevent_initial_call=True,
+    )
+    def search_region_or_anomalous(_region, _anomalous, box, lv_image, k):
+        if not triggered_value():
+            raise PreventUpdate
+        if ctx.triggered_id == ids.SEARCH_ANOMALOUS:
+            try:
+                stored = anomalous_store(actx)
+            except (ImportError, LabelerError) as e:
+                return (no_update,) * 6 + (result(str(e), "error"), no_update, no_update)
+            return stored, [], {}, 1, ids.TAB_SEARCH, {"display": "none"}, [], no_update, no_update
+        if lv_image is None:
+            raise PreventUpdate
+        if not box or str(box.get("src", "")).rsplit("/", 1)[-1] != str(int(lv_image)):
+            return (no_update,) * 8 + (result(BOX_HINT, "warn"),)
+        try:
+            stored = region_search_store(actx, int(lv_image), box, k)
+        except LabelerError as e:
+            return (no_update,) * 8 + (result(str(e), "error"),)
+        # The large view closes on the Search tab, as 'similar → Search tab' does.
+        return stored, [], {}, 1, ids.TAB_SEARCH, {"display": "none"}, [], None, no_update
+
+    @app.callback(
+        Output(ids.HEAT_TOGGLE, "value"),
+        Output(ids.LV_HEAT, "value"),
+        Output(ids.APP_ROOT, "className"),
+        Output(ids.LV_HEAT_IMG, "src"),
+        Output(ids.LV_HEAT_IMG, "style"),
+        Output(ids.LV_HEAT_NOTE, "children"),
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Input(ids.HEAT_TOGGLE, "value"),
+        Input(ids.LV_HEAT, "value"),
+        Input(ids.LV_IMAGE, "data"),
+        prevent_initial_call=True,
+    )
+    def heat(top, lv, image_id):
+        # One state, two tick boxes (the top bar's for the Next cards, the large view's).
+        tid = ctx.triggered_id
+        on = bool(top if tid == ids.HEAT_TOGGLE else lv)
+        if tid == ids.LV_IMAGE and not on:
+            raise PreventUpdate
+        why = heat_available(actx) if on else None
+        if why is not None:
+            return ([], [], "app", "", {"display": "none"}, result(why, "warn"),
+                    result(why, "warn") if tid == ids.HEAT_TOGGLE else no_update)
+        value = ["on"] if on else []
+        if not on or image_id is None:
+            return value, value, "app heat-on" if on else "app", "", {"display": "none"}, [], no_update
+        return (value, value, "app heat-on", anomaly_url(int(image_id)), {"display": "block"},
+                "red = least like the normal patches at that place", no_update)
