@@ -153,6 +153,31 @@ def run(action: Callable[..., str | Outcome], *args, version=None, **kwargs) -> 
     return Reply(message(out.text, out.kind), (version or 0) + 1 if done or reloaded else no_update, done, confirm)
 
 
+#: The first outputs of every write callback: the message bar and the version store
+#: (:class:`Reply`'s ``message`` and ``version``).
+WRITE_OUTPUTS = (Output(ids.MESSAGE, "children", allow_duplicate=True),
+                 Output(ids.VERSION, "data", allow_duplicate=True))
+
+
+def write_callback(app, *dependencies, outputs=()):
+    """``app.callback`` for a write action, the one way to declare one.
+
+    The callback returns the message and the new version (:data:`WRITE_OUTPUTS`), then
+    ``outputs``; it is called with the values of ``dependencies`` (its Inputs, then its
+    States), then the annotator's name and the page's version, and never on page load.
+
+    Parameters
+    ----------
+    app : Dash
+    *dependencies : Input or State
+        What the callback reads, Inputs first.
+    outputs : sequence of Output
+        What it writes besides the message and the version.
+    """
+    return app.callback(*WRITE_OUTPUTS, *outputs, *dependencies, State(ids.ANNOTATOR, "data"),
+                        State(ids.VERSION, "data"), prevent_initial_call=True)
+
+
 def write_on_click(app, actx, button: str, action: Callable[..., str | Outcome], *states: State,
                    prepare: Callable[..., tuple[tuple, dict]] | None = None) -> None:
     """Register the usual write callback on ``app``: a click on ``button`` runs
@@ -164,15 +189,7 @@ def write_on_click(app, actx, button: str, action: Callable[..., str | Outcome],
     duplicate group are such callbacks.
     """
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Input(button, "n_clicks"),
-        *states,
-        State(ids.ANNOTATOR, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
+    @write_callback(app, Input(button, "n_clicks"), *states)
     def write(n, *values):
         *values, annotator, version = values
         if not n:

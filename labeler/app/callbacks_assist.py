@@ -24,7 +24,7 @@ from ..assist.evidence import VOUCH_LEVEL, probability_text, vouch_text
 from ..assist.suggest import LOW_PROBABILITY, LowProbabilityError, accept, low_probability, plan_accept, suggest
 from ..errors import BadInputError, LabelerError
 from . import ids
-from .actions import run
+from .actions import run, write_callback
 from .common import annotator_name
 from .components import message, thumb
 from .state import AppContext
@@ -326,19 +326,9 @@ def register(app: Dash, actx: AppContext) -> None:
         except (TypeError, ValueError):
             return ""
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(NEXT_ACCEPT_PENDING, "data"),
-        Input(ids.NEXT_ACCEPT_BUTTON, "n_clicks"),
-        State(ids.NEXT_ACCEPT_LABEL, "value"),
-        State(ids.NEXT_ACCEPT_MIN, "value"),
-        State(NEXT_ACCEPT_BUDGET, "value"),
-        State(NEXT_ACCEPT_PENDING, "data"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
+    @write_callback(app, Input(ids.NEXT_ACCEPT_BUTTON, "n_clicks"), State(ids.NEXT_ACCEPT_LABEL, "value"),
+                    State(ids.NEXT_ACCEPT_MIN, "value"), State(NEXT_ACCEPT_BUDGET, "value"),
+                    State(NEXT_ACCEPT_PENDING, "data"), outputs=[Output(NEXT_ACCEPT_PENDING, "data")])
     def accept_bulk(n, label, min_confidence, budget, pending, annotator, version):
         if not n:
             raise PreventUpdate
@@ -352,17 +342,10 @@ def register(app: Dash, actx: AppContext) -> None:
                 confirmed=confirmed, version=version)
         return r.message, r.version, None
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Input({"type": ids.NEXT_ACCEPT_ONE, "id": ALL}, "n_clicks"),
-        Input({"type": ids.NEXT_LABEL_ONE, "id": ALL}, "n_clicks"),
-        State({"type": ids.NEXT_LABEL_INPUT, "id": ALL}, "value"),
-        State({"type": ids.NEXT_LABEL_INPUT, "id": ALL}, "id"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
+    @write_callback(app, Input({"type": ids.NEXT_ACCEPT_ONE, "id": ALL}, "n_clicks"),
+                    Input({"type": ids.NEXT_LABEL_ONE, "id": ALL}, "n_clicks"),
+                    State({"type": ids.NEXT_LABEL_INPUT, "id": ALL}, "value"),
+                    State({"type": ids.NEXT_LABEL_INPUT, "id": ALL}, "id"))
     def act_on_one(_acc, _lab, values, input_ids, annotator, version):
         from dash import ctx
 

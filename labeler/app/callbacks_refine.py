@@ -12,7 +12,7 @@ from dash.exceptions import PreventUpdate
 from .. import refine
 from ..errors import BadInputError, LabelerError
 from . import ids
-from .actions import run, write_on_click
+from .actions import run, write_callback, write_on_click
 from .common import annotator_name, result, ticked_ids
 from .components import thumb
 from .state import AppContext
@@ -146,17 +146,9 @@ def register(app: Dash, actx: AppContext) -> None:
             return None, result(f"No preview: {e}", "error")
         return p, split_preview_view(p)
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(ids.SPLIT_PREVIEW, "data", allow_duplicate=True),
-        Output(ids.SPLIT_PREVIEW_VIEW, "children", allow_duplicate=True),
-        Input(ids.SPLIT_APPLY, "n_clicks"),
-        State(ids.SPLIT_PREVIEW, "data"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
+    @write_callback(app, Input(ids.SPLIT_APPLY, "n_clicks"), State(ids.SPLIT_PREVIEW, "data"),
+                    outputs=[Output(ids.SPLIT_PREVIEW, "data", allow_duplicate=True),
+                             Output(ids.SPLIT_PREVIEW_VIEW, "children", allow_duplicate=True)])
     def apply(n, p, annotator, version):
         if not n:
             raise PreventUpdate

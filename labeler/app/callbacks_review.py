@@ -20,7 +20,7 @@ from dash.exceptions import PreventUpdate
 from .. import labels
 from ..errors import BadInputError, LabelerError, StaleStateError
 from . import ids
-from .actions import run, write_on_click
+from .actions import run, write_callback, write_on_click
 from .common import annotator_name, result
 from .components import caption, full_image_link, grid, label_input, thumb
 from .state import AppContext
@@ -320,15 +320,9 @@ def _relabel_on_click(app: Dash, actx: AppContext, accept: str, set_button: str,
     ``action(actx, items, page, annotator)`` (the suggested label), ``set_button``
     ``action(..., label)`` with the text box's label; on success the list walks on."""
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(page, "value", allow_duplicate=True),
-        Input(accept, "n_clicks"), Input(set_button, "n_clicks"),
-        State(store, "data"), State(page, "value"), State(label_input_id, "value"),
-        State(ids.ANNOTATOR, "data"), State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
+    @write_callback(app, Input(accept, "n_clicks"), Input(set_button, "n_clicks"),
+                    State(store, "data"), State(page, "value"), State(label_input_id, "value"),
+                    outputs=[Output(page, "value", allow_duplicate=True)])
     def relabel(n_accept, n_set, items, n, label, annotator, version):
         from dash import ctx as dash_ctx
 
