@@ -16,11 +16,11 @@ from .. import history, labels
 from ..errors import BadInputError, StoreError
 from ..hints import set_hints_shown
 from . import ids
-from .actions import Outcome, run, write_on_click
+from .actions import WRITE_OUTPUTS, Outcome, run, write_callback, write_on_click
 from .callbacks_assist import cluster_suggestions, suggestion_text
-from .common import (annotator_name, authenticated_user, is_ticked, relabel_map, shown_labels, track_ticks,
-                     triggered_value)
-from .components import HINT_TITLE, caption, cluster_card, grid, thumb
+from .common import (annotator_name, authenticated_user, is_ticked, relabel_map, ticked_grid,
+                     track_ticks, triggered_value)
+from .components import HINT_TITLE, cluster_card
 from .layout import CARDS_PER_PAGE, PER_PAGE
 from .state import AppContext
 from .panels import cluster_members_ordered, cluster_rows, image_facts, page_of, progress, sort_clusters
@@ -152,8 +152,6 @@ def cluster_detail_view(actx: AppContext, cluster, excluded, page, relabel=None)
         return "This cluster no longer exists (the clustering was edited).", [], "", 1, {}
     row = next((r for r in cluster_rows(actx) if r["cluster"] == int(cluster)), None)
     items, page, n_pages = page_of(members, page, PER_PAGE)
-    facts = image_facts(actx, items)
-    ex = {int(i) for i in excluded or []}
     title = [html.Span("Noise" if int(cluster) < 0 else f"Cluster {cluster}", className="card-title"),
              html.Span(f" {len(members):,} images", className="card-stats")]
     if row is not None:
@@ -162,10 +160,8 @@ def cluster_detail_view(actx: AppContext, cluster, excluded, page, relabel=None)
                                className="card-stats"))
         if row.get("hint"):
             title.append(html.Div(row["hint"], className="hint", title=HINT_TITLE))
-    shown = shown_labels(items, facts)
-    thumbs = [thumb(ids.GRID_CLUSTER, i, caption(i, facts.get(i)), held=str(i) in shown,
-                    checked=is_ticked(i, shown.get(str(i)), ex, relabel)) for i in items]
-    return title, grid(thumbs), f" of {n_pages} ({len(members):,} images)", page, shown
+    view, shown = ticked_grid(ids.GRID_CLUSTER, items, image_facts(actx, items), excluded, relabel)
+    return title, view, f" of {n_pages} ({len(members):,} images)", page, shown
 
 
 def labelled_note(actx: AppContext, image_ids, relabel=None) -> str:
@@ -237,8 +233,7 @@ def register(app: Dash, actx: AppContext) -> None:
         return progress_view(actx)
 
     @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
+        *WRITE_OUTPUTS,
         Input(ids.HINTS_TOGGLE, "value"),
         State(ids.VERSION, "data"),
         prevent_initial_call=True,
@@ -333,16 +328,13 @@ def register(app: Dash, actx: AppContext) -> None:
         if not selection:
             return "Nothing selected: lasso or box-select points on the map.", [], "", 1, {}
         items, page, n_pages = page_of(selection, page, PER_PAGE)
-        facts = image_facts(actx, items)
-        ex = {int(i) for i in excluded or []}
         held = actx.store.labels_for([int(i) for i in selection])
+        ex = {int(i) for i in excluded or []}
         n_in = sum(1 for i in selection if is_ticked(int(i), held.get(int(i)), ex, relabel))
         title = (f"{len(selection):,} images selected on the map ({n_in:,} ticked) · "
                  f"{len(held):,} labelled, {len(selection) - len(held):,} unlabelled")
-        shown = shown_labels(items, facts)
-        thumbs = [thumb(ids.GRID_SELECTION, i, caption(i, facts.get(i)), held=str(i) in shown,
-                        checked=is_ticked(i, shown.get(str(i)), ex, relabel)) for i in items]
-        return title, grid(thumbs), f" of {n_pages}", n_pages, shown
+        view, shown = ticked_grid(ids.GRID_SELECTION, items, image_facts(actx, items), excluded, relabel)
+        return title, view, f" of {n_pages}", n_pages, shown
 
     @app.callback(
         Output(ids.SELECTION_EXCLUDED, "data"),
@@ -395,24 +387,13 @@ def label_on_submit(app: Dash, actx: AppContext, button: str, box: str, choose, 
     """
     extra = [Output(relabel_store, "data", allow_duplicate=True)] if relabel_store else []
 
-    @app.callback(
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
-        Output(box, "value", allow_duplicate=True),
-        *extra,
-        Input(button, "n_clicks"),
-        *states,
-        State(box, "value"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.LABEL_CONFIRM, "data"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
+    @write_callback(app, Input(button, "n_clicks"), *states, State(box, "value"), State(ids.LABEL_CONFIRM, "data"),
+                    outputs=[Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
+                             Output(box, "value", allow_duplicate=True), *extra])
     def label_them(n, *values):
         if not n:
             raise PreventUpdate
-        *values, label, annotator, confirm, version = values
+        *values, label, confirm, annotator, version = values
         chosen, kwargs = choose(*values)
         r = run(label_ids_action, actx, chosen, label, annotator, confirmed=confirm, version=version,
                 **{**label_kwargs, **kwargs})

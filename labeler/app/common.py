@@ -6,7 +6,7 @@ from dash import ALL, Input, Output, State
 from dash import ctx as dash_ctx
 
 from . import ids
-from .components import message
+from .components import caption, grid, message, thumb
 
 
 def triggered_value():
@@ -107,6 +107,29 @@ def relabel_map(relabel) -> dict[int, str]:
 def shown_labels(image_ids, facts: dict) -> dict[str, str]:
     """{str(id): label} of the labelled images among ``image_ids`` (``facts``: image_facts)."""
     return {str(int(i)): facts[i]["label"] for i in image_ids if (facts.get(i) or {}).get("label")}
+
+
+def ticked_grid(grid_id: str, image_ids, facts: dict, excluded, relabel) -> tuple[object, dict[str, str]]:
+    """(grid component, shown labels) of the visible page of a grid with tick boxes.
+
+    An unlabelled image is ticked unless ``excluded`` holds it, a labelled one only when
+    ``relabel`` holds it with its label (:func:`is_ticked`); shown labels: {str(id):
+    label} of the page's labelled images (:func:`shown_labels`, for :func:`update_ticks`).
+
+    Parameters
+    ----------
+    grid_id : str
+        The grid's name in the tick boxes' ids (``ids.GRID_*``).
+    image_ids : list of int
+        The images of the visible page.
+    facts : dict
+        :func:`labeler.app.panels.image_facts` of those images.
+    """
+    shown = shown_labels(image_ids, facts)
+    ex = {int(i) for i in excluded or []}
+    thumbs = [thumb(grid_id, i, caption(i, facts.get(i)), held=str(i) in shown,
+                    checked=is_ticked(i, shown.get(str(i)), ex, relabel)) for i in image_ids]
+    return grid(thumbs), shown
 
 
 def track_ticks(app, grid: str, store: str, note: tuple[str, object] | None = None,
