@@ -30,7 +30,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .labels import _store, clean_annotator
+from .labels import clean_annotator, store_of
 from .store import Store
 
 
@@ -76,7 +76,7 @@ def _history_step(target, annotator: str | None):
     """(annotator, store, time) inside one write transaction: an undo or redo finds its
     action, checks and writes atomically. Raises BadInputError for a bad annotator name."""
     who = clean_annotator(annotator)
-    store = _store(target)
+    store = store_of(target)
     with store.transaction():
         yield who, store, time.time()
 

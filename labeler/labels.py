@@ -129,7 +129,9 @@ def held_summary(rows: Sequence[Held], limit: int = 4) -> str:
     return ", ".join(parts)
 
 
-def _store(target) -> Store:
+def store_of(target) -> Store:
+    """The store of ``target``: a :class:`~labeler.project.Project` (its ``.store``) or a
+    :class:`~labeler.store.Store` itself (the first argument the label functions take)."""
     return getattr(target, "store", target)
 
 
@@ -291,7 +293,7 @@ def _label_or_remove(target, image_ids, text: str | None, annotator, source, des
     ids = sorted({int(i) for i in image_ids})
     if not ids:
         raise StoreError("no images given to label")
-    store = _store(target)
+    store = store_of(target)
     if text is None:
         what = lambda n: description or f"remove the labels of {n} image(s)"  # noqa: E731
     else:
@@ -350,7 +352,7 @@ def label_cluster(target, cluster: int, label: str, *, annotator: str | None = N
     """
     text = clean_label(label)
     who = clean_annotator(annotator)
-    store = _store(target)
+    store = store_of(target)
     with store.transaction():  # the check and the write see the same clustering
         current = store.checked_clustering(
             clustering_id, advice="reload and check the cluster before labelling it; nothing was labelled")
@@ -416,7 +418,7 @@ def accept_suggestions(target, image_ids: Sequence[int], labels: Sequence[str],
             chosen[int(i)] = (clean_label(lab), conf)
     if not chosen:
         return LabelResult(None, None, kind="accept")
-    store = _store(target)
+    store = store_of(target)
     ids = sorted(chosen)
     with store.transaction():
         store.check_images_exist(ids)
@@ -470,7 +472,7 @@ def check_new_label(target, label: str, confirmed: bool = False) -> str:
         is False: ask the annotator before creating it.
     """
     text = clean_label(label)
-    counts = _store(target).label_counts()
+    counts = store_of(target).label_counts()
     if text in counts or confirmed:
         return text
     near = close_labels(text, list(counts))
@@ -516,7 +518,7 @@ def rename_label(target, old: str, new: str, *, annotator: str | None = None) ->
     who = clean_annotator(annotator)
     if text == old:
         raise BadInputError(f"'{old}' is already called that")
-    store = _store(target)
+    store = store_of(target)
     with store.transaction():
         ids = store.images_with_label(old)
         if not ids:
@@ -544,7 +546,7 @@ def merge_labels(target, labels: Sequence[str], into: str, *, annotator: str | N
     sources = [str(lab) for lab in dict.fromkeys(labels) if str(lab) != text]
     if not sources:
         raise BadInputError("give at least one label, other than the target, to merge")
-    store = _store(target)
+    store = store_of(target)
     with store.transaction():
         ids: list[int] = []
         for lab in sources:
@@ -560,7 +562,7 @@ def merge_labels(target, labels: Sequence[str], into: str, *, annotator: str | N
 def label_summary(target) -> list[dict]:
     """Every label in use: dict(label, count, stale, annotators {name: images}), most used first."""
     out: dict[str, dict] = {}
-    for r in _store(target).label_usage():
+    for r in store_of(target).label_usage():
         d = out.setdefault(r["label"], {"label": r["label"], "count": 0, "stale": 0, "annotators": {}})
         d["count"] += r["n"]
         d["stale"] += r["stale"] or 0
@@ -574,6 +576,6 @@ def confirm_stale(target, image_ids: Sequence[int] | None = None) -> int:
     Returns how many labels were stale and are now confirmed. Re-labelling an image
     also confirms it.
     """
-    store = _store(target)
+    store = store_of(target)
     ids = store.stale_image_ids() if image_ids is None else [int(i) for i in image_ids]
     return store.clear_stale(ids)
