@@ -242,7 +242,7 @@ def test_patchcore_heatmap_shape_and_png(project, lite0):
         fit_patchcore(project, "ok")
     label_images(project, ids[1:6], "ok")
     info = fit_patchcore(project, "ok")
-    assert info["images"] == 5 and info["patches"] == 5 * 80 and info["dim"] == 152
+    assert info["images"] == 5 and info["patches"] == 5 * 196 and info["dim"] == 64  # stored 14x14 PCA-64 maps
     heat, score = anomaly_map(project, ids[0])
     row = project.store.get_image(ids[0])
     assert heat.dtype == np.float32 and heat.shape == (row["height"], row["width"])

@@ -17,14 +17,21 @@ from ..embedding.registry import FEATURE_TYPES, LOSSES
 
 @click.command("features")
 @PROJECT
-@click.option("--compute", "feature_type", type=click.Choice(FEATURE_TYPES), default=None,
-              help="Compute this feature type from the stored images and store it as a feature set.")
+@click.option("--compute", "feature_type", type=click.Choice(FEATURE_TYPES + ("defect",)), default=None,
+              help="Compute this feature type from the stored images and store it as a feature set "
+                   "('defect': defect-aware vectors from the stored patch maps and a bank of normal patches).")
+@click.option("--normal-label", default=None,
+              help="With --compute defect: the label meaning 'nothing wrong' (e.g. ok); without it the "
+                   "bank of normal patches is a random sample of all images.")
+@click.option("--patch-maps", "patch_maps", is_flag=True,
+              help="(Re)compute the stored patch maps (patches/maps.npy) that defect features and region "
+                   "search read.")
 @click.option("--name", default=None, help="Name of the computed set (default: the feature type).")
 @click.option("--use", "use", default=None, help="Make this stored feature set the active one.")
 @click.option("--device", default="auto", help="cpu, cuda ... (default: cuda when present).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @TEXT_MODEL
-def features_cmd(project_dir, feature_type, name, use, device, quiet, text_model):
+def features_cmd(project_dir, feature_type, normal_label, patch_maps, name, use, device, quiet, text_model):
     """List, compute or choose the project's feature sets (features/<name>.npy).
 
     Suggestions and the "label next" queue read the active set; the ingest
@@ -34,11 +41,18 @@ def features_cmd(project_dir, feature_type, name, use, device, quiet, text_model
     Example:
       labeler features --project data/projects/elpv --compute multiscale --use multiscale
       labeler features --project data/projects/elpv --text-model ViT-B-32:laion2b_s34b_b79k
+      labeler features --project data/projects/elpv --compute defect --normal-label no
     """
     from ..embedding.feature_sets import list_feature_sets, set_active_feature_set
 
     project = open_project(project_dir)
-    if feature_type:
+    if normal_label is not None and feature_type != "defect":
+        raise click.UsageError("--normal-label goes with --compute defect")
+    if patch_maps:
+        _patch_maps(project, device, quiet)
+    if feature_type == "defect":
+        _defect(project, normal_label, name, device, quiet)
+    elif feature_type:
         from ..embedding.local_features import compute_feature_set
         from ..project import project_lock
 
@@ -57,6 +71,37 @@ def features_cmd(project_dir, feature_type, name, use, device, quiet, text_model
             extra = f", held-out accuracy {info['heldout_accuracy']:.3f}"
         click.echo(f"{'*' if info['active'] else ' '} {n:20s} {info['rows']} x {info['dim']:<5d} "
                    f"{info.get('kind', '')} {info.get('feature_type', '')}{extra}")
+
+
+def _device(device: str) -> str:
+    from ..embedding.device import pick_device
+
+    return pick_device(device)
+
+
+def _patch_maps(project, device: str, quiet: bool) -> None:
+    from ..embedding.patch_maps import compute_patch_maps
+    from ..project import project_lock
+
+    with project_lock(project.root, "patch map computation"):
+        info = compute_patch_maps(project, device=_device(device), progress=not quiet)
+    click.echo(f"stored patch maps: {info['rows']} images x {info['grid']}x{info['grid']} cells x {info['dim']} "
+               f"({info['bytes'] / 2**20:.1f} MiB) in {info['seconds']:.1f} s"
+               + (f"; {len(info['failures'])} unreadable images (zero rows)" if info["failures"] else ""))
+
+
+def _defect(project, normal_label, name, device: str, quiet: bool) -> None:
+    from ..embedding.defect_features import NAME, compute_defect_features
+    from ..project import project_lock
+
+    with project_lock(project.root, "defect feature computation"):
+        rep = compute_defect_features(project, normal_label, name=name or NAME, device=_device(device),
+                                      progress=not quiet)
+    bank = (f"{rep['bank_images']} images labelled {normal_label!r}" if normal_label is not None
+            else f"a random sample of {rep['bank_images']} images (no --normal-label)")
+    click.echo(f"stored feature set {rep['name']}: {rep['rows']} x {rep['dim']} in {rep['seconds']:.1f} s; "
+               f"bank of {rep['bank_patches']} normal patches from {bank}"
+               + (f"; {rep['failures']} images without a patch map (zero rows)" if rep["failures"] else ""))
 
 
 @click.command()
@@ -112,7 +157,9 @@ def heatmap(image_id, project_dir, output, normal_label, device):
     """Show where IMAGE_ID differs from the images labelled normal (PatchCore).
 
     The first call needs --normal-label to build the memory bank of normal patches;
-    later calls reuse it. Prints the image's anomaly score (largest patch distance).
+    later calls reuse it (as does `labeler features --compute defect`, which builds the same
+    bank). Prints the image's anomaly score: its largest patch distance to the bank over the
+    median distance at that position (1 = typical).
 
     \b
     Example:
@@ -123,7 +170,8 @@ def heatmap(image_id, project_dir, output, normal_label, device):
     project = open_project(project_dir)
     if normal_label is not None:
         info = fit_patchcore(project, normal_label, device=device)
-        click.echo(f"memory bank: {info['patches']} patches from {info['images']} images labelled {normal_label!r}")
+        click.echo(f"memory bank: {info['patches']} patches from {info['images']} images labelled {normal_label!r}"
+                   " (position-normalised)")
     heat, score = anomaly_map(project, image_id, device=device)
     output.write_bytes(heatmap_png(project, image_id, device=device, heat=heat))
     click.echo(f"image {image_id}: anomaly score {score:.3f}; wrote {output}")
