@@ -299,14 +299,8 @@ def register(app: Dash, actx: AppContext) -> None:
     track_ticks(app, ids.GRID_CLUSTER, ids.CLUSTER_EXCLUDED, note=(ids.CLUSTER_EXCLUDED_NOTE, excluded_note),
                 relabel=(ids.CLUSTER_RELABEL, ids.CLUSTER_SHOWN))
 
-    @app.callback(
-        Output(ids.CLUSTER_LABELLED_NOTE, "children"),
-        Input(ids.CLUSTER_SEEN, "data"),
-        Input(ids.CLUSTER_RELABEL, "data"),
-        Input(ids.VERSION, "data"),
-    )
-    def cluster_labelled_note(seen, relabel, _version):
-        return labelled_note(actx, (seen or {}).get("members") or [], relabel)
+    labelled_note_on(app, actx, ids.CLUSTER_LABELLED_NOTE, lambda seen: (seen or {}).get("members") or [],
+                     Input(ids.CLUSTER_SEEN, "data"), relabel=ids.CLUSTER_RELABEL)
 
     # Labelling the open cluster (button, Enter) is callbacks_viewer.on_key: it also
     # opens the next cluster with unlabelled images.
