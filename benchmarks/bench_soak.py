@@ -62,7 +62,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -246,13 +246,20 @@ def stop_server(proc: subprocess.Popen) -> None:
 
 
 class RssSampler(threading.Thread):
-    """Samples the resident memory (VmRSS, MiB) of the server and its child processes."""
+    """Samples the resident memory (VmRSS, MiB) of the server and its child processes.
 
-    def __init__(self, pid: int, every: float):
+    On a shared machine the run must not push others out of memory: when the machine's
+    available memory falls below ``guard_mib``, ``low_memory`` is set (the annotators
+    stop) and ``stopped_at`` records when.
+    """
+
+    def __init__(self, pid: int, every: float, guard_mib: float = 2048):
         super().__init__(daemon=True)
-        self.pid, self.every = pid, every
+        self.pid, self.every, self.guard_mib = pid, every, guard_mib
         self.samples: list[tuple[float, float, int]] = []  # (seconds, MiB total, processes)
         self.stop = threading.Event()
+        self.low_memory = threading.Event()
+        self.stopped_at: float | None = None
         self.t0 = time.time()
 
     def sample(self) -> None:
@@ -268,6 +275,9 @@ class RssSampler(threading.Thread):
             except psutil.NoSuchProcess:
                 pass
         self.samples.append((round(time.time() - self.t0, 1), round(total / 2**20, 1), len(procs)))
+        if psutil.virtual_memory().available < self.guard_mib * 2**20 and not self.low_memory.is_set():
+            self.stopped_at = round(time.time() - self.t0, 1)
+            self.low_memory.set()
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -308,7 +318,9 @@ def _texts(node) -> list[str]:
 class Page:
     """One browser tab: the components' properties and the server callbacks they fire."""
 
-    def __init__(self, url: str, name: str, stats, errors, timeout: float = 120.0):
+    TIMEOUT = 120.0  # seconds a request may take before the client gives up on it
+
+    def __init__(self, url: str, name: str, stats, errors, timeout: float = TIMEOUT):
         self.url, self.name, self.stats, self.errors = url, name, stats, errors
         self.http = requests.Session()
         self.timeout = timeout
@@ -322,6 +334,10 @@ class Page:
         t = time.perf_counter()
         try:
             r = self.http.request(method, self.url + path, timeout=self.timeout, **kw)
+        except requests.Timeout:  # no answer in ``timeout`` s (a browser would go on waiting)
+            self.errors["timeout"].append(what)
+            self.stats[what].append(1000 * (time.perf_counter() - t))
+            return None
         except requests.RequestException as e:
             self.errors["connection"].append(f"{what}: {type(e).__name__}")
             self.stats[what].append(1000 * (time.perf_counter() - t))
@@ -470,8 +486,10 @@ class Page:
 
 
 class Annotator(threading.Thread):
-    def __init__(self, url: str, name: str, end: float, think: float, seed: int, stats, errors):
+    def __init__(self, url: str, name: str, end: float, think: float, seed: int, stats, errors,
+                 stop: threading.Event | None = None):
         super().__init__(daemon=True)
+        self.stop = stop or threading.Event()
         self.page = Page(url, name, stats, errors)
         self.name, self.end, self.think = name, end, think
         self.rnd = random.Random(seed)
@@ -491,7 +509,7 @@ class Annotator(threading.Thread):
     def run(self) -> None:
         try:
             self.timed("open_page", self.page.load)
-            while time.time() < self.end:
+            while time.time() < self.end and not self.stop.is_set():
                 self.poll()
                 if not self.grid or self.rnd.random() < 0.5:
                     self.timed("open_cluster", self.open_cluster)
@@ -698,7 +716,7 @@ def percentiles(values: list[float]) -> dict:
 
 
 def soak(project: Path, *, server: str, workers: int, annotators: int, minutes: float, think: float,
-         rss_every: float, seed: int, logdir: Path) -> dict:
+         rss_every: float, seed: int, logdir: Path, memory_guard_mib: float = 2048) -> dict:
     """One soak run against a fresh copy of the project's database; the figures as a dict."""
     fresh_copy(project)
     logdir.mkdir(parents=True, exist_ok=True)
@@ -706,11 +724,12 @@ def soak(project: Path, *, server: str, workers: int, annotators: int, minutes: 
     t = time.perf_counter()
     proc, url = start_server(project, server, workers, server_log)
     start_s = time.perf_counter() - t
-    rss = RssSampler(proc.pid, rss_every)
+    rss = RssSampler(proc.pid, rss_every, memory_guard_mib)
     rss.start()
     stats, errors = defaultdict(list), defaultdict(list)
     end = time.time() + 60 * minutes
-    team = [Annotator(url, f"soak{i + 1}", end, think, seed * 100 + i, stats, errors) for i in range(annotators)]
+    team = [Annotator(url, f"soak{i + 1}", end, think, seed * 100 + i, stats, errors, rss.low_memory)
+            for i in range(annotators)]
     for a in team:
         a.start()
     for a in team:
@@ -728,10 +747,13 @@ def soak(project: Path, *, server: str, workers: int, annotators: int, minutes: 
     return {
         "server": server, "workers": workers if server == "gunicorn" else 1, "annotators": annotators,
         "minutes": minutes, "think_s": think, "server_start_s": round(start_s, 1),
+        "stopped_low_memory_at_s": rss.stopped_at,
         "latency": {k: percentiles(v) for k, v in sorted(stats.items()) if v},
         "errors": {"http_5xx": len(errors["http_5xx"]), "tracebacks_in_server_log": tracebacks,
                    "tracebacks_in_responses": len(errors["traceback_in_response"]),
                    "connection_errors": len(errors["connection"]), "search_not_200": len(errors["search_not_200"]),
+                   "client_timeouts": len(errors["timeout"]), "client_timeout_s": Page.TIMEOUT,
+                   "timeouts_by_request": dict(Counter(errors["timeout"])),
                    "client_failures": len(failures), "examples": (errors["http_5xx"] + errors["connection"]
                                                                   + errors["search_not_200"])[:5] + failures[:2]},
         "rss_mib": {"start": mib[0] if mib else None, "max": max(mib) if mib else None,
@@ -751,10 +773,14 @@ def _print(res: dict, n: int) -> None:
         print(f"{k:52s} {v['n']:6d} {v['p50_ms']:9.1f} {v['p99_ms']:9.1f} {v['max_ms']:9.1f}")
     e = res["errors"]
     print(f"errors: HTTP>=500 {e['http_5xx']}, tracebacks (log/responses) {e['tracebacks_in_server_log']}/"
-          f"{e['tracebacks_in_responses']}, connection {e['connection_errors']}, search not 200 "
+          f"{e['tracebacks_in_responses']}, connection {e['connection_errors']}, no answer in "
+          f"{e['client_timeout_s']:g} s {e['client_timeouts']} {e['timeouts_by_request']}, search not 200 "
           f"{e['search_not_200']}, client failures {e['client_failures']}")
     for x in e["examples"]:
         print("   ", str(x)[:300])
+    if res["stopped_low_memory_at_s"] is not None:
+        print(f"STOPPED EARLY at {res['stopped_low_memory_at_s']:.0f} s: the machine's available memory fell "
+              f"below the guard (--memory-guard-mib)")
     r = res["rss_mib"]
     print(f"server RSS (MiB, {r['processes']} process(es)): start {r['start']}, max {r['max']}, end {r['end']}")
     c = res["labels"]
@@ -778,13 +804,16 @@ def main(argv=None) -> None:
     ap.add_argument("--workdir", type=Path, default=Path("data/projects/bench-soak"),
                     help="where the synthetic project is built once and reused (default: data/projects/bench-soak)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--memory-guard-mib", type=float, default=2048,
+                    help="stop the annotators when the machine's available memory falls below this")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON on the last line")
     args = ap.parse_args(argv)
     t = time.perf_counter()
     project = build_project(args.workdir, args.n, args.clusters)
     build_s = time.perf_counter() - t
     res = soak(project, server=args.server, workers=args.workers, annotators=args.annotators, minutes=args.minutes,
-               think=args.think, rss_every=args.rss_every, seed=args.seed, logdir=args.workdir / "logs")
+               think=args.think, rss_every=args.rss_every, seed=args.seed, logdir=args.workdir / "logs",
+               memory_guard_mib=args.memory_guard_mib)
     res.update(n=args.n, clusters=args.clusters, build_or_load_s=round(build_s, 1), cpus=os.cpu_count(),
                command="python benchmarks/bench_soak.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     _print(res, args.n)
@@ -793,11 +822,13 @@ def main(argv=None) -> None:
     ok = (label_p99 <= 1000 and res["labels"]["lost"] == 0 and res["labels"]["misapplied"] == 0
           and res["labels"]["unrequested"] == 0 and res["labels"]["labels_mismatch"] == 0
           and res["errors"]["http_5xx"] == 0 and res["errors"]["tracebacks_in_server_log"] == 0
-          and res["errors"]["tracebacks_in_responses"] == 0 and res["errors"]["client_failures"] == 0)
+          and res["errors"]["tracebacks_in_responses"] == 0 and res["errors"]["client_failures"] == 0
+          and res["stopped_low_memory_at_s"] is None)
     res["goal_met"] = ok
     print(f"goal (label p99 <= 1 s, 0 lost/misapplied, 0 server errors): {'met' if ok else 'NOT met'} "
           f"(label request p99 {label_p99:.0f} ms)")
     print(f"reproduce: {res['command']}")
+    (args.workdir / "logs" / f"result-{args.server}-n{args.n}.json").write_text(json.dumps(res, indent=1))
     if args.json:
         print(json.dumps(res))
 
