@@ -181,14 +181,17 @@ def main(argv=None) -> None:
     ids_single = [int(actx.point_ids[0])]
     label_n = [0]
 
+    # Each repeat replaces the label the previous one wrote: relabel=True is the annotator
+    # ticking every labelled image (otherwise labelled images are skipped, nothing is written).
     def label_big():
         label_n[0] += 1
-        text, kind = attempt(label_cluster_action, actx, big["cluster"], NAMES[label_n[0] % 3], "bench")
+        text, kind = attempt(label_cluster_action, actx, big["cluster"], NAMES[label_n[0] % 3], "bench",
+                             relabel=True)
         assert kind == "ok", text
 
     def label_one():
         label_n[0] += 1
-        text, kind = attempt(label_ids_action, actx, ids_single, NAMES[label_n[0] % 3], "bench")
+        text, kind = attempt(label_ids_action, actx, ids_single, NAMES[label_n[0] % 3], "bench", relabel=True)
         assert kind == "ok", text
 
     # A recolour follows a label action, which changes the colour codes: the raster is drawn
