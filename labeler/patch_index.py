@@ -351,7 +351,8 @@ def _template_scores(q: np.ndarray, cells: np.ndarray, grid: int, cand: np.ndarr
 
 def region_search(project, query_map: np.ndarray, cells: np.ndarray, k: int = 10, *,
                   maps: np.ndarray, info: dict, index: PatchIndex | None = None,
-                  exclude_row: int | None = None) -> list[tuple[int, float, np.ndarray]]:
+                  exclude_row: int | None = None, row_ids: np.ndarray | None = None,
+                  rerank_all: int | None = None) -> list[tuple[int, float, np.ndarray]]:
     """The rows whose best-matching region is nearest to the query cells.
 
     Parameters
@@ -368,6 +369,11 @@ def region_search(project, query_map: np.ndarray, cells: np.ndarray, k: int = 10
         Used for the candidate step above :data:`RERANK_ALL` images (built when None).
     exclude_row : int or None
         The query image's row, left out.
+    row_ids : ndarray (n_rows,) or None
+        Image id of each row, -1 for rows without an image (default: the project's;
+        with it, ``project`` may be None when ``index`` is given).
+    rerank_all : int or None
+        Re-rank every image, without the index, up to this many rows (default :data:`RERANK_ALL`).
 
     Returns
     -------
@@ -378,13 +384,13 @@ def region_search(project, query_map: np.ndarray, cells: np.ndarray, k: int = 10
     cells = np.asarray(cells, dtype=np.int64)
     q = _normalise(np.asarray(query_map)[cells])
     n = len(maps)
-    row_ids = project.store.row_image_ids()
+    row_ids = project.store.row_image_ids() if row_ids is None else row_ids
     valid = np.zeros(n, bool)
     m = min(n, len(row_ids))
     valid[:m] = np.asarray(row_ids[:m]) >= 0
     if exclude_row is not None and 0 <= exclude_row < n:
         valid[exclude_row] = False
-    if n <= RERANK_ALL:
+    if n <= (RERANK_ALL if rerank_all is None else rerank_all):
         cand = np.flatnonzero(valid)
     else:
         index = index or project_patch_index(project, maps, info)
