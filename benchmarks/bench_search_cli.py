@@ -9,8 +9,8 @@ Measures, as subprocesses (import + model load + search, what a shell user waits
 on a copy of an ingested ELPV project (``--project``, default the demo's
 ``data/projects/elpv``; copied to a temporary folder first, never written). With
 ``--base DIR`` (a checkout of the code before the change, e.g. ``git worktree add
-../base-search main``) the same command runs from
-there too, in the same run, so before/after come from the same machine load. A
+--detach ../base-search main``; without ``--detach`` git refuses a branch checked out
+here) the same command runs from there too, in the same run, so before/after come from the same machine load. A
 base whose ``search`` takes one query per call gets ``hundred`` = 100 x its
 single-call median, marked ``extrapolated``.
 
