@@ -10,7 +10,8 @@ on a copy of an ingested ELPV project (``--project``, default the demo's
 ``data/projects/elpv``; copied to a temporary folder first, never written). With
 ``--base DIR`` (a checkout of the code before the change, e.g. ``git worktree add
 --detach ../base-search main``; without ``--detach`` git refuses a branch checked out
-here) the same command runs from there too, in the same run, so before/after come from the same machine load. A
+here) the same command runs from there too, in the same run, so before/after come
+from the same machine load. A
 base whose ``search`` takes one query per call gets ``hundred`` = 100 x its
 single-call median, marked ``extrapolated``.
 
