@@ -646,39 +646,55 @@ def check_labels(db: Path, logs: dict[str, list[dict]]) -> dict:
             problem("unrequested", f"action {a['id']} by {who!r}, no such annotator")
     for who, log in logs.items():
         db_actions = list(by_who.get(who, []))
-        stack: list[int] = []  # this annotator's label actions in force, newest last
+        # A request without an answer (a client timeout, an error page) may have been applied
+        # after the client gave up, even after the annotator's next action: it may be in the
+        # database anywhere, writing that label to images that page showed, or not at all.
+        claimed, spare_undos = set(), 0
+        for e in log:
+            if e["ack"]:
+                continue
+            out["unacknowledged"] += 1
+            if e["kind"] == "undo":
+                spare_undos += 1
+                continue
+            for a in db_actions:
+                if a["id"] not in claimed and _same_label(a, events, e, exact=False):
+                    claimed.add(a["id"])
+                    break
+        remaining = [a for a in db_actions if a["id"] not in claimed]
         pos = 0
         for e in log:
-            writes = e["kind"] == "undo" or e["written"] > 0
-            if not e["ack"]:
-                out["unacknowledged"] += 1
-                # Not acknowledged (an error, a warning, nothing to undo): it may or may not be there.
-                if pos < len(db_actions) and e["kind"] == "label" and _same_label(db_actions[pos], events, e):
-                    stack.append(db_actions[pos]["id"])
-                    pos += 1
-                continue
-            if not writes:
+            if not e["ack"] or not (e["kind"] == "undo" or e["written"] > 0):
                 continue
             out["acknowledged"] += 1
-            if pos >= len(db_actions):
+            if pos >= len(remaining):
                 problem("lost", f"{who}: {e['kind']} {e.get('label', '')} acknowledged ({e['message'][:80]}) "
                                 "not in the database")
                 continue
-            a = db_actions[pos]
+            a = remaining[pos]
             pos += 1
-            if e["kind"] == "undo":
-                if a["kind"] != "undo" or not stack or a["undoes"] != stack[-1]:
-                    problem("misapplied", f"{who}: undo acknowledged, database action {a['id']} is "
-                                          f"{a['kind']} undoing {a['undoes']} (expected {stack[-1:]})")
-                if stack:
-                    stack.pop()
-                continue
-            if not _same_label(a, events, e):
+            if e["kind"] == "undo" and a["kind"] != "undo":
+                problem("misapplied", f"{who}: undo acknowledged, database action {a['id']} is {a['kind']} "
+                                      f"{a['description'][:60]!r}")
+            elif e["kind"] == "label" and not _same_label(a, events, e):
                 problem("misapplied", f"{who}: label {e['label']!r} of {e['what']} ({e['written']} written) vs "
                                       f"database action {a['id']} {a['kind']} {a['description'][:60]!r}")
-            stack.append(a["id"])
-        for a in db_actions[pos:]:
+        for a in remaining[pos:]:
+            if a["kind"] == "undo" and spare_undos:
+                spare_undos -= 1  # an undo the client got no answer for
+                continue
             problem("unrequested", f"{who}: database action {a['id']} {a['kind']} {a['description'][:60]!r}")
+        # Each undo undid this annotator's newest label action still in force (docs/undo.md).
+        stack: list[int] = []
+        for a in db_actions:
+            if a["kind"] == "undo":
+                if not stack or a["undoes"] != stack[-1]:
+                    problem("misapplied", f"{who}: undo {a['id']} undid {a['undoes']}, the newest action in "
+                                          f"force was {stack[-1:]}")
+                elif stack:
+                    stack.pop()
+            elif a["redoes"] is None:
+                stack.append(a["id"])
     last = {}
     for aid in sorted(events):
         for ev in events[aid]:
@@ -699,10 +715,12 @@ def check_labels(db: Path, logs: dict[str, list[dict]]) -> dict:
     return out
 
 
-def _same_label(a, events, e: dict) -> bool:
+def _same_label(a, events, e: dict, exact: bool = True) -> bool:
+    """Whether database action ``a`` is the label action of log entry ``e``: that label on
+    images the page showed (and, ``exact``, as many as the answer said were written)."""
     evs = events.get(a["id"], [])
     targets = set(e["targets"])
-    return (a["kind"] != "undo" and a["redoes"] is None and len(evs) == e["written"]
+    return (a["kind"] != "undo" and a["redoes"] is None and bool(evs) and (len(evs) == e["written"] or not exact)
             and all(ev["new_label"] == e["label"] and ev["image_id"] in targets for ev in evs))
 
 
