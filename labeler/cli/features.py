@@ -23,6 +23,9 @@ from ..embedding.registry import FEATURE_TYPES, LOSSES
 @click.option("--normal-label", default=None,
               help="With --compute defect: the label meaning 'nothing wrong' (e.g. ok); without it the "
                    "bank of normal patches is a random sample of all images.")
+@click.option("--normalise", type=click.Choice(["none", "position"]), default=None,
+              help="With --compute defect: divide each patch's anomaly by the median at its grid position "
+                   "('position') or not ('none', the default: docs/defects.md).")
 @click.option("--patch-maps", "patch_maps", is_flag=True,
               help="(Re)compute the stored patch maps (patches/maps.npy) that defect features and region "
                    "search read.")
@@ -31,7 +34,8 @@ from ..embedding.registry import FEATURE_TYPES, LOSSES
 @click.option("--device", default="auto", help="cpu, cuda ... (default: cuda when present).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @TEXT_MODEL
-def features_cmd(project_dir, feature_type, normal_label, patch_maps, name, use, device, quiet, text_model):
+def features_cmd(project_dir, feature_type, normal_label, normalise, patch_maps, name, use, device, quiet,
+                 text_model):
     """List, compute or choose the project's feature sets (features/<name>.npy).
 
     Suggestions and the "label next" queue read the active set; the ingest
@@ -46,12 +50,12 @@ def features_cmd(project_dir, feature_type, normal_label, patch_maps, name, use,
     from ..embedding.feature_sets import list_feature_sets, set_active_feature_set
 
     project = open_project(project_dir)
-    if normal_label is not None and feature_type != "defect":
-        raise click.UsageError("--normal-label goes with --compute defect")
+    if (normal_label is not None or normalise is not None) and feature_type != "defect":
+        raise click.UsageError("--normal-label and --normalise go with --compute defect")
     if patch_maps:
         _patch_maps(project, device, quiet)
     if feature_type == "defect":
-        _defect(project, normal_label, name, device, quiet)
+        _defect(project, normal_label, normalise, name, device, quiet)
     elif feature_type:
         from ..embedding.local_features import compute_feature_set
         from ..project import project_lock
@@ -90,13 +94,13 @@ def _patch_maps(project, device: str, quiet: bool) -> None:
                + (f"; {len(info['failures'])} unreadable images (zero rows)" if info["failures"] else ""))
 
 
-def _defect(project, normal_label, name, device: str, quiet: bool) -> None:
+def _defect(project, normal_label, normalise, name, device: str, quiet: bool) -> None:
     from ..embedding.defect_features import NAME, compute_defect_features
     from ..project import project_lock
 
     with project_lock(project.root, "defect feature computation"):
-        rep = compute_defect_features(project, normal_label, name=name or NAME, device=_device(device),
-                                      progress=not quiet)
+        rep = compute_defect_features(project, normal_label, name=name or NAME, normalise=normalise,
+                                      device=_device(device), progress=not quiet)
     bank = (f"{rep['bank_images']} images labelled {normal_label!r}" if normal_label is not None
             else f"a random sample of {rep['bank_images']} images (no --normal-label)")
     click.echo(f"stored feature set {rep['name']}: {rep['rows']} x {rep['dim']} in {rep['seconds']:.1f} s; "

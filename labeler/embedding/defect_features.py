@@ -39,13 +39,18 @@ import numpy as np
 from ..errors import BadInputError, NotFoundError
 from .patchcore import Bank, build_bank, hash_ids, image_scores, load_bank, save_bank
 
-__all__ = ["K", "NAME", "SCORE_WEIGHT", "anomaly_grid", "anomaly_scores", "compute_defect_features",
+__all__ = ["K", "NAME", "POOLING", "SCORE_WEIGHT", "anomaly_grid", "anomaly_scores", "compute_defect_features",
            "defect_features_stale", "defect_vectors", "refresh_defect_features"]
 
 #: The feature set's name.
 NAME = "defect"
-#: Most anomalous patches pooled per image (of 196 cells with the default 14 x 14 maps).
-K = 16
+#: Most anomalous patches pooled per image (of 196 cells with the default 14 x 14 maps). Measured
+#: (bench_defects.py --scan, docs/defects.md): k = 8 led on both collections (ELPV defective macro
+#: P@1 0.811-0.820 against 0.793-0.808 at k = 16; DeepPCB crops 0.58 against 0.54 unnormalised).
+K = 8
+#: Pooling: the mean residual and the mean patch feature of the k patches (ELPV 0.816 against 0.800
+#: for the residual alone at k = 8 and 16; DeepPCB 0.58 against 0.55).
+POOLING = "residual+feature"
 #: Weight of the anomaly-score column, relative to the median norm of the pooled residuals.
 SCORE_WEIGHT = 1.0
 
@@ -53,7 +58,7 @@ NOT_COMPUTED = "no anomaly scores yet: run `labeler features --project DIR --com
 
 
 def defect_vectors(maps: np.ndarray, rows: np.ndarray, bank: Bank, anomaly: np.ndarray, nearest: np.ndarray, *,
-                   k: int = K, score_weight: float = SCORE_WEIGHT, pooling: str = "residual") -> np.ndarray:
+                   k: int = K, score_weight: float = SCORE_WEIGHT, pooling: str = POOLING) -> np.ndarray:
     """Pool each image's ``k`` most anomalous patches into one vector.
 
     Parameters
@@ -70,7 +75,7 @@ def defect_vectors(maps: np.ndarray, rows: np.ndarray, bank: Bank, anomaly: np.n
         1 to P.
     score_weight : float, default :data:`SCORE_WEIGHT`
         0 leaves the score column at zero.
-    pooling : {'residual', 'residual+feature'}
+    pooling : {'residual', 'residual+feature'}, default :data:`POOLING`
         Mean of (patch − nearest normal patch), or that and the mean of the patches themselves.
 
     Returns
@@ -109,8 +114,8 @@ def defect_vectors(maps: np.ndarray, rows: np.ndarray, bank: Bank, anomaly: np.n
 
 
 def compute_defect_features(project, normal_label: str | None = None, *, ids=None, name: str = NAME, k: int = K,
-                            score_weight: float = SCORE_WEIGHT, pooling: str = "residual", seed: int = 0,
-                            device: str = "cpu", progress: bool = False) -> dict:
+                            score_weight: float = SCORE_WEIGHT, pooling: str = POOLING, seed: int = 0,
+                            normalise: str | None = None, device: str = "cpu", progress: bool = False) -> dict:
     """Fit the normal bank, store it, and store the defect-aware feature set.
 
     Parameters
@@ -124,6 +129,9 @@ def compute_defect_features(project, normal_label: str | None = None, *, ids=Non
     k, score_weight, pooling
         See :func:`defect_vectors`.
     seed : int, default 0
+    normalise : {'none', 'position'} or None
+        How patch distances are normalised (:func:`labeler.embedding.patchcore.build_bank`);
+        None: :data:`labeler.embedding.patchcore.NORMALISE`.
     device, progress
         For the patch maps, computed first when missing.
 
@@ -144,8 +152,11 @@ def compute_defect_features(project, normal_label: str | None = None, *, ids=Non
     from .patch_maps import load_patch_maps
 
     t0 = time.perf_counter()
+    from .patchcore import NORMALISE
+
+    normalise = normalise or NORMALISE
     bank, binfo, rows, anomaly, nearest = build_bank(project, normal_label, ids=ids, seed=seed, device=device,
-                                                     progress=progress)
+                                                     progress=progress, normalise=normalise)
     t_bank = time.perf_counter() - t0
     save_bank(project, bank, binfo, rows, anomaly)
     maps, _ = load_patch_maps(project)
@@ -156,7 +167,8 @@ def compute_defect_features(project, normal_label: str | None = None, *, ids=Non
             "normal_ids": binfo["image_ids"], "candidate_ids_hash": binfo["candidate_ids_hash"],
             "bank_images": binfo["images"], "bank_patches": binfo["patches"], "bank_created": binfo["created"],
             "maps_created": binfo["maps_created"], "k": int(k), "pooling": pooling,
-            "score_weight": float(score_weight), "seed": int(seed), "explicit_ids": ids is not None}
+            "score_weight": float(score_weight), "seed": int(seed), "explicit_ids": ids is not None,
+            "normalise": normalise}
     save_feature_set(project, name, out, info)
     return {"name": name, "rows": int(out.shape[0]), "dim": int(out.shape[1]),
             "seconds": round(time.perf_counter() - t0, 2), "bank_seconds": round(t_bank, 2),
@@ -225,8 +237,8 @@ def refresh_defect_features(project, name: str = NAME, *, force: bool = False, d
         return None
     return compute_defect_features(project, info.get("normal_label"), name=name, k=int(info.get("k", K)),
                                    score_weight=float(info.get("score_weight", SCORE_WEIGHT)),
-                                   pooling=info.get("pooling", "residual"), seed=int(info.get("seed", 0)),
-                                   device=device, progress=progress)
+                                   pooling=info.get("pooling", POOLING), seed=int(info.get("seed", 0)),
+                                   normalise=info.get("normalise"), device=device, progress=progress)
 
 
 def anomaly_scores(project) -> np.ndarray:

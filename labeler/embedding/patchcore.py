@@ -13,12 +13,15 @@ What differs from the paper, stated:
   paper's stride-8 + upsampled stride-16 features, average-pooled to 14 × 14 cells and
   projected on 64 principal components, float16), so fitting a bank and scoring every
   image needs no CNN pass (ELPV, 2,624 images: seconds instead of minutes).
-- **Position normalisation** (no labels needed): each patch's distance is divided by the
-  median distance at its grid position over the project's images (all of them, or a
-  random :data:`NORM_IMAGES` when more). Without it, the most anomalous patch of most
-  defect-free images sits on the outer rings (edges, padding), as a feasibility study
-  for issue 24 found on a defect collection (91 % of defect-free images). Measured
-  before/after with ``benchmarks/bench_defects.py`` (docs/defects.md).
+- **Position normalisation** (opt-in, ``normalise='position'``; no labels needed): each
+  patch's distance is divided by the median distance at its grid position over the
+  project's images (all of them, or a random :data:`NORM_IMAGES` when more). A feasibility
+  study for issue 24 found the most anomalous patch of 91 % of defect-free images on the
+  outer rings (edges, padding) of one defect collection, and normalisation lifted its AUROC
+  0.74 -> 0.80. Measured here with ``benchmarks/bench_defects.py`` (docs/defects.md) it did
+  not help: ELPV 0.861 -> 0.859, DeepPCB crops 0.86 -> 0.56 (their defects sit at the crop
+  centre in most images, so the median there is a defect's), hence off by default
+  (:data:`NORMALISE`).
 - **Bank**: every patch of up to :data:`MAX_BANK_IMAGES` normal images, randomly
   subsampled to :data:`MAX_BANK_PATCHES` (the paper selects a greedy k-center coreset;
   random subsampling is the cheaper approximation). A bank image's own patches are left
@@ -27,11 +30,12 @@ What differs from the paper, stated:
   :data:`NO_LABEL_IMAGES` images (most images of an inspection collection are normal).
 - Nearest neighbours: exact (FAISS ``IndexFlatL2``).
 
-Image score: the largest position-normalised patch anomaly of the image.
+Image score: the largest (normalised) patch anomaly of the image.
 
 Files: ``models/patchcore.npz`` (``bank`` (m, dim) float32, ``bank_rows`` (m,) int32 the
 image row of each bank patch, ``normaliser`` (grid²,) float32, ``scores`` and ``raw_scores``
-(n_rows,) float32, after and before position normalisation, NaN for rows without a map), written through :func:`labeler.integrity.write_tracked`;
+(n_rows,) float32, after and before position normalisation, NaN for rows without a map),
+written through :func:`labeler.integrity.write_tracked`;
 meta key ``patchcore`` (normal label, image ids used, bank size, the maps' creation time).
 """
 
@@ -55,9 +59,19 @@ __all__ = ["Bank", "anomaly_grid_of_image", "anomaly_map", "build_bank", "fit_pa
 
 #: Normal images used for the bank at most (a random sample of them).
 MAX_BANK_IMAGES = 300
-#: Bank patches at most (a random sample of the normal images' patches): 300 images x 196 cells
-#: would be 58,800; 20,000 x 64 float32 = 5 MB and one exact search of all ELPV patches ~10 s.
-MAX_BANK_PATCHES = 20_000
+#: Bank patches at most (a random sample of the normal images' patches). Measured with
+#: ``bench_defects.py --scan`` (50 normal images = 9,800 patches): a random 2,450 of them gave ELPV
+#: defective macro P@1 0.811 against 0.816 with all 9,800 and the DeepPCB crops 0.40 against 0.37
+#: (the then-default position normalisation), for a quarter of the search time (ELPV: all 514k
+#: patches scored in ~10-15 s instead of 35-55 s on the shared 2-core machine).
+MAX_BANK_PATCHES = 2500
+#: How patch distances are normalised by default: ``'none'`` (raw distances, PatchCore) or
+#: ``'position'`` (divided by the median at the grid position over the images). Measured with
+#: ``bench_defects.py`` (docs/defects.md): position normalisation left ELPV's anomaly AUROC where it
+#: was (0.861 -> 0.859) and dropped the DeepPCB crops' from 0.86 to 0.56, where most crops are
+#: defective and centred on their defect, so the median at the centre is a defect's anomaly.
+NORMALISE = "none"
+NORMALISATIONS = ("none", "position")
 #: Images drawn for the bank when no image is labelled normal.
 NO_LABEL_IMAGES = 50
 #: Images whose patch anomalies give the per-position median, at most.
@@ -211,7 +225,8 @@ def _ensure_maps(project, device: str, progress: bool):
 
 
 def build_bank(project, normal_label: str | None = None, *, ids=None, seed: int = 0, device: str = "cpu",
-               progress: bool = False, max_patches: int = MAX_BANK_PATCHES) -> tuple[Bank, dict, np.ndarray, np.ndarray, np.ndarray]:
+               progress: bool = False, max_patches: int = MAX_BANK_PATCHES,
+               normalise: str = NORMALISE) -> tuple[Bank, dict, np.ndarray, np.ndarray, np.ndarray]:
     """Fit a bank and its normaliser from the stored patch maps and score every mapped image.
 
     The patch maps are computed first when the project has none (one CNN pass).
@@ -228,6 +243,9 @@ def build_bank(project, normal_label: str | None = None, *, ids=None, seed: int 
         Draw of the images and patches.
     max_patches : int, default :data:`MAX_BANK_PATCHES`
         Bank patches at most (a random sample of the normal images' patches).
+    normalise : {'none', 'position'}, default :data:`NORMALISE`
+        'position': divide each patch distance by the median distance at its grid position over
+        the images (at most :data:`NORM_IMAGES`); 'none': the normaliser is all ones.
 
     Returns
     -------
@@ -249,6 +267,8 @@ def build_bank(project, normal_label: str | None = None, *, ids=None, seed: int 
     ProjectError
         The project has not been ingested.
     """
+    if normalise not in NORMALISATIONS:
+        raise BadInputError(f"unknown normalisation {normalise!r}: {' or '.join(NORMALISATIONS)}")
     t0 = time.perf_counter()
     candidates = None
     if ids is not None:
@@ -284,10 +304,12 @@ def build_bank(project, normal_label: str | None = None, *, ids=None, seed: int 
     raw, nearest = score_maps(maps, mapped, bank, normalise=False)
     norm_rows = np.arange(len(mapped)) if len(mapped) <= NORM_IMAGES else rng.choice(len(mapped), NORM_IMAGES,
                                                                                    replace=False)
-    bank.normaliser = np.maximum(np.median(raw[norm_rows], axis=0), 1e-6).astype(np.float32)
+    if normalise == "position":
+        bank.normaliser = np.maximum(np.median(raw[norm_rows], axis=0), 1e-6).astype(np.float32)
     anomaly = raw / bank.normaliser[None, :]
     info = {"normal_label": normal_label, "image_ids": [int(i) for i in usable], "candidates": len(candidates),
             "candidate_ids_hash": hash_ids(candidates), "images": len(usable), "patches": int(len(bank.patches)),
+            "normalise": normalise,
             "dim": int(dim), "grid": int(minfo["grid"]), "maps_created": minfo.get("created"),
             "rows": int(maps.shape[0]), "backbone": minfo.get("backbone"),
             "seconds": round(time.perf_counter() - t0, 2), "created": time.time()}
@@ -326,7 +348,7 @@ def save_bank(project, bank: Bank, info: dict, rows: np.ndarray, anomaly: np.nda
 
 
 def fit_patchcore(project, normal_label: str | None = None, *, ids=None, device: str = "cpu", seed: int = 0,
-                  progress: bool = False) -> dict:
+                  progress: bool = False, normalise: str = NORMALISE) -> dict:
     """Build and store the memory bank from images carrying ``normal_label`` (see :func:`build_bank`).
 
     Parameters
@@ -334,7 +356,7 @@ def fit_patchcore(project, normal_label: str | None = None, *, ids=None, device:
     project : labeler.project.Project
     normal_label : str or None
         The label meaning "nothing wrong" (e.g. ``'no'``, ``'ok'``); None: a random sample of all images.
-    ids, device, seed, progress
+    ids, device, seed, progress, normalise
         As for :func:`build_bank` (``device``: for the patch maps when they must be computed first).
 
     Returns
@@ -350,7 +372,7 @@ def fit_patchcore(project, normal_label: str | None = None, *, ids=None, device:
         No image carries ``normal_label``, or none of them could be read.
     """
     bank, info, rows, anomaly, _ = build_bank(project, normal_label, ids=ids, seed=seed, device=device,
-                                              progress=progress)
+                                              progress=progress, normalise=normalise)
     save_bank(project, bank, info, rows, anomaly)
     return info
 
@@ -469,10 +491,11 @@ def heatmap_png(project, image_id: int, *, device: str = "cpu", alpha: float = 0
                 heat: np.ndarray | None = None) -> bytes:
     """The image with its anomaly heat map blended over it, as PNG bytes (for the dashboard).
 
-    Colours: matplotlib's ``inferno`` over the map scaled to [0, max(map, 2)]: 2 is twice
-    the median anomaly at a position, so a normal image is not painted hot by its own
-    scaling. ``heat``: the map from :func:`anomaly_map` when the caller has it already,
-    (H, W) float32; otherwise it is computed.
+    Colours: matplotlib's ``inferno`` over the map scaled to [0, max(map)], or to
+    [0, max(map, 2)] with a position-normalised bank (2 = twice the median anomaly at a
+    position, so a normal image is not painted hot by its own scaling). ``heat``: the map
+    from :func:`anomaly_map` when the caller has it already, (H, W) float32; otherwise it
+    is computed.
 
     Raises
     ------
@@ -488,7 +511,8 @@ def heatmap_png(project, image_id: int, *, device: str = "cpu", alpha: float = 0
         heat, _ = anomaly_map(project, image_id, device=device)
     row = project.store.get_image(int(image_id))
     img = np.asarray(images.load_image(project.image_path(row["path"])), dtype=np.float32)
-    colour = colormaps["inferno"](heat / max(float(heat.max()), 2.0))[..., :3] * 255.0
+    floor = 2.0 if (project.store.get_meta(META) or {}).get("normalise") == "position" else 1e-12
+    colour = colormaps["inferno"](heat / max(float(heat.max()), floor))[..., :3] * 255.0
     out = ((1 - alpha) * img + alpha * colour).clip(0, 255).astype(np.uint8)
     buf = io.BytesIO()
     Image.fromarray(out).save(buf, format="PNG")
