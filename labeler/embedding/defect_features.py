@@ -45,13 +45,16 @@ __all__ = ["K", "NAME", "POOLING", "SCORE_WEIGHT", "anomaly_grid", "anomaly_scor
 #: The feature set's name.
 NAME = "defect"
 #: Most anomalous patches pooled per image (of 196 cells with the default 14 x 14 maps). Measured
-#: (bench_defects.py --scan, docs/defects.md): k = 8 led on both collections (ELPV defective macro
-#: P@1 0.811-0.820 against 0.793-0.808 at k = 16; DeepPCB crops 0.58 against 0.54 unnormalised).
+#: (bench_defects.py --scan and runs in docs/defects.md), unnormalised bank of 2,450: ELPV defective
+#: macro P@1 0.806 / 0.793 at k = 8 / 16; DeepPCB crops (label, own board out) 0.582 / 0.543 / 0.468
+#: at k = 8 / 16 / 32.
 K = 8
-#: Pooling: the mean residual and the mean patch feature of the k patches (ELPV 0.816 against 0.800
-#: for the residual alone at k = 8 and 16; DeepPCB 0.58 against 0.55).
+#: Pooling: the mean residual and the mean patch feature of the k patches (ELPV 0.811 against 0.776
+#: for the residual alone at k = 8, position-normalised; DeepPCB 0.582 against 0.549 unnormalised).
 POOLING = "residual+feature"
-#: Weight of the anomaly-score column, relative to the median norm of the pooled residuals.
+#: Weight of the anomaly-score column, relative to the median norm of the pooled residuals (ELPV
+#: macro P@1 0.812 at 1 against 0.816 at 0 and 0.812 at 3, within noise; kept so that the vector
+#: carries how anomalous the image is).
 SCORE_WEIGHT = 1.0
 
 NOT_COMPUTED = "no anomaly scores yet: run `labeler features --project DIR --compute defect --normal-label LABEL`"

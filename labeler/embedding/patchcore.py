@@ -19,7 +19,7 @@ What differs from the paper, stated:
   study for issue 24 found the most anomalous patch of 91 % of defect-free images on the
   outer rings (edges, padding) of one defect collection, and normalisation lifted its AUROC
   0.74 -> 0.80. Measured here with ``benchmarks/bench_defects.py`` (docs/defects.md) it did
-  not help: ELPV 0.861 -> 0.859, DeepPCB crops 0.86 -> 0.56 (their defects sit at the crop
+  not help: ELPV 0.841 -> 0.845, DeepPCB crops 0.845 -> 0.569 (their defects sit at the crop
   centre in most images, so the median there is a defect's), hence off by default
   (:data:`NORMALISE`).
 - **Bank**: every patch of up to :data:`MAX_BANK_IMAGES` normal images, randomly
@@ -60,15 +60,15 @@ __all__ = ["Bank", "anomaly_grid_of_image", "anomaly_map", "build_bank", "fit_pa
 #: Normal images used for the bank at most (a random sample of them).
 MAX_BANK_IMAGES = 300
 #: Bank patches at most (a random sample of the normal images' patches). Measured with
-#: ``bench_defects.py --scan`` (50 normal images = 9,800 patches): a random 2,450 of them gave ELPV
-#: defective macro P@1 0.811 against 0.816 with all 9,800 and the DeepPCB crops 0.40 against 0.37
-#: (the then-default position normalisation), for a quarter of the search time (ELPV: all 514k
-#: patches scored in ~10-15 s instead of 35-55 s on the shared 2-core machine).
+#: ``bench_defects.py --scan`` (50 normal images = 9,800 patches; k = 8, position-normalised): a
+#: random 2,450 of them gave ELPV defective macro P@1 0.811 against 0.812 with all 9,800 and the
+#: DeepPCB crops 0.302 against 0.287, for a quarter of the search time (ELPV: all 514k patches
+#: scored in 16-28 s instead of 35-55 s on the shared, heavily loaded 2-core machine).
 MAX_BANK_PATCHES = 2500
 #: How patch distances are normalised by default: ``'none'`` (raw distances, PatchCore) or
 #: ``'position'`` (divided by the median at the grid position over the images). Measured with
 #: ``bench_defects.py`` (docs/defects.md): position normalisation left ELPV's anomaly AUROC where it
-#: was (0.861 -> 0.859) and dropped the DeepPCB crops' from 0.86 to 0.56, where most crops are
+#: was (0.841 -> 0.845) and dropped the DeepPCB crops' from 0.845 to 0.569, where most crops are
 #: defective and centred on their defect, so the median at the centre is a defect's anomaly.
 NORMALISE = "none"
 NORMALISATIONS = ("none", "position")
