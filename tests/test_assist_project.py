@@ -288,3 +288,22 @@ def test_accept_skips_and_reports_an_image_labelled_meanwhile(project, elpv_dir,
     assert project.store.labels()[taken] == "other"
     assert "1 labelled meanwhile left unchanged (other 1 by cy)" in res.message()
     assert res.to_dict()["skipped"] == 1
+
+
+def test_suggestions_are_shared_until_the_labels_change(project, elpv_dir):
+    """The in-process memo: the same state gives the same object (no reload), and every kind
+    of change a person makes (a label, an undo, another person's label through another
+    connection) gives new suggestions that reflect it."""
+    truth = truth_by_id(project, elpv_dir)
+    label_some(project, truth, n_per_class=6)
+    first = suggest(project)
+    assert suggest(project) is first
+    other = Project(project.root)  # a second annotator's process has its own connection
+    target = int(next(i for i in first.image_ids if int(i) not in project.store.labels()))
+    labels.label_images(other, [target], "mono", annotator="bob")
+    after_label = suggest(project)
+    assert after_label is not first and after_label.given[list(after_label.image_ids).index(target)] == "mono"
+    history.undo(other, annotator="bob")
+    after_undo = suggest(project)
+    assert after_undo is not after_label and after_undo.given[list(after_undo.image_ids).index(target)] is None
+    assert suggest(project, use_cache=False) is not after_undo
