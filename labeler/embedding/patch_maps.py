@@ -1,8 +1,9 @@
 """Stored patch feature maps of every image: what defect-aware features and region search read.
 
 A *patch map* is the grid of locally aware patch features of one image
-(:func:`labeler.embedding.patchcore.patch_features`: the last stride-8 stage and the
-upsampled stride-16 stage, concatenated and averaged over 3×3 neighbours), average-pooled
+(:func:`patch_features`, also importable from :mod:`labeler.embedding.patchcore`: the last
+stride-8 stage and the upsampled stride-16 stage, concatenated and averaged over 3×3
+neighbours), average-pooled
 to ``grid × grid`` cells and projected onto the first ``dim`` principal components of the
 project's own patches (PCA fitted on a random sample of images, Pearson 1901 / scikit-learn).
 
@@ -31,9 +32,10 @@ import torch.nn.functional as F
 
 from ..errors import BadInputError, NotFoundError, ProjectError
 from ..integrity import verify, write_tracked
+from .local_features import stage_maps
 
 __all__ = ["DIM", "GRID", "PatchMapModel", "cell_boxes", "box_cells", "compute_patch_maps", "load_patch_maps",
-           "patch_map_of_image", "patch_maps_info"]
+           "patch_features", "patch_map_of_image", "patch_maps_info"]
 
 #: Cells per side of a stored map (the stride-8 grid of a 224-px input is 28; pooled 2×2).
 GRID = 14
@@ -43,6 +45,31 @@ DIM = 64
 PCA_IMAGES = 128
 
 META = "patch_maps"
+
+
+def patch_features(model, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+    """Locally aware patch features of a batch.
+
+    Parameters
+    ----------
+    model : EfficientNetFeatures or ResNetFeatures
+        A wrapped backbone (``Backbone.model``).
+    x : torch.Tensor
+        (B, 3, S, S) float32 network input.
+
+    Returns
+    -------
+    patches : torch.Tensor
+        (B, h * w, C8 + C16) float32, row-major over the (h, w) = (S/8, S/8) grid.
+    grid : (int, int)
+        ``(h, w)``.
+    """
+    m = stage_maps(model, x)
+    s8, s16 = m["s8"].float(), m["s16"].float()
+    h, w = s8.shape[-2:]
+    up = F.interpolate(s16, size=(h, w), mode="bilinear", align_corners=False)
+    f = F.avg_pool2d(torch.cat([s8, up], dim=1), kernel_size=3, stride=1, padding=1)
+    return f.flatten(2).transpose(1, 2).contiguous(), (h, w)
 
 
 class PatchMapModel(nn.Module):
@@ -59,8 +86,6 @@ class PatchMapModel(nn.Module):
         self.grid = int(grid)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        from .patchcore import patch_features
-
         p, (h, w) = patch_features(self.base, x)  # (B, h*w, C)
         b, _, c = p.shape
         m = p.transpose(1, 2).reshape(b, c, h, w)

@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from .. import images
 from ..errors import BadInputError, NotFoundError
 from ..integrity import verify, write_tracked
-from .local_features import stage_maps
+from .patch_maps import patch_features  # noqa: F401  (re-exported: the patch features' public home)
 
 __all__ = ["Bank", "anomaly_grid_of_image", "anomaly_map", "build_bank", "fit_patchcore", "heatmap_png",
            "load_bank", "nearest_normal", "patch_features", "score_maps"]
@@ -82,31 +82,6 @@ SIGMA = 4.0
 META = "patchcore"
 NO_BANK = "no PatchCore memory bank yet: run `labeler heatmap ID --normal-label LABEL` or " \
           "`labeler features --project DIR --compute defect` once"
-
-
-def patch_features(model, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Locally aware patch features of a batch.
-
-    Parameters
-    ----------
-    model : EfficientNetFeatures or ResNetFeatures
-        A wrapped backbone (``Backbone.model``).
-    x : torch.Tensor
-        (B, 3, S, S) float32 network input.
-
-    Returns
-    -------
-    patches : torch.Tensor
-        (B, h * w, C8 + C16) float32, row-major over the (h, w) = (S/8, S/8) grid.
-    grid : (int, int)
-        ``(h, w)``.
-    """
-    m = stage_maps(model, x)
-    s8, s16 = m["s8"].float(), m["s16"].float()
-    h, w = s8.shape[-2:]
-    up = F.interpolate(s16, size=(h, w), mode="bilinear", align_corners=False)
-    f = F.avg_pool2d(torch.cat([s8, up], dim=1), kernel_size=3, stride=1, padding=1)
-    return f.flatten(2).transpose(1, 2).contiguous(), (h, w)
 
 
 @dataclass
