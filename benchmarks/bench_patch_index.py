@@ -25,13 +25,13 @@ images, and region search P@10 on the DeepPCB defect boxes.
    the project's patch maps: compute them on a copy if it has none (about 100 s idle;
    20 min on a loaded 2-core machine)::
 
-       cp -r data/projects/deeppcb /tmp/deeppcb && python -c "from labeler.project import Project; \\
-       from labeler.embedding.patch_maps import compute_patch_maps as c; c(Project('/tmp/deeppcb'))"
+       cp -r data/projects/deeppcb ../deeppcb-copy && python -c "from labeler.project import Project; \\
+       from labeler.embedding.patch_maps import compute_patch_maps as c; c(Project('../deeppcb-copy'))"
 
 Run::
 
     python benchmarks/bench_patch_index.py --json
-    python benchmarks/bench_patch_index.py --sizes 10000 --deeppcb-project /tmp/deeppcb --json
+    python benchmarks/bench_patch_index.py --sizes 10000 --deeppcb-project ../deeppcb-copy --json
 """
 
 from __future__ import annotations
