@@ -60,8 +60,9 @@ def heat_png(grid, width: int, height: int, info: dict, side: int = HEAT_SIDE) -
     Parameters
     ----------
     grid : ndarray (g, g) float
-        Position-normalised patch anomaly (1 = typical at that position;
-        :func:`labeler.embedding.defect_features.anomaly_grid`).
+        Patch anomaly (:func:`labeler.embedding.defect_features.anomaly_grid`; position-normalised:
+        1 = typical at that position). The colour scale starts at the grid's median, so a raw
+        (not normalised) distance grid is drawn the same way.
     width, height : int
         The image's size: the PNG has its aspect ratio, ``side`` px on its long side.
     info : dict
@@ -70,16 +71,20 @@ def heat_png(grid, width: int, height: int, info: dict, side: int = HEAT_SIDE) -
     Returns
     -------
     bytes
-        PNG, RGBA: transparent where the anomaly is typical (≤ 1), from yellow to red and
-        more opaque up to the image's largest anomaly (or 2, if that is below 2).
+        PNG, RGBA: transparent where the anomaly is at most the grid's median m (1 for a
+        normalised grid), from yellow to red and more opaque up to the largest anomaly (or
+        2 m, if that is below 2 m).
     """
     import numpy as np
     from PIL import Image
 
     from ..embedding.patch_maps import cell_boxes
 
-    a = np.nan_to_num(np.asarray(grid, dtype=np.float32), nan=1.0)
-    v = np.clip((a - 1.0) / (max(float(a.max()), 2.0) - 1.0), 0.0, 1.0)
+    a = np.asarray(grid, dtype=np.float32)
+    m = float(np.nanmedian(a)) if np.isfinite(a).any() else 1.0
+    m = m if m > 0 else 1.0
+    a = np.nan_to_num(a, nan=m)
+    v = np.clip((a - m) / (max(float(a.max()), 2 * m) - m), 0.0, 1.0)
     rgba = np.stack([np.full_like(v, 255), 255 * (1 - v), np.zeros_like(v), 210 * v], axis=-1)
     small = Image.fromarray(rgba.round().astype(np.uint8), "RGBA")
     scale = side / max(width, height)
