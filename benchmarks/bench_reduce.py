@@ -160,8 +160,12 @@ def layout_quality(v: np.ndarray, args, seed) -> dict:
     from labeler.reduce import place_by_neighbours
 
     n = len(v)
-    reducer, _ = fit_umap(v, 2, n_neighbors=15, seed=seed, fit_sample=args.fit_sample)
     idx = _sample(n, args.fit_sample, seed or 0)
+    if idx is None:  # every row is in the fit sample: no row is placed, nothing to compare
+        print(f"  layout quality: not measured, all {n:,} rows are in the UMAP fit sample "
+              f"(--fit-sample {args.fit_sample:,}); --trust needs more rows than that")
+        return {"rows": 0, "skipped": f"n {n} <= fit_sample {args.fit_sample}"}
+    reducer, _ = fit_umap(v, 2, n_neighbors=15, seed=seed, fit_sample=args.fit_sample)
     rest = np.setdiff1d(np.arange(n), idx)
     xy_nb, xy_tr = np.empty((n, 2), np.float32), np.empty((n, 2), np.float32)
     xy_nb[idx] = xy_tr[idx] = reducer.embedding_
