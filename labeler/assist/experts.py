@@ -206,6 +206,11 @@ def register(provider: Callable) -> Callable:
     return provider
 
 
+def providers() -> tuple[Callable, ...]:
+    """The registered expert providers, built-in first (:func:`register`)."""
+    return tuple(_PROVIDERS)
+
+
 def project_experts(project, n_rows: int) -> list[Expert]:
     """Every registered provider's experts for ``project`` (``n_rows`` array rows)."""
     return [e for p in _PROVIDERS for e in p(project, n_rows)]

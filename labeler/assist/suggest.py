@@ -36,7 +36,6 @@ added by a later stage), or the path of an N x D ``.npy`` file aligned with
 from __future__ import annotations
 
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -374,57 +373,12 @@ def suggest(project: Project | Path | str, *, features: str | os.PathLike | np.n
     project = project if isinstance(project, Project) else Project(project)
     if method not in assist_model.METHODS:
         raise BadInputError(f"unknown suggestion method {method!r}; one of {assist_model.METHODS}")
-    key = _state_key(project, features, method) if use_cache else None
+    from . import memo
+
+    key = memo.state_key(project, features, method, active=ACTIVE) if use_cache else None
     if key is None:
         return _suggest(project, features, method, use_cache)
-    with _MEMO_LOCK:
-        lock = _MEMO_LOCKS.setdefault(key[:3], threading.Lock())
-    with lock:  # one computation per state: concurrent callers wait for it, then share it
-        hit = _MEMO.get(key[:3])
-        if hit is not None and hit[0] == key:
-            return hit[1]
-        out = _suggest(project, features, method, use_cache)
-        _MEMO[key[:3]] = (key, out)
-        return out
-
-
-#: The newest suggestions of each (project, features, method) in this process, with the
-#: state they were computed for (:func:`_state_key`): a dashboard with eight annotators
-#: asks for them from several callbacks per action, and reloading them from the disk
-#: cache took 2.1-2.5 s at 100k images (joblib load, image table, features), so a page
-#: waited minutes behind others' identical reloads (benchmarks/bench_soak.py).
-_MEMO: dict[tuple, tuple[tuple, Suggestions]] = {}
-_MEMO_LOCKS: dict[tuple, threading.Lock] = {}
-_MEMO_LOCK = threading.Lock()
-
-
-def _state_key(project: Project, features, method: str) -> tuple | None:
-    """What the suggestions depend on, read cheaply (a few indexed queries and one stat):
-    the features file (path, size, mtime), the newest action and label event (any label,
-    accept, undo or redo), the clustering (calibration folds), the image rows and the
-    imported prediction sources. None when it cannot be told cheaply (an array or a
-    file given by the caller, experts registered beyond the built-in one)."""
-    from ..embedding import feature_sets
-    from .experts import _PROVIDERS, prediction_experts
-
-    if not isinstance(features, str) or features.endswith(".npy") or _PROVIDERS != [prediction_experts]:
-        return None
-    name = features
-    if name == ACTIVE:
-        name = feature_sets.active_feature_set(project)
-        name = "pca" if name == feature_sets.EMBEDDINGS else name
-    path = project.array_path(name) if project.has_array(name) else feature_sets.feature_set_path(project, name)
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None  # load_features says what is missing
-    store = project.store
-    newest = store.actions(limit=1)
-    clustering = store.current_clustering()
-    sources = tuple(tuple(sorted(s.items())) for s in store.prediction_sources())
-    return (str(project.root.resolve()), name, method, str(path), st.st_size, st.st_mtime_ns,
-            int(newest[0]["id"]) if newest else 0, store.last_label_event(),
-            clustering["id"] if clustering else None, store.next_row(), sources)
+    return memo.once(key, lambda: _suggest(project, features, method, use_cache))
 
 
 def _suggest(project: Project, features, method: str, use_cache: bool) -> Suggestions:
