@@ -132,20 +132,38 @@ class Searcher:
     Loads the read-only arrays once (memory-mapped) and the backbone and UMAP
     model only when a file query needs them.
 
+    Parameters
+    ----------
+    project : Project
+    feature_set : str, default 'pca'
+        The vectors compared: 'pca' (the ingest's PCA vectors, through the project's
+        index), or 'active' / a stored feature set's name (:mod:`labeler.embedding.feature_sets`,
+        e.g. the defect-aware 'defect'), L2-normalised and searched exactly; those
+        answer images of the collection only (a new photo has no vector in them).
+
     Raises
     ------
     ProjectError
         The project has not been ingested yet.
+    NotIngestedError
+        No feature set of that name.
     """
 
-    def __init__(self, project: Project):
+    def __init__(self, project: Project, feature_set: str = "pca"):
         self.project = project
-        self.vectors = project.load_array("pca")
+        self.feature_set = feature_set
         self.map_xy = project.load_array("map")
         self.row_ids = project.store.row_image_ids()
         self.id_to_row = {int(i): r for r, i in enumerate(self.row_ids) if i >= 0}
-        # Exact below index.HNSW_FROM images, else the saved HNSW index (memory-mapped).
-        self.index = project_index(project, self.vectors)
+        if feature_set == "pca":
+            self.vectors = project.load_array("pca")
+            # Exact below index.HNSW_FROM images, else the saved HNSW index (memory-mapped).
+            self.index = project_index(project, self.vectors)
+        else:  # another stored feature set (defect-aware, fine-tuned ...): exact cosine search
+            from .assist.suggest import load_features
+
+            self.vectors, _ = load_features(project, feature_set)
+            self.index = ExactIndex(self.vectors)
         self._exact = self.index if isinstance(self.index, ExactIndex) else None
         self.novelty_threshold = float(project.store.get_meta("novelty_threshold", 0.0))
         self._backbone = None
@@ -204,6 +222,7 @@ class Searcher:
         """
         paths = [Path(p) for p in paths]
         out: list[SearchResult | QueryFailure | None] = [None] * len(paths)
+        own = f"the feature set {self.feature_set!r} has vectors only for the collection's own images: search by their id"
         hashes: dict[int, str] = {}
         for i, p in enumerate(paths):
             try:
@@ -227,9 +246,9 @@ class Searcher:
                 out[i] = res
             else:
                 todo.append((i, paths[i]))
-        if todo and is_given(self.project.store.get_meta("backbone")):  # no model to embed a new photo
-            for i, p in todo:
-                out[i] = QueryFailure(p.name, f"{p.name}: {NEEDS_A_MODEL}")
+        if todo and (is_given(self.project.store.get_meta("backbone")) or self.feature_set != "pca"):
+            for i, p in todo:  # no model to embed a new photo in these vectors
+                out[i] = QueryFailure(p.name, f"{p.name}: {NEEDS_A_MODEL if self.feature_set == 'pca' else own}")
             todo = []
         if todo:
             for i, z, top1, err, prob in self._embed(todo, batch_size):
@@ -532,15 +551,18 @@ def search_region(project: Project | Path | str, query: str | int | Path, box, k
 
 
 def search(project: Project | Path | str, query: str | int | Path, k: int = 10, *,
-           exact: bool = False, for_label: str | None = None) -> SearchResult:
+           exact: bool = False, for_label: str | None = None, feature_set: str = "pca") -> SearchResult:
     """Reverse image search: ``query`` is an image id (int or digits) or an image file path.
 
     ``exact`` compares with every image (large collections otherwise use the
     approximate HNSW index, :mod:`labeler.index`). ``for_label`` ("more like this,
     for *crack*") re-ranks the neighbours by the label's linear probe
-    (:mod:`labeler.assist.conditioned`)."""
+    (:mod:`labeler.assist.conditioned`). ``feature_set``: 'pca' (the ingest vectors,
+    default), 'active' or a stored feature set's name (e.g. the defect-aware 'defect',
+    :mod:`labeler.embedding.defect_features`), searched exactly; those answer image ids
+    only (a file that is not in the collection is a :class:`QueryFailure`-worded error)."""
     project = project if isinstance(project, Project) else Project(project)
-    s = Searcher(project)
+    s = Searcher(project, feature_set)
     if isinstance(query, int) or (isinstance(query, str) and query.isdigit() and not Path(query).exists()):
         return s.by_id(int(query), k, exact=exact, for_label=for_label)
     return s.by_file(Path(query), k, exact=exact, for_label=for_label)

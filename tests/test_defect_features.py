@@ -164,6 +164,36 @@ def test_search_and_queue_work_on_the_defect_set(proj, elpv_dir):
     batch = next_to_label(proj, 5, features="defect")
     assert len(batch) == 5 and all(b.image_id not in bad for b in batch)
 
+    # Search by image on the defect set: the exact cosine neighbours of its vectors.
+    import json
+
+    from click.testing import CliRunner
+
+    from labeler.cli import main
+    from labeler.embedding.feature_sets import load_feature_set
+    from labeler.search import search
+
+    x = np.asarray(load_feature_set(proj, "defect"), dtype=np.float64)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    row_ids = proj.store.row_image_ids()
+    q = bad[0]
+    sims = x @ x[list(row_ids).index(q)]
+    sims[list(row_ids).index(q)] = -np.inf
+    want = [int(row_ids[r]) for r in np.argsort(-sims, kind="stable")[:5]]
+    got = [n.image_id for n in search(proj, q, k=5, feature_set="defect").neighbours]
+    assert got == want
+    assert got != [n.image_id for n in search(proj, q, k=5).neighbours]  # not the ingest vectors
+    r = CliRunner().invoke(main, ["search", str(q), "--project", str(proj.root), "-k", "5", "--feature-set", "defect",
+                                  "--json"])
+    assert r.exit_code == 0, r.output
+    assert [n["image_id"] for n in json.loads(r.output.strip().splitlines()[-1])["neighbours"]] == want
+    new_photo = proj.root / "new.png"
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (120, 30, 200)).save(new_photo)
+    r = CliRunner().invoke(main, ["search", str(new_photo), "--project", str(proj.root), "--feature-set", "defect"])
+    assert r.exit_code == 1 and "search by their id" in r.output
+
 
 def test_cli_patch_maps_defect_and_heatmap(proj, elpv_dir, tmp_path):
     from click.testing import CliRunner

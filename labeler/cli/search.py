@@ -26,8 +26,11 @@ from .options import PROJECT, open_project
 @click.option("--box", default=None, metavar="X,Y,W,H",
               help="Search by a region: the box (pixels of the original image) of the one QUERY; "
                    "finds the images whose best-matching region is nearest (needs patch maps).")
+@click.option("--feature-set", "feature_set", default="pca", show_default=True,
+              help="Vectors to compare: pca (the ingest's), active, or a stored feature set such as "
+                   "'defect' (`labeler features` lists them); other than pca, queries are image ids.")
 @TEXT_QUERY  # --text (labeler.cli.models)
-def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact, box, texts):
+def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact, box, texts, feature_set):
     """Reverse image search: nearest neighbours of each QUERY (image files, folders of
     images, or image ids). The model loads once for all queries; a file already in
     the collection is recognised by its content and uses its stored embedding.
@@ -41,6 +44,7 @@ def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact, b
       labeler search 12 --project data/projects/elpv --exact
       labeler search --text "a cracked cell" --project data/projects/elpv
       labeler search 12 --box 40,30,64,64 --project data/projects/elpv --json
+      labeler search 12 --feature-set defect --project data/projects/elpv
     """
     from ..search import QueryFailure, Searcher, expand_queries
 
@@ -50,7 +54,7 @@ def search_cmd(queries, project_dir, k, as_json, batch_size, for_label, exact, b
     if box is not None:  # by a region (labeler.patch_index)
         return region_search_cli(open_project(project_dir), queries, box, k, as_json)
 
-    searcher = Searcher(open_project(project_dir))
+    searcher = Searcher(open_project(project_dir), feature_set)
     settings = searcher.project.settings()
     failed = False
     for res in searcher.run_queries(expand_queries(queries), k, batch_size=batch_size, exact=exact,
