@@ -695,6 +695,8 @@ def check_labels(db: Path, logs: dict[str, list[dict]]) -> dict:
                     stack.pop()
             elif a["redoes"] is None:
                 stack.append(a["id"])
+    kind_of = {a["id"]: ("label" if a["kind"] == "label" and a["redoes"] is None else "undo/redo")
+               for a in actions}
     last = {}
     for aid in sorted(events):
         for ev in events[aid]:
@@ -705,7 +707,10 @@ def check_labels(db: Path, logs: dict[str, list[dict]]) -> dict:
         if ev["new_label"] is None:
             if r is not None:
                 problem("labels_mismatch", f"image {i} labelled {r['label']!r} after its newest event removed it")
-        elif r is None or r["label"] != ev["new_label"] or r["annotator"] != ev["annotator"]:
+        # An undo's or redo's event is written by whoever undid; the row keeps the author of
+        # the write now in force (docs/undo.md), so only a label action's author must match.
+        elif r is None or r["label"] != ev["new_label"] or (
+                kind_of.get(ev["action_id"]) == "label" and r["annotator"] != ev["annotator"]):
             problem("labels_mismatch", f"image {i}: newest event {ev['new_label']!r} by {ev['annotator']}, "
                                        f"labels table {dict(r) if r else None}")
     for i in set(rows) - set(last):

@@ -24,7 +24,7 @@ from labeler.embedding import byo, text  # noqa: E402
 from labeler.embedding.feature_sets import list_feature_sets, load_feature_set  # noqa: E402
 from labeler.errors import BadInputError, NotFoundError  # noqa: E402
 from labeler.project import Project  # noqa: E402
-from labeler.search import search_text  # noqa: E402
+from labeler.text_search import search_text  # noqa: E402
 
 N = 12
 TINY = {"embed_dim": 16,
@@ -153,7 +153,7 @@ def test_the_search_tab_searches_by_text(clip_project):
     from labeler.app import create_app
     from labeler.app.callbacks_search import result_view, search_by_text
     from labeler.labels import label_images
-    from labeler.search import search_text
+    from labeler.text_search import search_text
 
     p = clip_project
     actx = create_app(p).labeler

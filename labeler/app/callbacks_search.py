@@ -90,7 +90,7 @@ def search_by_text(actx: AppContext, text: str, k=12) -> dict:
     """
     from collections import Counter
 
-    from ..search import search_text
+    from ..text_search import search_text
 
     (res,) = search_text(actx.project, [str(text or "")], _k(k))
     nb = res.neighbours

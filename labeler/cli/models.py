@@ -87,7 +87,7 @@ def text_search_cli(project, texts, queries, k: int, as_json: bool, feature_set:
         No text, or image queries as well.
     """
     from ..errors import BadInputError
-    from ..search import search_text
+    from ..text_search import search_text
 
     if not texts or queries:
         raise BadInputError("give image QUERIES or --text TEXT (not both)")
