@@ -92,6 +92,11 @@ def _patch_maps(project, device: str, quiet: bool) -> None:
     click.echo(f"stored patch maps: {info['rows']} images x {info['grid']}x{info['grid']} cells x {info['dim']} "
                f"({info['bytes'] / 2**20:.1f} MiB) in {info['seconds']:.1f} s"
                + (f"; {len(info['failures'])} unreadable images (zero rows)" if info["failures"] else ""))
+    from ..patch_index import RERANK_ALL, project_patch_index
+
+    if info["rows"] > RERANK_ALL:  # build the region-search index now, not inside the first query
+        project_patch_index(project, say=lambda m: None if quiet else click.echo(m))
+        click.echo("built the patch index for search by a region (patches/index.faiss)")
 
 
 def _defect(project, normal_label, normalise, name, device: str, quiet: bool) -> None:
