@@ -20,9 +20,13 @@ import sys
 import types
 from importlib import import_module
 
-from .config import Settings, load_settings
-from .project import Project
-from .search import Searcher, search  # binds ``labeler.search`` to the function, not the module
+from .compat import serialise_literal_eval
+
+serialise_literal_eval()  # before any thread loads a .npy (labeler.compat: CPython gh-106905)
+
+from .config import Settings, load_settings  # noqa: E402
+from .project import Project  # noqa: E402
+from .search import Searcher, search  # noqa: E402  binds ``labeler.search`` to the function, not the module
 
 __version__ = "0.1.0"
 

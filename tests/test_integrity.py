@@ -431,3 +431,16 @@ def test_the_int8_model_is_recorded_and_checked_before_use(project, tmp_path):
     msg = str(e.value)
     assert msg.startswith("models/tiny-global-int8-0123.onnx is damaged") and "--precision int8" in msg
     assert [(p.file, p.kind) for p in check_project(project.root)] == [("models/tiny-global-int8-0123.onnx", DAMAGE)]
+
+
+def test_npy_headers_are_parsed_under_one_lock():
+    """labeler.compat: numpy parses .npy headers with ast.literal_eval, which raised
+    SystemError ('AST constructor recursion depth mismatch') when two dashboard threads
+    loaded arrays at once on Python 3.11; importing labeler serialises it there."""
+    import ast
+    import sys
+
+    import labeler  # noqa: F401
+
+    assert ast.literal_eval("{'descr': '<f4', 'shape': (3, 2)}") == {"descr": "<f4", "shape": (3, 2)}
+    assert getattr(ast.literal_eval, "_labeler_serialised", False) == (sys.version_info < (3, 13))
