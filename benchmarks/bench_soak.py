@@ -548,16 +548,20 @@ class Annotator(threading.Thread):
         msg = " ".join(_texts(seen.get(f"{MESSAGE}.children")))
         return f"{VERSION}.data" in seen, msg
 
+    def _type_and_click(self, field: str, button: str, label: str, action: str) -> tuple[bool, str]:
+        """Type ``label`` into ``field`` and click ``button``; click once more when the page
+        asks to confirm ("Click again"), as a person would. Returns (acknowledged, message)."""
+        for _ in range(2):
+            self.page.props.setdefault(field, {})["value"] = label
+            ack, msg = self._label_reply(self.page.click(button, action))
+            if ack or "Click again" not in msg:
+                break
+        return ack, msg
+
     def label_cluster(self) -> None:
         label = self.rnd.choice(LABELS)
         members = list(self.members)
-        self.page.props.setdefault(CLUSTER_LABEL_INPUT, {})["value"] = label  # typed
-        seen = self.page.click(CLUSTER_LABEL_BUTTON, "label_cluster_request")
-        ack, msg = self._label_reply(seen)
-        if not ack and "Click again" in msg:
-            self.page.props[CLUSTER_LABEL_INPUT]["value"] = label
-            seen = self.page.click(CLUSTER_LABEL_BUTTON, "label_cluster_request")
-            ack, msg = self._label_reply(seen)
+        ack, msg = self._type_and_click(CLUSTER_LABEL_INPUT, CLUSTER_LABEL_BUTTON, label, "label_cluster_request")
         self.log.append({"kind": "label", "what": "cluster", "label": label, "targets": members, "ack": ack,
                          "written": _written(msg) if ack else 0, "message": msg[:300], "at": time.time()})
 
@@ -571,13 +575,7 @@ class Annotator(threading.Thread):
         if stored.get("query_image_id") != image:
             return
         label = self.rnd.choice(LABELS)
-        self.page.props.setdefault(IMAGE_LABEL_INPUT, {})["value"] = label
-        seen = self.page.click(IMAGE_LABEL_BUTTON, "label_image_request")
-        ack, msg = self._label_reply(seen)
-        if not ack and "Click again" in msg:
-            self.page.props[IMAGE_LABEL_INPUT]["value"] = label
-            seen = self.page.click(IMAGE_LABEL_BUTTON, "label_image_request")
-            ack, msg = self._label_reply(seen)
+        ack, msg = self._type_and_click(IMAGE_LABEL_INPUT, IMAGE_LABEL_BUTTON, label, "label_image_request")
         self.log.append({"kind": "label", "what": "image", "label": label, "targets": [image], "ack": ack,
                          "written": _written(msg) if ack else 0, "message": msg[:300], "at": time.time()})
 
