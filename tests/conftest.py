@@ -39,18 +39,22 @@ def built_project(elpv_dir, tmp_path_factory) -> Path:
     return root
 
 
-@pytest.fixture()
-def project(built_project, tmp_path):
-    """A writable copy of the built project (the database and arrays are copied)."""
+def writable_copy(src: Path, dest: Path):
+    """Copy a project folder to ``dest`` and yield it open; closes its store after (fixtures)."""
     import shutil
 
     from labeler.project import Project
 
-    dest = tmp_path / "project"
-    shutil.copytree(built_project, dest)
+    shutil.copytree(src, dest)
     p = Project(dest)
     yield p
     p.store.close()
+
+
+@pytest.fixture()
+def project(built_project, tmp_path):
+    """A writable copy of the built project (the database and arrays are copied)."""
+    yield from writable_copy(built_project, tmp_path / "project")
 
 
 @pytest.fixture()

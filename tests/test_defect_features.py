@@ -28,13 +28,9 @@ def mapped_root(built_project, tmp_path_factory):
 
 @pytest.fixture()
 def proj(mapped_root, tmp_path):
-    from labeler.project import Project
+    from conftest import writable_copy
 
-    dest = tmp_path / "p"
-    shutil.copytree(mapped_root, dest)
-    p = Project(dest)
-    yield p
-    p.store.close()
+    yield from writable_copy(mapped_root, tmp_path / "p")
 
 
 def _defective(p, elpv_dir) -> dict[int, bool]:
