@@ -364,20 +364,11 @@ class Searcher:
             Neighbour(i, paths[i], float(s), labels.get(i), int(clusters.get(i, -1)))
             for i, s in zip(ids, sims)
         ]
-        vote, cl_vote = defaultdict(float), defaultdict(float)
-        for n in neighbours:
-            w = max(n.similarity, 0.0)
-            cl_vote[n.cluster] += w
-            if n.label is not None:
-                vote[n.label] += w
-        total = sum(vote.values())
-        vote = {lab: v / total for lab, v in sorted(vote.items(), key=lambda kv: -kv[1])} if total > 0 else {}
+        vote, predicted, likely = neighbour_vote((n.similarity, n.label, n.cluster) for n in neighbours)
         if xy is None:
             xy = place_on_map(self.map_xy[rows], sims)
         return SearchResult(
-            query=query, neighbours=neighbours, vote=vote,
-            predicted_label=next(iter(vote), None),
-            likely_cluster=int(max(cl_vote, key=cl_vote.get)) if cl_vote else -1,
+            query=query, neighbours=neighbours, vote=vote, predicted_label=predicted, likely_cluster=likely,
             map_xy=xy, best_similarity=best, novelty_threshold=self.novelty_threshold,
             is_novel=best < self.novelty_threshold, query_image_id=query_image_id,
             n_labelled=sum(n.label is not None for n in neighbours),
@@ -484,6 +475,36 @@ def load_pca(models_dir: Path):
     except OSError:
         pass
     return pca
+
+
+def neighbour_vote(neighbours) -> tuple[dict[str, float], str | None, int]:
+    """The similarity-weighted vote of a query's neighbours, the one rule every search
+    (by image, by region, by text) reports.
+
+    Parameters
+    ----------
+    neighbours : iterable of (similarity, label or None, cluster)
+        Similarity in cosine units (negative ones weigh 0); cluster -1 = noise.
+
+    Returns
+    -------
+    vote : dict of str to float
+        Share of the labelled neighbours' weight per label, largest first (sums to 1; {}
+        when no neighbour is labelled).
+    predicted_label : str or None
+        The vote's winner.
+    likely_cluster : int
+        The cluster with the most weight among all neighbours (-1 with none).
+    """
+    vote, cl_vote = defaultdict(float), defaultdict(float)
+    for similarity, label, cluster in neighbours:
+        w = max(float(similarity), 0.0)
+        cl_vote[int(cluster)] += w
+        if label is not None:
+            vote[label] += w
+    total = sum(vote.values())
+    vote = {lab: v / total for lab, v in sorted(vote.items(), key=lambda kv: -kv[1])} if total > 0 else {}
+    return vote, next(iter(vote), None), int(max(cl_vote, key=cl_vote.get)) if cl_vote else -1
 
 
 def place_on_map(neighbour_xy: np.ndarray, similarities: np.ndarray) -> tuple[float, float]:

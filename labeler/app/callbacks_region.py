@@ -56,17 +56,13 @@ def box_pixels(box: dict, width: int, height: int) -> tuple[float, float, float,
     return (round(x0 * width, 1), round(y0 * height, 1), round((x1 - x0) * width, 1), round((y1 - y0) * height, 1))
 
 
-def _vote_fields(neighbours, labels: dict, clusters: dict) -> dict:
-    """The vote-related fields of a stored search result from plain neighbour lists."""
-    labelled = Counter()
-    for i, s in neighbours:
-        if labels.get(i):
-            labelled[labels[i]] += max(float(s), 0.0)
-    total = sum(labelled.values())
-    cl = Counter(int(clusters.get(i, -1)) for i, _ in neighbours)
-    return {"vote": {lab: round(v / total, 4) for lab, v in labelled.most_common()} if total else {},
-            "predicted_label": labelled.most_common(1)[0][0] if total else None,
-            "likely_cluster": int(cl.most_common(1)[0][0]) if cl else -1}
+def _vote_fields(hits) -> dict:
+    """The vote fields of a stored search result (:func:`labeler.search.neighbour_vote`)."""
+    from ..search import neighbour_vote
+
+    vote, predicted, likely = neighbour_vote((h.similarity, h.label, h.cluster) for h in hits)
+    return {"vote": {lab: round(v, 4) for lab, v in vote.items()}, "predicted_label": predicted,
+            "likely_cluster": likely}
 
 
 def region_search_store(actx: AppContext, image_id: int, box: dict, k=12) -> dict:
@@ -85,10 +81,9 @@ def region_search_store(actx: AppContext, image_id: int, box: dict, k=12) -> dic
     px = box_pixels(box, w, h)
     res = actx.searcher().by_region(int(image_id), px, _k(k))
     nb = [[hit.image_id, round(float(hit.similarity), 4)] for hit in res.hits]
-    facts = {hit.image_id: hit for hit in res.hits}
     return {"query": f"region {','.join(f'{v:g}' for v in px)} of image {image_id}",
             "query_image_id": int(image_id), "neighbours": nb,
-            **_vote_fields(nb, {i: f.label for i, f in facts.items()}, {i: f.cluster for i, f in facts.items()}),
+            **_vote_fields(res.hits),
             "map_xy": None, "best_similarity": float(nb[0][1]) if nb else 0.0, "novelty_threshold": 0.0,
             "is_novel": False, "top1_class": None, "top1_prob": None,
             "boxes": {str(hit.image_id): [*hit.box, hit.width, hit.height] for hit in res.hits},

@@ -88,20 +88,16 @@ def search_by_text(actx: AppContext, text: str, k=12) -> dict:
     LabelerError
         An empty text, no CLIP feature set in the project, open_clip missing.
     """
-    from collections import Counter
-
+    from ..search import neighbour_vote
     from ..text_search import search_text
 
     (res,) = search_text(actx.project, [str(text or "")], _k(k))
     nb = res.neighbours
-    labelled = Counter(n.label for n in nb if n.label)
-    total = sum(labelled.values())
-    clusters = Counter(n.cluster for n in nb)
+    vote, predicted, likely = neighbour_vote((n.similarity, n.label, n.cluster) for n in nb)
     return {"query": f"text: \u201c{res.query}\u201d ({res.feature_set})", "query_image_id": None,
             "neighbours": [[n.image_id, round(float(n.similarity), 4)] for n in nb],
-            "vote": {lab: round(c / total, 4) for lab, c in labelled.most_common()} if total else {},
-            "predicted_label": labelled.most_common(1)[0][0] if total else None,
-            "likely_cluster": int(clusters.most_common(1)[0][0]) if nb else -1, "map_xy": None,
+            "vote": {lab: round(v, 4) for lab, v in vote.items()}, "predicted_label": predicted,
+            "likely_cluster": likely, "map_xy": None,
             "best_similarity": float(nb[0].similarity) if nb else 0.0, "novelty_threshold": 0.0,
             "is_novel": False, "top1_class": None, "top1_prob": None}
 
