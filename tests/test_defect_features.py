@@ -213,3 +213,20 @@ def test_cli_patch_maps_defect_and_heatmap(proj, elpv_dir, tmp_path):
     assert r.exit_code == 0 and out.stat().st_size > 0 and "anomaly score" in r.output
     r = CliRunner().invoke(main, ["features", "--project", root, "--patch-maps", "--quiet", "--device", "cpu"])
     assert r.exit_code == 0 and "stored patch maps: 80 images x 14x14 cells x 64" in r.output
+
+
+def test_most_anomalous_unlabelled_leaves_labelled_images_out(proj, elpv_dir):
+    from labeler.embedding.defect_features import anomaly_scores, compute_defect_features, most_anomalous_unlabelled
+    from labeler.labels import label_images
+
+    _label_normal(proj, elpv_dir, 10)
+    compute_defect_features(proj, "no")
+    scores, row_ids = anomaly_scores(proj), proj.store.row_image_ids()
+    top, scored = most_anomalous_unlabelled(proj, 5)
+    label_images(proj, [top[0][0]], "yes")
+    after, scored_after = most_anomalous_unlabelled(proj, 5)
+    assert scored_after == scored - 1 and after[0] == top[1] and top[0][0] not in [i for i, _ in after]
+    labelled = set(proj.store.labels())
+    want = sorted(((float(s), int(i)) for i, s in zip(row_ids, scores) if i >= 0 and i not in labelled),
+                  key=lambda t: -t[0])[:5]
+    assert [i for i, _ in after] == [i for _, i in want]

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 from collections import Counter
 
-import numpy as np
 from dash import Dash, Input, Output, State, ctx, no_update
 from dash.exceptions import PreventUpdate
 
@@ -92,28 +91,22 @@ def region_search_store(actx: AppContext, image_id: int, box: dict, k=12) -> dic
 
 def anomalous_store(actx: AppContext, n: int = ANOMALOUS_MAX) -> dict:
     """The Search tab's stored result listing the unlabelled images by anomaly score,
-    highest first (at most ``n``; "similarity" holds the score: 1 = typical).
+    highest first (at most ``n``; "similarity" holds the score,
+    :func:`labeler.embedding.defect_features.most_anomalous_unlabelled`).
 
     Raises
     ------
     NotFoundError
         No anomaly scores yet (names the command).
     """
-    from ..embedding.defect_features import anomaly_scores
+    from ..embedding.defect_features import most_anomalous_unlabelled
 
-    scores = anomaly_scores(actx.project)
-    row_ids = actx.store.row_image_ids()
-    m = min(len(scores), len(row_ids))
-    scores, row_ids = scores[:m], np.asarray(row_ids[:m])
-    labelled = np.array(sorted(actx.store.labels()), dtype=np.int64)
-    keep = (row_ids >= 0) & np.isfinite(scores) & ~np.isin(row_ids, labelled)
-    rows = np.flatnonzero(keep)
-    top = rows[np.argsort(-scores[rows], kind="stable")[:n]]
-    nb = [[int(row_ids[r]), round(float(scores[r]), 4)] for r in top]
+    top, scored = most_anomalous_unlabelled(actx.project, n)
+    nb = [[i, round(s, 4)] for i, s in top]
     clusters = actx.store.clusters_for([i for i, _ in nb])
     cl = Counter(int(clusters.get(i, -1)) for i, _ in nb)
-    return {"query": f"unlabelled images, most anomalous first ({int(keep.sum()):,} with a score; "
-                     "the number is the score, 1 = typical)", "query_image_id": None, "neighbours": nb,
+    return {"query": f"unlabelled images, most anomalous first ({scored:,} with a score; "
+                     "the number is the anomaly score)", "query_image_id": None, "neighbours": nb,
             "vote": {}, "predicted_label": None, "likely_cluster": int(cl.most_common(1)[0][0]) if cl else -1,
             "map_xy": None, "best_similarity": float(nb[0][1]) if nb else 0.0, "novelty_threshold": 0.0,
             "is_novel": False, "top1_class": None, "top1_prob": None}

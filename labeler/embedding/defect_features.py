@@ -40,7 +40,7 @@ from ..errors import BadInputError, NotFoundError
 from .patchcore import Bank, build_bank, hash_ids, image_scores, load_bank, save_bank
 
 __all__ = ["K", "NAME", "POOLING", "SCORE_WEIGHT", "anomaly_grid", "anomaly_scores", "compute_defect_features",
-           "defect_features_stale", "defect_vectors", "refresh_defect_features"]
+           "defect_features_stale", "defect_vectors", "most_anomalous_unlabelled", "refresh_defect_features"]
 
 #: The feature set's name.
 NAME = "defect"
@@ -245,14 +245,16 @@ def refresh_defect_features(project, name: str = NAME, *, force: bool = False, d
 
 
 def anomaly_scores(project) -> np.ndarray:
-    """Position-normalised image anomaly score of every image row.
+    """Image anomaly score of every image row.
 
     Returns
     -------
     ndarray (n_rows,) float32
-        Row i belongs to the image with ``images.row == i``: its largest patch anomaly
-        over the median at that position (1 = typical; larger = less like any normal patch).
-        NaN for rows without a patch map (unreadable, or added after the bank was fitted).
+        Row i belongs to the image with ``images.row == i``: its largest patch anomaly,
+        the distance to the nearest normal patch (by default), or that distance over the
+        median at its grid position when the bank was fitted with ``normalise='position'``
+        (then 1 = typical). Larger = less like any normal patch. NaN for rows without a
+        patch map (unreadable, or added after the bank was fitted).
 
     Raises
     ------
@@ -267,6 +269,31 @@ def anomaly_scores(project) -> np.ndarray:
     out = np.full(n, np.nan, np.float32)
     out[: min(n, len(scores))] = scores[:n]
     return out
+
+
+def most_anomalous_unlabelled(project, n: int) -> tuple[list[tuple[int, float]], int]:
+    """The unlabelled images with the highest anomaly scores (:func:`anomaly_scores`).
+
+    Returns
+    -------
+    top : list of (int, float)
+        (image id, score), highest first, at most ``n``.
+    scored : int
+        How many unlabelled images have a score.
+
+    Raises
+    ------
+    NotFoundError
+        No bank yet (the message names the command).
+    """
+    scores = anomaly_scores(project)
+    row_ids = np.asarray(project.store.row_image_ids())
+    m = min(len(scores), len(row_ids))
+    scores, row_ids = scores[:m], row_ids[:m]
+    labelled = np.fromiter(project.store.labels(), dtype=np.int64)
+    rows = np.flatnonzero((row_ids >= 0) & np.isfinite(scores) & ~np.isin(row_ids, labelled))
+    top = rows[np.argsort(-scores[rows], kind="stable")[:n]]
+    return [(int(row_ids[r]), float(scores[r])) for r in top], int(len(rows))
 
 
 def anomaly_grid(project, image_id: int) -> np.ndarray:
