@@ -56,6 +56,41 @@ def test_training_from_the_stride_8_stages_with_balanced_weights(project):
     assert saved["prefix_end"] < 10  # Lite0's last stride-8 block is block 4 (s16 would be 10)
 
 
+def test_each_cut_point_freezes_the_blocks_before_it():
+    """train_start: the last frozen block of Lite0 (16 blocks) for each TRAIN_FROM value."""
+    from labeler.embedding.backbones import load_backbone
+    from labeler.embedding.finetune import TRAIN_FROM, train_start
+
+    net = load_backbone("efficientnet-lite0", device="cpu").model.net
+    assert {t: train_start(net, t) for t in TRAIN_FROM} == {"s8": 4, "s16": 10, "last": 14, "head": 15}
+    with pytest.raises(BadInputError, match="train_from"):
+        train_start(net, "s32")
+
+
+@pytest.mark.parametrize("train_from, n_blocks", [("last", 1), ("head", 0)])
+def test_a_press_that_trains_only_the_last_block_or_the_head(project, train_from, n_blocks):
+    """A later cut trains fewer blocks: the saved tail holds that many blocks, the frozen
+    ones keep the ImageNet weights, and the new vectors are finite, one per image."""
+    import torch
+
+    from labeler.embedding import feature_sets as fs
+    from labeler.embedding.backbones import load_backbone
+    from labeler.embedding.finetune import finetune_project
+
+    _label_cell_types(project, per_class=6)
+    rep = finetune_project(project, epochs=2, device="cpu", holdout=0.0, train_from=train_from, progress=False)
+    info = fs.list_feature_sets(project)[rep.name]
+    assert info["train_from"] == train_from and fs.active_feature_set(project) == rep.name
+    x = np.asarray(fs.load_feature_set(project, rep.name))
+    assert x.shape == (len(project.store.image_table()), 1280) and np.isfinite(x).all()
+    saved = torch.load(project.models_dir / f"{rep.name}.pt", weights_only=False)
+    trained = {k.split(".")[1] for k in saved["tail"] if k.startswith("blocks.")}
+    assert len(trained) == n_blocks and saved["prefix_end"] == 15 - n_blocks
+    net = load_backbone("efficientnet-lite0", device="cpu").model.net
+    head_w = saved["tail"]["conv_head.weight"]
+    assert head_w.shape == net._conv_head.weight.shape and not torch.equal(head_w, net._conv_head.weight)
+
+
 def test_cosine_classifier_depends_on_angles_only():
     """Logits = scale * cosine: bounded by the scale, unchanged when a vector is rescaled."""
     import torch
