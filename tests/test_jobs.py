@@ -1,0 +1,168 @@
+"""labeler.jobs: the fine-tune press as a background job (start, progress, cancel, a second
+start refused, a killed job seen as dead with its lock freed, activation in one step), on
+the real 80-image ELPV project with a real press (1-2 epochs at 64 px)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import time
+
+import numpy as np
+import pytest
+
+from labeler import jobs
+from labeler.errors import BadInputError, NotFoundError, ProjectLockedError
+
+#: A press small enough for a test: cross-entropy, 64 px, every label trained on.
+SMALL = {"epochs": 2, "holdout": 0.0, "loss": "ce", "input_size": 64, "device": "cpu"}
+
+
+@pytest.fixture()
+def labelled(project):
+    """The project with 8 images of each cell type labelled (the press needs 10 in 2 labels)."""
+    from labeler.labels import label_images
+
+    with open(project.image_root.parent / "truth.csv") as f:
+        truth = {r["path"]: r["cell_type"] for r in csv.DictReader(f)}
+    by_class: dict[str, list[int]] = {}
+    for r in project.store.image_table():
+        by_class.setdefault(truth[r["path"].split("/")[-1]], []).append(int(r["id"]))
+    for lab, ids in by_class.items():
+        label_images(project, ids[:8], lab)
+    return project
+
+
+def _sets(project):
+    from labeler.embedding import feature_sets as fs
+
+    return fs.active_feature_set(project), list(fs.list_feature_sets(project))
+
+
+def _lock_is_free(project) -> bool:
+    from labeler.project import project_lock
+
+    try:
+        with project_lock(project.root, "test"):
+            return True
+    except ProjectLockedError:
+        return False
+
+
+def _wait_for(project, job_id, stage: str, limit: float = 300.0):
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        job = jobs.job_status(project, job_id)
+        if job.stage == stage or not job.running:
+            return job
+        time.sleep(0.1)
+    raise AssertionError(f"job {job_id} never reached {stage}")
+
+
+def test_bad_requests_are_refused_before_anything_starts(labelled):
+    with pytest.raises(BadInputError, match="unknown option"):
+        jobs.start_job(labelled, "press", {"epoch": 3})
+    with pytest.raises(BadInputError, match="unknown job kind"):
+        jobs.start_job(labelled, "recolour")
+    with pytest.raises(NotFoundError):
+        jobs.job_status(labelled, "7")
+    assert jobs.list_jobs(labelled) == [] and jobs.running_job(labelled, "press") is None
+
+
+def test_a_start_while_another_writer_holds_the_project_is_refused_with_its_name(labelled):
+    from labeler.project import project_lock
+
+    with project_lock(labelled.root, "ingest"):
+        with pytest.raises(ProjectLockedError, match=r"busy: ingest \(pid \d+\)"):
+            jobs.start_job(labelled, "press", SMALL)
+    assert jobs.list_jobs(labelled) == [] and _sets(labelled) == ("embeddings", ["embeddings"])
+
+
+def test_a_killed_job_is_seen_as_dead_and_leaves_nothing_locked(labelled):
+    job = jobs.start_job(labelled, "press", SMALL)
+    assert job.running and not _lock_is_free(labelled)
+    os.kill(job.pid, signal.SIGKILL)
+    end = time.monotonic() + 30
+    while jobs.job_status(labelled, job.id).running and time.monotonic() < end:
+        time.sleep(0.05)
+    dead = jobs.job_status(labelled, job.id)
+    assert dead.state == "failed" and "ended without finishing" in dead.error and dead.ended
+    assert _lock_is_free(labelled)
+    assert _sets(labelled) == ("embeddings", ["embeddings"])
+    assert jobs.running_job(labelled, "press") is None
+
+
+@pytest.mark.slow
+def test_a_press_job_reports_progress_lets_labelling_go_on_and_activates_in_one_step(labelled):
+    """While the job runs: its progress is readable, a second start is refused naming it,
+    labels can be written, and the active set stays the old one; at the end the new set
+    is active and the suggestions come from it, not from a memo of the old ones."""
+    from labeler.assist import memo
+    from labeler.assist.suggest import accept, suggest
+    from labeler.labels import label_images
+
+    before = suggest(labelled)
+    key_before = memo.state_key(labelled, "active", "combined")
+    job = jobs.start_job(labelled, "press", SMALL, by="ann")
+    with pytest.raises(ProjectLockedError, match=rf"job {job.id} started by ann.*--cancel {job.id}"):
+        jobs.start_job(labelled, "press", SMALL)
+    seen = []
+    unlabelled = [int(i) for i, g in zip(before.image_ids, before.given) if g is None]
+    label_images(labelled, [unlabelled[0]], "mono", annotator="ann")  # labelling goes on meanwhile
+    while True:
+        j = jobs.job_status(labelled, job.id)
+        if not j.running:
+            break
+        seen.append((j.stage, j.fraction, _sets(labelled)[0]))
+        time.sleep(0.05)
+    assert j.state == "finished" and j.fraction == 1.0 and j.ended >= j.started, j
+    name = j.result["name"]
+    stages = [s for s, _, _ in seen]
+    assert {"training", "re-embedding"} <= set(stages), stages
+    fractions = [f for _, f, _ in seen]
+    assert fractions == sorted(fractions) and 0 < fractions[-1] < 1
+    assert {a for _, _, a in seen} == {"embeddings"}  # never active before it was complete
+    assert _sets(labelled) == (name, ["embeddings", name]) and j.result["previous"] == "embeddings"
+    assert _lock_is_free(labelled) and jobs.running_job(labelled, "press") is None
+    assert labelled.store.labels()[unlabelled[0]] == "mono"
+
+    after = suggest(labelled)
+    assert memo.state_key(labelled, "active", "combined") != key_before
+    direct = suggest(labelled, features=name, use_cache=False)
+    assert after.features == name
+    np.testing.assert_array_equal(after.image_ids, direct.image_ids)
+    np.testing.assert_allclose(after.probability, direct.probability)
+    # An accept planned on the old suggestions: each image is accepted as the new set
+    # suggests it, or refused when its suggestion changed; never the old plan.
+    i = int(unlabelled[1])
+    old_label = before.classes[int(before.label[list(before.image_ids).index(i)])]
+    new_pos = list(after.image_ids).index(i)
+    new_label = after.classes[int(after.label[new_pos])]
+    if new_label == old_label:
+        res = accept(labelled, old_label, None, image_ids=[i], allow_low=True)
+        assert np.isclose(float(res.probability[0]), float(after.probability[new_pos]), atol=1e-6)
+    else:
+        with pytest.raises(BadInputError, match="carry no suggestion"):
+            accept(labelled, old_label, None, image_ids=[i], allow_low=True)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["cancel", "sigterm"])
+def test_a_cancelled_press_leaves_the_project_as_before(labelled, how):
+    """Cancelled while training (by the cancel file or SIGTERM): it stops at the next safe
+    point, nothing new is stored or active, the lock is free and a new press may start."""
+    before = _sets(labelled)
+    job = jobs.start_job(labelled, "press", SMALL)
+    assert _wait_for(labelled, job.id, "training").running
+    if how == "cancel":
+        assert jobs.cancel_job(labelled, job.id).cancel_requested
+    else:
+        os.kill(job.pid, signal.SIGTERM)
+    done = jobs.wait_job(labelled, job.id, timeout=300)
+    assert done.state == "cancelled" and "as before" in done.error, done
+    assert _sets(labelled) == before and not list(labelled.models_dir.glob("finetuned*"))
+    assert _lock_is_free(labelled)
+    with pytest.raises(BadInputError, match="not running"):
+        jobs.cancel_job(labelled, job.id)
+    assert [j.state for j in jobs.list_jobs(labelled, "press")] == ["cancelled"]
