@@ -355,15 +355,9 @@ class Searcher:
             order = np.argsort(-conditioned_scores(z, np.asarray(self.vectors[rows]), coef, b, "rerank"),
                                kind="stable")[:k]
             sims, rows = sims[order], rows[order]
-        ids = [int(self.row_ids[r]) for r in rows]
-        store = self.project.store
-        labels = store.labels_for(ids)
-        clusters = store.clusters_for(ids)
-        paths = {r["id"]: r["path"] for r in store.get_images(ids)} if ids else {}
-        neighbours = [
-            Neighbour(i, paths[i], float(s), labels.get(i), int(clusters.get(i, -1)))
-            for i, s in zip(ids, sims)
-        ]
+        ids = self.row_ids[rows].tolist()
+        meta = self.project.store.neighbour_rows(ids)  # path, label, cluster: one statement
+        neighbours = [Neighbour(i, meta[i][0], s, meta[i][1], meta[i][2]) for i, s in zip(ids, sims.tolist())]
         vote, predicted, likely = neighbour_vote((n.similarity, n.label, n.cluster) for n in neighbours)
         if xy is None:
             xy = place_on_map(self.map_xy[rows], sims)

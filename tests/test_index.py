@@ -47,6 +47,23 @@ def test_hnsw_recall_against_exact_search_and_exclude():
     assert isinstance(ix.build_index(x, exact=True), ExactIndex)
 
 
+def test_few_and_many_queries_leave_out_the_same_rows():
+    """Leaving the query out is done row by row for a few queries and at once for many:
+    both give the same answer, -1 / -inf where fewer than k remain."""
+    x = clustered(2000, seed=2)
+    q = np.arange(0, 2000, 50)
+    hnsw = HnswIndex.build(x, m=16, ef_construction=40, ef_search=64)
+    many = hnsw.search(x[q], 10, exclude=q)
+    few = [hnsw.search(x[q[i:i + 8]], 10, exclude=q[i:i + 8]) for i in range(0, len(q), 8)]
+    np.testing.assert_array_equal(many[1], np.concatenate([f[1] for f in few]))
+    np.testing.assert_array_equal(many[0], np.concatenate([f[0] for f in few]))
+    sims = np.tile(np.linspace(1, 0, 4, dtype=np.float32), (20, 1))
+    rows = np.tile(np.array([7, 3, -1, -1]), (20, 1))
+    for m in (1, 20):  # row by row, at once
+        s, r = ix._drop_excluded(sims[:m], rows[:m], np.full(m, 3), 3)
+        assert r.tolist() == [[7, -1, -1]] * m and s[:, 1:].tolist() == [[-np.inf, -np.inf]] * m
+
+
 def test_hnsw_save_load_mmap_and_add(tmp_path):
     x = clustered(3000, seed=1)
     hnsw = HnswIndex.build(x[:2000], m=16)

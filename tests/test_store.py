@@ -91,6 +91,28 @@ def test_imagenet_top1_by_id_few_or_many(store):
     assert [len(a) for a in store.imagenet_top1([])] == [0, 0]
 
 
+def test_neighbour_rows_agree_with_the_separate_lookups(store):
+    """A search's one-statement metadata: path, label and cluster as get_images, labels_for and
+    clusters_for give them, in the current clustering (a newer one counts, an undone one not)."""
+    ids = [int(i) for i in store.row_image_ids()]
+    store.set_labels(ids[:2], "crack")
+
+    def separate():
+        labels, clusters = store.labels_for(ids), store.clusters_for(ids)
+        return {r["id"]: (r["path"], labels.get(r["id"]), clusters.get(r["id"], -1)) for r in store.get_images(ids)}
+
+    assert store.neighbour_rows(ids) == separate()
+    assert [c for _, _, c in store.neighbour_rows(ids).values()] == [0, 0, 0, 1, 1, -1]
+    newer = store.add_clustering("kmeans", {"k": 1}, np.array(ids[:3]), np.array([0, 0, 0]), None,
+                                 [{"cluster": 0, "size": 3, "representatives": ids[:3]}])
+    assert store.neighbour_rows(ids) == separate()
+    assert [c for _, _, c in store.neighbour_rows(ids).values()] == [0, 0, 0, -1, -1, -1]  # not in it: -1
+    store.con.execute("UPDATE clusterings SET undone=1 WHERE id=?", (newer,))
+    assert [c for _, _, c in store.neighbour_rows(ids).values()] == [0, 0, 0, 1, 1, -1]
+    with pytest.raises(StoreError, match="unknown image"):
+        store.neighbour_rows([ids[0], 999])
+
+
 def test_missing_keeps_labels(store):
     store.set_labels([1], "keep")
     store.mark_missing(["img0.png"])

@@ -260,6 +260,36 @@ class LabelsMixin:
                 f"WHERE clustering_id=? AND image_id IN ({q})", [cid, *chunk]).fetchall())
         return out
 
+    def neighbour_rows(self, image_ids: Sequence[int]) -> dict[int, tuple[str, str | None, int]]:
+        """Path, current label and current cluster of a few images (a search's neighbours),
+        in one statement: {image_id: (path, label or None, cluster, -1 where none)}.
+
+        One query instead of :meth:`get_images` + :meth:`labels_for` + :meth:`clusters_for`
+        (and the current clustering's row): each statement costs ~0.05-0.1 ms of SQLite
+        set-up, more than its few index lookups (issue 23: a top-10 search's metadata).
+        The current clustering is the newest one not undone, as :meth:`current_clustering`.
+
+        Raises
+        ------
+        StoreError
+            An unknown image id.
+        """
+        ids = [int(i) for i in image_ids]
+        out: dict[int, tuple[str, str | None, int]] = {}
+        for chunk in _chunks(ids):
+            q = ",".join("?" * len(chunk))
+            # INDEXED BY the primary key, as clusters_for (not a walk of the clustering).
+            out.update((r[0], (r[1], r[2], -1 if r[3] is None else r[3])) for r in self.con.execute(
+                "SELECT i.id, i.path, l.label, a.cluster FROM images i "
+                "LEFT JOIN labels l ON l.image_id = i.id "
+                "LEFT JOIN assignments a INDEXED BY sqlite_autoindex_assignments_1 ON a.image_id = i.id "
+                "AND a.clustering_id = (SELECT id FROM clusterings WHERE undone=0 ORDER BY id DESC LIMIT 1) "
+                f"WHERE i.id IN ({q})", chunk))
+        missing = [i for i in ids if i not in out]
+        if missing:
+            raise StoreError(f"unknown image id(s): {missing[:10]}")
+        return out
+
     def label_rows(self) -> list[sqlite3.Row]:
         """Current labels with source, annotator, labelled_at and action_id."""
         return self.con.execute("SELECT * FROM labels ORDER BY image_id").fetchall()
