@@ -7,7 +7,16 @@ L2-normalised as the PCA step leaves them) this measures
 - per (M, efConstruction) of ``--grid``: building a :class:`labeler.index.HnswIndex`
   (FAISS IndexHNSWFlat, inner product) and its memory (vectors + graph links);
 - per efSearch of ``--ef``: one top-10 query through that index (median ms)
-  and recall@10, the share of the exact top 10 it returns.
+  and recall@10, the share of the exact top 10 it returns;
+- ``searcher_ms``: one whole top-10 query of :meth:`labeler.search.Searcher.by_id`
+  (median), on a project written from the same vectors (image rows, ``pca.npy``, a
+  map, a clustering of ``--clusters`` groups, 10 % of the images labelled): the index
+  search plus the neighbours' labels, clusters and paths from SQLite, the vote and
+  the result object; ``searcher_index_ms`` is its index search alone and
+  ``searcher_recall_at_10`` the recall of its answers. The project's index is the
+  one ``Searcher`` gets (:func:`labeler.index.project_index`: exact below
+  ``index.HNSW_FROM``, else HNSW built with the library's parameters for that size);
+  ``searcher_build_s`` is the time to build and save it. ``--no-searcher`` skips this.
 
 The row of the library's parameters (``index.HNSW_M``, ``HNSW_EF_CONSTRUCTION``,
 ``HNSW_EF_SEARCH``) gives ``ann_ms`` / ``recall_at_10`` / ``build_s`` of the JSON.
@@ -50,6 +59,7 @@ from pathlib import Path
 import numpy as np
 
 from labeler import index as ix
+from labeler.project import Project
 
 from common import add_project_argument, existing, project_embeddings, realistic_vectors, synthetic_embeddings
 
@@ -71,6 +81,65 @@ def timed_queries(index, x, rows, k=10) -> tuple[float, np.ndarray]:
         times.append(time.perf_counter() - t)
         found.append(got[0])
     return 1000 * float(np.median(times)), np.array(found)
+
+
+def searcher_project(root: Path, x: np.ndarray, clusters: int, seed: int = 0) -> Project:
+    """A project whose ``pca.npy`` is ``x``: one image row per vector, a random 2-D map,
+    a clustering of ``clusters`` random groups and every tenth image labelled."""
+    n = len(x)
+    rng = np.random.default_rng(seed)
+    p = Project(root, create=True)
+    p.store.set_meta(image_root=str(root / "images"), novelty_threshold=0.5,
+                     backbone={"name": "synthetic", "view": "whole"})
+    p.store.add_or_update_images([{"path": f"img/{i:07d}.jpg", "size": 1000, "mtime": 0.0, "hash": f"{i:016x}"}
+                                  for i in range(n)])
+    ids = np.array(sorted(r["id"] for r in p.store.images_by_path().values()), dtype=np.int64)
+    p.store.commit_embedded([{"id": int(i), "row": r, "width": 64, "height": 64, "top1": 0, "top1_prob": 0.5}
+                             for r, i in enumerate(ids)])
+    p.save_array("pca", x)
+    p.save_array("map", rng.normal(size=(n, 2)).astype(np.float32))
+    groups = rng.integers(0, clusters, n)
+    p.store.add_clustering("kmeans", {"k": clusters, "synthetic": True}, ids, groups, None, [])
+    for name in ("a", "b", "c"):
+        p.store.set_labels(ids[::10][rng.integers(0, 3, len(ids[::10])) == "abc".index(name)], name)
+    return p
+
+
+def searcher_figures(x: np.ndarray, rows: np.ndarray, truth: np.ndarray, clusters: int) -> dict:
+    """Build a project of ``x`` (:func:`searcher_project`), open a :class:`Searcher` on it
+    and time one ``by_id`` top-10 query per row of ``rows`` (median ms), whole and its
+    index search alone."""
+    import tempfile
+
+    from labeler.search import Searcher
+
+    with tempfile.TemporaryDirectory(prefix="labeler-bench-search-") as tmp:
+        t = time.perf_counter()
+        project = searcher_project(Path(tmp) / "project", x, clusters)
+        write_s = time.perf_counter() - t
+        t = time.perf_counter()
+        s = Searcher(project)
+        build_s = time.perf_counter() - t
+        row_ids = s.row_ids
+        for r in rows[:5]:  # first touches of the memory maps and SQLite pages
+            s.by_id(int(row_ids[r]), 10)
+        whole, found = [], []
+        for r in rows:
+            t = time.perf_counter()
+            res = s.by_id(int(row_ids[r]), 10)
+            whole.append(time.perf_counter() - t)
+            found.append([s.id_to_row[nb.image_id] for nb in res.neighbours])
+        index_ms, _ = timed_queries(s.index, x, rows)
+        kind = "exact" if isinstance(s.index, ix.ExactIndex) else f"HNSW {s.index.params}"
+        project.store.close()
+    out = {"searcher_ms": round(1000 * float(np.median(whole)), 4), "searcher_index_ms": round(index_ms, 4),
+           "searcher_recall_at_10": round(recall_at(np.array(found), truth), 4), "searcher_index": kind,
+           "searcher_build_s": round(build_s, 1), "searcher_p90_ms": round(1000 * float(np.quantile(whole, 0.9)), 4)}
+    print(f"Searcher.by_id top-10 (index: {kind}; project written in {write_s:.1f} s, index built and saved in "
+          f"{build_s:.1f} s): {out['searcher_ms']:.3f} ms a query, metadata included (median of {len(rows)}; "
+          f"p90 {out['searcher_p90_ms']:.3f} ms); its index search alone {index_ms:.3f} ms; recall@10 "
+          f"{out['searcher_recall_at_10']:.4f}", flush=True)
+    return out
 
 
 def recall_at(found: np.ndarray, truth: np.ndarray) -> float:
@@ -103,6 +172,10 @@ def main(argv=None) -> dict:
     ap.add_argument("--grid", type=_grid, nargs="+", default=None,
                     help="M:efConstruction pairs to build (default: the library's)")
     ap.add_argument("--ef", type=int, nargs="+", default=[16, 32, 64, 128], help="efSearch values for the table")
+    ap.add_argument("--searcher", action=argparse.BooleanOptionalAction, default=True,
+                    help="also time a whole Searcher query on a project of the vectors (default: on)")
+    ap.add_argument("--table", action=argparse.BooleanOptionalAction, default=True,
+                    help="build the --grid indexes and print the efSearch table (default: on)")
     ap.add_argument("--json", action="store_true", help="print one JSON object of the figures as the last line")
     args = ap.parse_args(argv)
     import faiss
@@ -129,9 +202,10 @@ def main(argv=None) -> dict:
     _, truth = exact.search(x[rows], 10, exclude=rows)  # batched ground truth
     exact_ms, _ = timed_queries(exact, x, rows[: min(len(rows), 50)])
     print(f"exact top-10, one query: {exact_ms:.2f} ms (median of {min(len(rows), 50)})")
+    searcher = searcher_figures(x, rows, truth, args.clusters) if args.searcher else {}
     print(f"\n{'M':>4} {'efC':>5} {'efS':>5} {'build s':>9} {'ms/query':>9} {'recall@10':>10} {'memory MiB':>11}")
     table, out = [], {}
-    for m, efc in grid:
+    for m, efc in (grid if args.table else []):
         t = time.perf_counter()
         hnsw = ix.HnswIndex.build(x, m=m, ef_construction=efc)
         build_s = time.perf_counter() - t
@@ -156,7 +230,7 @@ def main(argv=None) -> dict:
               f"recall@10 {best['recall_at_10']:.4f}")
     result = {"n": args.n, "dim": args.dim, "data": args.data, "noise": noise, "exact_ms": round(exact_ms, 4),
               "ann_ms": out.get("ann_ms"), "recall_at_10": out.get("recall_at_10"), "build_s": out.get("build_s"),
-              "library": {"m": ix.HNSW_M, "ef_construction": ix.HNSW_EF_CONSTRUCTION,
+              **searcher, "library": {"m": ix.HNSW_M, "ef_construction": ix.HNSW_EF_CONSTRUCTION,
                           "ef_search": ix.HNSW_EF_SEARCH}, "table": table}
     print("command: python benchmarks/bench_search.py " + " ".join(argv if argv is not None else sys.argv[1:]))
     if args.json:
