@@ -166,3 +166,27 @@ def test_a_cancelled_press_leaves_the_project_as_before(labelled, how):
     with pytest.raises(BadInputError, match="not running"):
         jobs.cancel_job(labelled, job.id)
     assert [j.state for j in jobs.list_jobs(labelled, "press")] == ["cancelled"]
+
+
+@pytest.mark.slow
+def test_cli_background_press_jobs_list_cancel_and_wait(labelled):
+    """`labeler finetune --background` prints the job id and returns; `labeler jobs`
+    lists it, `--cancel` stops it, `--wait` follows it to its end (exit 1 unless finished)."""
+    from click.testing import CliRunner
+
+    from labeler.cli import main
+
+    def run(*args):
+        return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+    assert run("jobs", "-p", labelled.root).output.strip() == "no jobs"
+    res = run("finetune", "-p", labelled.root, "--background", "--epochs", 1, "--holdout", 0, "--loss", "ce",
+              "--device", "cpu", "--annotator", "ann")
+    assert res.exit_code == 0 and res.output.startswith("started fine-tune job 1 (pid "), res.output
+    assert run("jobs", "-p", labelled.root).output.startswith("job 1 (press) running")
+    assert "cancel asked" in run("jobs", "-p", labelled.root, "--cancel", 1).output
+    res = run("jobs", "-p", labelled.root, "--wait", 1)
+    assert res.exit_code == 1 and res.output.strip().splitlines()[-1].startswith("job 1 (press) cancelled: ")
+    assert _sets(labelled) == ("embeddings", ["embeddings"]) and _lock_is_free(labelled)
+    res = run("jobs", "-p", labelled.root, "--cancel", 1)
+    assert res.exit_code == 1 and "not running (cancelled)" in res.output

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from .options import PROJECT, open_project, say
+from .options import ANNOTATOR, PROJECT, open_project, say
 from .models import TEXT_MODEL, add_text_model
 from ..embedding.registry import FEATURE_TYPES, LOSSES
 
@@ -125,7 +125,10 @@ def _defect(project, normal_label, normalise, name, device: str, quiet: bool) ->
 @click.option("--name", default=None, help="Name of the new feature set (default finetuned-<k>).")
 @click.option("--no-use", is_flag=True, help="Store the new feature set without making it active.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
-def finetune(project_dir, epochs, holdout, device, loss, name, no_use, quiet):
+@click.option("--background", is_flag=True,
+              help="Run as a background job: print its id and return (`labeler jobs` follows or cancels it).")
+@ANNOTATOR
+def finetune(project_dir, epochs, holdout, device, loss, name, no_use, quiet, background, annotator):
     """Fine-tune the backbone's last stages on the labels so far, then re-embed.
 
     Opt-in. Trains on the labels a person gave (with the 8 rotations/mirrors of
@@ -136,11 +139,20 @@ def finetune(project_dir, epochs, holdout, device, loss, name, no_use, quiet):
     \b
     Example:
       labeler finetune --project data/projects/elpv --epochs 30
+      labeler finetune --project data/projects/elpv --background
     """
     from ..embedding.finetune import finetune_project
     from ..project import project_lock
 
     project = open_project(project_dir)
+    if background:
+        from ..jobs import start_job
+
+        job = start_job(project, "press", {"epochs": epochs, "holdout": holdout, "device": device, "loss": loss,
+                                           "name": name, "activate": not no_use}, by=annotator)
+        click.echo(f"started fine-tune job {job.id} (pid {job.pid}); follow it with `labeler jobs --project "
+                   f"{project.root} --wait {job.id}`, stop it with `--cancel {job.id}`")
+        return
     with project_lock(project.root, "fine-tuning"):
         rep = finetune_project(project, epochs=epochs, holdout=holdout, device=device, loss=loss, name=name,
                                activate=not no_use, progress=not quiet, say=say(quiet))
@@ -186,4 +198,45 @@ def heatmap(image_id, project_dir, output, normal_label, device):
     click.echo(f"image {image_id}: anomaly score {score:.3f}; wrote {output}")
 
 
-COMMANDS = (features_cmd, finetune, heatmap)
+@click.command("jobs")
+@PROJECT
+@click.option("--cancel", "cancel", default=None, metavar="ID",
+              help="Ask job ID to stop at its next safe point (the project stays as before).")
+@click.option("--wait", "wait", default=None, metavar="ID", help="Print job ID's progress until it ends.")
+def jobs_cmd(project_dir, cancel, wait):
+    """List the project's background jobs (fine-tune presses), cancel or follow one.
+
+    A job whose process died (killed, machine restarted) is shown as failed; it
+    leaves nothing locked.
+
+    \b
+    Example:
+      labeler jobs --project data/projects/elpv
+      labeler jobs --project data/projects/elpv --cancel 3
+    """
+    from .. import jobs
+
+    project = open_project(project_dir)
+    if cancel is not None:
+        click.echo(jobs.cancel_job(project, cancel).line())
+        return
+    if wait is not None:
+        seen = None
+        while True:
+            job = jobs.wait_job(project, wait, timeout=2.0)
+            if job.line() != seen:
+                seen = job.line()
+                click.echo(seen)
+            if not job.running:
+                break
+        if job.state != "finished":
+            raise SystemExit(1)
+        return
+    listed = jobs.list_jobs(project)
+    for job in listed:
+        click.echo(job.line())
+    if not listed:
+        click.echo("no jobs")
+
+
+COMMANDS = (features_cmd, finetune, heatmap, jobs_cmd)
