@@ -148,11 +148,12 @@ def test_symmetry_averaged_vectors_do_not_depend_on_orientation():
     import torch
 
     from labeler.embedding.backbones import load_backbone
-    from labeler.embedding.finetune import FinetunedFeatures, _prefix_end, _Tail, d4
+    from labeler.embedding.finetuned_net import FinetunedFeatures, Tail
+    from labeler.embedding.prefix_cache import d4, prefix_end
 
     bb = load_backbone("efficientnet-lite0", device="cpu")
-    end = _prefix_end(bb.model.net, 16)
-    tail = _Tail(bb.model.net, end, 3).eval()
+    end = prefix_end(bb.model.net, 16)
+    tail = Tail(bb.model.net, end, 3).eval()
     torch.manual_seed(0)
     x = torch.randn(2, 3, 64, 64)
     for k in range(8):  # d4 is torch.rot90 (+ mirror), written to export to ONNX
@@ -291,14 +292,15 @@ def test_vectors_from_the_cache_equal_the_full_network(project):
 
     from labeler.embedding import feature_sets as fs
     from labeler.embedding.backbones import load_backbone
-    from labeler.embedding.finetune import FinetunedFeatures, _Tail, finetune_project
+    from labeler.embedding.finetune import finetune_project
+    from labeler.embedding.finetuned_net import FinetunedFeatures, Tail
     from labeler.embedding.local_features import embed_project
 
     _label_cell_types(project, per_class=6)
     rep = finetune_project(project, epochs=1, device="cpu", holdout=0.0, progress=False)
     saved = torch.load(project.models_dir / f"{rep.name}.pt", weights_only=False)
     bb = load_backbone("efficientnet-lite0", device="cpu")
-    tail = _Tail(bb.model.net, saved["prefix_end"], len(saved["classes"]))
+    tail = Tail(bb.model.net, saved["prefix_end"], len(saved["classes"]))
     tail.load_state_dict(saved["tail"])
     full = FinetunedFeatures(bb.model, tail.eval(), saved["prefix_end"]).eval()
     ref, _ = embed_project(project, dataclasses.replace(bb, model=full, dim=1280, features="ft-test"),

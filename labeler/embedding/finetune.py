@@ -5,7 +5,7 @@ accuracy from 200 labels, docs/features.md). Training the stages after the last
 stride-16 stage of an EfficientNet-Lite (for Lite0: blocks 11-15 and the 1x1 head
 convolution) plus a new linear
 classifier on the labels given so far moves that to ~0.84 (measured with truth-blind
-label sets, evaluated on the images not labelled; ``study/device_study.py``).
+label sets, evaluated on the images not labelled; ``benchmarks/bench_finetune.py``).
 
 Recipe (chosen by measurement on ELPV, see docs/features.md):
 
@@ -50,12 +50,9 @@ network on ONNX Runtime.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import io
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -66,36 +63,16 @@ from .. import images
 from ..errors import BadInputError, LabelerError, ProjectError
 from .finetune_losses import LOSSES, SUPCON_TEMPERATURE, SUPCON_WEIGHT, CosineClassifier, supcon_loss
 from .networks import EfficientNetFeatures
+from .finetuned_net import (TRAIN_FROM, FinetunedFeatures, Tail, embed_cached_maps, load_finetuned, load_tail,
+                            save_finetuned, train_start)
 from .prefix_cache import d4, open_prefix_cache, prefix_engine as _prefix_engine
-from .prefix_cache import prefix_end as _prefix_end
 from .prefix_cache import run_prefix as _prefix
 
 __all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "LOSSES",
-           "SUPCON_TEMPERATURE", "SUPCON_WEIGHT", "TRAIN_FROM", "d4", "train_start", "finetune_project", "load_finetuned",
-           "save_finetuned", "supcon_loss"]
+           "SUPCON_TEMPERATURE", "SUPCON_WEIGHT", "TRAIN_FROM", "d4", "embed_cached_maps", "finetune_project",
+           "load_finetuned", "load_tail", "save_finetuned", "supcon_loss", "train_start"]
 
 
-#: Where the trained part starts (the frozen prefix ends just before it), for Lite0:
-#: 's8' trains blocks 5-15 + the head convolution (the stride-16 and -32 stages), 's16'
-#: blocks 11-15 + head (the stride-32 stages), 'last' block 15 + head, 'head' the head
-#: convolution alone. Each cut further back costs more per training step (Lite0 at 224 px,
-#: measured per image relative to 's16': 'last' about 0.25x, 'head' less).
-TRAIN_FROM = ("s16", "s8", "last", "head")
-
-
-def train_start(net: nn.Module, train_from: str) -> int:
-    """Index of the last frozen block of EfficientNet ``net`` for ``train_from`` (:data:`TRAIN_FROM`).
-
-    Raises
-    ------
-    BadInputError
-        ``train_from`` is not one of :data:`TRAIN_FROM`.
-    """
-    if train_from not in TRAIN_FROM:
-        raise BadInputError(f"train_from must be one of {TRAIN_FROM}, got {train_from!r}")
-    if train_from in ("s16", "s8"):
-        return _prefix_end(net, int(train_from[1:]))
-    return len(net._blocks) - (2 if train_from == "last" else 1)
 #: Class weights of the loss: square root of inverse frequency, inverse frequency, none.
 CLASS_WEIGHTS = ("sqrt", "balanced", "none")
 #: The new classifier: a linear layer, or a cosine classifier (:class:`CosineClassifier`).
@@ -109,52 +86,6 @@ def _at_size(bb, input_size: int):
     crop = round(bb.spec.crop_short_side * input_size / bb.spec.input_size)
     spec = dataclasses.replace(bb.spec, input_size=input_size, crop_short_side=crop)
     return dataclasses.replace(bb, input_size=input_size, spec=spec)
-
-
-class _Tail(nn.Module):
-    """The trained part: blocks after the prefix, head conv + BN, average pool, classifier."""
-
-    def __init__(self, net: nn.Module, end: int, n_classes: int, head: str = "linear"):
-        super().__init__()
-        self.blocks = nn.ModuleList(copy.deepcopy(list(net._blocks[end + 1:])))
-        self.conv_head, self.bn1 = copy.deepcopy(net._conv_head), copy.deepcopy(net._bn1)
-        self.act = net._swish
-        self.drop = nn.Dropout(0.2)
-        d = net._conv_head.out_channels
-        self.fc = CosineClassifier(d, n_classes) if head == "cosine" else nn.Linear(d, n_classes)
-
-    def embed(self, h: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            h = block(h)
-        return self.act(self.bn1(self.conv_head(h))).mean(dim=(2, 3))
-
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.drop(self.embed(h)))
-
-
-class FinetunedFeatures(nn.Module):
-    """``forward(x) -> (features, logits)``: frozen prefix + fine-tuned tail.
-
-    ``features``: (B, dim) float32, average-pooled last layer of the fine-tuned network;
-    ``logits``: (B, n_classes) of its classifier (the annotator's labels, not ImageNet).
-    With ``symmetries=8`` the features are the mean over the 8 symmetries of the square
-    of the input (:func:`d4`; test-time augmentation, e.g. Simonyan & Zisserman 2015):
-    the same symmetries the tail was trained with, so the vector of an image no longer
-    depends on which way up the part was photographed. 8x the network cost.
-    """
-
-    def __init__(self, base: EfficientNetFeatures, tail: _Tail, end: int, symmetries: int = 1):
-        super().__init__()
-        self.base, self.tail, self.end, self.symmetries = base, tail, end, int(symmetries)
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        b, s = x.shape[0], self.symmetries
-        if s > 1:
-            x = torch.cat([d4(x, k) for k in range(s)])
-        e = self.tail.embed(_prefix(self.base.net, x.contiguous(memory_format=torch.channels_last), self.end))
-        if s > 1:
-            e = e.view(s, b, -1).mean(dim=0)
-        return e, self.tail.fc(e)
 
 
 @dataclass
@@ -252,19 +183,6 @@ def _symmetry_maps(project, bb, net, end, rows, view, dev, say) -> tuple[torch.T
     return (torch.cat(chunks, dim=1).clone() if chunks else None), kept  # clone: out of inference mode
 
 
-def _embed_cached(cache, tail: "_Tail", dev: torch.device, chunk: int = 256) -> np.ndarray:
-    """The fine-tuned vectors of every image: the tail on the cached prefix maps (zero rows
-    where the image could not be read)."""
-    out = np.zeros((len(cache.valid), tail.conv_head.out_channels), np.float32)
-    with torch.inference_mode():
-        for i in range(0, len(out), chunk):
-            ok = np.flatnonzero(cache.valid[i:i + chunk])
-            if len(ok):
-                h = torch.from_numpy(np.asarray(cache.maps[i:i + chunk])[ok]).to(dev).float()
-                out[i + ok] = tail.embed(h.contiguous(memory_format=torch.channels_last)).cpu().numpy()
-    return out
-
-
 def _frozen_check(project, feature_set: str, row_train, y_train, row_held, y_held) -> float | None:
     from ..probe import fit_probe, probe_logits
     from .feature_sets import load_feature_set
@@ -278,58 +196,6 @@ def _frozen_check(project, feature_set: str, row_train, y_train, row_held, y_hel
     tr, he = y_codes[: len(y_train)], y_codes[len(y_train):]
     clf, present = fit_probe(x[row_train], tr, len(codes), max_iter=2000)
     return float(np.mean(probe_logits(clf, present, x[row_held], len(codes)).argmax(axis=1) == he))
-
-
-def save_finetuned(project, name: str, model: dict) -> Path:
-    """Write a fine-tuned network's trained part to ``models/<name>.pt``, recorded in the
-    integrity manifest (:func:`labeler.integrity.write_tracked`).
-
-    Serialised in memory, then written atomically: a full disk raises the OSError itself
-    (torch's own writer would wrap it) and leaves no half model behind.
-
-    Parameters
-    ----------
-    name : str
-        The feature set's name (``finetuned-1`` ...).
-    model : dict
-        ``tail`` (the trained blocks' state dict of tensors), ``classes`` (list of str),
-        ``prefix_end`` (int), ``head``, ``loss``, ``backbone`` (str).
-
-    Returns
-    -------
-    Path
-        The file written.
-    """
-    from ..integrity import write_tracked
-
-    buf = io.BytesIO()
-    torch.save(model, buf)
-    path = project.models_dir / f"{name}.pt"
-    project.models_dir.mkdir(parents=True, exist_ok=True)
-    with write_tracked(project, path) as f:
-        f.write(buf.getbuffer())
-    return path
-
-
-def load_finetuned(project, name: str) -> dict:
-    """The trained part of fine-tuned feature set ``name`` (what :func:`save_finetuned`
-    wrote), after checking the file against the manifest; tensors on the CPU.
-
-    Raises
-    ------
-    CorruptFileError
-        ``models/<name>.pt`` is truncated, altered or swapped: one line naming it and
-        ``labeler finetune``, which trains it again.
-    ProjectError
-        No such file.
-    """
-    from ..integrity import verify
-
-    path = project.models_dir / f"{name}.pt"
-    if not path.is_file():
-        raise ProjectError(f"no fine-tuned model {path.name} in {project.models_dir}")
-    verify(project, path)
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _drop_export(backbone) -> None:
@@ -497,7 +363,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         raise BadInputError("none of the labelled images could be read")
     train = train[kept]
     y = torch.as_tensor(y_all[train], device=dev)
-    tail = _Tail(net, end, len(classes), head).to(dev)
+    tail = Tail(net, end, len(classes), head).to(dev)
     for p in tail.parameters():
         p.requires_grad_(True)
     tail.train()
@@ -566,7 +432,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     say("re-embedding every image with the fine-tuned network ...")
     t1 = time.perf_counter()
     if cache is not None:  # only the tail, on the cached maps
-        feats, failures = _embed_cached(cache, tail, dev), fill_failures
+        feats, failures = embed_cached_maps(cache.maps, cache.valid, tail, dev), fill_failures
     else:
         model = FinetunedFeatures(bb.model, tail, end, symmetries=8 if tta else 1).eval()
         ft_bb = dataclasses.replace(bb, model=model, dim=tail.conv_head.out_channels, categories=list(classes),
