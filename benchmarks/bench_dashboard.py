@@ -129,7 +129,7 @@ def main(argv=None) -> None:
 
     from labeler.app import create_app
     from labeler.app.actions import attempt
-    from labeler.app.callbacks_label import label_cluster_action, label_ids_action
+    from labeler.app.labelling import label_cluster_action, label_ids_action
     from labeler.app.views import COLOR_BY_CLUSTER, COLOR_BY_LABEL, coloring, forget_map_image, recolor_patch
 
     tmp = None

@@ -16,11 +16,12 @@ import fixtures_images as fx
 from labeler import labels
 from labeler.app import create_app, ids, panels, views
 from labeler.app.actions import placed_since, run
-from labeler.app.callbacks_assist import cluster_suggestions, point_suggestions, suggestion_text
-from labeler.app.callbacks_label import label_cluster_action, set_hints_action
-from labeler.app.callbacks_refine import apply_split_action, split_preview_action
-from labeler.app.callbacks_search import result_view, search_by_upload
-from labeler.app.callbacks_viewer import image_hint, keyboard_step, large_view, step_in_view
+from labeler.app.labelling import label_cluster_action
+from labeler.app.suggestions import cluster_suggestions, point_suggestions, suggestion_text
+from labeler.app.tabs.clusters.callbacks import set_hints_action
+from labeler.app.tabs.refine.callbacks import apply_split_action, split_preview_action
+from labeler.app.tabs.search.callbacks import result_view, search_by_upload
+from labeler.app.viewer import image_hint, keyboard_step, large_view, step_in_view
 from labeler.config import save_setting
 from labeler.hints import cluster_hint, hint_text
 

@@ -8,7 +8,8 @@ import pytest
 from labeler import history
 from labeler import labels
 from labeler.app import create_app
-from labeler.app import callbacks_assist as ca
+from labeler.app.suggestions import cluster_suggestions, suggestion_text
+from labeler.app.tabs.next import callbacks as ca
 from labeler.app.actions import attempt
 from labeler.assist.suggest import suggest
 
@@ -61,13 +62,13 @@ def test_accept_and_label_from_the_next_tab_are_undoable_actions(actx, elpv_dir)
 
 
 def test_layout_has_the_next_tab(actx):
-    from labeler.app.layout import serve_layout
+    from labeler.app import serve_layout
 
     assert "Label next" in _texts(serve_layout(actx).children)
 
 
 def test_map_colours_by_suggestion_and_search_for_label(actx, elpv_dir):
-    from labeler.app.callbacks_search import search_by_id
+    from labeler.app.tabs.search.callbacks import search_by_id
     from labeler.app.views import COLOR_BY_SUGGESTION, coloring
     from labeler.errors import BadInputError
 
@@ -101,16 +102,16 @@ def test_cluster_cards_say_what_each_number_means(actx):
     """The issue's case: after three clusters with two labels every card read
     'suggested … (mean confidence 0.02)'. Now: the probability, and the evidence in words."""
     _three_clusters_two_labels(actx)
-    per = ca.cluster_suggestions(actx)
+    per = cluster_suggestions(actx)
     assert per
     for s in per.values():
         assert 0 <= s["probability"] <= 1 and 0 <= s["vouched"] <= 1 and 0 <= s["confidence"] <= s["probability"] + 1e-6
-        text = ca.suggestion_text(s)
+        text = suggestion_text(s)
         assert text.startswith("suggested: ") and "probability " in text and "it is right" in text
         assert "mean confidence" not in text
         assert "vouched ≥" in text or "not enough" in text
     # Unlabelled clusters with three labelled ones: held-out clusters are too few to vouch.
-    assert any("not enough labelled clusters yet to vouch" in ca.suggestion_text(s) for s in per.values())
+    assert any("not enough labelled clusters yet to vouch" in suggestion_text(s) for s in per.values())
 
 
 def test_next_cards_and_bands_show_both_numbers(actx, elpv_dir):

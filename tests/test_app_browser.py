@@ -23,7 +23,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support.wait import WebDriverWait  # noqa: E402
 
 from labeler.app import create_app  # noqa: E402
-from labeler.app.layout import PER_PAGE  # noqa: E402
+from labeler.app.panels import PER_PAGE  # noqa: E402
 from browser_helpers import ServerThread, chrome_driver  # noqa: E402
 from labeler.export import export_csv_text  # noqa: E402
 

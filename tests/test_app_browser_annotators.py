@@ -15,7 +15,7 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from browser_helpers import text_of, wait_until  # noqa: E402
 from test_app_browser import download_dir, driver, served  # noqa: E402,F401 (the shared browser fixtures)
-from labeler.app.layout import PER_PAGE  # noqa: E402
+from labeler.app.panels import PER_PAGE  # noqa: E402
 from labeler.project import Project  # noqa: E402
 from labeler.refine import merge_clusters  # noqa: E402
 

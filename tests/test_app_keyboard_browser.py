@@ -26,8 +26,8 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 from browser_helpers import ServerThread, chrome_driver  # noqa: E402
 from labeler import labels as lab  # noqa: E402
 from labeler.app import create_app, layout, panels  # noqa: E402
-from labeler.app.callbacks_viewer import next_cluster  # noqa: E402
-from labeler.app.layout import PER_PAGE  # noqa: E402
+from labeler.app.panels import PER_PAGE  # noqa: E402
+from labeler.app.viewer import next_cluster  # noqa: E402
 from labeler.project import Project  # noqa: E402
 from test_app_browser import (GRAPH_JS, callbacks_idle, driver, download_dir, text_of,  # noqa: E402,F401
                               thumb_ids, wait_until)

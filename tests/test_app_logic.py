@@ -15,13 +15,14 @@ from PIL import Image
 from labeler.app import create_app
 from labeler.app import panels
 from labeler.app import views
-from labeler.app.callbacks_explore import hover_card
-from labeler.app import callbacks_label as cl
-from labeler.app import callbacks_refine as cr
+from labeler.app import labelling as cl
+from labeler.app.tabs.explore.callbacks import hover_card
+from labeler.app.tabs.refine import callbacks as cr
 from labeler.app.actions import BUG_MESSAGE, attempt, run
-from labeler.app.callbacks_label import cluster_detail_view, excluded_note, progress_view
-from labeler.app.callbacks_refine import cluster_options, split_preview_action, split_preview_view
-from labeler.app.callbacks_search import result_view, search_by_id, search_by_upload
+from labeler.app.labelling import progress_view
+from labeler.app.tabs.clusters.callbacks import cluster_detail_view, excluded_note
+from labeler.app.tabs.refine.callbacks import cluster_options, split_preview_action, split_preview_view
+from labeler.app.tabs.search.callbacks import result_view, search_by_id, search_by_upload
 from labeler.app.common import annotator_name, update_exclusions
 from labeler.app.uploads import UploadError, check_image, decode_data_uri
 from labeler.export import export_csv_text
@@ -465,7 +466,7 @@ def test_label_cluster_action_refuses_a_page_older_than_the_clustering(actx, pro
 
 def test_labelled_images_start_unticked_and_a_tick_chooses_to_relabel(actx, project):
     from labeler import labels as lab
-    from labeler.app.callbacks_label import labelled_note, ticked
+    from labeler.app.labelling import labelled_note, ticked
     from labeler.app.common import is_ticked, update_ticks
 
     members = project.store.cluster_members(0)
@@ -502,10 +503,10 @@ def test_a_label_with_a_tab_is_refused_with_a_message(actx, project):
 
 
 def test_keys_on_an_older_clustering_reload_the_page_instead_of_acting(actx, project):
-    from labeler.app.callbacks_follow import clustering_change
-    from labeler.app.callbacks_viewer import keyboard_step
+    from labeler.app.follow import clustering_change
+    from labeler.app.viewer import keyboard_step
 
-    from labeler.app.callbacks_label import cluster_seen
+    from labeler.app.tabs.clusters.callbacks import cluster_seen
 
     cid = int(project.store.current_clustering()["id"])
     assert clustering_change(actx, cid) is None and clustering_change(actx, None) is None

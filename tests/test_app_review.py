@@ -8,8 +8,8 @@ import csv
 
 import numpy as np
 
-from labeler.app import callbacks_review as rv
 from labeler.app import create_app
+from labeler.app.tabs.review import callbacks as rv
 from labeler.app.actions import attempt
 from labeler.history import undo
 from labeler.labels import label_images

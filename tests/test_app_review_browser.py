@@ -28,7 +28,7 @@ def test_label_a_duplicate_group_from_the_review_tab(driver, project):  # noqa: 
         driver.find_element(By.ID, "review-dup-find").click()
         wait_until(lambda: "group(s)" in text_of(driver, "#review-dup-summary"), what="duplicate summary")
         first = app.labeler  # the groups the page shows come from the same library call
-        from labeler.app.callbacks_review import find_groups
+        from labeler.app.tabs.review.callbacks import find_groups
 
         groups, _ = find_groups(first, 0.9)
         wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#review-dup-view .thumb-btn"))

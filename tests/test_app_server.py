@@ -11,7 +11,7 @@ from werkzeug.security import generate_password_hash
 
 from labeler.app import create_app
 from labeler.app.actions import attempt
-from labeler.app.callbacks_label import label_ids_action, undo_action
+from labeler.app.labelling import label_ids_action, undo_action
 from labeler.app.routes import host_name
 from labeler.cli import main
 from labeler.errors import BadInputError
@@ -117,7 +117,7 @@ def test_wsgi_refuses_to_serve_without_auth(project):
 
 def test_a_changed_file_shows_its_label_stale_in_info_and_the_dashboard(project):
     from labeler import labels
-    from labeler.app.callbacks_label import progress_view
+    from labeler.app.labelling import progress_view
     from labeler.app.components import caption
     from labeler.app.panels import image_facts
 

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from labeler.app import create_app, panels, views
-from labeler.app.callbacks_viewer import keyboard_step, label_choices, large_view, next_cluster, step_in_cluster
+from labeler.app.viewer import keyboard_step, label_choices, large_view, next_cluster, step_in_cluster
 from labeler.app.routes import view_jpeg
 
 

@@ -17,7 +17,7 @@ WORKER = textwrap.dedent("""
     import sys
     from labeler.app import create_app
     from labeler.app.actions import attempt
-    from labeler.app.callbacks_label import label_ids_action
+    from labeler.app.labelling import label_ids_action
     root, name, ids = sys.argv[1], sys.argv[2], [int(i) for i in sys.argv[3].split(",")]
     app = create_app(root)  # each gunicorn worker builds its own app like this
     for i in ids:

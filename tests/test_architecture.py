@@ -131,6 +131,68 @@ def test_no_import_cycles_inside_the_package():
     assert found == [], "import cycles: " + "; ".join(" <-> ".join(c) for c in found)
 
 
+# --- labeler/app: one package per tab (labeler/app/tabs/<tab>/: layout.py, callbacks.py). Only the
+# app factory (labeler/app/__init__.py) imports a tab; a tab imports the core modules of
+# labeler.app and never another tab (a piece two tabs share lives in a core module).
+APP = "labeler.app"
+TABS = "labeler.app.tabs"
+
+
+def tab_of(module: str, tabs: str = TABS) -> str | None:
+    """The tab package a module belongs to (``labeler.app.tabs.search.region`` -> ``search``),
+    None outside the tabs (the ``tabs`` package itself belongs to no tab)."""
+    return module[len(tabs) + 1:].split(".")[0] if module.startswith(tabs + ".") else None
+
+
+def tab_import_violations(graph: dict[str, set[str]], app: str = APP, tabs: str = TABS) -> dict[str, list[str]]:
+    """{module: the tab modules it must not import}: a module outside the tabs other than ``app``
+    (the factory) that imports one, or a tab module that imports another tab's."""
+    out = {}
+    for name, deps in graph.items():
+        own = tab_of(name, tabs)
+        if own is None:
+            bad = [] if name == app else [d for d in deps if d == tabs or tab_of(d, tabs) is not None]
+        else:
+            bad = [d for d in deps if d == tabs or tab_of(d, tabs) not in (None, own)]
+        if bad:
+            out[name] = sorted(bad)
+    return out
+
+
+def test_the_tab_rule_finds_violations(tmp_path):
+    pkg = tmp_path / "pkg"
+    files = {
+        "__init__.py": "from .tabs import a, b\n",  # the factory: allowed
+        "core.py": "import os\nimport pkg.tabs\n",  # the tabs package itself
+        "shell.py": "def f():\n    from .tabs.a import layout\n",  # a core module importing a tab
+        "tabs/__init__.py": "",
+        "tabs/a/__init__.py": "from . import layout, callbacks\n",
+        "tabs/a/layout.py": "from ... import core\n",
+        "tabs/a/callbacks.py": "from .layout import X\nfrom ..b.callbacks import Y\n",  # another tab
+        "tabs/b/__init__.py": "from . import callbacks\n",
+        "tabs/b/callbacks.py": "from ...core import Z\nfrom ...tabs.a import layout\n",  # another tab
+    }
+    for name, text in files.items():
+        (pkg / name).parent.mkdir(parents=True, exist_ok=True)
+        (pkg / name).write_text(text)
+    g = import_graph(pkg)
+    assert tab_of("pkg.tabs.a.layout", "pkg.tabs") == "a" and tab_of("pkg.tabs", "pkg.tabs") is None
+    assert tab_import_violations(g, "pkg", "pkg.tabs") == {
+        "pkg.core": ["pkg.tabs"], "pkg.shell": ["pkg.tabs.a.layout"],
+        "pkg.tabs.a.callbacks": ["pkg.tabs.b.callbacks"], "pkg.tabs.b.callbacks": ["pkg.tabs.a.layout"]}
+
+
+def test_only_the_app_factory_imports_a_tab_and_no_tab_imports_another():
+    graph = import_graph()
+    tabs = sorted({tab_of(m) for m in graph} - {None})
+    assert len(tabs) > 3, f"no tab packages found under {TABS}"
+    found = tab_import_violations(graph)
+    assert not found, (f"tabs imported outside the app factory, or by another tab (move what two tabs "
+                       f"share into a core module of {APP}): {found}")
+    unused = [t for t in tabs if f"{TABS}.{t}" not in graph[APP]]
+    assert not unused, f"tab packages the app factory ({APP}) does not use: {unused}"
+
+
 def test_no_module_over_about_600_lines():
     sizes = {str(f.relative_to(PACKAGE.parent)): len(f.read_text().splitlines()) for f in _modules().values()}
     too_big = {m: n for m, n in sizes.items() if n > OVERSIZE.get(m, (MAX_LINES,))[0]}

@@ -12,8 +12,9 @@ from click.testing import CliRunner
 
 from labeler.app import create_app
 from labeler.app.actions import attempt
-from labeler.app.callbacks_label import cluster_seen, label_cluster_action
-from labeler.app.callbacks_refine import apply_split_action, split_preview_action
+from labeler.app.labelling import label_cluster_action
+from labeler.app.tabs.clusters.callbacks import cluster_seen
+from labeler.app.tabs.refine.callbacks import apply_split_action, split_preview_action
 from labeler.cli import main
 from labeler.project import Project, project_lock
 

@@ -135,17 +135,18 @@ def test_a_source_that_decides_is_named_on_the_suggestion(project, elpv_dir, tmp
     assert named and all(sug.source[i] == "model: oracle" for i in named)
     assert all(sug.text(i).startswith("model: oracle; ") for i in named)
     # The dashboard says it on the Next cards and the cluster cards.
-    from labeler.app import callbacks_assist as ca
     from labeler.app import create_app
+    from labeler.app.suggestions import cluster_suggestions, suggestion_text
+    from labeler.app.tabs.next import callbacks as ca
 
     actx = create_app(project).labeler
     for card in ca.next_view(actx, 5):
         text = str(card)
         assert "model: oracle; " not in text  # the source is said once, beside the label
-    by_cluster = ca.cluster_suggestions(actx)
+    by_cluster = cluster_suggestions(actx)
     assert {v["source"] for v in by_cluster.values()} <= {None, "model: oracle"}
     s = {"label": "yes", "share": 1.0, "n": 3, "probability": 0.9, "evidence": "vouched", "source": "model: oracle"}
-    assert ca.suggestion_text(s).startswith("suggested: yes for 100% of 3 unlabelled (model: oracle): ")
+    assert suggestion_text(s).startswith("suggested: yes for 100% of 3 unlabelled (model: oracle): ")
 
 
 def test_an_always_wrong_source_gets_no_say_and_flips_nothing(project, elpv_dir, tmp_path):

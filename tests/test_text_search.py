@@ -151,7 +151,7 @@ def test_the_search_tab_searches_by_text(clip_project):
     image search's (labelled neighbours' vote, no map marker); a project without CLIP vectors
     answers with one line."""
     from labeler.app import create_app
-    from labeler.app.callbacks_search import result_view, search_by_text
+    from labeler.app.tabs.search.callbacks import result_view, search_by_text
     from labeler.labels import label_images
     from labeler.text_search import search_text
 

@@ -9,6 +9,11 @@
 Callbacks are registered on the app itself (never on the global ``dash.callback``
 list), so several apps can live in one process (tests do this). Under gunicorn
 use :mod:`labeler.app.wsgi`.
+
+This module is the only one that imports the tabs (:mod:`labeler.app.tabs`): it hands
+their layouts to the page shell (:mod:`labeler.app.layout`) and registers their
+callbacks, beside those of the core modules that serve every tab (labelling and the top
+bar, the large view and keyboard, the clustering follow).
 """
 
 from __future__ import annotations
@@ -20,14 +25,26 @@ from dash import Dash
 
 from ..errors import BadInputError
 from ..project import Project
-from . import (callbacks_assist, callbacks_explore, callbacks_follow, callbacks_label, callbacks_refine,
-               callbacks_region, callbacks_review, callbacks_search, callbacks_viewer)
-from .layout import serve_layout
+from . import follow, labelling, viewer
+from .layout import page
 from .routes import Users, install_basic_auth, install_hardening, register_routes, register_search_api
 from .state import AppContext
+from .tabs import clusters, explore, next as next_tab, refine, review, search, selection
 from .views import warm_map
 
 ASSETS = Path(__file__).with_name("assets")
+
+#: The right panel's tabs, in the order shown (each a package of :mod:`labeler.app.tabs`).
+TABS = (clusters, selection, search, refine, review, next_tab)
+#: Modules whose ``register(app, actx)`` declares callbacks: the map's, the top bar's
+#: (labelling), each tab's, then the core ones that act across tabs.
+CALLBACKS = (explore.callbacks, labelling, *(t.callbacks for t in TABS), viewer, follow)
+
+
+def serve_layout(actx: AppContext):
+    """The whole page for one page load: the shell with the map panel and :data:`TABS`."""
+    return page(actx, explore.layout.panel, [t.layout.tab for t in TABS],
+                [s for t in TABS for s in getattr(t.layout, "stores", list)()])
 
 
 #: Default request body cap (Flask MAX_CONTENT_LENGTH): an upload is at most
@@ -88,8 +105,7 @@ def create_app(project: Project | str | Path, *, auth: str | None = None, auth_f
     register_routes(app.server, project)
     register_search_api(app.server, actx)
     app.layout = lambda: serve_layout(actx)
-    for module in (callbacks_explore, callbacks_label, callbacks_search, callbacks_refine, callbacks_review,
-                   callbacks_assist, callbacks_viewer, callbacks_follow, callbacks_region):
+    for module in CALLBACKS:
         module.register(app, actx)
     # After every clientside callback is registered: their inline scripts are hashed.
     install_hardening(app.server, allowed_hosts=allowed_hosts, max_content_length=max_content_length,
@@ -98,4 +114,4 @@ def create_app(project: Project | str | Path, *, auth: str | None = None, auth_f
     return app
 
 
-__all__ = ["create_app", "MAX_CONTENT_LENGTH"]
+__all__ = ["create_app", "serve_layout", "MAX_CONTENT_LENGTH", "TABS"]

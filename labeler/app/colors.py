@@ -342,13 +342,13 @@ def _color_by_current_cluster(ctx: AppContext) -> Coloring:
 
 
 def _color_by_suggestion(ctx: AppContext) -> Coloring:
-    from .callbacks_assist import suggested_point_labels  # the assist stage loads only when asked
+    from .suggestions import suggested_point_labels  # the assist stage loads only when asked
 
     return color_by_label(suggested_point_labels(ctx))
 
 
 def _color_by_confidence(ctx: AppContext) -> Coloring:
-    from .callbacks_assist import point_suggestions
+    from .suggestions import point_suggestions
 
     return color_by_confidence(point_label_codes(ctx).names_of(ctx.store), point_suggestions(ctx)[1])
 

@@ -25,6 +25,14 @@ def label_input(id_: str, placeholder: str = "label") -> dcc.Input:
                      maxLength=MAX_LABEL_LENGTH)
 
 
+def pager(input_id: str, text_id: str, what: str = "page") -> html.Div:
+    """A static '<what> [n] of N' control (the view below it is re-rendered, not the pager):
+    ``input_id`` the page box (1-based), ``text_id`` the ' of N' text a callback fills."""
+    return html.Div([html.Span(f"{what} ", className="muted"),
+                     dcc.Input(id=input_id, type="number", min=1, value=1, className="page-input"),
+                     html.Span(id=text_id, className="muted")], className="pager")
+
+
 def outline_style(box, width: int, height: int) -> dict:
     """CSS position of a pixel box (x, y, w, h of a ``width`` × ``height`` image) over its
     thumbnail shown whole in a square (``object-fit: contain``), in percent of the square."""

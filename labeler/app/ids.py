@@ -23,7 +23,7 @@ LABEL_CONFIRM = "label-confirm-store"  # a new label close to existing ones, awa
 KB_EVENT = "kb-event-store"  # {key, n}: a keyboard shortcut, written by assets/keys.js
 KB_ACK = "kb-ack"  # hidden div: the n of the last kb event the server answered (keys.js waits for it)
 # The clustering the page's map, legend and cluster list show; polled (CLUSTERING_POLL) and
-# checked on every n / p / Enter against the project's current one (callbacks_follow.py).
+# checked on every n / p / Enter against the project's current one (follow.py).
 CLUSTERING_SHOWN = "clustering-shown-store"
 CLUSTERING_POLL = "clustering-poll"
 # Ticks of labelled images: a labelled image starts unticked; ticking it chooses to relabel it.
@@ -64,19 +64,19 @@ MAP_POINTS = "map-points-store"  # how many points the page's map has (redrawn w
 MAP_VIEW = "map-view-store"  # a raster-drawn map's visible range and plot size, as the page reports it
 MAP_SHAPE = "map-shape-store"  # a raster-drawn map's lasso or box, selected on the server over every point
 
-# -- large view (callbacks_viewer.py) ---------------------------------------------------
+# -- large view (viewer.py) -------------------------------------------------------------
 LV_OVERLAY = "lv-overlay"
 LV_IMG = "lv-img"
 LV_IMG_WRAP = "lv-img-wrap"  # zoom / pan target of assets/keys.js
 LV_FACTS = "lv-facts"
-LV_EXTRA = "lv-extra"  # suggestion line, heat map: filled by callbacks_viewer.large_view_extras
+LV_EXTRA = "lv-extra"  # suggestion line, heat map: filled by viewer.large_view_extras
 LV_NEIGHBOURS = "lv-neighbours"
 LV_PREV = "lv-prev"
 LV_NEXT = "lv-next"
 LV_CLOSE = "lv-close"
 LV_SEARCH = "lv-search"  # open this image's neighbours in the Search tab
 LV_NEIGHBOUR = "lv-neighbour"  # pattern type: a neighbour thumbnail in the large view
-# Search by a region and the anomaly overlay (callbacks_region.py, assets/region.js)
+# Search by a region and the anomaly overlay (tabs/search/region.py, assets/region.js)
 LV_BOX = "lv-box-store"  # {src, fx, fy, fw, fh}: the box drawn on the large image, fractions of the image (region.js)
 LV_BOX_RECT = "lv-box"  # the drawn box's outline over the large image (positioned by region.js)
 LV_BOX_MODE = "lv-box-mode"  # button: drag draws a box instead of panning (Shift+drag always draws)
@@ -96,7 +96,7 @@ TAB_CLUSTERS = "tab-clusters"
 TAB_SELECTION = "tab-selection"
 TAB_SEARCH = "tab-search"
 TAB_REFINE = "tab-refine"
-TAB_REVIEW = "tab-review"  # near-duplicate groups, likely label errors (callbacks_review.py)
+TAB_REVIEW = "tab-review"  # near-duplicate groups, likely label errors (tabs/review)
 
 # Clusters tab
 CLUSTER_SORT = "cluster-sort"
@@ -164,7 +164,7 @@ MOVE_BUTTON = "move-button"
 MOVE_NOTE = "move-note"
 
 # -- pattern-matching ids -------------------------------------------------------------
-THUMB_SIMILAR = "thumb-similar"  # the thumbnail itself: click = the large view (callbacks_viewer.py)
+THUMB_SIMILAR = "thumb-similar"  # the thumbnail itself: click = the large view (viewer.py)
 THUMB_CHECK = "thumb-check"  # tick box of a selectable grid item
 CLUSTER_OPEN_BUTTON = "cluster-open-button"
 
@@ -203,3 +203,13 @@ GRID_NEXT = "next"
 
 def next_button(kind: str, image_id: int) -> dict:
     return {"type": kind, "id": int(image_id)}
+
+# -- Fine-tune tab: the press as a background job (labeler.jobs) ------------------------
+TAB_PRESS = "tab-press"
+PRESS_EPOCHS = "press-epochs"
+PRESS_START = "press-start"
+PRESS_CANCEL = "press-cancel"
+PRESS_STATUS = "press-status"  # the job's line (stage, message, result or error)
+PRESS_BAR = "press-bar"  # <progress>: the job's fraction done
+PRESS_POLL = "press-poll"  # dcc.Interval, enabled while a press runs
+PRESS_SEEN = "press-seen-store"  # {id, state} of the press the page last showed

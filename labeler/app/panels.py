@@ -17,6 +17,8 @@ from .state import AppContext
 
 SORT_KEYS = ("size", "unlabelled", "review")
 MIXED_MAJORITY = 0.8  # a cluster whose labelled images agree less than this needs review
+PER_PAGE = 40  # thumbnails per grid page (the Clusters, Selection and Search grids; PageDown / PageUp)
+CARDS_PER_PAGE = 8  # cluster cards per page of the Clusters list
 
 
 # -- clusters panel ---------------------------------------------------------------------

@@ -110,7 +110,7 @@ class AppContext:
 
         Old points keep their index (new rows are appended), so an event from a page
         drawn before still names the right image; the page redraws the map when its
-        point count differs (callbacks_explore.recolor).
+        point count differs (tabs/explore/callbacks.recolor).
         """
         if len(self.project.load_array("map")) == self._map_rows:
             return False

@@ -6,7 +6,7 @@
  * Shortcut keys are ignored while the focus is in a text box, and with Alt (with
  * Ctrl / Meta only Ctrl+Z / Ctrl+Shift+Z / Ctrl+Y: undo and redo). A shortcut that
  * needs the server is written as {key, n} into the kb-event store (Dash's
- * set_props); callbacks_viewer.keyboard_step decides what it does and answers n in
+ * set_props); viewer.keyboard_step decides what it does and answers n in
  * the hidden #kb-ack. Keys pressed before that answer wait in a queue and go out one
  * at a time, in order, each after the previous one's answer: a second Enter or an
  * `n` right after Enter acts on what the first one left (the next cluster, an empty

@@ -6,7 +6,7 @@
  * kept as fractions of the image's natural size, so zoom and pan (keys.js moves the
  * wrapper, the box's parent) and the /view copy's downscaling do not change it; it is
  * written with Dash's set_props into the lv-box-store as {src, fx, fy, fw, fh}
- * (callbacks_region.py turns it into pixels of the original image). A new image
+ * (tabs/search/region.py turns it into pixels of the original image). A new image
  * clears it.
  *
  * Heat maps: a Next card's thumbnail holds an <img class="heat-overlay" data-src=...>;

@@ -1,4 +1,9 @@
-"""The large image view and the keyboard shortcuts.
+"""The large image view, its anomaly heat map, and the keyboard shortcuts.
+
+A core module rather than a tab's: the large view opens from every grid (any tab's
+thumbnails, the map's neighbours), and the keys act on the Clusters, Selection and Search
+tabs alike (n / p / Enter open and label clusters, PageDown / PageUp turn the open
+tab's page).
 
 Large view: clicking any thumbnail opens the image at full resolution (the
 ``/view/<id>`` route caps it at 2048 px) with zoom (wheel) and pan (drag) done in
@@ -10,6 +15,9 @@ Keyboard: ``assets/keys.js`` turns a key press (outside text boxes) into
 ``{key, n}`` in the :data:`~labeler.app.ids.KB_EVENT` store; :func:`keyboard_step`
 decides what it does (plain function, tested directly). The table of keys is
 :data:`labeler.app.components.KEYS`, shown by ``?`` and copied in the README.
+
+Heat map: one state, two tick boxes (the top bar's, over the Next tab's cards, and the
+large view's); without anomaly scores they say in one line which command makes them.
 """
 
 from __future__ import annotations
@@ -17,20 +25,20 @@ from __future__ import annotations
 from dash import ALL, Dash, Input, Output, State, ctx, html, no_update
 from dash.exceptions import PreventUpdate
 
-from ..errors import StoreError
+from ..errors import LabelerError, StoreError
 from ..hints import hint_text
 from . import ids
 from .actions import run
-from .callbacks_follow import clustering_change, reload_step
-from .callbacks_label import label_cluster_action
-from .common import relabel_map
+from .common import relabel_map, result
 from .components import caption, message
-from .layout import PER_PAGE
-from .routes import thumb_url, view_url
+from .follow import clustering_change, reload_step
+from .labelling import label_cluster_action
+from .panels import PER_PAGE, cluster_members_ordered, cluster_rows, image_facts, sort_clusters
+from .routes import anomaly_url, thumb_url, view_url
 from .state import AppContext
-from .panels import cluster_members_ordered, cluster_rows, image_facts, sort_clusters
 
 N_NEIGHBOURS = 9
+
 
 def label_choices(actx: AppContext) -> list[str]:
     """The labels keys 1-9 apply: existing labels sorted by name (stable while labelling)."""
@@ -134,6 +142,19 @@ def large_view(actx: AppContext, image_id: int, queue=None) -> dict:
         html.Div(caption(i, nfacts.get(i), s), className="thumb-caption")], className="thumb") for i, s in nb]
     return {"src": view_url(image_id), "facts": facts, "neighbours": neighbours,
             "extras": large_view_extras(actx, image_id)}
+
+
+def heat_available(actx: AppContext) -> str | None:
+    """None when anomaly heat maps can be drawn, else the one line saying which command makes them."""
+    try:
+        from ..embedding.defect_features import anomaly_scores
+
+        anomaly_scores(actx.project)
+    except ImportError:
+        return "anomaly heat maps are not available in this version of labeler"
+    except LabelerError as e:
+        return f"No heat map: {e}"
+    return None
 
 
 # -- keyboard -------------------------------------------------------------------------
@@ -248,7 +269,7 @@ def _text(msg) -> str:
 
 
 def register(app: Dash, actx: AppContext) -> None:
-    """Register the large view and keyboard callbacks on ``app``."""
+    """Register the large view, heat map and keyboard callbacks on ``app``."""
 
     @app.callback(
         Output(ids.LV_IMAGE, "data"),
@@ -360,3 +381,32 @@ def register(app: Dash, actx: AppContext) -> None:
                 ids.TAB_CLUSTERS if moved else no_update, out.get("confirm", no_update),
                 out.get("selection_page", no_update), out.get("search_page", no_update),
                 out.get("relabel", no_update), out.get("clustering", no_update), ack)
+
+    @app.callback(
+        Output(ids.HEAT_TOGGLE, "value"),
+        Output(ids.LV_HEAT, "value"),
+        Output(ids.APP_ROOT, "className"),
+        Output(ids.LV_HEAT_IMG, "src"),
+        Output(ids.LV_HEAT_IMG, "style"),
+        Output(ids.LV_HEAT_NOTE, "children"),
+        Output(ids.MESSAGE, "children", allow_duplicate=True),
+        Input(ids.HEAT_TOGGLE, "value"),
+        Input(ids.LV_HEAT, "value"),
+        Input(ids.LV_IMAGE, "data"),
+        prevent_initial_call=True,
+    )
+    def heat(top, lv, image_id):
+        # One state, two tick boxes (the top bar's for the Next cards, the large view's).
+        tid = ctx.triggered_id
+        on = bool(top if tid == ids.HEAT_TOGGLE else lv)
+        if tid == ids.LV_IMAGE and not on:
+            raise PreventUpdate
+        why = heat_available(actx) if on else None
+        if why is not None:
+            return ([], [], "app", "", {"display": "none"}, result(why, "warn"),
+                    result(why, "warn") if tid == ids.HEAT_TOGGLE else no_update)
+        value = ["on"] if on else []
+        if not on or image_id is None:
+            return value, value, "app heat-on" if on else "app", "", {"display": "none"}, [], no_update
+        return (value, value, "app heat-on", anomaly_url(int(image_id)), {"display": "block"},
+                "red = least like the normal patches at that place", no_update)

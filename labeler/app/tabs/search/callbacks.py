@@ -1,24 +1,26 @@
-"""Reverse image search: by clicking a point, the large view's 'similar' button or by an
-uploaded photo; the result, the query star on the map, and labelling from it."""
+"""The Search tab: reverse image search by clicking a point, the large view's 'similar'
+button or an uploaded photo, and search by text; the result, the query star on the map,
+and labelling from it. Search by a region and 'most anomalous first' fill the same grid
+(:mod:`.region`, registered with this module)."""
 
 from __future__ import annotations
 
 from dash import Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from ..errors import BadInputError, LabelerError, StoreError
-from ..hints import hint_text
-from ..search import QueryImageError, SearchResult
-from . import ids
-from .callbacks_label import label_on_submit, labelled_note_on, ticked
-from .common import is_ticked, result, shown_labels, track_ticks, triggered_value
-from .components import caption, full_image_link, grid, outline_style, thumb
-from .routes import thumb_url
-from .state import AppContext
-from .uploads import UploadError, preview_data_uri, uploaded_image
-from .layout import PER_PAGE
-from .panels import image_facts, page_of
-from .views import point_image_id, query_marker_patch
+from ....errors import BadInputError, LabelerError, StoreError
+from ....hints import hint_text
+from ....search import QueryImageError, SearchResult
+from ... import ids
+from ...labelling import label_on_submit, labelled_note_on, ticked
+from ...common import is_ticked, result, shown_labels, track_ticks, triggered_value
+from ...components import caption, full_image_link, grid, outline_style, thumb
+from ...routes import thumb_url
+from ...state import AppContext
+from ...uploads import UploadError, preview_data_uri, uploaded_image
+from ...panels import PER_PAGE, image_facts, page_of
+from ...views import point_image_id, query_marker_patch
+from . import region
 
 MAX_K = 100
 
@@ -88,8 +90,8 @@ def search_by_text(actx: AppContext, text: str, k=12) -> dict:
     LabelerError
         An empty text, no CLIP feature set in the project, open_clip missing.
     """
-    from ..search import neighbour_vote
-    from ..text_search import search_text
+    from ....search import neighbour_vote
+    from ....text_search import search_text
 
     (res,) = search_text(actx.project, [str(text or "")], _k(k))
     nb = res.neighbours
@@ -104,7 +106,7 @@ def search_by_text(actx: AppContext, text: str, k=12) -> dict:
 
 def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=None) -> dict:
     """Page pieces of a stored result: query, novel, vote, grid (one page of
-    :data:`~labeler.app.layout.PER_PAGE` neighbours), pages ('of N' text), n_pages,
+    :data:`~labeler.app.panels.PER_PAGE` neighbours), pages ('of N' text), n_pages,
     image_row_style, shown (labels of the page's labelled neighbours). Labelled
     neighbours start unticked (ticked when ``relabel`` holds them)."""
     nb = stored["neighbours"]
@@ -162,7 +164,7 @@ def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=Non
 
 
 def register(app: Dash, actx: AppContext) -> None:
-    """Register the search callbacks on ``app``."""
+    """Register the Search tab's callbacks on ``app`` (with :func:`.region.register`)."""
 
     @app.callback(
         Output(ids.SEARCH_RESULT, "data"),
@@ -258,6 +260,7 @@ def register(app: Dash, actx: AppContext) -> None:
                     source="search", what="neighbour(s)")
     label_on_submit(app, actx, ids.IMAGE_LABEL_BUTTON, ids.IMAGE_LABEL_INPUT, _query_image,
                     State(ids.SEARCH_RESULT, "data"))
+    region.register(app, actx)
 
 
 def _outline(b) -> tuple | None:

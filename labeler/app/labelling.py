@@ -1,29 +1,28 @@
-"""Labelling: the annotator's name, progress, the Clusters panel, labelling a
-cluster or the map selection, and undo.
+"""Labelling, shared by every tab: the label actions (a cluster, a list of images, undo,
+redo), the 'label these images' and 'N already labelled' callbacks every grid registers,
+and the top bar's labelling controls (the annotator's name, progress, undo, redo).
 
 Each write is a plain function (``label_cluster_action`` ...) that calls
 :mod:`labeler.labels` and returns a message; the Dash callbacks unpack inputs
 and hand the function to :func:`labeler.app.actions.run`, which reports the
 outcome and bumps the version store so that the views showing labels re-render.
+A core module (not a tab's): the Clusters tab and the keyboard (:mod:`labeler.app.viewer`)
+label a cluster with :func:`label_cluster_action`; the Selection, Search and other grids
+label with :func:`label_on_submit`.
 """
 
 from __future__ import annotations
 
-from dash import ALL, Dash, Input, Output, State, html, no_update
+from dash import Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
 from .. import history, labels
-from ..errors import BadInputError, StoreError
-from ..hints import set_hints_shown
+from ..errors import BadInputError
 from . import ids
-from .actions import WRITE_OUTPUTS, Outcome, run, write_callback, write_on_click
-from .callbacks_assist import cluster_suggestions, suggestion_text
-from .common import (annotator_name, authenticated_user, is_ticked, relabel_map, ticked_grid,
-                     track_ticks, triggered_value)
-from .components import HINT_TITLE, cluster_card
-from .layout import CARDS_PER_PAGE, PER_PAGE
+from .actions import Outcome, run, write_callback, write_on_click
+from .common import annotator_name, authenticated_user, relabel_map
+from .panels import progress
 from .state import AppContext
-from .panels import cluster_members_ordered, cluster_rows, image_facts, page_of, progress, sort_clusters
 
 # -- plain functions (tested directly, through actions.attempt) ---------------------------
 
@@ -106,15 +105,6 @@ def _history_message(done, verb: str, past: str) -> str | Outcome:
     return f"{past}: {done.description}."
 
 
-def set_hints_action(actx: AppContext, shown: bool) -> str:
-    """Show or hide the ImageNet hints (the project setting ``imagenet_hints``)."""
-    set_hints_shown(actx.project, shown)
-    if shown:
-        return (f"ImageNet hints shown where the backbone is confident "
-                f"(p ≥ {actx.project.settings().imagenet_hint_min_prob:g}).")
-    return "ImageNet hints hidden (project setting imagenet_hints = false)."
-
-
 def progress_view(actx: AppContext) -> tuple[str, dict, list, list]:
     """(progress text, bar style, per-label count chips, datalist options)."""
     p = progress(actx)
@@ -127,41 +117,6 @@ def progress_view(actx: AppContext) -> tuple[str, dict, list, list]:
                                className="count-chip stale", title="their file changed since they were labelled"))
     options = [html.Option(value=lab) for lab in p["counts"]]
     return text, {"width": f"{p['percent']:.2f}%"}, chips, options
-
-
-def cluster_seen(actx: AppContext, cluster) -> dict:
-    """What the annotator is shown of a cluster: its clustering and member ids (sent
-    back with 'Label cluster', so a re-clustering in between makes it fail)."""
-    cid = int(actx.store.current_clustering()["id"])
-    try:
-        members = actx.store.cluster_members(int(cluster), cid)
-    except StoreError:
-        members = []
-    return {"cluster": int(cluster), "clustering_id": cid, "members": members}
-
-
-def cluster_detail_view(actx: AppContext, cluster, excluded, page, relabel=None) -> tuple:
-    """(title, grid items, 'of N' text, clamped page, shown labels) for the open cluster.
-
-    Labelled images are unticked unless ``relabel`` (the page's relabel store) holds
-    them with the label they hold; shown labels: {str(id): label} of the page's
-    labelled images (for :func:`~labeler.app.common.update_ticks`)."""
-    try:
-        members = cluster_members_ordered(actx, int(cluster))
-    except StoreError:
-        return "This cluster no longer exists (the clustering was edited).", [], "", 1, {}
-    row = next((r for r in cluster_rows(actx) if r["cluster"] == int(cluster)), None)
-    items, page, n_pages = page_of(members, page, PER_PAGE)
-    title = [html.Span("Noise" if int(cluster) < 0 else f"Cluster {cluster}", className="card-title"),
-             html.Span(f" {len(members):,} images", className="card-stats")]
-    if row is not None:
-        title.append(html.Span(f" · {100 * row['share']:.0f}% labelled"
-                               + (f" · majority {row['majority']}" if row["majority"] else ""),
-                               className="card-stats"))
-        if row.get("hint"):
-            title.append(html.Div(row["hint"], className="hint", title=HINT_TITLE))
-    view, shown = ticked_grid(ids.GRID_CLUSTER, items, image_facts(actx, items), excluded, relabel)
-    return title, view, f" of {n_pages} ({len(members):,} images)", page, shown
 
 
 def labelled_note(actx: AppContext, image_ids, relabel=None) -> str:
@@ -180,19 +135,11 @@ def labelled_note(actx: AppContext, image_ids, relabel=None) -> str:
     return " · ".join(parts)
 
 
-def excluded_note(excluded) -> str:
-    ex = [int(i) for i in excluded or []]
-    if not ex:
-        return ""
-    shown = ", ".join(f"#{i}" for i in ex[:20]) + (" ..." if len(ex) > 20 else "")
-    return f"{len(ex)} unticked (will stay unlabelled): {shown}"
-
-
 # -- callbacks ----------------------------------------------------------------------------
 
 
 def register(app: Dash, actx: AppContext) -> None:
-    """Register the labelling callbacks on ``app``."""
+    """Register the top bar's labelling callbacks on ``app`` (annotator, progress, undo, redo)."""
 
     @app.callback(
         Output(ids.NAME_DIALOG, "style"),
@@ -232,121 +179,6 @@ def register(app: Dash, actx: AppContext) -> None:
     def show_progress(_version):
         return progress_view(actx)
 
-    @app.callback(
-        *WRITE_OUTPUTS,
-        Input(ids.HINTS_TOGGLE, "value"),
-        State(ids.VERSION, "data"),
-        prevent_initial_call=True,
-    )
-    def toggle_hints(value, version):
-        r = run(set_hints_action, actx, bool(value), version=version)
-        return r.message, r.version
-
-    @app.callback(
-        Output(ids.CLUSTER_LIST, "children"),
-        Output(ids.CLUSTER_LIST_PAGES, "children"),
-        Input(ids.VERSION, "data"),
-        Input(ids.CLUSTER_SORT, "value"),
-        Input(ids.CLUSTER_LIST_PAGE, "value"),
-    )
-    def cluster_list(_version, sort, page):
-        rows = sort_clusters(cluster_rows(actx), sort or "size")
-        items, page, n_pages = page_of(rows, page, CARDS_PER_PAGE)
-        n_real = sum(1 for r in rows if r["cluster"] >= 0)
-        noise = " + noise" if n_real < len(rows) else ""
-        sug = cluster_suggestions(actx)
-        cards = [cluster_card(r, suggestion=suggestion_text(sug.get(r["cluster"]))) for r in items]
-        return cards, f" of {n_pages} ({n_real} clusters{noise})"
-
-    @app.callback(
-        Output(ids.CLUSTER_OPEN, "data"),
-        Output(ids.CLUSTER_EXCLUDED, "data"),
-        Output(ids.CLUSTER_RELABEL, "data"),
-        Output(ids.CLUSTER_PAGE, "value"),
-        Output(ids.SPLIT_CLUSTER, "value"),
-        Input({"type": ids.CLUSTER_OPEN_BUTTON, "cluster": ALL}, "n_clicks"),
-        Input(ids.CLUSTER_CLOSE, "n_clicks"),
-        prevent_initial_call=True,
-    )
-    def open_cluster(_opens, _close):
-        if not triggered_value():
-            raise PreventUpdate
-        tid = _trigger_id()
-        if tid == ids.CLUSTER_CLOSE:
-            return None, [], {}, 1, no_update
-        return tid["cluster"], [], {}, 1, tid["cluster"] if tid["cluster"] >= 0 else no_update
-
-    @app.callback(
-        Output(ids.CLUSTER_DETAIL, "style"),
-        Output(ids.CLUSTER_TITLE, "children"),
-        Output(ids.CLUSTER_GRID, "children"),
-        Output(ids.CLUSTER_PAGES, "children"),
-        Output(ids.CLUSTER_SEEN, "data"),
-        Output(ids.CLUSTER_SHOWN, "data"),
-        Input(ids.CLUSTER_OPEN, "data"),
-        Input(ids.VERSION, "data"),
-        Input(ids.CLUSTER_PAGE, "value"),
-        State(ids.CLUSTER_EXCLUDED, "data"),
-        State(ids.CLUSTER_RELABEL, "data"),
-    )
-    def cluster_detail(cluster, _version, page, excluded, relabel):
-        if cluster is None:
-            return {"display": "none"}, [], [], "", None, {}
-        seen = cluster_seen(actx, cluster)
-        title, items, pages, _, shown = cluster_detail_view(actx, cluster, excluded, page, relabel)
-        return {"display": "block"}, title, items, pages, seen, shown
-
-    track_ticks(app, ids.GRID_CLUSTER, ids.CLUSTER_EXCLUDED, note=(ids.CLUSTER_EXCLUDED_NOTE, excluded_note),
-                relabel=(ids.CLUSTER_RELABEL, ids.CLUSTER_SHOWN))
-
-    labelled_note_on(app, actx, ids.CLUSTER_LABELLED_NOTE, lambda seen: (seen or {}).get("members") or [],
-                     Input(ids.CLUSTER_SEEN, "data"), relabel=ids.CLUSTER_RELABEL)
-
-    # Labelling the open cluster (button, Enter) is callbacks_viewer.on_key: it also
-    # opens the next cluster with unlabelled images.
-
-    @app.callback(
-        Output(ids.SELECTION_TITLE, "children"),
-        Output(ids.SELECTION_GRID, "children"),
-        Output(ids.SELECTION_PAGES, "children"),
-        Output(ids.SELECTION_N_PAGES, "data"),
-        Output(ids.SELECTION_SHOWN, "data"),
-        Input(ids.SELECTION, "data"),
-        Input(ids.VERSION, "data"),
-        Input(ids.SELECTION_PAGE, "value"),
-        State(ids.SELECTION_EXCLUDED, "data"),
-        State(ids.SELECTION_RELABEL, "data"),
-    )
-    def selection_view(selection, _version, page, excluded, relabel):
-        selection = selection or []
-        if not selection:
-            return "Nothing selected: lasso or box-select points on the map.", [], "", 1, {}
-        items, page, n_pages = page_of(selection, page, PER_PAGE)
-        held = actx.store.labels_for([int(i) for i in selection])
-        ex = {int(i) for i in excluded or []}
-        n_in = sum(1 for i in selection if is_ticked(int(i), held.get(int(i)), ex, relabel))
-        title = (f"{len(selection):,} images selected on the map ({n_in:,} ticked) · "
-                 f"{len(held):,} labelled, {len(selection) - len(held):,} unlabelled")
-        view, shown = ticked_grid(ids.GRID_SELECTION, items, image_facts(actx, items), excluded, relabel)
-        return title, view, f" of {n_pages}", n_pages, shown
-
-    @app.callback(
-        Output(ids.SELECTION_EXCLUDED, "data"),
-        Output(ids.SELECTION_RELABEL, "data"),
-        Output(ids.SELECTION_PAGE, "value"),
-        Input(ids.SELECTION, "data"),
-        prevent_initial_call=True,
-    )
-    def new_selection(_selection):
-        return [], {}, 1
-
-    track_ticks(app, ids.GRID_SELECTION, ids.SELECTION_EXCLUDED, relabel=(ids.SELECTION_RELABEL, ids.SELECTION_SHOWN))
-    labelled_note_on(app, actx, ids.SELECTION_LABELLED_NOTE, lambda selection: selection or [],
-                     Input(ids.SELECTION, "data"), relabel=ids.SELECTION_RELABEL)
-    label_on_submit(app, actx, ids.SELECTION_LABEL_BUTTON, ids.SELECTION_LABEL_INPUT, ticked,
-                    State(ids.SELECTION, "data"), State(ids.SELECTION_EXCLUDED, "data"),
-                    State(ids.SELECTION_RELABEL, "data"), relabel_store=ids.SELECTION_RELABEL,
-                    what="selected image(s)")
     write_on_click(app, actx, ids.UNDO, undo_action)
     write_on_click(app, actx, ids.REDO, redo_action)
 

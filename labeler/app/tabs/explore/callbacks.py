@@ -6,13 +6,13 @@ from __future__ import annotations
 from dash import Dash, Input, Output, Patch, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from ..errors import BadInputError
-from . import ids
-from .components import legend
-from .routes import thumb_url
-from .state import AppContext
-from .panels import image_facts
-from .views import (coloring, fit_all_patch, fit_all_view, map_figure, point_image_id, raster_mode, recolor_patch,
+from ....errors import BadInputError
+from ... import ids
+from ...components import legend
+from ...routes import thumb_url
+from ...state import AppContext
+from ...panels import image_facts
+from ...views import (coloring, fit_all_patch, fit_all_view, map_figure, point_image_id, raster_mode, recolor_patch,
                     shape_image_ids, view_patch)
 
 

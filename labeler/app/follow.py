@@ -9,9 +9,12 @@ happened. It finds out two ways:
 
 - :func:`follow`, polled every few seconds (:data:`~labeler.app.layout.POLL_MS`)
   and after every write of this page (the version store);
-- :func:`labeler.app.callbacks_viewer.keyboard_step`, on every n / p / Enter before it
+- :func:`labeler.app.viewer.keyboard_step`, on every n / p / Enter before it
   acts: a key pressed on a page that shows an older clustering is refused
   (:func:`reload_step`), so no key acts on a clustering the annotator has not seen.
+
+A core module, not a tab's: the keyboard asks it before acting, and what it reloads
+(the map, the cluster list, the open cluster) belongs to several tabs.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Search by a region drawn on the large view, the anomaly heat map overlay, and the
-unlabelled images sorted most anomalous first (issue 24, items 3 and 4).
+"""Search by a region drawn on the large view, and the unlabelled images sorted most
+anomalous first (issue 24, items 3 and 4): both fill the Search tab's grid.
 
 The box is drawn with the mouse by ``assets/region.js`` (Shift+drag, or drag after
 "▭ draw a box"), which writes it into :data:`~labeler.app.ids.LV_BOX` as fractions of
@@ -17,11 +17,10 @@ from collections import Counter
 from dash import Dash, Input, Output, State, ctx, no_update
 from dash.exceptions import PreventUpdate
 
-from ..errors import LabelerError
-from . import ids
-from .common import result, triggered_value
-from .routes import anomaly_url
-from .state import AppContext
+from ....errors import LabelerError
+from ... import ids
+from ...common import result, triggered_value
+from ...state import AppContext
 
 #: Most images the "most anomalous first" list holds (pages of the Search grid).
 ANOMALOUS_MAX = 400
@@ -44,7 +43,7 @@ def box_pixels(box: dict, width: int, height: int) -> tuple[float, float, float,
     BadInputError
         Missing or non-numeric fractions.
     """
-    from ..errors import BadInputError
+    from ....errors import BadInputError
 
     try:
         fx, fy, fw, fh = (float(box[k]) for k in ("fx", "fy", "fw", "fh"))
@@ -57,7 +56,7 @@ def box_pixels(box: dict, width: int, height: int) -> tuple[float, float, float,
 
 def _vote_fields(hits) -> dict:
     """The vote fields of a stored search result (:func:`labeler.search.neighbour_vote`)."""
-    from ..search import neighbour_vote
+    from ....search import neighbour_vote
 
     vote, predicted, likely = neighbour_vote((h.similarity, h.label, h.cluster) for h in hits)
     return {"vote": {lab: round(v, 4) for lab, v in vote.items()}, "predicted_label": predicted,
@@ -74,7 +73,7 @@ def region_search_store(actx: AppContext, image_id: int, box: dict, k=12) -> dic
     LabelerError
         No patch maps (names the command), a box outside the image, an unknown image.
     """
-    from ..patch_index import stored_image_size
+    from ....patch_index import stored_image_size
 
     w, h = stored_image_size(actx.project, int(image_id))
     px = box_pixels(box, w, h)
@@ -99,7 +98,7 @@ def anomalous_store(actx: AppContext, n: int = ANOMALOUS_MAX) -> dict:
     NotFoundError
         No anomaly scores yet (names the command).
     """
-    from ..embedding.defect_features import most_anomalous_unlabelled
+    from ....embedding.defect_features import most_anomalous_unlabelled
 
     top, scored = most_anomalous_unlabelled(actx.project, n)
     nb = [[i, round(s, 4)] for i, s in top]
@@ -112,21 +111,8 @@ def anomalous_store(actx: AppContext, n: int = ANOMALOUS_MAX) -> dict:
             "is_novel": False, "top1_class": None, "top1_prob": None}
 
 
-def heat_available(actx: AppContext) -> str | None:
-    """None when anomaly heat maps can be drawn, else the one line saying which command makes them."""
-    try:
-        from ..embedding.defect_features import anomaly_scores
-
-        anomaly_scores(actx.project)
-    except ImportError:
-        return "anomaly heat maps are not available in this version of labeler"
-    except LabelerError as e:
-        return f"No heat map: {e}"
-    return None
-
-
 def register(app: Dash, actx: AppContext) -> None:
-    """Register the region search, heat map and anomaly sort callbacks on ``app``."""
+    """Register the region search and anomaly sort callbacks on ``app``."""
 
     @app.callback(
         Output(ids.SEARCH_RESULT, "data", allow_duplicate=True),
@@ -164,32 +150,3 @@ def register(app: Dash, actx: AppContext) -> None:
             return (no_update,) * 8 + (result(str(e), "error"),)
         # The large view closes on the Search tab, as 'similar → Search tab' does.
         return stored, [], {}, 1, ids.TAB_SEARCH, {"display": "none"}, [], None, no_update
-
-    @app.callback(
-        Output(ids.HEAT_TOGGLE, "value"),
-        Output(ids.LV_HEAT, "value"),
-        Output(ids.APP_ROOT, "className"),
-        Output(ids.LV_HEAT_IMG, "src"),
-        Output(ids.LV_HEAT_IMG, "style"),
-        Output(ids.LV_HEAT_NOTE, "children"),
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Input(ids.HEAT_TOGGLE, "value"),
-        Input(ids.LV_HEAT, "value"),
-        Input(ids.LV_IMAGE, "data"),
-        prevent_initial_call=True,
-    )
-    def heat(top, lv, image_id):
-        # One state, two tick boxes (the top bar's for the Next cards, the large view's).
-        tid = ctx.triggered_id
-        on = bool(top if tid == ids.HEAT_TOGGLE else lv)
-        if tid == ids.LV_IMAGE and not on:
-            raise PreventUpdate
-        why = heat_available(actx) if on else None
-        if why is not None:
-            return ([], [], "app", "", {"display": "none"}, result(why, "warn"),
-                    result(why, "warn") if tid == ids.HEAT_TOGGLE else no_update)
-        value = ["on"] if on else []
-        if not on or image_id is None:
-            return value, value, "app heat-on" if on else "app", "", {"display": "none"}, [], no_update
-        return (value, value, "app heat-on", anomaly_url(int(image_id)), {"display": "block"},
-                "red = least like the normal patches at that place", no_update)

@@ -9,14 +9,14 @@ from __future__ import annotations
 from dash import Dash, Input, Output, State, html, no_update
 from dash.exceptions import PreventUpdate
 
-from .. import refine
-from ..errors import BadInputError, LabelerError
-from . import ids
-from .actions import run, write_callback, write_on_click
-from .common import annotator_name, result, ticked_ids
-from .components import thumb
-from .state import AppContext
-from .views import cluster_color
+from .... import refine
+from ....errors import BadInputError, LabelerError
+from ... import ids
+from ...actions import run, write_callback, write_on_click
+from ...common import annotator_name, result, ticked_ids
+from ...components import thumb
+from ...state import AppContext
+from ...views import cluster_color
 
 PREVIEW_THUMBS = 8
 
