@@ -363,11 +363,22 @@ def clustering_up_to_date(project: "Project", n_rows: int) -> bool:
     return project.store.current_clustering() is not None and len(project.store.assignments()[0]) == n_rows
 
 
-def cluster_project(project: "Project", settings: "Settings") -> int:
+def cluster_project(project: "Project", settings: "Settings", *, vectors: np.ndarray | None = None) -> int:
     """Cluster the project with ``settings.method``; store it as the current clustering.
 
-    HDBSCAN runs on ``cluster_space.npy``, KMeans on the normalised PCA vectors
-    (``pca.npy``).
+    HDBSCAN runs on ``cluster_space.npy`` (the space of the current map, whichever
+    feature set it was fitted in: :mod:`labeler.map_versions`), KMeans on ``vectors``
+    (default: the normalised ingest PCA vectors, ``pca.npy``), which also give the
+    cluster summaries. The clustering's params record the map it was made on
+    (``map``) and the feature set of the space it was clustered in (``feature_set``).
+
+    Parameters
+    ----------
+    project : Project
+    settings : Settings
+    vectors : ndarray of shape (n_rows, P), float32, optional
+        L2-normalised PCA vectors of the current map's feature set
+        (:func:`labeler.pipeline.rebuild_maps` returns them), row i = image row i.
 
     Returns
     -------
@@ -381,11 +392,17 @@ def cluster_project(project: "Project", settings: "Settings") -> int:
     NotIngestedError
         The project has no PCA vectors or clustering space yet.
     """
+    from .map_versions import INGEST, current_map_id, map_info
+
     if settings.method not in ("hdbscan", "kmeans"):
         raise BadInputError(f"unknown clustering method {settings.method!r}: hdbscan or kmeans")
     store = project.store
     row_ids = store.row_image_ids()
-    vectors = _load(project, "pca")
+    info = map_info(project)
+    space_set = info["feature_set"]
+    vector_set = INGEST if vectors is None else space_set
+    vectors = _load(project, "pca") if vectors is None else np.asarray(vectors, dtype=np.float32)
+    of = "" if space_set == INGEST else f" of {space_set}"
     fit = None
     if settings.method == "hdbscan":
         space = _load(project, "cluster_space")
@@ -395,15 +412,18 @@ def cluster_project(project: "Project", settings: "Settings") -> int:
         )
         labels, strengths = fit.labels, fit.strengths
         params = {"min_cluster_size": settings.min_cluster_size, "min_samples": settings.min_samples,
-                  "space": f"umap-{space.shape[1]}d of pca-{vectors.shape[1]}"}
+                  "space": f"umap-{space.shape[1]}d of pca-{info.get('pca_components') or vectors.shape[1]}{of}",
+                  "feature_set": space_set}
     else:
         k = settings.k
-        params = {"space": f"pca-{vectors.shape[1]} (cosine)"}
+        params = {"space": f"pca-{vectors.shape[1]}{'' if vector_set == INGEST else of} (cosine)",
+                  "feature_set": vector_set}
         if not k:
             k, scores = choose_k(vectors, settings.k_range, seed=settings.seed)
             params["silhouette"] = {str(kk): round(v, 4) for kk, v in scores.items()}
         labels, strengths = run_kmeans(vectors, k, seed=settings.seed), None
         params["k"] = int(k)
+    params["map"] = current_map_id(project)
     summaries = summarize_clusters(project, row_ids, labels, vectors)
     cid = store.add_clustering(settings.method, params, row_ids, labels, strengths, summaries)
     _save_model(project, {"method": settings.method, "fit": fit, "clustering_id": cid})

@@ -22,11 +22,14 @@ import numpy as np
 from . import images, novelty
 from .clustering import CLUSTER_MODEL, can_place, cluster_project, clustering_up_to_date, place_images
 from .config import Settings
+from .embedding.feature_sets import (EMBEDDINGS, active_feature_set, feature_set_path, list_feature_sets,
+                                     load_feature_set)
 from .embedding.given import GIVEN, embed_given, is_given
 from .embedding.stage import backbone_change, embed_pending, resolve_project_backbone
 from .index import update_project_index
 from .integrity import dump_model, load_model, repair_embeddings
-from .errors import BackboneMismatchError, BadInputError, ProjectError
+from .map_versions import current_map_id, drop_tracked, keep_current_map, map_info, start_map
+from .errors import BackboneMismatchError, BadInputError, NotFoundError, ProjectError
 from .project import DB_NAME, Project, project_lock
 from .reduce import fit_pca, fit_umaps, place_by_neighbours, transform_pca, transform_umap
 
@@ -121,46 +124,91 @@ def catalogue(project: Project, image_dir: Path) -> CatalogueReport:
     return rep
 
 
-def rebuild_maps(project: Project, settings: Settings, *, say: Callable[[str], None] = log.info) -> None:
-    """Fit PCA and the UMAP map + clustering space on all embeddings; save models.
+def rebuild_maps(project: Project, settings: Settings, *, feature_set: str = EMBEDDINGS,
+                 say: Callable[[str], None] = log.info) -> np.ndarray:
+    """Fit PCA and the UMAP map + clustering space on all rows of a feature set; save them.
 
-    Also calibrates the novelty threshold of reverse image search
-    (:func:`labeler.novelty.calibrate`). ``say``
-    receives one line per stage (the CLI prints them).
+    The current map is kept first (:func:`labeler.map_versions.keep_current_map`), so that
+    :func:`labeler.map_versions.use_clustering` can bring back a clustering made on it.
+
+    Parameters
+    ----------
+    project : Project
+    settings : Settings
+        ``pca_components``, ``cluster_dims``, ``umap_neighbors``, ``umap_min_dist``, ``seed``.
+    feature_set : str, default 'embeddings'
+        The vectors mapped: the ingest embeddings (the PCA, its model, the search index and
+        the novelty threshold are refitted too, and the UMAP reducers saved), or a stored
+        feature set (:mod:`labeler.embedding.feature_sets`, e.g. a fine-tuned one): then only
+        ``map.npy`` and ``cluster_space.npy`` change; the PCA vectors, the index and search
+        stay those of the ingest embeddings, and new photos are placed on this map by their
+        nearest neighbours there (a new photo has no vector in a feature set).
+    say : callable(str)
+        Receives one line per stage (the CLI prints them).
+
+    Returns
+    -------
+    ndarray of shape (n_rows, P), float32
+        The L2-normalised PCA vectors of ``feature_set`` (what KMeans and the cluster
+        summaries of this space use).
+
+    Raises
+    ------
+    NotFoundError
+        No stored feature set of that name.
+    BadInputError
+        The feature set does not cover every image row (photos were added since it was made).
     """
-    # The saved clustering model lives in the space about to be refitted: a run killed
-    # before re-clustering must re-cluster, never place images with the old model.
-    project.store.set_meta(clustering_stale=True)
-    (project.models_dir / CLUSTER_MODEL).unlink(missing_ok=True)
-    emb = project.load_array("embeddings", mmap=False)
-    say(f"PCA of {len(emb)} embeddings ({emb.shape[1]}-d) ...")
-    pca = fit_pca(emb, settings.pca_components, seed=settings.seed)
+    learned = feature_set != EMBEDDINGS
+    if learned:
+        x = load_feature_set(project, feature_set, mmap=False)
+        n_rows = project.store.next_row()
+        if len(x) != n_rows:
+            raise BadInputError(f"feature set {feature_set!r} has {len(x)} rows, the project {n_rows} (photos were "
+                                "added since it was made): compute it again before mapping in it")
+    else:
+        x = project.load_array("embeddings", mmap=False)
+    what = f"vectors of feature set {feature_set}" if learned else "embeddings"
+    say(f"PCA of {len(x)} {what} ({x.shape[1]}-d) ...")
+    pca = fit_pca(x, settings.pca_components, seed=settings.seed)
     say(f"  {pca.vectors.shape[1]} components keep {pca.explained_variance_ratio.sum():.0%} of the variance")
-    project.save_array("pca", pca.vectors)
     # A fixed seed makes umap-learn single-threaded: keep it (reproducible maps)
     # up to 50k images, trade it for both cores above (bench_reduce: 229 s -> 92 s at 100k).
-    seed = settings.seed if len(emb) <= 50_000 else None
-    dims = int(min(settings.cluster_dims, max(2, len(emb) - 2)))
+    seed = settings.seed if len(x) <= 50_000 else None
+    dims = int(min(settings.cluster_dims, max(2, len(x) - 2)))
     say(f"UMAP 2-D map and {dims}-d clustering space, one kNN graph (the first run in a process "
         "compiles numba code: about a minute) ...")
     (map_reducer, xy), (space_reducer, space) = fit_umaps(
         pca.vectors, [(2, settings.umap_min_dist), (dims, 0.0)], n_neighbors=settings.umap_neighbors, seed=seed
     )
+    # Nothing of the current map was replaced so far: keep it, then write the new one.
+    keep_current_map(project, say=say)
+    # The saved clustering model lives in the space about to be replaced: a run killed
+    # before re-clustering must re-cluster, never place images with the old model.
+    project.store.set_meta(clustering_stale=True)
+    (project.models_dir / CLUSTER_MODEL).unlink(missing_ok=True)
+    if not learned:
+        project.save_array("pca", pca.vectors)
+        dump_model(project, pca.model, project.models_dir / "pca.joblib")  # atomic, in the manifest
     project.save_array("map", xy)
     project.save_array("cluster_space", space)
-    for model, name in ((pca.model, "pca.joblib"), (map_reducer, "umap_map.joblib"),
-                        (space_reducer, "umap_cluster.joblib")):
-        dump_model(project, model, project.models_dir / name)  # atomic, in the manifest
-    project.store.set_meta(
-        pca_explained_variance=float(pca.explained_variance_ratio.sum()),
-        pca_components=int(pca.vectors.shape[1]),
-        maps_fitted_rows=int(len(emb)),
-        rows_to_place=[],
-    )
-    update_project_index(project, pca.vectors, say=say)  # HNSW above index.HNSW_FROM images
-    _store_novelty(project, pca.vectors, settings)
+    for model, name in ((map_reducer, "umap_map.joblib"), (space_reducer, "umap_cluster.joblib")):
+        if learned:  # they transform vectors of the feature set, which a new photo does not have
+            drop_tracked(project, project.models_dir / name)
+        else:
+            dump_model(project, model, project.models_dir / name)
+    start_map(project, {"feature_set": feature_set, "dims": dims, "pca_components": int(pca.vectors.shape[1]),
+                        "pca_explained_variance": float(pca.explained_variance_ratio.sum()),
+                        "fitted_rows": int(len(x)), "umap": not learned})
+    if not learned:
+        project.store.set_meta(pca_explained_variance=float(pca.explained_variance_ratio.sum()),
+                               pca_components=int(pca.vectors.shape[1]))
+        update_project_index(project, pca.vectors, say=say)  # HNSW above index.HNSW_FROM images
+        _store_novelty(project, pca.vectors, settings)
+    project.store.set_meta(maps_fitted_rows=int(len(x)), rows_to_place=[])
     # Written last: a run killed before this point rebuilds the maps next time.
-    project.store.set_meta(maps_built_at=time.time(), maps_rows=int(len(emb)))
+    project.store.set_meta(maps_built_at=time.time(), maps_rows=int(len(x)))
+    return pca.vectors
 
 
 def _store_novelty(project: Project, vectors: np.ndarray, settings: Settings) -> None:
@@ -173,10 +221,12 @@ MAP_MODELS = ("pca.joblib", "umap_map.joblib", "umap_cluster.joblib")
 
 
 def can_place_in_maps(project: Project) -> bool:
-    """Whether the fitted PCA, map and clustering space exist to place new images in."""
+    """Whether the fitted PCA, map and clustering space exist to place new images in (and the
+    UMAP reducers, for a map of the ingest embeddings: a map of another feature set has none)."""
     arrays = ("pca", "map", "cluster_space")
+    models = MAP_MODELS if map_info(project).get("umap", True) else MAP_MODELS[:1]
     return (project.store.get_meta("maps_rows") is not None and all(project.has_array(a) for a in arrays)
-            and all((project.models_dir / m).is_file() for m in MAP_MODELS))
+            and all((project.models_dir / m).is_file() for m in models))
 
 
 def place_in_maps(project: Project, rows: np.ndarray, settings: Settings, *, placement: str = "neighbours",
@@ -190,13 +240,20 @@ def place_in_maps(project: Project, rows: np.ndarray, settings: Settings, *, pla
     the saved UMAP reducers' ``transform`` (``'umap'``). The novelty statistics
     are recomputed over all rows.
 
+    A map fitted in another feature set than the ingest embeddings
+    (:func:`rebuild_maps`) takes ``'neighbours'`` only: the neighbours are found among the
+    ingest PCA vectors, the positions are those of the map.
+
     Raises
     ------
     BadInputError
-        An unknown ``placement``.
+        An unknown ``placement``, or ``'umap'`` on a map without UMAP reducers.
     """
     if placement not in ("neighbours", "umap"):
         raise BadInputError(f"unknown placement {placement!r}: neighbours or umap")
+    if placement == "umap" and not map_info(project).get("umap", True):
+        raise BadInputError(f"the map was fitted in feature set {map_info(project)['feature_set']!r}, which a new "
+                            "photo has no vector in: place by 'neighbours'")
     rows = np.asarray(sorted(set(int(r) for r in rows)), dtype=np.int64)
     emb = project.load_array("embeddings")
     n = len(emb)
@@ -241,13 +298,15 @@ def maps_up_to_date(project: Project, n_rows: int) -> bool:
     return project.store.get_meta("maps_rows") == n_rows and all(project.has_array(a) for a in arrays)
 
 
-def recluster(project: Project, settings: Settings, *, remap: bool = False,
+def recluster(project: Project, settings: Settings, *, remap: bool = False, feature_set: str | None = None,
               say: Callable[[str], None] = log.info) -> int:
     """Cluster the project again (``labeler cluster``); the new clustering becomes current.
 
     Holds the project lock (:func:`labeler.project.project_lock`) throughout, so
     it never interleaves with an ingest or another re-clustering; labelling goes on
-    meanwhile. The settings used are saved to ``labeler.toml``.
+    meanwhile. The settings used are saved to ``labeler.toml``. Labels never change.
+    The clustering and map replaced stay stored: :func:`labeler.map_versions.use_clustering`
+    makes them current again.
 
     Parameters
     ----------
@@ -255,8 +314,14 @@ def recluster(project: Project, settings: Settings, *, remap: bool = False,
     settings : Settings
         ``method``, ``k``, ``min_cluster_size``, ``min_samples`` as wanted.
     remap : bool
-        Refit PCA, the 2-D map and the clustering space first (:func:`rebuild_maps`;
-        every point moves).
+        Refit PCA, the 2-D map and the clustering space of the ingest embeddings first
+        (:func:`rebuild_maps`; every point moves).
+    feature_set : str or None
+        Re-map in this stored feature set first ('active': the active one, e.g. the
+        ``finetuned-<k>`` a fine-tune press made active; 'embeddings': as ``remap``), then
+        cluster in it: HDBSCAN on its UMAP space, KMeans on its PCA vectors. None
+        (default): no re-mapping unless ``remap``; HDBSCAN runs in the current map's
+        space, KMeans on the ingest PCA vectors.
     say : callable(str)
         Receives one line per stage.
 
@@ -269,14 +334,25 @@ def recluster(project: Project, settings: Settings, *, remap: bool = False,
     ------
     ProjectLockedError
         Another process is writing to the project: nothing was changed.
+    NotFoundError
+        No stored feature set of that name.
+    BadInputError
+        The feature set does not cover every image row (see :func:`rebuild_maps`).
     BadInputError, NotIngestedError
         Raised by :func:`labeler.clustering.cluster_project` (see there).
     """
     with project_lock(project.root, "cluster run"):
-        if remap:
+        name = active_feature_set(project) if feature_set == "active" else feature_set
+        if name is not None and not feature_set_path(project, name).is_file():  # before anything is fitted
+            known = ", ".join(list_feature_sets(project)) or "none"
+            raise NotFoundError(f"no feature set {name!r} in this project (stored: {known})")
+        vectors = None
+        if name is not None and name != EMBEDDINGS:
+            vectors = rebuild_maps(project, settings, feature_set=name, say=say)
+        elif remap or name == EMBEDDINGS:
             rebuild_maps(project, settings, say=say)
-        say(f"clustering ({settings.method}) ...")
-        cid = cluster_project(project, settings)
+        say(f"clustering ({settings.method}) in map {current_map_id(project)} ({map_info(project)['feature_set']}) ...")
+        cid = cluster_project(project, settings, vectors=vectors)
         project.save_settings(settings)
     return cid
 

@@ -164,6 +164,8 @@ def finetune(project_dir, epochs, holdout, device, loss, name, no_use, quiet, ba
         click.echo(f"held-out check on {rep.n_heldout} labels: accuracy {rep.heldout_accuracy:.3f}{frozen}")
     state = "active" if not no_use else "stored, not active"
     click.echo(f"feature set {rep.name} {state}; previous: {rep.previous}")
+    click.echo(f"the map and clusters stay as they were: `labeler cluster --project {project.root} --feature-set "
+               f"{rep.name}` re-maps and re-clusters in the learned space (`labeler cluster --use ID` goes back)")
 
 
 @click.command()

@@ -117,30 +117,73 @@ def ingest(image_dir, project_dir, backbone, weights, view, features, device, ba
 @click.option("--min-samples", type=click.IntRange(0), default=None,
               help="HDBSCAN min_samples. Default: the project's setting.")
 @click.option("--remap", is_flag=True, help="Refit PCA and the UMAP map and clustering space first (points move).")
-def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap):
+@click.option("--feature-set", "feature_set", default=None,
+              help="Re-map and cluster in this stored feature set (e.g. finetuned-1 after `labeler finetune`; "
+                   "'active': the active one). The current clustering and map stay stored (--use goes back).")
+@click.option("--use", "use", type=click.IntRange(1), default=None,
+              help="Make clustering ID current again, with the map it was made on (ids: --list).")
+@click.option("--list", "list_", is_flag=True, help="List the clusterings with their maps; change nothing.")
+def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap, feature_set, use, list_):
     """Re-cluster the project; the new clustering becomes current.
 
     Options not given keep the project's settings (labeler.toml: what the last ingest
-    or cluster used); the settings used are printed first and saved.
+    or cluster used); the settings used are printed first and saved. Labels never change;
+    earlier clusterings and maps stay stored (--list shows them, --use ID brings one back).
 
     \b
     Example:
       labeler cluster --project data/projects/elpv --method kmeans --k 8
       labeler cluster --project data/projects/elpv --remap
+      labeler cluster --project data/projects/elpv --feature-set finetuned-1
+      labeler cluster --project data/projects/elpv --list
     """
     from ..pipeline import recluster
 
     project = open_project(project_dir)
-    s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
     given = {"method": method, "k": k, "min_cluster_size": min_cluster_size, "min_samples": min_samples}
+    if list_ or use is not None:
+        fitting = {**given, "remap": remap or None, "feature_set": feature_set,
+                   "list": (use is not None and list_) or None}
+        clash = [f"--{n.replace('_', '-')}" for n, v in fitting.items() if v is not None]
+        if clash:
+            raise click.UsageError(f"--{'use' if use is not None else 'list'} goes with none of {', '.join(clash)}")
+        if list_:
+            _print_clusterings(project)
+            return
+        from ..map_versions import use_clustering
+
+        cid = use_clustering(project, use, say=say(False))
+        click.echo(f"clustering {cid} is now current (clustering {use} as it was, with its map)")
+        print_clusters(project, cid)
+        return
+    s = project.settings(method=method, k=k, min_cluster_size=min_cluster_size, min_samples=min_samples)
     used = ({"method": s.method, "k": s.k} if s.method == "kmeans" else
             {"method": s.method, "min_cluster_size": s.min_cluster_size, "min_samples": s.min_samples})
     kept = [f"{name} {value}" for name, value in used.items() if given.get(name) is None]
     click.echo(f"clustering with {', '.join(f'{n} {v}' for n, v in used.items())}"
                + (f" ({', '.join(kept)} from the project's labeler.toml)" if kept else ""), err=True)
-    cid = recluster(project, s, remap=remap, say=say(False))
-    click.echo(f"clustering {cid} is now current")
+    before = project.store.current_clustering()
+    cid = recluster(project, s, remap=remap, feature_set=feature_set, say=say(False))
+    click.echo(f"clustering {cid} is now current"
+               + (f"; `labeler cluster --use {before['id']}` goes back" if before and (remap or feature_set) else ""))
     print_clusters(project, cid)
+
+
+def _print_clusterings(project) -> None:
+    import time
+
+    from ..map_versions import list_clusterings
+
+    click.echo(f"  {'id':>5}  {'kind':8s} {'method':8s} {'clusters':>8} {'noise':>6}  {'map':>4}  "
+               f"{'space':20s} created")
+    for c in list_clusterings(project):
+        mark = "*" if c["current"] else ("u" if c["undone"] else " ")
+        m = "?" if c["map"] is None else str(c["map"]) + ("" if c["available"] else " (not kept)")
+        when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c["created_at"]))
+        kind = c["kind"] + (f" {c['restored_from']}" if c["restored_from"] is not None else "")
+        click.echo(f"{mark} {c['id']:>5}  {kind:8s} {c['method']:8s} {c['n_clusters']:>8} {c['n_noise']:>6}  "
+                   f"{m:>4}  {c['feature_set'] or '?':20s} {when}")
+    click.echo("* current, u undone; `labeler cluster --use ID` makes one current again with its map")
 
 
 @click.command()

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..errors import StaleStateError, StoreError
+from ..errors import NotFoundError, StaleStateError, StoreError
 
 
 class ClusteringsMixin:
@@ -194,4 +194,48 @@ class ClusteringsMixin:
             d = dict(r)
             d["representatives"] = json.loads(d["representatives"])
             out.append(d)
+        return out
+
+    def copy_clustering(self, clustering_id: int, params: dict) -> int:
+        """Store a copy of clustering ``clustering_id`` (its assignments and cluster
+        summaries, read in SQL) under ``params``; the copy becomes current. Returns its id.
+
+        How an earlier clustering is made current again
+        (:func:`labeler.map_versions.use_clustering`): the clusterings made since stay
+        stored, so going forward again is another copy. Not an annotator action (no undo).
+
+        Raises
+        ------
+        NotFoundError
+            No clustering has that id: nothing is written.
+        """
+        with self.transaction() as con:
+            src = con.execute("SELECT method FROM clusterings WHERE id=?", (int(clustering_id),)).fetchone()
+            if src is None:
+                raise NotFoundError(f"no clustering {clustering_id} in this project (`labeler cluster --list`)")
+            cid = con.execute(
+                "INSERT INTO clusterings(method, params, parent_id, action_id, created_at) VALUES (?, ?, NULL, NULL, ?)",
+                (src["method"], json.dumps(params), time.time())).lastrowid
+            con.execute("INSERT INTO assignments(clustering_id, image_id, cluster, strength) "
+                        "SELECT ?, image_id, cluster, strength FROM assignments WHERE clustering_id=?",
+                        (cid, int(clustering_id)))
+            con.execute("INSERT INTO clusters(clustering_id, cluster, size, medoid_id, representatives, cohesion) "
+                        "SELECT ?, cluster, size, medoid_id, representatives, cohesion FROM clusters "
+                        "WHERE clustering_id=?", (cid, int(clustering_id)))
+        return int(cid)
+
+    def clustering_overview(self) -> list[dict]:
+        """Every clustering, oldest first: dicts of id, method, params (dict), parent_id,
+        created_at, undone, n_clusters (clusters other than noise), n_noise, n_images.
+        Counted from the per-cluster summaries (the ``clusters`` table's primary key), not
+        from the assignments."""
+        out = []
+        for r in self.con.execute(
+            "SELECT c.id, c.method, c.params, c.parent_id, c.created_at, c.undone, "
+            "COALESCE(SUM(k.cluster >= 0), 0) AS n_clusters, "
+            "COALESCE(SUM(CASE WHEN k.cluster < 0 THEN k.size END), 0) AS n_noise, "
+            "COALESCE(SUM(k.size), 0) AS n_images "
+            "FROM clusterings c LEFT JOIN clusters k ON k.clustering_id = c.id GROUP BY c.id ORDER BY c.id"
+        ):
+            out.append({**dict(r), "params": json.loads(r["params"])})
         return out

@@ -1,0 +1,219 @@
+"""Clusters and map in a learned space (issue 23, item 3), on the 80 real ELPV photos.
+
+A re-cluster in a stored feature set (``labeler cluster --feature-set``) re-maps and
+re-clusters there; labels never change; the clustering and map it replaced stay stored and
+``labeler cluster --use ID`` brings them back exactly; search, ingest of new photos and
+``labeler check`` keep working. The feature set stored here stands in for a fine-tuned one
+(a real press is slow): the ingest embeddings with the truth's *defective* column added as a
+strong one-hot part, a space that separates what the labels say, as training aims to.
+"""
+
+from __future__ import annotations
+
+import csv
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+import fixtures_images as fx
+from labeler.check import check_project
+from labeler.cli import main
+from labeler.config import Settings
+from labeler.embedding.feature_sets import save_feature_set
+from labeler.errors import StaleStateError
+from labeler.evaluate.simulate import cluster_majority
+from labeler.labels import label_cluster, label_images
+from labeler.map_versions import current_map_id, list_clusterings, use_clustering
+from labeler.pipeline import ingest, place_in_maps, recluster
+from labeler.project import Project
+from labeler.search import Searcher
+
+FILES = ("map.npy", "cluster_space.npy", "models/clusterer.joblib", "models/umap_map.joblib",
+         "models/umap_cluster.joblib")
+
+
+def _truth(project: Project, elpv_dir) -> np.ndarray:
+    """0/1 per array row: the ELPV *defective* column of the truth file."""
+    with open(elpv_dir / "truth.csv", newline="") as f:
+        defective = {r["path"]: r["defective"] == "yes" for r in csv.DictReader(f)}
+    y = np.zeros(project.store.next_row(), dtype=np.int64)
+    for r in project.store.image_table():
+        y[r["row"]] = defective[r["path"]]
+    return y
+
+
+def _store_learned_set(project: Project, y: np.ndarray, name: str = "learned") -> str:
+    emb = np.array(project.load_array("embeddings"), dtype=np.float32)
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    return save_feature_set(project, name, np.hstack([emb, 2.0 * np.eye(2, dtype=np.float32)[y]]),
+                            {"kind": "test", "feature_type": "embeddings + truth one-hot"})
+
+
+def _snapshot(project: Project) -> dict:
+    ids, cl, st = project.store.assignments()
+    out = {"assignments": (ids, cl, st), "summaries": project.store.cluster_summaries()}
+    for rel in FILES:
+        path = project.root / rel
+        out[rel] = path.read_bytes() if path.is_file() else None
+    return out
+
+
+def _labels(project: Project) -> dict:
+    """Every label with who gave it, how and in which action."""
+    return {r[0]: tuple(r[1:]) for r in project.store.con.execute(
+        "SELECT image_id, label, source, annotator, action_id FROM labels")}
+
+
+def _cost(project: Project, y: np.ndarray) -> int:
+    """Cluster-majority actions to 90% accuracy (``labeler evaluate``'s simulated annotator)."""
+    ids, cl, _ = project.store.assignments()
+    clusters = dict(zip(ids.tolist(), cl.tolist()))
+    rows = project.store.row_image_ids()
+    return cluster_majority(y, np.array([clusters[int(i)] for i in rows])).actions_to_accuracy(0.9)
+
+
+def test_recluster_in_a_feature_set_and_back(project, elpv_dir):
+    y = _truth(project, elpv_dir)
+    ids0, cl0, _ = project.store.assignments()
+    label_images(project, [int(i) for i in ids0[:10]], "seen", annotator="ann")
+    labels0 = _labels(project)
+    before = _snapshot(project)
+    pca0 = np.array(project.load_array("pca"))
+    cost0, cid0, map0 = _cost(project, y), project.store.current_clustering()["id"], current_map_id(project)
+
+    cid = recluster(project, project.settings(), feature_set=_store_learned_set(project, y), say=lambda m: None)
+    cur = project.store.current_clustering()
+    assert cur["id"] == cid and cur["params"]["feature_set"] == "learned" and cur["params"]["map"] != map0
+    assert _labels(project) == labels0  # labels never change
+    ids1, cl1, _ = project.store.assignments()
+    np.testing.assert_array_equal(ids1, ids0)
+    assert not np.array_equal(cl1, cl0)
+    assert not np.array_equal(project.load_array("map"), np.load(project.root / f"maps/{map0}/map.npy"))
+    np.testing.assert_array_equal(project.load_array("pca"), pca0)  # search's space stays the ingest one
+    assert not (project.models_dir / "umap_map.joblib").exists()  # a new photo has no vector in that set
+    # The clusters follow the space: labelling them by majority costs fewer actions.
+    assert _cost(project, y) < cost0, (_cost(project, y), cost0)
+    assert check_project(project.root) == []
+
+    listed = {c["id"]: c for c in list_clusterings(project)}
+    assert listed[cid]["current"] and listed[cid]["feature_set"] == "learned" and listed[cid0]["available"]
+    assert listed[cid0]["map"] == map0 and listed[cid0]["feature_set"] == "embeddings"
+
+    back = use_clustering(project, cid0)
+    assert back > cid and project.store.current_clustering()["params"]["restored_from"] == cid0
+    after = _snapshot(project)
+    for key in ("assignments",):
+        for a, b in zip(before[key], after[key]):
+            np.testing.assert_array_equal(a, b)
+    assert [{**s, "clustering_id": 0} for s in after["summaries"]] == \
+        [{**s, "clustering_id": 0} for s in before["summaries"]]
+    for rel in FILES:  # the map, its space, its UMAP reducers and clustering model, byte for byte
+        assert after[rel] == before[rel], rel
+    assert current_map_id(project) == map0 and _labels(project) == labels0
+    assert check_project(project.root) == []
+    # ... and forward again: the learned clustering and its map come back too.
+    use_clustering(project, cid)
+    np.testing.assert_array_equal(project.store.assignments()[1], cl1)
+    assert current_map_id(project) == cur["params"]["map"] and check_project(project.root) == []
+
+
+def test_search_and_placement_after_a_learned_recluster(project, elpv_dir, tmp_path):
+    y = _truth(project, elpv_dir)
+    recluster(project, project.settings(), feature_set=_store_learned_set(project, y), say=lambda m: None)
+    s = Searcher(project)
+    ids = project.store.assignments()[0]
+    by_id = s.by_id(int(ids[0]), k=5)
+    assert len(by_id.neighbours) == 5 and by_id.query_image_id == int(ids[0])
+    assert by_id.map_xy == tuple(float(v) for v in project.load_array("map")[project.store.row_of([ids[0]])[0]])
+    photo = fx.make_photo(tmp_path, "chelsea")
+    by_file = s.by_file(photo, k=5)  # embedded by the backbone, placed by its ingest-space neighbours
+    xy = project.load_array("map")
+    assert len(by_file.neighbours) == 5 and np.all(np.isfinite(by_file.map_xy))
+    assert np.all((np.array(by_file.map_xy) >= xy.min(0) - 1e-6) & (np.array(by_file.map_xy) <= xy.max(0) + 1e-6))
+    with pytest.raises(ValueError, match="place by 'neighbours'"):
+        place_in_maps(project, np.arange(70, 80), project.settings(), placement="umap")
+
+
+def test_new_photos_join_a_learned_map_and_the_old_clustering_is_refused(tmp_path):
+    d = tmp_path / "photos"
+    d.mkdir()
+    src = sorted(fx.elpv_images_dir().glob("*.png"))
+    for f in src[:30]:
+        shutil.copy(f, d / f.name)
+    s = Settings(backbone="efficientnet-lite0", pca_components=16, min_cluster_size=3, min_samples=2,
+                 batch_size=8, num_workers=0)
+    ingest(d, tmp_path / "proj", s, progress=False)
+    p = Project(tmp_path / "proj")
+    cid0 = p.store.current_clustering()["id"]
+    rng = np.random.default_rng(0)
+    emb = np.asarray(p.load_array("embeddings"))
+    save_feature_set(p, "projection", emb @ rng.standard_normal((emb.shape[1], 24)).astype(np.float32))
+    recluster(p, s, feature_set="projection", say=lambda m: None)
+    ids1, cl1, _ = p.store.assignments()
+    xy1 = np.array(p.load_array("map"))
+    for f in src[30:33]:
+        shutil.copy(f, d / f.name)
+    rep = ingest(d, tmp_path / "proj", s, progress=False)
+    assert rep.placed == 3 and not rep.remapped  # into the learned map and clusters, nothing moves
+    ids2, cl2, _ = p.store.assignments()
+    np.testing.assert_array_equal(cl2[np.isin(ids2, ids1)], cl1)
+    np.testing.assert_array_equal(p.load_array("map")[:30], xy1)
+    assert p.store.current_clustering()["params"]["feature_set"] == "projection"
+    with pytest.raises(ValueError, match="covers 30 images, the project now has 33"):
+        use_clustering(p, cid0)
+    with pytest.raises(ValueError, match="has 30 rows, the project 33"):
+        recluster(p, s, feature_set="projection", say=lambda m: None)
+    assert check_project(p.root) == []
+    p.store.close()
+
+
+def test_a_recluster_in_the_middle_of_labelling_keeps_every_label(project, elpv_dir):
+    y = _truth(project, elpv_dir)
+    cid0 = project.store.current_clustering()["id"]
+    big = [c["cluster"] for c in project.store.cluster_summaries() if c["cluster"] >= 0][-1]  # the smallest
+    label_cluster(project, big, "first", annotator="a", clustering_id=cid0)
+    ids = project.store.assignments()[0]
+    label_images(project, [int(i) for i in ids[-5:]], "single", annotator="b", relabel=True)
+    labels0 = _labels(project)
+    cid = recluster(project, project.settings(), feature_set=_store_learned_set(project, y), say=lambda m: None)
+    assert _labels(project) == labels0
+    # The page that showed the old clustering is refused; the new one is labelled.
+    with pytest.raises(StaleStateError, match="clustering changed"):
+        label_cluster(project, big, "stale", annotator="a", clustering_id=cid0)
+    new = next(c["cluster"] for c in project.store.cluster_summaries()
+               if set(project.store.cluster_members(c["cluster"])) - set(labels0))
+    label_cluster(project, new, "second", annotator="a", clustering_id=cid)
+    labels1 = _labels(project)
+    assert all(labels1[i] == v for i, v in labels0.items())  # labelled members are not relabelled
+    assert len(labels1) > len(labels0) and "second" in {v[0] for v in labels1.values()}
+    use_clustering(project, cid0)
+    assert _labels(project) == labels1  # going back changes no label either
+    assert check_project(project.root) == []
+
+
+def _run(*args, ok=True):
+    r = CliRunner().invoke(main, [str(a) for a in args])
+    assert (r.exit_code == 0) == ok, r.output
+    return r
+
+
+def test_cli_feature_set_use_and_list(project, elpv_dir):
+    _store_learned_set(project, _truth(project, elpv_dir))
+    cid0 = project.store.current_clustering()["id"]
+    r = _run("cluster", "--project", project.root, "--feature-set", "nope", ok=False)
+    assert r.exit_code == 1 and "no feature set 'nope'" in r.output and "learned" in r.output
+    assert "Traceback" not in r.output and project.store.current_clustering()["id"] == cid0
+    r = _run("cluster", "--project", project.root, "--feature-set", "learned")
+    assert "vectors of feature set learned" in r.output and f"--use {cid0}` goes back" in r.output
+    r = _run("cluster", "--project", project.root, "--list")
+    assert "learned" in r.output and "embeddings" in r.output and "*" in r.output
+    r = _run("cluster", "--project", project.root, "--use", 9999, ok=False)
+    assert r.exit_code == 1 and "no clustering 9999" in r.output and len(r.output.strip().splitlines()) == 1
+    r = _run("cluster", "--project", project.root, "--use", cid0, "--method", "kmeans", ok=False)
+    assert r.exit_code == 2 and "--use goes with none of --method" in r.output
+    r = _run("cluster", "--project", project.root, "--use", cid0)
+    assert f"clustering {cid0} as it was" in r.output
+    assert project.store.current_clustering()["params"]["restored_from"] == cid0
+    r = _run("check", "--project", project.root)
