@@ -113,6 +113,31 @@ def test_neighbour_rows_agree_with_the_separate_lookups(store):
         store.neighbour_rows([ids[0], 999])
 
 
+def test_packed_assignments_and_row_table_equal_the_row_by_row_reads(store):
+    """The dashboard's start reads: a clustering from its packed copy (or row by row where it
+    has none, as a copy made in SQL) and the images table once for ids and ImageNet top-1."""
+    ids, clusters, strengths = store.assignments()
+    packed = store.assignment_arrays()
+    np.testing.assert_array_equal(packed[0], ids)
+    np.testing.assert_array_equal(packed[1], clusters)
+    assert packed[0].dtype == packed[1].dtype == np.int64 and np.isnan(strengths).all()
+    shuffled = np.array([5, 2, 0, 4, 1, 3])  # stored in any order, read in image-id order
+    cid = store.add_clustering("kmeans", {"k": 3}, ids[shuffled], np.array([2, 1, 0, 2, 1, -1]),
+                               np.linspace(0, 1, 6), [])
+    want = store.assignments(cid)
+    np.testing.assert_array_equal(store.assignment_arrays(cid)[1], want[1])
+    np.testing.assert_array_equal(want[1][shuffled], np.array([2, 1, 0, 2, 1, -1]))  # ids ascend
+    store.con.execute("DELETE FROM assignment_arrays WHERE clustering_id=?", (cid,))  # none: row by row
+    np.testing.assert_array_equal(store.assignment_arrays(cid)[1], want[1])
+    store.con.execute("UPDATE images SET top1=NULL, top1_prob=NULL WHERE id=?", (int(ids[1]),))
+    row_ids, top1, prob = store.row_table()
+    np.testing.assert_array_equal(row_ids, store.row_image_ids())
+    t1, p1 = store.imagenet_top1(row_ids)
+    np.testing.assert_array_equal(top1, t1)
+    np.testing.assert_array_equal(prob, p1)
+    assert top1[1] == -1 and np.isnan(prob[1]) and store.row_table(top1=False)[1] is None
+
+
 def test_missing_keeps_labels(store):
     store.set_labels([1], "keep")
     store.mark_missing(["img0.png"])

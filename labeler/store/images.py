@@ -147,11 +147,34 @@ class ImagesMixin:
 
         Rows cover 0..max(row): every image that was ever embedded.
         """
-        n = self.next_row()
-        out = np.full(n, -1, dtype=np.int64)
-        for r in self.con.execute("SELECT id, row FROM images WHERE row IS NOT NULL"):
-            out[r["row"]] = r["id"]
-        return out
+        return self.row_table(top1=False)[0]
+
+    def row_table(self, *, top1: bool = True) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Image id, and ImageNet top-1 class and probability, of each array row, in one
+        read of the images table (the dashboard's start reads both; two 1M-row reads cost
+        twice as much). Rows cover 0..max(row) as :meth:`row_image_ids`.
+
+        Returns
+        -------
+        row_ids : ndarray (n_rows,), int64, -1 where no image
+        top1 : ndarray (n_rows,), int64, -1 where unknown; None unless ``top1``
+        prob : ndarray (n_rows,), float64, NaN where unknown; None unless ``top1``
+        """
+        cols = "row, id, top1, top1_prob" if top1 else "row, id"
+        cur = self.con.cursor()
+        cur.row_factory = None  # plain tuples: sqlite3.Row objects cost 2.4x the read at 1M rows
+        rows = cur.execute(f"SELECT {cols} FROM images WHERE row IS NOT NULL").fetchall()
+        table = np.array(rows, dtype=np.float64 if top1 else np.int64).reshape(-1, 4 if top1 else 2)
+        at = table[:, 0].astype(np.int64)
+        n = int(at.max(initial=-1)) + 1
+        row_ids = np.full(n, -1, dtype=np.int64)
+        row_ids[at] = table[:, 1]
+        if not top1:
+            return row_ids, None, None
+        t1, prob = np.full(n, -1, dtype=np.int64), np.full(n, np.nan)
+        t1[at] = np.where(np.isnan(table[:, 2]), -1, table[:, 2])  # NULL -> NaN -> -1
+        prob[at] = table[:, 3]
+        return row_ids, t1, prob
 
     def row_of(self, image_ids) -> np.ndarray:
         """Array row of each image id; -1 for an unknown id or an image never embedded.
@@ -232,7 +255,9 @@ class ImagesMixin:
             return np.zeros(0, np.int64), np.zeros(0, np.float64)
         few = len(ids) <= 500  # a search's query image: look those up, not the whole table
         where = (" WHERE id IN (" + ",".join(str(int(i)) for i in ids) + ")") if few else ""
-        rows = self.con.execute(f"SELECT id, top1, top1_prob FROM images{where}").fetchall()
+        cur = self.con.cursor()
+        cur.row_factory = None  # plain tuples (see row_table)
+        rows = cur.execute(f"SELECT id, top1, top1_prob FROM images{where}").fetchall()
         table = np.array(rows, dtype=np.float64).reshape(-1, 3)  # NULL -> NaN in one C-level pass
         known = table[:, 0].astype(np.int64)
         pos = np.full(int(known.max(initial=-1)) + 1, -1, dtype=np.int64)
