@@ -127,6 +127,9 @@ def test_packed_assignments_and_row_table_equal_the_row_by_row_reads(store):
     want = store.assignments(cid)
     np.testing.assert_array_equal(store.assignment_arrays(cid)[1], want[1])
     np.testing.assert_array_equal(want[1][shuffled], np.array([2, 1, 0, 2, 1, -1]))  # ids ascend
+    copy = store.copy_clustering(cid, {"copy": True})  # the packed copy goes with it
+    assert store.con.execute("SELECT COUNT(*) FROM assignment_arrays WHERE clustering_id=?", (copy,)).fetchone()[0]
+    np.testing.assert_array_equal(store.assignment_arrays(copy)[1], want[1])
     store.con.execute("DELETE FROM assignment_arrays WHERE clustering_id=?", (cid,))  # none: row by row
     np.testing.assert_array_equal(store.assignment_arrays(cid)[1], want[1])
     store.con.execute("UPDATE images SET top1=NULL, top1_prob=NULL WHERE id=?", (int(ids[1]),))

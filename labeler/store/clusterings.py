@@ -240,6 +240,9 @@ class ClusteringsMixin:
             con.execute("INSERT INTO assignments(clustering_id, image_id, cluster, strength) "
                         "SELECT ?, image_id, cluster, strength FROM assignments WHERE clustering_id=?",
                         (cid, int(clustering_id)))
+            con.execute("INSERT INTO assignment_arrays(clustering_id, image_ids, clusters) "
+                        "SELECT ?, image_ids, clusters FROM assignment_arrays WHERE clustering_id=?",
+                        (cid, int(clustering_id)))
             con.execute("INSERT INTO clusters(clustering_id, cluster, size, medoid_id, representatives, cohesion) "
                         "SELECT ?, cluster, size, medoid_id, representatives, cohesion FROM clusters "
                         "WHERE clustering_id=?", (cid, int(clustering_id)))
