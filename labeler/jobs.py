@@ -130,6 +130,9 @@ class Job:
         head = f"job {self.id} ({self.kind}) {self.state}"
         if self.running:
             stop = "; cancel asked" if self.cancel_requested else ""
+            quiet = time.time() - self.heartbeat
+            if quiet > 6 * HEARTBEAT_S:  # alive (it holds its lock) but not heard from: stuck?
+                stop += f"; no heartbeat for {quiet:.0f} s"
             return f"{head}: {self.stage}, {self.fraction:.0%}{stop}" + (f" ({self.message})" if self.message else "")
         if self.state == "finished" and self.result:
             return f"{head}: {self.result.get('summary', '')}".rstrip(": ")

@@ -29,13 +29,13 @@ from . import follow, labelling, viewer
 from .layout import page
 from .routes import Users, install_basic_auth, install_hardening, register_routes, register_search_api
 from .state import AppContext
-from .tabs import clusters, explore, next as next_tab, refine, review, search, selection
+from .tabs import clusters, explore, next as next_tab, press, refine, review, search, selection
 from .views import warm_map
 
 ASSETS = Path(__file__).with_name("assets")
 
 #: The right panel's tabs, in the order shown (each a package of :mod:`labeler.app.tabs`).
-TABS = (clusters, selection, search, refine, review, next_tab)
+TABS = (clusters, selection, search, refine, review, next_tab, press)
 #: Modules whose ``register(app, actx)`` declares callbacks: the map's, the top bar's
 #: (labelling), each tab's, then the core ones that act across tabs.
 CALLBACKS = (explore.callbacks, labelling, *(t.callbacks for t in TABS), viewer, follow)

@@ -1,0 +1,38 @@
+"""The Fine-tune tab's layout: epochs, start and cancel, the job's progress."""
+
+from __future__ import annotations
+
+from dash import dcc, html
+
+from ... import ids
+from ...state import AppContext
+
+#: How often the page reads the running press's record (ms); only while one runs.
+POLL_MS = 2000
+
+
+def stores() -> list:
+    """The poll and what it last saw, at the page's top level: they keep running while the
+    annotator labels in another tab, so the end of a press shows in the message bar."""
+    return [dcc.Interval(id=ids.PRESS_POLL, interval=POLL_MS, disabled=True),
+            dcc.Store(id=ids.PRESS_SEEN, data=None)]
+
+
+def tab(ctx: AppContext) -> dcc.Tab:
+    """The tab's static part; the status is filled by the callbacks."""
+    return dcc.Tab(label="Fine-tune", value=ids.TAB_PRESS, children=[
+        html.H4("Fine-tune the network on your labels"),
+        html.P("Trains the backbone's last stages on the labels given so far (not on accepted suggestions) "
+               "and stores the new vectors as a feature set. It runs in the background: keep labelling "
+               "meanwhile. The new vectors become active only when complete; suggestions and the "
+               "label-next queue then use them. Cancel leaves everything as it was.", className="muted small"),
+        html.Div([
+            html.Span("epochs ", className="muted"),
+            dcc.Input(id=ids.PRESS_EPOCHS, type="number", min=1, max=1000, step=1, value=30,
+                      className="page-input"),
+            html.Button("Fine-tune on my labels", id=ids.PRESS_START, className="btn btn-primary", n_clicks=0),
+            html.Button("Cancel", id=ids.PRESS_CANCEL, className="btn", n_clicks=0, disabled=True),
+        ], className="action-row wrap"),
+        html.Progress(id=ids.PRESS_BAR, value="0", max="1", style={"width": "100%", "display": "none"}),
+        html.Div(id=ids.PRESS_STATUS, className="small"),
+    ])
