@@ -132,35 +132,55 @@ def ticked_grid(grid_id: str, image_ids, facts: dict, excluded, relabel) -> tupl
     return grid(thumbs), shown
 
 
-def track_ticks(app, grid: str, store: str, note: tuple[str, object] | None = None,
-                relabel: tuple[str, str] | None = None) -> None:
-    """Register the callback that keeps ``store`` (the ids unticked in ``grid``, on any
-    page) in step with the tick boxes of the grid's visible page
-    (:func:`update_exclusions`). ``note``: (component id, function of the excluded
-    ids) for a line that lists them. ``relabel``: (relabel store, shown-labels store):
-    labelled images start unticked and a tick chooses to relabel one (:func:`update_ticks`)."""
-    outputs = [Output(store, "data", allow_duplicate=True)]
-    if relabel:
-        outputs.append(Output(relabel[0], "data", allow_duplicate=True))
+#: The tick and page state of a grid shown anew (a cluster opened, a new selection, a new
+#: search result): nothing unticked, nothing ticked to relabel, page 1. The values of
+#: :func:`anew_outputs`, in their order.
+ANEW = ([], {}, 1)
+
+
+def anew_outputs(grid: ids.TickedGrid, allow_duplicate: bool = False) -> list[Output]:
+    """The outputs that show ``grid`` anew: its excluded and relabel stores and its page box
+    (values :data:`ANEW`)."""
+    return [Output(grid.excluded, "data", allow_duplicate=allow_duplicate),
+            Output(grid.relabel, "data", allow_duplicate=allow_duplicate),
+            Output(grid.page, "value", allow_duplicate=allow_duplicate)]
+
+
+def page_dependencies(grid: ids.TickedGrid, content: Input) -> list:
+    """What a page of ``grid`` is rendered from, in this order: ``content`` (the Input of
+    what the grid shows), the version store (labels changed), the page box, then the
+    excluded and relabel stores (States: a tick re-renders nothing)."""
+    return [content, Input(ids.VERSION, "data"), Input(grid.page, "value"),
+            State(grid.excluded, "data"), State(grid.relabel, "data")]
+
+
+def page_callback(app, grid: ids.TickedGrid, content: Input, *outputs: Output):
+    """``app.callback`` for the callback that renders the visible page of ``grid``, the one
+    way to declare one: it writes ``outputs`` (the tab's own: a title, ...), then the page's
+    thumbnails, the ' of N' text and the shown labels (:func:`ticked_grid`), and is called
+    with the values of :func:`page_dependencies` (``content`` first)."""
+    return app.callback(*outputs, Output(grid.view, "children"), Output(grid.pages, "children"),
+                        Output(grid.shown, "data"), *page_dependencies(grid, content))
+
+
+def track_ticks(app, grid: ids.TickedGrid, note: tuple[str, object] | None = None) -> None:
+    """Register the callback that keeps the excluded and relabel stores of ``grid`` (on any
+    page) in step with the tick boxes of its visible page (:func:`update_ticks`): labelled
+    images start unticked and a tick chooses to relabel one. ``note``: (component id,
+    function of the excluded ids) for a line that lists them."""
+    outputs = [Output(grid.excluded, "data", allow_duplicate=True), Output(grid.relabel, "data", allow_duplicate=True)]
     if note:
         outputs.append(Output(note[0], "children"))
-    states = [State(relabel[0], "data"), State(relabel[1], "data")] if relabel else []
 
     @app.callback(
         *outputs,
-        Input({"type": ids.THUMB_CHECK, "grid": grid, "id": ALL}, "value"),
-        State({"type": ids.THUMB_CHECK, "grid": grid, "id": ALL}, "id"),
-        State(store, "data"),
-        *states,
+        Input({"type": ids.THUMB_CHECK, "grid": grid.name, "id": ALL}, "value"),
+        State({"type": ids.THUMB_CHECK, "grid": grid.name, "id": ALL}, "id"),
+        State(grid.excluded, "data"),
+        State(grid.relabel, "data"),
+        State(grid.shown, "data"),
         prevent_initial_call=True,
     )
-    def track(values, comp_ids, excluded, *more):
-        visible = [c["id"] for c in comp_ids]
-        if relabel:
-            out, rel = update_ticks(excluded, more[0], visible, values, more[1])
-            res = [out, rel]
-        else:
-            res = [update_exclusions(excluded, visible, values)]
-        if note:
-            res.append(note[1](res[0]))
-        return tuple(res) if len(res) > 1 else res[0]
+    def track(values, comp_ids, excluded, relabel, shown):
+        out, rel = update_ticks(excluded, relabel, [c["id"] for c in comp_ids], values, shown)
+        return (out, rel, note[1](out)) if note else (out, rel)

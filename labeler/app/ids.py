@@ -4,6 +4,8 @@ Pattern-matching ids (dicts) are built by the helpers at the bottom: a thumbnail
 grid item is ``{"type": THUMB_*, "grid": <grid name>, "id": <image id>}``.
 """
 
+from typing import NamedTuple
+
 # -- stores (browser state: ids and small values only) --------------------------------
 ANNOTATOR = "annotator-store"  # local storage: the annotator's name, asked once per browser
 VERSION = "version-store"  # bumped after every write; views that show labels re-render
@@ -175,6 +177,27 @@ GRID_CARDS = "cards"  # representatives strips of the cluster cards (no tick box
 GRID_SPLIT = "split"  # split preview strips (no tick boxes)
 GRID_DUPLICATES = "duplicates"  # a near-duplicate group (Review tab)
 GRID_REVIEW = "review"  # the likely label error shown (Review tab)
+
+
+class TickedGrid(NamedTuple):
+    """The components of a grid with tick boxes (the Clusters, Selection and Search grids)."""
+
+    name: str  # the grid's name in its tick boxes' pattern ids
+    excluded: str  # store: unlabelled images unticked (left out), on any page
+    relabel: str  # store: labelled images ticked to relabel, {str(id): label shown}
+    shown: str  # store: the labels of the visible page's labelled images
+    page: str  # the page box
+    pages: str  # the ' of N' text beside it
+    view: str  # the div the visible page's thumbnails go in
+    note: str  # the 'N already labelled (...): tick to relabel' line
+
+
+CLUSTER_TICKS = TickedGrid(GRID_CLUSTER, CLUSTER_EXCLUDED, CLUSTER_RELABEL, CLUSTER_SHOWN, CLUSTER_PAGE,
+                           CLUSTER_PAGES, CLUSTER_GRID, CLUSTER_LABELLED_NOTE)
+SELECTION_TICKS = TickedGrid(GRID_SELECTION, SELECTION_EXCLUDED, SELECTION_RELABEL, SELECTION_SHOWN, SELECTION_PAGE,
+                             SELECTION_PAGES, SELECTION_GRID, SELECTION_LABELLED_NOTE)
+SEARCH_TICKS = TickedGrid(GRID_SEARCH, SEARCH_EXCLUDED, SEARCH_RELABEL, SEARCH_SHOWN, SEARCH_PAGE,
+                          SEARCH_PAGES, SEARCH_GRID, SEARCH_LABELLED_NOTE)
 
 
 def thumb_similar(grid: str, image_id: int) -> dict:

@@ -191,14 +191,13 @@ def ticked(image_ids, excluded, relabel=None) -> tuple[list[int], dict]:
     return [int(i) for i in image_ids or [] if int(i) not in ex], {"relabel": relabel_map(relabel)}
 
 
-def labelled_note_on(app: Dash, actx: AppContext, note: str, image_ids, *inputs: Input, relabel: str) -> None:
-    """Register the callback of a grid's 'N already labelled (...): tick to relabel' line
-    (:func:`labelled_note`): ``image_ids(*values of inputs)`` are the grid's images."""
+def labelled_note_on(app: Dash, actx: AppContext, grid: ids.TickedGrid, image_ids, content: Input) -> None:
+    """Register the callback of ``grid``'s 'N already labelled (...): tick to relabel' line
+    (:func:`labelled_note`): ``image_ids(value of content)`` are the grid's images."""
 
-    @app.callback(Output(note, "children"), *inputs, Input(ids.VERSION, "data"), Input(relabel, "data"))
-    def show_note(*values):
-        *values, _version, rel = values
-        return labelled_note(actx, image_ids(*values), rel)
+    @app.callback(Output(grid.note, "children"), content, Input(ids.VERSION, "data"), Input(grid.relabel, "data"))
+    def show_note(value, _version, rel):
+        return labelled_note(actx, image_ids(value), rel)
 
 
 def label_on_submit(app: Dash, actx: AppContext, button: str, box: str, choose, *states: State,

@@ -14,7 +14,7 @@ from ....errors import StoreError
 from ....hints import set_hints_shown
 from ... import ids
 from ...actions import WRITE_OUTPUTS, run
-from ...common import ticked_grid, track_ticks, triggered_value
+from ...common import ANEW, anew_outputs, page_callback, ticked_grid, track_ticks, triggered_value
 from ...components import HINT_TITLE, cluster_card
 from ...labelling import labelled_note_on
 from ...panels import (CARDS_PER_PAGE, PER_PAGE, cluster_members_ordered, cluster_rows, image_facts, page_of,
@@ -65,7 +65,7 @@ def cluster_detail_view(actx: AppContext, cluster, excluded, page, relabel=None)
                                className="card-stats"))
         if row.get("hint"):
             title.append(html.Div(row["hint"], className="hint", title=HINT_TITLE))
-    view, shown = ticked_grid(ids.GRID_CLUSTER, items, image_facts(actx, items), excluded, relabel)
+    view, shown = ticked_grid(ids.CLUSTER_TICKS.name, items, image_facts(actx, items), excluded, relabel)
     return title, view, f" of {n_pages} ({len(members):,} images)", page, shown
 
 
@@ -111,9 +111,7 @@ def register(app: Dash, actx: AppContext) -> None:
 
     @app.callback(
         Output(ids.CLUSTER_OPEN, "data"),
-        Output(ids.CLUSTER_EXCLUDED, "data"),
-        Output(ids.CLUSTER_RELABEL, "data"),
-        Output(ids.CLUSTER_PAGE, "value"),
+        *anew_outputs(ids.CLUSTER_TICKS),
         Output(ids.SPLIT_CLUSTER, "value"),
         Input({"type": ids.CLUSTER_OPEN_BUTTON, "cluster": ALL}, "n_clicks"),
         Input(ids.CLUSTER_CLOSE, "n_clicks"),
@@ -124,34 +122,23 @@ def register(app: Dash, actx: AppContext) -> None:
             raise PreventUpdate
         tid = ctx.triggered_id
         if tid == ids.CLUSTER_CLOSE:
-            return None, [], {}, 1, no_update
-        return tid["cluster"], [], {}, 1, tid["cluster"] if tid["cluster"] >= 0 else no_update
+            return None, *ANEW, no_update
+        return tid["cluster"], *ANEW, tid["cluster"] if tid["cluster"] >= 0 else no_update
 
-    @app.callback(
-        Output(ids.CLUSTER_DETAIL, "style"),
-        Output(ids.CLUSTER_TITLE, "children"),
-        Output(ids.CLUSTER_GRID, "children"),
-        Output(ids.CLUSTER_PAGES, "children"),
-        Output(ids.CLUSTER_SEEN, "data"),
-        Output(ids.CLUSTER_SHOWN, "data"),
-        Input(ids.CLUSTER_OPEN, "data"),
-        Input(ids.VERSION, "data"),
-        Input(ids.CLUSTER_PAGE, "value"),
-        State(ids.CLUSTER_EXCLUDED, "data"),
-        State(ids.CLUSTER_RELABEL, "data"),
-    )
+    @page_callback(app, ids.CLUSTER_TICKS, Input(ids.CLUSTER_OPEN, "data"),
+                   Output(ids.CLUSTER_DETAIL, "style"), Output(ids.CLUSTER_TITLE, "children"),
+                   Output(ids.CLUSTER_SEEN, "data"))
     def cluster_detail(cluster, _version, page, excluded, relabel):
         if cluster is None:
-            return {"display": "none"}, [], [], "", None, {}
+            return {"display": "none"}, [], None, [], "", {}
         seen = cluster_seen(actx, cluster)
         title, items, pages, _, shown = cluster_detail_view(actx, cluster, excluded, page, relabel)
-        return {"display": "block"}, title, items, pages, seen, shown
+        return {"display": "block"}, title, seen, items, pages, shown
 
-    track_ticks(app, ids.GRID_CLUSTER, ids.CLUSTER_EXCLUDED, note=(ids.CLUSTER_EXCLUDED_NOTE, excluded_note),
-                relabel=(ids.CLUSTER_RELABEL, ids.CLUSTER_SHOWN))
+    track_ticks(app, ids.CLUSTER_TICKS, note=(ids.CLUSTER_EXCLUDED_NOTE, excluded_note))
 
-    labelled_note_on(app, actx, ids.CLUSTER_LABELLED_NOTE, lambda seen: (seen or {}).get("members") or [],
-                     Input(ids.CLUSTER_SEEN, "data"), relabel=ids.CLUSTER_RELABEL)
+    labelled_note_on(app, actx, ids.CLUSTER_TICKS, lambda seen: (seen or {}).get("members") or [],
+                     Input(ids.CLUSTER_SEEN, "data"))
 
     # Labelling the open cluster (button, Enter) is viewer.on_key: it also opens the
     # next cluster with unlabelled images.

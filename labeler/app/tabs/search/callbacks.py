@@ -10,41 +10,18 @@ from dash.exceptions import PreventUpdate
 
 from ....errors import BadInputError, LabelerError, StoreError
 from ....hints import hint_text
-from ....search import QueryImageError, SearchResult
+from ....search import QueryImageError
 from ... import ids
-from ...labelling import label_on_submit, labelled_note_on, ticked
-from ...common import is_ticked, result, shown_labels, track_ticks, triggered_value
+from ...common import is_ticked, page_callback, result, shown_labels, track_ticks, triggered_value
 from ...components import caption, full_image_link, grid, outline_style, thumb
+from ...labelling import label_on_submit, labelled_note_on, ticked
+from ...panels import PER_PAGE, image_facts, page_of
 from ...routes import thumb_url
 from ...state import AppContext
 from ...uploads import UploadError, preview_data_uri, uploaded_image
-from ...panels import PER_PAGE, image_facts, page_of
 from ...views import point_image_id, query_marker_patch
 from . import region
-
-MAX_K = 100
-
-
-def _k(k) -> int:
-    try:
-        return int(min(max(int(k or 12), 1), MAX_K))
-    except (TypeError, ValueError):
-        return 12
-
-
-def result_to_store(res: SearchResult, filename: str | None = None) -> dict:
-    """The browser's copy of a search result: ids, similarities and the vote (no paths)."""
-    return {
-        "query": filename or res.query, "query_image_id": res.query_image_id,
-        "neighbours": [[n.image_id, round(float(n.similarity), 4)] for n in res.neighbours],
-        "vote": {k: round(float(v), 4) for k, v in res.vote.items()},
-        "predicted_label": res.predicted_label, "likely_cluster": int(res.likely_cluster),
-        "map_xy": [float(res.map_xy[0]), float(res.map_xy[1])],
-        "best_similarity": float(res.best_similarity), "novelty_threshold": float(res.novelty_threshold),
-        "is_novel": bool(res.is_novel), "top1_class": res.top1_class,
-        "top1_prob": None if res.top1_prob is None else round(float(res.top1_prob), 4),
-    }
-
+from .results import clamp_k, listed_result, new_result, no_result, result_outputs, result_to_store, vote_fields
 
 def search_by_id(actx: AppContext, image_id: int, k=12, for_label: str | None = None) -> dict:
     """Neighbours of a collection image, as stored in the browser; ``for_label``: "more like
@@ -57,7 +34,7 @@ def search_by_id(actx: AppContext, image_id: int, k=12, for_label: str | None = 
     BadInputError
         ``for_label`` is not a label in use.
     """
-    return result_to_store(actx.searcher().by_id(int(image_id), _k(k), for_label=for_label or None))
+    return result_to_store(actx.searcher().by_id(int(image_id), clamp_k(k), for_label=for_label or None))
 
 
 def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12,
@@ -71,7 +48,7 @@ def search_by_upload(actx: AppContext, contents: str, filename: str | None, k=12
     """
     with uploaded_image(contents) as path:
         try:
-            res = actx.searcher().by_file(path, _k(k), for_label=for_label or None)
+            res = actx.searcher().by_file(path, clamp_k(k), for_label=for_label or None)
         except QueryImageError as e:
             raise UploadError(f"the image could not be used: {e}") from e
         # A photo of the collection is shown by its thumbnail; a new one by a small preview.
@@ -90,18 +67,12 @@ def search_by_text(actx: AppContext, text: str, k=12) -> dict:
     LabelerError
         An empty text, no CLIP feature set in the project, open_clip missing.
     """
-    from ....search import neighbour_vote
     from ....text_search import search_text
 
-    (res,) = search_text(actx.project, [str(text or "")], _k(k))
+    (res,) = search_text(actx.project, [str(text or "")], clamp_k(k))
     nb = res.neighbours
-    vote, predicted, likely = neighbour_vote((n.similarity, n.label, n.cluster) for n in nb)
-    return {"query": f"text: \u201c{res.query}\u201d ({res.feature_set})", "query_image_id": None,
-            "neighbours": [[n.image_id, round(float(n.similarity), 4)] for n in nb],
-            "vote": {lab: round(v, 4) for lab, v in vote.items()}, "predicted_label": predicted,
-            "likely_cluster": likely, "map_xy": None,
-            "best_similarity": float(nb[0].similarity) if nb else 0.0, "novelty_threshold": 0.0,
-            "is_novel": False, "top1_class": None, "top1_prob": None}
+    return listed_result(f"text: \u201c{res.query}\u201d ({res.feature_set})",
+                         [[n.image_id, round(float(n.similarity), 4)] for n in nb], **vote_fields(nb))
 
 
 def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=None) -> dict:
@@ -155,7 +126,7 @@ def result_view(actx: AppContext, stored: dict, excluded=(), page=1, relabel=Non
     shown, page, n_pages = page_of(nb, page, PER_PAGE)
     labels_shown = shown_labels([i for i, _ in shown], facts)
     boxes = stored.get("boxes") or {}  # a region search: where each image matched
-    thumbs = [thumb(ids.GRID_SEARCH, i, caption(i, facts.get(i), s), held=str(i) in labels_shown,
+    thumbs = [thumb(ids.SEARCH_TICKS.name, i, caption(i, facts.get(i), s), held=str(i) in labels_shown,
                     checked=is_ticked(i, labels_shown.get(str(i)), ex, relabel),
                     outline=_outline(boxes.get(str(i)))) for i, s in shown]
     return {"query": query, "novel": novel, "vote": vote, "grid": grid(thumbs),
@@ -167,16 +138,10 @@ def register(app: Dash, actx: AppContext) -> None:
     """Register the Search tab's callbacks on ``app`` (with :func:`.region.register`)."""
 
     @app.callback(
-        Output(ids.SEARCH_RESULT, "data"),
-        Output(ids.SEARCH_EXCLUDED, "data"),
-        Output(ids.SEARCH_RELABEL, "data"),
-        Output(ids.SEARCH_ERROR, "children"),
-        Output(ids.TABS, "value", allow_duplicate=True),
+        *result_outputs(allow_duplicate=False),
         Output(ids.MAP, "figure", allow_duplicate=True),
-        Output(ids.SEARCH_PREVIEW, "style"),
         Output(ids.SEARCH_PREVIEW, "src"),
         Output(ids.UPLOAD, "contents"),
-        Output(ids.SEARCH_PAGE, "value"),
         Input(ids.MAP, "clickData"),
         Input(ids.LV_SEARCH, "n_clicks"),
         Input(ids.UPLOAD, "contents"),
@@ -214,45 +179,31 @@ def register(app: Dash, actx: AppContext) -> None:
                     raise PreventUpdate
                 stored = search_by_id(actx, int(image_id), k, for_label)
         except (UploadError, StoreError, BadInputError, LabelerError) as e:
-            err = result(f"Search failed: {e}", "error")
-            return (no_update, no_update, no_update, err, no_update, no_update, {"display": "none"}, no_update, None,
-                    no_update)
+            return (*no_result(result(f"Search failed: {e}", "error"), {"display": "none"}), no_update, no_update,
+                    None)
         # The upload's contents are cleared once used, so the same file dropped again
         # is a change (and searched again) rather than an identical value.
         # The preview is shown only with a picture in it (an <img> without one is a broken image).
         src = stored.pop("preview", None)
         style = {"display": "block" if src else "none"}
         marker = no_update if stored["map_xy"] is None else query_marker_patch(actx, stored["map_xy"])
-        return (stored, [], {}, [], ids.TAB_SEARCH, marker, style,
-                src or no_update, None, 1)
+        return (*new_result(stored, style), marker, src or no_update, None)
 
-    @app.callback(
-        Output(ids.SEARCH_QUERY, "children"),
-        Output(ids.SEARCH_NOVEL, "children"),
-        Output(ids.SEARCH_VOTE, "children"),
-        Output(ids.SEARCH_GRID, "children"),
-        Output(ids.IMAGE_LABEL_ROW, "style"),
-        Output(ids.SEARCH_PAGES, "children"),
-        Output(ids.SEARCH_N_PAGES, "data"),
-        Output(ids.SEARCH_SHOWN, "data"),
-        Input(ids.SEARCH_RESULT, "data"),
-        Input(ids.VERSION, "data"),
-        Input(ids.SEARCH_PAGE, "value"),
-        State(ids.SEARCH_EXCLUDED, "data"),
-        State(ids.SEARCH_RELABEL, "data"),
-    )
+    @page_callback(app, ids.SEARCH_TICKS, Input(ids.SEARCH_RESULT, "data"),
+                   Output(ids.SEARCH_QUERY, "children"), Output(ids.SEARCH_NOVEL, "children"),
+                   Output(ids.SEARCH_VOTE, "children"), Output(ids.IMAGE_LABEL_ROW, "style"),
+                   Output(ids.SEARCH_N_PAGES, "data"))
     def show_result(stored, _version, page, excluded, relabel):
         if not stored:
             hint = html.Div("Upload a photo, click a point on the map or any thumbnail to see "
                             "its nearest neighbours.", className="muted")
-            return hint, [], [], [], {"display": "none"}, "", 1, {}
+            return hint, [], [], {"display": "none"}, 1, [], "", {}
         v = result_view(actx, stored, excluded, page, relabel)
-        return (v["query"], v["novel"], v["vote"], v["grid"], v["image_row_style"], v["pages"], v["n_pages"],
+        return (v["query"], v["novel"], v["vote"], v["image_row_style"], v["n_pages"], v["grid"], v["pages"],
                 v["shown"])
 
-    track_ticks(app, ids.GRID_SEARCH, ids.SEARCH_EXCLUDED, relabel=(ids.SEARCH_RELABEL, ids.SEARCH_SHOWN))
-    labelled_note_on(app, actx, ids.SEARCH_LABELLED_NOTE, _neighbour_ids, Input(ids.SEARCH_RESULT, "data"),
-                     relabel=ids.SEARCH_RELABEL)
+    track_ticks(app, ids.SEARCH_TICKS)
+    labelled_note_on(app, actx, ids.SEARCH_TICKS, _neighbour_ids, Input(ids.SEARCH_RESULT, "data"))
     label_on_submit(app, actx, ids.SEARCH_LABEL_BUTTON, ids.SEARCH_LABEL_INPUT,
                     lambda stored, excluded, relabel: ticked(_neighbour_ids(stored), excluded, relabel),
                     State(ids.SEARCH_RESULT, "data"), State(ids.SEARCH_EXCLUDED, "data"),

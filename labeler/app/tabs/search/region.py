@@ -21,17 +21,11 @@ from ....errors import LabelerError
 from ... import ids
 from ...common import result, triggered_value
 from ...state import AppContext
+from .results import clamp_k, listed_result, new_result, no_result, result_outputs, vote_fields
 
 #: Most images the "most anomalous first" list holds (pages of the Search grid).
 ANOMALOUS_MAX = 400
 BOX_HINT = "Draw a box first: Shift+drag over the image (or ▭ draw a box, then drag)."
-
-
-def _k(k) -> int:
-    try:
-        return int(min(max(int(k or 12), 1), 100))
-    except (TypeError, ValueError):
-        return 12
 
 
 def box_pixels(box: dict, width: int, height: int) -> tuple[float, float, float, float]:
@@ -54,15 +48,6 @@ def box_pixels(box: dict, width: int, height: int) -> tuple[float, float, float,
     return (round(x0 * width, 1), round(y0 * height, 1), round((x1 - x0) * width, 1), round((y1 - y0) * height, 1))
 
 
-def _vote_fields(hits) -> dict:
-    """The vote fields of a stored search result (:func:`labeler.search.neighbour_vote`)."""
-    from ....search import neighbour_vote
-
-    vote, predicted, likely = neighbour_vote((h.similarity, h.label, h.cluster) for h in hits)
-    return {"vote": {lab: round(v, 4) for lab, v in vote.items()}, "predicted_label": predicted,
-            "likely_cluster": likely}
-
-
 def region_search_store(actx: AppContext, image_id: int, box: dict, k=12) -> dict:
     """The Search tab's stored result for a box drawn on image ``image_id``: the hits as
     neighbours (similarity = mean cosine of the matched cells), ``boxes`` {id: [x, y, w, h,
@@ -77,15 +62,12 @@ def region_search_store(actx: AppContext, image_id: int, box: dict, k=12) -> dic
 
     w, h = stored_image_size(actx.project, int(image_id))
     px = box_pixels(box, w, h)
-    res = actx.searcher().by_region(int(image_id), px, _k(k))
+    res = actx.searcher().by_region(int(image_id), px, clamp_k(k))
     nb = [[hit.image_id, round(float(hit.similarity), 4)] for hit in res.hits]
-    return {"query": f"region {','.join(f'{v:g}' for v in px)} of image {image_id}",
-            "query_image_id": int(image_id), "neighbours": nb,
-            **_vote_fields(res.hits),
-            "map_xy": None, "best_similarity": float(nb[0][1]) if nb else 0.0, "novelty_threshold": 0.0,
-            "is_novel": False, "top1_class": None, "top1_prob": None,
-            "boxes": {str(hit.image_id): [*hit.box, hit.width, hit.height] for hit in res.hits},
-            "query_box": [*res.query_cells_box, res.width, res.height], "region": True}
+    return listed_result(f"region {','.join(f'{v:g}' for v in px)} of image {image_id}", nb, **vote_fields(res.hits),
+                         query_image_id=int(image_id),
+                         boxes={str(hit.image_id): [*hit.box, hit.width, hit.height] for hit in res.hits},
+                         query_box=[*res.query_cells_box, res.width, res.height], region=True)
 
 
 def anomalous_store(actx: AppContext, n: int = ANOMALOUS_MAX) -> dict:
@@ -104,24 +86,16 @@ def anomalous_store(actx: AppContext, n: int = ANOMALOUS_MAX) -> dict:
     nb = [[i, round(s, 4)] for i, s in top]
     clusters = actx.store.clusters_for([i for i, _ in nb])
     cl = Counter(int(clusters.get(i, -1)) for i, _ in nb)
-    return {"query": f"unlabelled images, most anomalous first ({scored:,} with a score; "
-                     "the number is the anomaly score)", "query_image_id": None, "neighbours": nb,
-            "vote": {}, "predicted_label": None, "likely_cluster": int(cl.most_common(1)[0][0]) if cl else -1,
-            "map_xy": None, "best_similarity": float(nb[0][1]) if nb else 0.0, "novelty_threshold": 0.0,
-            "is_novel": False, "top1_class": None, "top1_prob": None}
+    return listed_result(f"unlabelled images, most anomalous first ({scored:,} with a score; "
+                         "the number is the anomaly score)", nb,
+                         likely_cluster=int(cl.most_common(1)[0][0]) if cl else -1)
 
 
 def register(app: Dash, actx: AppContext) -> None:
     """Register the region search and anomaly sort callbacks on ``app``."""
 
     @app.callback(
-        Output(ids.SEARCH_RESULT, "data", allow_duplicate=True),
-        Output(ids.SEARCH_EXCLUDED, "data", allow_duplicate=True),
-        Output(ids.SEARCH_RELABEL, "data", allow_duplicate=True),
-        Output(ids.SEARCH_PAGE, "value", allow_duplicate=True),
-        Output(ids.TABS, "value", allow_duplicate=True),
-        Output(ids.SEARCH_PREVIEW, "style", allow_duplicate=True),
-        Output(ids.SEARCH_ERROR, "children", allow_duplicate=True),
+        *result_outputs(allow_duplicate=True),
         Output(ids.LV_IMAGE, "data", allow_duplicate=True),
         Output(ids.LV_REGION_NOTE, "children"),
         Input(ids.LV_REGION_SEARCH, "n_clicks"),
@@ -138,8 +112,8 @@ def register(app: Dash, actx: AppContext) -> None:
             try:
                 stored = anomalous_store(actx)
             except (ImportError, LabelerError) as e:
-                return (no_update,) * 6 + (result(str(e), "error"), no_update, no_update)
-            return stored, [], {}, 1, ids.TAB_SEARCH, {"display": "none"}, [], no_update, no_update
+                return (*no_result(result(str(e), "error")), no_update, no_update)
+            return (*new_result(stored), no_update, no_update)
         if lv_image is None:
             raise PreventUpdate
         if not box or str(box.get("src", "")).rsplit("/", 1)[-1] != str(int(lv_image)):
@@ -149,4 +123,4 @@ def register(app: Dash, actx: AppContext) -> None:
         except LabelerError as e:
             return (no_update,) * 8 + (result(str(e), "error"),)
         # The large view closes on the Search tab, as 'similar → Search tab' does.
-        return stored, [], {}, 1, ids.TAB_SEARCH, {"display": "none"}, [], None, no_update
+        return (*new_result(stored), None, no_update)
