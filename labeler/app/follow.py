@@ -24,7 +24,7 @@ from dash.exceptions import PreventUpdate
 
 from ..errors import StoreError
 from . import ids
-from .actions import placed_since
+from .actions import WRITE_OUTPUTS, placed_since
 from .common import annotator_name
 from .components import message
 from .state import AppContext
@@ -88,14 +88,21 @@ def reload_step(actx: AppContext, change: tuple, state: dict, *, refused: str | 
     return out
 
 
+#: What :func:`reload_step` changes, by its key (the follow callback's outputs, in order;
+#: the keyboard's callback writes them too, with the open cluster's ticks and page).
+RELOAD_OUTPUTS = {
+    "clustering": Output(ids.CLUSTERING_SHOWN, "data", allow_duplicate=True),
+    "version": WRITE_OUTPUTS[1],
+    "message": WRITE_OUTPUTS[0],
+    "cluster": Output(ids.CLUSTER_OPEN, "data", allow_duplicate=True),
+}
+
+
 def register(app: Dash, actx: AppContext) -> None:
     """Register the clustering poll on ``app``."""
 
     @app.callback(
-        Output(ids.CLUSTERING_SHOWN, "data", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.CLUSTER_OPEN, "data", allow_duplicate=True),
+        *RELOAD_OUTPUTS.values(),
         Input(ids.CLUSTERING_POLL, "n_intervals"),
         Input(ids.VERSION, "data"),
         State(ids.CLUSTERING_SHOWN, "data"),
@@ -111,7 +118,10 @@ def register(app: Dash, actx: AppContext) -> None:
         after_write = ctx.triggered_id == ids.VERSION  # every view is re-rendering from the store already
         own = change[2] == annotator_name(annotator)  # this annotator's edit: their own message said it
         if after_write and (own or change[2] is None and "ingest" in change[1]):
-            return change[0], no_update, no_update, no_update
+            return (change[0],) + (no_update,) * 3
         out = reload_step(actx, change, {"version": version, "cluster": cluster, "seen": seen})
-        return (out["clustering"], no_update if after_write else out["version"],
-                no_update if own else out["message"], out.get("cluster", no_update))
+        if after_write:
+            del out["version"]
+        if own:
+            del out["message"]
+        return tuple(out.get(name, no_update) for name in RELOAD_OUTPUTS)

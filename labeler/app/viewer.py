@@ -31,7 +31,7 @@ from . import ids
 from .actions import run
 from .common import relabel_map, result
 from .components import caption, message
-from .follow import clustering_change, reload_step
+from .follow import RELOAD_OUTPUTS, clustering_change, reload_step
 from .labelling import label_cluster_action
 from .panels import PER_PAGE, cluster_members_ordered, cluster_rows, image_facts, sort_clusters
 from .routes import anomaly_url, thumb_url, view_url
@@ -268,6 +268,44 @@ def _text(msg) -> str:
     return getattr(msg, "children", "") or ""
 
 
+#: What :func:`keyboard_step` reads, by its name in ``state`` (the keyboard callback's
+#: States, in order).
+KEY_STATE = {
+    "cluster": State(ids.CLUSTER_OPEN, "data"),
+    "label": State(ids.CLUSTER_LABEL_INPUT, "value"),
+    "excluded": State(ids.CLUSTER_EXCLUDED, "data"),
+    "annotator": State(ids.ANNOTATOR, "data"),
+    "version": State(ids.VERSION, "data"),
+    "sort": State(ids.CLUSTER_SORT, "value"),
+    "page": State(ids.CLUSTER_PAGE, "value"),
+    "seen": State(ids.CLUSTER_SEEN, "data"),
+    "confirm": State(ids.LABEL_CONFIRM, "data"),
+    "tab": State(ids.TABS, "value"),
+    "selection_page": State(ids.SELECTION_PAGE, "value"),
+    "selection_pages": State(ids.SELECTION_N_PAGES, "data"),
+    "search_page": State(ids.SEARCH_PAGE, "value"),
+    "search_pages": State(ids.SEARCH_N_PAGES, "data"),
+    "relabel": State(ids.CLUSTER_RELABEL, "data"),
+    "clustering": State(ids.CLUSTERING_SHOWN, "data"),
+}
+#: What a key changes, by its name in :func:`keyboard_step`'s answer (the keyboard callback's
+#: Outputs, in order): what a clustering reload changes (:data:`~labeler.app.follow.RELOAD_OUTPUTS`),
+#: the open cluster's ticks, page and label box, the confirmation, the grids' pages; ``tab``
+#: (the Clusters tab when another cluster opened) and ``ack`` (keys.js's answer) from the callback.
+KEY_OUTPUTS = {
+    **RELOAD_OUTPUTS,
+    "excluded": Output(ids.CLUSTER_EXCLUDED, "data", allow_duplicate=True),
+    "relabel": Output(ids.CLUSTER_RELABEL, "data", allow_duplicate=True),
+    "page": Output(ids.CLUSTER_PAGE, "value", allow_duplicate=True),
+    "label": Output(ids.CLUSTER_LABEL_INPUT, "value"),
+    "confirm": Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
+    "tab": Output(ids.TABS, "value", allow_duplicate=True),
+    "selection_page": Output(ids.SELECTION_PAGE, "value", allow_duplicate=True),
+    "search_page": Output(ids.SEARCH_PAGE, "value", allow_duplicate=True),
+    "ack": Output(ids.KB_ACK, "children"),
+}
+
+
 def register(app: Dash, actx: AppContext) -> None:
     """Register the large view, heat map and keyboard callbacks on ``app``."""
 
@@ -323,64 +361,30 @@ def register(app: Dash, actx: AppContext) -> None:
         return {"display": "flex"}, v["src"], v["facts"], v["neighbours"], v["extras"]
 
     @app.callback(
-        Output(ids.CLUSTER_OPEN, "data", allow_duplicate=True),
-        Output(ids.CLUSTER_EXCLUDED, "data", allow_duplicate=True),
-        Output(ids.CLUSTER_PAGE, "value", allow_duplicate=True),
-        Output(ids.CLUSTER_LABEL_INPUT, "value"),
-        Output(ids.MESSAGE, "children", allow_duplicate=True),
-        Output(ids.VERSION, "data", allow_duplicate=True),
-        Output(ids.TABS, "value", allow_duplicate=True),
-        Output(ids.LABEL_CONFIRM, "data", allow_duplicate=True),
-        Output(ids.SELECTION_PAGE, "value", allow_duplicate=True),
-        Output(ids.SEARCH_PAGE, "value", allow_duplicate=True),
-        Output(ids.CLUSTER_RELABEL, "data", allow_duplicate=True),
-        Output(ids.CLUSTERING_SHOWN, "data", allow_duplicate=True),
-        Output(ids.KB_ACK, "children"),
+        *KEY_OUTPUTS.values(),
         Input(ids.KB_EVENT, "data"),
         Input(ids.CLUSTER_LABEL_BUTTON, "n_clicks"),
-        State(ids.CLUSTER_OPEN, "data"),
-        State(ids.CLUSTER_LABEL_INPUT, "value"),
-        State(ids.CLUSTER_EXCLUDED, "data"),
-        State(ids.ANNOTATOR, "data"),
-        State(ids.VERSION, "data"),
-        State(ids.CLUSTER_SORT, "value"),
-        State(ids.CLUSTER_PAGE, "value"),
-        State(ids.CLUSTER_SEEN, "data"),
-        State(ids.LABEL_CONFIRM, "data"),
-        State(ids.TABS, "value"),
-        State(ids.SELECTION_PAGE, "value"),
-        State(ids.SELECTION_N_PAGES, "data"),
-        State(ids.SEARCH_PAGE, "value"),
-        State(ids.SEARCH_N_PAGES, "data"),
-        State(ids.CLUSTER_RELABEL, "data"),
-        State(ids.CLUSTERING_SHOWN, "data"),
+        *KEY_STATE.values(),
         prevent_initial_call=True,
     )
-    def on_key(event, _click, cluster, label, excluded, annotator, version, sort, page, seen, confirm,
-               tab, selection_page, selection_pages, search_page, search_pages, relabel, clustering):
+    def on_key(event, _click, *values):
         # Enter (in the label box too: assets/keys.js sends it here) labels and goes to the
         # next cluster; the button labels and stays (e.g. to relabel after a confirmation
         # question). keys.js sends no key before the server answered the last (the ack).
+        state = dict(zip(KEY_STATE, values))
         tid = ctx.triggered_id
         ack = str((event or {}).get("n", 0)) if tid == ids.KB_EVENT else no_update
         if tid == ids.KB_EVENT:
             key = (event or {}).get("key")
         else:
             key = "label" if ctx.triggered and ctx.triggered[0]["value"] else None
-        out = keyboard_step(actx, key, {
-            "cluster": cluster, "label": label, "excluded": excluded, "relabel": relabel,
-            "annotator": annotator, "version": version, "sort": sort, "page": page, "seen": seen,
-            "clustering": clustering, "confirm": confirm, "tab": tab,
-            "selection_page": selection_page, "selection_pages": selection_pages,
-            "search_page": search_page, "search_pages": search_pages}) if key else {}
+        out = keyboard_step(actx, key, state) if key else {}
         if not out and ack is no_update:
             raise PreventUpdate
-        moved = out.get("cluster") is not None and out["cluster"] != cluster
-        return (out.get("cluster", no_update), out.get("excluded", no_update), out.get("page", no_update),
-                out.get("label", no_update), out.get("message", no_update), out.get("version", no_update),
-                ids.TAB_CLUSTERS if moved else no_update, out.get("confirm", no_update),
-                out.get("selection_page", no_update), out.get("search_page", no_update),
-                out.get("relabel", no_update), out.get("clustering", no_update), ack)
+        if out.get("cluster") is not None and out["cluster"] != state["cluster"]:
+            out["tab"] = ids.TAB_CLUSTERS  # another cluster opened: show it
+        out["ack"] = ack
+        return tuple(out.get(name, no_update) for name in KEY_OUTPUTS)
 
     @app.callback(
         Output(ids.HEAT_TOGGLE, "value"),
