@@ -15,7 +15,10 @@ Two indexes with one ``search`` interface:
   printed by ``benchmarks/bench_search.py``).
 
 A project uses exact search below :data:`HNSW_FROM` images and the HNSW index
-above (:func:`project_index`). The index is saved as ``models/index.faiss``
+above (:func:`project_index`), searched with the smallest beam width that finds
+the true top 10 of a sample of its own rows with recall :data:`HNSW_TARGET_RECALL`
+(:func:`tune_ef_search`); where no beam width of :data:`HNSW_EF_CHOICES` does
+(vectors of high intrinsic dimension), the project stays exact. The index is saved as ``models/index.faiss``
 and read back with FAISS's ``IO_FLAG_MMAP_IFC``: the vector storage stays a
 read-only memory map, so several dashboard workers share one copy through the
 page cache. When images are appended (rows added, earlier rows unchanged) the
@@ -52,6 +55,18 @@ HNSW_FROM = 50_000
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 40
 HNSW_EF_SEARCH = 32
+#: A project's saved index is tuned to its own vectors (:func:`tune_ef_search`): the
+#: smallest efSearch of :data:`HNSW_EF_CHOICES` (from :data:`HNSW_EF_SEARCH` up) whose
+#: recall@10 on :data:`HNSW_TUNE_QUERIES` random rows of the collection reaches
+#: :data:`HNSW_TARGET_RECALL`; where none does, the project searches exactly. The
+#: target is the goal of issue 23 (0.95) plus a margin for the sample's error (the
+#: standard error of a recall near 0.95 over 200 x 10 neighbours is about 0.005).
+#: The recall a graph reaches at a beam width depends on the data's intrinsic
+#: dimension: 0.973 at efSearch 32 on 1M ELPV-spectrum vectors, 0.80 at 128 on 1M
+#: isotropic ones (benchmarks/README.md), so no one beam width fits every collection.
+HNSW_TARGET_RECALL = 0.96
+HNSW_EF_CHOICES = (32, 48, 64, 96, 128, 192, 256, 384, 512)
+HNSW_TUNE_QUERIES = 200
 #: Fewer queries than this use numpy's product; more use faiss.knn's blocked BLAS.
 _BLAS_FROM = 20
 
@@ -312,6 +327,50 @@ class HnswIndex:
         return cls(faiss.read_index(str(path), flags), ef_search=ef_search, mapped=mmap)
 
 
+def tune_ef_search(index: HnswIndex, vectors: np.ndarray, *, target: float | None = None,
+                   queries: int | None = None, seed: int = 0) -> tuple[int | None, float]:
+    """The smallest beam width at which ``index`` finds the true top 10 of its own rows.
+
+    ``queries`` random rows of ``vectors`` (each left out of its own answer, as "more
+    like this image") are searched exactly (:class:`ExactIndex`, one batched product)
+    and through the graph at each efSearch of :data:`HNSW_EF_CHOICES` from
+    :data:`HNSW_EF_SEARCH` up; recall@10 = the share of the exact top 10 found.
+
+    Parameters
+    ----------
+    index : HnswIndex
+        Built over ``vectors``; its ``ef_search`` is left as it was.
+    vectors : ndarray (n, d) float32, L2-normalised (may be a memory map)
+    target : float or None
+        Recall@10 to reach (default :data:`HNSW_TARGET_RECALL`).
+    queries : int or None
+        Rows sampled (default :data:`HNSW_TUNE_QUERIES`, at most n).
+
+    Returns
+    -------
+    ef_search : int or None
+        None: no beam width reached ``target`` (search exactly).
+    recall : float
+        Recall@10 at that beam width (at the largest tried when None).
+    """
+    target = HNSW_TARGET_RECALL if target is None else target
+    n = len(vectors)
+    rows = np.sort(np.random.default_rng(seed).choice(n, min(n, queries or HNSW_TUNE_QUERIES), replace=False))
+    q = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+    _, truth = ExactIndex(vectors).search(q, 10, exclude=rows)
+    was, rec = index.ef_search, 0.0
+    try:
+        for ef in sorted({HNSW_EF_SEARCH, *(e for e in HNSW_EF_CHOICES if e > HNSW_EF_SEARCH)}):
+            index.ef_search = ef
+            _, found = index.search(q, truth.shape[1], exclude=rows)
+            rec = float(np.mean([len(set(f) & set(t)) / len(t) for f, t in zip(found.tolist(), truth.tolist())]))
+            if rec >= target:
+                return ef, rec
+        return None, rec
+    finally:
+        index.ef_search = was
+
+
 def build_index(vectors: np.ndarray, *, exact: bool = False) -> ExactIndex | HnswIndex:
     """An in-memory index: exact below :data:`HNSW_FROM` rows or when ``exact``, else HNSW."""
     if exact or len(vectors) < HNSW_FROM:
@@ -408,8 +467,11 @@ def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
     Below :data:`HNSW_FROM` rows nothing is saved (exact search needs no
     index). Rows appended since the last build are added to the graph (which
     keeps the parameters saved in it); a refitted PCA (the first rows
-    changed) rebuilds it with the library's. ``models/index.json`` records
-    rows, dimension, fingerprint and the parameters. Concurrent callers
+    changed) rebuilds it with the library's. Either way the beam width is then
+    tuned to the vectors (:func:`tune_ef_search`) and saved with the graph.
+    ``models/index.json`` records rows, dimension, fingerprint, the parameters,
+    the recall@10 measured and ``kind``: 'hnsw', or 'exact' where no beam width
+    reached the target (:func:`project_index` then searches exactly). Concurrent callers
     (dashboard workers) wait on a file lock, so one of them does the work.
 
     Parameters
@@ -450,11 +512,17 @@ def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
             say(f"building the HNSW search index over {n:,} vectors ...")
             index = HnswIndex.build(x)
             what = "built"
+        ef, recall = tune_ef_search(index, x)
+        if ef is not None:
+            index.ef_search = ef  # saved in the file: every reader searches with it
+        else:
+            say(f"the HNSW index reaches recall@10 {recall:.3f} at most (efSearch {HNSW_EF_CHOICES[-1]}) "
+                f"on these vectors: searches stay exact")
         tmp = path.with_name(f".{path.name}.{os.getpid()}.new")
         index.save(tmp)
         replace_tracked(project, tmp, path)  # renamed into place, recorded in the manifest
-        meta = {"kind": "hnsw", "rows": n, "dim": int(x.shape[1]), **index.params,
-                "fingerprint": _fingerprint(x, n)}
+        meta = {"kind": "hnsw" if ef is not None else "exact", "rows": n, "dim": int(x.shape[1]), **index.params,
+                "recall_at_10": round(recall, 4), "fingerprint": _fingerprint(x, n)}
         tmp = meta_path.with_name(f".{meta_path.name}.{os.getpid()}.tmp")
         tmp.write_text(json.dumps(meta))
         replace_tracked(project, tmp, meta_path)
@@ -492,4 +560,6 @@ def project_index(project: Project, vectors: np.ndarray | None = None, *,
     meta_path = project.models_dir / INDEX_META
     verify(project, project.models_dir / INDEX_FILE)  # rebuilt above if it was damaged
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    if meta.get("kind") == "exact":  # the graph missed the recall target on these vectors
+        return ExactIndex(x)
     return _load_saved(project.models_dir / INDEX_FILE, meta, mmap=True)

@@ -144,6 +144,37 @@ def test_project_index_records_parameters_and_exact_on_request(tmp_path, monkeyp
     p.store.close()
 
 
+def test_project_index_tunes_its_beam_to_the_vectors_or_stays_exact(tmp_path, monkeypatch):
+    """The saved index gets the smallest efSearch reaching the recall target on its own rows
+    (recorded in index.json, measured against exact search here too); a target no beam width
+    reaches leaves the project on exact search."""
+    import json
+
+    monkeypatch.setattr(ix, "HNSW_FROM", 500)
+    monkeypatch.setattr(ix, "HNSW_M", 8)  # a sparse graph on spread-out vectors: the floor beam is not enough
+    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION", 16)
+    monkeypatch.setattr(ix, "HNSW_EF_SEARCH", 10)
+    x = np.random.default_rng(5).normal(size=(3000, 24)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    p = Project(tmp_path / "p", create=True)
+    p.save_array("pca", x)
+    idx = project_index(p)
+    meta = json.loads((p.models_dir / ix.INDEX_META).read_text())
+    assert isinstance(idx, HnswIndex) and meta["kind"] == "hnsw"
+    assert idx.ef_search == meta["ef_search"] > 10 and meta["recall_at_10"] >= ix.HNSW_TARGET_RECALL
+    q = np.arange(1, 3000, 7)  # other rows than the tuning sample's (mostly)
+    _, truth = ExactIndex(x).search(x[q], 10, exclude=q)
+    assert recall(idx.search(x[q], 10, exclude=q)[1], truth) >= 0.94
+    idx.ef_search = 10
+    assert recall(idx.search(x[q], 10, exclude=q)[1], truth) < ix.HNSW_TARGET_RECALL  # the floor alone falls short
+    monkeypatch.setattr(ix, "HNSW_TARGET_RECALL", 1.01)  # unreachable
+    p.save_array("pca", x[::-1].copy())  # refitted: rebuilt and tuned again
+    assert isinstance(project_index(p), ExactIndex)
+    assert json.loads((p.models_dir / ix.INDEX_META).read_text())["kind"] == "exact"
+    assert isinstance(project_index(p), ExactIndex)  # 'current': stays exact without a rebuild
+    p.store.close()
+
+
 def test_an_index_saved_before_parameters_were_kept_gets_the_library_beam(tmp_path, monkeypatch):
     import json
 
