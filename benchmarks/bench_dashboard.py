@@ -146,7 +146,8 @@ def main(argv=None) -> None:
     t = time.perf_counter()
     app = create_app(project)
     client = app.server.test_client()
-    print(f"create_app: {1000 * (time.perf_counter() - t):.0f} ms")
+    figures["create_app_ms"] = round(1000 * (time.perf_counter() - t))
+    print(f"create_app: {figures['create_app_ms']} ms (goal at 1M: <= 2,000 ms)")
 
     t = time.perf_counter()
     page = client.get("/")
