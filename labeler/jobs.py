@@ -1,4 +1,4 @@
-"""Long project jobs (the fine-tune press) run in the background, with progress and cancel.
+"""Long project jobs (the fine-tune press, a re-clustering in its space) run in the background.
 
 A job runs in its own process (``python -m labeler.jobs``), not in a thread of the
 dashboard: it survives a dashboard restart, a gunicorn worker being recycled and a
@@ -28,6 +28,10 @@ with ``activate=False`` and makes it active as its very last step
 the new vectors become active only when complete; a cancel that arrives after the
 vectors were stored leaves them stored but not active (the active set unchanged).
 
+A re-clustering in a learned space (``'recluster'``, :func:`labeler.pipeline.recluster`
+with ``feature_set``) runs the same way but cannot be cancelled: stopped half-way it would
+leave a new map beside the old clusters (``labeler cluster --use ID`` goes back after).
+
 Suggestions follow the active set by name and file (:mod:`labeler.assist.memo`'s key),
 so the first request after activation recomputes them on the new vectors; an accept
 recomputes the suggestions it accepts (:func:`labeler.assist.suggest.accept`) and
@@ -50,7 +54,7 @@ from .atomic import atomic_write
 from .errors import BadInputError, LabelerError, NotFoundError, ProjectLockedError
 from .locks import file_lock
 
-__all__ = ["HEARTBEAT_S", "JOB_KINDS", "PRESS_OPTIONS", "Job", "JobCancelled", "cancel_job", "job_status",
+__all__ = ["HEARTBEAT_S", "JOB_KINDS", "PRESS_OPTIONS", "RECLUSTER_OPTIONS", "Job", "JobCancelled", "cancel_job", "job_status",
            "list_jobs", "run_job", "running_job", "start_job", "wait_job"]
 
 #: Seconds between two heartbeats of a running job.
@@ -59,6 +63,9 @@ HEARTBEAT_S = 5.0
 #: (``activate``: make the new set active at the end, default True).
 PRESS_OPTIONS = ("epochs", "holdout", "device", "loss", "name", "activate", "input_size", "seed", "batch_size",
                  "lr", "train_from", "class_weight", "head", "tta", "prefix_cache", "cache_budget_gb")
+#: Keyword arguments of :func:`labeler.pipeline.recluster` a recluster job passes on
+#: (``feature_set``: re-map and re-cluster in that stored set, default the active one).
+RECLUSTER_OPTIONS = ("feature_set",)
 #: States of a job record; the first is the only live one.
 STATES = ("running", "finished", "failed", "cancelled")
 
@@ -81,7 +88,7 @@ class Job:
     id : str
         ``'1'``, ``'2'`` ... per project.
     kind : str
-        One of :data:`JOB_KINDS` (``'press'``).
+        One of :data:`JOB_KINDS` (``'press'``, ``'recluster'``).
     state : str
         ``'running'``, ``'finished'``, ``'failed'`` or ``'cancelled'``.
     stage : str
@@ -232,11 +239,15 @@ def cancel_job(project, job_id: str) -> Job:
     NotFoundError
         No such job.
     BadInputError
-        The job is no longer running (its state is in the message).
+        The job is no longer running (its state is in the message), or it is a
+        re-clustering (it cannot stop half-way).
     """
     job = job_status(project, job_id)
     if not job.running:
         raise BadInputError(f"job {job.id} is not running ({job.state}); nothing to cancel")
+    if job.kind == "recluster":
+        raise BadInputError(f"job {job.id} re-clusters the project and cannot stop half-way (the map would not "
+                            "match the clusters); let it finish, then `labeler cluster --use ID` goes back")
     _paths(project, job.id)["cancel"].touch()
     job.cancel_requested = True
     return job
@@ -265,7 +276,8 @@ def start_job(project, kind: str = "press", params: dict | None = None, *, by: s
         One of :data:`JOB_KINDS`.
     params : dict, optional
         For ``'press'``: keyword arguments of
-        :func:`labeler.embedding.finetune.finetune_project` among :data:`PRESS_OPTIONS`.
+        :func:`labeler.embedding.finetune.finetune_project` among :data:`PRESS_OPTIONS`; for
+        ``'recluster'``: of :func:`labeler.pipeline.recluster` among :data:`RECLUSTER_OPTIONS`.
     by : str, optional
         Who starts it (shown to others).
 
@@ -274,13 +286,13 @@ def start_job(project, kind: str = "press", params: dict | None = None, *, by: s
     BadInputError
         An unknown kind or option.
     ProjectLockedError
-        A job of this kind is running (the message names it and how to cancel it), or
+        A job is running (the message names it and how to cancel it), or
         another long write holds the project lock (the message names it).
     """
     params = dict(params or {})
     _check(kind, params)
     root = _root(project)
-    other = running_job(root, kind)
+    other = next((j for j in list_jobs(root) if j.running), None)  # every kind holds the project lock
     if other is not None:
         raise ProjectLockedError(_running_message(other))
     proc = subprocess.Popen([sys.executable, "-m", "labeler.jobs", str(root), kind, json.dumps(params), by or ""],
@@ -312,10 +324,10 @@ def _child_env() -> dict:
 def _check(kind: str, params: dict) -> None:
     if kind not in JOB_KINDS:
         raise BadInputError(f"unknown job kind {kind!r}; known: {', '.join(JOB_KINDS)}")
-    unknown = sorted(set(params) - set(PRESS_OPTIONS))
+    known = PRESS_OPTIONS if kind == "press" else RECLUSTER_OPTIONS
+    unknown = sorted(set(params) - set(known))
     if unknown:
-        raise BadInputError(f"unknown option(s) of a {kind} job: {', '.join(unknown)}; known: "
-                            f"{', '.join(PRESS_OPTIONS)}")
+        raise BadInputError(f"unknown option(s) of a {kind} job: {', '.join(unknown)}; known: {', '.join(known)}")
 
 
 def _running_message(job: Job) -> str:
@@ -402,8 +414,23 @@ def _press(project, params: dict, rep: _Reporter) -> dict:
             "summary": summary + ("; now active" if activate else "; stored, not active")}
 
 
+def _recluster(project, params: dict, rep: _Reporter) -> dict:
+    """Re-map and re-cluster in a stored feature set (the set a press made active) as a job.
+    Not cancellable: it would leave a new map beside the old clusters."""
+    from .pipeline import recluster
+
+    rep.cancellable = False
+    name = params.get("feature_set") or "active"
+    before = project.store.current_clustering()
+    rep.write(stage="re-clustering", fraction=0.05, message=f"re-mapping and re-clustering in {name}")
+    cid = recluster(project, project.settings(), feature_set=name, say=lambda line: rep.write(message=line))
+    back = f"; `labeler cluster --use {before['id']}` goes back" if before else ""
+    return {"clustering": int(cid), "previous": before["id"] if before else None, "feature_set": name,
+            "summary": f"clustering {cid} in feature set {name} is current{back}"}
+
+
 #: Job kinds: name -> function(project, params, reporter) returning the result dict.
-JOB_KINDS = {"press": _press}
+JOB_KINDS = {"press": _press, "recluster": _recluster}
 
 
 def _allocate(d: Path, stack) -> str:

@@ -190,3 +190,26 @@ def test_cli_background_press_jobs_list_cancel_and_wait(labelled):
     assert _sets(labelled) == ("embeddings", ["embeddings"]) and _lock_is_free(labelled)
     res = run("jobs", "-p", labelled.root, "--cancel", 1)
     assert res.exit_code == 1 and "not running (cancelled)" in res.output
+
+
+@pytest.mark.slow
+def test_a_recluster_job_re_clusters_in_a_stored_set_and_cannot_be_cancelled_half_way(labelled):
+    """The re-clustering a press offers, as a job: a new current clustering in the stored set,
+    the previous one named for going back; a cancel is refused (a map without its clusters)."""
+    from labeler.embedding.feature_sets import load_feature_set, save_feature_set
+
+    with pytest.raises(BadInputError, match="unknown option"):
+        jobs.start_job(labelled, "recluster", {"epochs": 3})
+    x = np.asarray(load_feature_set(labelled, "embeddings"))
+    save_feature_set(labelled, "learned", x[:, ::-1].copy(), {"kind": "finetuned"})  # a stored set of its own
+    before = labelled.store.current_clustering()["id"]
+    job = jobs.start_job(labelled, "recluster", {"feature_set": "learned"})
+    with pytest.raises(BadInputError, match="cannot stop half-way"):
+        jobs.cancel_job(labelled, job.id)
+    with pytest.raises(ProjectLockedError, match=rf"recluster is already running \(job {job.id}"):
+        jobs.start_job(labelled, "press", SMALL)
+    done = jobs.wait_job(labelled, job.id, timeout=600)
+    assert done.state == "finished", done
+    now = labelled.store.current_clustering()["id"]
+    assert now != before and done.result["clustering"] == now and done.result["previous"] == before
+    assert f"labeler cluster --use {before}" in done.result["summary"] and _lock_is_free(labelled)

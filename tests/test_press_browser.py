@@ -1,7 +1,7 @@
 """End-to-end in headless Chromium: the Fine-tune tab starts the press as a background job,
 shows its progress, cancels it (the project stays as it was), and a second press runs to the
 end while the annotator labels on the map; the message bar then says the new feature set is
-active."""
+active, and the offered re-clustering in it runs as a job too."""
 
 from __future__ import annotations
 
@@ -68,3 +68,13 @@ def test_fine_tune_from_the_dashboard_with_progress_and_cancel(driver, project, 
         assert active_feature_set(project) == job.result["name"] and project.store.labels()[rest[0]] == "mono"
         wait_until(lambda: "job 2 (press) finished" in text_of(driver, "#press-status"), what="finished status")
         assert not driver.find_element(By.ID, "press-bar").is_displayed()
+
+        # The offer after a press: re-cluster in its feature set (a job too); the page follows.
+        before = project.store.current_clustering()["id"]
+        wait_until(lambda: driver.find_element(By.ID, "press-recluster").is_displayed(), what="the offer")
+        driver.find_element(By.ID, "press-recluster").click()
+        message(driver, f"Re-clustering in {job.result['name']} started (job 3)")
+        text = message(driver, "Re-clustered: clustering")
+        now = project.store.current_clustering()["id"]
+        assert now != before and f"`labeler cluster --use {before}` goes back" in text
+        assert not driver.find_element(By.ID, "press-recluster").is_displayed()

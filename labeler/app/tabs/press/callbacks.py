@@ -1,18 +1,20 @@
 """The Fine-tune tab's callbacks: start the press as a background job, poll its record,
-cancel it, and say in the message bar when its feature set became active.
+cancel it, say in the message bar when its feature set became active, and offer to
+re-cluster in that set (another job, :func:`labeler.pipeline.recluster`).
 
-Every worker reads the job's record from the project directory (:mod:`labeler.jobs`),
+Every worker reads the jobs' records from the project directory (:mod:`labeler.jobs`),
 so a page served by another gunicorn worker than the one that started the press sees
 it too, as does a press started with ``labeler finetune --background``. The poll
-(:data:`~labeler.app.tabs.press.layout.POLL_MS`) runs only while a press runs; when it
-ends with a new active feature set, the version store is bumped, so the suggestions and
-the queue re-render on the new vectors (:mod:`labeler.assist.memo` keys them by the
-active set).
+(:data:`~labeler.app.tabs.press.layout.POLL_MS`) runs only while a job runs; when one
+ends with a new active feature set or clustering, the version store is bumped, so the
+suggestions and the queue re-render on the new vectors (:mod:`labeler.assist.memo` keys
+them by the active set); the clustering poll (:mod:`labeler.app.follow`) reloads the map
+after a re-clustering.
 """
 
 from __future__ import annotations
 
-from dash import Dash, Input, Output, State, no_update
+from dash import Dash, Input, Output, State, ctx, no_update
 from dash.exceptions import PreventUpdate
 
 from .... import jobs
@@ -25,19 +27,20 @@ from ...state import AppContext
 
 # -- plain functions (tested directly) ------------------------------------------------------
 def snapshot(actx: AppContext) -> dict | None:
-    """The newest press of the project as the page keeps it: ``{id, state, stage, fraction,
+    """The project's newest job as the page keeps it: ``{id, kind, state, stage, fraction,
     line, cancel, result}``, or None when none ever ran."""
-    listed = jobs.list_jobs(actx.project, "press")
+    listed = jobs.list_jobs(actx.project)
     if not listed:
         return None
     j = listed[0]
-    return {"id": j.id, "state": j.state, "stage": j.stage, "fraction": round(float(j.fraction), 3),
-            "line": j.line(), "cancel": j.cancel_requested, "result": j.result}
+    return {"id": j.id, "kind": j.kind, "state": j.state, "stage": j.stage,
+            "fraction": round(float(j.fraction), 3), "line": j.line(), "cancel": j.cancel_requested,
+            "result": j.result}
 
 
 def start_press(actx: AppContext, epochs, annotator) -> str:
     """Start the press in the background (raises the one-line LabelerError of a refusal,
-    e.g. another press running, naming it)."""
+    e.g. another job running, naming it)."""
     try:
         n = int(epochs)
     except (TypeError, ValueError):
@@ -46,9 +49,19 @@ def start_press(actx: AppContext, epochs, annotator) -> str:
     return f"Fine-tune started (job {job.id}); keep labelling, it runs in the background."
 
 
-def cancel_press(actx: AppContext, seen) -> str:
+def start_recluster(actx: AppContext, annotator) -> str:
+    """Re-map and re-cluster in the feature set the newest press made active (a job)."""
+    press = next((j for j in jobs.list_jobs(actx.project, "press") if j.state == "finished"), None)
+    name = (press.result or {}).get("name") if press else None
+    if not name:
+        return "No finished fine-tune to re-cluster on."
+    job = jobs.start_job(actx.project, "recluster", {"feature_set": name}, by=annotator_name(annotator))
+    return f"Re-clustering in {name} started (job {job.id}); keep labelling, the map reloads when it is done."
+
+
+def cancel_job(actx: AppContext) -> str:
     """Ask the running press to stop at its next safe point."""
-    running = jobs.running_job(actx.project, "press")
+    running = next((j for j in jobs.list_jobs(actx.project) if j.running), None)
     if running is None:
         return "No fine-tune is running."
     jobs.cancel_job(actx.project, running.id)
@@ -56,18 +69,36 @@ def cancel_press(actx: AppContext, seen) -> str:
 
 
 def ended_message(snap: dict) -> tuple[str, str, bool]:
-    """(text, kind, whether a new feature set became active) for a press that just ended."""
+    """(text, kind, whether the project's vectors or clusters changed) for a job that just ended."""
+    what = "Fine-tune" if snap["kind"] == "press" else "Re-clustering"
+    r = snap.get("result") or {}
+    if snap["state"] == "finished" and snap["kind"] == "recluster":
+        return f"Re-clustered: {r.get('summary', '')}.", "ok", True
     if snap["state"] == "finished":
-        r = snap.get("result") or {}
         if r.get("active"):
-            return (f"Fine-tune finished: feature set {r.get('name')} is now active; suggestions and the "
-                    f"label-next queue use it ({r.get('summary', '')}). The map and clusters stay as they were: "
-                    f"`labeler cluster --feature-set {r.get('name')}` re-clusters in the learned space.",
-                    "ok", True)
+            acc = "" if r.get("heldout_accuracy") is None else f"; held-out accuracy {r['heldout_accuracy']:.3f}" + (
+                "" if r.get("heldout_frozen_accuracy") is None else f" (before {r['heldout_frozen_accuracy']:.3f})")
+            return (f"Fine-tune finished: feature set {r.get('name')} is now active, suggestions and the label-next "
+                    f"queue use it{acc}. The map and clusters stay as they were: 'Re-cluster in the learned "
+                    f"space' (Fine-tune tab) re-clusters on it.", "ok", True)
         return f"Fine-tune finished: {r.get('summary', '')}.", "ok", False
-    if snap["state"] == "cancelled":
-        return f"Fine-tune cancelled: {snap['line'].split(': ', 1)[-1]}", "warn", False
-    return f"Fine-tune failed: {snap['line'].split(': ', 1)[-1]}", "error", False
+    tail = snap["line"].split(": ", 1)[-1]
+    return (f"{what} cancelled: {tail}", "warn", False) if snap["state"] == "cancelled" else \
+        (f"{what} failed: {tail}", "error", False)
+
+
+def status_view(snap: dict | None) -> tuple:
+    """(status text, bar value, bar style, start disabled, cancel disabled, re-cluster style)."""
+    hidden = {"display": "none"}
+    if snap is None:
+        return "No fine-tune has run on this project yet.", "0", {"width": "100%", **hidden}, False, True, hidden
+    running = snap["state"] == "running"
+    bar = {"width": "100%", "display": "block" if running else "none"}
+    # A re-clustering has no steps to count: the bar runs without a value (indeterminate).
+    value = str(snap["fraction"]) if snap["kind"] == "press" else None
+    offer = snap["kind"] == "press" and snap["state"] == "finished" and (snap.get("result") or {}).get("active")
+    return (snap["line"], value, bar, running, not running or snap["cancel"] or snap["kind"] != "press",
+            {"display": "inline-block"} if offer else hidden)
 
 
 def register(app: Dash, actx: AppContext) -> None:
@@ -76,20 +107,23 @@ def register(app: Dash, actx: AppContext) -> None:
     @app.callback(Output(ids.MESSAGE, "children", allow_duplicate=True),
                   Output(ids.PRESS_SEEN, "data", allow_duplicate=True),
                   Output(ids.PRESS_POLL, "disabled", allow_duplicate=True),
-                  Input(ids.PRESS_START, "n_clicks"), State(ids.PRESS_EPOCHS, "value"),
-                  State(ids.ANNOTATOR, "data"), prevent_initial_call=True)
-    def start(n, epochs, annotator):
-        if not n:
+                  Input(ids.PRESS_START, "n_clicks"), Input(ids.PRESS_RECLUSTER, "n_clicks"),
+                  State(ids.PRESS_EPOCHS, "value"), State(ids.ANNOTATOR, "data"), prevent_initial_call=True)
+    def start(n_press, n_recluster, epochs, annotator):
+        if not (n_press or n_recluster):
             raise PreventUpdate
-        out = attempt(start_press, actx, epochs, annotator)
+        if ctx.triggered_id == ids.PRESS_RECLUSTER:
+            out = attempt(start_recluster, actx, annotator)
+        else:
+            out = attempt(start_press, actx, epochs, annotator)
         return message(out.text, out.kind), snapshot(actx), False
 
     @app.callback(Output(ids.MESSAGE, "children", allow_duplicate=True),
-                  Input(ids.PRESS_CANCEL, "n_clicks"), State(ids.PRESS_SEEN, "data"), prevent_initial_call=True)
-    def cancel(n, seen):
+                  Input(ids.PRESS_CANCEL, "n_clicks"), prevent_initial_call=True)
+    def cancel(n):
         if not n:
             raise PreventUpdate
-        out = attempt(cancel_press, actx, seen)
+        out = attempt(cancel_job, actx)
         return message(out.text, out.kind)
 
     @app.callback(Output(ids.PRESS_SEEN, "data"), Output(ids.PRESS_POLL, "disabled"),
@@ -104,21 +138,16 @@ def register(app: Dash, actx: AppContext) -> None:
             return no_update, not running, no_update, no_update
         msg, bump = no_update, no_update
         if seen and snap and seen.get("id") == snap["id"] and seen.get("state") == "running" and not running:
-            text, kind, activated = ended_message(snap)
+            text, kind, changed = ended_message(snap)
             msg = message(text, kind)
-            bump = (version or 0) + 1 if activated else no_update  # the views re-render on the new set
+            bump = (version or 0) + 1 if changed else no_update  # the views re-render on the new set
         return snap, not running, msg, bump
 
     @app.callback(Output(ids.PRESS_STATUS, "children"), Output(ids.PRESS_BAR, "value"),
                   Output(ids.PRESS_BAR, "style"), Output(ids.PRESS_START, "disabled"),
-                  Output(ids.PRESS_CANCEL, "disabled"),
+                  Output(ids.PRESS_CANCEL, "disabled"), Output(ids.PRESS_RECLUSTER, "style"),
                   Input(ids.PRESS_SEEN, "data"), Input(ids.TABS, "value"))
-    def show(seen, tab):
+    def show(_seen, tab):
         if tab != ids.TAB_PRESS:
             raise PreventUpdate
-        snap = snapshot(actx)
-        if snap is None:
-            return "No fine-tune has run on this project yet.", "0", {"width": "100%", "display": "none"}, False, True
-        running = snap["state"] == "running"
-        style = {"width": "100%", "display": "block" if running else "none"}
-        return snap["line"], str(snap["fraction"]), style, running, not running or snap["cancel"]
+        return status_view(snapshot(actx))

@@ -1,4 +1,4 @@
-"""The Fine-tune tab's layout: epochs, start and cancel, the job's progress."""
+"""The Fine-tune tab's layout: epochs, start and cancel, the job's progress, the re-cluster offer."""
 
 from __future__ import annotations
 
@@ -33,6 +33,10 @@ def tab(ctx: AppContext) -> dcc.Tab:
             html.Button("Fine-tune on my labels", id=ids.PRESS_START, className="btn btn-primary", n_clicks=0),
             html.Button("Cancel", id=ids.PRESS_CANCEL, className="btn", n_clicks=0, disabled=True),
         ], className="action-row wrap"),
+        html.Button("Re-cluster in the learned space", id=ids.PRESS_RECLUSTER, className="btn", n_clicks=0,
+                    style={"display": "none"},
+                    title="re-map and re-cluster on the new feature set (the current clustering stays stored: "
+                          "`labeler cluster --use ID` goes back)"),
         html.Progress(id=ids.PRESS_BAR, value="0", max="1", style={"width": "100%", "display": "none"}),
         html.Div(id=ids.PRESS_STATUS, className="small"),
     ])
