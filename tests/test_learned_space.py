@@ -217,3 +217,26 @@ def test_cli_feature_set_use_and_list(project, elpv_dir):
     assert f"clustering {cid0} as it was" in r.output
     assert project.store.current_clustering()["params"]["restored_from"] == cid0
     r = _run("check", "--project", project.root)
+
+
+@pytest.mark.slow
+def test_a_press_then_the_offered_recluster_in_its_set(project, elpv_dir, monkeypatch):
+    """``labeler finetune`` (1 epoch at 64 px, as the faults test presses) offers the re-cluster
+    in one line; running it clusters in the new set and keeps every label."""
+    import functools
+    import importlib
+
+    ft = importlib.import_module("labeler.embedding.finetune")
+    monkeypatch.setattr(ft, "finetune_project", functools.partial(ft.finetune_project, input_size=64))
+    y = _truth(project, elpv_dir)
+    rows = project.store.row_image_ids()
+    for cls, name in ((0, "no"), (1, "yes")):
+        label_images(project, [int(i) for i in rows[y == cls][:8]], name, annotator="ann")
+    labels0 = _labels(project)
+    r = _run("finetune", "--project", project.root, "--epochs", 1, "--holdout", 0, "--loss", "ce", "--device", "cpu",
+             "--quiet")
+    hint = [ln for ln in r.output.splitlines() if "--feature-set" in ln]
+    assert len(hint) == 1 and "--feature-set finetuned-1" in hint[0] and "--use ID" in hint[0]
+    _run("cluster", "--project", project.root, "--feature-set", "finetuned-1")
+    assert project.store.current_clustering()["params"]["feature_set"] == "finetuned-1"
+    assert _labels(project) == labels0 and check_project(project.root) == []
