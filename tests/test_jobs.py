@@ -150,11 +150,14 @@ def test_a_press_job_reports_progress_lets_labelling_go_on_and_activates_in_one_
 @pytest.mark.slow
 @pytest.mark.parametrize("how", ["cancel", "sigterm"])
 def test_a_cancelled_press_leaves_the_project_as_before(labelled, how):
-    """Cancelled while training (by the cancel file or SIGTERM): it stops at the next safe
-    point, nothing new is stored or active, the lock is free and a new press may start."""
+    """Cancelled while the stage maps are computed (by the cancel file or SIGTERM): it stops
+    at the next safe point (the next progress line), nothing new is stored or active, and
+    the lock is free. The press has no safe point inside training yet: a cancel there lands
+    when re-embedding starts, and a 2-epoch training can end before the test's cancel, so
+    the test cancels an earlier stage."""
     before = _sets(labelled)
     job = jobs.start_job(labelled, "press", SMALL)
-    assert _wait_for(labelled, job.id, "training").running
+    assert _wait_for(labelled, job.id, "stage maps").running
     if how == "cancel":
         assert jobs.cancel_job(labelled, job.id).cancel_requested
     else:
