@@ -216,3 +216,29 @@ def test_a_recluster_job_re_clusters_in_a_stored_set_and_cannot_be_cancelled_hal
     now = labelled.store.current_clustering()["id"]
     assert now != before and done.result["clustering"] == now and done.result["previous"] == before
     assert f"labeler cluster --use {before}" in done.result["summary"] and _lock_is_free(labelled)
+
+
+@pytest.mark.slow
+def test_the_fine_tune_tabs_functions_on_a_real_job(labelled):
+    """What the Fine-tune tab shows, without a browser: a started press is running with a bar
+    and a Cancel button, a second start is refused with its name, the cancel ends it with a
+    warning and no version bump, and no re-cluster is offered."""
+    from labeler.app import create_app
+    from labeler.app.actions import attempt
+    from labeler.app.tabs.press import callbacks as tab
+
+    actx = create_app(labelled).labeler
+    assert tab.snapshot(actx) is None and tab.status_view(None)[0].startswith("No fine-tune has run")
+    assert "started (job 1)" in tab.start_press(actx, "2", "rita")
+    out = attempt(tab.start_press, actx, 2, "bob")
+    assert out.kind == "error" and "job 1 started by rita" in out.text
+    snap = tab.snapshot(actx)
+    text, _, bar, start_off, cancel_off, offer = tab.status_view(snap)
+    assert text.startswith("job 1 (press) running") and bar["display"] == "block" and start_off and not cancel_off
+    assert offer == {"display": "none"}
+    assert "Cancelling fine-tune job 1" in tab.cancel_job(actx)
+    done = jobs.wait_job(labelled, "1", timeout=300)
+    text, kind, changed = tab.ended_message(tab.snapshot(actx))
+    assert done.state == "cancelled" and kind == "warn" and not changed and text.startswith("Fine-tune cancelled")
+    assert tab.status_view(tab.snapshot(actx))[2]["display"] == "none" and tab.cancel_job(actx).startswith("No ")
+    assert _sets(labelled) == ("embeddings", ["embeddings"])
