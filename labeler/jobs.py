@@ -203,7 +203,10 @@ def job_status(project, job_id: str) -> Job:
             job.state, job.ended = "failed", time.time()
             job.error = (f"the job's process (pid {job.pid}) ended without finishing (killed or crashed; "
                          f"see {p['log'].relative_to(p['log'].parents[1])}); the project is as before it")
-            _write(p["json"], job, durable=True)
+            try:
+                _write(p["json"], job, durable=True)
+            except OSError:  # another reader (same temporary name) or a full disk: the next read retries
+                pass
     job.cancel_requested = p["cancel"].exists()
     return job
 
@@ -371,7 +374,7 @@ class _Reporter:
     def checkpoint(self) -> None:
         """A safe point: stop here if a cancel was asked for."""
         if self.cancellable and self.stop_asked():
-            raise JobCancelled(f"cancelled at the step '{self.job.stage}' before anything was written; "
+            raise JobCancelled(f"cancelled at the step '{self.job.stage}', before any feature set was written; "
                                "the project is as before")
 
     def say(self, line: str) -> None:
