@@ -131,6 +131,10 @@ def searcher_figures(x: np.ndarray, rows: np.ndarray, truth: np.ndarray, cluster
             found.append([s.id_to_row[nb.image_id] for nb in res.neighbours])
         index_ms, _ = timed_queries(s.index, x, rows)
         kind = "exact" if isinstance(s.index, ix.ExactIndex) else f"HNSW {s.index.params}"
+        meta_path = project.models_dir / ix.INDEX_META  # what index.tune_ef_search measured
+        tuned = json.loads(meta_path.read_text()).get("recall_at_10") if meta_path.is_file() else None
+        if tuned is not None:
+            kind += f", tuned on its own rows to recall@10 {tuned:.4f}"
         project.store.close()
     out = {"searcher_ms": round(1000 * float(np.median(whole)), 4), "searcher_index_ms": round(index_ms, 4),
            "searcher_recall_at_10": round(recall_at(np.array(found), truth), 4), "searcher_index": kind,

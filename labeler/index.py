@@ -217,6 +217,7 @@ class HnswIndex:
         if ef_search is not None:
             self.ef_search = ef_search
         self.mapped = mapped
+        self._params: dict = {}
 
     @property
     def ef_search(self) -> int:
@@ -291,7 +292,10 @@ class HnswIndex:
         if k < 1:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         kk = k + (1 if exclude is not None else 0)
-        params = faiss.SearchParametersHNSW(efSearch=max(self.ef_search, kk))
+        ef = max(self.ef_search, kk)
+        params = self._params.get(ef)
+        if params is None:  # made once per beam width (~15 us each; read-only, shared by threads)
+            params = self._params[ef] = faiss.SearchParametersHNSW(efSearch=ef)
         sims, rows = self.index.search(q, kk, params=params)
         if exclude is None:
             return sims.astype(np.float32), rows.astype(np.int64)
