@@ -101,6 +101,9 @@ def main(argv=None) -> None:
     ap.add_argument("--epochs", type=int, default=None, help="default: finetune_project's")
     ap.add_argument("--loss", default=None, help="default: finetune_project's ('ce+supcon'; or 'ce')")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    ap.add_argument("--kmeans", default="", metavar="K,K",
+                    help="also KMeans with these k in each space (labeler cluster --method kmeans --k K; after the "
+                         "press with --feature-set, so each re-maps once more), e.g. 2,20")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
     existing(args.project, "project")
@@ -142,7 +145,12 @@ def main(argv=None) -> None:
               f"{int((~labelled).sum())} images held out")
         out.update(labels=int(labelled.sum()), label_counts=counts, sampling="cache" if args.labels_cache else "random")
 
+        ks = [int(k) for k in args.kmeans.split(",") if k]
+        hdbscan = project.settings()
         before = measure(project, rows, y, ~labelled, labelled)
+        for k in ks:  # in the ingest space, on its PCA vectors (no re-mapping)
+            recluster(project, project.settings(method="kmeans", k=k), say=lambda m: None)
+            before[f"kmeans_{k}"] = measure(project, rows, y, ~labelled, labelled)
         kw = {k: v for k, v in {"epochs": args.epochs, "loss": args.loss}.items() if v is not None}
         print(f"press: fine-tuning on the CPU, {args.threads} threads ({kw or 'defaults'}) ...", flush=True)
         t0 = time.perf_counter()
@@ -150,16 +158,18 @@ def main(argv=None) -> None:
         press_s = time.perf_counter() - t0
         trained = set(feature_set_info(project, rep.name).get("train_image_ids") or row_ids[rows[labelled]].tolist())
         held = np.array([int(row_ids[r]) not in trained for r in rows])
-        if held.sum() != (~labelled).sum():
-            before = measure(project, rows, y, held, labelled)
+        assert held.sum() == (~labelled).sum(), "the press trained on other images than the labelled ones"
         print(f"re-map and re-cluster in {rep.name} ...", flush=True)
         t0 = time.perf_counter()
-        recluster(project, project.settings(), feature_set=rep.name, say=print)
+        recluster(project, hdbscan, feature_set=rep.name, say=print)
         recluster_s = time.perf_counter() - t0
         after = measure(project, rows, y, held, labelled)
+        for k in ks:  # KMeans on the PCA vectors of the learned set (a re-mapping in it each time)
+            recluster(project, project.settings(method="kmeans", k=k), feature_set=rep.name, say=lambda m: None)
+            after[f"kmeans_{k}"] = measure(project, rows, y, held, labelled)
         out.update(feature_set=rep.name, epochs=rep.epochs, press_seconds=round(press_s, 1),
                    recluster_seconds=round(recluster_s, 1), held_out=int(held.sum()),
-                   settings={k: getattr(project.settings(), k) for k in ("method", "min_cluster_size", "min_samples")},
+                   settings={k: getattr(hdbscan, k) for k in ("method", "min_cluster_size", "min_samples")}, kmeans=ks,
                    before=before, after=after, load_average_after=round(os.getloadavg()[0], 2))
         project.store.close()
 
@@ -167,14 +177,17 @@ def main(argv=None) -> None:
           f"press {out['press_seconds']} s ({out['epochs']} epochs), re-map + re-cluster {out['recluster_seconds']} s")
     head = "| space | images | clusters | noise | purity | actions to 90 % | actions to 95 % |"
     print(head + "\n|" + "---|" * 7)
-    for name, res in (("ingest embeddings (before)", before), (f"{out['feature_set']} (after)", after)):
-        for part, label in (("all", "all"), ("held_out", "held out")):
-            f = res[part]
-            print(f"| {name}, {label} | {f['n']} | {f['clusters']} | {f['noise']:.1%} | {f['purity']:.3f} | "
-                  f"{f['actions_to_90']} | {f['actions_to_95']} |")
-        pf = res["press_flow"]
-        print(f"| {name}, press flow ({out['labels']} labels kept + clusters) | {before['all']['n']} | | | | "
-              f"{pf['actions_to_90']} | {pf['actions_to_95']} |")
+    runs = [("HDBSCAN", None)] + [(f"KMeans k={k}", f"kmeans_{k}") for k in ks]
+    for method, key in runs:
+        for name, res in (("ingest embeddings (before)", before), (f"{out['feature_set']} (after)", after)):
+            res = res if key is None else res[key]
+            for part, label in (("all", "all"), ("held_out", "held out")):
+                f = res[part]
+                print(f"| {method}: {name}, {label} | {f['n']} | {f['clusters']} | {f['noise']:.1%} | "
+                      f"{f['purity']:.3f} | {f['actions_to_90']} | {f['actions_to_95']} |")
+            pf = res["press_flow"]
+            print(f"| {method}: {name}, press flow ({out['labels']} labels kept + clusters) | {before['all']['n']} "
+                  f"| | | | {pf['actions_to_90']} | {pf['actions_to_95']} |")
     if args.json:
         print(json.dumps(out))
 

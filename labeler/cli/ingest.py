@@ -174,14 +174,14 @@ def _print_clusterings(project) -> None:
 
     from ..map_versions import list_clusterings
 
-    click.echo(f"  {'id':>5}  {'kind':8s} {'method':8s} {'clusters':>8} {'noise':>6}  {'map':>4}  "
+    click.echo(f"  {'id':>5}  {'kind':11s} {'method':8s} {'clusters':>8} {'noise':>6}  {'map':>4}  "
                f"{'space':20s} created")
     for c in list_clusterings(project):
         mark = "*" if c["current"] else ("u" if c["undone"] else " ")
         m = "?" if c["map"] is None else str(c["map"]) + ("" if c["available"] else " (not kept)")
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c["created_at"]))
         kind = c["kind"] + (f" {c['restored_from']}" if c["restored_from"] is not None else "")
-        click.echo(f"{mark} {c['id']:>5}  {kind:8s} {c['method']:8s} {c['n_clusters']:>8} {c['n_noise']:>6}  "
+        click.echo(f"{mark} {c['id']:>5}  {kind:11s} {c['method']:8s} {c['n_clusters']:>8} {c['n_noise']:>6}  "
                    f"{m:>4}  {c['feature_set'] or '?':20s} {when}")
     click.echo("* current, u undone; `labeler cluster --use ID` makes one current again with its map")
 
