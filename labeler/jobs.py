@@ -377,6 +377,18 @@ class _Reporter:
             raise JobCancelled(f"cancelled at the step '{self.job.stage}', before any feature set was written; "
                                "the project is as before")
 
+    def step(self, stage: str, done: int, total: int) -> None:
+        """finetune_project's ``step``: per epoch and per re-embedded chunk (and a safe point).
+
+        The fraction grows within the stage's share of :data:`_PRESS_STAGES` (training
+        0.3-0.8, re-embedding 0.8-0.99)."""
+        bounds = {"training": (0.3, 0.8), "re-embedding": (0.8, 0.99)}.get(stage)
+        if bounds is not None and total:
+            lo, hi = bounds
+            self.write(stage=stage, fraction=max(self.job.fraction, lo + (hi - lo) * done / total),
+                       message=f"{stage}: {done} of {total}")
+        self.checkpoint()
+
     def say(self, line: str) -> None:
         """finetune_project's ``say``: a progress line (and a safe point)."""
         stage, fraction = self.job.stage, self.job.fraction
@@ -396,7 +408,7 @@ def _press(project, params: dict, rep: _Reporter) -> dict:
     activate = bool(params.pop("activate", True))
     previous = active_feature_set(project)
     rep.write(stage="loading", fraction=0.01, message="loading the network and the labels")
-    r = finetune_project(project, **params, activate=False, progress=False, say=rep.say)
+    r = finetune_project(project, **params, activate=False, progress=False, say=rep.say, step=rep.step)
     summary = (f"feature set {r.name} trained on {r.n_train} images ({', '.join(r.classes)}), "
                f"{r.train_seconds:.0f} s + {r.embed_seconds:.0f} s re-embedding")
     if r.heldout_accuracy is not None:

@@ -220,7 +220,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
                      head: str = "linear", tta: bool = False, input_size: int | None = None, loss: str = LOSSES[0],
                      seed: int = 0, prefix_cache: bool = True, cache_budget_gb: float | None = None,
                      name: str | None = None, activate: bool = True, progress: bool = True,
-                     say=lambda s: None) -> FinetuneReport:
+                     say=lambda s: None, step=None) -> FinetuneReport:
     """Fine-tune the project's backbone on its current labels and store the new vectors.
 
     It learns from the labels a person decided (by hand, by cluster, from search or by
@@ -284,6 +284,11 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         Progress bar while re-embedding.
     say : callable
         Receives one-line progress messages.
+    step : callable(stage: str, done: int, total: int), optional
+        Called after each training epoch (``'training'``, epochs done, epochs) and each
+        re-embedded chunk (``'re-embedding'``, rows done, rows); it may raise to stop
+        the press there (a background job's cancel, :mod:`labeler.jobs`): nothing is
+        written to the project before the new feature set is saved.
 
     Returns
     -------
@@ -383,7 +388,9 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     maps_seconds = time.perf_counter() - t0
     say(f"stage maps: {maps_seconds:.1f} s; training {len(classes)} classes on {n} images, {epochs} epochs "
         f"on {dev} ...")
-    for _ in range(epochs):
+    for epoch in range(epochs):
+        if step is not None and epoch:
+            step("training", epoch, epochs)
         perm = torch.randperm(n, generator=g)
         sym = torch.randint(0, 8, (n,), generator=g)
         # ce+supcon: a second, different symmetry of each image (the paper's two views)
@@ -432,7 +439,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     say("re-embedding every image with the fine-tuned network ...")
     t1 = time.perf_counter()
     if cache is not None:  # only the tail, on the cached maps
-        feats, failures = embed_cached_maps(cache.maps, cache.valid, tail, dev), fill_failures
+        feats, failures = embed_cached_maps(cache.maps, cache.valid, tail, dev, step=step), fill_failures
     else:
         model = FinetunedFeatures(bb.model, tail, end, symmetries=8 if tta else 1).eval()
         ft_bb = dataclasses.replace(bb, model=model, dim=tail.conv_head.out_channels, categories=list(classes),

@@ -95,7 +95,7 @@ class FinetunedFeatures(nn.Module):
 
 
 def embed_cached_maps(maps: np.ndarray, valid: np.ndarray, tail: "Tail", dev: torch.device,
-                      chunk: int = 256) -> np.ndarray:
+                      chunk: int = 256, step=None) -> np.ndarray:
     """The fine-tuned vectors of every image: the trained tail on its cached prefix maps.
 
     Parameters
@@ -109,6 +109,8 @@ def embed_cached_maps(maps: np.ndarray, valid: np.ndarray, tail: "Tail", dev: to
     dev : torch.device
     chunk : int
         Rows per forward pass.
+    step : callable(stage, done, total), optional
+        Called before each chunk with ``('re-embedding', rows done, rows)``; may raise to stop.
 
     Returns
     -------
@@ -118,6 +120,8 @@ def embed_cached_maps(maps: np.ndarray, valid: np.ndarray, tail: "Tail", dev: to
     out = np.zeros((len(valid), tail.conv_head.out_channels), np.float32)
     with torch.inference_mode():
         for i in range(0, len(out), chunk):
+            if step is not None:
+                step("re-embedding", i, len(out))
             ok = np.flatnonzero(valid[i:i + chunk])
             if len(ok):
                 h = torch.from_numpy(np.asarray(maps[i:i + chunk])[ok]).to(dev).float()
