@@ -18,7 +18,8 @@ On a copy of an ingested project with truth (ELPV: ``truth.csv``):
    ``--threads`` threads: wall time of bringing the prefix cache up to date, of training
    (the labelled images' symmetry maps included) and of re-embedding every image.
    ``--compare`` presses three times on the same labels in one run: without the prefix
-   cache (the whole network over every image, as before the cache), with it on an empty
+   cache (the whole network over every image, as before the cache; ``--baseline KEY=VALUE``
+   gives this press other arguments, e.g. an earlier default), with it on an empty
    cache (the first press fills it), and again (a later press, reusing it).
 4. **After.** The same figures on the fine-tuned vectors.
 
@@ -106,6 +107,50 @@ def queue_labels(project, truth_by_row: dict[int, str], n: int, batch: int, log=
     return done
 
 
+def estimate_at(project, rep, presses: list[dict], n: int, tmp: Path) -> dict:
+    """Time the product's re-embedding (:func:`labeler.embedding.finetuned_net.embed_cached_maps`)
+    of ``n`` synthetic prefix maps (random float16 of the project's cache shape, a memory-mapped
+    file on disk) with the tail just trained, and estimate a press at ``n`` images.
+
+    Later press (the cache is full): this press's training + the re-embedding of ``n``.
+    First press: + the prefix over ``n`` images at this run's measured rate (the first
+    press's cache seconds per image). Training does not grow with the collection (it sees
+    the labelled images only)."""
+    import torch
+
+    from labeler.embedding.finetuned_net import embed_cached_maps, load_tail
+
+    caches = [p for p in (project.root / "cache").glob("prefix-*.npy") if "-d4" not in p.name
+              and not p.name.endswith(".sig.npy")]
+    shape = np.load(caches[0], mmap_mode="r").shape[1:]
+    path = tmp / "synthetic-maps.npy"
+    mm = np.lib.format.open_memmap(path, mode="w+", dtype=np.float16, shape=(n, *shape))
+    rng = np.random.default_rng(0)
+    for i in range(0, n, 4096):  # activations after ReLU6-like units: non-negative, mostly small
+        mm[i:i + 4096] = rng.exponential(0.5, size=(min(4096, n - i), *shape)).astype(np.float16)
+    mm.flush()
+    del mm
+    tail, _ = load_tail(project, rep.name)
+    maps = np.load(path, mmap_mode="r")
+    t0 = time.perf_counter()
+    x = embed_cached_maps(maps, np.ones(n, bool), tail, torch.device("cpu"))
+    embed = time.perf_counter() - t0
+    first = next((p for p in presses if p["mode"] in ("cache, first press", "cache")), None)
+    per_image = first["cache_seconds"] / len(project.store.image_table()) if first else None
+    later = rep.train_seconds + embed
+    est = {"rows": n, "map_shape": list(shape), "cache_gib": round(n * int(np.prod(shape)) * 2 / 2**30, 2),
+           "embed_seconds": round(embed, 1), "train_seconds": round(rep.train_seconds, 1),
+           "later_press_seconds": round(later, 1),
+           "first_press_seconds": round(later + per_image * n, 1) if per_image else None}
+    assert x.shape[0] == n and np.isfinite(x).all()
+    print(f"estimate at {n:,} images (prefix maps {tuple(shape)}, cache {est['cache_gib']} GiB): re-embedding "
+          f"{embed:.0f} s measured; a later press {later:.0f} s (training {rep.train_seconds:.0f} s + re-embedding)"
+          + (f", a first press {est['first_press_seconds']:.0f} s (the prefix over every image at "
+             f"{1000 * per_image:.1f} ms each, this run's rate)" if per_image else ""))
+    path.unlink()
+    return est
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     add_project_argument(ap, "an ingested project (copied, never written)")
@@ -133,6 +178,15 @@ def main(argv=None) -> None:
     ap.add_argument("--compare", action="store_true",
                     help="three presses on the same labels in one run: without the prefix cache, with it "
                          "(the first, filling it) and again (reusing it); figures of the first and the last")
+    ap.add_argument("--baseline", action="append", default=[], metavar="KEY=VALUE",
+                    help="with --compare: a finetune_project argument of the press without the cache only "
+                         "(e.g. train_from=s16 to compare against an earlier default); repeatable")
+    ap.add_argument("--presses", type=int, default=1,
+                    help="presses with the prefix cache on the same labels (2: the first fills the cache, "
+                         "the second is a later press); figures of the last")
+    ap.add_argument("--estimate-rows", type=int, default=0, metavar="N",
+                    help="also time the re-embedding of N images (synthetic prefix maps of the cache's shape, "
+                         "memory-mapped from disk) with the trained tail, and estimate a press at N images")
     ap.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     args = ap.parse_args(argv)
     existing(args.project, "project")
@@ -188,14 +242,22 @@ def main(argv=None) -> None:
                                 "class_weight": args.class_weight, "head": args.head,
                                 "loss": args.loss, "tta": args.tta, "input_size": args.input_size,
                                 "seed": args.seed}.items() if v is not None}
+        baseline = {}
+        for item in args.baseline:
+            key, _, value = item.partition("=")
+            baseline[key] = int(value) if value.isdigit() else value
+        out["baseline"] = baseline
         modes = ([("no cache", False), ("cache, first press", True), ("cache, later press", True)]
-                 if args.compare else [("no cache", False)] if args.no_prefix_cache else [("cache", True)])
+                 if args.compare else [("no cache", False)] if args.no_prefix_cache else
+                 [("cache", True)] if args.presses < 2 else
+                 [("cache, first press", True)] + [("cache, later press", True)] * (args.presses - 1))
         presses, afters = [], {}
         for mode, cached in modes:
-            print(f"fine-tuning on the CPU, {args.threads} threads ({kw or 'defaults'}; {mode}) ...", flush=True)
             t0, c0 = time.perf_counter(), time.process_time()
+            opts = {**kw, **baseline} if mode == "no cache" and args.compare else kw
+            print(f"fine-tuning on the CPU, {args.threads} threads ({opts or 'defaults'}; {mode}) ...", flush=True)
             rep = finetune_project(project, device="cpu", holdout=0.0, progress=False, say=print,
-                                   prefix_cache=cached, **kw)
+                                   prefix_cache=cached, **opts)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             presses.append({"mode": mode, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
                             "cache_seconds": round(rep.cache_seconds, 1), "train_seconds": round(rep.train_seconds, 1),
@@ -206,6 +268,8 @@ def main(argv=None) -> None:
             after_x = np.asarray(load_feature_set(project, rep.name))
             if mode != "cache, first press":
                 afters[mode] = figures(after_x, rows, labelled, ys)
+        if args.estimate_rows:
+            out["estimate"] = estimate_at(project, rep, presses, args.estimate_rows, Path(d))
         if args.keep:
             np.save(args.keep, after_x)
             shutil.copyfile(project.models_dir / f"{rep.name}.pt", args.keep.with_suffix(".pt"))
