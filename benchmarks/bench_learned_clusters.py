@@ -26,9 +26,9 @@ after a press really pays: the N labels already given (correct), then each clust
 once (a cluster label does not overwrite a person's label: :func:`labeler.labels.label_cluster`),
 then the rest one by one.
 
-Run (ELPV, a few minutes on 2 cores with ``--epochs 10``)::
+Run (ELPV, 15-25 min on 2 shared cores with ``--epochs 10``; figures in docs/features.md)::
 
-    nice -n 10 python benchmarks/bench_learned_clusters.py --labels 300 --epochs 10 --json
+    nice -n 10 python benchmarks/bench_learned_clusters.py --labels 300 --epochs 10 --kmeans 2,20 --json
 """
 
 from __future__ import annotations
