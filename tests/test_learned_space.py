@@ -240,3 +240,21 @@ def test_a_press_then_the_offered_recluster_in_its_set(project, elpv_dir, monkey
     _run("cluster", "--project", project.root, "--feature-set", "finetuned-1")
     assert project.store.current_clustering()["params"]["feature_set"] == "finetuned-1"
     assert _labels(project) == labels0 and check_project(project.root) == []
+
+
+def test_a_running_dashboard_redraws_the_map_after_a_learned_recluster_and_back(project, elpv_dir):
+    """The app's map points follow the project's map, not only its row count: after a
+    re-map in a feature set (same images, new positions) and after going back, the
+    app reloads the positions and its map token changes, so the page redraws the map whole."""
+    from labeler.app.state import AppContext
+
+    ctx = AppContext(project)
+    before_xy, before_token = ctx.xy.copy(), ctx.map_token
+    first = int(project.store.current_clustering()["id"])
+    assert ctx.refresh() is False
+    recluster(project, project.settings(), feature_set=_store_learned_set(project, _truth(project, elpv_dir)))
+    ctx.assignment()  # what a callback does first after the clustering changed
+    assert ctx.map_token != before_token and ctx.n_points == len(before_xy)
+    assert not np.allclose(ctx.xy, before_xy)
+    use_clustering(project, first)
+    assert ctx.refresh() is True and np.array_equal(ctx.xy, before_xy)

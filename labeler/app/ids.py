@@ -62,7 +62,7 @@ COLOR_MODE = "color-mode"
 MAP_TOOLTIP = "map-tooltip"
 MAP_LEGEND = "map-legend"
 MAP_FIT = "map-fit"  # 'fit all' button: show every point, outliers included
-MAP_POINTS = "map-points-store"  # how many points the page's map has (redrawn when the project gained some)
+MAP_POINTS = "map-points-store"  # AppContext.map_token the page's map was drawn from (redrawn when it changes)
 MAP_VIEW = "map-view-store"  # a raster-drawn map's visible range and plot size, as the page reports it
 MAP_SHAPE = "map-shape-store"  # a raster-drawn map's lasso or box, selected on the server over every point
 

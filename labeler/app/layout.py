@@ -50,7 +50,7 @@ def _stores(ctx: AppContext, clustering_id: int, more: Iterable) -> list:
         dcc.Store(id=ids.LV_IMAGE, data=None),
         dcc.Store(id=ids.LV_QUEUE, data=None),
         dcc.Store(id=ids.LV_BOX, data=None),
-        dcc.Store(id=ids.MAP_POINTS, data=ctx.n_points),
+        dcc.Store(id=ids.MAP_POINTS, data=ctx.map_token),
         dcc.Store(id=ids.MAP_VIEW, data=None),
         dcc.Store(id=ids.MAP_SHAPE, data=None),
         dcc.Store(id=ids.SELECTION_N_PAGES, data=1),

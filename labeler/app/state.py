@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..map_versions import current_map_id
 from ..project import Project, ProjectError
 from ..search import Searcher
 from .label_codes import point_label_codes
@@ -91,6 +92,7 @@ class AppContext:
         # The ImageNet top-1 of every point comes with the ids when hints are shown: one
         # read of the images table instead of two (about 1 s each at 1M images).
         hints = self.hint_threshold() is not None
+        map_id = current_map_id(self.project)
         row_ids, top1, prob = self.project.store.row_table(top1=hints)
         xy = self.project.load_array("map")
         valid = np.flatnonzero(row_ids >= 0)
@@ -98,7 +100,7 @@ class AppContext:
         point_ids = row_ids[valid]
         imagenet = (top1[valid], prob[valid], list(self.store.get_meta("categories") or [])) if hints else None
         with self._lock:
-            self._map_rows = len(xy)
+            self._map_rows, self._map_id = len(xy), map_id
             self.point_ids, self.xy = point_ids, np.asarray(xy[valid], dtype=np.float32)
             self.id_index = IdIndex(point_ids)
             self._searcher: Searcher | None = None
@@ -110,16 +112,23 @@ class AppContext:
 
     def refresh(self) -> bool:
         """Reload the map points when the project's map gained rows (``labeler ingest``
-        placed new photos on it while the app was running). Returns whether it did.
+        placed new photos on it while the app was running) or was replaced (``labeler
+        cluster --remap``, ``--feature-set``, ``--use``: a new ``map_id``,
+        :mod:`labeler.map_versions`). Returns whether it did.
 
         Old points keep their index (new rows are appended), so an event from a page
         drawn before still names the right image; the page redraws the map when its
-        point count differs (tabs/explore/callbacks.recolor).
+        :attr:`map_token` differs (tabs/explore/callbacks.recolor).
         """
-        if len(self.project.load_array("map")) == self._map_rows:
+        if current_map_id(self.project) == self._map_id and len(self.project.load_array("map")) == self._map_rows:
             return False
         self._load_points()
         return True
+
+    @property
+    def map_token(self) -> str:
+        """``'<points>:<map id>'``: what the page's map was drawn from; another token means redraw it whole."""
+        return f"{self.n_points}:{self._map_id}"
 
     @property
     def store(self):

@@ -101,11 +101,11 @@ def register(app: Dash, actx: AppContext) -> None:
         State(ids.MAP_VIEW, "data"),
         prevent_initial_call=True,
     )
-    def recolor(mode, _version, cluster, n_drawn, view):
+    def recolor(mode, _version, cluster, drawn, view):
         col = coloring(actx, mode)  # reloads the map points first when an ingest added photos
-        if n_drawn != actx.n_points:  # the page's map lacks them: redraw it whole (the zoom stays)
+        if drawn != actx.map_token:  # new points or another map (a re-map): redraw it whole (the zoom stays)
             return (map_figure(actx, mode, col, cluster, view), legend(col, mode, open_cluster=cluster),
-                    actx.n_points)
+                    actx.map_token)
         return recolor_patch(actx, mode, col, cluster, view), legend(col, mode, open_cluster=cluster), no_update
 
     @app.callback(
