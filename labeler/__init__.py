@@ -35,7 +35,8 @@ __version__ = "0.1.0"
 _LAZY = {
     "load_backbone": "labeler.embedding.backbones", "create_app": "labeler.app",
     "cluster_project": "labeler.clustering", "export_csv": "labeler.export", "ingest": "labeler.pipeline",
-    "recluster": "labeler.pipeline",
+    "recluster": "labeler.pipeline", "use_clustering": "labeler.map_versions",
+    "finetune_project": "labeler.embedding.finetune", "start_job": "labeler.jobs",
     "label_cluster": "labeler.labels", "label_images": "labeler.labels", "redo": "labeler.history",
     "undo": "labeler.history", "apply_split": "labeler.refine", "merge_clusters": "labeler.refine",
     "move_images": "labeler.refine", "split_preview": "labeler.refine",
