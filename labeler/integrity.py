@@ -119,6 +119,10 @@ def rebuild_command(project, name: str) -> str:
     if name.startswith("models/") and name.endswith(".onnx"):  # the int8 model (labeler.embedding.stage)
         # Ingest quantises it again when the file is missing.
         return f"rm {root / name} && labeler ingest {project.image_root or 'IMAGE_DIR'} --project {root} --precision int8"
+    if name.startswith("maps/"):  # an earlier map kept for going back (labeler.map_versions): no source to remake it
+        kept = root / name.split("/")[0] / name.split("/")[1]
+        return (f"rm -r {kept}  (a kept earlier map; the current map is not affected, but its clustering "
+                f"can no longer be made current with `labeler cluster --use`)")
     return f"labeler cluster --project {root} --remap"
 
 

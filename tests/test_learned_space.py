@@ -258,3 +258,16 @@ def test_a_running_dashboard_redraws_the_map_after_a_learned_recluster_and_back(
     assert not np.allclose(ctx.xy, before_xy)
     use_clustering(project, first)
     assert ctx.refresh() is True and np.array_equal(ctx.xy, before_xy)
+
+
+def test_a_damaged_kept_map_names_what_is_lost_not_a_remap(project, elpv_dir):
+    """A kept earlier map cannot be remade: check names it and says the current map is
+    unaffected, instead of proposing `cluster --remap` (which would replace the current map)."""
+    recluster(project, project.settings(), feature_set=_store_learned_set(project, _truth(project, elpv_dir)))
+    kept = sorted((project.root / "maps").glob("*/map.npy"))
+    assert kept
+    raw = bytearray(kept[0].read_bytes())
+    raw[-8] ^= 0xFF
+    kept[0].write_bytes(bytes(raw))
+    found = [str(f) for f in check_project(project.root)]
+    assert len(found) == 1 and "kept earlier map" in found[0] and "--remap" not in found[0]
