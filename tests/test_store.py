@@ -133,12 +133,29 @@ def test_packed_assignments_and_row_table_equal_the_row_by_row_reads(store):
     store.con.execute("DELETE FROM assignment_arrays WHERE clustering_id=?", (cid,))  # none: row by row
     np.testing.assert_array_equal(store.assignment_arrays(cid)[1], want[1])
     store.con.execute("UPDATE images SET top1=NULL, top1_prob=NULL WHERE id=?", (int(ids[1]),))
+    store.con.execute("DELETE FROM row_table_snapshot")  # a direct edit: only commit_embedded keeps it current
     row_ids, top1, prob = store.row_table()
     np.testing.assert_array_equal(row_ids, store.row_image_ids())
     t1, p1 = store.imagenet_top1(row_ids)
     np.testing.assert_array_equal(top1, t1)
     np.testing.assert_array_equal(prob, p1)
     assert top1[1] == -1 and np.isnan(prob[1]) and store.row_table(top1=False)[1] is None
+
+
+def test_row_table_snapshot_is_served_only_while_current(store):
+    """The packed row table is what a row-by-row read gives, and a new embedding (rows_version
+    bumped) is seen at once, never the old snapshot."""
+    first = store.row_table()
+    assert store.con.execute("SELECT version FROM row_table_snapshot").fetchone()[0] == store.get_meta("rows_version")
+    for a, b in zip(store.row_table(), store._row_table_read(True)):
+        np.testing.assert_array_equal(a, b)
+    store.add_or_update_images([{"path": "new.png", "size": 1, "mtime": 1.0, "hash": "hn"}])
+    new = store.pending_images()[0]["id"]
+    store.commit_embedded([{"id": new, "row": 9, "width": 4, "height": 4, "top1": 7, "top1_prob": 0.25}])
+    row_ids, top1, prob = store.row_table()
+    assert len(row_ids) == 10 and row_ids[9] == new and top1[9] == 7 and prob[9] == 0.25
+    assert (row_ids[6:9] == -1).all() and np.array_equal(row_ids[:6], first[0])
+    np.testing.assert_array_equal(store.row_image_ids(), row_ids)
 
 
 def test_missing_keeps_labels(store):

@@ -98,6 +98,7 @@ class ClusteringsMixin:
                     for s in summaries
                 ],
             )
+        self.row_table()  # the dashboard's start reads it: packed now if rows were added since
         return int(cid)
 
     def current_clustering(self) -> dict | None:

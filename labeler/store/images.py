@@ -154,12 +154,40 @@ class ImagesMixin:
         read of the images table (the dashboard's start reads both; two 1M-row reads cost
         twice as much). Rows cover 0..max(row) as :meth:`row_image_ids`.
 
+        The three arrays are kept packed in one row (``row_table_snapshot``) with the
+        ``rows_version`` they were read at, and served from it while that version is
+        current (only :meth:`commit_embedded` changes rows, ids and top-1, and it bumps
+        the version in the same transaction): ~10 ms instead of ~1.3 s at 1M images.
+        A stale or missing snapshot is read row by row and, with ``top1``, written anew.
+
         Returns
         -------
         row_ids : ndarray (n_rows,), int64, -1 where no image
         top1 : ndarray (n_rows,), int64, -1 where unknown; None unless ``top1``
         prob : ndarray (n_rows,), float64, NaN where unknown; None unless ``top1``
         """
+        version = self.get_meta("rows_version", 0)  # read first: the rows below are at least this new
+        snap = self.con.execute("SELECT row_ids, top1, prob FROM row_table_snapshot WHERE version=?",
+                                (int(version),)).fetchone()
+        if snap is not None:
+            row_ids = np.frombuffer(snap[0], dtype="<i8").astype(np.int64)
+            if not top1:
+                return row_ids, None, None
+            return row_ids, np.frombuffer(snap[1], dtype="<i8").astype(np.int64), \
+                np.frombuffer(snap[2], dtype="<f8").astype(np.float64)
+        row_ids, t1, prob = self._row_table_read(top1)
+        if top1:  # keep it for the next start (best effort: a read-only database keeps none)
+            try:
+                with self.transaction() as con:
+                    con.execute("INSERT OR REPLACE INTO row_table_snapshot(id, version, row_ids, top1, prob) "
+                                "VALUES (1, ?, ?, ?, ?)", (int(version), row_ids.astype("<i8").tobytes(),
+                                                            t1.astype("<i8").tobytes(), prob.astype("<f8").tobytes()))
+            except sqlite3.OperationalError:
+                pass
+        return row_ids, t1, prob
+
+    def _row_table_read(self, top1: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """:meth:`row_table` read row by row from the images table."""
         cols = "row, id, top1, top1_prob" if top1 else "row, id"
         cur = self.con.cursor()
         cur.row_factory = None  # plain tuples: sqlite3.Row objects cost 2.4x the read at 1M rows

@@ -73,6 +73,15 @@ CREATE TABLE IF NOT EXISTS assignment_arrays (
     image_ids     BLOB NOT NULL,
     clusters      BLOB NOT NULL
 );
+-- Image id, ImageNet top-1 class and probability of every array row, packed (int64, int64,
+-- float64, little-endian), as read at meta rows_version = version (store.row_table).
+CREATE TABLE IF NOT EXISTS row_table_snapshot (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL,
+    row_ids BLOB NOT NULL,
+    top1    BLOB NOT NULL,
+    prob    BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS clusters (
     clustering_id   INTEGER NOT NULL REFERENCES clusterings(id),
     cluster         INTEGER NOT NULL,
