@@ -184,8 +184,9 @@ def test_cli_background_press_jobs_list_cancel_and_wait(labelled):
 
     assert run("jobs", "-p", labelled.root).output.strip() == "no jobs"
     res = run("finetune", "-p", labelled.root, "--background", "--epochs", 1, "--holdout", 0, "--loss", "ce",
-              "--device", "cpu", "--annotator", "ann")
+              "--device", "cpu", "--annotator", "ann", "--train-from", "last")
     assert res.exit_code == 0 and res.output.startswith("started fine-tune job 1 (pid "), res.output
+    assert jobs.job_status(labelled, "1").params["train_from"] == "last"
     assert run("jobs", "-p", labelled.root).output.startswith("job 1 (press) running")
     assert "cancel asked" in run("jobs", "-p", labelled.root, "--cancel", 1).output
     res = run("jobs", "-p", labelled.root, "--wait", 1)
@@ -229,7 +230,8 @@ def test_the_fine_tune_tabs_functions_on_a_real_job(labelled):
 
     actx = create_app(labelled).labeler
     assert tab.snapshot(actx) is None and tab.status_view(None)[0].startswith("No fine-tune has run")
-    assert "started (job 1)" in tab.start_press(actx, "2", "rita")
+    assert "started (job 1)" in tab.start_press(actx, "2", "rita", ["quick"])
+    assert jobs.job_status(labelled, "1").params == {"epochs": 2, "train_from": "last"}  # the quick tick box
     out = attempt(tab.start_press, actx, 2, "bob")
     assert out.kind == "error" and "job 1 started by rita" in out.text
     snap = tab.snapshot(actx)

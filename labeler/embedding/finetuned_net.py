@@ -22,17 +22,16 @@ from ..errors import BadInputError, ProjectError
 from .finetune_losses import CosineClassifier
 from .networks import EfficientNetFeatures
 from .prefix_cache import d4, prefix_end, run_prefix
+from .registry import TRAIN_FROM
 
 __all__ = ["FinetunedFeatures", "TRAIN_FROM", "Tail", "embed_cached_maps", "load_finetuned", "load_tail",
            "save_finetuned", "train_start"]
 
 
-#: Where the trained part starts (the frozen prefix ends just before it), for Lite0:
-#: 's8' trains blocks 5-15 + the head convolution (the stride-16 and -32 stages), 's16'
-#: blocks 11-15 + head (the stride-32 stages), 'last' block 15 + head, 'head' the head
-#: convolution alone. Each cut further back costs more per training step (Lite0 at 224 px,
-#: measured per image relative to 's16': 'last' about 0.25x, 'head' less).
-TRAIN_FROM = ("s16", "s8", "last", "head")
+# TRAIN_FROM (labeler.embedding.registry): 's8' trains blocks 5-15 + the head convolution of
+# Lite0 (the stride-16 and -32 stages), 's16' blocks 11-15 + head (the stride-32 stages), 'last'
+# block 15 + head, 'head' the head convolution alone. 'last' trains about a third of the
+# multiply-adds of 's16' (docs/features.md for what each measured).
 
 
 def train_start(net: nn.Module, train_from: str) -> int:

@@ -24,6 +24,7 @@ __all__ = [
     "FEATURE_TYPES",
     "HubWeights",
     "LOSSES",
+    "TRAIN_FROM",
     "PRECISIONS",
     "PackagedWeights",
     "REGISTRY",
@@ -53,6 +54,10 @@ RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnxruntime")
 #: cross-entropy + the supervised contrastive loss on the search vectors, or
 #: cross-entropy alone (half the training time).
 LOSSES: tuple[str, ...] = ("ce+supcon", "ce")
+#: Where a fine-tune press's training starts (:func:`labeler.embedding.finetuned_net.train_start`;
+#: here torch-free, so the CLI lists them): for Lite0 's16' trains blocks 11-15 + the head
+#: convolution, 's8' blocks 5-15 + head, 'last' block 15 + head, 'head' the head convolution alone.
+TRAIN_FROM: tuple[str, ...] = ("s16", "s8", "last", "head")
 
 #: ImageNet channel statistics of torchvision's ImageNet weights, in 0..1 units.
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

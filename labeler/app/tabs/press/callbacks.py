@@ -38,14 +38,16 @@ def snapshot(actx: AppContext) -> dict | None:
             "result": j.result}
 
 
-def start_press(actx: AppContext, epochs, annotator) -> str:
+def start_press(actx: AppContext, epochs, annotator, quick=None) -> str:
     """Start the press in the background (raises the one-line LabelerError of a refusal,
-    e.g. another job running, naming it)."""
+    e.g. another job running, naming it). ``quick`` (the tick box's value, a list) trains
+    the last block only (``train_from='last'``, :data:`labeler.embedding.finetune.TRAIN_FROM`)."""
     try:
         n = int(epochs)
     except (TypeError, ValueError):
         n = 30
-    job = jobs.start_job(actx.project, "press", {"epochs": max(1, n)}, by=annotator_name(annotator))
+    params = {"epochs": max(1, n), **({"train_from": "last"} if quick else {})}
+    job = jobs.start_job(actx.project, "press", params, by=annotator_name(annotator))
     return f"Fine-tune started (job {job.id}); keep labelling, it runs in the background."
 
 
@@ -108,14 +110,15 @@ def register(app: Dash, actx: AppContext) -> None:
                   Output(ids.PRESS_SEEN, "data", allow_duplicate=True),
                   Output(ids.PRESS_POLL, "disabled", allow_duplicate=True),
                   Input(ids.PRESS_START, "n_clicks"), Input(ids.PRESS_RECLUSTER, "n_clicks"),
-                  State(ids.PRESS_EPOCHS, "value"), State(ids.ANNOTATOR, "data"), prevent_initial_call=True)
-    def start(n_press, n_recluster, epochs, annotator):
+                  State(ids.PRESS_EPOCHS, "value"), State(ids.PRESS_QUICK, "value"), State(ids.ANNOTATOR, "data"),
+                  prevent_initial_call=True)
+    def start(n_press, n_recluster, epochs, quick, annotator):
         if not (n_press or n_recluster):
             raise PreventUpdate
         if ctx.triggered_id == ids.PRESS_RECLUSTER:
             out = attempt(start_recluster, actx, annotator)
         else:
-            out = attempt(start_press, actx, epochs, annotator)
+            out = attempt(start_press, actx, epochs, annotator, quick)
         return message(out.text, out.kind), snapshot(actx), False
 
     @app.callback(Output(ids.MESSAGE, "children", allow_duplicate=True),
