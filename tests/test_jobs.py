@@ -4,7 +4,6 @@ the real 80-image ELPV project with a real press (1-2 epochs at 64 px)."""
 
 from __future__ import annotations
 
-import csv
 import os
 import signal
 import time
@@ -14,6 +13,7 @@ import pytest
 
 from labeler import jobs
 from labeler.errors import BadInputError, NotFoundError, ProjectLockedError
+from test_finetune import _label_cell_types
 
 #: A press small enough for a test: cross-entropy, 64 px, every label trained on.
 SMALL = {"epochs": 2, "holdout": 0.0, "loss": "ce", "input_size": 64, "device": "cpu"}
@@ -22,15 +22,7 @@ SMALL = {"epochs": 2, "holdout": 0.0, "loss": "ce", "input_size": 64, "device": 
 @pytest.fixture()
 def labelled(project):
     """The project with 8 images of each cell type labelled (the press needs 10 in 2 labels)."""
-    from labeler.labels import label_images
-
-    with open(project.image_root.parent / "truth.csv") as f:
-        truth = {r["path"]: r["cell_type"] for r in csv.DictReader(f)}
-    by_class: dict[str, list[int]] = {}
-    for r in project.store.image_table():
-        by_class.setdefault(truth[r["path"].split("/")[-1]], []).append(int(r["id"]))
-    for lab, ids in by_class.items():
-        label_images(project, ids[:8], lab)
+    _label_cell_types(project, per_class=8)
     return project
 
 

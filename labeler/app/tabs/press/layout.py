@@ -30,12 +30,11 @@ def tab(ctx: AppContext) -> dcc.Tab:
             html.Span("epochs ", className="muted"),
             dcc.Input(id=ids.PRESS_EPOCHS, type="number", min=1, max=1000, step=1, value=30,
                       className="page-input"),
-            dcc.Checklist(id=ids.PRESS_QUICK, options=[{"label": " quick: the last block only", "value": "quick"}],
-                          value=[], inline=True,
-                          title="Trains the last block and the head instead of the last stages: about 7x faster "
-                                "(ELPV, 300 labels, 2 CPU cores: 65 s against 467 s); same probe accuracy, "
-                                "defect-level figures higher, defective search P@1 0.008 lower "
-                                "(docs/features.md)"),
+            html.Span(dcc.Checklist(id=ids.PRESS_QUICK, options=[{"label": " quick: the last block only",
+                                                                   "value": "quick"}], value=[], inline=True),
+                      title="Trains the last block and the head instead of the last stages: about 7x faster "
+                            "(ELPV, 300 labels, 2 CPU cores: 65 s against 467 s); same probe accuracy, "
+                            "defect-level figures higher, defective search P@1 0.008 lower (docs/features.md)"),
             html.Button("Fine-tune on my labels", id=ids.PRESS_START, className="btn btn-primary", n_clicks=0),
             html.Button("Cancel", id=ids.PRESS_CANCEL, className="btn", n_clicks=0, disabled=True),
         ], className="action-row wrap"),
