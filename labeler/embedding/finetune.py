@@ -285,8 +285,9 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     say : callable
         Receives one-line progress messages.
     step : callable(stage: str, done: int, total: int), optional
-        Called after each training epoch (``'training'``, epochs done, epochs) and each
-        re-embedded chunk (``'re-embedding'``, rows done, rows); it may raise to stop
+        Called after each training epoch (``'training'``, epochs done, epochs) and, with
+        the prefix cache, before each re-embedded chunk (``'re-embedding'``, rows done,
+        rows; the whole-network path without the cache reports no chunks); it may raise to stop
         the press there (a background job's cancel, :mod:`labeler.jobs`): nothing is
         written to the project before the new feature set is saved.
 
