@@ -171,6 +171,11 @@ def main(argv=None) -> None:
     ap.add_argument("--tta", action="store_true", default=None, help="average each vector over the 8 symmetries")
     ap.add_argument("--input-size", type=int, default=None, help="default: the backbone's")
     ap.add_argument("--seed", type=int, default=None, help="default: finetune_project's")
+    ap.add_argument("--semi", default=None, help="default: finetune_project's ('none'; or 'fixmatch': also learn "
+                                                  "from the unlabelled images)")
+    ap.add_argument("--holdout", type=float, default=0.0,
+                    help="share of each label held out of training (default 0: train on every label; "
+                         "the product's press holds out 0.2, which FixMatch's held-out check needs)")
     ap.add_argument("--keep", type=Path, default=None,
                     help="keep the fine-tuned vectors in this .npy (and the trained tail next to it, .pt)")
     ap.add_argument("--no-prefix-cache", action="store_true",
@@ -241,7 +246,7 @@ def main(argv=None) -> None:
         kw = {k: v for k, v in {"epochs": args.epochs, "lr": args.lr, "train_from": args.train_from,
                                 "class_weight": args.class_weight, "head": args.head,
                                 "loss": args.loss, "tta": args.tta, "input_size": args.input_size,
-                                "seed": args.seed}.items() if v is not None}
+                                "seed": args.seed, "semi": args.semi}.items() if v is not None}
         baseline = {}
         for item in args.baseline:
             key, _, value = item.partition("=")
@@ -256,13 +261,16 @@ def main(argv=None) -> None:
             t0, c0 = time.perf_counter(), time.process_time()
             opts = {**kw, **baseline} if mode == "no cache" and args.compare else kw
             print(f"fine-tuning on the CPU, {args.threads} threads ({opts or 'defaults'}; {mode}) ...", flush=True)
-            rep = finetune_project(project, device="cpu", holdout=0.0, progress=False, say=print,
+            rep = finetune_project(project, device="cpu", holdout=args.holdout, progress=False, say=print,
                                    prefix_cache=cached, **opts)
             wall, cpu = time.perf_counter() - t0, time.process_time() - c0
             presses.append({"mode": mode, "wall_seconds": round(wall, 1), "cpu_seconds": round(cpu, 1),
                             "cache_seconds": round(rep.cache_seconds, 1), "train_seconds": round(rep.train_seconds, 1),
                             "embed_seconds": round(rep.embed_seconds, 1), "prefix_images": rep.prefix_images,
+                            "heldout_accuracy": rep.heldout_accuracy, "semi_stats": rep.semi_stats,
                             "load_average": os.getloadavg()[0]})
+            if rep.semi_stats:
+                print(f"  unlabelled images: {rep.semi_stats}", flush=True)
             print(f"  {mode}: {wall:.1f} s (cache {rep.cache_seconds:.1f} s, training {rep.train_seconds:.1f} s, "
                   f"re-embedding {rep.embed_seconds:.1f} s; prefix run on {rep.prefix_images} images)", flush=True)
             after_x = np.asarray(load_feature_set(project, rep.name))

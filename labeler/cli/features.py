@@ -12,7 +12,7 @@ import click
 
 from .options import ANNOTATOR, PROJECT, open_project, say
 from .models import TEXT_MODEL, add_text_model
-from ..embedding.registry import FEATURE_TYPES, LOSSES, TRAIN_FROM
+from ..embedding.registry import FEATURE_TYPES, LOSSES, SEMI, TRAIN_FROM
 
 
 @click.command("features")
@@ -125,13 +125,17 @@ def _defect(project, normal_label, normalise, name, device: str, quiet: bool) ->
 @click.option("--train-from", type=click.Choice(TRAIN_FROM), default="s16", show_default=True,
               help="Where training starts: s16 the last stages; 'last' the last block only, about 7x faster "
                    "(ELPV: same probe accuracy, defective search P@1 0.008 lower; docs/features.md).")
+@click.option("--semi", type=click.Choice(SEMI), default="none", show_default=True,
+              help="Also learn from the images nobody labelled: 'fixmatch' trains on confident predictions "
+                   "(checked against held-out labels) of the unlabelled images; about 2x the training time.")
 @click.option("--name", default=None, help="Name of the new feature set (default finetuned-<k>).")
 @click.option("--no-use", is_flag=True, help="Store the new feature set without making it active.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.option("--background", is_flag=True,
               help="Run as a background job: print its id and return (`labeler jobs` follows or cancels it).")
 @ANNOTATOR
-def finetune(project_dir, epochs, holdout, device, loss, train_from, name, no_use, quiet, background, annotator):
+def finetune(project_dir, epochs, holdout, device, loss, train_from, semi, name, no_use, quiet, background,
+             annotator):
     """Fine-tune the backbone's last stages on the labels so far, then re-embed.
 
     Opt-in. Trains on the labels a person gave (with the 8 rotations/mirrors of
@@ -144,6 +148,7 @@ def finetune(project_dir, epochs, holdout, device, loss, train_from, name, no_us
       labeler finetune --project data/projects/elpv --epochs 30
       labeler finetune --project data/projects/elpv --background
       labeler finetune --project data/projects/elpv --train-from last   # the quick press
+      labeler finetune --project data/projects/elpv --semi fixmatch     # learn from unlabelled images too
     """
     from ..embedding.finetune import finetune_project
     from ..project import project_lock
@@ -153,14 +158,15 @@ def finetune(project_dir, epochs, holdout, device, loss, train_from, name, no_us
         from ..jobs import start_job
 
         job = start_job(project, "press", {"epochs": epochs, "holdout": holdout, "device": device, "loss": loss,
-                                           "train_from": train_from, "name": name, "activate": not no_use},
+                                           "train_from": train_from, "semi": semi, "name": name,
+                                           "activate": not no_use},
                         by=annotator)
         click.echo(f"started fine-tune job {job.id} (pid {job.pid}); follow it with `labeler jobs --project "
                    f"{project.root} --wait {job.id}`, stop it with `--cancel {job.id}`")
         return
     with project_lock(project.root, "fine-tuning"):
         rep = finetune_project(project, epochs=epochs, holdout=holdout, device=device, loss=loss,
-                               train_from=train_from, name=name, activate=not no_use, progress=not quiet,
+                               train_from=train_from, semi=semi, name=name, activate=not no_use, progress=not quiet,
                                say=say(quiet))
     click.echo(f"trained on {rep.n_train} labelled images ({', '.join(rep.classes)}), {rep.epochs} epochs on "
                f"{rep.device}: {rep.train_seconds:.1f} s; re-embedded in {rep.embed_seconds:.1f} s")
@@ -168,6 +174,16 @@ def finetune(project_dir, epochs, holdout, device, loss, train_from, name, no_us
         frozen = "" if rep.heldout_frozen_accuracy is None else \
             f" (logistic regression on {rep.previous}: {rep.heldout_frozen_accuracy:.3f})"
         click.echo(f"held-out check on {rep.n_heldout} labels: accuracy {rep.heldout_accuracy:.3f}{frozen}")
+    if rep.semi_stats:
+        st = rep.semi_stats
+        counts = ", ".join(f"{c} {k}" for c, k in zip(rep.classes, st["pseudo_class_counts"]))
+        check = ("no held-out check (no held-out labels)" if st["pseudo_heldout_precision"] is None else
+                 f"held-out precision of confident predictions {st['pseudo_heldout_precision']:.3f} "
+                 f"({st['pseudo_heldout_confident']} confident)")
+        stopped = (f"; switched off after epoch {st['semi_stopped_epoch']} (pseudo-labels wrong too often)"
+                   if st["semi_stopped_epoch"] else "")
+        click.echo(f"unlabelled images: {st['pseudo_share']:.1%} of {st['unlabelled_drawn']} drawn became "
+                   f"pseudo-labels ({counts}); {check}{stopped}")
     state = "active" if not no_use else "stored, not active"
     click.echo(f"feature set {rep.name} {state}; previous: {rep.previous}")
     click.echo(f"the map and clusters stay as they were: `labeler cluster --project {project.root} --feature-set "

@@ -67,12 +67,15 @@ from .finetuned_net import (TRAIN_FROM, FinetunedFeatures, Tail, embed_cached_ma
                             save_finetuned, train_start)
 from .prefix_cache import d4, open_prefix_cache, prefix_engine as _prefix_engine
 from .prefix_cache import run_prefix as _prefix
+from .registry import SEMI
 
-__all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "LOSSES",
+__all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "LABEL_SMOOTHING", "LOSSES", "SEMI",
            "SUPCON_TEMPERATURE", "SUPCON_WEIGHT", "TRAIN_FROM", "d4", "embed_cached_maps", "finetune_project",
            "load_finetuned", "load_tail", "save_finetuned", "supcon_loss", "train_start"]
 
 
+#: Label smoothing of the cross-entropy (Szegedy et al. 2016's 0.1).
+LABEL_SMOOTHING = 0.1
 #: Class weights of the loss: square root of inverse frequency, inverse frequency, none.
 CLASS_WEIGHTS = ("sqrt", "balanced", "none")
 #: The new classifier: a linear layer, or a cosine classifier (:class:`CosineClassifier`).
@@ -121,6 +124,12 @@ class FinetuneReport:
         same labels, on the same held-out images: the figure to beat.
     failures : list of (int, str)
         Images that could not be read while re-embedding (their rows are zero).
+    semi : str
+        What the press learned from besides the hand labels (:data:`SEMI`).
+    semi_stats : dict or None
+        With ``semi='fixmatch'``: :meth:`labeler.embedding.semi.FixMatch.summary` (share of
+        the unlabelled images drawn that became pseudo-labels, their classes, the held-out
+        check's precision and the epoch it switched the term off at, if it did).
     """
 
     name: str
@@ -138,6 +147,8 @@ class FinetuneReport:
     failures: list = dataclasses.field(default_factory=list)
     cache_seconds: float = 0.0
     prefix_images: int = 0
+    semi: str = "none"
+    semi_stats: dict | None = None
 
 
 def _split(y: np.ndarray, holdout: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -218,7 +229,7 @@ def _drop_export(backbone) -> None:
 def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout: float = 0.2,
                      batch_size: int = 32, lr: float = 3e-4, train_from: str = "s16", class_weight: str = "sqrt",
                      head: str = "linear", tta: bool = False, input_size: int | None = None, loss: str = LOSSES[0],
-                     seed: int = 0, prefix_cache: bool = True, cache_budget_gb: float | None = None,
+                     seed: int = 0, semi: str = "none", prefix_cache: bool = True, cache_budget_gb: float | None = None,
                      name: str | None = None, activate: bool = True, progress: bool = True,
                      say=lambda s: None, step=None) -> FinetuneReport:
     """Fine-tune the project's backbone on its current labels and store the new vectors.
@@ -266,6 +277,12 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         cross-entropy alone, at half the training cost (see the module docstring for
         what each measured).
     seed : int, default 0
+    semi : {'none', 'fixmatch'}, default 'none'
+        Also learn from the images without a hand label: FixMatch (Sohn et al. 2020) on
+        their cached prefix maps, with ramp-up, a confidence threshold, distribution
+        alignment and a held-out check that switches it off when its pseudo-labels are
+        wrong too often (:mod:`labeler.embedding.semi`). Needs the prefix cache (not with
+        ``prefix_cache=False`` or ``tta``); about 2x the training time.
     prefix_cache : bool, default True
         Keep the frozen prefix's maps of every image (and the symmetries of the labelled
         ones) in ``cache/`` of the project (:mod:`labeler.embedding.prefix_cache`): the
@@ -302,8 +319,8 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     BadInputError
         Fewer than 10 images labelled by a person or fewer than 2 labels, a backbone other than
         EfficientNet-Lite, ``epochs < 1``, ``holdout`` outside [0, 0.5], or an unknown
-        ``train_from`` / ``class_weight`` / ``head`` / ``loss``, or ``input_size`` outside
-        [64, 1024].
+        ``train_from`` / ``class_weight`` / ``head`` / ``loss`` / ``semi``, ``input_size`` outside
+        [64, 1024], or ``semi='fixmatch'`` without the prefix cache.
     """
     from .backbones import load_backbone
     from .device import pick_device
@@ -323,6 +340,11 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     if loss not in LOSSES:
         raise BadInputError(f"loss must be one of {LOSSES}, got {loss!r}")
     supcon = loss == "ce+supcon"
+    if semi not in SEMI:
+        raise BadInputError(f"semi must be one of {SEMI}, got {semi!r}")
+    if semi != "none" and (not prefix_cache or tta):
+        raise BadInputError(f"semi={semi!r} learns from the prefix cache's maps of the unlabelled images: "
+                            "it needs the prefix cache (prefix_cache=True, no tta)")
     if input_size is not None and not 64 <= input_size <= 1024:
         raise BadInputError(f"input_size must be in [64, 1024] pixels, got {input_size}")
     store = project.store
@@ -386,9 +408,22 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     weight = {"sqrt": (counts.sum() / counts / len(classes)).sqrt(), "balanced": counts.sum() / counts / len(classes),
               "none": torch.ones_like(counts)}[class_weight]
     g = torch.Generator().manual_seed(seed)
+    fixmatch, held_maps = None, None
+    if semi == "fixmatch":
+        from .semi import FixMatch
+
+        hand = np.zeros(len(cache.valid), bool)
+        hand[[r["row"] for r, _ in labelled]] = True  # held-out images are never unlabelled
+        fixmatch = FixMatch(cache.maps, np.flatnonzero(cache.valid & ~hand), counts.cpu(), LABEL_SMOOTHING, epochs,
+                            dev, seed)
+        held_ok = [i for i in held if cache.valid[labelled[i][0]["row"]]]
+        if held_ok:
+            held_maps = torch.from_numpy(np.asarray(cache.maps[[labelled[i][0]["row"] for i in held_ok]]))
+            held_y = y_all[held_ok]
     maps_seconds = time.perf_counter() - t0
-    say(f"stage maps: {maps_seconds:.1f} s; training {len(classes)} classes on {n} images, {epochs} epochs "
-        f"on {dev} ...")
+    say(f"stage maps: {maps_seconds:.1f} s; training {len(classes)} classes on {n} images"
+        + (f" and {len(fixmatch.pool)} unlabelled (FixMatch)" if fixmatch is not None else "")
+        + f", {epochs} epochs on {dev} ...")
     for epoch in range(epochs):
         if step is not None and epoch:
             step("training", epoch, epochs)
@@ -404,13 +439,21 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
                 h = torch.cat([h, maps[sym2[idx].to(dev), idx.to(dev)].float()])
                 yb = torch.cat([yb, yb])
             e = tail.embed(h)
-            batch_loss = F.cross_entropy(tail.fc(tail.drop(e)), yb, weight=weight, label_smoothing=0.1)
+            batch_loss = F.cross_entropy(tail.fc(tail.drop(e)), yb, weight=weight, label_smoothing=LABEL_SMOOTHING)
             if supcon:
                 batch_loss = batch_loss + SUPCON_WEIGHT * supcon_loss(e, yb, SUPCON_TEMPERATURE)
+            if fixmatch is not None:
+                from .semi import MU
+
+                unlabelled = fixmatch.loss(tail, MU * len(idx), epoch)
+                if unlabelled is not None:
+                    batch_loss = batch_loss + unlabelled
             opt.zero_grad()
             batch_loss.backward()
             opt.step()
             sched.step()
+        if fixmatch is not None and held_maps is not None:
+            fixmatch.check(tail, held_maps, held_y, epoch)
     tail.eval()
     train_seconds = time.perf_counter() - t0 - cache_seconds
     del maps
@@ -458,7 +501,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     save_feature_set(project, name, feats, {
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
         "train_from": train_from, "class_weight": class_weight, "head": head,
-        "loss": loss, "tta": bool(tta), "input_size": bb.input_size, "n_train": int(len(train)),
+        "loss": loss, "semi": semi, **({"semi_stats": fixmatch.summary()} if fixmatch is not None else {}), "tta": bool(tta), "input_size": bb.input_size, "n_train": int(len(train)),
         "n_heldout": int(len(held)),
         "heldout_accuracy": acc,
         # The images the network saw with their labels: the suggestion model must not
@@ -473,4 +516,5 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
                           n_train=int(len(train)), n_heldout=int(len(held)), epochs=epochs, device=str(dev),
                           train_seconds=train_seconds, embed_seconds=embed_seconds, heldout_accuracy=acc,
                           heldout_frozen_accuracy=frozen_acc, failures=failures, cache_seconds=cache_seconds,
-                          prefix_images=cache.computed if cache is not None else 8 * len(train) + len(feats))
+                          prefix_images=cache.computed if cache is not None else 8 * len(train) + len(feats),
+                          semi=semi, semi_stats=fixmatch.summary() if fixmatch is not None else None)
