@@ -62,7 +62,7 @@ HEARTBEAT_S = 5.0
 #: Keyword arguments of :func:`labeler.embedding.finetune.finetune_project` a press job passes on
 #: (``activate``: make the new set active at the end, default True).
 PRESS_OPTIONS = ("epochs", "holdout", "device", "loss", "name", "activate", "input_size", "seed", "batch_size",
-                 "lr", "train_from", "class_weight", "head", "tta", "prefix_cache", "cache_budget_gb")
+                 "lr", "train_from", "class_weight", "head", "tta", "semi", "prefix_cache", "cache_budget_gb")
 #: Keyword arguments of :func:`labeler.pipeline.recluster` a recluster job passes on
 #: (``feature_set``: re-map and re-cluster in that stored set, default the active one).
 RECLUSTER_OPTIONS = ("feature_set",)
@@ -415,6 +415,11 @@ def _press(project, params: dict, rep: _Reporter) -> dict:
         summary += f"; held-out accuracy {r.heldout_accuracy:.3f}"
         if r.heldout_frozen_accuracy is not None:
             summary += f" (before: {r.heldout_frozen_accuracy:.3f})"
+    if r.semi_stats:
+        st = r.semi_stats
+        summary += (f"; unlabelled images: {st['pseudo_share']:.0%} of those drawn became pseudo-labels"
+                    + (f", switched off after epoch {st['semi_stopped_epoch']} (wrong too often on held-out labels)"
+                       if st["semi_stopped_epoch"] else ""))
     if rep.stop_asked():  # too late to stop before storing: store it, but do not activate
         raise JobCancelled(f"cancelled after the press stored {r.name}; it was not made active "
                            f"(`labeler features --use {r.name}` does), the active set is still {previous}")
@@ -425,7 +430,7 @@ def _press(project, params: dict, rep: _Reporter) -> dict:
     return {"name": r.name, "previous": previous, "active": activate, "classes": r.classes,
             "n_train": r.n_train, "n_heldout": r.n_heldout, "heldout_accuracy": r.heldout_accuracy,
             "heldout_frozen_accuracy": r.heldout_frozen_accuracy, "train_seconds": r.train_seconds,
-            "embed_seconds": r.embed_seconds, "failures": len(r.failures),
+            "embed_seconds": r.embed_seconds, "failures": len(r.failures), "semi_stats": r.semi_stats,
             "summary": summary + ("; now active" if activate else "; stored, not active")}
 
 

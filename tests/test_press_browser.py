@@ -59,12 +59,16 @@ def test_fine_tune_from_the_dashboard_with_progress_and_cancel(driver, project, 
                    what="cancelled status")
         assert active_feature_set(project) == "embeddings" and list(list_feature_sets(project)) == ["embeddings"]
 
+        # The second press also learns from the unlabelled images: the tick box, clicked.
+        driver.find_element(By.XPATH, "//*[@id='press-options']//label[contains(., 'learn from unlabelled')]").click()
         driver.find_element(By.ID, "press-start").click()
         message(driver, "Fine-tune started (job 2)")
+        assert jobs.job_status(project, "2").params["semi"] == "fixmatch"
         label_images(project, rest[:1], "mono", annotator="rita")  # labelling goes on meanwhile
         text = message(driver, "is now active")
         job = jobs.job_status(project, "2")
         assert job.state == "finished" and f"feature set {job.result['name']} is now active" in text
+        assert list_feature_sets(project)[job.result["name"]]["semi"] == "fixmatch"
         assert active_feature_set(project) == job.result["name"] and project.store.labels()[rest[0]] == "mono"
         wait_until(lambda: "job 2 (press) finished" in text_of(driver, "#press-status"), what="finished status")
         assert not driver.find_element(By.ID, "press-bar").is_displayed()

@@ -230,7 +230,7 @@ def next_button(kind: str, image_id: int) -> dict:
 # -- Fine-tune tab: the press as a background job (labeler.jobs) ------------------------
 TAB_PRESS = "tab-press"
 PRESS_EPOCHS = "press-epochs"
-PRESS_QUICK = "press-quick"  # tick box: train the last block only (finetune train_from="last")
+PRESS_OPTIONS = "press-options"  # tick boxes: 'quick' (train_from="last"), 'unlabelled' (semi="fixmatch")
 PRESS_START = "press-start"
 PRESS_CANCEL = "press-cancel"
 PRESS_STATUS = "press-status"  # the job's line (stage, message, result or error)

@@ -38,15 +38,19 @@ def snapshot(actx: AppContext) -> dict | None:
             "result": j.result}
 
 
-def start_press(actx: AppContext, epochs, annotator, quick=None) -> str:
+def start_press(actx: AppContext, epochs, annotator, options=None) -> str:
     """Start the press in the background (raises the one-line LabelerError of a refusal,
-    e.g. another job running, naming it). ``quick`` (the tick box's value, a list) trains
-    the last block only (``train_from='last'``, :data:`labeler.embedding.finetune.TRAIN_FROM`)."""
+    e.g. another job running, naming it). ``options`` (the tick boxes' value, a list):
+    ``'quick'`` trains the last block only (``train_from='last'``,
+    :data:`labeler.embedding.finetune.TRAIN_FROM`); ``'unlabelled'`` also learns from the
+    images nobody labelled (``semi='fixmatch'``, :mod:`labeler.embedding.semi`)."""
     try:
         n = int(epochs)
     except (TypeError, ValueError):
         n = 30
-    params = {"epochs": max(1, n), **({"train_from": "last"} if quick else {})}
+    options = options or []
+    params = {"epochs": max(1, n), **({"train_from": "last"} if "quick" in options else {}),
+              **({"semi": "fixmatch"} if "unlabelled" in options else {})}
     job = jobs.start_job(actx.project, "press", params, by=annotator_name(annotator))
     return f"Fine-tune started (job {job.id}); keep labelling, it runs in the background."
 
@@ -110,15 +114,15 @@ def register(app: Dash, actx: AppContext) -> None:
                   Output(ids.PRESS_SEEN, "data", allow_duplicate=True),
                   Output(ids.PRESS_POLL, "disabled", allow_duplicate=True),
                   Input(ids.PRESS_START, "n_clicks"), Input(ids.PRESS_RECLUSTER, "n_clicks"),
-                  State(ids.PRESS_EPOCHS, "value"), State(ids.PRESS_QUICK, "value"), State(ids.ANNOTATOR, "data"),
+                  State(ids.PRESS_EPOCHS, "value"), State(ids.PRESS_OPTIONS, "value"), State(ids.ANNOTATOR, "data"),
                   prevent_initial_call=True)
-    def start(n_press, n_recluster, epochs, quick, annotator):
+    def start(n_press, n_recluster, epochs, options, annotator):
         if not (n_press or n_recluster):
             raise PreventUpdate
         if ctx.triggered_id == ids.PRESS_RECLUSTER:
             out = attempt(start_recluster, actx, annotator)
         else:
-            out = attempt(start_press, actx, epochs, annotator, quick)
+            out = attempt(start_press, actx, epochs, annotator, options)
         return message(out.text, out.kind), snapshot(actx), False
 
     @app.callback(Output(ids.MESSAGE, "children", allow_duplicate=True),

@@ -7,6 +7,10 @@ from dash import dcc, html
 from ... import ids
 from ...state import AppContext
 
+#: What the "learn from unlabelled images" tick box does and what it measured (docs/features.md).
+UNLABELLED_TITLE = ("FixMatch: the network also trains on its own confident predictions for the images nobody "
+                    "labelled, checked against held-out labels (switched off when they are wrong too often); "
+                    "about 2x the training time.")
 #: How often the page reads the running press's record (ms); only while one runs.
 POLL_MS = 2000
 
@@ -30,11 +34,16 @@ def tab(ctx: AppContext) -> dcc.Tab:
             html.Span("epochs ", className="muted"),
             dcc.Input(id=ids.PRESS_EPOCHS, type="number", min=1, max=1000, step=1, value=30,
                       className="page-input"),
-            html.Span(dcc.Checklist(id=ids.PRESS_QUICK, options=[{"label": " quick: the last block only",
-                                                                   "value": "quick"}], value=[], inline=True),
-                      title="Trains the last block and the head instead of the last stages: about 7x faster "
-                            "(ELPV, 300 labels, 2 CPU cores: 65 s against 467 s); same probe accuracy, "
-                            "defect-level figures higher, defective search P@1 0.008 lower (docs/features.md)"),
+            dcc.Checklist(id=ids.PRESS_OPTIONS, value=[], inline=True, options=[
+                {"label": html.Span(" quick: the last block only",
+                                    title="Trains the last block and the head instead of the last stages: about 7x "
+                                          "faster (ELPV, 300 labels, 2 CPU cores: 65 s against 467 s); same probe "
+                                          "accuracy, defect-level figures higher, defective search P@1 0.008 lower "
+                                          "(docs/features.md)"),
+                 "value": "quick"},
+                {"label": html.Span(" learn from unlabelled images too",
+                                    title=UNLABELLED_TITLE),
+                 "value": "unlabelled"}]),
             html.Button("Fine-tune on my labels", id=ids.PRESS_START, className="btn btn-primary", n_clicks=0),
             html.Button("Cancel", id=ids.PRESS_CANCEL, className="btn", n_clicks=0, disabled=True),
         ], className="action-row wrap"),
