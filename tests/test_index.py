@@ -144,6 +144,32 @@ def test_project_index_records_parameters_and_exact_on_request(tmp_path, monkeyp
     p.store.close()
 
 
+def test_vectors_that_need_a_wide_beam_get_a_denser_graph_that_needs_a_narrower_one(tmp_path, monkeypatch):
+    """Where the first graph needs more than the floor beam, the saved index is the denser
+    graph (efConstruction HNSW_EF_CONSTRUCTION_HARD) when that one reaches the target with a
+    narrower beam; index.json records which graph was kept."""
+    import json
+
+    monkeypatch.setattr(ix, "HNSW_FROM", 500)
+    monkeypatch.setattr(ix, "HNSW_M", 8)
+    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION", 8)
+    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION_HARD", 64)
+    monkeypatch.setattr(ix, "HNSW_EF_SEARCH", 10)
+    x = np.random.default_rng(5).normal(size=(3000, 24)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    sparse_ef, _ = ix.tune_ef_search(HnswIndex.build(x), x)
+    assert sparse_ef is None or sparse_ef > 10  # the first graph needs a wider beam
+    said = []
+    p = Project(tmp_path / "p", create=True)
+    p.save_array("pca", x)
+    assert ix.update_project_index(p, say=said.append) == "built"
+    meta = json.loads((p.models_dir / ix.INDEX_META).read_text())
+    assert meta["kind"] == "hnsw" and meta["ef_construction"] == 64
+    assert meta["ef_search"] < (sparse_ef or 10**9) and meta["recall_at_10"] >= ix.HNSW_TARGET_RECALL
+    assert any("denser graph (efConstruction 64)" in s for s in said)
+    p.store.close()
+
+
 def test_project_index_tunes_its_beam_to_the_vectors_or_stays_exact(tmp_path, monkeypatch):
     """The saved index gets the smallest efSearch reaching the recall target on its own rows
     (recorded in index.json, measured against exact search here too); a target no beam width
@@ -153,6 +179,7 @@ def test_project_index_tunes_its_beam_to_the_vectors_or_stays_exact(tmp_path, mo
     monkeypatch.setattr(ix, "HNSW_FROM", 500)
     monkeypatch.setattr(ix, "HNSW_M", 8)  # a sparse graph on spread-out vectors: the floor beam is not enough
     monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION", 16)
+    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION_HARD", 16)  # no denser rebuild (the next test has it)
     monkeypatch.setattr(ix, "HNSW_EF_SEARCH", 10)
     x = np.random.default_rng(5).normal(size=(3000, 24)).astype(np.float32)
     x /= np.linalg.norm(x, axis=1, keepdims=True)
