@@ -271,3 +271,24 @@ def test_a_damaged_kept_map_names_what_is_lost_not_a_remap(project, elpv_dir):
     kept[0].write_bytes(bytes(raw))
     found = [str(f) for f in check_project(project.root)]
     assert len(found) == 1 and "kept earlier map" in found[0] and "--remap" not in found[0]
+
+
+def test_evaluate_reuses_the_stored_clustering_space_only_while_it_is_the_pcas(project, elpv_dir, monkeypatch):
+    """`labeler evaluate`'s PCA row clusters the stored cluster_space.npy (what ingest
+    clustered); after a re-map in a learned set that file holds the learned space, so the PCA
+    row fits its own UMAP instead of scoring the learned clusters under the PCA's name."""
+    from labeler.evaluate import run
+
+    fits = []
+    real = run.fit_umap
+    monkeypatch.setattr(run, "fit_umap", lambda *a, **kw: fits.append(1) or real(*a, **kw))
+    rows = np.arange(project.store.next_row())
+    pca = np.asarray(project.load_array("pca"))
+    stored = np.asarray(project.load_array("cluster_space"))
+    run.run_clusterings(project, rows, {"pca": pca}, 2, ks=[2], log=lambda m: None)
+    assert fits == []  # the ingest map: its stored space is the PCA's
+    recluster(project, project.settings(), feature_set=_store_learned_set(project, _truth(project, elpv_dir)),
+              say=lambda m: None)
+    assert not np.array_equal(np.asarray(project.load_array("cluster_space")), stored)
+    run.run_clusterings(project, rows, {"pca": pca}, 2, ks=[2], log=lambda m: None)
+    assert fits == [1]

@@ -34,16 +34,21 @@ def run_clusterings(project: Project, rows: np.ndarray, feats: dict[str, np.ndar
     """HDBSCAN (project settings, on a 10-d UMAP) and KMeans for each feature.
 
     The PCA feature reuses the project's stored clustering space
-    (``cluster_space.npy``), exactly what ingest clustered; other features get
-    their own UMAP with the same settings. KMeans runs on the raw pixels as they
+    (``cluster_space.npy``), exactly what ingest clustered, while the current map is one of
+    the ingest embeddings; after a re-map in a learned feature set (``labeler cluster
+    --feature-set``) that space is no longer the PCA's, so the PCA gets its own UMAP like
+    the other features, which get one with the same settings. KMeans runs on the raw pixels as they
     are (per-pixel difference) and on L2-normalised embeddings / PCA vectors.
     """
+    from ..map_versions import INGEST, map_info
+
     s = project.settings()
     ks = ks or sorted({n_classes, 2 * n_classes, 20})
     out = []
+    stored_is_pca = project.has_array("cluster_space") and map_info(project)["feature_set"] == INGEST
     for name, x in feats.items():
         t0 = time.time()
-        if name == "pca" and project.has_array("cluster_space"):
+        if name == "pca" and stored_is_pca:
             space = np.asarray(project.load_array("cluster_space")[rows])
         else:
             dims = int(min(s.cluster_dims, max(2, len(x) - 2)))
