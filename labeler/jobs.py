@@ -415,7 +415,7 @@ def _press(project, params: dict, rep: _Reporter) -> dict:
         summary += f"; held-out accuracy {r.heldout_accuracy:.3f}"
         if r.heldout_frozen_accuracy is not None:
             summary += f" (before: {r.heldout_frozen_accuracy:.3f})"
-    if r.semi_stats:
+    if r.semi_stats and "pseudo_share" in r.semi_stats:  # FixMatch
         st = r.semi_stats
         summary += (f"; unlabelled images: {st['pseudo_share']:.0%} of those drawn became pseudo-labels"
                     + (f", switched off after epoch {st['semi_stopped_epoch']} (wrong too often on held-out labels)"

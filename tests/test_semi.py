@@ -154,7 +154,7 @@ def test_a_fixmatch_press_learns_from_the_images_no_person_labelled(project, mon
     hand_rows = {int(r["row"]) for r in table if int(r["id"]) in project.store.labels()}
     (pool,) = pools
     assert len(pool) == len(table) - len(hand_rows) and not hand_rows & set(pool.tolist())
-    assert any(f"and {len(pool)} unlabelled (FixMatch)" in s for s in said)
+    assert any(f"and {len(pool)} unlabelled (fixmatch)" in s for s in said)
     assert rep.semi == "fixmatch" and rep.semi_stats["unlabelled_drawn"] > 0 and rep.n_heldout == 2
     info = fs.list_feature_sets(project)[rep.name]
     assert info["semi"] == "fixmatch" and info["semi_stats"] == rep.semi_stats
@@ -177,5 +177,40 @@ def test_the_cli_press_with_fixmatch_says_what_the_unlabelled_images_taught(proj
     line = next(s for s in r.output.splitlines() if s.startswith("unlabelled images: "))
     assert " drawn became pseudo-labels (" in line and ("held-out precision" in line or "no held-out check" in line)
     assert fs.feature_set_info(project, "finetuned-1")["semi"] == "fixmatch"
-    r = CliRunner().invoke(main, ["finetune", "--project", str(project.root), "--semi", "meanteacher"])
-    assert r.exit_code == 2 and "'meanteacher' is not one of 'none', 'fixmatch'" in r.output
+    r = CliRunner().invoke(main, ["finetune", "--project", str(project.root), "--semi", "mixmatch"])
+    assert r.exit_code == 2 and "'mixmatch' is not one of 'none', 'fixmatch', 'meanteacher'" in r.output
+
+
+def test_the_mean_teacher_follows_the_student_and_asks_for_its_soft_predictions():
+    """The teacher starts as a copy, moves by EMA_DECAY towards the student at each step; the
+    term is 0 before the ramp and before any step, then a differentiable consistency."""
+    from labeler.embedding.semi import EMA_DECAY, MeanTeacher
+
+    maps = np.random.default_rng(0).random((30, 2, 4, 4)).astype(np.float16)
+    mt = MeanTeacher(maps, np.arange(30), torch.tensor([1.0, 1.0]), 0.1, 10, torch.device("cpu"), seed=0)
+    student = _Tiny([[1.0, 0.0], [0.0, 1.0]])
+    assert mt.loss(student, 8, epoch=5) is None  # no teacher before the first step
+    mt.after_step(student)
+    with torch.no_grad():
+        student.fc.weight.add_(1.0)
+    mt.after_step(student)
+    expect = torch.tensor([[1.0, 0.0], [0.0, 1.0]]) * EMA_DECAY + (torch.tensor([[1.0, 0.0], [0.0, 1.0]]) + 1) * (1 - EMA_DECAY)
+    assert torch.allclose(mt.teacher.fc.weight, expect)
+    assert mt.loss(student, 8, epoch=0) is None
+    loss = mt.loss(student, 8, epoch=5)
+    assert loss is not None and loss.requires_grad and float(loss) >= 0 and mt.drawn == 8
+    held = torch.from_numpy(maps[:10].astype(np.float32))
+    mt.check(student, held, np.zeros(10, int), epoch=5)
+    assert 0.0 <= mt.summary()["teacher_heldout_accuracy"] <= 1.0
+
+
+def test_a_mean_teacher_press_stores_its_record(project):
+    from labeler.embedding import feature_sets as fs
+    from labeler.embedding.finetune import finetune_project
+    from test_finetune import _label_cell_types
+
+    _label_cell_types(project, per_class=6)
+    rep = finetune_project(project, epochs=2, device="cpu", holdout=0.2, train_from="last", semi="meanteacher",
+                           progress=False)
+    assert rep.semi_stats["unlabelled_drawn"] > 0 and rep.semi_stats["teacher_heldout_accuracy"] is not None
+    assert fs.list_feature_sets(project)[rep.name]["semi"] == "meanteacher"

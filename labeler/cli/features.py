@@ -127,7 +127,8 @@ def _defect(project, normal_label, normalise, name, device: str, quiet: bool) ->
                    "(ELPV: same probe accuracy, defective search P@1 0.008 lower; docs/features.md).")
 @click.option("--semi", type=click.Choice(SEMI), default="none", show_default=True,
               help="Also learn from the images nobody labelled: 'fixmatch' trains on confident predictions "
-                   "(checked against held-out labels) of the unlabelled images; about 2x the training time.")
+                   "(checked against held-out labels) of the unlabelled images, 'meanteacher' on the soft "
+                   "predictions of an average of the network; about 1.5-2x the training time.")
 @click.option("--name", default=None, help="Name of the new feature set (default finetuned-<k>).")
 @click.option("--no-use", is_flag=True, help="Store the new feature set without making it active.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
@@ -174,7 +175,7 @@ def finetune(project_dir, epochs, holdout, device, loss, train_from, semi, name,
         frozen = "" if rep.heldout_frozen_accuracy is None else \
             f" (logistic regression on {rep.previous}: {rep.heldout_frozen_accuracy:.3f})"
         click.echo(f"held-out check on {rep.n_heldout} labels: accuracy {rep.heldout_accuracy:.3f}{frozen}")
-    if rep.semi_stats:
+    if rep.semi_stats and "pseudo_share" in rep.semi_stats:  # FixMatch
         st = rep.semi_stats
         counts = ", ".join(f"{c} {k}" for c, k in zip(rep.classes, st["pseudo_class_counts"]))
         check = ("no held-out check (no held-out labels)" if st["pseudo_heldout_precision"] is None else
@@ -184,6 +185,11 @@ def finetune(project_dir, epochs, holdout, device, loss, train_from, semi, name,
                    if st["semi_stopped_epoch"] else "")
         click.echo(f"unlabelled images: {st['pseudo_share']:.1%} of {st['unlabelled_drawn']} drawn became "
                    f"pseudo-labels ({counts}); {check}{stopped}")
+    elif rep.semi_stats:  # Mean Teacher
+        st = rep.semi_stats
+        acc = st["teacher_heldout_accuracy"]
+        click.echo(f"unlabelled images: {st['unlabelled_drawn']} drawn"
+                   + ("" if acc is None else f"; the teacher's held-out accuracy {acc:.3f}"))
     state = "active" if not no_use else "stored, not active"
     click.echo(f"feature set {rep.name} {state}; previous: {rep.previous}")
     click.echo(f"the map and clusters stay as they were: `labeler cluster --project {project.root} --feature-set "

@@ -127,9 +127,10 @@ class FinetuneReport:
     semi : str
         What the press learned from besides the hand labels (:data:`SEMI`).
     semi_stats : dict or None
-        With ``semi='fixmatch'``: :meth:`labeler.embedding.semi.FixMatch.summary` (share of
-        the unlabelled images drawn that became pseudo-labels, their classes, the held-out
-        check's precision and the epoch it switched the term off at, if it did).
+        With ``semi``: the method's ``summary()`` (:mod:`labeler.embedding.semi`; for
+        FixMatch the share of the unlabelled images drawn that became pseudo-labels, their
+        classes, the held-out check's precision and the epoch it switched the term off at,
+        if it did).
     """
 
     name: str
@@ -277,12 +278,13 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         cross-entropy alone, at half the training cost (see the module docstring for
         what each measured).
     seed : int, default 0
-    semi : {'none', 'fixmatch'}, default 'none'
-        Also learn from the images without a hand label: FixMatch (Sohn et al. 2020) on
-        their cached prefix maps, with ramp-up, a confidence threshold, distribution
-        alignment and a held-out check that switches it off when its pseudo-labels are
-        wrong too often (:mod:`labeler.embedding.semi`). Needs the prefix cache (not with
-        ``prefix_cache=False`` or ``tta``); about 2x the training time.
+    semi : {'none', 'fixmatch', 'meanteacher'}, default 'none'
+        Also learn from the images without a hand label, on their cached prefix maps
+        (:mod:`labeler.embedding.semi`): FixMatch (Sohn et al. 2020; ramp-up, a confidence
+        threshold, distribution alignment and a held-out check that switches it off when
+        its pseudo-labels are wrong too often) or Mean Teacher (Tarvainen & Valpola 2017;
+        soft targets from an average of the network's own weights). Needs the prefix cache
+        (not with ``prefix_cache=False`` or ``tta``); about 1.5-2x the training time.
     prefix_cache : bool, default True
         Keep the frozen prefix's maps of every image (and the symmetries of the labelled
         ones) in ``cache/`` of the project (:mod:`labeler.embedding.prefix_cache`): the
@@ -320,7 +322,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         Fewer than 10 images labelled by a person or fewer than 2 labels, a backbone other than
         EfficientNet-Lite, ``epochs < 1``, ``holdout`` outside [0, 0.5], or an unknown
         ``train_from`` / ``class_weight`` / ``head`` / ``loss`` / ``semi``, ``input_size`` outside
-        [64, 1024], or ``semi='fixmatch'`` without the prefix cache.
+        [64, 1024], or ``semi`` other than 'none' without the prefix cache.
     """
     from .backbones import load_backbone
     from .device import pick_device
@@ -408,21 +410,22 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     weight = {"sqrt": (counts.sum() / counts / len(classes)).sqrt(), "balanced": counts.sum() / counts / len(classes),
               "none": torch.ones_like(counts)}[class_weight]
     g = torch.Generator().manual_seed(seed)
-    fixmatch, held_maps = None, None
-    if semi == "fixmatch":
-        from .semi import FixMatch
+    semi_term, held_maps = None, None
+    if semi != "none":
+        from .semi import FixMatch, MeanTeacher
 
         hand = np.zeros(len(cache.valid), bool)
         hand[[r["row"] for r, _ in labelled]] = True  # held-out images are never unlabelled
-        fixmatch = FixMatch(cache.maps, np.flatnonzero(cache.valid & ~hand), counts.cpu(), LABEL_SMOOTHING, epochs,
-                            dev, seed)
+        method = {"fixmatch": FixMatch, "meanteacher": MeanTeacher}[semi]
+        semi_term = method(cache.maps, np.flatnonzero(cache.valid & ~hand), counts.cpu(), LABEL_SMOOTHING, epochs,
+                           dev, seed)
         held_ok = [i for i in held if cache.valid[labelled[i][0]["row"]]]
         if held_ok:
             held_maps = torch.from_numpy(np.asarray(cache.maps[[labelled[i][0]["row"] for i in held_ok]]))
             held_y = y_all[held_ok]
     maps_seconds = time.perf_counter() - t0
     say(f"stage maps: {maps_seconds:.1f} s; training {len(classes)} classes on {n} images"
-        + (f" and {len(fixmatch.pool)} unlabelled (FixMatch)" if fixmatch is not None else "")
+        + (f" and {len(semi_term.pool)} unlabelled ({semi})" if semi_term is not None else "")
         + f", {epochs} epochs on {dev} ...")
     for epoch in range(epochs):
         if step is not None and epoch:
@@ -442,18 +445,20 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
             batch_loss = F.cross_entropy(tail.fc(tail.drop(e)), yb, weight=weight, label_smoothing=LABEL_SMOOTHING)
             if supcon:
                 batch_loss = batch_loss + SUPCON_WEIGHT * supcon_loss(e, yb, SUPCON_TEMPERATURE)
-            if fixmatch is not None:
+            if semi_term is not None:
                 from .semi import MU
 
-                unlabelled = fixmatch.loss(tail, MU * len(idx), epoch)
+                unlabelled = semi_term.loss(tail, MU * len(idx), epoch)
                 if unlabelled is not None:
                     batch_loss = batch_loss + unlabelled
             opt.zero_grad()
             batch_loss.backward()
             opt.step()
             sched.step()
-        if fixmatch is not None and held_maps is not None:
-            fixmatch.check(tail, held_maps, held_y, epoch)
+            if semi_term is not None:
+                semi_term.after_step(tail)
+        if semi_term is not None and held_maps is not None:
+            semi_term.check(tail, held_maps, held_y, epoch)
     tail.eval()
     train_seconds = time.perf_counter() - t0 - cache_seconds
     del maps
@@ -501,7 +506,8 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     save_feature_set(project, name, feats, {
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
         "train_from": train_from, "class_weight": class_weight, "head": head,
-        "loss": loss, "semi": semi, **({"semi_stats": fixmatch.summary()} if fixmatch is not None else {}), "tta": bool(tta), "input_size": bb.input_size, "n_train": int(len(train)),
+        "loss": loss, "semi": semi, **({"semi_stats": semi_term.summary()} if semi_term is not None else {}),
+        "tta": bool(tta), "input_size": bb.input_size, "n_train": int(len(train)),
         "n_heldout": int(len(held)),
         "heldout_accuracy": acc,
         # The images the network saw with their labels: the suggestion model must not
@@ -517,4 +523,4 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
                           train_seconds=train_seconds, embed_seconds=embed_seconds, heldout_accuracy=acc,
                           heldout_frozen_accuracy=frozen_acc, failures=failures, cache_seconds=cache_seconds,
                           prefix_images=cache.computed if cache is not None else 8 * len(train) + len(feats),
-                          semi=semi, semi_stats=fixmatch.summary() if fixmatch is not None else None)
+                          semi=semi, semi_stats=semi_term.summary() if semi_term is not None else None)

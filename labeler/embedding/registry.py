@@ -56,8 +56,9 @@ RUNTIMES: tuple[str, ...] = ("auto", "torch", "onnxruntime")
 #: cross-entropy alone (half the training time).
 LOSSES: tuple[str, ...] = ("ce+supcon", "ce")
 #: What a fine-tune press learns from besides the hand labels (``labeler.embedding.semi``): nothing,
-#: or the unlabelled images through FixMatch (Sohn et al. 2020) on the cached prefix maps.
-SEMI: tuple[str, ...] = ("none", "fixmatch")
+#: or the unlabelled images through FixMatch (Sohn et al. 2020) or Mean Teacher (Tarvainen &
+#: Valpola 2017) on the cached prefix maps.
+SEMI: tuple[str, ...] = ("none", "fixmatch", "meanteacher")
 #: Where a fine-tune press's training starts (:func:`labeler.embedding.finetuned_net.train_start`;
 #: here torch-free, so the CLI lists them): for Lite0 's16' trains blocks 11-15 + the head
 #: convolution, 's8' blocks 5-15 + head, 'last' block 15 + head, 'head' the head convolution alone.

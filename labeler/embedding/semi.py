@@ -51,7 +51,7 @@ from ..errors import BadInputError
 from .prefix_cache import d4
 
 __all__ = ["CHANNEL_DROP", "MIN_CONFIDENT", "MU", "PRECISION_FLOOR", "RAMP_SHARE", "THRESHOLD", "WEIGHT",
-           "DistributionAlignment", "FixMatch", "pseudo_labels", "strong_view"]
+           "DistributionAlignment", "EMA_DECAY", "FixMatch", "MeanTeacher", "pseudo_labels", "strong_view"]
 
 #: Confidence a prediction needs to become a pseudo-label (FixMatch's tau, Sohn et al. 2020).
 THRESHOLD = 0.95
@@ -206,6 +206,9 @@ class FixMatch:
         self.heldout_precision: float | None = None
         self.heldout_confident = 0
 
+    def after_step(self, tail) -> None:
+        """Nothing (Mean Teacher's hook; FixMatch keeps no second network)."""
+
     def weight(self, epoch: int) -> float:
         """The unlabelled term's weight at ``epoch`` (0-based): ramped, 0 once switched off."""
         if not self.active:
@@ -268,3 +271,76 @@ class FixMatch:
                 "pseudo_heldout_precision": self.heldout_precision,
                 "pseudo_heldout_confident": self.heldout_confident,
                 "semi_stopped_epoch": self.stopped_epoch}
+
+
+#: Mean Teacher's EMA decay of the teacher's weights (Tarvainen & Valpola 2017 use 0.99 while
+#: ramping up, 0.999 after, over tens of thousands of steps; a press takes a few hundred).
+EMA_DECAY = 0.99
+
+
+class MeanTeacher:
+    """Mean Teacher (Tarvainen & Valpola 2017, NeurIPS, "Mean teachers are better role
+    models"): the trained tail (the student) is asked to give, on a strong view of each
+    unlabelled image's map (:func:`strong_view`), the class probabilities that an
+    exponential moving average of its own weights (the teacher) gives on the image's own
+    map; the term is the mean squared difference of the two probability vectors, ramped up
+    as FixMatch's (:meth:`FixMatch.weight`). No hard pseudo-label is ever made, so none can
+    lock itself in; every unlabelled image counts, the uncertain ones with soft targets.
+
+    Same parameters and interface as :class:`FixMatch` (``loss``, ``after_step``,
+    ``check``, ``summary``); the press calls :meth:`after_step` after each optimiser step.
+    The student's weights are what the press stores.
+    """
+
+    def __init__(self, maps: np.ndarray, pool: np.ndarray, prior: torch.Tensor, smoothing: float, epochs: int,
+                 dev: torch.device, seed: int = 0):
+        if not len(pool):
+            raise BadInputError("learning from unlabelled images needs unlabelled images; every image is labelled")
+        self.maps, self.pool, self.dev, self.epochs = maps, np.sort(np.asarray(pool, np.int64)), dev, int(epochs)
+        self.rng = np.random.default_rng(seed + 1)
+        self.gen = torch.Generator().manual_seed(seed + 1)
+        self.teacher = None
+        self.drawn = 0
+        self.heldout_accuracy: float | None = None
+
+    def weight(self, epoch: int) -> float:
+        ramp = max(1.0, RAMP_SHARE * self.epochs)
+        return WEIGHT * min(1.0, epoch / ramp)
+
+    def after_step(self, tail) -> None:
+        """Move the teacher's weights towards the student's (EMA, :data:`EMA_DECAY`)."""
+        import copy
+
+        if self.teacher is None:
+            self.teacher = copy.deepcopy(tail).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+            return
+        with torch.no_grad():
+            for t, s in zip(self.teacher.parameters(), tail.parameters()):
+                t.mul_(EMA_DECAY).add_(s.detach(), alpha=1 - EMA_DECAY)
+
+    def loss(self, tail, n: int, epoch: int) -> torch.Tensor | None:
+        w = self.weight(epoch)
+        if w <= 0 or self.teacher is None:
+            return None
+        rows = np.sort(self.rng.choice(self.pool, size=min(n, len(self.pool)), replace=False))
+        h = torch.from_numpy(np.asarray(self.maps[rows])).to(self.dev).float()
+        with torch.no_grad():
+            target = F.softmax(self.teacher.fc(self.teacher.embed(h)).float(), dim=1)
+        self.drawn += len(rows)
+        p = F.softmax(tail(strong_view(h, self.gen)).float(), dim=1)
+        return w * F.mse_loss(p, target, reduction="sum") / len(rows)
+
+    def check(self, tail, held_maps: torch.Tensor | None, held_y: np.ndarray, epoch: int) -> None:
+        """Records the teacher's accuracy on the held-out hand labels (reported, not acted on:
+        soft targets cannot lock a wrong label in)."""
+        if held_maps is None or not len(held_y) or self.teacher is None:
+            return
+        with torch.no_grad():
+            pred = torch.cat([self.teacher.fc(self.teacher.embed(held_maps[i:i + 64].to(self.dev).float())).argmax(1)
+                              for i in range(0, len(held_maps), 64)]).cpu().numpy()
+        self.heldout_accuracy = float(np.mean(pred == held_y))
+
+    def summary(self) -> dict:
+        return {"unlabelled_drawn": int(self.drawn), "teacher_heldout_accuracy": self.heldout_accuracy}
