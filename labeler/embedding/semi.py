@@ -13,12 +13,14 @@ So the views are made on those maps:
 
 * weak view: the image's own cached map (no change): the pseudo-label comes from what
   the re-embedding will see;
-* strong view (:func:`strong_view`): one of the 8 symmetries of the square applied to the
-  map, channel dropout (whole feature maps zeroed, Tompson et al. 2015, p =
-  :data:`CHANNEL_DROP`) and a cutout of a quarter of the map's side (DeVries & Taylor
-  2017; FixMatch's strong augmentation always ends with a cutout). A quarter, not the
-  paper's half: a defect is often a small region, and a cutout that removes it would
-  train the wrong label.
+* strong view (:func:`strong_view`): channel dropout (whole feature maps zeroed, Tompson
+  et al. 2015, p = :data:`CHANNEL_DROP`) and a cutout of a quarter of the map's side
+  (DeVries & Taylor 2017; FixMatch's strong augmentation always ends with a cutout). A
+  quarter, not the paper's half: a defect is often a small region, and a cutout that
+  removes it would train the wrong label. The map is not rotated or mirrored: a rotated
+  map is not the map of the rotated image (the channels do not turn with it), and
+  transforming cached maps trained worse than the true symmetries' maps on the hand
+  labels (docs/features.md); with it FixMatch measured no better on ELPV.
 
 Guards, so that a wrong early pseudo-label cannot lock itself in:
 
@@ -48,7 +50,6 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import BadInputError
-from .prefix_cache import d4
 
 __all__ = ["CHANNEL_DROP", "MIN_CONFIDENT", "MU", "PRECISION_FLOOR", "RAMP_SHARE", "THRESHOLD", "WEIGHT",
            "DistributionAlignment", "EMA_DECAY", "FixMatch", "MeanTeacher", "pseudo_labels", "strong_view"]
@@ -84,21 +85,14 @@ def strong_view(h: torch.Tensor, gen: torch.Generator) -> torch.Tensor:
 
     Returns
     -------
-    torch.Tensor (B, C, H, W), same dtype and device
-        Each map under a random one of the 8 symmetries of the square (:func:`d4`, maps are
-        square), with a random :data:`CHANNEL_DROP` of its channels zeroed (the others
+    torch.Tensor (B, C, H, W), same dtype and device, a new tensor
+        Each map with a random :data:`CHANNEL_DROP` of its channels zeroed (the others
         scaled by ``1 / (1 - CHANNEL_DROP)``) and a random square of side ``ceil(H / 4)``
         zeroed.
     """
     b, c, hh, ww = h.shape
-    out = torch.empty_like(h)
-    k = torch.randint(0, 8, (b,), generator=gen)
-    for s in range(8):
-        idx = torch.nonzero(k == s).flatten()
-        if len(idx):
-            out[idx.to(h.device)] = d4(h[idx.to(h.device)], s)
     keep = (torch.rand((b, c, 1, 1), generator=gen) >= CHANNEL_DROP).to(h.device, h.dtype)
-    out = out * keep / (1 - CHANNEL_DROP)
+    out = h * keep / (1 - CHANNEL_DROP)
     side = max(1, -(-hh // 4))
     ys = torch.randint(0, hh - side + 1, (b,), generator=gen)
     xs = torch.randint(0, ww - side + 1, (b,), generator=gen)
