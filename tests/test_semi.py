@@ -196,7 +196,8 @@ def test_the_mean_teacher_follows_the_student_and_asks_for_its_soft_predictions(
     with torch.no_grad():
         student.fc.weight.add_(1.0)
     mt.after_step(student)
-    expect = torch.tensor([[1.0, 0.0], [0.0, 1.0]]) * EMA_DECAY + (torch.tensor([[1.0, 0.0], [0.0, 1.0]]) + 1) * (1 - EMA_DECAY)
+    eye = torch.eye(2)
+    expect = eye * EMA_DECAY + (eye + 1) * (1 - EMA_DECAY)
     assert torch.allclose(mt.teacher.fc.weight, expect)
     assert mt.loss(student, 8, epoch=0) is None
     loss = mt.loss(student, 8, epoch=5)

@@ -40,6 +40,9 @@ above on defective accuracy and search together (defective macro P@1 0.83-0.84 f
 a cosine classifier (``head='cosine'``, :class:`CosineClassifier`), averaging each
 vector over the 8 symmetries (``tta=True``), training from the stride-8 stages
 (``train_from='s8'``) and a larger input (``input_size``, e.g. the images' own 300 px).
+Learning from the unlabelled images too (``semi='fixmatch'`` or ``'meanteacher'``,
+:mod:`labeler.embedding.semi`) was not better than the hand labels alone at 300 labels
+(ELPV about 0.01 lower search P@1, DeepPCB level; docs/features.md).
 
 On the CPU the frozen prefix (the stage maps) runs on ONNX Runtime (exported and checked
 against torch like any backbone, :mod:`labeler.embedding.runtime`; torch when that
@@ -69,9 +72,9 @@ from .prefix_cache import d4, open_prefix_cache, prefix_engine as _prefix_engine
 from .prefix_cache import run_prefix as _prefix
 from .registry import SEMI
 
-__all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "LABEL_SMOOTHING", "LOSSES", "SEMI",
-           "SUPCON_TEMPERATURE", "SUPCON_WEIGHT", "TRAIN_FROM", "d4", "embed_cached_maps", "finetune_project",
-           "load_finetuned", "load_tail", "save_finetuned", "supcon_loss", "train_start"]
+__all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "LABEL_SMOOTHING",
+           "LOSSES", "SEMI", "SUPCON_TEMPERATURE", "SUPCON_WEIGHT", "TRAIN_FROM", "d4", "embed_cached_maps",
+           "finetune_project", "load_finetuned", "load_tail", "save_finetuned", "supcon_loss", "train_start"]
 
 
 #: Label smoothing of the cross-entropy (Szegedy et al. 2016's 0.1).
@@ -412,7 +415,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     g = torch.Generator().manual_seed(seed)
     semi_term, held_maps = None, None
     if semi != "none":
-        from .semi import FixMatch, MeanTeacher
+        from .semi import MU, FixMatch, MeanTeacher
 
         hand = np.zeros(len(cache.valid), bool)
         hand[[r["row"] for r, _ in labelled]] = True  # held-out images are never unlabelled
@@ -446,8 +449,6 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
             if supcon:
                 batch_loss = batch_loss + SUPCON_WEIGHT * supcon_loss(e, yb, SUPCON_TEMPERATURE)
             if semi_term is not None:
-                from .semi import MU
-
                 unlabelled = semi_term.loss(tail, MU * len(idx), epoch)
                 if unlabelled is not None:
                     batch_loss = batch_loss + unlabelled
