@@ -69,10 +69,9 @@ RECLUSTER_OPTIONS = ("feature_set",)
 #: States of a job record; the first is the only live one.
 STATES = ("running", "finished", "failed", "cancelled")
 
-#: The press's stages as it announces them (``say`` lines of finetune_project), with the
-#: share of the work done when each starts (coarse: the press reports no finer steps).
-_PRESS_STAGES = (("prefix cache", "stage maps", 0.05), ("stage maps", "stage maps", 0.05),
-                 ("training", "training", 0.3), ("re-embedding", "re-embedding", 0.8))
+#: The press's stages as its ``step`` hook reports them (:func:`labeler.embedding.finetune.finetune_project`),
+#: with the share of the work done when each starts and ends (coarse: set by the ELPV press's timings).
+_PRESS_STAGES = {"stage maps": (0.05, 0.3), "training": (0.3, 0.8), "re-embedding": (0.8, 0.99)}
 
 
 class JobCancelled(LabelerError):
@@ -378,25 +377,20 @@ class _Reporter:
                                "the project is as before")
 
     def step(self, stage: str, done: int, total: int) -> None:
-        """finetune_project's ``step``: per epoch and per re-embedded chunk (and a safe point).
-
-        The fraction grows within the stage's share of :data:`_PRESS_STAGES` (training
-        0.3-0.8, re-embedding 0.8-0.99)."""
-        bounds = {"training": (0.3, 0.8), "re-embedding": (0.8, 0.99)}.get(stage)
+        """finetune_project's ``step``: at the start of the stage maps, before each epoch and
+        each re-embedded chunk. A safe point first (a cancel names the stage it stopped in),
+        then the fraction, which grows within the stage's share of :data:`_PRESS_STAGES`."""
+        self.checkpoint()
+        bounds = _PRESS_STAGES.get(stage)
         if bounds is not None and total:
             lo, hi = bounds
             self.write(stage=stage, fraction=max(self.job.fraction, lo + (hi - lo) * done / total),
-                       message=f"{stage}: {done} of {total}")
-        self.checkpoint()
+                       message=self.job.message if stage == "stage maps" else f"{stage}: {done} of {total}")
 
     def say(self, line: str) -> None:
-        """finetune_project's ``say``: a progress line (and a safe point)."""
-        stage, fraction = self.job.stage, self.job.fraction
-        for prefix, name, at in _PRESS_STAGES:
-            if line.startswith(prefix) or (prefix == "training" and "training" in line):
-                stage, fraction = name, max(fraction, at)
+        """finetune_project's ``say``: a progress line, shown as the job's message (and a safe point)."""
         print(line, flush=True)
-        self.write(stage=stage, fraction=fraction, message=line)
+        self.write(message=line)
         self.checkpoint()
 
 

@@ -331,8 +331,9 @@ def test_a_cache_over_its_disk_budget_is_refused_in_one_line(project, monkeypatc
 
 
 def test_a_step_callback_that_raises_stops_the_press_before_anything_is_written(project):
-    """``step`` is called after each epoch (a background job's cancel raises from it): the
-    press stops there, no feature set or model is written and the active set stays."""
+    """``step`` is called when the stage maps start and before each epoch (a background
+    job's cancel raises from it): the press stops there, no feature set or model is written
+    and the active set stays."""
     from labeler.embedding import feature_sets as fs
     from labeler.embedding.finetune import finetune_project
 
@@ -349,6 +350,6 @@ def test_a_step_callback_that_raises_stops_the_press_before_anything_is_written(
     _label_cell_types(project, per_class=6)
     with pytest.raises(Stop):
         finetune_project(project, epochs=4, device="cpu", holdout=0.0, train_from="head", progress=False, step=step)
-    assert seen == [("training", 1, 4), ("training", 2, 4)]
+    assert seen == [("stage maps", 0, 1), ("training", 0, 4), ("training", 1, 4), ("training", 2, 4)]
     assert list(fs.list_feature_sets(project)) == ["embeddings"] and fs.active_feature_set(project) == "embeddings"
     assert not list(project.models_dir.glob("*.pt")) if project.models_dir.exists() else True

@@ -307,11 +307,12 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     say : callable
         Receives one-line progress messages.
     step : callable(stage: str, done: int, total: int), optional
-        Called after each training epoch (``'training'``, epochs done, epochs) and, with
-        the prefix cache, before each re-embedded chunk (``'re-embedding'``, rows done,
-        rows; the whole-network path without the cache reports no chunks); it may raise to stop
-        the press there (a background job's cancel, :mod:`labeler.jobs`): nothing is
-        written to the project before the new feature set is saved.
+        Called when the stage maps start (``'stage maps'``, 0, 1), before each training
+        epoch (``'training'``, epochs done, epochs) and, with the prefix cache, before each
+        re-embedded chunk (``'re-embedding'``, rows done, rows; the whole-network path
+        without the cache reports no chunks); it may raise to stop the press there (a
+        background job's cancel, :mod:`labeler.jobs`): nothing is written to the project
+        before the new feature set is saved.
 
     Returns
     -------
@@ -382,6 +383,8 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     net, end = bb.model.net, train_start(bb.model.net, train_from)
 
     t0 = time.perf_counter()
+    if step is not None:
+        step("stage maps", 0, 1)
     cache, cache_seconds, fill_failures = None, 0.0, []
     if prefix_cache and not tta:  # tta re-embeds 8 symmetries of every image: the full network
         cache = open_prefix_cache(project, bb, net, end, view, dev, budget_gb=cache_budget_gb, say=say)
@@ -431,7 +434,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         + (f" and {len(semi_term.pool)} unlabelled ({semi})" if semi_term is not None else "")
         + f", {epochs} epochs on {dev} ...")
     for epoch in range(epochs):
-        if step is not None and epoch:
+        if step is not None:
             step("training", epoch, epochs)
         perm = torch.randperm(n, generator=g)
         sym = torch.randint(0, 8, (n,), generator=g)
