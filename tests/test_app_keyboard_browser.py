@@ -324,3 +324,52 @@ def test_enter_submits_the_next_cards_label_box_and_leaves_it(driver, app_at, pr
     message(driver, f"Labelled image {image_id} as 'crack'")
     assert project.store.labels() == {image_id: "crack"}
     assert focused(driver) != box_id  # Enter left the box
+
+
+def test_enter_on_a_cluster_someone_just_labelled_stays_there_until_a_tick_relabels(driver, app_at, project):
+    """bob's page opens the cluster ana labelled a moment ago and he presses l poly Enter:
+    nothing is labelled (her labels are not his to replace unseen), and the page stays on
+    that cluster with 'poly' in the box, so the message's 'tick them to relabel' can be
+    done there; a tick and Enter then relabel exactly that image and move on."""
+    url, app = app_at
+    actx = app.labeler
+    try:
+        bob = chrome_driver()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"no second Chromium: {e}")
+    try:
+        start(driver, url, "ana", actx.n_points)
+        start(bob, url, "bob", actx.n_points)
+        press(driver, "n")
+        wait_until(lambda: open_cluster_id(driver) is not None, T, "ana's cluster")
+        c = open_cluster_id(driver)
+        wait_grid(driver, project, c)
+        press(driver, "l", "mono", Keys.ENTER)
+        message(driver, "as 'mono'")
+        members = project.store.cluster_members(c)
+        before = {r["image_id"]: (r["label"], r["annotator"]) for r in project.store.label_rows()}
+        assert {before[i] for i in members} == {("mono", "ana")}
+
+        press(bob, "n")  # the first cluster in the list: the one ana just labelled
+        wait_until(lambda: open_cluster_id(bob) == c, T, "bob's n opens ana's cluster")
+        press(bob, "l", "poly", Keys.ENTER)
+        text = message(bob, "Nothing labelled")
+        assert f"all {len(members)} image(s) of cluster {c} already hold a label (mono {len(members)} by ana)" in text
+        callbacks_idle(bob)
+        assert open_cluster_id(bob) == c and box_value(bob) == "poly"  # stayed, the label kept
+        assert {r["image_id"]: (r["label"], r["annotator"]) for r in project.store.label_rows()} == before
+        wait_grid(bob, project, c)
+        wait_until(lambda: not any(ticks(bob).values()), T, "ana's labels shown unticked")
+        shot(bob, "nothing-labelled-stays")
+
+        one = members[0]
+        bob.find_element(By.CSS_SELECTOR, f"#cluster-grid .thumb-check[id*='\"id\":{one},'] input").click()
+        wait_until(lambda: "1 labelled image(s) ticked" in text_of(bob, "#cluster-labelled-note"), T, "tick noted")
+        press(bob, "l", Keys.ENTER)
+        text = message(bob, "replaced 1 earlier label(s) (mono 1 by ana)")
+        assert text.startswith(f"Labelled 1 image(s) of cluster {c} as 'poly'"), text
+        rows = {r["image_id"]: (r["label"], r["annotator"]) for r in project.store.label_rows()}
+        assert rows[one] == ("poly", "bob") and all(rows[i] == ("mono", "ana") for i in members if i != one)
+        wait_until(lambda: open_cluster_id(bob) != c, T, "a relabel that wrote moves on")
+    finally:
+        bob.quit()

@@ -43,10 +43,13 @@ BUG_MESSAGE = "Something went wrong on the server (it is logged); nothing was ch
 
 
 class Outcome(NamedTuple):
-    """The result of one action: the message and its kind ('ok', 'warn' or 'error')."""
+    """The result of one action: the message, its kind ('ok', 'warn' or 'error') and whether
+    it wrote anything (``changed``: False for "nothing labelled: they already hold a label",
+    after which the page stays where the annotator is instead of moving on)."""
 
     text: str
     kind: str = "ok"
+    changed: bool = True
 
     @property
     def ok(self) -> bool:
@@ -117,19 +120,22 @@ def _after_ingest(action, args, kwargs) -> tuple[Outcome, str | None, bool] | No
         return Outcome(f"{news}, some in this cluster: check it, then do it again; nothing was changed.",
                        "warn"), None, False
     if out.ok and confirm is None:
-        return Outcome(f"{out.text} ({news}.)", out.kind), None, True
+        return Outcome(f"{out.text} ({news}.)", out.kind, out.changed), None, True
     return Outcome(f"{news}: {out.text}", out.kind), confirm, False  # e.g. a split preview that lacks them
 
 
 class Reply(NamedTuple):
     """What a write callback sends back: the message bar's content, the new version
-    (``no_update`` when nothing changed), whether the action succeeded, and the
-    label awaiting confirmation (None when none)."""
+    (``no_update`` when nothing changed), whether the action succeeded, the label
+    awaiting confirmation (None when none), and whether it wrote anything (an action that
+    ran but found every image already labelled by someone succeeds without writing: the
+    version still moves, so the page shows those labels)."""
 
     message: object
     version: object
     ok: bool
     confirm: str | None = None
+    changed: bool = True
 
 
 def run(action: Callable[..., str | Outcome], *args, version=None, **kwargs) -> Reply:
@@ -150,7 +156,8 @@ def run(action: Callable[..., str | Outcome], *args, version=None, **kwargs) -> 
         if again is not None:
             (out, confirm, done), reloaded = again, True
     # After an ingest the views re-render (new photos, new clustering) even when the action waits.
-    return Reply(message(out.text, out.kind), (version or 0) + 1 if done or reloaded else no_update, done, confirm)
+    return Reply(message(out.text, out.kind), (version or 0) + 1 if done or reloaded else no_update, done, confirm,
+                 out.changed)
 
 
 #: The first outputs of every write callback: the message bar and the version store

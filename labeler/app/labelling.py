@@ -57,7 +57,7 @@ def label_cluster_action(actx: AppContext, cluster, label, annotator, excluded=(
     res = labels.label_cluster(actx.project, int(cluster), text, annotator=annotator_name(annotator),
                                exclude=excluded, clustering_id=clustering_id, seen=seen, relabel=relabel)
     if res.action_id is None:
-        return Outcome(res.message(f"image(s) of cluster {cluster}"), "warn")
+        return Outcome(res.message(f"image(s) of cluster {cluster}"), "warn", changed=False)
     msg = res.message(f"image(s) of cluster {cluster}")
     left = [i for i in excluded if i not in set(res.written)]
     if left:
@@ -82,7 +82,7 @@ def label_ids_action(actx: AppContext, image_ids, label, annotator, *, source="m
     res = labels.label_images(actx.project, image_ids, text, source=source, annotator=annotator_name(annotator),
                               description=f"label {len(image_ids)} {what} {text!r}", relabel=relabel)
     if res.action_id is None:
-        return Outcome(res.message(what), "warn")
+        return Outcome(res.message(what), "warn", changed=False)
     return res.message(what)
 
 
@@ -99,7 +99,7 @@ def redo_action(actx: AppContext, annotator) -> str | Outcome:
 def _history_message(done, verb: str, past: str) -> str | Outcome:
     """The message of an undo or redo (``done``: what it did, None = nothing)."""
     if done is None:
-        return Outcome(f"Nothing of yours to {verb}.", "warn")
+        return Outcome(f"Nothing of yours to {verb}.", "warn", changed=False)
     if done.note:
         return Outcome(f"{past}: {done.description}; {done.note}.", "warn")
     return f"{past}: {done.description}."
@@ -208,7 +208,7 @@ def label_on_submit(app: Dash, actx: AppContext, button: str, box: str, choose, 
     states)`` (``choose`` raises PreventUpdate when there is nothing to label); a new
     label close to existing ones asks for a second click (the label-confirm store).
     On success the box is cleared and ``relabel_store`` (the grid's ticked labelled
-    images) emptied. ``label_kwargs`` (``what``, ``source``) go to :func:`label_ids_action`.
+    images) emptied; when nothing was written (every image already labelled) both stay. ``label_kwargs`` (``what``, ``source``) go to :func:`label_ids_action`.
     """
     extra = [Output(relabel_store, "data", allow_duplicate=True)] if relabel_store else []
 
@@ -222,7 +222,7 @@ def label_on_submit(app: Dash, actx: AppContext, button: str, box: str, choose, 
         chosen, kwargs = choose(*values)
         r = run(label_ids_action, actx, chosen, label, annotator, confirmed=confirm, version=version,
                 **{**label_kwargs, **kwargs})
-        done = r.ok and r.version is not no_update
+        done = r.ok and r.changed and r.version is not no_update  # nothing written: keep the box for a retick
         out = (r.message, r.version, r.confirm, "" if done else no_update)
         return out + ((({} if done else no_update),) if relabel_store else ())
 

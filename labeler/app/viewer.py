@@ -203,7 +203,8 @@ def keyboard_step(actx: AppContext, key: str, state: dict) -> dict:
     grids' page and number of pages).
 
     Enter that labels the cluster clears the label box (``label`` = ''), so a second
-    Enter cannot give the same label to the next cluster unseen.
+    Enter cannot give the same label to the next cluster unseen. Enter that writes nothing
+    (every member already labelled) stays on the cluster and keeps the box.
     """
     cluster = state.get("cluster")
     out: dict = {}
@@ -233,9 +234,12 @@ def keyboard_step(actx: AppContext, key: str, state: dict) -> dict:
                 seen=seen["members"] if seen else None, confirmed=state.get("confirm"),
                 relabel=relabel_map(state.get("relabel")), version=state.get("version"))
         out.update(message=r.message, version=r.version, confirm=r.confirm)
-        if r.ok:
+        # Nothing written (every image already labelled, e.g. by someone else since the page
+        # showed them): stay on the cluster with the label typed, so the annotator sees those
+        # labels and can tick the ones to relabel, as the message says.
+        if r.ok and r.changed:
             out.update(label="", relabel={})
-        if r.ok and key == "enter":
+        if r.ok and r.changed and key == "enter":
             c = next_cluster(actx, cluster, sort=state.get("sort"), unlabelled_only=True)
             out.update(cluster=c, page=1, excluded=[])
             if c is None:
