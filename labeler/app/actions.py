@@ -43,17 +43,31 @@ BUG_MESSAGE = "Something went wrong on the server (it is logged); nothing was ch
 
 
 class Outcome(NamedTuple):
-    """The result of one action: the message, its kind ('ok', 'warn' or 'error') and whether
-    it wrote anything (``changed``: False for "nothing labelled: they already hold a label",
-    after which the page stays where the annotator is instead of moving on)."""
+    """The result of one action: the message and its kind ('ok', 'warn' or 'error')."""
 
     text: str
     kind: str = "ok"
-    changed: bool = True
 
     @property
     def ok(self) -> bool:
         return self.kind != "error"
+
+    @property
+    def changed(self) -> bool:
+        """Whether the action wrote anything (see :class:`Unchanged`)."""
+        return True
+
+
+class Unchanged(Outcome):
+    """An action that ran but wrote nothing, e.g. "nothing labelled: they already hold a
+    label": the page stays where the annotator is instead of moving on (still a 2-tuple
+    ``(text, kind)`` like every :class:`Outcome`)."""
+
+    __slots__ = ()
+
+    @property
+    def changed(self) -> bool:
+        return False
 
 
 def attempt(action: Callable[..., str | Outcome], *args, **kwargs) -> Outcome:
@@ -120,7 +134,7 @@ def _after_ingest(action, args, kwargs) -> tuple[Outcome, str | None, bool] | No
         return Outcome(f"{news}, some in this cluster: check it, then do it again; nothing was changed.",
                        "warn"), None, False
     if out.ok and confirm is None:
-        return Outcome(f"{out.text} ({news}.)", out.kind, out.changed), None, True
+        return type(out)(f"{out.text} ({news}.)", out.kind), None, True
     return Outcome(f"{news}: {out.text}", out.kind), confirm, False  # e.g. a split preview that lacks them
 
 

@@ -19,7 +19,7 @@ from dash.exceptions import PreventUpdate
 from .. import history, labels
 from ..errors import BadInputError
 from . import ids
-from .actions import Outcome, run, write_callback, write_on_click
+from .actions import Outcome, Unchanged, run, write_callback, write_on_click
 from .common import annotator_name, authenticated_user, relabel_map
 from .panels import progress
 from .state import AppContext
@@ -57,7 +57,7 @@ def label_cluster_action(actx: AppContext, cluster, label, annotator, excluded=(
     res = labels.label_cluster(actx.project, int(cluster), text, annotator=annotator_name(annotator),
                                exclude=excluded, clustering_id=clustering_id, seen=seen, relabel=relabel)
     if res.action_id is None:
-        return Outcome(res.message(f"image(s) of cluster {cluster}"), "warn", changed=False)
+        return Unchanged(res.message(f"image(s) of cluster {cluster}"), "warn")
     msg = res.message(f"image(s) of cluster {cluster}")
     left = [i for i in excluded if i not in set(res.written)]
     if left:
@@ -82,7 +82,7 @@ def label_ids_action(actx: AppContext, image_ids, label, annotator, *, source="m
     res = labels.label_images(actx.project, image_ids, text, source=source, annotator=annotator_name(annotator),
                               description=f"label {len(image_ids)} {what} {text!r}", relabel=relabel)
     if res.action_id is None:
-        return Outcome(res.message(what), "warn", changed=False)
+        return Unchanged(res.message(what), "warn")
     return res.message(what)
 
 
@@ -99,7 +99,7 @@ def redo_action(actx: AppContext, annotator) -> str | Outcome:
 def _history_message(done, verb: str, past: str) -> str | Outcome:
     """The message of an undo or redo (``done``: what it did, None = nothing)."""
     if done is None:
-        return Outcome(f"Nothing of yours to {verb}.", "warn", changed=False)
+        return Unchanged(f"Nothing of yours to {verb}.", "warn")
     if done.note:
         return Outcome(f"{past}: {done.description}; {done.note}.", "warn")
     return f"{past}: {done.description}."
