@@ -112,8 +112,13 @@ def thumb_ids(driver, css) -> list[int]:
 
 
 def message(driver, contains) -> str:
-    return wait_until(lambda: contains in text_of(driver, "#message") and text_of(driver, "#message"),
-                      what=f"message {contains!r}")
+    """The message bar's text once it contains ``contains`` (read once: a later message may
+    replace it between two reads)."""
+    def shown():
+        text = text_of(driver, "#message")
+        return text if contains in text else None
+
+    return wait_until(shown, what=f"message {contains!r}")
 
 
 def test_label_a_cluster_with_unticked_images(driver, served, project):

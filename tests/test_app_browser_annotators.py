@@ -14,7 +14,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 
 from browser_helpers import text_of, wait_until  # noqa: E402
-from test_app_browser import download_dir, driver, served  # noqa: E402,F401 (the shared browser fixtures)
+from test_app_browser import download_dir, driver, message, served  # noqa: E402,F401 (the shared browser fixtures)
 from labeler.app.panels import PER_PAGE  # noqa: E402
 from labeler.project import Project  # noqa: E402
 from labeler.refine import merge_clusters  # noqa: E402
@@ -35,10 +35,6 @@ def _open(driver, srv, app, name="ana"):
         f"const g = {GRAPH_JS}; return g && g._fullData && g._fullData[0]._length") == app.labeler.n_points,
         what="map points drawn")
 
-
-def _message(driver, contains):
-    return wait_until(lambda: contains in text_of(driver, "#message") and text_of(driver, "#message"),
-                      what=f"message {contains!r}")
 
 
 def _retype(box, text):
@@ -78,7 +74,7 @@ def test_page_renders_under_the_csp_and_a_stale_cluster_is_refused(driver, serve
     driver.find_element(By.ID, "cluster-label-input").send_keys("mono")
     driver.find_element(By.ID, "cluster-label-button").click()
     # Refused before it acts: the page reloads the clustering it shows, and names the change.
-    text = _message(driver, "The clustering changed (merge")
+    text = message(driver, "The clustering changed (merge")
     assert "by bob" in text and "Nothing was done" in text
     assert project.store.labels() == {}
     # hovering and selecting on the WebGL map work under the policy too
@@ -102,27 +98,27 @@ def test_u_and_r_keys_undo_and_redo_and_near_duplicates_are_asked(driver, served
     box = driver.find_element(By.ID, "cluster-label-input")
     box.send_keys("mono")
     driver.find_element(By.ID, "cluster-label-button").click()
-    _message(driver, "Labelled")
+    message(driver, "Labelled")
     assert set(project.store.labels()) == set(members)
     # typing 'u' and 'r' in a text box is typing, not undo/redo
     _retype(box, "ur")
     assert set(project.store.labels()) == set(members)
     driver.execute_script("document.activeElement.blur()")
     driver.find_element(By.TAG_NAME, "body").send_keys("u")
-    _message(driver, "Undone")
+    message(driver, "Undone")
     assert project.store.labels() == {}
     driver.find_element(By.TAG_NAME, "body").send_keys("r")
-    _message(driver, "Redone")
+    message(driver, "Redone")
     assert set(project.store.labels()) == set(members)
     # 'Mono' beside 'mono' is asked about once; on the second click the labelled images,
     # all unticked, are left as they are and reported
     box = driver.find_element(By.ID, "cluster-label-input")
     _retype(box, "Mono")
     driver.find_element(By.ID, "cluster-label-button").click()
-    _message(driver, "close to 'mono'")
+    message(driver, "close to 'mono'")
     assert set(project.store.labels().values()) == {"mono"}
     driver.find_element(By.ID, "cluster-label-button").click()
-    text = _message(driver, "Nothing labelled")
+    text = message(driver, "Nothing labelled")
     assert f"all {len(members)} image(s) of cluster 0 already hold a label (mono {len(members)} by ana)" in text
     assert set(project.store.labels().values()) == {"mono"}
     wait_until(lambda: "mono" in json.loads(driver.execute_script(

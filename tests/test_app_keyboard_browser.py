@@ -58,8 +58,12 @@ def focused(drv) -> str:
 
 
 def message(drv, contains: str) -> str:
-    return wait_until(lambda: contains in text_of(drv, "#message") and text_of(drv, "#message"), T,
-                      f"message {contains!r}")
+    """The message bar's text once it contains ``contains`` (read once, see test_app_browser.message)."""
+    def shown():
+        text = text_of(drv, "#message")
+        return text if contains in text else None
+
+    return wait_until(shown, T, f"message {contains!r}")
 
 
 def open_cluster_id(drv):
