@@ -260,9 +260,11 @@ def test_the_page_reloads_by_itself_when_the_clustering_changes(driver, app_at, 
     start(driver, url, "ana", app.labeler.n_points)
     driver.find_element(By.CSS_SELECTOR, ".cluster-card[data-cluster='0'] .btn").click()
     wait_grid(driver, project, 0)
+    shown = project.store.current_clustering()["id"]
     _recluster(project)
     text = message(driver, "The clustering changed (re-clustered: kmeans")  # the poll, no key pressed
     assert "Nothing was done" not in text
+    assert f"`labeler cluster --use {shown}` goes back" in text  # the way back, named
     wait_until(lambda: _cluster_list_shows(driver, app.labeler), T, "cluster list and legend reloaded")
     if set(project.store.cluster_members(0)) != set(thumb_ids(driver, "#cluster-grid .thumb-btn")):
         wait_until(lambda: open_cluster_id(driver) is None, T, "the changed open cluster closed")

@@ -23,6 +23,7 @@ from dash import Dash, Input, Output, State, ctx, no_update
 from dash.exceptions import PreventUpdate
 
 from ..errors import StoreError
+from ..map_versions import INGEST
 from . import ids
 from .actions import WRITE_OUTPUTS, placed_since
 from .common import annotator_name
@@ -48,7 +49,10 @@ def clustering_change(actx: AppContext, shown_id) -> tuple[int, str, str | None]
             return cid, f"{a['description']} by {a['annotator']}", a["annotator"]
         params = cur.get("params") or {}
         how = ", ".join(f"{k}={params[k]}" for k in ("k", "min_cluster_size") if params.get(k) is not None)
-        return cid, f"re-clustered: {cur['method']}{', ' + how if how else ''}", None
+        fs = params.get("feature_set")
+        where = f" in feature set {fs}" if fs and fs != INGEST else ""
+        return cid, (f"re-clustered: {cur['method']}{', ' + how if how else ''}{where}; "
+                     f"`labeler cluster --use {int(shown_id)}` goes back"), None
     # An older clustering is current again: the one shown was undone.
     shown = store.get_clustering(int(shown_id)) or {}
     if shown.get("action_id") is not None:
