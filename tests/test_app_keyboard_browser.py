@@ -358,13 +358,13 @@ def test_enter_on_a_cluster_someone_just_labelled_stays_there_until_a_tick_relab
 
         press(bob, "n")  # the first cluster in the list: the one ana just labelled
         wait_until(lambda: open_cluster_id(bob) == c, T, "bob's n opens ana's cluster")
+        wait_grid(bob, project, c)
         press(bob, "l", "poly", Keys.ENTER)
         text = message(bob, "Nothing labelled")
         assert f"all {len(members)} image(s) of cluster {c} already hold a label (mono {len(members)} by ana)" in text
         callbacks_idle(bob)
         assert open_cluster_id(bob) == c and box_value(bob) == "poly"  # stayed, the label kept
         assert {r["image_id"]: (r["label"], r["annotator"]) for r in project.store.label_rows()} == before
-        wait_grid(bob, project, c)
         wait_until(lambda: not any(ticks(bob).values()), T, "ana's labels shown unticked")
         shot(bob, "nothing-labelled-stays")
 
