@@ -353,3 +353,15 @@ def test_a_step_callback_that_raises_stops_the_press_before_anything_is_written(
     assert seen == [("stage maps", 0, 1), ("training", 0, 4), ("training", 1, 4), ("training", 2, 4)]
     assert list(fs.list_feature_sets(project)) == ["embeddings"] and fs.active_feature_set(project) == "embeddings"
     assert not list(project.models_dir.glob("*.pt")) if project.models_dir.exists() else True
+
+
+@pytest.mark.parametrize("epochs", [10, 3, 2, 1])
+def test_a_press_of_few_optimiser_steps_trains(project, epochs):
+    """10 labels are one batch: 10 epochs are exactly 10 steps, where torch's one-cycle
+    schedule with a 10 % warm-up divided by zero (``labeler finetune --epochs 10`` on a
+    small label set crashed); fewer steps train too."""
+    from labeler.embedding.finetune import finetune_project
+
+    _label_cell_types(project, per_class=5)
+    rep = finetune_project(project, epochs=epochs, device="cpu", holdout=0.0, train_from="head", progress=False)
+    assert rep.n_train == 10 and rep.epochs == epochs

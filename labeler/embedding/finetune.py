@@ -411,7 +411,10 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     opt = torch.optim.AdamW([{"params": fc_params, "lr": 10 * lr}, {"params": body, "lr": lr}], weight_decay=1e-4)
     n = len(train)
     steps = epochs * int(np.ceil(n / batch_size))
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[10 * lr, lr], total_steps=steps, pct_start=0.1)
+    # Warm-up over 10 % of the steps, and at least 2: torch's OneCycleLR divides by zero when
+    # pct_start * steps is exactly 1 (e.g. 10 epochs of one batch, or 1 epoch of 10 batches).
+    warm = max(0.1, 2 / steps) if steps > 2 else 0.25
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[10 * lr, lr], total_steps=steps, pct_start=warm)
     counts = torch.bincount(y, minlength=len(classes)).float().clamp(min=1)
     weight = {"sqrt": (counts.sum() / counts / len(classes)).sqrt(), "balanced": counts.sum() / counts / len(classes),
               "none": torch.ones_like(counts)}[class_weight]
