@@ -208,7 +208,8 @@ def label_on_submit(app: Dash, actx: AppContext, button: str, box: str, choose, 
     states)`` (``choose`` raises PreventUpdate when there is nothing to label); a new
     label close to existing ones asks for a second click (the label-confirm store).
     On success the box is cleared and ``relabel_store`` (the grid's ticked labelled
-    images) emptied; when nothing was written (every image already labelled) both stay. ``label_kwargs`` (``what``, ``source``) go to :func:`label_ids_action`.
+    images) emptied; when nothing was written (every image already labelled) both stay.
+    ``label_kwargs`` (``what``, ``source``) go to :func:`label_ids_action`.
     """
     extra = [Output(relabel_store, "data", allow_duplicate=True)] if relabel_store else []
 

@@ -123,7 +123,7 @@ def _defect(project, normal_label, normalise, name, device: str, quiet: bool) ->
               help="Cross-entropy plus a supervised contrastive loss on the search vectors, or "
                    "cross-entropy alone (half the training time).")
 @click.option("--train-from", type=click.Choice(TRAIN_FROM), default="s16", show_default=True,
-              help="Where training starts: s16 the last stages; 'last' the last block only, about 7x faster "
+              help="Where training starts: s16 the last stages; 'last' the last block only, 4-7x faster "
                    "(ELPV: same probe accuracy, defective search P@1 0.008 lower; docs/features.md).")
 @click.option("--semi", type=click.Choice(SEMI), default="none", show_default=True,
               help="Also learn from the images nobody labelled: 'fixmatch' trains on confident predictions "

@@ -10,7 +10,8 @@ from ...state import AppContext
 #: What the "learn from unlabelled images" tick box does and what it measured (docs/features.md).
 UNLABELLED_TITLE = ("FixMatch: the network also trains on its own confident predictions for the images nobody "
                     "labelled, checked against held-out labels (switched off when they are wrong too often); "
-                    "about 2x the training time.")
+                    "about 2x the training time. At 300 labels it measured no better than the labels alone "
+                    "(ELPV search P@1 0.01 lower, DeepPCB level; docs/features.md).")
 #: How often the page reads the running press's record (ms); only while one runs.
 POLL_MS = 2000
 
@@ -36,10 +37,10 @@ def tab(ctx: AppContext) -> dcc.Tab:
                       className="page-input"),
             dcc.Checklist(id=ids.PRESS_OPTIONS, value=[], inline=True, options=[
                 {"label": html.Span(" quick: the last block only",
-                                    title="Trains the last block and the head instead of the last stages: about 7x "
-                                          "faster (ELPV, 300 labels, 2 CPU cores: 65 s against 467 s); same probe "
-                                          "accuracy, defect-level figures higher, defective search P@1 0.008 lower "
-                                          "(docs/features.md)"),
+                                    title="Trains the last block and the head instead of the last stages: 4-7x "
+                                          "faster (ELPV, 300 labels, 2 CPU cores: 58-65 s against 238-467 s); same "
+                                          "probe accuracy, defect-level figures higher, defective search P@1 0.008 "
+                                          "lower (docs/features.md)"),
                  "value": "quick"},
                 {"label": html.Span(" learn from unlabelled images too",
                                     title=UNLABELLED_TITLE),
