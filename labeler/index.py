@@ -382,11 +382,42 @@ def tune_ef_search(index: HnswIndex, vectors: np.ndarray, *, target: float | Non
         index.ef_search = was
 
 
+def build_tuned(vectors: np.ndarray, *, say=lambda message: None) -> tuple[HnswIndex, int | None, float]:
+    """A new HNSW graph over ``vectors`` (n, d) float32, L2-normalised, with its beam tuned
+    (:func:`tune_ef_search`): the one way the library builds a graph to search.
+
+    A graph that needs a wider beam than :data:`HNSW_EF_SEARCH` is built again denser
+    (:data:`HNSW_EF_CONSTRUCTION_HARD`), and that one kept if it reaches the target with a
+    narrower beam.
+
+    Returns
+    -------
+    (index, ef_search, recall)
+        ``ef_search`` None: no beam width reached the target (search exactly); else the
+        index searches with it. ``recall``: recall@10 measured at that beam.
+    """
+    index = HnswIndex.build(vectors)
+    ef, recall = tune_ef_search(index, vectors)
+    if ef != HNSW_EF_SEARCH and HNSW_EF_CONSTRUCTION_HARD > HNSW_EF_CONSTRUCTION:
+        say(f"these vectors need a wider beam (efSearch {ef or 'beyond ' + str(HNSW_EF_CHOICES[-1])}): "
+            f"building a denser graph (efConstruction {HNSW_EF_CONSTRUCTION_HARD}) ...")
+        dense = HnswIndex.build(vectors, ef_construction=HNSW_EF_CONSTRUCTION_HARD)
+        ef2, recall2 = tune_ef_search(dense, vectors)
+        if ef2 is not None and (ef is None or ef2 < ef):  # kept only when it searches faster
+            index, ef, recall = dense, ef2, recall2
+    if ef is not None:
+        index.ef_search = ef
+    return index, ef, recall
+
+
 def build_index(vectors: np.ndarray, *, exact: bool = False) -> ExactIndex | HnswIndex:
-    """An in-memory index: exact below :data:`HNSW_FROM` rows or when ``exact``, else HNSW."""
+    """An in-memory index: exact below :data:`HNSW_FROM` rows or when ``exact``; else the
+    tuned HNSW graph of :func:`build_tuned`, or exact where no beam reaches the target
+    (the same rule as the project's saved index)."""
     if exact or len(vectors) < HNSW_FROM:
         return ExactIndex(vectors)
-    return HnswIndex.build(vectors)
+    index, ef, _ = build_tuned(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index if ef is not None else ExactIndex(vectors)
 
 
 def self_neighbours(vectors: np.ndarray, k: int, *, rows: np.ndarray | None = None, index=None,
@@ -523,16 +554,10 @@ def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
             what = f"added {n - old}"
         else:
             say(f"building the HNSW search index over {n:,} vectors ...")
-            index = HnswIndex.build(x)
+            index, ef, recall = build_tuned(x, say=say)
             what = "built"
-        ef, recall = tune_ef_search(index, x)
-        if what == "built" and ef != HNSW_EF_SEARCH and HNSW_EF_CONSTRUCTION_HARD > HNSW_EF_CONSTRUCTION:
-            say(f"these vectors need a wider beam (efSearch {ef or 'beyond ' + str(HNSW_EF_CHOICES[-1])}): "
-                f"building a denser graph (efConstruction {HNSW_EF_CONSTRUCTION_HARD}) ...")
-            dense = HnswIndex.build(x, ef_construction=HNSW_EF_CONSTRUCTION_HARD)
-            ef2, recall2 = tune_ef_search(dense, x)
-            if ef2 is not None and (ef is None or ef2 < ef):  # kept only when it searches faster
-                index, ef, recall = dense, ef2, recall2
+        if what != "built":  # a grown graph keeps its parameters; only its beam is tuned again
+            ef, recall = tune_ef_search(index, x)
         if ef is not None:
             index.ef_search = ef  # saved in the file: every reader searches with it
         else:

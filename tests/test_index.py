@@ -225,3 +225,25 @@ def test_an_index_saved_before_parameters_were_kept_gets_the_library_beam(tmp_pa
     assert json.loads(meta_path.read_text())["ef_search"] == ix.HNSW_EF_SEARCH
     assert project_index(p).ef_search == ix.HNSW_EF_SEARCH
     p.store.close()
+
+
+def test_the_in_memory_index_is_tuned_like_the_saved_one(monkeypatch):
+    """build_index (self_neighbours: the suggestions' graph, near-duplicates) builds its graph
+    through build_tuned as the project's saved index does: its beam reaches the recall target,
+    and where no beam does it searches exactly."""
+    monkeypatch.setattr(ix, "HNSW_FROM", 500)
+    monkeypatch.setattr(ix, "HNSW_M", 8)
+    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION", 16)
+    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION_HARD", 16)
+    monkeypatch.setattr(ix, "HNSW_EF_SEARCH", 10)
+    x = np.random.default_rng(5).normal(size=(3000, 24)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    idx = ix.build_index(x)
+    assert isinstance(idx, HnswIndex) and idx.ef_search > 10  # the floor beam was not enough
+    q = np.arange(1, 3000, 7)
+    _, truth = ExactIndex(x).search(x[q], 10, exclude=q)
+    assert recall(idx.search(x[q], 10, exclude=q)[1], truth) >= 0.94
+    sims, nbrs = ix.self_neighbours(x, 5, rows=q)
+    assert recall(nbrs, truth[:, :5]) >= 0.94
+    monkeypatch.setattr(ix, "HNSW_TARGET_RECALL", 1.01)  # unreachable
+    assert isinstance(ix.build_index(x), ExactIndex)
