@@ -65,12 +65,8 @@ HNSW_EF_SEARCH = 32
 #: dimension: 0.973 at efSearch 32 on 1M ELPV-spectrum vectors, 0.80 at 128 on 1M
 #: isotropic ones (benchmarks/README.md), so no one beam width fits every collection.
 HNSW_TARGET_RECALL = 0.96
-#: efConstruction of the denser graph a collection gets when the first graph needs a wider
-#: beam than :data:`HNSW_EF_SEARCH` to reach the target (:func:`update_project_index`): on
-#: 100k isotropic vectors, efConstruction 80 reached recall@10 0.969 at efSearch 32 where 40
-#: needed 64 for 0.966 (benchmarks/README.md), so on data this hard a better graph, not a
-#: wider search, is the lever; on the ELPV spectrum it gains nothing, so only the collections
-#: that need it pay its build time (about 1.7x).
+#: efConstruction of the denser graph :func:`build_tuned` tries: on 100k isotropic vectors 80 reached
+#: recall@10 0.969 at efSearch 32, 40 needed 64 for 0.966 (benchmarks/README.md); ELPV gains nothing.
 HNSW_EF_CONSTRUCTION_HARD = 80
 HNSW_EF_CHOICES = (32, 48, 64, 96, 128, 192, 256, 384, 512)
 HNSW_TUNE_QUERIES = 200
@@ -383,12 +379,10 @@ def tune_ef_search(index: HnswIndex, vectors: np.ndarray, *, target: float | Non
 
 
 def build_tuned(vectors: np.ndarray, *, say=lambda message: None) -> tuple[HnswIndex, int | None, float]:
-    """A new HNSW graph over ``vectors`` (n, d) float32, L2-normalised, with its beam tuned
-    (:func:`tune_ef_search`): the one way the library builds a graph to search.
-
-    A graph that needs a wider beam than :data:`HNSW_EF_SEARCH` is built again denser
-    (:data:`HNSW_EF_CONSTRUCTION_HARD`), and that one kept if it reaches the target with a
-    narrower beam.
+    """A new HNSW graph over ``vectors`` (n, d) float32, L2-normalised, its beam tuned
+    (:func:`tune_ef_search`): the one way the library builds a graph to search. One that
+    needs more than :data:`HNSW_EF_SEARCH` is built again denser
+    (:data:`HNSW_EF_CONSTRUCTION_HARD`) and kept if that needs a narrower beam.
 
     Returns
     -------
@@ -405,15 +399,13 @@ def build_tuned(vectors: np.ndarray, *, say=lambda message: None) -> tuple[HnswI
         ef2, recall2 = tune_ef_search(dense, vectors)
         if ef2 is not None and (ef is None or ef2 < ef):  # kept only when it searches faster
             index, ef, recall = dense, ef2, recall2
-    if ef is not None:
-        index.ef_search = ef
+    index.ef_search = ef or index.ef_search
     return index, ef, recall
 
 
 def build_index(vectors: np.ndarray, *, exact: bool = False) -> ExactIndex | HnswIndex:
-    """An in-memory index: exact below :data:`HNSW_FROM` rows or when ``exact``; else the
-    tuned HNSW graph of :func:`build_tuned`, or exact where no beam reaches the target
-    (the same rule as the project's saved index)."""
+    """An in-memory index: exact below :data:`HNSW_FROM` rows, when ``exact`` or where no beam
+    reaches the target; else the tuned graph of :func:`build_tuned` (as the saved index)."""
     if exact or len(vectors) < HNSW_FROM:
         return ExactIndex(vectors)
     index, ef, _ = build_tuned(np.ascontiguousarray(vectors, dtype=np.float32))
@@ -510,9 +502,8 @@ def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
     index). Rows appended since the last build are added to the graph (which
     keeps the parameters saved in it); a refitted PCA (the first rows
     changed) rebuilds it with the library's. Either way the beam width is then
-    tuned to the vectors (:func:`tune_ef_search`) and saved with the graph. A new
-    graph that needs a wider beam than :data:`HNSW_EF_SEARCH` is built again denser
-    (:data:`HNSW_EF_CONSTRUCTION_HARD`) and that one kept if it needs a narrower beam.
+    tuned to the vectors (:func:`tune_ef_search`; a new graph through :func:`build_tuned`)
+    and saved with the graph.
     ``models/index.json`` records rows, dimension, fingerprint, the parameters,
     the recall@10 measured and ``kind``: 'hnsw', or 'exact' where no beam width
     reached the target (:func:`project_index` then searches exactly). Concurrent callers
@@ -551,13 +542,12 @@ def update_project_index(project: Project, vectors: np.ndarray | None = None, *,
             say(f"adding {n - old:,} vectors to the HNSW index ...")
             index = _load_saved(path, meta, mmap=False)
             index.add(x[old:])
+            ef, recall = tune_ef_search(index, x)  # a grown graph keeps its parameters, not its beam
             what = f"added {n - old}"
         else:
             say(f"building the HNSW search index over {n:,} vectors ...")
             index, ef, recall = build_tuned(x, say=say)
             what = "built"
-        if what != "built":  # a grown graph keeps its parameters; only its beam is tuned again
-            ef, recall = tune_ef_search(index, x)
         if ef is not None:
             index.ef_search = ef  # saved in the file: every reader searches with it
         else:
