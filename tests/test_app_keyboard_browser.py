@@ -121,6 +121,33 @@ def app_at(project):
     with ServerThread(app.server) as srv:
         yield srv.url, app
 
+@pytest.fixture()
+def bob():
+    """A second browser for a second annotator (skipped when Chromium cannot start twice)."""
+    try:
+        drv = chrome_driver()
+    except Exception as e:  # noqa: BLE001
+        pytest.skip(f"no second Chromium: {e}")
+    yield drv
+    drv.quit()
+
+
+def _two_annotators_ana_labels_a_cluster(driver, bob, url, actx, project, label: str) -> tuple[int, list[int]]:
+    """ana and bob open the dashboard; ana presses n, l, the label and Enter. Returns the
+    cluster she labelled and its members (every one now hers)."""
+    start(driver, url, "ana", actx.n_points)
+    start(bob, url, "bob", actx.n_points)
+    press(driver, "n")
+    wait_until(lambda: open_cluster_id(driver) is not None, T, "ana's cluster")
+    c = open_cluster_id(driver)
+    wait_grid(driver, project, c)
+    press(driver, "l", label, Keys.ENTER)
+    message(driver, f"as '{label}'")
+    members = project.store.cluster_members(c)
+    assert {project.store.labels().get(i) for i in members} == {label}
+    return c, members
+
+
 
 def test_enter_twice_labels_one_cluster_and_n_after_enter_opens_the_next(driver, app_at, project):
     url, app = app_at
@@ -270,49 +297,32 @@ def test_the_page_reloads_by_itself_when_the_clustering_changes(driver, app_at, 
         wait_until(lambda: open_cluster_id(driver) is None, T, "the changed open cluster closed")
 
 
-def test_two_annotators_undo_in_turn_and_bobs_images_end_unlabelled(driver, app_at, project):
+def test_two_annotators_undo_in_turn_and_bobs_images_end_unlabelled(driver, bob, app_at, project):
     url, app = app_at
-    actx = app.labeler
-    try:
-        bob = chrome_driver()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(f"no second Chromium: {e}")
-    try:
-        start(driver, url, "ana", actx.n_points)
-        start(bob, url, "bob", actx.n_points)
-        press(driver, "n")
-        wait_until(lambda: open_cluster_id(driver) is not None, T, "ana's cluster")
-        c = open_cluster_id(driver)
-        wait_grid(driver, project, c)
-        press(driver, "l", "ana-z", Keys.ENTER)
-        message(driver, "as 'ana-z'")
-        members = project.store.cluster_members(c)
-        assert {project.store.labels().get(i) for i in members} == {"ana-z"}
+    c, members = _two_annotators_ana_labels_a_cluster(driver, bob, url, app.labeler, project, "ana-z")
 
-        # bob opens the same cluster: ana's labels start unticked; he ticks two and relabels them
-        bob.find_element(By.CSS_SELECTOR, f".cluster-card[data-cluster='{c}'] .btn").click()
-        wait_grid(bob, project, c)
-        assert not any(ticks(bob).values())
-        chosen = members[:2]
-        for k, i in enumerate(chosen, 1):
-            bob.find_element(By.CSS_SELECTOR, f"#cluster-grid .thumb-check[id*='\"id\":{i},'] input").click()
-            wait_until(lambda: f"{k} labelled image(s) ticked" in text_of(bob, "#cluster-labelled-note"), T, "tick")
-        bob.find_element(By.ID, "cluster-label-input").click()
-        press(bob, "defect")
-        bob.find_element(By.ID, "cluster-label-button").click()
-        text = message(bob, "replaced 2 earlier label(s) (ana-z 2 by ana)")
-        assert text.startswith("Labelled 2 image(s)")
+    # bob opens the same cluster: ana's labels start unticked; he ticks two and relabels them
+    bob.find_element(By.CSS_SELECTOR, f".cluster-card[data-cluster='{c}'] .btn").click()
+    wait_grid(bob, project, c)
+    assert not any(ticks(bob).values())
+    chosen = members[:2]
+    for k, i in enumerate(chosen, 1):
+        bob.find_element(By.CSS_SELECTOR, f"#cluster-grid .thumb-check[id*='\"id\":{i},'] input").click()
+        wait_until(lambda: f"{k} labelled image(s) ticked" in text_of(bob, "#cluster-labelled-note"), T, "tick")
+    bob.find_element(By.ID, "cluster-label-input").click()
+    press(bob, "defect")
+    bob.find_element(By.ID, "cluster-label-button").click()
+    text = message(bob, "replaced 2 earlier label(s) (ana-z 2 by ana)")
+    assert text.startswith("Labelled 2 image(s)")
 
-        press(driver, "u")  # ana undoes her cluster label: bob's two keep his label
-        message(driver, "Undone")
-        now = project.store.labels()
-        assert {now.get(i) for i in chosen} == {"defect"} and not any(i in now for i in members[2:])
-        press(bob, "u")  # bob undoes his: his images go back to what is in force without it: nothing
-        message(bob, "Undone")
-        now = project.store.labels()
-        assert not any(i in now for i in members), {i: now.get(i) for i in members}
-    finally:
-        bob.quit()
+    press(driver, "u")  # ana undoes her cluster label: bob's two keep his label
+    message(driver, "Undone")
+    now = project.store.labels()
+    assert {now.get(i) for i in chosen} == {"defect"} and not any(i in now for i in members[2:])
+    press(bob, "u")  # bob undoes his: his images go back to what is in force without it: nothing
+    message(bob, "Undone")
+    now = project.store.labels()
+    assert not any(i in now for i in members), {i: now.get(i) for i in members}
 
 
 def test_enter_submits_the_next_cards_label_box_and_leaves_it(driver, app_at, project):
@@ -332,50 +342,34 @@ def test_enter_submits_the_next_cards_label_box_and_leaves_it(driver, app_at, pr
     assert focused(driver) != box_id  # Enter left the box
 
 
-def test_enter_on_a_cluster_someone_just_labelled_stays_there_until_a_tick_relabels(driver, app_at, project):
+def test_enter_on_a_cluster_someone_just_labelled_stays_there_until_a_tick_relabels(driver, bob, app_at, project):
     """bob's page opens the cluster ana labelled a moment ago and he presses l poly Enter:
     nothing is labelled (her labels are not his to replace unseen), and the page stays on
     that cluster with 'poly' in the box, so the message's 'tick them to relabel' can be
     done there; a tick and Enter then relabel exactly that image and move on."""
     url, app = app_at
-    actx = app.labeler
-    try:
-        bob = chrome_driver()
-    except Exception as e:  # noqa: BLE001
-        pytest.skip(f"no second Chromium: {e}")
-    try:
-        start(driver, url, "ana", actx.n_points)
-        start(bob, url, "bob", actx.n_points)
-        press(driver, "n")
-        wait_until(lambda: open_cluster_id(driver) is not None, T, "ana's cluster")
-        c = open_cluster_id(driver)
-        wait_grid(driver, project, c)
-        press(driver, "l", "mono", Keys.ENTER)
-        message(driver, "as 'mono'")
-        members = project.store.cluster_members(c)
-        before = {r["image_id"]: (r["label"], r["annotator"]) for r in project.store.label_rows()}
-        assert {before[i] for i in members} == {("mono", "ana")}
+    c, members = _two_annotators_ana_labels_a_cluster(driver, bob, url, app.labeler, project, "mono")
+    before = {r["image_id"]: (r["label"], r["annotator"]) for r in project.store.label_rows()}
+    assert {before[i] for i in members} == {("mono", "ana")}
 
-        press(bob, "n")  # the first cluster in the list: the one ana just labelled
-        wait_until(lambda: open_cluster_id(bob) == c, T, "bob's n opens ana's cluster")
-        wait_grid(bob, project, c)
-        press(bob, "l", "poly", Keys.ENTER)
-        text = message(bob, "Nothing labelled")
-        assert f"all {len(members)} image(s) of cluster {c} already hold a label (mono {len(members)} by ana)" in text
-        callbacks_idle(bob)
-        assert open_cluster_id(bob) == c and box_value(bob) == "poly"  # stayed, the label kept
-        assert {r["image_id"]: (r["label"], r["annotator"]) for r in project.store.label_rows()} == before
-        wait_until(lambda: not any(ticks(bob).values()), T, "ana's labels shown unticked")
-        shot(bob, "nothing-labelled-stays")
+    press(bob, "n")  # the first cluster in the list: the one ana just labelled
+    wait_until(lambda: open_cluster_id(bob) == c, T, "bob's n opens ana's cluster")
+    wait_grid(bob, project, c)
+    press(bob, "l", "poly", Keys.ENTER)
+    text = message(bob, "Nothing labelled")
+    assert f"all {len(members)} image(s) of cluster {c} already hold a label (mono {len(members)} by ana)" in text
+    callbacks_idle(bob)
+    assert open_cluster_id(bob) == c and box_value(bob) == "poly"  # stayed, the label kept
+    assert {r["image_id"]: (r["label"], r["annotator"]) for r in project.store.label_rows()} == before
+    wait_until(lambda: not any(ticks(bob).values()), T, "ana's labels shown unticked")
+    shot(bob, "nothing-labelled-stays")
 
-        one = members[0]
-        bob.find_element(By.CSS_SELECTOR, f"#cluster-grid .thumb-check[id*='\"id\":{one},'] input").click()
-        wait_until(lambda: "1 labelled image(s) ticked" in text_of(bob, "#cluster-labelled-note"), T, "tick noted")
-        press(bob, "l", Keys.ENTER)
-        text = message(bob, "replaced 1 earlier label(s) (mono 1 by ana)")
-        assert text.startswith(f"Labelled 1 image(s) of cluster {c} as 'poly'"), text
-        rows = {r["image_id"]: (r["label"], r["annotator"]) for r in project.store.label_rows()}
-        assert rows[one] == ("poly", "bob") and all(rows[i] == ("mono", "ana") for i in members if i != one)
-        wait_until(lambda: open_cluster_id(bob) != c, T, "a relabel that wrote moves on")
-    finally:
-        bob.quit()
+    one = members[0]
+    bob.find_element(By.CSS_SELECTOR, f"#cluster-grid .thumb-check[id*='\"id\":{one},'] input").click()
+    wait_until(lambda: "1 labelled image(s) ticked" in text_of(bob, "#cluster-labelled-note"), T, "tick noted")
+    press(bob, "l", Keys.ENTER)
+    text = message(bob, "replaced 1 earlier label(s) (mono 1 by ana)")
+    assert text.startswith(f"Labelled 1 image(s) of cluster {c} as 'poly'"), text
+    rows = {r["image_id"]: (r["label"], r["annotator"]) for r in project.store.label_rows()}
+    assert rows[one] == ("poly", "bob") and all(rows[i] == ("mono", "ana") for i in members if i != one)
+    wait_until(lambda: open_cluster_id(bob) != c, T, "a relabel that wrote moves on")

@@ -19,6 +19,18 @@ def clustered(n, dim=32, centers=20, seed=0):
 def recall(a, b):
     return float(np.mean([len(set(r) & set(s)) / len(r) for r, s in zip(a, b)]))
 
+def _spread_vectors(monkeypatch, ef_construction: int, hard: int) -> np.ndarray:
+    """3,000 spread-out 24-d unit vectors, HNSW_FROM 500 and a sparse graph (M 8, the given
+    efConstruction and denser rebuild's, floor beam 10): the floor beam is not enough there."""
+    monkeypatch.setattr(ix, "HNSW_FROM", 500)
+    monkeypatch.setattr(ix, "HNSW_M", 8)
+    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION", ef_construction)
+    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION_HARD", hard)
+    monkeypatch.setattr(ix, "HNSW_EF_SEARCH", 10)
+    x = np.random.default_rng(5).normal(size=(3000, 24)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
 
 def test_exact_index_blas_path_matches_the_numpy_path():
     x = clustered(3000)
@@ -150,13 +162,7 @@ def test_vectors_that_need_a_wide_beam_get_a_denser_graph_that_needs_a_narrower_
     narrower beam; index.json records which graph was kept."""
     import json
 
-    monkeypatch.setattr(ix, "HNSW_FROM", 500)
-    monkeypatch.setattr(ix, "HNSW_M", 8)
-    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION", 8)
-    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION_HARD", 64)
-    monkeypatch.setattr(ix, "HNSW_EF_SEARCH", 10)
-    x = np.random.default_rng(5).normal(size=(3000, 24)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = _spread_vectors(monkeypatch, 8, 64)
     sparse_ef, _ = ix.tune_ef_search(HnswIndex.build(x), x)
     assert sparse_ef is None or sparse_ef > 10  # the first graph needs a wider beam
     said = []
@@ -176,13 +182,7 @@ def test_project_index_tunes_its_beam_to_the_vectors_or_stays_exact(tmp_path, mo
     reaches leaves the project on exact search."""
     import json
 
-    monkeypatch.setattr(ix, "HNSW_FROM", 500)
-    monkeypatch.setattr(ix, "HNSW_M", 8)  # a sparse graph on spread-out vectors: the floor beam is not enough
-    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION", 16)
-    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION_HARD", 16)  # no denser rebuild (the next test has it)
-    monkeypatch.setattr(ix, "HNSW_EF_SEARCH", 10)
-    x = np.random.default_rng(5).normal(size=(3000, 24)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = _spread_vectors(monkeypatch, 16, 16)  # no denser rebuild (the next test has it)
     p = Project(tmp_path / "p", create=True)
     p.save_array("pca", x)
     idx = project_index(p)
@@ -231,13 +231,7 @@ def test_the_in_memory_index_is_tuned_like_the_saved_one(monkeypatch):
     """build_index (self_neighbours: the suggestions' graph, near-duplicates) builds its graph
     through build_tuned as the project's saved index does: its beam reaches the recall target,
     and where no beam does it searches exactly."""
-    monkeypatch.setattr(ix, "HNSW_FROM", 500)
-    monkeypatch.setattr(ix, "HNSW_M", 8)
-    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION", 16)
-    monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION_HARD", 16)
-    monkeypatch.setattr(ix, "HNSW_EF_SEARCH", 10)
-    x = np.random.default_rng(5).normal(size=(3000, 24)).astype(np.float32)
-    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x = _spread_vectors(monkeypatch, 16, 16)
     idx = ix.build_index(x)
     assert isinstance(idx, HnswIndex) and idx.ef_search > 10  # the floor beam was not enough
     q = np.arange(1, 3000, 7)
