@@ -409,11 +409,10 @@ def _press(project, params: dict, rep: _Reporter) -> dict:
         summary += f"; held-out accuracy {r.heldout_accuracy:.3f}"
         if r.heldout_frozen_accuracy is not None:
             summary += f" (before: {r.heldout_frozen_accuracy:.3f})"
-    if r.semi_stats and "pseudo_share" in r.semi_stats:  # FixMatch
-        st = r.semi_stats
-        summary += (f"; unlabelled images: {st['pseudo_share']:.0%} of those drawn became pseudo-labels"
-                    + (f", switched off after epoch {st['semi_stopped_epoch']} (wrong too often on held-out labels)"
-                       if st["semi_stopped_epoch"] else ""))
+    if r.semi_stats:
+        from .embedding.semi import describe
+
+        summary += f"; {describe(r.semi_stats, r.classes)}"
     if rep.stop_asked():  # too late to stop before storing: store it, but do not activate
         raise JobCancelled(f"cancelled after the press stored {r.name}; it was not made active "
                            f"(`labeler features --use {r.name}` does), the active set is still {previous}")

@@ -117,6 +117,10 @@ def test_the_heldout_check_switches_the_term_off_when_confident_predictions_are_
     assert not fm.active and fm.stopped_epoch == 4 and fm.heldout_precision == 0.0
     assert fm.weight(5) == 0.0 and fm.loss(right, 16, epoch=5) is None
     assert fm.summary()["semi_stopped_epoch"] == 4
+    from labeler.embedding.semi import describe
+
+    line = describe(fm.summary(), ["a", "b"])
+    assert "held-out precision of confident predictions 0.000" in line and "switched off after epoch 4" in line
 
 
 def test_bad_semi_options_are_refused_and_change_nothing(project):
@@ -205,6 +209,10 @@ def test_the_mean_teacher_follows_the_student_and_asks_for_its_soft_predictions(
     held = torch.from_numpy(maps[:10].astype(np.float32))
     mt.check(student, held, np.zeros(10, int), epoch=5)
     assert 0.0 <= mt.summary()["teacher_heldout_accuracy"] <= 1.0
+    from labeler.embedding.semi import describe
+
+    assert describe(mt.summary(), ["a", "b"]).startswith("unlabelled images: 8 drawn; the teacher's held-out accuracy")
+    assert describe(None, ["a", "b"]) is None
 
 
 def test_a_mean_teacher_press_stores_its_record(project):

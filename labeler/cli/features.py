@@ -175,21 +175,10 @@ def finetune(project_dir, epochs, holdout, device, loss, train_from, semi, name,
         frozen = "" if rep.heldout_frozen_accuracy is None else \
             f" (logistic regression on {rep.previous}: {rep.heldout_frozen_accuracy:.3f})"
         click.echo(f"held-out check on {rep.n_heldout} labels: accuracy {rep.heldout_accuracy:.3f}{frozen}")
-    if rep.semi_stats and "pseudo_share" in rep.semi_stats:  # FixMatch
-        st = rep.semi_stats
-        counts = ", ".join(f"{c} {k}" for c, k in zip(rep.classes, st["pseudo_class_counts"]))
-        check = ("no held-out check (no held-out labels)" if st["pseudo_heldout_precision"] is None else
-                 f"held-out precision of confident predictions {st['pseudo_heldout_precision']:.3f} "
-                 f"({st['pseudo_heldout_confident']} confident)")
-        stopped = (f"; switched off after epoch {st['semi_stopped_epoch']} (pseudo-labels wrong too often)"
-                   if st["semi_stopped_epoch"] else "")
-        click.echo(f"unlabelled images: {st['pseudo_share']:.1%} of {st['unlabelled_drawn']} drawn became "
-                   f"pseudo-labels ({counts}); {check}{stopped}")
-    elif rep.semi_stats:  # Mean Teacher
-        st = rep.semi_stats
-        acc = st["teacher_heldout_accuracy"]
-        click.echo(f"unlabelled images: {st['unlabelled_drawn']} drawn"
-                   + ("" if acc is None else f"; the teacher's held-out accuracy {acc:.3f}"))
+    if rep.semi_stats:
+        from ..embedding.semi import describe
+
+        click.echo(describe(rep.semi_stats, rep.classes))
     state = "active" if not no_use else "stored, not active"
     click.echo(f"feature set {rep.name} {state}; previous: {rep.previous}")
     click.echo(f"the map and clusters stay as they were: `labeler cluster --project {project.root} --feature-set "

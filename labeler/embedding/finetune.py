@@ -508,12 +508,13 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     if name is None:
         taken = set(list_feature_sets(project))
         name = next(f"finetuned-{k}" for k in range(1, 10_000) if f"finetuned-{k}" not in taken)
+    semi_stats = semi_term.summary() if semi_term is not None else None
     save_finetuned(project, name, {"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "head": head,
                                    "loss": loss, "backbone": meta["name"]})
     save_feature_set(project, name, feats, {
         "kind": "finetuned", "backbone": meta["name"], "classes": classes, "epochs": epochs, "lr": lr,
         "train_from": train_from, "class_weight": class_weight, "head": head,
-        "loss": loss, "semi": semi, **({"semi_stats": semi_term.summary()} if semi_term is not None else {}),
+        "loss": loss, "semi": semi, **({"semi_stats": semi_stats} if semi_stats is not None else {}),
         "tta": bool(tta), "input_size": bb.input_size, "n_train": int(len(train)),
         "n_heldout": int(len(held)),
         "heldout_accuracy": acc,
@@ -530,4 +531,4 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
                           train_seconds=train_seconds, embed_seconds=embed_seconds, heldout_accuracy=acc,
                           heldout_frozen_accuracy=frozen_acc, failures=failures, cache_seconds=cache_seconds,
                           prefix_images=cache.computed if cache is not None else 8 * len(train) + len(feats),
-                          semi=semi, semi_stats=semi_term.summary() if semi_term is not None else None)
+                          semi=semi, semi_stats=semi_stats)

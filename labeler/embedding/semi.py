@@ -52,7 +52,7 @@ import torch.nn.functional as F
 from ..errors import BadInputError
 
 __all__ = ["CHANNEL_DROP", "MIN_CONFIDENT", "MU", "PRECISION_FLOOR", "RAMP_SHARE", "THRESHOLD", "WEIGHT",
-           "DistributionAlignment", "EMA_DECAY", "FixMatch", "MeanTeacher", "pseudo_labels", "strong_view"]
+           "DistributionAlignment", "EMA_DECAY", "FixMatch", "MeanTeacher", "describe", "pseudo_labels", "strong_view"]
 
 #: Confidence a prediction needs to become a pseudo-label (FixMatch's tau, Sohn et al. 2020).
 THRESHOLD = 0.95
@@ -338,3 +338,24 @@ class MeanTeacher:
 
     def summary(self) -> dict:
         return {"unlabelled_drawn": int(self.drawn), "teacher_heldout_accuracy": self.heldout_accuracy}
+
+
+def describe(stats: dict | None, classes: list[str]) -> str | None:
+    """One line for the annotator on what the unlabelled images gave a press, from its
+    ``semi_stats`` (:meth:`FixMatch.summary` or :meth:`MeanTeacher.summary`); None without
+    them. ``classes``: the press's classes, in the order of ``pseudo_class_counts``."""
+    if not stats:
+        return None
+    if "pseudo_share" not in stats:  # Mean Teacher
+        acc = stats.get("teacher_heldout_accuracy")
+        return (f"unlabelled images: {stats['unlabelled_drawn']} drawn"
+                + ("" if acc is None else f"; the teacher's held-out accuracy {acc:.3f}"))
+    counts = ", ".join(f"{c} {k}" for c, k in zip(classes, stats["pseudo_class_counts"]))
+    precision = stats["pseudo_heldout_precision"]
+    check = ("no held-out check (no held-out labels)" if precision is None else
+             f"held-out precision of confident predictions {precision:.3f} ({stats['pseudo_heldout_confident']} "
+             "confident)")
+    stopped = (f"; switched off after epoch {stats['semi_stopped_epoch']} (pseudo-labels wrong too often)"
+               if stats["semi_stopped_epoch"] else "")
+    return (f"unlabelled images: {stats['pseudo_share']:.1%} of {stats['unlabelled_drawn']} drawn became "
+            f"pseudo-labels ({counts}); {check}{stopped}")
