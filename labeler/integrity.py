@@ -43,8 +43,8 @@ import numpy as np
 from .atomic import atomic_write
 from .errors import CorruptFileError
 
-__all__ = ["digests", "dump_model", "file_digest", "is_tracked", "load_model", "rebuild_command", "repair_embeddings",
-           "replace_tracked", "sample_digest", "verify", "verify_full", "write_tracked"]
+__all__ = ["digests", "drop_tracked", "dump_model", "file_digest", "is_tracked", "load_model", "rebuild_command",
+           "repair_embeddings", "replace_tracked", "sample_digest", "verify", "verify_full", "write_tracked"]
 
 #: The sampled checksum reads the first and last EDGE bytes and BLOCKS blocks of BLOCK bytes.
 EDGE = 64 * 1024
@@ -168,6 +168,13 @@ def replace_tracked(project, tmp: Path | str, path: Path | str) -> None:
     project.store.manifest_stage(name, size, sample, digest)
     os.replace(tmp, path)
     project.store.manifest_commit(name, digest)
+
+
+def drop_tracked(project, path: Path | str) -> None:
+    """Delete a file labeler wrote, its manifest entry first (a crash leaves an unrecorded
+    file, never a recorded file that is missing). A missing file is not an error."""
+    project.store.manifest_forget(_name(project, path))
+    Path(path).unlink(missing_ok=True)
 
 
 def dump_model(project, obj, path: Path | str) -> None:

@@ -27,8 +27,8 @@ from .embedding.feature_sets import (EMBEDDINGS, active_feature_set, feature_set
 from .embedding.given import GIVEN, embed_given, is_given
 from .embedding.stage import backbone_change, embed_pending, resolve_project_backbone
 from .index import update_project_index
-from .integrity import dump_model, load_model, repair_embeddings
-from .map_versions import current_map_id, drop_tracked, keep_current_map, map_info, start_map
+from .integrity import drop_tracked, dump_model, load_model, repair_embeddings
+from .map_versions import current_map_id, keep_current_map, map_info, start_map
 from .errors import BackboneMismatchError, BadInputError, NotFoundError, ProjectError
 from .project import DB_NAME, Project, project_lock
 from .reduce import fit_pca, fit_umaps, place_by_neighbours, transform_pca, transform_umap
