@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .errors import BadInputError, CorruptFileError, NotFoundError
-from .integrity import replace_tracked, verify
+from .integrity import drop_tracked, replace_tracked, verify
 
 if TYPE_CHECKING:
     from .project import Project
@@ -104,13 +104,6 @@ def _link_tracked(project: "Project", src: Path, dest: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def drop_tracked(project: "Project", path: Path) -> None:
-    """Delete a file labeler wrote, its manifest entry first (a crash leaves an unrecorded
-    file, never a recorded file that is missing)."""
-    project.store.manifest_forget(path.resolve().relative_to(project.root).as_posix())
-    path.unlink(missing_ok=True)
-
-
 def keep_current_map(project: "Project", *, say: Callable[[str], None] = lambda m: None) -> int | None:
     """Keep the current map's files under ``maps/<id>/`` before something replaces them.
 
@@ -145,6 +138,59 @@ def keep_current_map(project: "Project", *, say: Callable[[str], None] = lambda 
     rows = int(np.load(project.array_path("map"), mmap_mode="r").shape[0])
     _record(project, map_id, {**info, "rows": rows, "kept_at": time.time()})
     return map_id
+
+
+def forget_maps(project: "Project", keep: int = 0) -> dict:
+    """Delete kept maps to free the disk: every folder ``maps/<id>/`` except the current
+    map's and the ``keep`` most recently kept others.
+
+    A clustering made on a deleted map can no longer be made current
+    (:func:`use_clustering` says so; ``labeler cluster --list`` marks it "not kept"); the
+    clusterings themselves, the current map and labels do not change. What is recorded
+    about a deleted map stays, marked ``forgotten_at``. Holds the project lock.
+
+    Parameters
+    ----------
+    keep : int, default 0
+        How many kept maps besides the current one stay, newest first (by ``kept_at``).
+
+    Returns
+    -------
+    dict
+        ``forgotten`` (list of map ids, ascending), ``kept`` (the other maps' ids left under
+        ``maps/``; the current map's folder, if any, holds hard links of its files and stays),
+        ``freed_bytes`` (int; a file hard-linked elsewhere, e.g. the current map's, frees
+        nothing and is not counted).
+
+    Raises
+    ------
+    BadInputError
+        ``keep`` < 0.
+    ProjectLockedError
+        Another process is writing to the project: nothing was deleted.
+    """
+    from .project import project_lock
+
+    if keep < 0:
+        raise BadInputError(f"keep must be >= 0, got {keep}")
+    with project_lock(project.root, "deletion of kept maps"):
+        current = current_map_id(project)
+        recorded = project.store.get_meta("maps") or {}
+        root = project.root / MAPS_DIR
+        ids = sorted(int(d.name) for d in root.iterdir() if d.is_dir() and d.name.isdigit()) if root.is_dir() else []
+        others = sorted((m for m in ids if m != current),
+                        key=lambda m: (float((recorded.get(str(m)) or {}).get("kept_at") or 0), m), reverse=True)
+        gone = sorted(others[keep:])
+        freed = 0
+        for m in gone:
+            d = kept_dir(project, m)
+            _record(project, m, {**map_info(project, m), "forgotten_at": time.time()})
+            for f in sorted(d.iterdir()):
+                st = f.stat()
+                freed += st.st_size if st.st_nlink == 1 else 0
+                drop_tracked(project, f)
+            d.rmdir()
+    return {"forgotten": gone, "kept": sorted(set(others) - set(gone)), "freed_bytes": int(freed)}
 
 
 def start_map(project: "Project", info: dict) -> int:

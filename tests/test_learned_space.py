@@ -21,11 +21,12 @@ import fixtures_images as fx
 from labeler.check import check_project
 from labeler.cli import main
 from labeler.config import Settings
-from labeler.embedding.feature_sets import save_feature_set
-from labeler.errors import StaleStateError
+from labeler.embedding.feature_sets import (drop_feature_set, feature_set_info, list_feature_sets,
+                                            new_feature_set_name, save_feature_set, set_active_feature_set)
+from labeler.errors import BadInputError, NotFoundError, StaleStateError
 from labeler.evaluate.simulate import cluster_majority
 from labeler.labels import label_cluster, label_images
-from labeler.map_versions import current_map_id, list_clusterings, use_clustering
+from labeler.map_versions import current_map_id, forget_maps, list_clusterings, use_clustering
 from labeler.pipeline import ingest, place_in_maps, recluster
 from labeler.project import Project
 from labeler.search import Searcher
@@ -193,6 +194,66 @@ def test_a_recluster_in_the_middle_of_labelling_keeps_every_label(project, elpv_
     assert check_project(project.root) == []
 
 
+def _manifest(project: Project) -> set:
+    return {r[0] for r in project.store.con.execute("SELECT name FROM manifest")}
+
+
+def test_deleting_a_feature_set_and_kept_maps_frees_the_disk_and_loses_nothing_else(project, elpv_dir):
+    """A learned set and the maps that piled up can be deleted: labels, the current map and
+    clustering stay, a clustering on a deleted set's kept map still comes back, one on a
+    deleted map is refused with a clear error, and ``labeler check`` finds nothing missing."""
+    y = _truth(project, elpv_dir)
+    label_images(project, [int(i) for i in project.store.row_image_ids()[:6]], "seen", annotator="ann")
+    labels0 = _labels(project)
+    cid0, map0 = project.store.current_clustering()["id"], current_map_id(project)
+    cid1 = recluster(project, project.settings(), feature_set=_store_learned_set(project, y), say=lambda m: None)
+    map1 = current_map_id(project)
+    cid2 = recluster(project, project.settings(), remap=True, say=lambda m: None)
+    assert sorted(int(d.name) for d in (project.root / "maps").iterdir()) == [map0, map1]
+
+    with pytest.raises(BadInputError, match="ingest feature set"):
+        drop_feature_set(project, "embeddings")
+    with pytest.raises(NotFoundError, match="no feature set 'nope'"):
+        drop_feature_set(project, "nope")
+    set_active_feature_set(project, "learned")
+    with pytest.raises(BadInputError, match="active feature set"):
+        drop_feature_set(project, "learned")
+    assert (project.root / "features/learned.npy").is_file()
+    set_active_feature_set(project, "embeddings")
+    size = (project.root / "features/learned.npy").stat().st_size
+    assert drop_feature_set(project, "learned") == {"name": "learned", "freed_bytes": size}
+    assert not (project.root / "features/learned.npy").exists() and "features/learned.npy" not in _manifest(project)
+    assert "learned" not in list_feature_sets(project) and feature_set_info(project, "learned")["dropped_at"] > 0
+    assert check_project(project.root) == [] and _labels(project) == labels0
+    # The learned clustering's map keeps its own arrays: it comes back without the set.
+    use_clustering(project, cid1)
+    assert current_map_id(project) == map1 and check_project(project.root) == []
+    now = use_clustering(project, cid2)
+
+    map2 = current_map_id(project)
+    rep = forget_maps(project, keep=1)  # map1 was kept last (when cid2 came back), map0 before it
+    assert rep["forgotten"] == [map0] and rep["kept"] == [map1] and rep["freed_bytes"] > 0
+    assert not (project.root / f"maps/{map0}").exists()
+    assert not any(n.startswith(f"maps/{map0}/") for n in _manifest(project))
+    listed = {c["id"]: c for c in list_clusterings(project)}
+    assert not listed[cid0]["available"] and listed[cid1]["available"] and listed[now]["current"]
+    with pytest.raises(NotFoundError, match=f"map {map0}"):
+        use_clustering(project, cid0)
+    assert current_map_id(project) == map2 and project.store.current_clustering()["params"]["restored_from"] == cid2
+    assert forget_maps(project)["forgotten"] == [map1] and not (project.root / "maps" / str(map1)).exists()
+    assert check_project(project.root) == [] and _labels(project) == labels0
+    with pytest.raises(BadInputError):
+        forget_maps(project, keep=-1)
+
+
+def test_a_deleted_sets_name_is_not_given_to_a_new_one(project):
+    x = np.zeros((project.store.next_row(), 4), np.float32)
+    save_feature_set(project, "finetuned-1", x, {"kind": "test"})
+    assert new_feature_set_name(project, "finetuned") == "finetuned-2"
+    drop_feature_set(project, "finetuned-1")
+    assert new_feature_set_name(project, "finetuned") == "finetuned-2"  # a map may still say 'finetuned-1'
+
+
 def _run(*args, ok=True):
     r = CliRunner().invoke(main, [str(a) for a in args])
     assert (r.exit_code == 0) == ok, r.output
@@ -213,10 +274,24 @@ def test_cli_feature_set_use_and_list(project, elpv_dir):
     assert r.exit_code == 1 and "no clustering 9999" in r.output and len(r.output.strip().splitlines()) == 1
     r = _run("cluster", "--project", project.root, "--use", cid0, "--method", "kmeans", ok=False)
     assert r.exit_code == 2 and "--use goes with none of --method" in r.output
+    r = _run("cluster", "--project", project.root, "--use", cid0, "--keep-maps", 0, ok=False)
+    assert r.exit_code == 2 and "--use goes with none of --keep-maps" in r.output
     r = _run("cluster", "--project", project.root, "--use", cid0)
     assert f"clustering {cid0} as it was" in r.output
     assert project.store.current_clustering()["params"]["restored_from"] == cid0
     r = _run("check", "--project", project.root)
+    # Freeing the disk: the learned set (not active) and the kept learned map.
+    r = _run("features", "--project", project.root)
+    assert "learned" in r.output and "MiB" in r.output
+    r = _run("features", "--project", project.root, "--drop", "learned")
+    assert "deleted feature set learned (" in r.output and "MiB freed" in r.output
+    assert "learned" not in r.output.split("freed)")[1]  # the list that follows
+    r = _run("cluster", "--project", project.root, "--keep-maps", 0)
+    assert "deleted 1 kept map(s)" in r.output and "kept: none" in r.output
+    assert [d.name for d in (project.root / "maps").iterdir()] == [str(current_map_id(project))]  # links, no cost
+    r = _run("cluster", "--project", project.root, "--list")
+    assert "(not kept)" in r.output
+    _run("check", "--project", project.root)
 
 
 @pytest.mark.slow
@@ -238,6 +313,13 @@ def test_a_press_then_the_offered_recluster_in_its_set(project, elpv_dir, monkey
     hint = [ln for ln in r.output.splitlines() if "--feature-set" in ln]
     assert len(hint) == 1 and "--feature-set finetuned-1" in hint[0] and "--use ID" in hint[0]
     _run("cluster", "--project", project.root, "--feature-set", "finetuned-1")
+    assert project.store.current_clustering()["params"]["feature_set"] == "finetuned-1"
+    assert _labels(project) == labels0 and check_project(project.root) == []
+    # Deleting the pressed set takes its network too; its clustering stays current and whole.
+    r = _run("features", "--project", project.root, "--drop", "finetuned-1", ok=False)
+    assert "active feature set" in r.output and (project.models_dir / "finetuned-1.pt").is_file()
+    _run("features", "--project", project.root, "--use", "embeddings", "--drop", "finetuned-1")
+    assert not (project.models_dir / "finetuned-1.pt").exists() and not (project.root / "features/finetuned-1.npy").exists()
     assert project.store.current_clustering()["params"]["feature_set"] == "finetuned-1"
     assert _labels(project) == labels0 and check_project(project.root) == []
 

@@ -31,23 +31,28 @@ from ..embedding.registry import FEATURE_TYPES, LOSSES, SEMI, TRAIN_FROM
                    "search read.")
 @click.option("--name", default=None, help="Name of the computed set (default: the feature type).")
 @click.option("--use", "use", default=None, help="Make this stored feature set the active one.")
+@click.option("--drop", "drop", default=None, metavar="NAME",
+              help="Delete stored feature set NAME (and a fine-tuned set's network) to free the disk; "
+                   "not 'embeddings' nor the active set.")
 @click.option("--device", default="auto", help="cpu, cuda ... (default: cuda when present).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @TEXT_MODEL
-def features_cmd(project_dir, feature_type, normal_label, normalise, patch_maps, name, use, device, quiet,
+def features_cmd(project_dir, feature_type, normal_label, normalise, patch_maps, name, use, drop, device, quiet,
                  text_model):
-    """List, compute or choose the project's feature sets (features/<name>.npy).
+    """List, compute, choose or delete the project's feature sets (features/<name>.npy).
 
     Suggestions and the "label next" queue read the active set; the ingest
-    embeddings are the set 'embeddings'. Nothing is deleted: switch back any time.
+    embeddings are the set 'embeddings'. Nothing is deleted unless you --drop it:
+    switch back any time. The list shows each set's size on disk.
 
     \b
     Example:
       labeler features --project data/projects/elpv --compute multiscale --use multiscale
       labeler features --project data/projects/elpv --text-model ViT-B-32:laion2b_s34b_b79k
       labeler features --project data/projects/elpv --compute defect --normal-label no
+      labeler features --project data/projects/elpv --drop finetuned-1
     """
-    from ..embedding.feature_sets import list_feature_sets, set_active_feature_set
+    from ..embedding.feature_sets import drop_feature_set, feature_set_path, list_feature_sets, set_active_feature_set
 
     project = open_project(project_dir)
     if (normal_label is not None or normalise is not None) and feature_type != "defect":
@@ -69,11 +74,15 @@ def features_cmd(project_dir, feature_type, normal_label, normalise, patch_maps,
     if use:
         set_active_feature_set(project, use)
         click.echo(f"active feature set: {use}")
+    if drop:
+        rep = drop_feature_set(project, drop)
+        click.echo(f"deleted feature set {drop} ({rep['freed_bytes'] / 2**20:.1f} MiB freed)")
     for n, info in list_feature_sets(project).items():
         extra = ""
         if info.get("heldout_accuracy") is not None:
             extra = f", held-out accuracy {info['heldout_accuracy']:.3f}"
-        click.echo(f"{'*' if info['active'] else ' '} {n:20s} {info['rows']} x {info['dim']:<5d} "
+        mib = feature_set_path(project, n).stat().st_size / 2**20
+        click.echo(f"{'*' if info['active'] else ' '} {n:20s} {info['rows']} x {info['dim']:<5d} {mib:8.1f} MiB  "
                    f"{info.get('kind', '')} {info.get('feature_type', '')}{extra}")
 
 

@@ -123,7 +123,10 @@ def ingest(image_dir, project_dir, backbone, weights, view, features, device, ba
 @click.option("--use", "use", type=click.IntRange(1), default=None,
               help="Make clustering ID current again, with the map it was made on (ids: --list).")
 @click.option("--list", "list_", is_flag=True, help="List the clusterings with their maps; change nothing.")
-def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap, feature_set, use, list_):
+@click.option("--keep-maps", "keep_maps", type=click.IntRange(0), default=None, metavar="N",
+              help="Delete the kept earlier maps (maps/<id>/) but the current one and the N newest, to free the "
+                   "disk; their clusterings can no longer be made current. Nothing else changes.")
+def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap, feature_set, use, list_, keep_maps):
     """Re-cluster the project; the new clustering becomes current.
 
     Options not given keep the project's settings (labeler.toml: what the last ingest
@@ -136,17 +139,29 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap, fe
       labeler cluster --project data/projects/elpv --remap
       labeler cluster --project data/projects/elpv --feature-set finetuned-1
       labeler cluster --project data/projects/elpv --list
+      labeler cluster --project data/projects/elpv --keep-maps 2
     """
     from ..pipeline import recluster
 
     project = open_project(project_dir)
     given = {"method": method, "k": k, "min_cluster_size": min_cluster_size, "min_samples": min_samples}
-    if list_ or use is not None:
+    if list_ or use is not None or keep_maps is not None:
+        alone = "use" if use is not None else ("list" if list_ else "keep-maps")
         fitting = {**given, "remap": remap or None, "feature_set": feature_set,
-                   "list": (use is not None and list_) or None}
+                   "list": (alone != "list" and list_) or None, "use": use if alone != "use" else None,
+                   "keep_maps": keep_maps if alone != "keep-maps" else None}
         clash = [f"--{n.replace('_', '-')}" for n, v in fitting.items() if v is not None]
         if clash:
-            raise click.UsageError(f"--{'use' if use is not None else 'list'} goes with none of {', '.join(clash)}")
+            raise click.UsageError(f"--{alone} goes with none of {', '.join(clash)}")
+        if keep_maps is not None:
+            from ..map_versions import forget_maps
+
+            rep = forget_maps(project, keep_maps)
+            click.echo(f"deleted {len(rep['forgotten'])} kept map(s)"
+                       + (f" ({', '.join(map(str, rep['forgotten']))})" if rep["forgotten"] else "")
+                       + f", {rep['freed_bytes'] / 2**20:.1f} MiB freed; kept: "
+                       + (", ".join(map(str, rep["kept"])) or "none") + " (and the current map)")
+            return
         if list_:
             _print_clusterings(project)
             return

@@ -6,7 +6,8 @@ made at ingest are the feature set ``'embeddings'``; others come from
 ``labeler features`` (another feature type, computed from the stored images) or
 ``labeler finetune`` (vectors of a network fine-tuned on the annotator's labels).
 Nothing is overwritten: every set stays on disk, so the annotator can go back by
-making an older one active. Which one is active is a project setting kept in the
+making an older one active, until someone deletes one to free the disk
+(:func:`drop_feature_set`; a fine-tuned set at 1M images takes 5 GB). Which one is active is a project setting kept in the
 database (meta key ``active_features``, :func:`active_features`). Suggestions and the
 "label next" queue (:mod:`labeler.assist`) read the active set (the ingest PCA vectors
 while the ingest embeddings are active), or any set by name.
@@ -25,8 +26,9 @@ from ..errors import BadInputError, NotFoundError, ProjectError
 from ..integrity import verify, write_tracked
 from ..project import Project
 
-__all__ = ["EMBEDDINGS", "active_feature_set", "active_features", "feature_set_path", "list_feature_sets",
-           "load_feature_set", "save_feature_set", "set_active_feature_set"]
+__all__ = ["EMBEDDINGS", "active_feature_set", "active_features", "drop_feature_set", "feature_set_path",
+           "list_feature_sets", "load_feature_set", "new_feature_set_name", "save_feature_set",
+           "set_active_feature_set"]
 
 #: The name of the ingest embeddings as a feature set.
 EMBEDDINGS = "embeddings"
@@ -116,6 +118,64 @@ def save_feature_set(project: Project, name: str, features: np.ndarray, info: di
     sets[name] = {"created": time.time(), **(info or {})}
     project.store.set_meta(feature_sets=sets)
     return name
+
+
+def new_feature_set_name(project: Project, stem: str) -> str:
+    """The first of ``<stem>-1``, ``<stem>-2`` ... that no feature set has had, stored or
+    deleted: a deleted set's name stays its own, so that a clustering or map recorded as
+    made in ``finetuned-2`` never comes to mean another network's vectors."""
+    taken = set(list_feature_sets(project)) | set(project.store.get_meta("feature_sets") or {})
+    return next(f"{stem}-{k}" for k in range(1, 1_000_000) if f"{stem}-{k}" not in taken)
+
+
+def drop_feature_set(project: Project, name: str) -> dict:
+    """Delete a stored feature set to free the disk: ``features/<name>.npy`` and, for a
+    fine-tuned set, its network ``models/<name>.pt``.
+
+    What is recorded about it stays in the database, marked ``dropped_at`` (Unix seconds),
+    so that clusterings and maps made in it still say which vectors they came from, and
+    its name is not given to a new set (:func:`new_feature_set_name`). Clusterings and
+    maps made in it stay usable (a map keeps its own arrays). Labels never change. Holds
+    the project lock, so it waits for no press: one that is running makes it fail at once.
+
+    Returns
+    -------
+    dict
+        ``name``, ``freed_bytes`` (int, the files deleted).
+
+    Raises
+    ------
+    BadInputError
+        ``'embeddings'`` (the ingest set: search and new photos need it), the active set
+        (make another active first), or a malformed name.
+    NotFoundError
+        No stored feature set has that name.
+    ProjectLockedError
+        Another process is writing to the project (a press, an ingest ...): nothing was deleted.
+    """
+    from ..integrity import drop_tracked
+    from ..project import project_lock
+
+    if name == EMBEDDINGS:
+        raise BadInputError("'embeddings' is the ingest feature set: search and new photos need it; it cannot be deleted")
+    path = feature_set_path(project, name)
+    with project_lock(project.root, "deletion of a feature set"):
+        if not path.is_file():
+            known = ", ".join(list_feature_sets(project)) or "none"
+            raise NotFoundError(f"no feature set {name!r} in this project (stored: {known})")
+        if active_feature_set(project) == name:
+            raise BadInputError(f"{name!r} is the active feature set: make another active first "
+                                "(`labeler features --use embeddings`)")
+        files = [path]
+        if feature_set_info(project, name).get("kind") == "finetuned":
+            files.append(project.models_dir / f"{name}.pt")
+        freed = sum(p.stat().st_size for p in files if p.is_file())
+        sets = dict(project.store.get_meta("feature_sets") or {})
+        sets[name] = {**sets.get(name, {}), "dropped_at": time.time()}
+        project.store.set_meta(feature_sets=sets)  # first: a crash after it leaves listed files a retry deletes
+        for p in files:
+            drop_tracked(project, p)
+    return {"name": name, "freed_bytes": int(freed)}
 
 
 def feature_set_info(project: Project, name: str) -> dict:

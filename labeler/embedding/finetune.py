@@ -330,7 +330,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     """
     from .backbones import load_backbone
     from .device import pick_device
-    from .feature_sets import active_feature_set, list_feature_sets, save_feature_set, set_active_feature_set
+    from .feature_sets import active_feature_set, new_feature_set_name, save_feature_set, set_active_feature_set
     from .local_features import embed_project
 
     if epochs < 1:
@@ -506,8 +506,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
     embed_seconds = time.perf_counter() - t1
 
     if name is None:
-        taken = set(list_feature_sets(project))
-        name = next(f"finetuned-{k}" for k in range(1, 10_000) if f"finetuned-{k}" not in taken)
+        name = new_feature_set_name(project, "finetuned")
     semi_stats = semi_term.summary() if semi_term is not None else None
     save_finetuned(project, name, {"tail": tail.state_dict(), "classes": classes, "prefix_end": end, "head": head,
                                    "loss": loss, "backbone": meta["name"]})
