@@ -21,6 +21,7 @@ import fixtures_images as fx
 from labeler.check import check_project
 from labeler.cli import main
 from labeler.config import Settings
+from labeler.disk import disk_usage
 from labeler.embedding.feature_sets import (drop_feature_set, feature_set_info, list_feature_sets,
                                             new_feature_set_name, save_feature_set, set_active_feature_set)
 from labeler.errors import BadInputError, NotFoundError, StaleStateError
@@ -221,7 +222,9 @@ def test_deleting_a_feature_set_and_kept_maps_frees_the_disk_and_loses_nothing_e
     assert (project.root / "features/learned.npy").is_file()
     set_active_feature_set(project, "embeddings")
     size = (project.root / "features/learned.npy").stat().st_size
+    assert disk_usage(project)["feature_sets"] == {"learned": size}
     assert drop_feature_set(project, "learned") == {"name": "learned", "freed_bytes": size}
+    assert disk_usage(project)["parts"]["features"] == 0
     assert not (project.root / "features/learned.npy").exists() and "features/learned.npy" not in _manifest(project)
     assert "learned" not in list_feature_sets(project) and feature_set_info(project, "learned")["dropped_at"] > 0
     assert check_project(project.root) == [] and _labels(project) == labels0
@@ -231,8 +234,11 @@ def test_deleting_a_feature_set_and_kept_maps_frees_the_disk_and_loses_nothing_e
     now = use_clustering(project, cid2)
 
     map2 = current_map_id(project)
+    use = disk_usage(project)
+    assert set(use["kept_maps"]) == {map0, map1}  # map2's kept folder: links to the top-level files, free
     rep = forget_maps(project, keep=1)  # map1 was kept last (when cid2 came back), map0 before it
-    assert rep["forgotten"] == [map0] and rep["kept"] == [map1] and rep["freed_bytes"] > 0
+    assert rep["forgotten"] == [map0] and rep["kept"] == [map1] and rep["freed_bytes"] == use["kept_maps"][map0]
+    assert disk_usage(project)["parts"]["maps"] == use["parts"]["maps"] - rep["freed_bytes"]
     assert not (project.root / f"maps/{map0}").exists()
     assert not any(n.startswith(f"maps/{map0}/") for n in _manifest(project))
     listed = {c["id"]: c for c in list_clusterings(project)}
@@ -283,6 +289,10 @@ def test_cli_feature_set_use_and_list(project, elpv_dir):
     # Freeing the disk: the learned set (not active) and the kept learned map.
     r = _run("features", "--project", project.root)
     assert "learned" in r.output and "MiB" in r.output
+    r = _run("info", "--project", project.root)
+    disk = r.output.split("disk: ")[1]
+    assert "feature sets (features/) (learned " in disk and "labeler features --drop NAME" in disk
+    assert "kept earlier maps (maps/) (1 kept)" in disk and "labeler cluster --keep-maps N" in disk
     r = _run("features", "--project", project.root, "--drop", "learned")
     assert "deleted feature set learned (" in r.output and "MiB freed" in r.output
     assert "learned" not in r.output.split("freed)")[1]  # the list that follows
@@ -291,6 +301,8 @@ def test_cli_feature_set_use_and_list(project, elpv_dir):
     assert [d.name for d in (project.root / "maps").iterdir()] == [str(current_map_id(project))]  # links, no cost
     r = _run("cluster", "--project", project.root, "--list")
     assert "(not kept)" in r.output
+    r = _run("info", "--project", project.root)
+    assert "feature sets" not in r.output and "kept earlier maps" not in r.output and "thumbnails" in r.output
     _run("check", "--project", project.root)
 
 

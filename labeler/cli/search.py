@@ -7,6 +7,7 @@ import sys
 
 import click
 
+from ..disk import PARTS, disk_usage
 from .models import TEXT_QUERY, text_search_cli
 from .options import PROJECT, open_project
 
@@ -129,7 +130,7 @@ def print_search(res, settings) -> None:
 @PROJECT
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object (counts, clustering_id, labels).")
 def info(project_dir, as_json):
-    """Counts, backbone, clusters, labels and skipped files of a project.
+    """Counts, backbone, clusters, labels, skipped files and disk use of a project.
 
     \b
     Example:
@@ -148,6 +149,7 @@ def info(project_dir, as_json):
             "clustering": {"method": cur["method"], "params": cur["params"]} if cur else None,
             "labels": counts, "stale_labels": st.stale_image_ids(),
             "skipped": [{"path": r["path"], "reason": r["reason"]} for r in st.skipped()],
+            "disk": disk_usage(project),
         }, indent=2))
         return
     click.echo(f"project: {project.root}")
@@ -170,6 +172,26 @@ def info(project_dir, as_json):
                     "`labeler labels confirm` (or re-label)", fg="yellow")
     for r in st.skipped()[:50]:
         click.echo(f"  skipped {r['path']}: {r['reason']}")
+    _print_disk(project)
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
+
+
+def _print_disk(project) -> None:
+    use = disk_usage(project)
+    click.echo(f"disk: {_mib(use['total'])}")
+    for name, (what, free) in PARTS.items():
+        n = use["parts"][name]
+        if not n:
+            continue
+        detail = ""
+        if name == "features" and use["feature_sets"]:
+            detail = " (" + ", ".join(f"{k} {_mib(v)}" for k, v in use["feature_sets"].items()) + ")"
+        elif name == "maps" and use["kept_maps"]:
+            detail = f" ({len(use['kept_maps'])} kept)"
+        click.echo(f"  {_mib(n):>10}  {what}{detail}" + (f"; frees: {free}" if free else ""))
 
 
 def _print_duplicate_counts(project) -> None:
