@@ -82,3 +82,22 @@ def test_fine_tune_from_the_dashboard_with_progress_and_cancel(driver, project, 
         now = project.store.current_clustering()["id"]
         assert now != before and f"`labeler cluster --use {before}` goes back" in text
         assert not driver.find_element(By.ID, "press-recluster").is_displayed()
+
+        # Going back after a press: the list of stored sets, the new one chosen; a click on
+        # the ingest vectors makes them active (labels untouched), a click on the set again.
+        name = job.result["name"]
+
+        def chosen():
+            return [e.get_attribute("value") for e in driver.find_elements(By.CSS_SELECTOR, "#press-features input")
+                    if e.is_selected()]
+
+        wait_until(lambda: chosen() == [name], what="the pressed set chosen in the list")
+        assert "held-out accuracy" in text_of(driver, "#press-features")
+        labels = project.store.labels()
+        driver.find_element(By.XPATH, "//*[@id='press-features']//label[contains(., 'embeddings:')]").click()
+        message(driver, "now use feature set embeddings")
+        assert active_feature_set(project) == "embeddings" and project.store.labels() == labels
+        wait_until(lambda: chosen() == ["embeddings"], what="the list follows")
+        driver.find_element(By.XPATH, f"//*[@id='press-features']//label[contains(., '{name}:')]").click()
+        message(driver, f"now use feature set {name}")
+        assert active_feature_set(project) == name

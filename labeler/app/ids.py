@@ -238,3 +238,4 @@ PRESS_BAR = "press-bar"  # <progress>: the job's fraction done
 PRESS_POLL = "press-poll"  # dcc.Interval, enabled while a press runs
 PRESS_SEEN = "press-seen-store"  # {id, state} of the press the page last showed
 PRESS_RECLUSTER = "press-recluster"  # after a press: re-map and re-cluster in its feature set
+PRESS_FEATURES = "press-features"  # radio items: the stored feature sets, the active one chosen

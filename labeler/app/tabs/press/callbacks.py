@@ -1,6 +1,7 @@
 """The Fine-tune tab's callbacks: start the press as a background job, poll its record,
-cancel it, say in the message bar when its feature set became active, and offer to
-re-cluster in that set (another job, :func:`labeler.pipeline.recluster`).
+cancel it, say in the message bar when its feature set became active, offer to
+re-cluster in that set (another job, :func:`labeler.pipeline.recluster`), and list the
+stored feature sets to choose the active one (going back after a press).
 
 Every worker reads the jobs' records from the project directory (:mod:`labeler.jobs`),
 so a page served by another gunicorn worker than the one that started the press sees
@@ -19,7 +20,7 @@ from dash.exceptions import PreventUpdate
 
 from .... import jobs
 from ... import ids
-from ...actions import attempt
+from ...actions import attempt, run, write_callback
 from ...common import annotator_name
 from ...components import message
 from ...state import AppContext
@@ -93,6 +94,32 @@ def ended_message(snap: dict) -> tuple[str, str, bool]:
         (f"{what} failed: {tail}", "error", False)
 
 
+def feature_set_choices(actx: AppContext) -> tuple[list[dict], str]:
+    """The radio items of the stored feature sets (``{label, value}``, the ingest embeddings
+    first, then by creation) and the active set's name."""
+    from ....embedding.feature_sets import active_feature_set, list_feature_sets
+
+    options = []
+    for name, info in list_feature_sets(actx.project).items():
+        what = "the ingest vectors" if name == "embeddings" else (info.get("kind") or "")
+        if info.get("heldout_accuracy") is not None:
+            what += f", held-out accuracy {info['heldout_accuracy']:.3f}"
+            if info.get("heldout_frozen_accuracy") is not None:
+                what += f" (before {info['heldout_frozen_accuracy']:.3f})"
+        options.append({"label": f" {name}: {what} ({info['rows']} x {info['dim']})", "value": name})
+    return options, active_feature_set(actx.project)
+
+
+def use_feature_set_action(actx: AppContext, name, annotator) -> str:
+    """Make stored feature set ``name`` the one suggestions and the queue use (every page:
+    :mod:`labeler.assist.memo` keys them by the active set). Raises NotFoundError when it
+    was deleted meanwhile."""
+    from ....embedding.feature_sets import set_active_feature_set
+
+    set_active_feature_set(actx.project, str(name))
+    return f"Suggestions and the label-next queue now use feature set {name}; labels did not change."
+
+
 def status_view(snap: dict | None) -> tuple:
     """(status text, bar value, bar style, start disabled, cancel disabled, re-cluster style)."""
     hidden = {"display": "none"}
@@ -149,6 +176,22 @@ def register(app: Dash, actx: AppContext) -> None:
             msg = message(text, kind)
             bump = (version or 0) + 1 if changed else no_update  # the views re-render on the new set
         return snap, not running, msg, bump
+
+    @app.callback(Output(ids.PRESS_FEATURES, "options"), Output(ids.PRESS_FEATURES, "value"),
+                  Input(ids.VERSION, "data"), Input(ids.PRESS_SEEN, "data"), Input(ids.TABS, "value"))
+    def show_feature_sets(_version, _seen, tab):
+        if tab != ids.TAB_PRESS:
+            raise PreventUpdate
+        return feature_set_choices(actx)
+
+    @write_callback(app, Input(ids.PRESS_FEATURES, "value"))
+    def use_feature_set(name, annotator, version):
+        from ....embedding.feature_sets import active_feature_set
+
+        if not name or name == active_feature_set(actx.project):
+            raise PreventUpdate  # the list was redrawn, or the chosen set is active already
+        r = run(use_feature_set_action, actx, name, annotator, version=version)
+        return r.message, r.version
 
     @app.callback(Output(ids.PRESS_STATUS, "children"), Output(ids.PRESS_BAR, "value"),
                   Output(ids.PRESS_BAR, "style"), Output(ids.PRESS_START, "disabled"),

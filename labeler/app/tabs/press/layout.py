@@ -54,4 +54,9 @@ def tab(ctx: AppContext) -> dcc.Tab:
                           "`labeler cluster --use ID` goes back)"),
         html.Progress(id=ids.PRESS_BAR, value="0", max="1", style={"width": "100%", "display": "none"}),
         html.Div(id=ids.PRESS_STATUS, className="small"),
+        html.H5("Vectors the suggestions and the label-next queue use"),
+        html.P("Choosing another set takes effect at once for every annotator; labels never change. "
+               "`labeler features --drop NAME` deletes one you no longer need.", className="muted small"),
+        dcc.RadioItems(id=ids.PRESS_FEATURES, options=[], value=None, className="small",
+                       labelStyle={"display": "block"}),
     ])
