@@ -133,7 +133,8 @@ def _defect(project, normal_label, normalise, name, device: str, quiet: bool) ->
                    "cross-entropy alone (half the training time).")
 @click.option("--train-from", type=click.Choice(TRAIN_FROM), default="s16", show_default=True,
               help="Where training starts: s16 the last stages; 'last' the last block only, 4-7x faster "
-                   "(ELPV: same probe accuracy, defective search P@1 0.008 lower; docs/features.md).")
+                   "(ELPV, 300 labels: same probe accuracy; in the labelling flow with a press at 150 labels "
+                   "it gained a third of the default's gain; docs/features.md).")
 @click.option("--semi", type=click.Choice(SEMI), default="none", show_default=True,
               help="Also learn from the images nobody labelled: 'fixmatch' trains on confident predictions "
                    "(checked against held-out labels) of the unlabelled images, 'meanteacher' on the soft "

@@ -39,8 +39,9 @@ def tab(ctx: AppContext) -> dcc.Tab:
                 {"label": html.Span(" quick: the last block only",
                                     title="Trains the last block and the head instead of the last stages: 4-7x "
                                           "faster (ELPV, 300 labels, 2 CPU cores: 58-65 s against 238-467 s); same "
-                                          "probe accuracy, defect-level figures higher, defective search P@1 0.008 "
-                                          "lower (docs/features.md)"),
+                                          "probe accuracy there, but in the labelling flow with a press at 150 "
+                                          "labels it gained a third of what the default press gains on defective "
+                                          "and nothing on defect level (one seed; docs/features.md)"),
                  "value": "quick"},
                 {"label": html.Span(" learn from unlabelled images too",
                                     title=UNLABELLED_TITLE),
