@@ -52,6 +52,9 @@ def _open_cluster(driver, project, cluster):
     n = min(len(project.store.cluster_members(cluster)), PER_PAGE)
     wait_until(lambda: len(driver.find_elements(By.CSS_SELECTOR, "#cluster-grid .thumb-btn")) == n,
                what="cluster grid")
+    # What a person types into next: ready only once the panel is shown (under load, after the grid).
+    wait_until(lambda: all(e.is_displayed() and e.is_enabled()
+                           for e in driver.find_elements(By.ID, "cluster-label-input")), what="the label box")
 
 
 def test_page_renders_under_the_csp_and_a_stale_cluster_is_refused(driver, served, project):
