@@ -181,7 +181,7 @@ def _mib(n: int) -> str:
 
 def _print_disk(project) -> None:
     use = disk_usage(project)
-    click.echo(f"disk: {_mib(use['total'])}")
+    click.echo(f"disk: {'about ' if use['estimated'] else ''}{_mib(use['total'])}")
     for name, (what, free) in PARTS.items():
         n = use["parts"][name]
         if not n:
@@ -191,7 +191,8 @@ def _print_disk(project) -> None:
             detail = " (" + ", ".join(f"{k} {_mib(v)}" for k, v in use["feature_sets"].items()) + ")"
         elif name == "maps" and use["kept_maps"]:
             detail = f" ({len(use['kept_maps'])} kept)"
-        click.echo(f"  {_mib(n):>10}  {what}{detail}" + (f"; frees: {free}" if free else ""))
+        about = "about " if name in use["estimated"] else ""
+        click.echo(f"  {about + _mib(n):>16}  {what}{detail}" + (f"; frees: {free}" if free else ""))
 
 
 def _print_duplicate_counts(project) -> None:
