@@ -458,6 +458,8 @@ def _ingest(image_dir: Path, project_dir, settings, *, force, remap, progress, w
     else:
         backbone_name = store.get_meta("backbone")["name"]
     project.save_settings(settings)
+    if settings.prefix_cache and backbone_name != GIVEN:
+        _prepare_prefix_cache(project, settings, progress=progress, say=say)
     n_rows = store.next_row()
     if n_rows == 0:
         raise BadInputError(
@@ -499,6 +501,23 @@ def _ingest(image_dir: Path, project_dir, settings, *, force, remap, progress, w
         n_noise=int((labels == -1).sum()), seconds=time.time() - t0, rebuilt=rebuilt,
         placed=placed, remapped=remapped,
     )
+
+
+def _prepare_prefix_cache(project: Project, settings: Settings, *, progress: bool, say) -> None:
+    """The stage maps the fine-tune presses will read (``settings.prefix_cache``), for the
+    photos not cached yet. The photos are embedded already: a refusal (budget, disk, a
+    backbone that cannot be fine-tuned) is said in one line and the ingest goes on."""
+    from .embedding.finetune import prepare_prefix_cache
+
+    try:
+        rep = prepare_prefix_cache(project, train_from=settings.prefix_cache, device=settings.device or "auto",
+                                   progress=progress, say=say)
+    except BadInputError as e:
+        say(f"prefix cache not prepared: {e}")
+        return
+    if rep["computed"] or rep["failures"]:
+        say(f"prefix cache ({settings.prefix_cache}): stage maps of {rep['computed']} images in {rep['seconds']:.1f} s"
+            f" ({rep['bytes'] / 2**20:.0f} MiB)" + (f", {len(rep['failures'])} unreadable" if rep["failures"] else ""))
 
 
 def check_ingest_input(image_dir: Path | str, project_dir: Path | str) -> Path:

@@ -365,3 +365,58 @@ def test_a_press_of_few_optimiser_steps_trains(project, epochs):
     _label_cell_types(project, per_class=5)
     rep = finetune_project(project, epochs=epochs, device="cpu", holdout=0.0, train_from="head", progress=False)
     assert rep.n_train == 10 and rep.epochs == epochs
+
+
+def test_an_ingest_with_the_prefix_cache_leaves_the_first_press_only_training(tmp_path, monkeypatch):
+    """``prefix_cache='last'`` (``labeler ingest --prefix-cache last``): the ingest computes
+    the stage maps of every photo, then of the photos added later only; the first press
+    computes none of the collection's maps (only its labelled images' other symmetries)."""
+    import shutil
+
+    import fixtures_images as fx
+    from labeler.config import Settings, load_settings
+    from labeler.embedding.finetune import finetune_project
+    from labeler.labels import label_images
+    from labeler.pipeline import ingest
+    from labeler.project import Project
+
+    photos, proj = tmp_path / "photos", tmp_path / "proj"
+    photos.mkdir()
+    files = fx.copy_elpv(photos, 26)
+    held_back = [f.rename(tmp_path / f.name) for f in files[20:]]
+    fast = dict(backbone="efficientnet-lite0", pca_components=8, min_cluster_size=3, min_samples=2, batch_size=8,
+                num_workers=0, prefix_cache="last")
+    said = []
+    ingest(photos, proj, Settings(**fast), progress=False, say=said.append)
+    assert any("prefix cache (last): stage maps of 20 images" in s for s in said), said
+    assert load_settings(proj / "labeler.toml").prefix_cache == "last"  # saved: later ingests keep it
+    for f in held_back:
+        shutil.move(f, photos / f.name)
+    said.clear()
+    ingest(photos, proj, None, progress=False, say=said.append)
+    assert any("prefix cache (last): stage maps of 6 images" in s for s in said), said
+
+    project = Project(proj)
+    ids = [int(r["id"]) for r in project.store.image_table()]
+    label_images(project, ids[:6], "a")
+    label_images(project, ids[6:12], "b")
+    rep = finetune_project(project, epochs=1, device="cpu", holdout=0, train_from="last", loss="ce", progress=False)
+    assert rep.prefix_images == 12  # the labelled images' symmetries; no photo's own maps again
+
+
+def test_a_prefix_cache_that_does_not_fit_is_said_and_the_ingest_goes_on(tmp_path, monkeypatch):
+    import fixtures_images as fx
+    from labeler.config import Settings
+    from labeler.pipeline import ingest
+
+    monkeypatch.setenv("LABELER_PREFIX_CACHE_GB", "0.000001")
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    fx.copy_elpv(photos, 8)
+    said = []
+    rep = ingest(photos, tmp_path / "proj", Settings(backbone="efficientnet-lite0", pca_components=4, min_cluster_size=2,
+                                                     min_samples=1, num_workers=0, prefix_cache="s16"),
+                 progress=False, say=said.append)
+    assert rep.n_images == 8 and not (tmp_path / "proj" / "cache").exists()
+    line = [s for s in said if s.startswith("prefix cache not prepared")]
+    assert len(line) == 1 and "budget" in line[0]

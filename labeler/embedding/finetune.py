@@ -74,7 +74,8 @@ from .registry import SEMI
 
 __all__ = ["CLASS_WEIGHTS", "CosineClassifier", "FinetuneReport", "FinetunedFeatures", "HEADS", "LABEL_SMOOTHING",
            "LOSSES", "SEMI", "SUPCON_TEMPERATURE", "SUPCON_WEIGHT", "TRAIN_FROM", "d4", "embed_cached_maps",
-           "finetune_project", "load_finetuned", "load_tail", "save_finetuned", "supcon_loss", "train_start"]
+           "finetune_project", "load_finetuned", "load_tail", "prepare_prefix_cache", "save_finetuned", "supcon_loss",
+           "train_start"]
 
 
 #: Label smoothing of the cross-entropy (Szegedy et al. 2016's 0.1).
@@ -230,6 +231,56 @@ def _drop_export(backbone) -> None:
         pass
 
 
+def _press_backbone(project, meta: dict, dev: torch.device, input_size: int | None):
+    """The backbone a press trains (the project's, at ``input_size`` or its own) and the view
+    its images are read with: what keys the prefix cache (:func:`prepare_prefix_cache` too)."""
+    from .backbones import load_backbone
+
+    bb = load_backbone(meta["name"], weights=project.settings().weights or None, device=str(dev))
+    if not isinstance(bb.model, EfficientNetFeatures):
+        raise BadInputError(f"fine-tuning supports the efficientnet-lite backbones, not {meta['name']}")
+    return _at_size(bb, input_size or bb.input_size), meta.get("view", "whole")
+
+
+def prepare_prefix_cache(project, *, train_from: str = "s16", device: str = "auto", budget_gb: float | None = None,
+                         progress: bool = False, say=lambda m: None) -> dict:
+    """Compute, before any press, the prefix cache's stage maps that a press from
+    ``train_from`` (at the backbone's own input size) will read, for every image not cached
+    yet: what ``labeler ingest --prefix-cache`` runs, so that the first press only trains
+    and re-embeds (at 100k photos the prefix over every image is most of a first press).
+
+    Returns
+    -------
+    dict
+        ``computed`` (int, images whose maps were computed now), ``failures`` (list of
+        ``(image id, reason)``: unreadable images, retried at the next fill), ``seconds``
+        (float), ``bytes`` (int, the cache file's size).
+
+    Raises
+    ------
+    ProjectError
+        The project has no embeddings yet.
+    BadInputError
+        A backbone other than EfficientNet-Lite, an unknown ``train_from``, or a cache
+        over its budget or the free disk (the message says which; nothing is written).
+    """
+    from .device import pick_device
+
+    if train_from not in TRAIN_FROM:
+        raise BadInputError(f"train_from must be one of {TRAIN_FROM}, got {train_from!r}")
+    meta = project.store.get_meta("backbone")
+    if not meta:
+        raise ProjectError("the project has no embeddings yet: run `labeler ingest` first")
+    dev = torch.device(pick_device(device))
+    bb, view = _press_backbone(project, meta, dev, None)
+    net = bb.model.net
+    t0 = time.perf_counter()
+    cache = open_prefix_cache(project, bb, net, train_start(net, train_from), view, dev, budget_gb=budget_gb, say=say)
+    failures = cache.fill(progress=progress)
+    return {"computed": int(cache.computed), "failures": failures, "seconds": time.perf_counter() - t0,
+            "bytes": int(cache.path.stat().st_size) if cache.path.is_file() else 0}
+
+
 def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout: float = 0.2,
                      batch_size: int = 32, lr: float = 3e-4, train_from: str = "s16", class_weight: str = "sqrt",
                      head: str = "linear", tta: bool = False, input_size: int | None = None, loss: str = LOSSES[0],
@@ -328,7 +379,6 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
         ``train_from`` / ``class_weight`` / ``head`` / ``loss`` / ``semi``, ``input_size`` outside
         [64, 1024], or ``semi`` other than 'none' without the prefix cache.
     """
-    from .backbones import load_backbone
     from .device import pick_device
     from .feature_sets import active_feature_set, new_feature_set_name, save_feature_set, set_active_feature_set
     from .local_features import embed_project
@@ -370,12 +420,7 @@ def finetune_project(project, *, epochs: int = 30, device: str = "auto", holdout
                             + (f" (and {n_accepted} accepted suggestions, which it does not learn from)"
                                if n_accepted else ""))
     dev = torch.device(pick_device(device))
-    settings = project.settings()
-    bb = load_backbone(meta["name"], weights=settings.weights or None, device=str(dev))
-    if not isinstance(bb.model, EfficientNetFeatures):
-        raise BadInputError(f"fine-tuning supports the efficientnet-lite backbones, not {meta['name']}")
-    bb = _at_size(bb, input_size or bb.input_size)
-    view = meta.get("view", "whole")
+    bb, view = _press_backbone(project, meta, dev, input_size)
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     y_all = np.array([classes.index(lab) for _, lab in labelled])
