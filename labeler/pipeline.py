@@ -458,8 +458,6 @@ def _ingest(image_dir: Path, project_dir, settings, *, force, remap, progress, w
     else:
         backbone_name = store.get_meta("backbone")["name"]
     project.save_settings(settings)
-    if settings.prefix_cache and backbone_name != GIVEN:
-        _prepare_prefix_cache(project, settings, progress=progress, say=say)
     n_rows = store.next_row()
     if n_rows == 0:
         raise BadInputError(
@@ -494,6 +492,8 @@ def _ingest(image_dir: Path, project_dir, settings, *, force, remap, progress, w
             say(f"clustering ({settings.method}) ...")
             cluster_project(project, settings)
             rebuilt = True
+    if settings.prefix_cache and backbone_name != GIVEN:  # last: the map and clusters are usable meanwhile
+        _prepare_prefix_cache(project, settings, progress=progress, say=say)
     _, labels, _ = project.store.assignments()
     return IngestReport(
         catalogue=cat, backbone=backbone_name, embedded=embedded, skipped=skipped,
