@@ -164,7 +164,7 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap, fe
 
             rep = forget_maps(project, keep_maps)
             click.echo(f"deleted {len(rep['forgotten'])} kept map(s)"
-                       + (f" ({', '.join(map(str, rep['forgotten']))})" if rep["forgotten"] else "")
+                       + (f" (ids {', '.join(map(str, rep['forgotten']))})" if rep["forgotten"] else "")
                        + f", {rep['freed_bytes'] / 2**20:.1f} MiB freed; kept: "
                        + (", ".join(map(str, rep["kept"])) or "none") + " (and the current map)")
             return
@@ -195,7 +195,7 @@ def _print_clusterings(project) -> None:
 
     from ..map_versions import list_clusterings
 
-    click.echo(f"  {'id':>5}  {'kind':11s} {'method':8s} {'clusters':>8} {'noise':>6}  {'map':>4}  "
+    click.echo(f"  {'id':>5}  {'kind':11s} {'method':8s} {'clusters':>8} {'noise':>6}  {'map':>14}  "
                f"{'space':20s} created")
     for c in list_clusterings(project):
         mark = "*" if c["current"] else ("u" if c["undone"] else " ")
@@ -203,7 +203,7 @@ def _print_clusterings(project) -> None:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(c["created_at"]))
         kind = c["kind"] + (f" {c['restored_from']}" if c["restored_from"] is not None else "")
         click.echo(f"{mark} {c['id']:>5}  {kind:11s} {c['method']:8s} {c['n_clusters']:>8} {c['n_noise']:>6}  "
-                   f"{m:>4}  {c['feature_set'] or '?':20s} {when}")
+                   f"{m:>14}  {c['feature_set'] or '?':20s} {when}")
     click.echo("* current, u undone; `labeler cluster --use ID` makes one current again with its map")
 
 
