@@ -507,6 +507,7 @@ def _prepare_prefix_cache(project: Project, settings: Settings, *, progress: boo
     """The stage maps the fine-tune presses will read (``settings.prefix_cache``), for the
     photos not cached yet. The photos are embedded already: a refusal (budget, disk, a
     backbone that cannot be fine-tuned) is said in one line and the ingest goes on."""
+    from .disk import size_text
     from .embedding.finetune import prepare_prefix_cache
 
     try:
@@ -517,7 +518,7 @@ def _prepare_prefix_cache(project: Project, settings: Settings, *, progress: boo
         return
     if rep["computed"] or rep["failures"]:
         say(f"prefix cache ({settings.prefix_cache}): stage maps of {rep['computed']} images in {rep['seconds']:.1f} s"
-            f" ({rep['bytes'] / 2**20:.0f} MiB)" + (f", {len(rep['failures'])} unreadable" if rep["failures"] else ""))
+            f" ({size_text(rep['bytes'])})" + (f", {len(rep['failures'])} unreadable" if rep["failures"] else ""))
 
 
 def check_ingest_input(image_dir: Path | str, project_dir: Path | str) -> Path:

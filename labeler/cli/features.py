@@ -52,7 +52,8 @@ def features_cmd(project_dir, feature_type, normal_label, normalise, patch_maps,
       labeler features --project data/projects/elpv --compute defect --normal-label no
       labeler features --project data/projects/elpv --drop finetuned-1
     """
-    from ..embedding.feature_sets import drop_feature_set, feature_set_path, list_feature_sets, set_active_feature_set
+    from ..disk import size_text
+    from ..embedding.feature_sets import describe_feature_set, drop_feature_set, list_feature_sets, set_active_feature_set
 
     project = open_project(project_dir)
     if (normal_label is not None or normalise is not None) and feature_type != "defect":
@@ -76,14 +77,9 @@ def features_cmd(project_dir, feature_type, normal_label, normalise, patch_maps,
         click.echo(f"active feature set: {use}")
     if drop:
         rep = drop_feature_set(project, drop)
-        click.echo(f"deleted feature set {drop} ({rep['freed_bytes'] / 2**20:.1f} MiB freed)")
+        click.echo(f"deleted feature set {drop} ({size_text(rep['freed_bytes'])} freed)")
     for n, info in list_feature_sets(project).items():
-        extra = ""
-        if info.get("heldout_accuracy") is not None:
-            extra = f", held-out accuracy {info['heldout_accuracy']:.3f}"
-        mib = feature_set_path(project, n).stat().st_size / 2**20
-        click.echo(f"{'*' if info['active'] else ' '} {n:20s} {info['rows']} x {info['dim']:<5d} {mib:8.1f} MiB  "
-                   f"{info.get('kind', '')} {info.get('feature_type', '')}{extra}")
+        click.echo(f"{'*' if info['active'] else ' '} {n:20s} {describe_feature_set(info)}")
 
 
 def _device(device: str) -> str:

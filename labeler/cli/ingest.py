@@ -160,12 +160,13 @@ def cluster_cmd(project_dir, method, k, min_cluster_size, min_samples, remap, fe
         if clash:
             raise click.UsageError(f"--{alone} goes with none of {', '.join(clash)}")
         if keep_maps is not None:
+            from ..disk import size_text
             from ..map_versions import forget_maps
 
             rep = forget_maps(project, keep_maps)
             click.echo(f"deleted {len(rep['forgotten'])} kept map(s)"
                        + (f" (ids {', '.join(map(str, rep['forgotten']))})" if rep["forgotten"] else "")
-                       + f", {rep['freed_bytes'] / 2**20:.1f} MiB freed; kept: "
+                       + f", {size_text(rep['freed_bytes'])} freed; kept: "
                        + (", ".join(map(str, rep["kept"])) or "none") + " (and the current map)")
             return
         if list_:

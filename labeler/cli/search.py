@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from ..disk import PARTS, disk_usage
+from ..disk import PARTS, disk_usage, size_text
 from .models import TEXT_QUERY, text_search_cli
 from .options import PROJECT, open_project
 
@@ -175,24 +175,20 @@ def info(project_dir, as_json):
     _print_disk(project)
 
 
-def _mib(n: int) -> str:
-    return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
-
-
 def _print_disk(project) -> None:
     use = disk_usage(project)
-    click.echo(f"disk: {'about ' if use['estimated'] else ''}{_mib(use['total'])}")
+    click.echo(f"disk: {'about ' if use['estimated'] else ''}{size_text(use['total'])}")
     for name, (what, free) in PARTS.items():
         n = use["parts"][name]
         if not n:
             continue
         detail = ""
         if name == "features" and use["feature_sets"]:
-            detail = " (" + ", ".join(f"{k} {_mib(v)}" for k, v in use["feature_sets"].items()) + ")"
+            detail = " (" + ", ".join(f"{k} {size_text(v)}" for k, v in use["feature_sets"].items()) + ")"
         elif name == "maps" and use["kept_maps"]:
             detail = f" ({len(use['kept_maps'])} kept)"
         about = "about " if name in use["estimated"] else ""
-        click.echo(f"  {about + _mib(n):>16}  {what}{detail}" + (f"; frees: {free}" if free else ""))
+        click.echo(f"  {about + size_text(n):>16}  {what}{detail}" + (f"; frees: {free}" if free else ""))
 
 
 def _print_duplicate_counts(project) -> None:

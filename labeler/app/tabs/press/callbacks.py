@@ -97,16 +97,10 @@ def ended_message(snap: dict) -> tuple[str, str, bool]:
 def feature_set_choices(actx: AppContext) -> tuple[list[dict], str]:
     """The radio items of the stored feature sets (``{label, value}``, the ingest embeddings
     first, then by creation) and the active set's name."""
-    from ....embedding.feature_sets import active_feature_set, list_feature_sets
+    from ....embedding.feature_sets import active_feature_set, describe_feature_set, list_feature_sets
 
-    options = []
-    for name, info in list_feature_sets(actx.project).items():
-        what = "the ingest vectors" if name == "embeddings" else (info.get("kind") or "")
-        if info.get("heldout_accuracy") is not None:
-            what += f", held-out accuracy {info['heldout_accuracy']:.3f}"
-            if info.get("heldout_frozen_accuracy") is not None:
-                what += f" (before {info['heldout_frozen_accuracy']:.3f})"
-        options.append({"label": f" {name}: {what} ({info['rows']} x {info['dim']})", "value": name})
+    options = [{"label": f" {name}: {describe_feature_set(info)}", "value": name}
+               for name, info in list_feature_sets(actx.project).items()]
     return options, active_feature_set(actx.project)
 
 
