@@ -473,8 +473,9 @@ def run_job(root, kind: str, params: dict, *, by: str | None = None, announce=pr
     with ExitStack() as stack:
         job_id = _allocate(d, stack)
         p = _paths(project, job_id)
+        held = ExitStack()  # the project lock: freed before the end state is written (below)
         try:
-            stack.enter_context(project_lock(project.root, f"{kind} job {job_id}"))
+            held.enter_context(project_lock(project.root, f"{kind} job {job_id}"))
         except ProjectLockedError as e:
             p["lock"].unlink(missing_ok=True)
             announce(f"refused {e}")
@@ -485,21 +486,26 @@ def run_job(root, kind: str, params: dict, *, by: str | None = None, announce=pr
         old = signal.signal(signal.SIGTERM, lambda *_: setattr(rep, "signalled", True)) \
             if threading.current_thread() is threading.main_thread() else None
         threading.Thread(target=rep.beat, daemon=True).start()
+        end: dict = {"state": "failed", "error": "ended without an end state"}
         try:
-            rep.checkpoint()
-            result = JOB_KINDS[kind](project, dict(params), rep)
-            rep.write(True, state="finished", stage="done", fraction=1.0, result=result, ended=time.time(),
-                      message=result.get("summary", ""))
+            with held:
+                rep.checkpoint()
+                result = JOB_KINDS[kind](project, dict(params), rep)
+                end = dict(state="finished", stage="done", fraction=1.0, result=result,
+                           message=result.get("summary", ""))
         except JobCancelled as e:
-            rep.write(True, state="cancelled", error=str(e), ended=time.time())
+            end = dict(state="cancelled", error=str(e))
         except (Exception, KeyboardInterrupt) as e:  # the job's error, one line in the record
             text = str(e).strip().splitlines()
-            rep.write(True, state="failed", error=(text[0] if text else type(e).__name__), ended=time.time())
+            end = dict(state="failed", error=(text[0] if text else type(e).__name__))
             if not isinstance(e, LabelerError):
                 import traceback
 
                 traceback.print_exc()
         finally:
+            # The project lock is free before the record says the job ended, so whoever reads
+            # the end (`labeler jobs --wait`, the page's poll) can start the next write at once.
+            rep.write(True, ended=time.time(), **end)
             rep._stop.set()
             if old is not None:
                 signal.signal(signal.SIGTERM, old)
