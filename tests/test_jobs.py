@@ -239,3 +239,10 @@ def test_the_fine_tune_tabs_functions_on_a_real_job(labelled):
     assert done.state == "cancelled" and kind == "warn" and not changed and text.startswith("Fine-tune cancelled")
     assert tab.status_view(tab.snapshot(actx))[2]["display"] == "none" and tab.cancel_job(actx).startswith("No ")
     assert _sets(labelled) == ("embeddings", ["embeddings"])
+    # Nothing learned to re-cluster on: the ingest embeddings are active (refused, no job).
+    assert tab.start_recluster(actx, "rita").startswith("The active feature set is the ingest's embeddings")
+    assert len(jobs.list_jobs(labelled)) == 1
+    pressed = {"kind": "press", "state": "finished", "fraction": 1.0, "line": "job 2 (press) finished",
+               "cancel": False, "result": {"active": True, "name": "finetuned-1"}}
+    assert tab.status_view(pressed, "finetuned-1")[5] == {"display": "inline-block"}
+    assert tab.status_view(pressed, "embeddings")[5] == {"display": "none"}  # gone back: no offer

@@ -57,11 +57,14 @@ def start_press(actx: AppContext, epochs, annotator, options=None) -> str:
 
 
 def start_recluster(actx: AppContext, annotator) -> str:
-    """Re-map and re-cluster in the feature set the newest press made active (a job)."""
-    press = next((j for j in jobs.list_jobs(actx.project, "press") if j.state == "finished"), None)
-    name = (press.result or {}).get("name") if press else None
-    if not name:
-        return "No finished fine-tune to re-cluster on."
+    """Re-map and re-cluster in the active feature set (a job), the set the suggestions use:
+    after going back to the ingest embeddings there is nothing learned to re-cluster on."""
+    from ....embedding.feature_sets import EMBEDDINGS, active_feature_set
+
+    name = active_feature_set(actx.project)
+    if name == EMBEDDINGS:
+        return ("The active feature set is the ingest's embeddings, which the clusters came from: "
+                "choose a fine-tuned set below first.")
     job = jobs.start_job(actx.project, "recluster", {"feature_set": name}, by=annotator_name(annotator))
     return f"Re-clustering in {name} started (job {job.id}); keep labelling, the map reloads when it is done."
 
@@ -114,8 +117,10 @@ def use_feature_set_action(actx: AppContext, name, annotator) -> str:
     return f"Suggestions and the label-next queue now use feature set {name}; labels did not change."
 
 
-def status_view(snap: dict | None) -> tuple:
-    """(status text, bar value, bar style, start disabled, cancel disabled, re-cluster style)."""
+def status_view(snap: dict | None, active: str | None = None) -> tuple:
+    """(status text, bar value, bar style, start disabled, cancel disabled, re-cluster style).
+    The re-clustering is offered after a finished press while its feature set is still the
+    ``active`` one (not after going back to another set)."""
     hidden = {"display": "none"}
     if snap is None:
         return "No fine-tune has run on this project yet.", "0", {"width": "100%", **hidden}, False, True, hidden
@@ -123,7 +128,9 @@ def status_view(snap: dict | None) -> tuple:
     bar = {"width": "100%", "display": "block" if running else "none"}
     # A re-clustering has no steps to count: the bar runs without a value (indeterminate).
     value = str(snap["fraction"]) if snap["kind"] == "press" else None
-    offer = snap["kind"] == "press" and snap["state"] == "finished" and (snap.get("result") or {}).get("active")
+    result = snap.get("result") or {}
+    offer = (snap["kind"] == "press" and snap["state"] == "finished" and result.get("active")
+             and (active is None or result.get("name") == active))
     return (snap["line"], value, bar, running, not running or snap["cancel"] or snap["kind"] != "press",
             {"display": "inline-block"} if offer else hidden)
 
@@ -190,8 +197,10 @@ def register(app: Dash, actx: AppContext) -> None:
     @app.callback(Output(ids.PRESS_STATUS, "children"), Output(ids.PRESS_BAR, "value"),
                   Output(ids.PRESS_BAR, "style"), Output(ids.PRESS_START, "disabled"),
                   Output(ids.PRESS_CANCEL, "disabled"), Output(ids.PRESS_RECLUSTER, "style"),
-                  Input(ids.PRESS_SEEN, "data"), Input(ids.TABS, "value"))
-    def show(_seen, tab):
+                  Input(ids.PRESS_SEEN, "data"), Input(ids.TABS, "value"), Input(ids.VERSION, "data"))
+    def show(_seen, tab, _version):
+        from ....embedding.feature_sets import active_feature_set
+
         if tab != ids.TAB_PRESS:
             raise PreventUpdate
-        return status_view(snapshot(actx))
+        return status_view(snapshot(actx), active_feature_set(actx.project))
