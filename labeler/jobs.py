@@ -396,7 +396,7 @@ class _Reporter:
 
 def _press(project, params: dict, rep: _Reporter) -> dict:
     """The fine-tune press as a job: train and store with ``activate=False``, then activate."""
-    from .embedding.feature_sets import active_feature_set, set_active_feature_set
+    from .embedding.feature_sets import active_feature_set, heldout_text, set_active_feature_set
     from .embedding.finetune import finetune_project
 
     activate = bool(params.pop("activate", True))
@@ -406,9 +406,7 @@ def _press(project, params: dict, rep: _Reporter) -> dict:
     summary = (f"feature set {r.name} trained on {r.n_train} images ({', '.join(r.classes)}), "
                f"{r.train_seconds:.0f} s + {r.embed_seconds:.0f} s re-embedding")
     if r.heldout_accuracy is not None:
-        summary += f"; held-out accuracy {r.heldout_accuracy:.3f}"
-        if r.heldout_frozen_accuracy is not None:
-            summary += f" (before: {r.heldout_frozen_accuracy:.3f})"
+        summary += "; " + heldout_text(r.heldout_accuracy, r.heldout_frozen_accuracy)
     if r.semi_stats:
         from .embedding.semi import describe
 

@@ -91,11 +91,18 @@ def describe_feature_set(info: dict) -> str:
 
     parts = [f"{info['rows']} x {info['dim']}", size_text(info["bytes"]),
              f"{info.get('kind', '')} {info.get('feature_type', '')}".strip()]
-    if info.get("heldout_accuracy") is not None:
-        before = info.get("heldout_frozen_accuracy")
-        parts.append(f"held-out accuracy {info['heldout_accuracy']:.3f}"
-                     + ("" if before is None else f" (before {before:.3f})"))
+    parts.append(heldout_text(info.get("heldout_accuracy"), info.get("heldout_frozen_accuracy")))
     return ", ".join(p for p in parts if p)
+
+
+def heldout_text(accuracy: float | None, before: float | None = None) -> str:
+    """A press's held-out check for a person: ``'held-out accuracy 0.860 (before 0.820)'``
+    (``before``: a logistic regression on the previous feature set, the same held-out
+    labels), or ``''`` when the press held none out. Shared by ``labeler features``, the
+    job's summary and the dashboard's messages."""
+    if accuracy is None:
+        return ""
+    return f"held-out accuracy {accuracy:.3f}" + ("" if before is None else f" (before {before:.3f})")
 
 
 def save_feature_set(project: Project, name: str, features: np.ndarray, info: dict | None = None) -> str:

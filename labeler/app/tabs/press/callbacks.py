@@ -19,6 +19,8 @@ from dash import Dash, Input, Output, State, ctx, no_update
 from dash.exceptions import PreventUpdate
 
 from .... import jobs
+from ....embedding.feature_sets import (EMBEDDINGS, active_feature_set, describe_feature_set, heldout_text,
+                                        list_feature_sets, set_active_feature_set)
 from ... import ids
 from ...actions import attempt, run, write_callback
 from ...common import annotator_name
@@ -59,8 +61,6 @@ def start_press(actx: AppContext, epochs, annotator, options=None) -> str:
 def start_recluster(actx: AppContext, annotator) -> str:
     """Re-map and re-cluster in the active feature set (a job), the set the suggestions use:
     after going back to the ingest embeddings there is nothing learned to re-cluster on."""
-    from ....embedding.feature_sets import EMBEDDINGS, active_feature_set
-
     name = active_feature_set(actx.project)
     if name == EMBEDDINGS:
         return ("The active feature set is the ingest's embeddings, which the clusters came from: "
@@ -86,8 +86,8 @@ def ended_message(snap: dict) -> tuple[str, str, bool]:
         return f"Re-clustered: {r.get('summary', '')}.", "ok", True
     if snap["state"] == "finished":
         if r.get("active"):
-            acc = "" if r.get("heldout_accuracy") is None else f"; held-out accuracy {r['heldout_accuracy']:.3f}" + (
-                "" if r.get("heldout_frozen_accuracy") is None else f" (before {r['heldout_frozen_accuracy']:.3f})")
+            acc = heldout_text(r.get("heldout_accuracy"), r.get("heldout_frozen_accuracy"))
+            acc = acc and f"; {acc}"
             return (f"Fine-tune finished: feature set {r.get('name')} is now active, suggestions and the label-next "
                     f"queue use it{acc}. The map and clusters stay as they were: 'Re-cluster in the learned "
                     f"space' (Fine-tune tab) re-clusters on it.", "ok", True)
@@ -100,8 +100,6 @@ def ended_message(snap: dict) -> tuple[str, str, bool]:
 def feature_set_choices(actx: AppContext) -> tuple[list[dict], str]:
     """The radio items of the stored feature sets (``{label, value}``, the ingest embeddings
     first, then by creation) and the active set's name."""
-    from ....embedding.feature_sets import active_feature_set, describe_feature_set, list_feature_sets
-
     options = [{"label": f" {name}: {describe_feature_set(info)}", "value": name}
                for name, info in list_feature_sets(actx.project).items()]
     return options, active_feature_set(actx.project)
@@ -111,8 +109,6 @@ def use_feature_set_action(actx: AppContext, name, annotator) -> str:
     """Make stored feature set ``name`` the one suggestions and the queue use (every page:
     :mod:`labeler.assist.memo` keys them by the active set). Raises NotFoundError when it
     was deleted meanwhile."""
-    from ....embedding.feature_sets import set_active_feature_set
-
     set_active_feature_set(actx.project, str(name))
     return f"Suggestions and the label-next queue now use feature set {name}; labels did not change."
 
@@ -187,8 +183,6 @@ def register(app: Dash, actx: AppContext) -> None:
 
     @write_callback(app, Input(ids.PRESS_FEATURES, "value"))
     def use_feature_set(name, annotator, version):
-        from ....embedding.feature_sets import active_feature_set
-
         if not name or name == active_feature_set(actx.project):
             raise PreventUpdate  # the list was redrawn, or the chosen set is active already
         r = run(use_feature_set_action, actx, name, annotator, version=version)
@@ -199,8 +193,6 @@ def register(app: Dash, actx: AppContext) -> None:
                   Output(ids.PRESS_CANCEL, "disabled"), Output(ids.PRESS_RECLUSTER, "style"),
                   Input(ids.PRESS_SEEN, "data"), Input(ids.TABS, "value"), Input(ids.VERSION, "data"))
     def show(_seen, tab, _version):
-        from ....embedding.feature_sets import active_feature_set
-
         if tab != ids.TAB_PRESS:
             raise PreventUpdate
         return status_view(snapshot(actx), active_feature_set(actx.project))
