@@ -31,7 +31,7 @@ def size_text(n: int) -> str:
 PARTS = {
     "features": ("feature sets (features/)", "`labeler features --drop NAME` (not the active one)"),
     "maps": ("kept earlier maps (maps/)", "`labeler cluster --keep-maps N`"),
-    "cache": ("fine-tune prefix cache (cache/)", "delete the folder: the next press computes it again"),
+    "cache": ("fine-tune prefix cache (cache/)", "`labeler features --drop-cache` (the next press computes it again)"),
     "patches": ("patch maps (patches/)", None),
     "thumbs": ("thumbnails (thumbs/)", None),
     "database": ("database (labeler.db*)", None),

@@ -403,6 +403,20 @@ def test_an_ingest_with_the_prefix_cache_leaves_the_first_press_only_training(tm
     rep = finetune_project(project, epochs=1, device="cpu", holdout=0, train_from="last", loss="ce", progress=False)
     assert rep.prefix_images == 12  # the labelled images' symmetries; no photo's own maps again
 
+    # Freeing the disk: `labeler features --drop-cache` deletes the maps and says how much.
+    from click.testing import CliRunner
+
+    from labeler.cli import main
+    from labeler.disk import disk_usage
+
+    cached = disk_usage(project)["parts"]["cache"]
+    assert cached > 16 * 40_000  # every photo's maps (~43 KB each) and the symmetries
+    out = CliRunner().invoke(main, ["features", "--project", str(proj), "--drop-cache"])
+    assert out.exit_code == 0, out.output
+    assert f"deleted the fine-tune's prefix cache ({cached / 2**20:.1f} MiB freed)" in out.output
+    assert disk_usage(project)["parts"]["cache"] == 0 and not list((proj / "cache").glob("prefix-*"))
+    assert len(project.store.labels()) == 12
+
 
 def test_a_prefix_cache_that_does_not_fit_is_said_and_the_ingest_goes_on(tmp_path, monkeypatch):
     import fixtures_images as fx

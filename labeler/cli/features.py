@@ -34,11 +34,14 @@ from ..embedding.registry import FEATURE_TYPES, LOSSES, SEMI, TRAIN_FROM
 @click.option("--drop", "drop", default=None, metavar="NAME",
               help="Delete stored feature set NAME (and a fine-tuned set's network) to free the disk; "
                    "not 'embeddings' nor the active set.")
+@click.option("--drop-cache", "drop_cache", is_flag=True,
+              help="Delete the fine-tune's prefix cache (cache/) to free the disk; the next press computes it "
+                   "again.")
 @click.option("--device", default="auto", help="cpu, cuda ... (default: cuda when present).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @TEXT_MODEL
-def features_cmd(project_dir, feature_type, normal_label, normalise, patch_maps, name, use, drop, device, quiet,
-                 text_model):
+def features_cmd(project_dir, feature_type, normal_label, normalise, patch_maps, name, use, drop, drop_cache, device,
+                 quiet, text_model):
     """List, compute, choose or delete the project's feature sets (features/<name>.npy).
 
     Suggestions and the "label next" queue read the active set; the ingest
@@ -51,6 +54,7 @@ def features_cmd(project_dir, feature_type, normal_label, normalise, patch_maps,
       labeler features --project data/projects/elpv --text-model ViT-B-32:laion2b_s34b_b79k
       labeler features --project data/projects/elpv --compute defect --normal-label no
       labeler features --project data/projects/elpv --drop finetuned-1
+      labeler features --project data/projects/elpv --drop-cache
     """
     from ..disk import size_text
     from ..embedding.feature_sets import describe_feature_set, drop_feature_set, list_feature_sets, set_active_feature_set
@@ -78,6 +82,10 @@ def features_cmd(project_dir, feature_type, normal_label, normalise, patch_maps,
     if drop:
         rep = drop_feature_set(project, drop)
         click.echo(f"deleted feature set {drop} ({size_text(rep['freed_bytes'])} freed)")
+    if drop_cache:
+        from ..embedding.prefix_cache import drop_prefix_caches
+
+        click.echo(f"deleted the fine-tune's prefix cache ({size_text(drop_prefix_caches(project))} freed)")
     for n, info in list_feature_sets(project).items():
         click.echo(f"{'*' if info['active'] else ' '} {n:20s} {describe_feature_set(info)}")
 

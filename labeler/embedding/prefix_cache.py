@@ -44,7 +44,7 @@ from torch import nn
 from ..atomic import atomic_write
 from ..errors import BadInputError
 
-__all__ = ["DEFAULT_BUDGET_GB", "PrefixCache", "d4", "open_prefix_cache", "prefix_end", "run_prefix"]
+__all__ = ["DEFAULT_BUDGET_GB", "PrefixCache", "d4", "drop_prefix_caches", "open_prefix_cache", "prefix_end", "run_prefix"]
 
 #: Disk the prefix caches of one project may take by default (GiB); ``$LABELER_PREFIX_CACHE_GB`` overrides.
 DEFAULT_BUDGET_GB = 20.0
@@ -349,3 +349,32 @@ def open_prefix_cache(project, bb, net: nn.Module, end: int, view: str, dev: tor
                       budget_gb: float | None = None, say=lambda s: None) -> PrefixCache:
     """The project's prefix cache for these settings (nothing computed yet: :meth:`PrefixCache.fill`)."""
     return PrefixCache(project, bb, net, end, view, dev, budget_gb=budget_gb, say=say)
+
+
+def drop_prefix_caches(project) -> int:
+    """Delete every prefix cache of the project (``cache/prefix-*``: each backbone's and
+    input size's stage maps and their signatures) to free the disk; the next press, or an
+    ingest with ``prefix_cache`` set, computes them again. Nothing else reads them, so no
+    label, feature set or map changes. Holds the project lock, so a press that is reading
+    them makes it fail at once.
+
+    Returns
+    -------
+    int
+        Bytes deleted (0 when there was no cache).
+
+    Raises
+    ------
+    ProjectLockedError
+        Another process is writing to the project (a press, an ingest ...): nothing was deleted.
+    """
+    from ..project import project_lock
+
+    folder = Path(project.root) / "cache"
+    with project_lock(project.root, "deletion of the prefix cache"):
+        files = sorted(folder.glob("prefix-*")) if folder.is_dir() else []
+        freed = 0
+        for p in files:
+            freed += p.stat().st_size
+            p.unlink()
+    return freed
