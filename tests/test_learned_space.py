@@ -291,7 +291,7 @@ def test_cli_feature_set_use_and_list(project, elpv_dir):
     assert "learned" in r.output and "MiB" in r.output
     r = _run("info", "--project", project.root)
     disk = r.output.split("disk: ")[1]
-    assert "feature sets (features/) (learned " in disk and "labeler features --drop NAME" in disk
+    assert "feature sets (features/) (dropping frees learned " in disk and "labeler features --drop NAME" in disk
     assert "kept earlier maps (maps/) (1 kept)" in disk and "labeler cluster --keep-maps N" in disk
     r = _run("features", "--project", project.root, "--drop", "learned")
     assert "deleted feature set learned (" in r.output and "MiB freed" in r.output

@@ -184,7 +184,8 @@ def _print_disk(project) -> None:
             continue
         detail = ""
         if name == "features" and use["feature_sets"]:
-            detail = " (" + ", ".join(f"{k} {size_text(v)}" for k, v in use["feature_sets"].items()) + ")"
+            # Per set: what --drop frees, a fine-tuned set's network (models/) included.
+            detail = " (dropping frees " + ", ".join(f"{k} {size_text(v)}" for k, v in use["feature_sets"].items()) + ")"
         elif name == "maps" and use["kept_maps"]:
             detail = f" ({len(use['kept_maps'])} kept)"
         about = "about " if name in use["estimated"] else ""
