@@ -185,7 +185,8 @@ def _print_disk(project) -> None:
         detail = ""
         if name == "features" and use["feature_sets"]:
             # Per set: what --drop frees, a fine-tuned set's network (models/) included.
-            detail = " (dropping frees " + ", ".join(f"{k} {size_text(v)}" for k, v in use["feature_sets"].items()) + ")"
+            sets = ", ".join(f"{k} {size_text(v)}" for k, v in use["feature_sets"].items())
+            detail = f" (dropping frees {sets})"
         elif name == "maps" and use["kept_maps"]:
             detail = f" ({len(use['kept_maps'])} kept)"
         about = "about " if name in use["estimated"] else ""

@@ -44,7 +44,8 @@ from torch import nn
 from ..atomic import atomic_write
 from ..errors import BadInputError
 
-__all__ = ["DEFAULT_BUDGET_GB", "PrefixCache", "d4", "drop_prefix_caches", "open_prefix_cache", "prefix_end", "run_prefix"]
+__all__ = ["DEFAULT_BUDGET_GB", "PrefixCache", "d4", "drop_prefix_caches", "open_prefix_cache", "prefix_end",
+           "run_prefix"]
 
 #: Disk the prefix caches of one project may take by default (GiB); ``$LABELER_PREFIX_CACHE_GB`` overrides.
 DEFAULT_BUDGET_GB = 20.0
