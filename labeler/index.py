@@ -61,13 +61,13 @@ HNSW_EF_SEARCH = 32
 #: :data:`HNSW_TARGET_RECALL`; where none does, the project searches exactly. The
 #: target is the goal of issue 23 (0.95) plus a margin for the sample's error (the
 #: standard error of a recall near 0.95 over 200 x 10 neighbours is about 0.005).
-#: The recall a graph reaches at a beam width depends on the data's intrinsic
-#: dimension: 0.973 at efSearch 32 on 1M ELPV-spectrum vectors, 0.80 at 128 on 1M
-#: isotropic ones (benchmarks/README.md), so no one beam width fits every collection.
+#: The recall a graph reaches at a beam width depends on the data's intrinsic dimension: 0.973 at
+#: efSearch 32 on 1M ELPV-spectrum vectors, 0.80 at 128 on 1M isotropic ones: no one width fits all.
 HNSW_TARGET_RECALL = 0.96
-#: efConstruction of the denser graph :func:`build_tuned` tries: on 100k isotropic vectors 80 reached
-#: recall@10 0.969 at efSearch 32, 40 needed 64 for 0.966 (benchmarks/README.md); ELPV gains nothing.
-HNSW_EF_CONSTRUCTION_HARD = 80
+#: The denser graph :func:`build_tuned` tries (M, efConstruction). 100k isotropic vectors: efC 80
+#: reached recall@10 0.969 at efSearch 32, 40 needed 64 for 0.966. 1M isotropic: M 32 efC 80 needed
+#: efSearch 384 (2.4 ms), M 48 efC 80 0.986 at 96 (1.1 ms; build 466 s) (benchmarks/README.md).
+HNSW_M_HARD, HNSW_EF_CONSTRUCTION_HARD = 48, 80
 HNSW_EF_CHOICES = (32, 48, 64, 96, 128, 192, 256, 384, 512)
 HNSW_TUNE_QUERIES = 200
 #: Fewer queries than this use numpy's product; more use faiss.knn's blocked BLAS.
@@ -382,7 +382,7 @@ def build_tuned(vectors: np.ndarray, *, say=lambda message: None) -> tuple[HnswI
     """A new HNSW graph over ``vectors`` (n, d) float32, L2-normalised, its beam tuned
     (:func:`tune_ef_search`): the one way the library builds a graph to search. One that
     needs more than :data:`HNSW_EF_SEARCH` is built again denser
-    (:data:`HNSW_EF_CONSTRUCTION_HARD`) and kept if that needs a narrower beam.
+    (:data:`HNSW_M_HARD`, :data:`HNSW_EF_CONSTRUCTION_HARD`) and kept if that needs a narrower beam.
 
     Returns
     -------
@@ -392,10 +392,10 @@ def build_tuned(vectors: np.ndarray, *, say=lambda message: None) -> tuple[HnswI
     """
     index = HnswIndex.build(vectors)
     ef, recall = tune_ef_search(index, vectors)
-    if ef != HNSW_EF_SEARCH and HNSW_EF_CONSTRUCTION_HARD > HNSW_EF_CONSTRUCTION:
+    if ef != HNSW_EF_SEARCH and (HNSW_M_HARD > HNSW_M or HNSW_EF_CONSTRUCTION_HARD > HNSW_EF_CONSTRUCTION):
         say(f"these vectors need a wider beam (efSearch {ef or 'beyond ' + str(HNSW_EF_CHOICES[-1])}): "
-            f"building a denser graph (efConstruction {HNSW_EF_CONSTRUCTION_HARD}) ...")
-        dense = HnswIndex.build(vectors, ef_construction=HNSW_EF_CONSTRUCTION_HARD)
+            f"building a denser graph (M {HNSW_M_HARD}, efConstruction {HNSW_EF_CONSTRUCTION_HARD}) ...")
+        dense = HnswIndex.build(vectors, m=HNSW_M_HARD, ef_construction=HNSW_EF_CONSTRUCTION_HARD)
         ef2, recall2 = tune_ef_search(dense, vectors)
         if ef2 is not None and (ef is None or ef2 < ef):  # kept only when it searches faster
             index, ef, recall = dense, ef2, recall2

@@ -19,11 +19,13 @@ def clustered(n, dim=32, centers=20, seed=0):
 def recall(a, b):
     return float(np.mean([len(set(r) & set(s)) / len(r) for r, s in zip(a, b)]))
 
-def _spread_vectors(monkeypatch, ef_construction: int, hard: int) -> np.ndarray:
+def _spread_vectors(monkeypatch, ef_construction: int, hard: int, m_hard: int = 8) -> np.ndarray:
     """3,000 spread-out 24-d unit vectors, HNSW_FROM 500 and a sparse graph (M 8, the given
-    efConstruction and denser rebuild's, floor beam 10): the floor beam is not enough there."""
+    efConstruction and denser rebuild's M and efConstruction, floor beam 10): the floor beam
+    is not enough there."""
     monkeypatch.setattr(ix, "HNSW_FROM", 500)
     monkeypatch.setattr(ix, "HNSW_M", 8)
+    monkeypatch.setattr(ix, "HNSW_M_HARD", m_hard)
     monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION", ef_construction)
     monkeypatch.setattr(ix, "HNSW_EF_CONSTRUCTION_HARD", hard)
     monkeypatch.setattr(ix, "HNSW_EF_SEARCH", 10)
@@ -162,7 +164,7 @@ def test_vectors_that_need_a_wide_beam_get_a_denser_graph_that_needs_a_narrower_
     narrower beam; index.json records which graph was kept."""
     import json
 
-    x = _spread_vectors(monkeypatch, 8, 64)
+    x = _spread_vectors(monkeypatch, 8, 64, m_hard=16)
     sparse_ef, _ = ix.tune_ef_search(HnswIndex.build(x), x)
     assert sparse_ef is None or sparse_ef > 10  # the first graph needs a wider beam
     said = []
@@ -170,9 +172,9 @@ def test_vectors_that_need_a_wide_beam_get_a_denser_graph_that_needs_a_narrower_
     p.save_array("pca", x)
     assert ix.update_project_index(p, say=said.append) == "built"
     meta = json.loads((p.models_dir / ix.INDEX_META).read_text())
-    assert meta["kind"] == "hnsw" and meta["ef_construction"] == 64
+    assert meta["kind"] == "hnsw" and (meta["m"], meta["ef_construction"]) == (16, 64)
     assert meta["ef_search"] < (sparse_ef or 10**9) and meta["recall_at_10"] >= ix.HNSW_TARGET_RECALL
-    assert any("denser graph (efConstruction 64)" in s for s in said)
+    assert any("denser graph (M 16, efConstruction 64)" in s for s in said)
     p.store.close()
 
 
