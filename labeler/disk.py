@@ -26,6 +26,7 @@ def size_text(n: int) -> str:
     """A size in bytes for a person: '14.3 MiB', or '4.80 GiB' from 1 GiB (binary units)."""
     return f"{n / 2**30:.2f} GiB" if n >= 2**30 else f"{n / 2**20:.1f} MiB"
 
+
 #: Parts of a project folder, in the order ``labeler info`` prints them: name -> (what it
 #: is, how to free it or None when it is not to be deleted by hand).
 PARTS = {

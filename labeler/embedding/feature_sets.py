@@ -27,9 +27,8 @@ from ..integrity import verify, write_tracked
 from ..project import Project
 
 __all__ = ["EMBEDDINGS", "active_feature_set", "active_features", "describe_feature_set", "drop_feature_set",
-           "feature_set_path",
-           "list_feature_sets", "load_feature_set", "new_feature_set_name", "save_feature_set",
-           "set_active_feature_set"]
+           "feature_set_path", "heldout_text", "list_feature_sets", "load_feature_set", "new_feature_set_name",
+           "save_feature_set", "set_active_feature_set"]
 
 #: The name of the ingest embeddings as a feature set.
 EMBEDDINGS = "embeddings"
